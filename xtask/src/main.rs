@@ -1,0 +1,71 @@
+//! Project automation, run as `cargo xtask <command>` (rust-analyzer's xtask
+//! pattern: plain Rust instead of shell scripts, so it runs wherever cargo
+//! does).
+//!
+//! - `ci`: formatting, clippy with warnings denied, every workspace test,
+//!   and the docs with warnings denied.
+
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(cmd) = args.first() else {
+        bail!("usage: cargo xtask <ci>");
+    };
+    match cmd.as_str() {
+        "ci" => ci(),
+        other => bail!("unknown xtask command `{other}`; known: ci"),
+    }
+}
+
+/// Runs one command from the workspace root and fails if it fails.
+fn run(program: &str, args: &[&str], envs: &[(&str, &str)]) -> Result<()> {
+    eprintln!("$ {program} {}", args.join(" "));
+    let status = Command::new(program)
+        .args(args)
+        .envs(envs.iter().copied())
+        .current_dir(workspace_root())
+        .status()
+        .with_context(|| format!("could not start `{program}`"))?;
+    if !status.success() {
+        bail!("`{program} {}` failed: {status}", args.join(" "));
+    }
+    Ok(())
+}
+
+fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|| std::path::PathBuf::from("."))
+}
+
+fn ci() -> Result<()> {
+    run("cargo", &["fmt", "--all", "--check"], &[])?;
+    run(
+        "cargo",
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+        &[],
+    )?;
+    run(
+        "cargo",
+        &["nextest", "run", "--workspace", "--no-fail-fast"],
+        &[],
+    )?;
+    run("cargo", &["test", "--workspace", "--doc"], &[])?;
+    run(
+        "cargo",
+        &["doc", "--workspace", "--no-deps"],
+        &[("RUSTDOCFLAGS", "-D warnings")],
+    )?;
+    Ok(())
+}
