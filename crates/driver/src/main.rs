@@ -1,0 +1,28 @@
+//! `cert-manager-csi-driver`: parse flags, set up logging, run the driver.
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = cmcsi_driver::config::Cli::parse();
+    let config = cli.into_config();
+    cmcsi_driver::logging::init(config.log_level, config.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(cmcsi_driver::run(config)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "driver stopped");
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

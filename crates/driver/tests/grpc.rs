@@ -1,0 +1,281 @@
+//! The real driver binary on a temporary socket, called over CSI gRPC.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cmcsi_proto::v1::identity_client::IdentityClient;
+use cmcsi_proto::v1::node_client::NodeClient;
+use cmcsi_proto::v1::node_service_capability::Type as CapType;
+use cmcsi_proto::v1::{self as csi, volume_capability};
+use hyper_util::rt::TokioIo;
+use tonic::Code;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+const BIN: &str = env!("CARGO_BIN_EXE_cert-manager-csi-driver");
+
+struct Driver {
+    child: Child,
+    socket: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start() -> Driver {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("plugin/csi.sock");
+    let child = Command::new(BIN)
+        .args(["--node-id", "node-a", "--endpoint"])
+        .arg(format!("unix://{}", socket.display()))
+        .arg("--data-root")
+        .arg(dir.path().join("data"))
+        .env("KUBECONFIG", dir.path().join("missing-kubeconfig"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !socket.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "driver did not create its socket"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Driver {
+        child,
+        socket,
+        _dir: dir,
+    }
+}
+
+async fn channel(path: &Path) -> Channel {
+    let path = path.to_path_buf();
+    Endpoint::try_from("http://[::]:50051")
+        .unwrap()
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let path = path.clone();
+            async move {
+                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?))
+            }
+        }))
+        .await
+        .unwrap()
+}
+
+fn mount_capability() -> csi::VolumeCapability {
+    csi::VolumeCapability {
+        access_type: Some(volume_capability::AccessType::Mount(
+            volume_capability::MountVolume::default(),
+        )),
+        access_mode: Some(volume_capability::AccessMode {
+            mode: volume_capability::access_mode::Mode::SingleNodeReaderOnly as i32,
+        }),
+    }
+}
+
+#[tokio::test]
+async fn every_rpc_answers_as_a_node_only_driver() {
+    let d = start();
+    let ch = channel(&d.socket).await;
+    let mut id = IdentityClient::new(ch.clone());
+    let mut node = NodeClient::new(ch);
+
+    let info = id
+        .get_plugin_info(csi::GetPluginInfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(info.name, "csi.cert-manager.io");
+    assert_eq!(info.vendor_version, env!("CARGO_PKG_VERSION"));
+
+    let caps = id
+        .get_plugin_capabilities(csi::GetPluginCapabilitiesRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(caps.capabilities.is_empty(), "no controller service");
+
+    let probe = id.probe(csi::ProbeRequest {}).await.unwrap().into_inner();
+    assert_eq!(probe.ready, Some(true));
+
+    let ncaps = node
+        .node_get_capabilities(csi::NodeGetCapabilitiesRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let types: Vec<i32> = ncaps
+        .capabilities
+        .iter()
+        .map(|c| match &c.r#type {
+            Some(CapType::Rpc(r)) => r.r#type,
+            None => -1,
+        })
+        .collect();
+    assert_eq!(
+        types,
+        vec![csi::node_service_capability::rpc::Type::VolumeMountGroup as i32]
+    );
+
+    let ninfo = node
+        .node_get_info(csi::NodeGetInfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ninfo.node_id, "node-a");
+
+    let code = node
+        .node_stage_volume(csi::NodeStageVolumeRequest::default())
+        .await
+        .unwrap_err()
+        .code();
+    assert_eq!(code, Code::Unimplemented);
+    let code = node
+        .node_unstage_volume(csi::NodeUnstageVolumeRequest::default())
+        .await
+        .unwrap_err()
+        .code();
+    assert_eq!(code, Code::Unimplemented);
+    let code = node
+        .node_get_volume_stats(csi::NodeGetVolumeStatsRequest::default())
+        .await
+        .unwrap_err()
+        .code();
+    assert_eq!(code, Code::Unimplemented);
+    let code = node
+        .node_expand_volume(csi::NodeExpandVolumeRequest::default())
+        .await
+        .unwrap_err()
+        .code();
+    assert_eq!(code, Code::Unimplemented);
+}
+
+#[tokio::test]
+async fn publish_and_unpublish_name_the_missing_field() {
+    let d = start();
+    let mut node = NodeClient::new(channel(&d.socket).await);
+
+    let full = csi::NodePublishVolumeRequest {
+        volume_id: "csi-abc".into(),
+        target_path: "/var/lib/kubelet/pods/x/volumes/tls".into(),
+        volume_capability: Some(mount_capability()),
+        readonly: true,
+        ..Default::default()
+    };
+    for (req, field) in [
+        (
+            csi::NodePublishVolumeRequest {
+                volume_id: String::new(),
+                ..full.clone()
+            },
+            "volume_id",
+        ),
+        (
+            csi::NodePublishVolumeRequest {
+                target_path: String::new(),
+                ..full.clone()
+            },
+            "target_path",
+        ),
+        (
+            csi::NodePublishVolumeRequest {
+                volume_capability: None,
+                ..full.clone()
+            },
+            "volume_capability",
+        ),
+    ] {
+        let st = node.node_publish_volume(req).await.unwrap_err();
+        assert_eq!(st.code(), Code::InvalidArgument, "{st:?}");
+        assert!(st.message().contains(field), "{}", st.message());
+    }
+
+    for (req, field) in [
+        (
+            csi::NodeUnpublishVolumeRequest {
+                volume_id: String::new(),
+                target_path: "/t".into(),
+            },
+            "volume_id",
+        ),
+        (
+            csi::NodeUnpublishVolumeRequest {
+                volume_id: "csi-abc".into(),
+                target_path: String::new(),
+            },
+            "target_path",
+        ),
+    ] {
+        let st = node.node_unpublish_volume(req).await.unwrap_err();
+        assert_eq!(st.code(), Code::InvalidArgument, "{st:?}");
+        assert!(st.message().contains(field), "{}", st.message());
+    }
+}
+
+#[test]
+fn socket_is_private() {
+    let d = start();
+    let mode = std::fs::metadata(&d.socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+}
+
+#[test]
+fn regular_file_at_socket_path_is_refused_and_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("csi.sock");
+    std::fs::write(&path, b"not a socket").unwrap();
+    let out = Command::new(BIN)
+        .args(["--node-id", "n", "--endpoint"])
+        .arg(&path)
+        .arg("--data-root")
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not a Unix socket"), "{stderr}");
+    assert_eq!(std::fs::read(&path).unwrap(), b"not a socket");
+}
+
+#[test]
+fn sigterm_stops_gracefully_and_removes_the_socket() {
+    let mut d = start();
+    let pid = rustix::process::Pid::from_raw(d.child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = d.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "driver did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+    assert!(!d.socket.exists(), "socket must be removed on shutdown");
+}
+
+#[test]
+fn bad_flags_exit_with_code_2_and_say_why() {
+    let out = Command::new(BIN)
+        .args(["--node-id", "n", "--endpoint", "tcp://127.0.0.1:1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Unix socket"), "{stderr}");
+
+    let out = Command::new(BIN)
+        .args(["--endpoint", "/tmp/x.sock"])
+        .env_remove("NODE_ID")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--node-id"));
+}
