@@ -1,5 +1,7 @@
 //! The real driver binary on a temporary socket, called over CSI gRPC.
 
+#![allow(clippy::unwrap_used)]
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
