@@ -20,6 +20,7 @@
 pub mod config;
 pub mod identity;
 pub mod logging;
+pub mod mount;
 pub mod node;
 mod rpclog;
 pub mod socket;
