@@ -428,18 +428,30 @@ fn examples_chain_a_ca_issuer_and_use_it() {
 
 // ---------------------------------------------------------------------------------- kustomize
 
-fn have(program: &str, arg: &str) -> bool {
-    Command::new(program)
-        .arg(arg)
+/// Major version of the kustomize built into kubectl, if kubectl is installed.
+fn kustomize_major() -> Option<u32> {
+    let out = Command::new("kubectl")
+        .args(["version", "--client"])
         .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // kubectl >= 1.24 prints `Kustomize Version: v5.5.0`; older ones bundle kustomize v2-v4.
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Kustomize Version: v"))?;
+    line.split('.').next()?.parse().ok()
 }
 
 fn kustomize(dir: &str) -> Option<Vec<Value>> {
-    if !have("kubectl", "version") && !have("kubectl", "help") {
-        eprintln!("SKIPPED: kubectl not found; `kubectl kustomize {dir}` not checked");
-        return None;
+    match kustomize_major() {
+        Some(major) if major >= 4 => {}
+        found => {
+            eprintln!(
+                "SKIPPED: `kubectl kustomize {dir}` not checked: needs kubectl >= 1.24 \
+                 (kustomize v4+), found {found:?}"
+            );
+            return None;
+        }
     }
     let out = Command::new("kubectl")
         .args(["kustomize", dir])
