@@ -7,7 +7,7 @@
 //!   ServiceAccount token (CSIDriver `tokenRequests` + `requiresRepublish`, `--use-token-request`).
 //! - `deploy/examples/`: a CA issuer chain and the Deployment from the original documentation.
 //! - `deploy/chart/`: a Helm chart whose templates are the same objects, with chosen fields turned
-//!   into template expressions (see [`helmify`]).
+//!   into template expressions (see [`chart::helmify`]).
 //!
 //! `--check` regenerates in memory and fails, naming every stale, missing or extra file, when the
 //! committed files differ (rust-analyzer's `codegen --check` pattern).

@@ -1,6 +1,8 @@
 //! Tests of the generated deploy manifests: freshness, and the security-relevant fields read back
 //! from the committed YAML into typed objects.
 
+#![allow(clippy::unwrap_used)] // tests may unwrap
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::Command;
