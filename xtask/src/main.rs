@@ -4,19 +4,24 @@
 //!
 //! - `ci`: formatting, clippy with warnings denied, every workspace test,
 //!   and the docs with warnings denied.
+//! - `deploy [--check]`: generate the manifests and Helm chart under `deploy/`
+//!   (or fail if the committed ones are stale).
 
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+mod deploy;
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(cmd) = args.first() else {
-        bail!("usage: cargo xtask <ci>");
+        bail!("usage: cargo xtask <ci|deploy [--check]>");
     };
     match cmd.as_str() {
         "ci" => ci(),
-        other => bail!("unknown xtask command `{other}`; known: ci"),
+        "deploy" => deploy::run(&args[1..]),
+        other => bail!("unknown xtask command `{other}`; known: ci, deploy"),
     }
 }
 
