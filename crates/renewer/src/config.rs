@@ -198,6 +198,7 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -227,19 +228,24 @@ mod tests {
     #[test]
     fn renew_before_is_used_only_inside_the_lifetime() {
         let l = lifetime(DAY);
+        assert_eq!(l.with_renew_before(HOUR).renewal_time(), t0() + 23 * HOUR);
         assert_eq!(
-            l.with_renew_before(HOUR).renewal_time(),
-            t0() + 23 * HOUR
-        );
-        assert_eq!(
-            lifetime(90 * DAY).with_renew_before(30 * DAY + HOUR).renewal_time(),
+            lifetime(90 * DAY)
+                .with_renew_before(30 * DAY + HOUR)
+                .renewal_time(),
             t0() + 60 * DAY - HOUR
         );
         // Equal to or longer than the lifetime: falls back to 2/3.
         assert_eq!(l.with_renew_before(DAY).renewal_time(), t0() + 16 * HOUR);
-        assert_eq!(l.with_renew_before(2 * DAY).renewal_time(), t0() + 16 * HOUR);
+        assert_eq!(
+            l.with_renew_before(2 * DAY).renewal_time(),
+            t0() + 16 * HOUR
+        );
         // Zero (accepted by the Go driver) renews at notAfter.
-        assert_eq!(l.with_renew_before(Duration::ZERO).renewal_time(), t0() + DAY);
+        assert_eq!(
+            l.with_renew_before(Duration::ZERO).renewal_time(),
+            t0() + DAY
+        );
         // An inverted window renews at once (its notBefore).
         let inverted = Lifetime::new(t0() + DAY, t0());
         assert_eq!(inverted.renewal_time(), t0());
@@ -280,7 +286,10 @@ mod tests {
         let a = cfg.planner(1).next_issuance(&v, &l);
         assert_eq!(a, cfg.planner(1).next_issuance(&v, &l));
         assert_ne!(a, cfg.planner(2).next_issuance(&v, &l));
-        assert_ne!(a, cfg.planner(1).next_issuance(&VolumeId::from("csi-b"), &l));
+        assert_ne!(
+            a,
+            cfg.planner(1).next_issuance(&VolumeId::from("csi-b"), &l)
+        );
         // No jitter configured: exactly the renewal time.
         let none = RenewerConfig {
             jitter_fraction: 0.0,
@@ -330,13 +339,40 @@ mod tests {
     fn validate_rejects_bad_settings() {
         assert!(RenewerConfig::default().validate().is_ok());
         let cases: [(&str, RenewerConfig); 5] = [
-            ("max_concurrent", RenewerConfig { max_concurrent: 0, ..Default::default() }),
-            ("jitter_fraction", RenewerConfig { jitter_fraction: 1.0, ..Default::default() }),
-            ("backoff_factor", RenewerConfig { backoff_factor: 0.5, ..Default::default() }),
-            ("backoff_jitter", RenewerConfig { backoff_jitter: f64::NAN, ..Default::default() }),
+            (
+                "max_concurrent",
+                RenewerConfig {
+                    max_concurrent: 0,
+                    ..Default::default()
+                },
+            ),
+            (
+                "jitter_fraction",
+                RenewerConfig {
+                    jitter_fraction: 1.0,
+                    ..Default::default()
+                },
+            ),
+            (
+                "backoff_factor",
+                RenewerConfig {
+                    backoff_factor: 0.5,
+                    ..Default::default()
+                },
+            ),
+            (
+                "backoff_jitter",
+                RenewerConfig {
+                    backoff_jitter: f64::NAN,
+                    ..Default::default()
+                },
+            ),
             (
                 "backoff_cap",
-                RenewerConfig { backoff_cap: Duration::from_secs(1), ..Default::default() },
+                RenewerConfig {
+                    backoff_cap: Duration::from_secs(1),
+                    ..Default::default()
+                },
             ),
         ];
         for (field, cfg) in cases {

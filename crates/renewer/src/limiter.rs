@@ -158,6 +158,7 @@ impl fmt::Debug for IssuancePermit {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use std::sync::Mutex as StdMutex;

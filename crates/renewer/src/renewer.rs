@@ -417,7 +417,9 @@ impl Inner {
         }
         *seq += 1;
         let key = (self.config.clock.instant_for(due), *seq);
-        let earliest = queue.first_key_value().is_none_or(|(first, _)| key < *first);
+        let earliest = queue
+            .first_key_value()
+            .is_none_or(|(first, _)| key < *first);
         queue.insert(key, volume.clone());
         entry.slot = Some(Slot {
             key,
@@ -485,6 +487,12 @@ impl Inner {
         let Some(slot) = entry.slot.take() else {
             return;
         };
+        // The timer fired but the wall clock says "not yet": a due time beyond
+        // the timer's horizon, or a system clock stepped back. Map it again.
+        if slot.wall > self.config.clock.now() + Duration::from_secs(1) {
+            self.schedule(st, &volume, slot.wall, slot.reason);
+            return;
+        }
         // A Pod without any certificate is as urgent as a starting Pod.
         let priority = if entry.has_certificate {
             Priority::Renewal

@@ -49,13 +49,19 @@ async fn failures_back_off_from_30s_doubling_to_a_5_minute_cap() {
         let state = renewer.snapshot("vol").unwrap();
         assert!(state.retrying);
         assert_eq!(state.attempts, n);
-        assert_eq!(state.last_error.as_deref(), Some("issuer my-ca is not ready"));
+        assert_eq!(
+            state.last_error.as_deref(),
+            Some("issuer my-ca is not ready")
+        );
         assert_eq!(state.due, Some(retry_at));
     }
     let calls = issuer.calls();
     assert_eq!(calls[0].reason, IssueReason::Renewal);
     assert!(calls[1..].iter().all(|c| c.reason == IssueReason::Retry));
-    assert_eq!(gaps(&calls), [30.0, 60.0, 120.0, 240.0, 300.0, 300.0, 300.0]);
+    assert_eq!(
+        gaps(&calls),
+        [30.0, 60.0, 120.0, 240.0, 300.0, 300.0, 300.0]
+    );
     assert_eq!(renewer.stats().retrying, 1);
 
     // The issuer recovers: the failure state clears and renewal follows the
@@ -92,7 +98,10 @@ async fn backoff_jitter_stays_within_the_go_bounds() {
         let g = gaps(&issuer.calls_for(&format!("vol-{i}")));
         assert!(g.len() >= 6, "{g:?}");
         for (n, gap) in g.iter().enumerate() {
-            let base = [30.0, 60.0, 120.0, 240.0, 300.0].get(n).copied().unwrap_or(300.0);
+            let base = [30.0, 60.0, 120.0, 240.0, 300.0]
+                .get(n)
+                .copied()
+                .unwrap_or(300.0);
             // Calls land on millisecond ticks, hence the small slack.
             assert!(
                 *gap >= base && *gap <= base * 1.5 + 0.002,
@@ -104,7 +113,10 @@ async fn backoff_jitter_stays_within_the_go_bounds() {
     }
     second_gaps.sort_by(f64::total_cmp);
     second_gaps.dedup();
-    assert!(second_gaps.len() > 10, "retries in lockstep: {second_gaps:?}");
+    assert!(
+        second_gaps.len() > 10,
+        "retries in lockstep: {second_gaps:?}"
+    );
 }
 
 /// Captures formatted log output.
@@ -177,7 +189,10 @@ async fn an_expired_certificate_keeps_retrying_and_says_so_loudly() {
         loud[0]
     );
     // Failures before expiry are warnings.
-    assert!(text.lines().any(|l| l.contains("WARN") && l.contains("retrying")));
+    assert!(
+        text.lines()
+            .any(|l| l.contains("WARN") && l.contains("retrying"))
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -201,7 +216,8 @@ async fn a_hung_issuance_times_out_frees_its_slot_and_backs_off() {
     assert_eq!(Instant::now() - started, MIN);
     assert_eq!(issuer.dropped.load(std::sync::atomic::Ordering::SeqCst), 1);
     // The slot is free again.
-    let permit = tokio::time::timeout(Duration::from_secs(1), renewer.acquire_first_issuance()).await;
+    let permit =
+        tokio::time::timeout(Duration::from_secs(1), renewer.acquire_first_issuance()).await;
     assert!(permit.is_ok());
     drop(permit);
     // And the retry comes 30 s after the failure.

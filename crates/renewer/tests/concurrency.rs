@@ -14,7 +14,11 @@ use common::*;
 fn manage_together(renewer: &cmcsi_renewer::Renewer, cfg: &RenewerConfig, n: usize) {
     let now = cfg.clock.now();
     for i in 0..n {
-        renewer.manage(format!("vol-{i}"), Lifetime::new(now, now + 3 * HOUR), false);
+        renewer.manage(
+            format!("vol-{i}"),
+            Lifetime::new(now, now + 3 * HOUR),
+            false,
+        );
     }
 }
 
@@ -119,7 +123,11 @@ async fn forget_during_an_in_flight_issuance_cancels_it() {
     settle().await;
     assert_eq!(issuer.call_count(), 1);
     let running = issuer.calls()[0].volume.clone();
-    let other = if running.as_str() == "vol-0" { "vol-1" } else { "vol-0" };
+    let other = if running.as_str() == "vol-0" {
+        "vol-1"
+    } else {
+        "vol-0"
+    };
     assert!(renewer.snapshot(running.as_str()).unwrap().in_flight);
 
     assert!(renewer.forget(running.as_str()));

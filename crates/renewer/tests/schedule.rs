@@ -40,7 +40,10 @@ async fn renewals_happen_at_the_planned_instant_for_several_lifetimes() {
         // Jittered earlier, but by no more than the bound.
         let base = start + unjittered;
         assert_eq!(l.renewal_time(), base);
-        assert!(due <= base && due >= base - planner.max_jitter(&l), "{lifetime:?}");
+        assert!(
+            due <= base && due >= base - planner.max_jitter(&l),
+            "{lifetime:?}"
+        );
 
         let at = instant_of(&cfg, due);
         sleep_until(at - Duration::from_millis(2)).await;
@@ -52,7 +55,11 @@ async fn renewals_happen_at_the_planned_instant_for_several_lifetimes() {
         assert_eq!(calls.len(), 1);
         assert_eq!(calls[0].reason, IssueReason::Renewal);
         assert!(calls[0].at >= at && calls[0].at <= at + Duration::from_millis(1));
-        let Outcome::Issued { not_after, next_due } = event.outcome else {
+        let Outcome::Issued {
+            not_after,
+            next_due,
+        } = event.outcome
+        else {
             panic!("{event:?}")
         };
         let now = cfg.clock.now();
@@ -169,7 +176,11 @@ async fn a_pending_volume_is_issued_in_the_background_until_it_succeeds() {
     let reasons: Vec<_> = calls.iter().map(|c| c.reason).collect();
     assert_eq!(
         reasons,
-        [IssueReason::Requested, IssueReason::Retry, IssueReason::Retry]
+        [
+            IssueReason::Requested,
+            IssueReason::Retry,
+            IssueReason::Retry
+        ]
     );
     assert_eq!(calls[0].at, start_at);
     assert_eq!(calls[2].at - start_at, Duration::from_secs(30 + 60));
@@ -177,4 +188,23 @@ async fn a_pending_volume_is_issued_in_the_background_until_it_succeeds() {
     assert!(!state.retrying);
     assert_eq!(state.attempts, 0);
     assert!(state.due.is_some());
+}
+
+/// Lifetimes beyond what a timer can represent (here 100 years) are scheduled
+/// without panicking and are simply not due for a very long time.
+#[tokio::test(start_paused = true)]
+async fn very_long_lifetimes_are_scheduled_without_trouble() {
+    let cfg = config();
+    let issuer = FakeIssuer::new(cfg.clock, HOUR);
+    let renewer = start(&issuer, cfg.clone());
+    let now = cfg.clock.now();
+    let l = Lifetime::new(now, now + 36_500 * DAY);
+    let due = renewer.manage("ca", l, false).unwrap();
+    assert!(due > now + 24_000 * DAY);
+    // Past the timer horizon (30 years): the timer fires, nothing is issued.
+    tokio::time::sleep(31 * 365 * DAY).await;
+    settle().await;
+    assert!(renewer.stats().scheduler_wakeups > 0);
+    assert_eq!(issuer.call_count(), 0);
+    assert_eq!(renewer.snapshot("ca").unwrap().due, Some(due));
 }

@@ -124,7 +124,8 @@ impl Issue for FakeIssuer {
             at: Instant::now(),
         });
         let now_in_flight = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-        self.max_in_flight.fetch_max(now_in_flight, Ordering::SeqCst);
+        self.max_in_flight
+            .fetch_max(now_in_flight, Ordering::SeqCst);
         let mut guard = InFlight {
             issuer: self,
             finished: false,
