@@ -337,7 +337,8 @@ impl Renewer {
         })
     }
 
-    /// Counts over all managed volumes.
+    /// Counts over all managed volumes (walks them all: meant for a metrics
+    /// scrape, not a hot path).
     pub fn stats(&self) -> Stats {
         let inner = self.inner();
         let now = inner.config.clock.now();
