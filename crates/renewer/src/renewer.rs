@@ -1,0 +1,649 @@
+//! The engine: one ordered schedule, one scheduler task, one task per running
+//! attempt.
+
+use std::collections::{BTreeMap, HashMap, hash_map};
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::Poll;
+use std::time::{Duration, SystemTime};
+
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
+use tokio::sync::{Notify, broadcast};
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+
+use crate::config::{Planner, RenewerConfig, StartError};
+use crate::limiter::{IssuancePermit, Limiter, Priority};
+use crate::types::{
+    IssuanceEvent, Issue, IssueFailure, IssueReason, Lifetime, Outcome, Stats, VolumeId,
+    VolumeState,
+};
+
+type IssueFuture = Pin<Box<dyn Future<Output = Result<Lifetime, IssueFailure>> + Send>>;
+type IssueFn = dyn Fn(VolumeId, IssueReason) -> IssueFuture + Send + Sync;
+
+/// How many events a slow [`Renewer::subscribe`] receiver may fall behind.
+const EVENT_CAPACITY: usize = 1024;
+
+/// A volume as stored before a restart, for [`Renewer::restore`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestoredVolume {
+    /// The volume.
+    pub volume: VolumeId,
+    /// The stored next issuance time; `None` when the volume never got a
+    /// certificate (it is then due at once, like an overdue one).
+    pub next_issuance: Option<SystemTime>,
+    /// The current certificate's `notAfter`, if the caller read it (used to
+    /// report expiry before the next success).
+    pub not_after: Option<SystemTime>,
+    /// The volume's `disable-auto-renew`: such a volume is only scheduled
+    /// when it has no certificate yet.
+    pub disable_auto_renew: bool,
+}
+
+impl RestoredVolume {
+    /// A restored volume without a known `notAfter`.
+    pub fn new(
+        volume: impl Into<VolumeId>,
+        next_issuance: Option<SystemTime>,
+        disable_auto_renew: bool,
+    ) -> Self {
+        Self {
+            volume: volume.into(),
+            next_issuance,
+            not_after: None,
+            disable_auto_renew,
+        }
+    }
+
+    /// The same, with the current certificate's `notAfter`.
+    #[must_use]
+    pub fn with_not_after(mut self, not_after: SystemTime) -> Self {
+        self.not_after = Some(not_after);
+        self
+    }
+}
+
+/// Schedules certificate issuance for every managed volume.
+///
+/// A cheap handle: clones share one schedule. The scheduler stops when the
+/// last handle is dropped or [`Renewer::shutdown`] is called. See the crate
+/// documentation for an overview.
+#[derive(Clone)]
+pub struct Renewer {
+    handle: Arc<Handle>,
+}
+
+/// Owned by the `Renewer` clones only (tasks hold `Inner`), so its drop means
+/// no caller is left.
+struct Handle {
+    inner: Arc<Inner>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.inner.shutdown();
+    }
+}
+
+struct Inner {
+    config: RenewerConfig,
+    planner: Planner,
+    issuer: Box<IssueFn>,
+    state: Mutex<State>,
+    /// Wakes the scheduler when the earliest due instant moves earlier.
+    wake: Notify,
+    limiter: Arc<Limiter>,
+    events: broadcast::Sender<IssuanceEvent>,
+    rng: Mutex<SmallRng>,
+    wakeups: AtomicU64,
+}
+
+#[derive(Default)]
+struct State {
+    volumes: HashMap<VolumeId, Entry>,
+    /// Due instants in order; the sequence number keeps keys unique.
+    queue: BTreeMap<(Instant, u64), VolumeId>,
+    seq: u64,
+    generation: u64,
+    shutdown: bool,
+}
+
+struct Entry {
+    /// Changes whenever the volume is re-managed, so a running attempt for an
+    /// older registration can tell that its result is stale.
+    generation: u64,
+    not_after: Option<SystemTime>,
+    has_certificate: bool,
+    disable_auto_renew: bool,
+    slot: Option<Slot>,
+    attempt: Option<Attempt>,
+    attempts: u32,
+    last_error: Option<String>,
+}
+
+struct Slot {
+    key: (Instant, u64),
+    wall: SystemTime,
+    reason: IssueReason,
+}
+
+struct Attempt {
+    cancelled: Arc<AtomicBool>,
+    abort: AbortHandle,
+    in_flight: bool,
+}
+
+impl Attempt {
+    fn cancel(&self) {
+        self.cancelled.store(true, Ordering::SeqCst);
+        self.abort.abort();
+    }
+}
+
+impl Entry {
+    fn new(generation: u64, disable_auto_renew: bool) -> Self {
+        Self {
+            generation,
+            not_after: None,
+            has_certificate: false,
+            disable_auto_renew,
+            slot: None,
+            attempt: None,
+            attempts: 0,
+            last_error: None,
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn timestamp(t: SystemTime) -> String {
+    jiff::Timestamp::try_from(t)
+        .map(|ts| ts.to_string())
+        .unwrap_or_else(|_| format!("{t:?}"))
+}
+
+impl Renewer {
+    /// Checks `config` and starts the scheduler task on the current tokio
+    /// runtime.
+    pub fn start<I: Issue>(issuer: Arc<I>, config: RenewerConfig) -> Result<Self, StartError> {
+        config.validate()?;
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| StartError::NoRuntime)?;
+        let seed = config.seed.unwrap_or_else(rand::random);
+        let issue_fn = move |volume: VolumeId, reason: IssueReason| -> IssueFuture {
+            let issuer = Arc::clone(&issuer);
+            Box::pin(async move { issuer.issue(volume, reason).await })
+        };
+        let inner = Arc::new(Inner {
+            planner: config.planner(seed),
+            limiter: Limiter::new(config.max_concurrent),
+            rng: Mutex::new(SmallRng::seed_from_u64(seed.rotate_left(17) ^ 0x5eed)),
+            config,
+            issuer: Box::new(issue_fn),
+            state: Mutex::new(State::default()),
+            wake: Notify::new(),
+            events: broadcast::channel(EVENT_CAPACITY).0,
+            wakeups: AtomicU64::new(0),
+        });
+        runtime.spawn(Arc::clone(&inner).run_scheduler());
+        Ok(Self {
+            handle: Arc::new(Handle { inner }),
+        })
+    }
+
+    fn inner(&self) -> &Arc<Inner> {
+        &self.handle.inner
+    }
+
+    /// Starts managing `volume` whose certificate was just issued, or replaces
+    /// its schedule (a running attempt for it is cancelled, its failure count
+    /// cleared). Returns the next issuance time, or `None` when
+    /// `disable_auto_renew` is set (the volume is then never renewed).
+    pub fn manage(
+        &self,
+        volume: impl Into<VolumeId>,
+        lifetime: Lifetime,
+        disable_auto_renew: bool,
+    ) -> Option<SystemTime> {
+        let volume = volume.into();
+        let inner = self.inner();
+        let mut st = lock(&inner.state);
+        let entry = st.replace_entry(&volume, disable_auto_renew);
+        entry.has_certificate = true;
+        entry.not_after = Some(lifetime.not_after);
+        if disable_auto_renew {
+            return None;
+        }
+        let due = inner.planner.next_issuance(&volume, &lifetime);
+        inner.schedule(&mut st, &volume, due, IssueReason::Renewal);
+        Some(due)
+    }
+
+    /// Starts managing `volume` that has no certificate yet, due at once: the
+    /// background first issuance of a volume published before it was ready.
+    /// Failures are retried with backoff until one succeeds; then it is
+    /// renewed like any other (unless `disable_auto_renew`).
+    pub fn manage_pending(&self, volume: impl Into<VolumeId>, disable_auto_renew: bool) {
+        let volume = volume.into();
+        let inner = self.inner();
+        let mut st = lock(&inner.state);
+        st.replace_entry(&volume, disable_auto_renew);
+        let now = inner.config.clock.now();
+        inner.schedule(&mut st, &volume, now, IssueReason::Requested);
+    }
+
+    /// Schedules every stored volume after a restart. A volume whose stored
+    /// time is still ahead keeps it; the others (overdue, or never issued) are
+    /// spread evenly over [`RenewerConfig::recovery_spread`], never-issued and
+    /// most overdue first. Volumes with `disable_auto_renew` and a certificate
+    /// are managed but not scheduled.
+    pub fn restore(&self, volumes: impl IntoIterator<Item = RestoredVolume>) {
+        let inner = self.inner();
+        let now = inner.config.clock.now();
+        let mut st = lock(&inner.state);
+        let mut overdue: Vec<(Option<SystemTime>, VolumeId)> = Vec::new();
+        for v in volumes {
+            let entry = st.replace_entry(&v.volume, v.disable_auto_renew);
+            entry.has_certificate = v.next_issuance.is_some();
+            entry.not_after = v.not_after;
+            match v.next_issuance {
+                Some(_) if v.disable_auto_renew => {}
+                Some(due) if due > now => {
+                    inner.schedule(&mut st, &v.volume, due, IssueReason::Recovery);
+                }
+                due => overdue.push((due, v.volume)),
+            }
+        }
+        // `None` (never issued) sorts first, then the most overdue.
+        overdue.sort();
+        let n = overdue.len() as f64;
+        let spread = inner.config.recovery_spread;
+        let mut rng = lock(&inner.rng);
+        for (i, (_, volume)) in overdue.into_iter().enumerate() {
+            // Stratified: slot i of n, at a random point inside its slot.
+            let unit: f64 = rng.random();
+            let offset = spread.mul_f64((i as f64 + unit) / n);
+            inner.schedule(&mut st, &volume, now + offset, IssueReason::Recovery);
+        }
+    }
+
+    /// Stops managing `volume`, at once: its schedule is removed and a running
+    /// attempt is cancelled (its future is not polled again and its result,
+    /// if any, is discarded). Returns whether the volume was managed.
+    pub fn forget(&self, volume: &str) -> bool {
+        let inner = self.inner();
+        let mut st = lock(&inner.state);
+        let Some(entry) = st.volumes.remove(volume) else {
+            return false;
+        };
+        if let Some(slot) = entry.slot {
+            st.queue.remove(&slot.key);
+        }
+        if let Some(attempt) = entry.attempt {
+            attempt.cancel();
+        }
+        true
+    }
+
+    /// Issues for a managed `volume` now instead of at its due time (no-op if
+    /// an attempt is already running). Returns whether the volume is managed.
+    pub fn issue_now(&self, volume: &str) -> bool {
+        let inner = self.inner();
+        let mut st = lock(&inner.state);
+        let Some((volume, entry)) = st.volumes.get_key_value(volume) else {
+            return false;
+        };
+        if entry.attempt.is_none() {
+            let volume = volume.clone();
+            let now = inner.config.clock.now();
+            inner.schedule(&mut st, &volume, now, IssueReason::Requested);
+        }
+        true
+    }
+
+    /// Waits for an issuance slot for a first issuance (a Pod waiting in
+    /// `NodePublishVolume`). First issuances are served before any queued
+    /// renewal; hold the permit while issuing.
+    pub async fn acquire_first_issuance(&self) -> IssuancePermit {
+        self.inner().limiter.acquire(Priority::First).await
+    }
+
+    /// The planner the renewer uses, to compute the next issuance time that
+    /// [`Renewer::manage`] and renewals will use (for the volume's metadata).
+    pub fn planner(&self) -> Planner {
+        self.inner().planner.clone()
+    }
+
+    /// What the renewer knows about `volume`, if it is managed.
+    pub fn snapshot(&self, volume: &str) -> Option<VolumeState> {
+        let inner = self.inner();
+        let now = inner.config.clock.now();
+        let st = lock(&inner.state);
+        st.volumes.get(volume).map(|e| VolumeState {
+            due: e.slot.as_ref().map(|s| s.wall),
+            retrying: e.attempts > 0,
+            attempts: e.attempts,
+            last_error: e.last_error.clone(),
+            expired: e.not_after.is_some_and(|na| now > na),
+            not_after: e.not_after,
+            in_flight: e.attempt.as_ref().is_some_and(|a| a.in_flight),
+            disable_auto_renew: e.disable_auto_renew,
+        })
+    }
+
+    /// Counts over all managed volumes (walks them all: meant for a metrics
+    /// scrape, not a hot path).
+    pub fn stats(&self) -> Stats {
+        let inner = self.inner();
+        let now = inner.config.clock.now();
+        let st = lock(&inner.state);
+        let mut stats = Stats {
+            managed: st.volumes.len(),
+            scheduler_wakeups: inner.wakeups.load(Ordering::Relaxed),
+            first_issuances_waiting: inner.limiter.waiting().0,
+            ..Stats::default()
+        };
+        for e in st.volumes.values() {
+            stats.retrying += usize::from(e.attempts > 0);
+            stats.expired += usize::from(e.not_after.is_some_and(|na| now > na));
+            match &e.attempt {
+                Some(a) if a.in_flight => stats.in_flight += 1,
+                Some(_) => stats.queued += 1,
+                None => {}
+            }
+        }
+        stats
+    }
+
+    /// How many volumes are managed.
+    pub fn managed_count(&self) -> usize {
+        lock(&self.inner().state).volumes.len()
+    }
+
+    /// Receives an [`IssuanceEvent`] after every finished attempt (cancelled
+    /// ones excepted). A receiver that falls more than 1024 events behind
+    /// loses the oldest.
+    pub fn subscribe(&self) -> broadcast::Receiver<IssuanceEvent> {
+        self.inner().events.subscribe()
+    }
+
+    /// Stops the scheduler and cancels every running attempt. Later calls
+    /// still update the bookkeeping but nothing is issued any more.
+    pub fn shutdown(&self) {
+        self.inner().shutdown();
+    }
+}
+
+impl State {
+    /// A fresh entry for `volume`, cancelling whatever the old one had going.
+    fn replace_entry(&mut self, volume: &VolumeId, disable_auto_renew: bool) -> &mut Entry {
+        self.generation += 1;
+        let fresh = Entry::new(self.generation, disable_auto_renew);
+        match self.volumes.entry(volume.clone()) {
+            hash_map::Entry::Occupied(mut slot) => {
+                let old = slot.insert(fresh);
+                if let Some(s) = old.slot {
+                    self.queue.remove(&s.key);
+                }
+                if let Some(attempt) = old.attempt {
+                    attempt.cancel();
+                }
+                slot.into_mut()
+            }
+            hash_map::Entry::Vacant(slot) => slot.insert(fresh),
+        }
+    }
+}
+
+impl Inner {
+    /// Puts `volume` in the schedule at `due`, replacing its previous slot.
+    fn schedule(&self, st: &mut State, volume: &VolumeId, due: SystemTime, reason: IssueReason) {
+        let State {
+            volumes,
+            queue,
+            seq,
+            ..
+        } = st;
+        let Some(entry) = volumes.get_mut(volume) else {
+            return;
+        };
+        if let Some(old) = entry.slot.take() {
+            queue.remove(&old.key);
+        }
+        *seq += 1;
+        let key = (self.config.clock.instant_for(due), *seq);
+        let earliest = queue
+            .first_key_value()
+            .is_none_or(|(first, _)| key < *first);
+        queue.insert(key, volume.clone());
+        entry.slot = Some(Slot {
+            key,
+            wall: due,
+            reason,
+        });
+        if earliest {
+            self.wake.notify_one();
+        }
+    }
+
+    fn shutdown(&self) {
+        let mut st = lock(&self.state);
+        st.shutdown = true;
+        st.queue.clear();
+        for e in st.volumes.values_mut() {
+            e.slot = None;
+            if let Some(a) = e.attempt.take() {
+                a.cancel();
+            }
+        }
+        drop(st);
+        self.wake.notify_one();
+    }
+
+    /// Sleeps until the earliest due instant (or until woken because an
+    /// earlier one was added), starts an attempt for everything due, repeat.
+    /// Nothing due means no wakeup.
+    async fn run_scheduler(self: Arc<Self>) {
+        loop {
+            let next = {
+                let mut st = lock(&self.state);
+                if st.shutdown {
+                    return;
+                }
+                let now = Instant::now();
+                while let Some(entry) = st.queue.first_entry() {
+                    if entry.key().0 > now {
+                        break;
+                    }
+                    let volume = entry.remove();
+                    self.start_attempt(&mut st, volume);
+                }
+                st.queue.first_key_value().map(|(key, _)| key.0)
+            };
+            match next {
+                Some(at) => {
+                    tokio::select! {
+                        () = tokio::time::sleep_until(at) => {}
+                        () = self.wake.notified() => {}
+                    }
+                }
+                None => self.wake.notified().await,
+            }
+            self.wakeups.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Spawns the attempt task for `volume`, whose slot was just taken off the
+    /// queue.
+    fn start_attempt(self: &Arc<Self>, st: &mut State, volume: VolumeId) {
+        let Some(entry) = st.volumes.get_mut(&volume) else {
+            return;
+        };
+        let Some(slot) = entry.slot.take() else {
+            return;
+        };
+        // The timer fired but the wall clock says "not yet": a due time beyond
+        // the timer's horizon, or a system clock stepped back. Map it again.
+        if slot.wall > self.config.clock.now() + Duration::from_secs(1) {
+            self.schedule(st, &volume, slot.wall, slot.reason);
+            return;
+        }
+        // A Pod without any certificate is as urgent as a starting Pod.
+        let priority = if entry.has_certificate {
+            Priority::Renewal
+        } else {
+            Priority::First
+        };
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn(Arc::clone(self).run_attempt(
+            volume,
+            entry.generation,
+            slot.reason,
+            priority,
+            Arc::clone(&cancelled),
+        ));
+        entry.attempt = Some(Attempt {
+            cancelled,
+            abort: task.abort_handle(),
+            in_flight: false,
+        });
+    }
+
+    async fn run_attempt(
+        self: Arc<Self>,
+        volume: VolumeId,
+        generation: u64,
+        reason: IssueReason,
+        priority: Priority,
+        cancelled: Arc<AtomicBool>,
+    ) {
+        let permit = self.limiter.acquire(priority).await;
+        {
+            let mut st = lock(&self.state);
+            match st.volumes.get_mut(&volume) {
+                Some(e) if e.generation == generation && !cancelled.load(Ordering::SeqCst) => {
+                    if let Some(a) = e.attempt.as_mut() {
+                        a.in_flight = true;
+                    }
+                }
+                _ => return,
+            }
+        }
+        tracing::debug!(volume = %volume, %reason, "issuing");
+        let mut issuing = (self.issuer)(volume.clone(), reason);
+        // Never poll the issuance again once the volume is forgotten.
+        let guarded = poll_fn(|cx| {
+            if cancelled.load(Ordering::SeqCst) {
+                Poll::Ready(None)
+            } else {
+                issuing.as_mut().poll(cx).map(Some)
+            }
+        });
+        let result = match self.config.issue_timeout {
+            Some(limit) => match tokio::time::timeout(limit, guarded).await {
+                Ok(result) => result,
+                Err(_) => Some(Err(IssueFailure::new(format!(
+                    "issuance did not finish within {}s",
+                    limit.as_secs_f64()
+                )))),
+            },
+            None => guarded.await,
+        };
+        drop(permit);
+        if let Some(result) = result {
+            self.finish(volume, generation, reason, result);
+        }
+    }
+
+    /// Records an attempt's result and schedules what comes next.
+    fn finish(
+        &self,
+        volume: VolumeId,
+        generation: u64,
+        reason: IssueReason,
+        result: Result<Lifetime, IssueFailure>,
+    ) {
+        let now = self.config.clock.now();
+        let mut st = lock(&self.state);
+        if st.shutdown {
+            return;
+        }
+        let Some(entry) = st.volumes.get_mut(&volume) else {
+            return;
+        };
+        if entry.generation != generation {
+            return;
+        }
+        entry.attempt = None;
+        let outcome = match result {
+            Ok(lifetime) => {
+                entry.attempts = 0;
+                entry.last_error = None;
+                entry.has_certificate = true;
+                entry.not_after = Some(lifetime.not_after);
+                let next_due = (!entry.disable_auto_renew)
+                    .then(|| self.planner.next_issuance(&volume, &lifetime));
+                if let Some(due) = next_due {
+                    self.schedule(&mut st, &volume, due, IssueReason::Renewal);
+                }
+                tracing::info!(
+                    volume = %volume,
+                    %reason,
+                    not_after = %timestamp(lifetime.not_after),
+                    next_due = next_due.map(timestamp).as_deref().unwrap_or("never"),
+                    "certificate issued"
+                );
+                Outcome::Issued {
+                    not_after: lifetime.not_after,
+                    next_due,
+                }
+            }
+            Err(failure) => {
+                entry.attempts = entry.attempts.saturating_add(1);
+                let attempts = entry.attempts;
+                let message = failure.message().to_owned();
+                entry.last_error = Some(message.clone());
+                let unit: f64 = lock(&self.rng).random();
+                let delay: Duration = self.config.backoff_delay(attempts, unit);
+                let retry_at = now + delay;
+                let expired_at = entry.not_after.filter(|na| now > *na);
+                self.schedule(&mut st, &volume, retry_at, IssueReason::Retry);
+                match expired_at {
+                    Some(na) => tracing::error!(
+                        volume = %volume,
+                        attempts,
+                        retry_in_secs = delay.as_secs(),
+                        "certificate for volume {volume} EXPIRED at {}, still retrying: {message}",
+                        timestamp(na)
+                    ),
+                    None => tracing::warn!(
+                        volume = %volume,
+                        %reason,
+                        attempts,
+                        retry_in_secs = delay.as_secs(),
+                        "issuance failed, the current certificate stays; retrying: {message}"
+                    ),
+                }
+                Outcome::Failed {
+                    message,
+                    attempts,
+                    retry_at,
+                    expired: expired_at.is_some(),
+                }
+            }
+        };
+        drop(st);
+        // No receivers is fine.
+        let _ = self.events.send(IssuanceEvent {
+            volume,
+            reason,
+            outcome,
+        });
+    }
+}
