@@ -49,6 +49,7 @@ fn workspace_root() -> std::path::PathBuf {
 
 fn ci() -> Result<()> {
     run("cargo", &["fmt", "--all", "--check"], &[])?;
+    deploy::run(&["--check".to_string()])?;
     run(
         "cargo",
         &[
