@@ -145,6 +145,16 @@ fn nearest_key(short: &str) -> Option<&'static str> {
     if let Some((_, new)) = keys::RENAMED.iter().find(|(old, _)| *old == lower) {
         return Some(new);
     }
+    // A truncated name ("issuer" for "issuer-name").
+    if lower.len() >= 4 {
+        if let Some(k) = keys::ALL
+            .iter()
+            .filter(|k| keys::short(k).starts_with(&lower))
+            .min_by_key(|k| k.len())
+        {
+            return Some(k);
+        }
+    }
     keys::ALL
         .iter()
         .map(|k| (strsim::levenshtein(&lower, keys::short(k)), *k))

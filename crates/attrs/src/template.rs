@@ -40,6 +40,9 @@ pub(crate) fn accepted() -> String {
 }
 
 fn unknown(name: &str) -> String {
+    if name == "POD_IP" {
+        return "unknown variable ${POD_IP} (the Pod's IP address is not known when its volumes are mounted)".to_owned();
+    }
     let nearest = VARIABLES
         .iter()
         .map(|v| (strsim::levenshtein(&name.to_ascii_uppercase(), v), *v))
