@@ -146,14 +146,13 @@ fn nearest_key(short: &str) -> Option<&'static str> {
         return Some(new);
     }
     // A truncated name ("issuer" for "issuer-name").
-    if lower.len() >= 4 {
-        if let Some(k) = keys::ALL
+    if lower.len() >= 4
+        && let Some(k) = keys::ALL
             .iter()
             .filter(|k| keys::short(k).starts_with(&lower))
             .min_by_key(|k| k.len())
-        {
-            return Some(k);
-        }
+    {
+        return Some(k);
     }
     keys::ALL
         .iter()
@@ -277,7 +276,7 @@ impl<'a> Parser<'a> {
     fn classify(&mut self, map: &BTreeMap<&'a str, &'a str>) {
         let mut annotation_bytes = 0usize;
         for (&key, &value) in map {
-            if key.starts_with(keys::PREFIX) {
+            if let Some(short) = key.strip_prefix(keys::PREFIX) {
                 if keys::ALL.contains(&key) {
                     self.attrs.insert(key, value);
                     let max = if LIST_KEYS.contains(&key) {
@@ -296,7 +295,7 @@ impl<'a> Parser<'a> {
                         );
                     }
                 } else {
-                    let suggestion = nearest_key(&key[keys::PREFIX.len()..]).map(str::to_owned);
+                    let suggestion = nearest_key(short).map(str::to_owned);
                     self.unknown(key, suggestion);
                 }
             } else if key.starts_with(keys::KUBELET_PREFIX) {

@@ -1,6 +1,8 @@
 //! Property tests: `parse` never panics, and every accepted spec renders back
 //! to a context that parses to the same spec.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 

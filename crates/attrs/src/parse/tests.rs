@@ -527,7 +527,8 @@ fn renew_before_must_be_shorter_than_duration() {
 
 #[test]
 fn key_accepted_forms() {
-    let cases: &[(&[(&str, &str)], KeyAlgorithm, KeyEncoding)] = &[
+    type Case<'a> = (&'a [(&'a str, &'a str)], KeyAlgorithm, KeyEncoding);
+    let cases: &[Case] = &[
         (&[], KeyAlgorithm::Rsa { bits: 2048 }, KeyEncoding::Pkcs1),
         (
             &[(keys::KEY_ALGORITHM, "rsa"), (keys::KEY_SIZE, "4096")],
