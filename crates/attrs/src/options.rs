@@ -1,0 +1,70 @@
+//! [`ParseOptions`]: defaults and leniency.
+
+use std::time::Duration;
+
+/// Defaults for what the volume attributes leave out, and how strictly to
+/// treat what the Go driver tolerated.
+///
+/// [`ParseOptions::original`] (the [`Default`]) follows the original
+/// documentation; [`ParseOptions::go_driver`] is for volumes the Go driver
+/// wrote, which this driver takes over: its file names and duration, and its
+/// tolerance of unknown keys, so a running Pod keeps getting renewals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ParseOptions {
+    /// File name of the certificate when `certificate-file` is not set.
+    pub certificate_file: String,
+    /// File name of the key when `privatekey-file` is not set.
+    pub private_key_file: String,
+    /// File name of the CA when `ca-file` is not set.
+    pub ca_file: String,
+    /// Lifetime when `duration` is not set.
+    pub duration: Duration,
+    /// `true`: unknown `csi.cert-manager.io/*` keys and near misses of them
+    /// become warnings instead of errors (the Go driver ignored them).
+    pub tolerate_unknown_keys: bool,
+    /// `true`: at least one of `dns-names`, `ip-sans`, `uri-sans` must be set,
+    /// as the original documentation says (the Go driver did not check).
+    pub require_san: bool,
+    /// `true`: a `renew-before` at or past the duration is dropped with a
+    /// warning, and the default (a third of the lifetime) applies, as the Go
+    /// driver did; `false`: it is an error.
+    pub tolerate_long_renew_before: bool,
+}
+
+impl ParseOptions {
+    /// The original documentation's defaults: `crt.pem`, `key.pem`, `ca.pem`,
+    /// `720h`; unknown keys are errors; a SAN is required.
+    pub fn original() -> Self {
+        ParseOptions {
+            certificate_file: "crt.pem".to_owned(),
+            private_key_file: "key.pem".to_owned(),
+            ca_file: "ca.pem".to_owned(),
+            duration: Duration::from_secs(720 * 3600),
+            tolerate_unknown_keys: false,
+            require_san: true,
+            tolerate_long_renew_before: false,
+        }
+    }
+
+    /// The Go driver's defaults, for volumes it wrote: `tls.crt`, `tls.key`,
+    /// `ca.crt`, `2160h`; unknown keys are warnings; no SAN required; an
+    /// over-long `renew-before` falls back to the default.
+    pub fn go_driver() -> Self {
+        ParseOptions {
+            certificate_file: "tls.crt".to_owned(),
+            private_key_file: "tls.key".to_owned(),
+            ca_file: "ca.crt".to_owned(),
+            duration: Duration::from_secs(2160 * 3600),
+            tolerate_unknown_keys: true,
+            require_san: false,
+            tolerate_long_renew_before: true,
+        }
+    }
+}
+
+impl Default for ParseOptions {
+    fn default() -> Self {
+        ParseOptions::original()
+    }
+}

@@ -1,0 +1,406 @@
+//! The typed result of parsing: [`CertificateSpec`] and its parts.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::duration::format_go_duration;
+use crate::keys;
+use crate::list::join_escaped;
+use crate::template::escape;
+use crate::usage::KeyUsage;
+
+/// Everything one volume's issuance needs, validated.
+///
+/// Produced by [`parse`](crate::parse); [`to_volume_context`](Self::to_volume_context)
+/// renders it back to attributes that parse to an equal spec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CertificateSpec {
+    /// The issuer that signs the CertificateRequest.
+    pub issuer: IssuerRef,
+    /// The CSR's subject.
+    pub subject: Subject,
+    /// DNS SANs, templated, in attribute order.
+    pub dns_names: Vec<String>,
+    /// IP SANs, in attribute order.
+    pub ip_sans: Vec<IpAddr>,
+    /// URI SANs, templated, in attribute order.
+    pub uri_sans: Vec<String>,
+    /// Key usages for `spec.usages`, without duplicates, in attribute order.
+    pub usages: Vec<KeyUsage>,
+    /// Request a CA certificate (`spec.isCA`).
+    pub is_ca: bool,
+    /// Requested lifetime (`spec.duration`, see
+    /// [`format_go_duration`](crate::format_go_duration)).
+    pub duration: Duration,
+    /// Renew this long before expiry; `None` means a third of the issued
+    /// certificate's actual lifetime.
+    pub renew_before: Option<Duration>,
+    /// The private key to make.
+    pub key: KeySpec,
+    /// Where to write what, inside the volume.
+    pub files: Files,
+    /// Group that owns the files (overrides the Pod's fsGroup).
+    pub fs_group: Option<u32>,
+    /// Keep the private key across renewals.
+    pub reuse_private_key: bool,
+    /// Issue once, never renew.
+    pub disable_auto_renew: bool,
+    /// Attributes outside the driver's and the kubelet's prefixes, copied to
+    /// the CertificateRequest's annotations.
+    pub annotations: BTreeMap<String, String>,
+    /// The Pod, as the kubelet described it.
+    pub pod: PodInfo,
+}
+
+/// `issuerRef` of the CertificateRequest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct IssuerRef {
+    /// Issuer name.
+    pub name: String,
+    /// Issuer kind (`Issuer`, `ClusterIssuer`, or an external issuer's).
+    pub kind: String,
+    /// Issuer API group (`cert-manager.io` or an external issuer's).
+    pub group: String,
+}
+
+/// The CSR's subject: separate fields, or a literal RFC 4514 string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Subject {
+    /// From `common-name`, `organizations`, ... `serialnumber`.
+    Fields(SubjectFields),
+    /// From `literal-subject`, which overrides every other subject attribute.
+    Literal(LiteralSubject),
+}
+
+/// Subject fields. Empty vectors and `None` mean "not set".
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct SubjectFields {
+    /// CN, templated.
+    pub common_name: Option<String>,
+    /// O values.
+    pub organizations: Vec<String>,
+    /// OU values.
+    pub organizational_units: Vec<String>,
+    /// C values (two letters each).
+    pub countries: Vec<String>,
+    /// ST values.
+    pub provinces: Vec<String>,
+    /// L values.
+    pub localities: Vec<String>,
+    /// STREET values.
+    pub street_addresses: Vec<String>,
+    /// postalCode values.
+    pub postal_codes: Vec<String>,
+    /// serialNumber, taken verbatim (not templated).
+    pub serial_number: Option<String>,
+}
+
+/// A `literal-subject`: the validated string and its parsed RDNs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LiteralSubject {
+    /// The RFC 4514 string after templating.
+    pub text: String,
+    /// The RDNs in encoding order (the reverse of the string: `CN=a,O=b` gives
+    /// `O=b` first). Each inner vector is one RDN; more than one attribute
+    /// means a multi-valued RDN (`+`).
+    pub rdns: Vec<Vec<SubjectAttribute>>,
+}
+
+/// One attribute type and value of an RDN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SubjectAttribute {
+    /// Upper-case short name (`CN`, `O`, `SERIALNUMBER`, ... see
+    /// [`ATTRIBUTE_TYPES`](crate::ATTRIBUTE_TYPES)) or, for other types, the dotted OID.
+    pub attr_type: String,
+    /// The dotted OID (`2.5.4.3` for CN).
+    pub oid: String,
+    /// The value, unescaped.
+    pub value: String,
+}
+
+/// The private key to make and how to write it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KeySpec {
+    /// Algorithm and size.
+    pub algorithm: KeyAlgorithm,
+    /// PEM encoding of the key file.
+    pub encoding: KeyEncoding,
+}
+
+/// Key algorithm and size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyAlgorithm {
+    /// RSA with a modulus of `bits` (2048 to 8192).
+    Rsa {
+        /// Modulus size in bits.
+        bits: u16,
+    },
+    /// ECDSA on a NIST curve.
+    Ecdsa(EcdsaCurve),
+    /// Ed25519.
+    Ed25519,
+}
+
+impl KeyAlgorithm {
+    /// The attribute spelling: `RSA`, `ECDSA` or `Ed25519`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyAlgorithm::Rsa { .. } => "RSA",
+            KeyAlgorithm::Ecdsa(_) => "ECDSA",
+            KeyAlgorithm::Ed25519 => "Ed25519",
+        }
+    }
+
+    /// The `key-size` attribute value, if the algorithm has one.
+    pub fn size(self) -> Option<u16> {
+        match self {
+            KeyAlgorithm::Rsa { bits } => Some(bits),
+            KeyAlgorithm::Ecdsa(curve) => Some(curve.bits()),
+            KeyAlgorithm::Ed25519 => None,
+        }
+    }
+}
+
+/// NIST curve for ECDSA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EcdsaCurve {
+    /// P-256 (`key-size: 256`).
+    P256,
+    /// P-384 (`key-size: 384`).
+    P384,
+    /// P-521 (`key-size: 521`).
+    P521,
+}
+
+impl EcdsaCurve {
+    /// The `key-size` value: 256, 384 or 521.
+    pub fn bits(self) -> u16 {
+        match self {
+            EcdsaCurve::P256 => 256,
+            EcdsaCurve::P384 => 384,
+            EcdsaCurve::P521 => 521,
+        }
+    }
+}
+
+/// PEM encoding of the private key file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyEncoding {
+    /// `RSA PRIVATE KEY` (RSA only).
+    Pkcs1,
+    /// `PRIVATE KEY`.
+    Pkcs8,
+}
+
+impl KeyEncoding {
+    /// The attribute spelling: `PKCS1` or `PKCS8`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyEncoding::Pkcs1 => "PKCS1",
+            KeyEncoding::Pkcs8 => "PKCS8",
+        }
+    }
+}
+
+/// File names inside the volume: relative paths, pairwise distinct, none a
+/// directory of another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Files {
+    /// The certificate chain (leaf first).
+    pub certificate: String,
+    /// The private key.
+    pub private_key: String,
+    /// The CA certificate (possibly empty).
+    pub ca: String,
+    /// The PKCS#12 keystore, when enabled.
+    pub pkcs12: Option<Pkcs12>,
+}
+
+impl Files {
+    /// Every file name, the keystore's included.
+    pub fn all(&self) -> Vec<&str> {
+        let mut all = vec![
+            self.certificate.as_str(),
+            self.private_key.as_str(),
+            self.ca.as_str(),
+        ];
+        if let Some(p) = &self.pkcs12 {
+            all.push(p.filename.as_str());
+        }
+        all
+    }
+}
+
+/// PKCS#12 keystore settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Pkcs12 {
+    /// File name inside the volume.
+    pub filename: String,
+    /// Keystore password.
+    pub password: Password,
+}
+
+/// A password; `Debug` and `Display` print `<redacted>`. Read it with
+/// [`expose`](Self::expose).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(String);
+
+impl Password {
+    /// Wraps a password.
+    pub fn new(password: impl Into<String>) -> Self {
+        Password(password.into())
+    }
+
+    /// The password itself, for the keystore encoder.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
+impl fmt::Display for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// What the kubelet said about the Pod (`csi.storage.k8s.io/*`). The service
+/// account tokens are deliberately not kept: read
+/// [`keys::SERVICE_ACCOUNT_TOKENS`] from the volume context where needed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct PodInfo {
+    /// `csi.storage.k8s.io/pod.name`.
+    pub name: Option<String>,
+    /// `csi.storage.k8s.io/pod.namespace`.
+    pub namespace: Option<String>,
+    /// `csi.storage.k8s.io/pod.uid`.
+    pub uid: Option<String>,
+    /// `csi.storage.k8s.io/serviceAccount.name`.
+    pub service_account_name: Option<String>,
+    /// `csi.storage.k8s.io/ephemeral` (`None` when absent or not a boolean).
+    pub ephemeral: Option<bool>,
+}
+
+fn bool_str(b: bool) -> String {
+    if b { "true" } else { "false" }.to_owned()
+}
+
+impl CertificateSpec {
+    /// Renders the spec as a volume context that [`parse`](crate::parse) (or
+    /// [`parse_with`](crate::parse_with), whatever its defaults) turns back into
+    /// an equal spec.
+    ///
+    /// Every setting is written explicitly, defaults included; templated
+    /// values are written expanded, with `$` escaped as `$$`. The PKCS#12
+    /// password is included in clear, as it was in the Pod spec.
+    pub fn to_volume_context(&self) -> BTreeMap<String, String> {
+        let mut m = BTreeMap::new();
+        let mut put = |k: &str, v: String| {
+            m.insert(k.to_owned(), v);
+        };
+        put(keys::ISSUER_NAME, self.issuer.name.clone());
+        put(keys::ISSUER_KIND, self.issuer.kind.clone());
+        put(keys::ISSUER_GROUP, self.issuer.group.clone());
+        match &self.subject {
+            Subject::Literal(l) => put(keys::LITERAL_SUBJECT, escape(&l.text)),
+            Subject::Fields(f) => {
+                if let Some(cn) = &f.common_name {
+                    put(keys::COMMON_NAME, escape(cn));
+                }
+                for (key, values) in [
+                    (keys::ORGANIZATIONS, &f.organizations),
+                    (keys::ORGANIZATIONAL_UNITS, &f.organizational_units),
+                    (keys::COUNTRIES, &f.countries),
+                    (keys::PROVINCES, &f.provinces),
+                    (keys::LOCALITIES, &f.localities),
+                    (keys::STREET_ADDRESSES, &f.street_addresses),
+                    (keys::POSTAL_CODES, &f.postal_codes),
+                ] {
+                    if !values.is_empty() {
+                        put(key, escape(&join_escaped(values)));
+                    }
+                }
+                if let Some(sn) = &f.serial_number {
+                    put(keys::SERIAL_NUMBER, sn.clone());
+                }
+            }
+        }
+        if !self.dns_names.is_empty() {
+            put(keys::DNS_NAMES, escape(&self.dns_names.join(",")));
+        }
+        if !self.ip_sans.is_empty() {
+            let ips: Vec<String> = self.ip_sans.iter().map(IpAddr::to_string).collect();
+            put(keys::IP_SANS, ips.join(","));
+        }
+        if !self.uri_sans.is_empty() {
+            put(keys::URI_SANS, escape(&self.uri_sans.join(",")));
+        }
+        let usages: Vec<&str> = self.usages.iter().map(|u| u.as_str()).collect();
+        put(keys::KEY_USAGES, usages.join(","));
+        put(keys::IS_CA, bool_str(self.is_ca));
+        put(keys::DURATION, format_go_duration(self.duration));
+        if let Some(rb) = self.renew_before {
+            put(keys::RENEW_BEFORE, format_go_duration(rb));
+        }
+        put(keys::KEY_ALGORITHM, self.key.algorithm.as_str().to_owned());
+        if let Some(size) = self.key.algorithm.size() {
+            put(keys::KEY_SIZE, size.to_string());
+        }
+        put(keys::KEY_ENCODING, self.key.encoding.as_str().to_owned());
+        put(keys::CERTIFICATE_FILE, self.files.certificate.clone());
+        put(keys::PRIVATE_KEY_FILE, self.files.private_key.clone());
+        put(keys::CA_FILE, self.files.ca.clone());
+        if let Some(p) = &self.files.pkcs12 {
+            put(keys::PKCS12_ENABLE, bool_str(true));
+            put(keys::PKCS12_FILENAME, p.filename.clone());
+            put(keys::PKCS12_PASSWORD, p.password.expose().to_owned());
+        }
+        if let Some(g) = self.fs_group {
+            put(keys::FS_GROUP, g.to_string());
+        }
+        put(keys::REUSE_PRIVATE_KEY, bool_str(self.reuse_private_key));
+        put(keys::DISABLE_AUTO_RENEW, bool_str(self.disable_auto_renew));
+        for (key, value) in [
+            (keys::POD_NAME, &self.pod.name),
+            (keys::POD_NAMESPACE, &self.pod.namespace),
+            (keys::POD_UID, &self.pod.uid),
+            (keys::SERVICE_ACCOUNT_NAME, &self.pod.service_account_name),
+        ] {
+            if let Some(v) = value {
+                put(key, v.clone());
+            }
+        }
+        if let Some(e) = self.pod.ephemeral {
+            put(keys::EPHEMERAL, bool_str(e));
+        }
+        for (k, v) in &self.annotations {
+            put(k, v.clone());
+        }
+        m
+    }
+
+    /// Every SAN count together.
+    pub fn san_count(&self) -> usize {
+        self.dns_names.len() + self.ip_sans.len() + self.uri_sans.len()
+    }
+}
