@@ -490,6 +490,7 @@ fn remove_links(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -229,6 +229,7 @@ pub(crate) fn parse_time(s: &str) -> Result<SystemTime, MetadataError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use std::time::{Duration, UNIX_EPOCH};

@@ -113,6 +113,7 @@ pub fn check_relative_path(path: &str) -> Result<Vec<&str>, StoreError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

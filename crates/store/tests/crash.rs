@@ -1,6 +1,7 @@
 //! Crash safety: a child process writes file sets and metadata in a loop and
 //! is killed with SIGKILL at random points, again and again. After every kill
 //! the set a Pod would see is entirely one generation and the metadata parses.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
@@ -31,7 +32,7 @@ fn generation_set(generation: u64) -> FileSet {
     for name in FIXED {
         s.insert(name, body.clone());
     }
-    if generation % 2 == 0 {
+    if generation.is_multiple_of(2) {
         s.insert(EVEN_ONLY, body.clone());
     }
     s

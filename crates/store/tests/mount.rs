@@ -1,6 +1,7 @@
 //! Store behaviour that needs mounts. Each test re-executes itself in a private
 //! mount namespace (see `common::in_private_mount_ns`), so nothing it mounts is
 //! seen outside; without the privilege it says SKIPPED and passes.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! Store behaviour that needs no mount privileges.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

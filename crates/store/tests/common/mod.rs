@@ -1,4 +1,5 @@
 //! Helpers shared by the store's integration tests.
+#![allow(clippy::unwrap_used)]
 #![allow(dead_code)]
 
 use std::os::unix::fs::MetadataExt;
@@ -13,13 +14,12 @@ pub const IN_NS_ENV: &str = "CMCSI_STORE_TEST_IN_MOUNT_NS";
 /// A temporary directory, on a tmpfs when one is at hand (as in production).
 pub fn tempdir() -> tempfile::TempDir {
     let shm = Path::new("/dev/shm");
-    if shm.is_dir() {
-        if let Ok(d) = tempfile::Builder::new()
+    if shm.is_dir()
+        && let Ok(d) = tempfile::Builder::new()
             .prefix("cmcsi-store-")
             .tempdir_in(shm)
-        {
-            return d;
-        }
+    {
+        return d;
     }
     tempfile::Builder::new()
         .prefix("cmcsi-store-")
