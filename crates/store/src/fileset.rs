@@ -358,8 +358,16 @@ pub(crate) fn write_set(
         }
     }
 
-    if let Some(cur) = &current {
-        let cur_fd = fsops::open_dir_at(data, cur).map_err(|e| io_err("open", cur, e))?;
+    let current_fd = match &current {
+        None => None,
+        Some(cur) => match fsops::open_dir_at(data, cur) {
+            Ok(fd) => Some(fd),
+            // `..data` dangles: there is no current set to compare with.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io_err("open", cur, e)),
+        },
+    };
+    if let (Some(cur), Some(cur_fd)) = (&current, &current_fd) {
         let same =
             same_payload(cur_fd.as_fd(), files, gid).map_err(|e| io_err("compare", cur, e))?;
         if same {

@@ -5,6 +5,7 @@ use std::fmt;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
 
 /// The format marker this version of the store writes.
 pub const FORMAT_V1: &str = "cmcsi/v1";
@@ -73,7 +74,10 @@ impl Metadata {
     }
 
     /// Encodes as the JSON written to disk.
-    pub fn to_json(&self) -> Result<Vec<u8>, MetadataError> {
+    ///
+    /// The buffer is zeroed when dropped: the volume context can carry a
+    /// service account token.
+    pub fn to_json(&self) -> Result<Zeroizing<Vec<u8>>, MetadataError> {
         let next = match self.next_issuance_time {
             None => None,
             Some(t) => Some(format_time(t)?),
@@ -89,7 +93,9 @@ impl Metadata {
                 MetadataFormat::V1 => Some(FORMAT_V1),
             },
         };
-        serde_json::to_vec(&wire).map_err(|e| MetadataError::Json(sanitize_json_error(&e)))
+        serde_json::to_vec(&wire)
+            .map(Zeroizing::new)
+            .map_err(|e| MetadataError::Json(sanitize_json_error(&e)))
     }
 
     /// Decodes the JSON of a `metadata.json`, from either driver.
@@ -285,7 +291,7 @@ mod tests {
         let m = Metadata::from_json(go).unwrap();
         assert!(m.written_by_go());
         assert_eq!(m.volume_mount_group, None);
-        let again = String::from_utf8(m.to_json().unwrap()).unwrap();
+        let again = String::from_utf8(m.to_json().unwrap().to_vec()).unwrap();
         assert!(!again.contains("format"), "{again}");
         assert!(again.contains(r#""nextIssuanceTime":"2026-08-05T10:00:00.123456789Z""#));
     }

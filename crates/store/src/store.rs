@@ -376,6 +376,16 @@ impl Store {
         files.validate()?;
         let gid = self.group(gid)?;
         let vol = self.open_volume(id)?;
+        // A volume directory without data/ (damaged by hand, or left so by
+        // another tool) heals here instead of failing every publish.
+        if fsops::lstat_at(vol.as_fd(), DATA_DIR)
+            .map_err(|e| StoreError::io("stat", self.volume_path(id).join(DATA_DIR), e))?
+            .is_none()
+        {
+            fsops::ensure_dir_at(vol.as_fd(), DATA_DIR, DATA_DIR_MODE).map_err(|e| {
+                StoreError::io("create directory", self.volume_path(id).join(DATA_DIR), e)
+            })?;
+        }
         let data = self.open_data(id, vol.as_fd())?;
         fileset::write_set(
             data.as_fd(),

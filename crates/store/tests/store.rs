@@ -758,3 +758,52 @@ fn remove_volume_removes_everything_of_it() {
         Err(StoreError::VolumeNotFound { .. })
     ));
 }
+
+#[test]
+fn damaged_data_dir_heals_on_the_next_write() {
+    let tmp = tempdir();
+    let store = open_plain(tmp.path());
+    let id = kubelet_id(14);
+    new_volume(&store, &id);
+    let data = store.data_dir(&id).unwrap();
+
+    // ..data dangling (its set removed by hand).
+    store
+        .write_files(&id, &set(&[("a.pem", "1")]), None)
+        .unwrap();
+    force_remove(&set_dirs(&data)[0]);
+    assert!(store.read_current_file(&id, "a.pem").unwrap().is_none());
+    assert!(
+        store
+            .write_files(&id, &set(&[("a.pem", "2")]), None)
+            .unwrap()
+            .changed
+    );
+    assert_eq!(std::fs::read_to_string(data.join("a.pem")).unwrap(), "2");
+
+    // data/ gone altogether.
+    force_remove(&data);
+    assert!(store.read_current_file(&id, "a.pem").is_err());
+    assert!(
+        store
+            .write_files(&id, &set(&[("a.pem", "3")]), None)
+            .unwrap()
+            .changed
+    );
+    assert_eq!(std::fs::read_to_string(data.join("a.pem")).unwrap(), "3");
+    assert_eq!(mode_of(&data), 0o750);
+}
+
+/// `rm -rf` that also works unprivileged on the store's read-only directories.
+fn force_remove(p: &Path) {
+    fn open_up(p: &Path) {
+        if std::fs::symlink_metadata(p).unwrap().is_dir() {
+            std::fs::set_permissions(p, PermissionsExt::from_mode(0o700)).unwrap();
+            for e in std::fs::read_dir(p).unwrap() {
+                open_up(&e.unwrap().path());
+            }
+        }
+    }
+    open_up(p);
+    std::fs::remove_dir_all(p).unwrap();
+}

@@ -12,19 +12,51 @@ use cmcsi_store::{FileSet, Metadata, Store, StoreOptions};
 pub const IN_NS_ENV: &str = "CMCSI_STORE_TEST_IN_MOUNT_NS";
 
 /// A temporary directory, on a tmpfs when one is at hand (as in production).
-pub fn tempdir() -> tempfile::TempDir {
+/// Removed on drop even where the store left read-only directories, which an
+/// unprivileged test process could not otherwise remove.
+pub struct TestDir(Option<tempfile::TempDir>);
+
+impl TestDir {
+    pub fn path(&self) -> &Path {
+        self.0.as_ref().unwrap().path()
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        fn open_up(p: &Path) {
+            use std::os::unix::fs::PermissionsExt;
+            if std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir()) {
+                let _ = std::fs::set_permissions(p, PermissionsExt::from_mode(0o700));
+                if let Ok(entries) = std::fs::read_dir(p) {
+                    for e in entries.flatten() {
+                        open_up(&e.path());
+                    }
+                }
+            }
+        }
+        if let Some(dir) = self.0.take() {
+            open_up(dir.path());
+            let _ = dir.close();
+        }
+    }
+}
+
+pub fn tempdir() -> TestDir {
     let shm = Path::new("/dev/shm");
     if shm.is_dir()
         && let Ok(d) = tempfile::Builder::new()
             .prefix("cmcsi-store-")
             .tempdir_in(shm)
     {
-        return d;
+        return TestDir(Some(d));
     }
-    tempfile::Builder::new()
-        .prefix("cmcsi-store-")
-        .tempdir()
-        .unwrap()
+    TestDir(Some(
+        tempfile::Builder::new()
+            .prefix("cmcsi-store-")
+            .tempdir()
+            .unwrap(),
+    ))
 }
 
 /// Opens a store without mounting anything.
