@@ -1,0 +1,645 @@
+//! The data root and per-volume operations.
+
+use std::ffi::OsString;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::fs::{FileType, FlockOperation, OFlags};
+use rustix::io::Errno;
+use zeroize::Zeroizing;
+
+use crate::error::StoreError;
+use crate::fileset::{self, DATA_DIR_MODE, FileSet, WriteOutcome};
+use crate::fsops::{self, mode};
+use crate::metadata::Metadata;
+use crate::names::{check_private_name, check_relative_path, check_volume_id};
+
+/// Directory below the data root that holds the volumes (the tmpfs).
+pub const INMEMFS_DIR: &str = "inmemfs";
+/// Lock file in the data root, held for the lifetime of a [`Store`].
+pub const LOCK_FILE: &str = ".cmcsi-store.lock";
+/// Directory below `inmemfs/` where unusable volume directories are moved.
+pub const QUARANTINE_DIR: &str = ".quarantine";
+/// Name of a volume's metadata file.
+pub const METADATA_FILE: &str = "metadata.json";
+/// Name of a volume's data directory (the one bind-mounted into the Pod).
+pub const DATA_DIR: &str = "data";
+
+const CREATING_PREFIX: &str = ".creating-";
+const VOLUME_DIR_MODE: u32 = 0o700;
+const METADATA_MODE: u32 = 0o600;
+const PRIVATE_MODE: u32 = 0o600;
+const MAX_METADATA: usize = 1024 * 1024;
+/// `TMPFS_MAGIC` from `linux/magic.h`.
+const TMPFS_MAGIC: i64 = 0x0102_1994;
+
+/// How to open a data root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Mount a tmpfs at `<root>/inmemfs` unless something is already mounted
+    /// there. Needs `CAP_SYS_ADMIN`; turn off for unprivileged use (keys then
+    /// live on whatever file system the root is on).
+    pub mount_tmpfs: bool,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions { mount_tmpfs: true }
+    }
+}
+
+/// One volume directory that [`Store::list`] could not use and set aside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetAside {
+    /// The entry's name in `inmemfs/` (usually the volume id).
+    pub name: String,
+    /// Why it was set aside (never contains values from the files).
+    pub reason: String,
+    /// Where it was moved to, or `None` when moving failed and it was left in place.
+    pub moved_to: Option<PathBuf>,
+}
+
+/// What [`Store::list`] found.
+#[derive(Debug, Clone, Default)]
+pub struct Recovery {
+    /// Every usable volume, in volume id order.
+    pub volumes: Vec<Metadata>,
+    /// Everything else in the data root, moved to `inmemfs/.quarantine/`.
+    pub set_aside: Vec<SetAside>,
+}
+
+/// An open data root. Holds the root's lock until dropped; share it with `Arc`.
+///
+/// Operations on one volume must not run concurrently (the driver serialises
+/// them with its per-volume lock); different volumes are independent.
+#[derive(Debug)]
+pub struct Store {
+    root: PathBuf,
+    inmemfs: PathBuf,
+    inmemfs_fd: OwnedFd,
+    is_tmpfs: bool,
+    _lock: File,
+}
+
+impl Store {
+    /// Opens (creating as needed) the data root `root`: takes its lock, creates
+    /// `<root>/inmemfs` (0700) and, with [`StoreOptions::mount_tmpfs`], mounts a
+    /// tmpfs there unless it already is a mount point.
+    ///
+    /// Fails with [`StoreError::AlreadyRunning`] when another `Store` (in this
+    /// or another process) has the root open.
+    pub fn open(root: &Path, options: StoreOptions) -> Result<Store, StoreError> {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(root)
+            .map_err(|e| StoreError::io("create directory", root, e))?;
+        let lock_path = root.join(LOCK_FILE);
+        let lock = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc_nofollow())
+            .open(&lock_path)
+            .map_err(|e| StoreError::io("open lock file", &lock_path, e))?;
+        match rustix::fs::flock(&lock, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(Errno::WOULDBLOCK) => {
+                return Err(StoreError::AlreadyRunning {
+                    root: root.to_path_buf(),
+                });
+            }
+            Err(e) => return Err(StoreError::io("lock", &lock_path, e)),
+        }
+
+        let inmemfs = root.join(INMEMFS_DIR);
+        match std::fs::DirBuilder::new().mode(0o700).create(&inmemfs) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(StoreError::io("create directory", &inmemfs, e)),
+        }
+        let root_fd = rustix::fs::open(
+            root,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            mode(0),
+        )
+        .map_err(|e| StoreError::io("open", root, e))?;
+        let st = fsops::lstat_at(root_fd.as_fd(), INMEMFS_DIR)
+            .map_err(|e| StoreError::io("stat", &inmemfs, e))?;
+        if st.map(|s| fsops::file_type(&s)) != Some(FileType::Directory) {
+            return Err(StoreError::Conflict {
+                path: inmemfs,
+                reason: "is not a directory (a symlink is not accepted)".into(),
+            });
+        }
+
+        if options.mount_tmpfs {
+            let mounted = is_mount_point(root_fd.as_fd(), INMEMFS_DIR)
+                .map_err(|e| StoreError::io("check mount point", &inmemfs, e))?;
+            if mounted {
+                tracing::info!(path = %inmemfs.display(), "reusing the file system already mounted at the data root");
+            } else {
+                rustix::mount::mount(
+                    "tmpfs",
+                    &inmemfs,
+                    "tmpfs",
+                    rustix::mount::MountFlags::NOSUID
+                        | rustix::mount::MountFlags::NODEV
+                        | rustix::mount::MountFlags::NOEXEC,
+                    c"mode=0700",
+                )
+                .map_err(|e| StoreError::Mount {
+                    path: inmemfs.clone(),
+                    source: e.into(),
+                })?;
+                tracing::info!(path = %inmemfs.display(), "mounted a tmpfs at the data root");
+            }
+        }
+
+        let inmemfs_fd = fsops::open_dir_at(root_fd.as_fd(), INMEMFS_DIR)
+            .map_err(|e| StoreError::io("open", &inmemfs, e))?;
+        fsops::set_group_and_mode(
+            inmemfs_fd.as_fd(),
+            rustix::fs::fstat(&inmemfs_fd)
+                .map_err(|e| StoreError::io("stat", &inmemfs, e))?
+                .st_gid,
+            0o700,
+        )
+        .map_err(|e| StoreError::io("set mode of", &inmemfs, e))?;
+        let statfs =
+            rustix::fs::fstatfs(&inmemfs_fd).map_err(|e| StoreError::io("statfs", &inmemfs, e))?;
+        #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+        let is_tmpfs = i64::from(statfs.f_type as i64) == TMPFS_MAGIC;
+        if !is_tmpfs {
+            tracing::warn!(path = %inmemfs.display(), "the data root is not on a tmpfs: private keys are stored on disk");
+        }
+        Ok(Store {
+            root: root.to_path_buf(),
+            inmemfs,
+            inmemfs_fd,
+            is_tmpfs,
+            _lock: lock,
+        })
+    }
+
+    /// The data root given to [`Store::open`].
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `<root>/inmemfs`, where the volume directories are.
+    pub fn volumes_dir(&self) -> &Path {
+        &self.inmemfs
+    }
+
+    /// True when volumes are on a tmpfs (keys never touch a disk).
+    pub fn is_tmpfs(&self) -> bool {
+        self.is_tmpfs
+    }
+
+    /// The volume's `data/` directory: what the driver bind-mounts at the
+    /// target path.
+    pub fn data_dir(&self, id: &str) -> Result<PathBuf, StoreError> {
+        check_volume_id(id)?;
+        Ok(self.inmemfs.join(id).join(DATA_DIR))
+    }
+
+    fn volume_path(&self, id: &str) -> PathBuf {
+        self.inmemfs.join(id)
+    }
+
+    fn root_fd(&self) -> BorrowedFd<'_> {
+        self.inmemfs_fd.as_fd()
+    }
+
+    /// Opens the volume directory; `VolumeNotFound` when missing, `Conflict` when
+    /// it is a symlink or not a directory.
+    fn open_volume(&self, id: &str) -> Result<OwnedFd, StoreError> {
+        check_volume_id(id)?;
+        match rustix::fs::openat(
+            self.root_fd(),
+            id,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            mode(0),
+        ) {
+            Ok(fd) => Ok(fd),
+            Err(Errno::NOENT) => Err(StoreError::VolumeNotFound { id: id.to_owned() }),
+            Err(Errno::LOOP) | Err(Errno::NOTDIR) => Err(StoreError::Conflict {
+                path: self.volume_path(id),
+                reason: "is not a directory (symlinks are not followed)".into(),
+            }),
+            Err(e) => Err(StoreError::io("open", self.volume_path(id), e)),
+        }
+    }
+
+    fn open_data(&self, id: &str, vol: BorrowedFd<'_>) -> Result<OwnedFd, StoreError> {
+        let path = self.volume_path(id).join(DATA_DIR);
+        match rustix::fs::openat(
+            vol,
+            DATA_DIR,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            mode(0),
+        ) {
+            Ok(fd) => Ok(fd),
+            Err(Errno::NOENT) => Err(StoreError::VolumeNotFound { id: id.to_owned() }),
+            Err(Errno::LOOP) | Err(Errno::NOTDIR) => Err(StoreError::Conflict {
+                path,
+                reason: "is not a directory (symlinks are not followed)".into(),
+            }),
+            Err(e) => Err(StoreError::io("open", path, e)),
+        }
+    }
+
+    /// True when the volume directory exists.
+    pub fn volume_exists(&self, id: &str) -> Result<bool, StoreError> {
+        check_volume_id(id)?;
+        let st = fsops::lstat_at(self.root_fd(), id)
+            .map_err(|e| StoreError::io("stat", self.volume_path(id), e))?;
+        Ok(st.is_some_and(|s| fsops::file_type(&s) == FileType::Directory))
+    }
+
+    /// Creates the volume directory (0700) with `metadata.json` and an empty
+    /// `data/` (0750, group `gid` when given) in one step: the directory is
+    /// built under a temporary name and renamed into place, so a crash never
+    /// leaves a volume without metadata.
+    ///
+    /// Returns `false`, changing nothing, when the volume already exists.
+    pub fn create_volume(&self, meta: &Metadata, gid: Option<u32>) -> Result<bool, StoreError> {
+        let id = meta.volume_id.as_str();
+        check_volume_id(id)?;
+        let gid = self.group(gid)?;
+        if self.volume_exists(id)? {
+            return Ok(false);
+        }
+        let json = meta.to_json().map_err(|e| StoreError::Metadata {
+            id: id.to_owned(),
+            reason: e.to_string(),
+        })?;
+        let tmp = format!("{CREATING_PREFIX}{id}");
+        let tmp_path = self.inmemfs.join(&tmp);
+        let dev = self.dev()?;
+        fsops::remove_tree_at(self.root_fd(), &OsString::from(&tmp), dev)
+            .map_err(|e| StoreError::io("remove leftover", &tmp_path, e))?;
+        let vol = fsops::ensure_dir_at(self.root_fd(), &tmp, VOLUME_DIR_MODE)
+            .map_err(|e| StoreError::io("create directory", &tmp_path, e))?;
+        rustix::fs::fchmod(&vol, mode(VOLUME_DIR_MODE))
+            .map_err(|e| StoreError::io("set mode of", &tmp_path, e))?;
+        let data = fsops::ensure_dir_at(vol.as_fd(), DATA_DIR, DATA_DIR_MODE)
+            .map_err(|e| StoreError::io("create directory", tmp_path.join(DATA_DIR), e))?;
+        fsops::set_group_and_mode(data.as_fd(), gid, DATA_DIR_MODE)
+            .map_err(|e| StoreError::io("set group and mode of", tmp_path.join(DATA_DIR), e))?;
+        rustix::fs::fsync(&data)
+            .map_err(|e| StoreError::io("fsync", tmp_path.join(DATA_DIR), e))?;
+        fsops::write_file_atomic(vol.as_fd(), METADATA_FILE, &json, METADATA_MODE)
+            .map_err(|e| StoreError::io("write", tmp_path.join(METADATA_FILE), e))?;
+        match rustix::fs::renameat_with(
+            self.root_fd(),
+            tmp.as_str(),
+            self.root_fd(),
+            id,
+            rustix::fs::RenameFlags::NOREPLACE,
+        ) {
+            Ok(()) => {}
+            Err(Errno::EXIST) => {
+                let _ = fsops::remove_tree_at(self.root_fd(), &OsString::from(&tmp), dev);
+                return Ok(false);
+            }
+            Err(e) => return Err(StoreError::io("rename into place", self.volume_path(id), e)),
+        }
+        rustix::fs::fsync(self.root_fd()).map_err(|e| StoreError::io("fsync", &self.inmemfs, e))?;
+        Ok(true)
+    }
+
+    /// Replaces the volume's `metadata.json` (0600) atomically: temporary file,
+    /// fsync, rename, directory fsync. Metadata of a Go-written volume stays
+    /// without a format marker.
+    pub fn write_metadata(&self, meta: &Metadata) -> Result<(), StoreError> {
+        let id = meta.volume_id.as_str();
+        let vol = self.open_volume(id)?;
+        let json = meta.to_json().map_err(|e| StoreError::Metadata {
+            id: id.to_owned(),
+            reason: e.to_string(),
+        })?;
+        fsops::write_file_atomic(vol.as_fd(), METADATA_FILE, &json, METADATA_MODE)
+            .map_err(|e| StoreError::io("write", self.volume_path(id).join(METADATA_FILE), e))
+    }
+
+    /// Reads and checks the volume's `metadata.json` (either driver's format).
+    pub fn read_metadata(&self, id: &str) -> Result<Metadata, StoreError> {
+        let vol = self.open_volume(id)?;
+        read_metadata_at(vol.as_fd(), id).map_err(|e| match e {
+            MetaReadError::Io(source) => {
+                StoreError::io("read", self.volume_path(id).join(METADATA_FILE), source)
+            }
+            MetaReadError::Bad(reason) => StoreError::Metadata {
+                id: id.to_owned(),
+                reason,
+            },
+        })
+    }
+
+    /// Removes the volume directory and everything in it. Symlinks are removed,
+    /// never followed; nothing on another mount is touched. Returns `false`
+    /// when there was nothing to remove.
+    pub fn remove_volume(&self, id: &str) -> Result<bool, StoreError> {
+        check_volume_id(id)?;
+        let path = self.volume_path(id);
+        if fsops::lstat_at(self.root_fd(), id)
+            .map_err(|e| StoreError::io("stat", &path, e))?
+            .is_none()
+        {
+            return Ok(false);
+        }
+        let dev = self.dev()?;
+        fsops::remove_tree_at(self.root_fd(), &OsString::from(id), dev)
+            .map_err(|e| StoreError::io("remove", &path, e))?;
+        rustix::fs::fsync(self.root_fd()).map_err(|e| StoreError::io("fsync", &self.inmemfs, e))?;
+        Ok(true)
+    }
+
+    /// Writes a file set into the volume's `data/` in one atomic swap
+    /// (kubelet AtomicWriter semantics, see [`FileSet`]). Files get mode 0440
+    /// and directories 0550, all with group `gid` when given (otherwise the
+    /// store's own group). An unchanged set is not rewritten.
+    pub fn write_files(
+        &self,
+        id: &str,
+        files: &FileSet,
+        gid: Option<u32>,
+    ) -> Result<WriteOutcome, StoreError> {
+        files.validate()?;
+        let gid = self.group(gid)?;
+        let vol = self.open_volume(id)?;
+        // A volume directory without data/ (damaged by hand, or left so by
+        // another tool) heals here instead of failing every publish.
+        if fsops::lstat_at(vol.as_fd(), DATA_DIR)
+            .map_err(|e| StoreError::io("stat", self.volume_path(id).join(DATA_DIR), e))?
+            .is_none()
+        {
+            fsops::ensure_dir_at(vol.as_fd(), DATA_DIR, DATA_DIR_MODE).map_err(|e| {
+                StoreError::io("create directory", self.volume_path(id).join(DATA_DIR), e)
+            })?;
+        }
+        let data = self.open_data(id, vol.as_fd())?;
+        fileset::write_set(
+            data.as_fd(),
+            &self.volume_path(id).join(DATA_DIR),
+            files,
+            gid,
+        )
+    }
+
+    /// Reads `relpath` (for instance `tls.key`) from the volume's current file
+    /// set; `None` when the volume has no set yet or the set has no such file.
+    pub fn read_current_file(
+        &self,
+        id: &str,
+        relpath: &str,
+    ) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
+        check_relative_path(relpath)?;
+        let vol = self.open_volume(id)?;
+        let data = self.open_data(id, vol.as_fd())?;
+        fileset::read_current(data.as_fd(), relpath).map_err(|e| {
+            StoreError::io("read", self.volume_path(id).join(DATA_DIR).join(relpath), e)
+        })
+    }
+
+    /// Writes a private side file (0600) in the volume directory, outside
+    /// `data/`, atomically. For state that must survive a restart but never be
+    /// seen by the Pod, such as a pending request's key.
+    pub fn write_private(&self, id: &str, name: &str, contents: &[u8]) -> Result<(), StoreError> {
+        check_private_name(name)?;
+        let vol = self.open_volume(id)?;
+        fsops::write_file_atomic(vol.as_fd(), name, contents, PRIVATE_MODE)
+            .map_err(|e| StoreError::io("write", self.volume_path(id).join(name), e))
+    }
+
+    /// Reads a private side file; `None` when it does not exist.
+    pub fn read_private(
+        &self,
+        id: &str,
+        name: &str,
+    ) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
+        check_private_name(name)?;
+        let vol = self.open_volume(id)?;
+        fsops::read_file_at(vol.as_fd(), name)
+            .map_err(|e| StoreError::io("read", self.volume_path(id).join(name), e))
+    }
+
+    /// Removes a private side file; `false` when it did not exist.
+    pub fn remove_private(&self, id: &str, name: &str) -> Result<bool, StoreError> {
+        check_private_name(name)?;
+        let vol = self.open_volume(id)?;
+        let path = self.volume_path(id).join(name);
+        match fsops::lstat_at(vol.as_fd(), name).map_err(|e| StoreError::io("stat", &path, e))? {
+            None => return Ok(false),
+            Some(st) if fsops::file_type(&st) == FileType::Directory => {
+                return Err(StoreError::Conflict {
+                    path,
+                    reason: "is a directory".into(),
+                });
+            }
+            Some(_) => {}
+        }
+        match rustix::fs::unlinkat(&vol, name, rustix::fs::AtFlags::empty()) {
+            Ok(()) => {}
+            Err(Errno::NOENT) => return Ok(false),
+            Err(e) => return Err(StoreError::io("remove", &path, e)),
+        }
+        rustix::fs::fsync(&vol).map_err(|e| StoreError::io("fsync", self.volume_path(id), e))?;
+        Ok(true)
+    }
+
+    /// Every volume with its metadata, for recovery at start. Entries that are
+    /// not usable volumes (missing, unparsable, unknown-format or mismatched
+    /// metadata, invalid names, non-directories) are moved to
+    /// `inmemfs/.quarantine/` and reported; nothing is deleted except the
+    /// store's own leftovers of an interrupted [`Store::create_volume`].
+    pub fn list(&self) -> Result<Recovery, StoreError> {
+        let entries = fsops::list_dir(self.root_fd())
+            .map_err(|e| StoreError::io("list", &self.inmemfs, e))?;
+        let mut out = Recovery::default();
+        for (name, ty) in entries {
+            let Some(name_str) = name.to_str().map(str::to_owned) else {
+                let shown = name.to_string_lossy().into_owned();
+                self.set_aside(&mut out, &name, shown, "name is not valid UTF-8".into());
+                continue;
+            };
+            if name_str == QUARANTINE_DIR {
+                continue;
+            }
+            if name_str.starts_with(CREATING_PREFIX) {
+                tracing::info!(name = %name_str, "removing a volume directory whose creation was interrupted");
+                let dev = self.dev()?;
+                if let Err(e) = fsops::remove_tree_at(self.root_fd(), &name, dev) {
+                    tracing::warn!(name = %name_str, error = %e, "could not remove an interrupted volume creation");
+                }
+                continue;
+            }
+            if let Err(e) = check_volume_id(&name_str) {
+                let reason = match e {
+                    StoreError::InvalidVolumeId { reason, .. } => {
+                        format!("not a volume id: {reason}")
+                    }
+                    other => other.to_string(),
+                };
+                self.set_aside(&mut out, &name, name_str, reason);
+                continue;
+            }
+            let ty = if ty == FileType::Unknown {
+                fsops::lstat_at(self.root_fd(), &name_str)
+                    .ok()
+                    .flatten()
+                    .map(|s| fsops::file_type(&s))
+                    .unwrap_or(FileType::Unknown)
+            } else {
+                ty
+            };
+            if ty != FileType::Directory {
+                self.set_aside(&mut out, &name, name_str, "not a directory".into());
+                continue;
+            }
+            let result = fsops::open_dir_at(self.root_fd(), &name_str)
+                .map_err(MetaReadError::Io)
+                .and_then(|vol| read_metadata_at(vol.as_fd(), &name_str));
+            match result {
+                Ok(meta) => out.volumes.push(meta),
+                Err(MetaReadError::Bad(reason)) => {
+                    self.set_aside(&mut out, &name, name_str, reason)
+                }
+                Err(MetaReadError::Io(e)) => {
+                    let reason = format!("metadata.json could not be read: {e}");
+                    self.set_aside(&mut out, &name, name_str, reason);
+                }
+            }
+        }
+        out.volumes.sort_by(|a, b| a.volume_id.cmp(&b.volume_id));
+        for s in &out.set_aside {
+            tracing::warn!(name = %s.name, reason = %s.reason, moved_to = ?s.moved_to, "set aside an unusable entry in the data root");
+        }
+        Ok(out)
+    }
+
+    fn set_aside(&self, out: &mut Recovery, name: &OsString, shown: String, reason: String) {
+        let moved_to = match self.move_to_quarantine(name) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::warn!(name = %shown, error = %e, "could not move an unusable entry aside; left in place");
+                None
+            }
+        };
+        out.set_aside.push(SetAside {
+            name: crate::error::shorten(&shown),
+            reason,
+            moved_to,
+        });
+    }
+
+    fn move_to_quarantine(&self, name: &OsString) -> io::Result<PathBuf> {
+        let q = fsops::ensure_dir_at(self.root_fd(), QUARANTINE_DIR, 0o700)?;
+        let base: String = name
+            .to_string_lossy()
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .take(150)
+            .collect();
+        let base = base.trim_start_matches('.');
+        let stamp = jiff::Timestamp::try_from(SystemTime::now())
+            .map(|t| t.as_nanosecond())
+            .unwrap_or(0);
+        for attempt in 0..100u32 {
+            let target = format!("{base}.{stamp}.{attempt}");
+            match rustix::fs::renameat_with(
+                self.root_fd(),
+                name.as_os_str(),
+                &q,
+                target.as_str(),
+                rustix::fs::RenameFlags::NOREPLACE,
+            ) {
+                Ok(()) => {
+                    rustix::fs::fsync(self.root_fd())?;
+                    return Ok(self.inmemfs.join(QUARANTINE_DIR).join(target));
+                }
+                Err(Errno::EXIST) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(io::Error::other("no free name in the quarantine directory"))
+    }
+
+    fn dev(&self) -> Result<u64, StoreError> {
+        Ok(rustix::fs::fstat(self.root_fd())
+            .map_err(|e| StoreError::io("stat", &self.inmemfs, e))?
+            .st_dev)
+    }
+
+    fn group(&self, gid: Option<u32>) -> Result<u32, StoreError> {
+        match gid {
+            Some(u32::MAX) => Err(StoreError::InvalidGroup { gid: u32::MAX }),
+            Some(g) => Ok(g),
+            None => Ok(rustix::process::getegid().as_raw()),
+        }
+    }
+}
+
+enum MetaReadError {
+    Io(io::Error),
+    Bad(String),
+}
+
+fn read_metadata_at(vol: BorrowedFd<'_>, id: &str) -> Result<Metadata, MetaReadError> {
+    let bytes = match fsops::read_file_at(vol, METADATA_FILE) {
+        Ok(Some(b)) => b,
+        Ok(None) => return Err(MetaReadError::Bad("metadata.json is missing".into())),
+        Err(e) => return Err(MetaReadError::Io(e)),
+    };
+    if bytes.len() > MAX_METADATA {
+        return Err(MetaReadError::Bad(
+            "metadata.json is larger than 1 MiB".into(),
+        ));
+    }
+    let meta = Metadata::from_json(&bytes)
+        .map_err(|e| MetaReadError::Bad(format!("metadata.json: {e}")))?;
+    if meta.volume_id != id {
+        return Err(MetaReadError::Bad(
+            "metadata.json names another volume id than its directory".into(),
+        ));
+    }
+    Ok(meta)
+}
+
+fn is_mount_point(dir: BorrowedFd<'_>, name: &str) -> io::Result<bool> {
+    use rustix::fs::{AtFlags, StatxAttributes, StatxFlags};
+    match rustix::fs::statx(
+        dir,
+        name,
+        AtFlags::NO_AUTOMOUNT | AtFlags::SYMLINK_NOFOLLOW,
+        StatxFlags::empty(),
+    ) {
+        Ok(r) if r.stx_attributes_mask.contains(StatxAttributes::MOUNT_ROOT) => {
+            return Ok(r.stx_attributes.contains(StatxAttributes::MOUNT_ROOT));
+        }
+        Ok(_) | Err(Errno::NOSYS) => {}
+        Err(e) => return Err(e.into()),
+    }
+    // Older kernels: a mount point is on another device than its parent.
+    let inner = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
+    let outer = rustix::fs::fstat(dir)?;
+    Ok(inner.st_dev != outer.st_dev)
+}
+
+fn libc_nofollow() -> i32 {
+    OFlags::NOFOLLOW.bits() as i32
+}
