@@ -8,6 +8,7 @@ use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -125,6 +126,8 @@ pub(crate) struct Shared {
     pub tokens: Mutex<HashMap<String, UserInfo>>,
     pub counts: Mutex<BTreeMap<(Verb, String), u64>>,
     pub faults: Mutex<VecDeque<FaultRule>>,
+    /// End watches after the client's `timeoutSeconds`, as the API server does.
+    pub honour_watch_timeouts: AtomicBool,
     /// Bumped on every store change, for the wait helpers.
     pub changed: watch::Sender<u64>,
 }
@@ -182,6 +185,7 @@ pub struct Builder {
     default_script: Option<Script>,
     scripts: HashMap<String, Script>,
     bookmark_interval: Option<Duration>,
+    honour_watch_timeouts: bool,
 }
 
 impl Default for Builder {
@@ -192,6 +196,7 @@ impl Default for Builder {
             default_script: None,
             scripts: HashMap::new(),
             bookmark_interval: None,
+            honour_watch_timeouts: true,
         }
     }
 }
@@ -230,6 +235,15 @@ impl Builder {
         self
     }
 
+    /// Whether watches end after the client's `timeoutSeconds` (default
+    /// true, as the API server does; kube's watcher asks for 290 s and then
+    /// re-watches). Turn it off in paused-time tests that count watches,
+    /// where virtual time can pass 290 s in an instant.
+    pub fn honour_watch_timeouts(mut self, yes: bool) -> Self {
+        self.honour_watch_timeouts = yes;
+        self
+    }
+
     /// Binds the listener and starts serving. Must be called inside a tokio runtime.
     pub async fn start(self) -> Result<FakeApi, Error> {
         let (changed, _) = watch::channel(0);
@@ -247,6 +261,7 @@ impl Builder {
             )])),
             counts: Mutex::new(BTreeMap::new()),
             faults: Mutex::new(VecDeque::new()),
+            honour_watch_timeouts: AtomicBool::new(self.honour_watch_timeouts),
             changed,
         });
         let listener = server::bind(SocketAddr::from(([127, 0, 0, 1], self.port)))?;
@@ -496,7 +511,9 @@ impl FakeApi {
             .map_err(|_| Error::Timeout(timeout))
     }
 
-    /// Request counts so far.
+    /// Request counts so far: every request that reached the server over
+    /// HTTP, including those answered with an injected fault or 401 (but not
+    /// the in-process issuer's writes, nor `insert_request`/`remove_request`).
     pub fn counts(&self) -> Counts {
         Counts {
             by: lock(&self.shared.counts).clone(),
@@ -535,6 +552,13 @@ impl FakeApi {
     /// the API server's watch timeout fires); returns how many were open.
     pub fn drop_watches(&self) -> usize {
         self.shared.state().drop_watches()
+    }
+
+    /// See [`Builder::honour_watch_timeouts`]; applies to watches opened later.
+    pub fn set_honour_watch_timeouts(&self, yes: bool) {
+        self.shared
+            .honour_watch_timeouts
+            .store(yes, Ordering::Relaxed);
     }
 
     /// Open watches.

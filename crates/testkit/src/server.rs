@@ -18,6 +18,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::mpsc;
@@ -316,6 +317,58 @@ fn fault_response(fault: &Fault) -> Response<Body> {
     }
 }
 
+/// DELETE with optional `DeleteOptions` preconditions (uid, resourceVersion).
+async fn delete(
+    shared: &Shared,
+    ns: &str,
+    name: &str,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let (_, opts) = read_json_or_empty(req).await?;
+    let uid = opts.pointer("/preconditions/uid").and_then(Value::as_str);
+    let rv = opts
+        .pointer("/preconditions/resourceVersion")
+        .and_then(Value::as_str);
+    let mut st = shared.state();
+    let current = st.get(ns, name)?;
+    for (field, want) in [("uid", uid), ("resourceVersion", rv)] {
+        let have = current
+            .pointer(&format!("/metadata/{field}"))
+            .and_then(Value::as_str);
+        if let Some(want) = want
+            && Some(want) != have
+        {
+            return Err(ApiError {
+                name: Some(name.to_string()),
+                ..ApiError::new(
+                    409,
+                    "Conflict",
+                    format!(
+                        "Operation cannot be fulfilled on {PLURAL}.{GROUP} \"{name}\": Precondition failed: {field}: {want}, {field} in object meta: {}",
+                        have.unwrap_or("")
+                    ),
+                )
+            });
+        }
+    }
+    st.delete(ns, name)
+        .map(|v| json_response(StatusCode::OK, &v))
+}
+
+async fn read_json_or_empty(req: Request<Incoming>) -> Result<(Option<String>, Value), ApiError> {
+    let bytes = Limited::new(req.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map_err(|e| ApiError::new(413, "RequestEntityTooLarge", e.to_string()))?
+        .to_bytes();
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok((None, json!({})));
+    }
+    let v = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))?;
+    Ok((None, v))
+}
+
 async fn read_json(req: Request<Incoming>) -> Result<(Option<String>, Value), ApiError> {
     let ctype = req
         .headers()
@@ -390,10 +443,9 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
         (Target::Object { ns, name, status }, Some(Verb::Patch)) => {
             patch(&shared, &ns, &name, status, req).await
         }
-        (Target::Object { ns, name, .. }, Some(Verb::Delete)) => shared
-            .state()
-            .delete(&ns, &name)
-            .map(|v| json_response(StatusCode::OK, &v)),
+        (Target::Object { ns, name, .. }, Some(Verb::Delete)) => {
+            delete(&shared, &ns, &name, req).await
+        }
         _ => Err(ApiError::new(
             404,
             "NotFound",
@@ -480,6 +532,7 @@ fn watch(
     };
     let timeout = query
         .get("timeoutSeconds")
+        .filter(|_| shared.honour_watch_timeouts.load(Ordering::Relaxed))
         .and_then(|t| t.parse::<u64>().ok())
         .map(Duration::from_secs);
     let rx = match shared.state().watch(params) {

@@ -631,3 +631,66 @@ async fn delete_returns_object_and_emits_deleted() {
     }
     api.shutdown().await;
 }
+
+#[tokio::test]
+async fn delete_preconditions_guard_against_the_wrong_object() {
+    let api = FakeApi::start().await.unwrap();
+    let crs = crs(api.client().await.unwrap(), "pre");
+    let (_, pem) = csr("a", &[], &[]);
+    let o = crs
+        .create(&PostParams::default(), &dynobj(cr("ca", &pem, json!({}))))
+        .await
+        .unwrap();
+    let name = o.metadata.name.clone().unwrap();
+    let wrong = DeleteParams {
+        preconditions: Some(kube::api::Preconditions {
+            uid: Some("not-the-uid".into()),
+            resource_version: None,
+        }),
+        ..Default::default()
+    };
+    match crs.delete(&name, &wrong).await.unwrap_err() {
+        kube::Error::Api(s) => assert_eq!(s.code, 409),
+        other => panic!("{other:?}"),
+    }
+    assert!(api.request("pre", &name).is_some());
+    let right = DeleteParams {
+        preconditions: Some(kube::api::Preconditions {
+            uid: o.metadata.uid.clone(),
+            resource_version: None,
+        }),
+        ..Default::default()
+    };
+    crs.delete(&name, &right).await.unwrap();
+    assert!(api.request("pre", &name).is_none());
+    api.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn watch_timeout_is_honoured_or_not() {
+    let api = FakeApi::start().await.unwrap();
+    let crs = crs(api.client().await.unwrap(), "t");
+    let mut s = crs
+        .watch(&WatchParams::default().timeout(60), "0")
+        .await
+        .unwrap()
+        .boxed();
+    // Virtual time: the 60 s pass at once and the server ends the stream.
+    let end = tokio::time::timeout(Duration::from_secs(120), s.try_next())
+        .await
+        .unwrap();
+    assert!(matches!(end, Ok(None)), "{end:?}");
+
+    api.set_honour_watch_timeouts(false);
+    let mut s = crs
+        .watch(&WatchParams::default().timeout(60), "0")
+        .await
+        .unwrap()
+        .boxed();
+    assert!(
+        tokio::time::timeout(Duration::from_secs(600), s.try_next())
+            .await
+            .is_err()
+    );
+    api.shutdown().await;
+}
