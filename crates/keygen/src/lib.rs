@@ -1,7 +1,20 @@
 //! # cmcsi-keygen: keys, CSRs and keystores
 //!
-//! This crate will own private key generation (RSA, ECDSA, Ed25519), PEM
-//! encodings (PKCS#1, PKCS#8), PKCS#10 certificate signing requests, PKCS#12
-//! keystores and a key pool that generates RSA keys ahead of demand.
-//!
-//! It knows nothing of Kubernetes or files.
+//! TODO docs
+
+mod chain;
+mod csr;
+mod error;
+mod key;
+mod pkcs12;
+mod pool;
+mod spec;
+
+pub use chain::ChainSummary;
+pub use csr::{CsrParams, Rdn, Subject, SubjectFields, build_csr};
+pub use error::{Error, Result};
+pub use key::PrivateKey;
+pub use pkcs12::{PKCS12_ALIAS, Pkcs12Profile, pkcs12};
+pub use spec::{KeyEncoding, KeySpec, MAX_RSA_BITS, MIN_RSA_BITS};
+pub use zeroize::Zeroizing;
+pub use pool::{KeyPool, PoolConfig, PoolStats};
