@@ -151,7 +151,10 @@ mod tests {
 
     #[test]
     fn empty_and_non_pem_inputs_are_typed_errors() {
-        assert!(matches!(ChainSummary::from_pem(b""), Err(Error::EmptyChain)));
+        assert!(matches!(
+            ChainSummary::from_pem(b""),
+            Err(Error::EmptyChain)
+        ));
         assert!(matches!(
             ChainSummary::from_pem(b"hello"),
             Err(Error::EmptyChain)
@@ -161,7 +164,9 @@ mod tests {
             Err(Error::ChainNotUtf8 { valid_up_to: 0 })
         ));
         assert!(matches!(
-            ChainSummary::from_pem(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"),
+            ChainSummary::from_pem(
+                b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
+            ),
             Err(Error::InvalidChain(_))
         ));
     }

@@ -366,7 +366,10 @@ mod tests {
 
     #[test]
     fn values_are_printable_or_utf8() {
-        assert_eq!(directory_string("Acme Ltd.").unwrap().tag(), Tag::PrintableString);
+        assert_eq!(
+            directory_string("Acme Ltd.").unwrap().tag(),
+            Tag::PrintableString
+        );
         assert_eq!(directory_string("a*b").unwrap().tag(), Tag::Utf8String);
         assert_eq!(directory_string("Zürich").unwrap().tag(), Tag::Utf8String);
     }

@@ -60,12 +60,11 @@ impl PrivateKey {
         };
         let inner = match *spec {
             KeySpec::Rsa { bits } => {
-                let key = rsa::PrivateKey::new(&mut rng, bits as usize).map_err(|e| {
-                    Error::Generate {
+                let key =
+                    rsa::PrivateKey::new(&mut rng, bits as usize).map_err(|e| Error::Generate {
                         spec: *spec,
                         reason: e.to_string(),
-                    }
-                })?;
+                    })?;
                 Inner::Rsa(rsa::pkcs1v15::SigningKey::new(key))
             }
             KeySpec::EcdsaP256 => Inner::P256(generate_with(&mut rng).map_err(rng_err)?),
@@ -212,9 +211,12 @@ impl PrivateKey {
             });
         }
         if alg == OID_EC {
-            let curve = info.algorithm.parameters_oid().map_err(|e| Error::InvalidKeyPem {
-                reason: format!("EC key without a named curve: {e}"),
-            })?;
+            let curve = info
+                .algorithm
+                .parameters_oid()
+                .map_err(|e| Error::InvalidKeyPem {
+                    reason: format!("EC key without a named curve: {e}"),
+                })?;
             let (spec, inner) = if curve == OID_P256 {
                 (
                     KeySpec::EcdsaP256,
@@ -319,9 +321,10 @@ mod tests {
         let err = PrivateKey::from_pem_any("not a key SECRETSTUFF").unwrap_err();
         assert!(matches!(err, Error::InvalidKeyPem { .. }), "{err}");
         assert!(!err.to_string().contains("SECRETSTUFF"));
-        let err =
-            PrivateKey::from_pem_any("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
-                .unwrap_err();
+        let err = PrivateKey::from_pem_any(
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap_err();
         assert!(matches!(err, Error::InvalidKeyPem { .. }), "{err}");
     }
 }

@@ -155,7 +155,10 @@ impl KeyPool {
     pub async fn take(&self, spec: &KeySpec) -> Result<PrivateKey> {
         let pooled = self.inner.targets.contains_key(spec);
         let key = if pooled {
-            self.inner.lock().get_mut(spec).and_then(|s| s.keys.pop_front())
+            self.inner
+                .lock()
+                .get_mut(spec)
+                .and_then(|s| s.keys.pop_front())
         } else {
             None
         };
