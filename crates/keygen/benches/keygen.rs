@@ -3,6 +3,8 @@
 //! Run with `cargo bench -p cmcsi-keygen --bench keygen`. RSA generation time varies a lot
 //! from key to key (prime search), so its samples are few and its spread is wide.
 
+#![allow(clippy::unwrap_used)]
+
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;

@@ -1,5 +1,7 @@
 //! `ChainSummary` on chains issued by an OpenSSL test CA for our CSRs.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::net::{IpAddr, Ipv4Addr};

@@ -1,5 +1,7 @@
 //! PKCS#12 keystores opened with `openssl pkcs12` (OpenSSL 3, without `-legacy`).
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use cmcsi_keygen::{Error, KeySpec, Pkcs12Profile, PrivateKey, pkcs12};

@@ -1,6 +1,8 @@
 //! Key pool: hits when warm, inline generation when empty, refills after takes, and the
 //! bound on concurrent background generations.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};

@@ -1,6 +1,8 @@
 //! Reading keys back for reuse-private-key: both encodings, keys written by OpenSSL, and
 //! refusal of keys whose algorithm or size differs from the requested spec.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use cmcsi_keygen::{Error, KeyEncoding, KeySpec, PrivateKey};
