@@ -122,7 +122,7 @@ fn spki_matches(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Parses every `CERTIFICATE` block of a PEM chain.
-pub(crate) fn parse_chain(chain_pem: &[u8]) -> Result<Vec<Certificate>> {
+fn parse_chain(chain_pem: &[u8]) -> Result<Vec<Certificate>> {
     let text = std::str::from_utf8(chain_pem).map_err(|e| Error::ChainNotUtf8 {
         valid_up_to: e.valid_up_to(),
     })?;

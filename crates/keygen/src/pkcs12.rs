@@ -14,7 +14,6 @@ use p12_keystore::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::chain::parse_chain;
 use crate::{ChainSummary, Error, PrivateKey, Result};
 
 /// Iteration count for PBKDF2 and the MAC key derivation: what cert-manager's Modern2023
@@ -55,8 +54,6 @@ pub fn pkcs12(
     if !summary.leaf_matches_key(key) {
         return Err(Error::LeafKeyMismatch);
     }
-    let certs = parse_chain(chain_pem)?;
-    debug_assert_eq!(certs.len(), summary.certificates_der.len());
     let p12_err = |e: p12_keystore::error::Error| Error::Pkcs12(e.to_string());
     let p12_certs = summary
         .certificates_der
