@@ -1,0 +1,299 @@
+//! [`KeyPool`]: keys generated ahead of demand, so RSA generation leaves the Pod's start path.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fmt;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use tokio::sync::{Semaphore, watch};
+
+use crate::{Error, KeySpec, PrivateKey, Result};
+
+/// How many keys of each spec to keep ready, and how many to generate at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolConfig {
+    /// Keys kept ready per spec. A spec that is absent or mapped to 0 is not pooled:
+    /// [`KeyPool::take`] generates it inline.
+    pub sizes: BTreeMap<KeySpec, usize>,
+    /// Most background generations running at once, over all specs (at least 1). Inline
+    /// generations in [`KeyPool::take`] are not counted: they are on a Pod's start path
+    /// and must not queue behind refills.
+    pub max_concurrent_generations: usize,
+}
+
+impl Default for PoolConfig {
+    /// Four RSA-2048 keys (the default key spec, and the only slow one in common use),
+    /// nothing for ECDSA and Ed25519 (microseconds to generate), one background generation
+    /// at a time so refills take at most one core from the node.
+    fn default() -> Self {
+        PoolConfig {
+            sizes: BTreeMap::from([(KeySpec::RSA_2048, 4)]),
+            max_concurrent_generations: 1,
+        }
+    }
+}
+
+/// Counters for metrics, as plain numbers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    /// [`KeyPool::take`] calls served from the pool.
+    pub hits: u64,
+    /// [`KeyPool::take`] calls for a pooled spec that found the pool empty and generated
+    /// inline.
+    pub misses: u64,
+    /// [`KeyPool::take`] calls for a spec that is not pooled (always generated inline).
+    pub unpooled: u64,
+    /// Keys added to the pool by background generation.
+    pub refills: u64,
+    /// Background generations that failed.
+    pub refill_failures: u64,
+    /// Keys ready in the pool now, over all specs.
+    pub available: usize,
+    /// Background generations scheduled and not yet finished (waiting or running).
+    pub pending: usize,
+    /// Background generations running now.
+    pub running: usize,
+    /// Most background generations ever seen running at once.
+    pub peak_running: usize,
+}
+
+type Generator = dyn Fn(&KeySpec) -> Result<PrivateKey> + Send + Sync;
+
+/// A bounded pool of ready private keys per [`KeySpec`], refilled in the background on
+/// Tokio's blocking threads.
+///
+/// Cheap to clone (shared state). Pooled keys live only in memory and are zeroized when
+/// dropped, like every [`PrivateKey`].
+///
+/// ```
+/// # async fn demo() -> Result<(), cmcsi_keygen::Error> {
+/// use cmcsi_keygen::{KeyPool, KeySpec, PoolConfig};
+///
+/// let pool = KeyPool::new(PoolConfig::default())?;
+/// pool.fill(); // start generating the configured keys in the background
+/// let key = pool.take(&KeySpec::RSA_2048).await?; // from the pool, or inline when empty
+/// assert_eq!(key.spec(), KeySpec::RSA_2048);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct KeyPool {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    targets: BTreeMap<KeySpec, usize>,
+    slots: Mutex<HashMap<KeySpec, Slot>>,
+    permits: Arc<Semaphore>,
+    generator: Arc<Generator>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    unpooled: AtomicU64,
+    refills: AtomicU64,
+    refill_failures: AtomicU64,
+    running: AtomicUsize,
+    peak_running: AtomicUsize,
+    /// Number of scheduled, unfinished background generations.
+    pending: watch::Sender<usize>,
+}
+
+#[derive(Default)]
+struct Slot {
+    keys: VecDeque<PrivateKey>,
+    scheduled: usize,
+}
+
+impl fmt::Debug for KeyPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyPool")
+            .field("targets", &self.inner.targets)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeyPool {
+    /// A pool generating keys with [`PrivateKey::generate`]. Nothing is generated until
+    /// [`KeyPool::fill`] or the first [`KeyPool::take`].
+    ///
+    /// Fails when a configured spec is invalid (e.g. RSA below 2048 bits).
+    pub fn new(config: PoolConfig) -> Result<KeyPool> {
+        Self::with_generator(config, PrivateKey::generate)
+    }
+
+    /// A pool with a custom key source (tests; a hardware generator). The function runs on
+    /// a blocking thread.
+    pub fn with_generator<F>(config: PoolConfig, generator: F) -> Result<KeyPool>
+    where
+        F: Fn(&KeySpec) -> Result<PrivateKey> + Send + Sync + 'static,
+    {
+        let mut targets = config.sizes;
+        targets.retain(|_, n| *n > 0);
+        for spec in targets.keys() {
+            spec.validate()?;
+        }
+        let (pending, _) = watch::channel(0);
+        Ok(KeyPool {
+            inner: Arc::new(Inner {
+                targets,
+                slots: Mutex::new(HashMap::new()),
+                permits: Arc::new(Semaphore::new(config.max_concurrent_generations.max(1))),
+                generator: Arc::new(generator),
+                hits: AtomicU64::new(0),
+                misses: AtomicU64::new(0),
+                unpooled: AtomicU64::new(0),
+                refills: AtomicU64::new(0),
+                refill_failures: AtomicU64::new(0),
+                running: AtomicUsize::new(0),
+                peak_running: AtomicUsize::new(0),
+                pending,
+            }),
+        })
+    }
+
+    /// Takes a key of `spec`: a pooled one when there is one (a hit), else one generated
+    /// now on a blocking thread (a miss). Either way, schedules background refills.
+    pub async fn take(&self, spec: &KeySpec) -> Result<PrivateKey> {
+        let pooled = self.inner.targets.contains_key(spec);
+        let key = if pooled {
+            self.inner
+                .lock()
+                .get_mut(spec)
+                .and_then(|s| s.keys.pop_front())
+        } else {
+            None
+        };
+        self.fill();
+        if let Some(key) = key {
+            self.inner.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(key);
+        }
+        let counter = if pooled {
+            &self.inner.misses
+        } else {
+            &self.inner.unpooled
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let generator = Arc::clone(&self.inner.generator);
+        let spec = *spec;
+        tokio::task::spawn_blocking(move || generator(&spec))
+            .await
+            .map_err(|e| Error::Generate {
+                spec,
+                reason: format!("generator task failed: {e}"),
+            })?
+    }
+
+    /// Schedules background generations until every pooled spec has its configured number
+    /// of keys ready or on the way. Returns at once.
+    ///
+    /// Needs a Tokio runtime; outside one it logs a warning and does nothing.
+    pub fn fill(&self) {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!("key pool refill skipped: not inside a Tokio runtime");
+            return;
+        };
+        let mut to_start = Vec::new();
+        {
+            let mut slots = self.inner.lock();
+            for (spec, target) in &self.inner.targets {
+                let slot = slots.entry(*spec).or_default();
+                while slot.keys.len() + slot.scheduled < *target {
+                    slot.scheduled += 1;
+                    to_start.push(*spec);
+                }
+            }
+        }
+        if to_start.is_empty() {
+            return;
+        }
+        self.inner.pending.send_modify(|n| *n += to_start.len());
+        for spec in to_start {
+            let inner = Arc::clone(&self.inner);
+            handle.spawn(async move { inner.refill_one(spec).await });
+        }
+    }
+
+    /// Waits until no background generation is scheduled or running (the pool is as full
+    /// as it will get without another `take`).
+    pub async fn wait_idle(&self) {
+        let mut rx = self.inner.pending.subscribe();
+        // The sender lives in `inner`, which `self` keeps alive, so this cannot fail.
+        let _ = rx.wait_for(|n| *n == 0).await;
+    }
+
+    /// Keys of `spec` ready now.
+    pub fn available(&self, spec: &KeySpec) -> usize {
+        self.inner.lock().get(spec).map_or(0, |s| s.keys.len())
+    }
+
+    /// The configured pool size for `spec` (0 when not pooled).
+    pub fn target(&self, spec: &KeySpec) -> usize {
+        self.inner.targets.get(spec).copied().unwrap_or(0)
+    }
+
+    /// Counters and gauges for metrics.
+    pub fn stats(&self) -> PoolStats {
+        let available = self.inner.lock().values().map(|s| s.keys.len()).sum();
+        let i = &self.inner;
+        PoolStats {
+            hits: i.hits.load(Ordering::Relaxed),
+            misses: i.misses.load(Ordering::Relaxed),
+            unpooled: i.unpooled.load(Ordering::Relaxed),
+            refills: i.refills.load(Ordering::Relaxed),
+            refill_failures: i.refill_failures.load(Ordering::Relaxed),
+            available,
+            pending: *i.pending.borrow(),
+            running: i.running.load(Ordering::Relaxed),
+            peak_running: i.peak_running.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, HashMap<KeySpec, Slot>> {
+        // A panic while holding the lock leaves the map consistent (every update is a
+        // single push/pop/counter change), so poisoning is ignored.
+        self.slots.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    async fn refill_one(self: Arc<Self>, spec: KeySpec) {
+        let result = match Arc::clone(&self.permits).acquire_owned().await {
+            Ok(permit) => {
+                let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+                self.peak_running.fetch_max(now, Ordering::SeqCst);
+                let generator = Arc::clone(&self.generator);
+                let res = tokio::task::spawn_blocking(move || generator(&spec)).await;
+                self.running.fetch_sub(1, Ordering::SeqCst);
+                drop(permit);
+                res.unwrap_or_else(|e| {
+                    Err(Error::Generate {
+                        spec,
+                        reason: format!("generator task failed: {e}"),
+                    })
+                })
+            }
+            // The semaphore is never closed; treat it as a failed generation anyway.
+            Err(_) => Err(Error::Generate {
+                spec,
+                reason: "key pool is shut down".into(),
+            }),
+        };
+        {
+            let mut slots = self.lock();
+            let slot = slots.entry(spec).or_default();
+            slot.scheduled = slot.scheduled.saturating_sub(1);
+            match result {
+                Ok(key) => {
+                    slot.keys.push_back(key);
+                    self.refills.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(%spec, ready = slot.keys.len(), "key pool refilled");
+                }
+                Err(e) => {
+                    self.refill_failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(%spec, error = %e, "key pool refill failed");
+                }
+            }
+        }
+        self.pending.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}

@@ -1,0 +1,198 @@
+//! Key pool: hits when warm, inline generation when empty, refills after takes, and the
+//! bound on concurrent background generations.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use cmcsi_keygen::{Error, KeyPool, KeySpec, PoolConfig, PrivateKey};
+
+fn config(spec: KeySpec, size: usize, max_concurrent: usize) -> PoolConfig {
+    PoolConfig {
+        sizes: BTreeMap::from([(spec, size)]),
+        max_concurrent_generations: max_concurrent,
+    }
+}
+
+#[tokio::test]
+async fn default_config_keeps_rsa_2048_keys_warm() {
+    let pool = KeyPool::new(PoolConfig::default()).unwrap();
+    assert_eq!(pool.target(&KeySpec::RSA_2048), 4);
+    assert_eq!(pool.target(&KeySpec::EcdsaP256), 0);
+    pool.fill();
+    pool.wait_idle().await;
+    assert_eq!(pool.available(&KeySpec::RSA_2048), 4);
+
+    let key = pool.take(&KeySpec::RSA_2048).await.unwrap();
+    assert_eq!(key.spec(), KeySpec::RSA_2048);
+    let stats = pool.stats();
+    assert_eq!((stats.hits, stats.misses), (1, 0));
+    assert_eq!(stats.refills, 4);
+    // A default pool generates one key at a time.
+    assert_eq!(stats.peak_running, 1);
+    pool.wait_idle().await;
+    assert_eq!(pool.stats().refills, 5);
+}
+
+#[tokio::test]
+async fn warm_pool_serves_hits_with_distinct_keys() {
+    let pool = KeyPool::new(config(KeySpec::EcdsaP256, 3, 2)).unwrap();
+    pool.fill();
+    pool.wait_idle().await;
+    assert_eq!(pool.available(&KeySpec::EcdsaP256), 3);
+
+    let a = pool.take(&KeySpec::EcdsaP256).await.unwrap();
+    let b = pool.take(&KeySpec::EcdsaP256).await.unwrap();
+    assert_ne!(a.public_key_der().unwrap(), b.public_key_der().unwrap());
+    let stats = pool.stats();
+    assert_eq!((stats.hits, stats.misses, stats.unpooled), (2, 0, 0));
+}
+
+#[tokio::test]
+async fn empty_pool_generates_inline_then_refills() {
+    let pool = KeyPool::new(config(KeySpec::EcdsaP384, 2, 1)).unwrap();
+    // Nothing generated yet: the first take is a miss served inline.
+    assert_eq!(pool.available(&KeySpec::EcdsaP384), 0);
+    let key = pool.take(&KeySpec::EcdsaP384).await.unwrap();
+    assert_eq!(key.spec(), KeySpec::EcdsaP384);
+    let stats = pool.stats();
+    assert_eq!((stats.hits, stats.misses), (0, 1));
+
+    // The take scheduled the refill.
+    pool.wait_idle().await;
+    assert_eq!(pool.available(&KeySpec::EcdsaP384), 2);
+    assert_eq!(pool.stats().refills, 2);
+}
+
+#[tokio::test]
+async fn takes_are_refilled_back_to_the_target() {
+    let pool = KeyPool::new(config(KeySpec::Ed25519, 3, 2)).unwrap();
+    pool.fill();
+    pool.wait_idle().await;
+    for _ in 0..2 {
+        pool.take(&KeySpec::Ed25519).await.unwrap();
+    }
+    pool.wait_idle().await;
+    assert_eq!(pool.available(&KeySpec::Ed25519), 3);
+    let stats = pool.stats();
+    assert_eq!(stats.hits, 2);
+    assert_eq!(stats.refills, 5);
+    assert_eq!(stats.available, 3);
+    assert_eq!(stats.pending, 0);
+
+    // Filling a full pool schedules nothing.
+    pool.fill();
+    assert_eq!(pool.stats().pending, 0);
+}
+
+#[tokio::test]
+async fn unpooled_specs_are_generated_inline_without_refills() {
+    let pool = KeyPool::new(PoolConfig::default()).unwrap();
+    let key = pool.take(&KeySpec::EcdsaP521).await.unwrap();
+    assert_eq!(key.spec(), KeySpec::EcdsaP521);
+    let stats = pool.stats();
+    assert_eq!((stats.hits, stats.misses, stats.unpooled), (0, 0, 1));
+    assert_eq!(pool.available(&KeySpec::EcdsaP521), 0);
+    // The take did start the configured RSA refills, though; let them finish.
+    pool.wait_idle().await;
+    assert_eq!(pool.available(&KeySpec::EcdsaP521), 0);
+}
+
+/// A generator that blocks until the test opens the gate, counting how many run at once.
+struct Gate {
+    open: Mutex<bool>,
+    cv: Condvar,
+    active: AtomicUsize,
+    max_active: AtomicUsize,
+}
+
+impl Gate {
+    fn generate(&self, spec: &KeySpec) -> Result<PrivateKey, Error> {
+        let now = self.active.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_active.fetch_max(now, Ordering::SeqCst);
+        let mut open = self.open.lock().unwrap();
+        while !*open {
+            open = self.cv.wait(open).unwrap();
+        }
+        drop(open);
+        self.active.fetch_sub(1, Ordering::SeqCst);
+        PrivateKey::generate(spec)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_generations_respect_the_concurrency_bound() {
+    let gate = Arc::new(Gate {
+        open: Mutex::new(false),
+        cv: Condvar::new(),
+        active: AtomicUsize::new(0),
+        max_active: AtomicUsize::new(0),
+    });
+    let g = Arc::clone(&gate);
+    let pool = KeyPool::with_generator(config(KeySpec::EcdsaP256, 6, 2), move |spec| {
+        g.generate(spec)
+    })
+    .unwrap();
+    pool.fill();
+    assert_eq!(pool.stats().pending, 6);
+
+    // Wait (bounded) until the two permitted generations are blocked in the generator.
+    for _ in 0..1000 {
+        if gate.active.load(Ordering::SeqCst) == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(gate.active.load(Ordering::SeqCst), 2);
+    // Give the other four every chance to (wrongly) start.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let stats = pool.stats();
+    assert_eq!(stats.running, 2);
+    assert_eq!(stats.pending, 6);
+    assert_eq!(gate.active.load(Ordering::SeqCst), 2);
+
+    *gate.open.lock().unwrap() = true;
+    gate.cv.notify_all();
+    pool.wait_idle().await;
+    assert_eq!(gate.max_active.load(Ordering::SeqCst), 2);
+    let stats = pool.stats();
+    assert_eq!(stats.peak_running, 2);
+    assert_eq!(stats.refills, 6);
+    assert_eq!(stats.available, 6);
+    assert_eq!(stats.running, 0);
+}
+
+#[tokio::test]
+async fn failing_generator_is_counted_and_reported() {
+    let pool = KeyPool::with_generator(config(KeySpec::EcdsaP256, 2, 1), |spec| {
+        Err(Error::Generate {
+            spec: *spec,
+            reason: "no entropy".into(),
+        })
+    })
+    .unwrap();
+    let err = pool.take(&KeySpec::EcdsaP256).await.unwrap_err();
+    assert!(err.to_string().contains("no entropy"), "{err}");
+    pool.wait_idle().await;
+    let stats = pool.stats();
+    assert_eq!(stats.misses, 1);
+    assert_eq!(stats.refill_failures, 2);
+    assert_eq!(stats.available, 0);
+}
+
+#[test]
+fn invalid_specs_are_refused_and_fill_needs_a_runtime() {
+    let err = KeyPool::new(config(KeySpec::Rsa { bits: 1024 }, 1, 1)).unwrap_err();
+    assert!(matches!(err, Error::UnsupportedSpec { .. }), "{err}");
+
+    // Outside a Tokio runtime, fill() does nothing instead of panicking.
+    let pool = KeyPool::new(config(KeySpec::Ed25519, 2, 1)).unwrap();
+    pool.fill();
+    assert_eq!(pool.stats().pending, 0);
+    // Size 0 means "not pooled".
+    let pool = KeyPool::new(config(KeySpec::Ed25519, 0, 1)).unwrap();
+    assert_eq!(pool.target(&KeySpec::Ed25519), 0);
+}
