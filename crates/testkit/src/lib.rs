@@ -1,5 +1,74 @@
-//! # cmcsi-testkit: test support
+//! # cmcsi-testkit: a fake cluster for tests
 //!
-//! This crate will own a fake Kubernetes API for cert-manager
-//! CertificateRequests over real HTTP on 127.0.0.1, a scriptable test CA
-//! issuer, and CSI client helpers for tests, the demo and benchmarks.
+//! Test support for the cert-manager CSI driver, where no real cluster runs:
+//!
+//! - [`FakeApi`]: a fake Kubernetes API server on 127.0.0.1 over real HTTP,
+//!   so the real `kube` client and its HTTP stack are exercised. It serves
+//!   cert-manager.io/v1 `CertificateRequests` (create with `name` or
+//!   `generateName`, get, list and watch with label selectors,
+//!   resourceVersions, bookmarks and `410 Gone`, delete, status updates,
+//!   404/409 `Status` errors), maps bearer tokens to identities recorded in
+//!   `spec.username`, counts every request by verb ([`FakeApi::counts`]),
+//!   writes kubeconfigs, and injects faults (5xx, 429, dropped watches, down
+//!   for a while).
+//! - A test issuer inside the same process that approves or denies and
+//!   signs requests with an in-memory CA ([`TestCa`]), scripted per issuer
+//!   name with a [`Script`].
+//! - [`csi_client`] and [`identity_client`]: CSI gRPC clients over a unix socket.
+//! - A standalone server for demos: `cargo run -p cmcsi-testkit -- serve
+//!   --kubeconfig-out PATH`.
+//!
+//! It is not a Kubernetes API server: only CertificateRequests exist, there is
+//! no RBAC, admission, garbage collection or protobuf, and plain HTTP only.
+//!
+//! Start at [`FakeApi::start`] (or [`FakeApi::builder`]), then
+//! [`FakeApi::client`] for a `kube::Client` pointing at it.
+//!
+//! ```no_run
+//! use cmcsi_testkit::{FakeApi, Script, Verb};
+//! use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
+//! use std::time::Duration;
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let api = FakeApi::builder().issuer("ca", Script::Sign).start().await?;
+//! let client = api.client().await?;
+//! let ar = ApiResource::from_gvk(&GroupVersionKind::gvk("cert-manager.io", "v1", "CertificateRequest"));
+//! let crs: Api<DynamicObject> = Api::namespaced_with(client, "default", &ar);
+//! let csr_pem = "-----BEGIN CERTIFICATE REQUEST-----\n...";
+//! let obj: DynamicObject = serde_json::from_value(serde_json::json!({
+//!     "apiVersion": "cert-manager.io/v1", "kind": "CertificateRequest",
+//!     "metadata": {"generateName": "csi-"},
+//!     "spec": {
+//!         "request": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, csr_pem),
+//!         "issuerRef": {"name": "ca"},
+//!     },
+//! }))?;
+//! let created = crs.create(&PostParams::default(), &obj).await?;
+//! let name = created.metadata.name.clone().unwrap_or_default();
+//! let issued = api
+//!     .wait_for_request("default", Duration::from_secs(10), |o| {
+//!         o["metadata"]["name"] == name.as_str() && o["status"]["certificate"].is_string()
+//!     })
+//!     .await?;
+//! assert_eq!(api.counts().verb(Verb::Create), 1);
+//! # let _ = issued;
+//! api.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+
+mod api;
+pub mod ca;
+mod csi;
+mod issuer;
+pub mod selector;
+mod server;
+mod state;
+
+pub use api::{
+    Builder, Counts, DEFAULT_TOKEN, DEFAULT_USERNAME, Error, FakeApi, Fault, Verb, kubeconfig_json,
+};
+pub use ca::{CaError, SignParams, TestCa};
+pub use csi::{csi_channel, csi_client, identity_client};
+pub use issuer::Script;
+pub use state::UserInfo;

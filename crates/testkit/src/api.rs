@@ -1,0 +1,639 @@
+//! [`FakeApi`]: the handle tests hold on the fake API server.
+
+use crate::ca::TestCa;
+use crate::issuer::{self, IssuerState, Script};
+use crate::server;
+use crate::state::{State, UserInfo};
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// The token [`FakeApi::client`] and the standalone server's kubeconfig use.
+pub const DEFAULT_TOKEN: &str = "testkit-driver-token";
+/// The identity [`DEFAULT_TOKEN`] stands for.
+pub const DEFAULT_USERNAME: &str = "system:serviceaccount:cert-manager:cert-manager-csi-driver";
+
+/// Errors of the test kit itself (not of the API it serves).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Binding, accepting or writing a file failed.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The test CA could not be created.
+    #[error("test CA: {0}")]
+    Ca(#[from] crate::ca::CaError),
+    /// Building a kube client failed.
+    #[error("kube client: {0}")]
+    Kube(String),
+    /// A wait helper timed out.
+    #[error("timed out after {0:?} waiting for a condition")]
+    Timeout(Duration),
+    /// The server task is gone.
+    #[error("the fake API server has stopped")]
+    Stopped,
+}
+
+/// The kind of an API request, as the API server's audit log names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum Verb {
+    /// POST of a new object.
+    Create,
+    /// GET of one object.
+    Get,
+    /// GET of a collection.
+    List,
+    /// GET of a collection with `watch=true`.
+    Watch,
+    /// PUT.
+    Update,
+    /// PATCH.
+    Patch,
+    /// DELETE of one object.
+    Delete,
+    /// DELETE of a collection.
+    DeleteCollection,
+    /// Discovery and `/version`.
+    Discovery,
+}
+
+/// A snapshot of request counts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counts {
+    by: BTreeMap<(Verb, String), u64>,
+}
+
+impl Counts {
+    /// Requests of this verb, any resource.
+    pub fn verb(&self, verb: Verb) -> u64 {
+        self.by
+            .iter()
+            .filter(|((v, _), _)| *v == verb)
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// Requests of this verb on this resource (`certificaterequests`,
+    /// `certificaterequests/status`, or a discovery path such as `/version`).
+    pub fn of(&self, verb: Verb, resource: &str) -> u64 {
+        self.by
+            .get(&(verb, resource.to_string()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// All requests.
+    pub fn total(&self) -> u64 {
+        self.by.values().sum()
+    }
+
+    /// Every (verb, resource) pair with its count.
+    pub fn iter(&self) -> impl Iterator<Item = (Verb, &str, u64)> {
+        self.by.iter().map(|((v, r), n)| (*v, r.as_str(), *n))
+    }
+}
+
+/// An injected API failure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Fault {
+    /// Answer with this HTTP status (e.g. 500, 503) and a `Status` body.
+    Status(u16),
+    /// Answer `429 Too Many Requests` with `Retry-After: <secs>`.
+    TooManyRequests {
+        /// The `Retry-After` header, in seconds.
+        retry_after_secs: u64,
+    },
+}
+
+pub(crate) struct FaultRule {
+    pub remaining: u64,
+    pub verb: Option<Verb>,
+    pub fault: Fault,
+}
+
+/// Everything behind the lock the server, the issuer and the handle share.
+pub(crate) struct Shared {
+    state: Mutex<State>,
+    pub issuer: Mutex<IssuerState>,
+    pub ca: TestCa,
+    pub tokens: Mutex<HashMap<String, UserInfo>>,
+    pub counts: Mutex<BTreeMap<(Verb, String), u64>>,
+    pub faults: Mutex<VecDeque<FaultRule>>,
+    /// End watches after the client's `timeoutSeconds`, as the API server does.
+    pub honour_watch_timeouts: AtomicBool,
+    /// Bumped on every store change, for the wait helpers.
+    pub changed: watch::Sender<u64>,
+}
+
+impl Shared {
+    pub fn state(&self) -> StateGuard<'_> {
+        StateGuard {
+            guard: self.state.lock().unwrap_or_else(|e| e.into_inner()),
+            changed: &self.changed,
+        }
+    }
+}
+
+/// A lock on the store that wakes the wait helpers when released.
+pub(crate) struct StateGuard<'a> {
+    guard: MutexGuard<'a, State>,
+    changed: &'a watch::Sender<u64>,
+}
+
+impl std::ops::Deref for StateGuard<'_> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for StateGuard<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.guard
+    }
+}
+
+impl Drop for StateGuard<'_> {
+    fn drop(&mut self) {
+        let rv = self.guard.rv;
+        self.changed.send_if_modified(|old| {
+            let changed = *old != rv;
+            *old = rv;
+            changed
+        });
+    }
+}
+
+pub(crate) enum Ctl {
+    Down(oneshot::Sender<()>),
+    Up(oneshot::Sender<std::io::Result<()>>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// Options for [`FakeApi::builder`].
+#[derive(Debug, Clone)]
+pub struct Builder {
+    port: u16,
+    history_limit: usize,
+    default_script: Option<Script>,
+    scripts: HashMap<String, Script>,
+    bookmark_interval: Option<Duration>,
+    honour_watch_timeouts: bool,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Self {
+            port: 0,
+            history_limit: 10_000,
+            default_script: None,
+            scripts: HashMap::new(),
+            bookmark_interval: None,
+            honour_watch_timeouts: true,
+        }
+    }
+}
+
+impl Builder {
+    /// Listen on this port of 127.0.0.1 (default 0: any free port).
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// How many events the server keeps for watches that resume from an older
+    /// resourceVersion (default 10 000); older ones get `410 Gone`.
+    pub fn watch_history_limit(mut self, n: usize) -> Self {
+        self.history_limit = n;
+        self
+    }
+
+    /// The script for issuer names without their own (default: none, so such
+    /// requests stay pending as with real cert-manager).
+    pub fn default_script(mut self, script: Script) -> Self {
+        self.default_script = Some(script);
+        self
+    }
+
+    /// The script for one issuer name.
+    pub fn issuer(mut self, name: impl Into<String>, script: Script) -> Self {
+        self.scripts.insert(name.into(), script);
+        self
+    }
+
+    /// Send a BOOKMARK to watches that allow them this often (default: never;
+    /// see [`FakeApi::send_bookmarks`]).
+    pub fn bookmark_interval(mut self, every: Duration) -> Self {
+        self.bookmark_interval = Some(every);
+        self
+    }
+
+    /// Whether watches end after the client's `timeoutSeconds` (default
+    /// true, as the API server does; kube's watcher asks for 290 s and then
+    /// re-watches). Turn it off in paused-time tests that count watches,
+    /// where virtual time can pass 290 s in an instant.
+    pub fn honour_watch_timeouts(mut self, yes: bool) -> Self {
+        self.honour_watch_timeouts = yes;
+        self
+    }
+
+    /// Binds the listener and starts serving. Must be called inside a tokio runtime.
+    pub async fn start(self) -> Result<FakeApi, Error> {
+        let (changed, _) = watch::channel(0);
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::new(self.history_limit)),
+            issuer: Mutex::new(IssuerState {
+                scripts: self.scripts,
+                default: self.default_script,
+                ..Default::default()
+            }),
+            ca: TestCa::new()?,
+            tokens: Mutex::new(HashMap::from([(
+                DEFAULT_TOKEN.to_string(),
+                UserInfo::new(DEFAULT_USERNAME),
+            )])),
+            counts: Mutex::new(BTreeMap::new()),
+            faults: Mutex::new(VecDeque::new()),
+            honour_watch_timeouts: AtomicBool::new(self.honour_watch_timeouts),
+            changed,
+        });
+        let listener = server::bind(SocketAddr::from(([127, 0, 0, 1], self.port)))?;
+        let addr = listener.local_addr()?;
+        let (ctl, ctl_rx) = mpsc::unbounded_channel();
+        tokio::spawn(server::supervise(shared.clone(), listener, addr, ctl_rx));
+        if let Some(every) = self.bookmark_interval {
+            let weak = Arc::downgrade(&shared);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    let Some(shared) = weak.upgrade() else { break };
+                    shared.state().send_bookmarks();
+                }
+            });
+        }
+        Ok(FakeApi { shared, addr, ctl })
+    }
+}
+
+/// A fake Kubernetes API server for cert-manager.io/v1 CertificateRequests,
+/// serving plain HTTP on 127.0.0.1, with an in-process test issuer.
+///
+/// Dropping the handle does not stop the server; call [`FakeApi::shutdown`].
+pub struct FakeApi {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    ctl: mpsc::UnboundedSender<Ctl>,
+}
+
+impl std::fmt::Debug for FakeApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeApi")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FakeApi {
+    /// Starts a server with default options on a free port of 127.0.0.1.
+    pub async fn start() -> Result<FakeApi, Error> {
+        Builder::default().start().await
+    }
+
+    /// Options for a server.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// The base URL, e.g. `http://127.0.0.1:41234`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The listening address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Lets `token` in as `username` (ServiceAccount names get the usual groups).
+    pub fn add_token(&self, token: impl Into<String>, username: impl Into<String>) {
+        self.add_token_user(token, UserInfo::new(username));
+    }
+
+    /// Lets `token` in as this identity.
+    pub fn add_token_user(&self, token: impl Into<String>, user: UserInfo) {
+        lock(&self.shared.tokens).insert(token.into(), user);
+    }
+
+    /// Stops accepting `token` (later requests with it get 401).
+    pub fn remove_token(&self, token: &str) {
+        lock(&self.shared.tokens).remove(token);
+    }
+
+    /// Writes a kubeconfig (JSON, which is valid YAML) for this server and token.
+    pub fn write_kubeconfig(&self, path: impl AsRef<Path>, token: &str) -> Result<(), Error> {
+        let bytes =
+            serde_json::to_vec_pretty(&self.kubeconfig(token)).map_err(std::io::Error::other)?;
+        std::fs::write(path, bytes)?;
+        Ok(())
+    }
+
+    /// The kubeconfig [`FakeApi::write_kubeconfig`] writes.
+    pub fn kubeconfig(&self, token: &str) -> Value {
+        kubeconfig_json(&self.url(), token)
+    }
+
+    /// A kube client authenticated with [`DEFAULT_TOKEN`].
+    pub async fn client(&self) -> Result<kube::Client, Error> {
+        self.client_with_token(DEFAULT_TOKEN).await
+    }
+
+    /// A kube client authenticated with `token`, built through the kubeconfig path.
+    ///
+    /// Note that kube's default retry layer retries 429, 503 and 504 answers
+    /// (honouring `Retry-After`); turn it off with [`FakeApi::config`] and
+    /// `default_retry = false` to see them.
+    pub async fn client_with_token(&self, token: &str) -> Result<kube::Client, Error> {
+        let config = self.config(token).await?;
+        kube::Client::try_from(config).map_err(|e| Error::Kube(e.to_string()))
+    }
+
+    /// A kube `Config` for this server and `token`, from the kubeconfig
+    /// [`FakeApi::write_kubeconfig`] writes.
+    pub async fn config(&self, token: &str) -> Result<kube::Config, Error> {
+        let kc: kube::config::Kubeconfig = serde_json::from_value(self.kubeconfig(token))
+            .map_err(|e| Error::Kube(e.to_string()))?;
+        kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .map_err(|e| Error::Kube(e.to_string()))
+    }
+
+    /// The test CA certificate, PEM.
+    pub fn ca_pem(&self) -> String {
+        self.shared.ca.cert_pem().to_string()
+    }
+
+    /// Sets the script for one issuer name; pending requests for it are re-examined.
+    pub fn set_issuer(&self, name: impl Into<String>, script: Script) {
+        lock(&self.shared.issuer)
+            .scripts
+            .insert(name.into(), script);
+        issuer::rescan(&self.shared);
+    }
+
+    /// Sets (or clears) the script for issuer names without their own.
+    pub fn set_default_script(&self, script: Option<Script>) {
+        lock(&self.shared.issuer).default = script;
+        issuer::rescan(&self.shared);
+    }
+
+    /// Applies a script to one request now, whatever its issuer.
+    pub async fn act_on(&self, ns: &str, name: &str, script: Script) {
+        issuer::run(&self.shared, ns, name, script).await;
+    }
+
+    /// All CertificateRequests of a namespace, sorted by name.
+    pub fn requests(&self, ns: &str) -> Vec<Value> {
+        self.shared
+            .state()
+            .objects
+            .iter()
+            .filter(|((o_ns, _), _)| o_ns == ns)
+            .map(|(_, v)| (**v).clone())
+            .collect()
+    }
+
+    /// All CertificateRequests, sorted by namespace and name.
+    pub fn all_requests(&self) -> Vec<Value> {
+        self.shared
+            .state()
+            .objects
+            .values()
+            .map(|v| (**v).clone())
+            .collect()
+    }
+
+    /// One CertificateRequest.
+    pub fn request(&self, ns: &str, name: &str) -> Option<Value> {
+        self.shared.state().get(ns, name).ok()
+    }
+
+    /// Creates a CertificateRequest directly in the store (no HTTP, not
+    /// counted) as `username`; returns the stored object or the API's error
+    /// `Status` object.
+    pub fn insert_request(&self, ns: &str, obj: Value, username: &str) -> Result<Value, Value> {
+        let created = self
+            .shared
+            .state()
+            .create(ns, obj, &UserInfo::new(username))
+            .map_err(|e| e.status_json())?;
+        issuer::consider(&self.shared, &created);
+        Ok(created)
+    }
+
+    /// Deletes a CertificateRequest directly in the store (no HTTP, not counted).
+    pub fn remove_request(&self, ns: &str, name: &str) -> Option<Value> {
+        self.shared.state().delete(ns, name).ok()
+    }
+
+    /// The current global resourceVersion.
+    pub fn resource_version(&self) -> u64 {
+        self.shared.state().rv
+    }
+
+    /// Waits until `pred` holds for all CertificateRequests (woken by every
+    /// change, no polling); `Err(Timeout)` after `timeout` (tokio time).
+    pub async fn wait_for(
+        &self,
+        timeout: Duration,
+        mut pred: impl FnMut(&[Value]) -> bool,
+    ) -> Result<(), Error> {
+        let mut rx = self.shared.changed.subscribe();
+        let fut = async {
+            loop {
+                rx.borrow_and_update();
+                if pred(&self.all_requests()) {
+                    return Ok(());
+                }
+                if rx.changed().await.is_err() {
+                    return Err(Error::Stopped);
+                }
+            }
+        };
+        tokio::time::timeout(timeout, fut)
+            .await
+            .unwrap_or(Err(Error::Timeout(timeout)))
+    }
+
+    /// Waits until a request in `ns` satisfies `pred`, and returns it.
+    pub async fn wait_for_request(
+        &self,
+        ns: &str,
+        timeout: Duration,
+        mut pred: impl FnMut(&Value) -> bool,
+    ) -> Result<Value, Error> {
+        let mut found = None;
+        self.wait_for(timeout, |all| {
+            found = all
+                .iter()
+                .find(|o| {
+                    o.pointer("/metadata/namespace").and_then(Value::as_str) == Some(ns) && pred(o)
+                })
+                .cloned();
+            found.is_some()
+        })
+        .await?;
+        found.ok_or(Error::Stopped)
+    }
+
+    /// Waits until `n` watches are open (e.g. the client re-established its watch).
+    pub async fn wait_for_watches(&self, n: usize, timeout: Duration) -> Result<(), Error> {
+        let fut = async {
+            loop {
+                if self.open_watches() >= n {
+                    return;
+                }
+                // Watches register without a store change; a short tokio sleep
+                // keeps this simple and works with paused time too.
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        tokio::time::timeout(timeout, fut)
+            .await
+            .map_err(|_| Error::Timeout(timeout))
+    }
+
+    /// Request counts so far: every request that reached the server over
+    /// HTTP, including those answered with an injected fault or 401 (but not
+    /// the in-process issuer's writes, nor `insert_request`/`remove_request`).
+    pub fn counts(&self) -> Counts {
+        Counts {
+            by: lock(&self.shared.counts).clone(),
+        }
+    }
+
+    /// Forgets the request counts.
+    pub fn reset_counts(&self) {
+        lock(&self.shared.counts).clear();
+    }
+
+    /// The next `n` requests answer with `fault`.
+    pub fn fail_next(&self, n: u64, fault: Fault) {
+        self.inject(n, None, fault);
+    }
+
+    /// The next `n` requests of `verb` answer with `fault`.
+    pub fn fail_next_verb(&self, n: u64, verb: Verb, fault: Fault) {
+        self.inject(n, Some(verb), fault);
+    }
+
+    fn inject(&self, n: u64, verb: Option<Verb>, fault: Fault) {
+        lock(&self.shared.faults).push_back(FaultRule {
+            remaining: n,
+            verb,
+            fault,
+        });
+    }
+
+    /// Removes every pending injected fault.
+    pub fn clear_faults(&self) {
+        lock(&self.shared.faults).clear();
+    }
+
+    /// Ends every open watch now (clean end of the response stream, as when
+    /// the API server's watch timeout fires); returns how many were open.
+    pub fn drop_watches(&self) -> usize {
+        self.shared.state().drop_watches()
+    }
+
+    /// See [`Builder::honour_watch_timeouts`]; applies to watches opened later.
+    pub fn set_honour_watch_timeouts(&self, yes: bool) {
+        self.shared
+            .honour_watch_timeouts
+            .store(yes, Ordering::Relaxed);
+    }
+
+    /// Open watches.
+    pub fn open_watches(&self) -> usize {
+        self.shared.state().open_watches()
+    }
+
+    /// Sends a BOOKMARK with the current resourceVersion to watches that allow them.
+    pub fn send_bookmarks(&self) {
+        self.shared.state().send_bookmarks();
+    }
+
+    /// Keeps only the last `n` events for resuming watches; older
+    /// resourceVersions get `410 Gone`.
+    pub fn set_watch_history_limit(&self, n: usize) {
+        let mut st = self.shared.state();
+        st.history_limit = n;
+        st.trim_history();
+    }
+
+    /// Forgets all watch history: a watch resuming from any older
+    /// resourceVersion gets `410 Gone` and must relist.
+    pub fn expire_watch_history(&self) {
+        self.shared.state().expire_history();
+    }
+
+    /// Takes the API down: closes every connection and refuses new ones until
+    /// [`FakeApi::come_up`].
+    pub async fn go_down(&self) -> Result<(), Error> {
+        let (tx, rx) = oneshot::channel();
+        self.ctl.send(Ctl::Down(tx)).map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)
+    }
+
+    /// Listens again on the same port.
+    pub async fn come_up(&self) -> Result<(), Error> {
+        let (tx, rx) = oneshot::channel();
+        self.ctl.send(Ctl::Up(tx)).map_err(|_| Error::Stopped)?;
+        Ok(rx.await.map_err(|_| Error::Stopped)??)
+    }
+
+    /// Takes the API down now and brings it back after `d` (tokio time), in the background.
+    pub async fn down_for(&self, d: Duration) -> Result<(), Error> {
+        self.go_down().await?;
+        let ctl = self.ctl.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(d).await;
+            let (tx, _rx) = oneshot::channel();
+            let _ = ctl.send(Ctl::Up(tx));
+        });
+        Ok(())
+    }
+
+    /// Stops the server and closes every connection.
+    pub async fn shutdown(self) {
+        let (tx, rx) = oneshot::channel();
+        if self.ctl.send(Ctl::Shutdown(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A kubeconfig for a server URL and bearer token.
+pub fn kubeconfig_json(url: &str, token: &str) -> Value {
+    serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "testkit", "cluster": {"server": url}}],
+        "users": [{"name": "testkit", "user": {"token": token}}],
+        "contexts": [{"name": "testkit", "context": {"cluster": "testkit", "user": "testkit", "namespace": "default"}}],
+        "current-context": "testkit",
+        "preferences": {},
+    })
+}

@@ -1,0 +1,663 @@
+//! HTTP side of the fake API: accept loop, routing, auth, faults, counters.
+
+use crate::api::{Ctl, Fault, Shared, Verb, lock};
+use crate::issuer;
+use crate::selector::{FieldSelector, LabelSelector};
+use crate::state::{
+    API_VERSION, ApiError, GROUP, KIND, PLURAL, UserInfo, VERSION, WatchParams, json_patch,
+    merge_patch,
+};
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, Limited, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+type Body = UnsyncBoxBody<Bytes, Infallible>;
+
+/// The API server's default request body limit (3 MiB).
+const MAX_BODY: usize = 3 * 1024 * 1024;
+
+pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = TcpSocket::new_v4()?;
+    // Rebinding the same port after going down must not wait for TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+/// Accepts connections; goes down and up on command, on the same port.
+pub(crate) async fn supervise(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    addr: SocketAddr,
+    mut ctl: mpsc::UnboundedReceiver<Ctl>,
+) {
+    let mut listener = Some(listener);
+    loop {
+        let mut conns = JoinSet::new();
+        if let Some(l) = listener.take() {
+            loop {
+                tokio::select! {
+                    accepted = l.accept() => {
+                        if let Ok((stream, _)) = accepted {
+                            let _ = stream.set_nodelay(true);
+                            let shared = shared.clone();
+                            conns.spawn(async move {
+                                let svc = hyper::service::service_fn(move |req| {
+                                    let shared = shared.clone();
+                                    async move { Ok::<_, Infallible>(handle(shared, req).await) }
+                                });
+                                let _ = hyper::server::conn::http1::Builder::new()
+                                    .serve_connection(TokioIo::new(stream), svc)
+                                    .await;
+                            });
+                        }
+                    }
+                    Some(_) = conns.join_next(), if !conns.is_empty() => {}
+                    cmd = ctl.recv() => match cmd {
+                        Some(Ctl::Up(ack)) => { let _ = ack.send(Ok(())); }
+                        Some(Ctl::Down(ack)) => {
+                            drop(l);
+                            conns.shutdown().await;
+                            shared.state().drop_watches();
+                            let _ = ack.send(());
+                            break;
+                        }
+                        Some(Ctl::Shutdown(ack)) => {
+                            drop(l);
+                            conns.shutdown().await;
+                            shared.state().drop_watches();
+                            let _ = ack.send(());
+                            return;
+                        }
+                        None => {
+                            // The handle is gone: keep serving (the standalone
+                            // process keeps no handle after start-up).
+                            std::future::pending::<()>().await;
+                        }
+                    }
+                }
+            }
+        }
+        // Down: wait for a command.
+        match ctl.recv().await {
+            Some(Ctl::Up(ack)) => match bind(addr) {
+                Ok(l) => {
+                    listener = Some(l);
+                    let _ = ack.send(Ok(()));
+                }
+                Err(e) => {
+                    let _ = ack.send(Err(e));
+                }
+            },
+            Some(Ctl::Down(ack)) => {
+                let _ = ack.send(());
+            }
+            Some(Ctl::Shutdown(ack)) => {
+                let _ = ack.send(());
+                return;
+            }
+            None => return,
+        }
+    }
+}
+
+fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|e| match e {})
+        .boxed_unsync()
+}
+
+fn json_response(code: StatusCode, v: &Value) -> Response<Body> {
+    let mut resp = Response::new(full(serde_json::to_vec(v).unwrap_or_default()));
+    *resp.status_mut() = code;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+fn error_response(e: &ApiError) -> Response<Body> {
+    json_response(
+        StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        &e.status_json(),
+    )
+}
+
+/// Decodes `application/x-www-form-urlencoded` query strings. Written by hand
+/// to avoid a dependency for a few lines.
+fn parse_query(q: Option<&str>) -> HashMap<String, String> {
+    fn decode(s: &str) -> String {
+        let bytes = s.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'+' => out.push(b' '),
+                b'%' if i + 2 < bytes.len() => {
+                    let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                    match u8::from_str_radix(hex, 16) {
+                        Ok(b) => {
+                            out.push(b);
+                            i += 2;
+                        }
+                        Err(_) => out.push(b'%'),
+                    }
+                }
+                b => out.push(b),
+            }
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+    q.unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+/// What a request path names.
+enum Target {
+    Version,
+    Discovery(Value),
+    Collection {
+        ns: Option<String>,
+    },
+    Object {
+        ns: String,
+        name: String,
+        status: bool,
+    },
+    NotFound,
+}
+
+fn route(path: &str) -> Target {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let prefix = ["apis", GROUP, VERSION];
+    match parts.as_slice() {
+        ["version"] => Target::Version,
+        ["api"] => Target::Discovery(json!({
+            "kind": "APIVersions", "versions": ["v1"],
+            "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}],
+        })),
+        ["apis"] => Target::Discovery(json!({
+            "kind": "APIGroupList", "apiVersion": "v1",
+            "groups": [group_json()],
+        })),
+        ["apis", g] if *g == GROUP => Target::Discovery({
+            let mut g = group_json();
+            g["kind"] = json!("APIGroup");
+            g["apiVersion"] = json!("v1");
+            g
+        }),
+        [a, g, v] if [*a, *g, *v] == prefix => Target::Discovery(json!({
+            "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": API_VERSION,
+            "resources": [
+                {"name": PLURAL, "singularName": "certificaterequest", "namespaced": true, "kind": KIND,
+                 "verbs": ["delete","deletecollection","get","list","patch","create","update","watch"],
+                 "shortNames": ["cr","crs"], "categories": ["cert-manager"]},
+                {"name": format!("{PLURAL}/status"), "singularName": "", "namespaced": true, "kind": KIND,
+                 "verbs": ["get","patch","update"]},
+            ],
+        })),
+        [a, g, v, p] if [*a, *g, *v] == prefix && *p == PLURAL => Target::Collection { ns: None },
+        [a, g, v, "namespaces", ns, p] if [*a, *g, *v] == prefix && *p == PLURAL => {
+            Target::Collection {
+                ns: Some(ns.to_string()),
+            }
+        }
+        [a, g, v, "namespaces", ns, p, name] if [*a, *g, *v] == prefix && *p == PLURAL => {
+            Target::Object {
+                ns: ns.to_string(),
+                name: name.to_string(),
+                status: false,
+            }
+        }
+        [a, g, v, "namespaces", ns, p, name, "status"]
+            if [*a, *g, *v] == prefix && *p == PLURAL =>
+        {
+            Target::Object {
+                ns: ns.to_string(),
+                name: name.to_string(),
+                status: true,
+            }
+        }
+        _ => Target::NotFound,
+    }
+}
+
+fn group_json() -> Value {
+    json!({
+        "name": GROUP,
+        "versions": [{"groupVersion": API_VERSION, "version": VERSION}],
+        "preferredVersion": {"groupVersion": API_VERSION, "version": VERSION},
+    })
+}
+
+fn verb_of(method: &Method, target: &Target, query: &HashMap<String, String>) -> Option<Verb> {
+    let watch = query.get("watch").is_some_and(|w| w == "true" || w == "1");
+    Some(match (target, method) {
+        (Target::Version | Target::Discovery(_), _) => Verb::Discovery,
+        (Target::Collection { .. }, &Method::GET) if watch => Verb::Watch,
+        (Target::Collection { .. }, &Method::GET) => Verb::List,
+        (Target::Collection { ns: Some(_) }, &Method::POST) => Verb::Create,
+        (Target::Collection { ns: Some(_) }, &Method::DELETE) => Verb::DeleteCollection,
+        (Target::Object { .. }, &Method::GET) => Verb::Get,
+        (Target::Object { .. }, &Method::PUT) => Verb::Update,
+        (Target::Object { .. }, &Method::PATCH) => Verb::Patch,
+        (Target::Object { status: false, .. }, &Method::DELETE) => Verb::Delete,
+        _ => return None,
+    })
+}
+
+fn authenticate(shared: &Shared, req: &Request<Incoming>) -> Option<UserInfo> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))?;
+    lock(&shared.tokens).get(token.trim()).cloned()
+}
+
+fn take_fault(shared: &Shared, verb: Option<Verb>) -> Option<Fault> {
+    let mut faults = lock(&shared.faults);
+    let idx = faults
+        .iter()
+        .position(|f| f.remaining > 0 && (f.verb.is_none() || f.verb == verb))?;
+    let rule = &mut faults[idx];
+    rule.remaining -= 1;
+    let fault = rule.fault.clone();
+    if rule.remaining == 0 {
+        faults.remove(idx);
+    }
+    Some(fault)
+}
+
+fn fault_response(fault: &Fault) -> Response<Body> {
+    match fault {
+        Fault::Status(code) => {
+            let reason = match code {
+                503 => "ServiceUnavailable",
+                504 => "Timeout",
+                _ => "InternalError",
+            };
+            error_response(&ApiError::new(
+                *code,
+                reason,
+                format!("injected fault: HTTP {code}"),
+            ))
+        }
+        Fault::TooManyRequests { retry_after_secs } => {
+            let mut resp = error_response(&ApiError::new(
+                429,
+                "TooManyRequests",
+                "injected fault: too many requests, please try again later",
+            ));
+            if let Ok(v) = header::HeaderValue::from_str(&retry_after_secs.to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            resp
+        }
+    }
+}
+
+/// DELETE with optional `DeleteOptions` preconditions (uid, resourceVersion).
+async fn delete(
+    shared: &Shared,
+    ns: &str,
+    name: &str,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let (_, opts) = read_json_or_empty(req).await?;
+    let uid = opts.pointer("/preconditions/uid").and_then(Value::as_str);
+    let rv = opts
+        .pointer("/preconditions/resourceVersion")
+        .and_then(Value::as_str);
+    let mut st = shared.state();
+    let current = st.get(ns, name)?;
+    for (field, want) in [("uid", uid), ("resourceVersion", rv)] {
+        let have = current
+            .pointer(&format!("/metadata/{field}"))
+            .and_then(Value::as_str);
+        if let Some(want) = want
+            && Some(want) != have
+        {
+            return Err(ApiError {
+                name: Some(name.to_string()),
+                ..ApiError::new(
+                    409,
+                    "Conflict",
+                    format!(
+                        "Operation cannot be fulfilled on {PLURAL}.{GROUP} \"{name}\": Precondition failed: {field}: {want}, {field} in object meta: {}",
+                        have.unwrap_or("")
+                    ),
+                )
+            });
+        }
+    }
+    st.delete(ns, name)
+        .map(|v| json_response(StatusCode::OK, &v))
+}
+
+async fn read_json_or_empty(req: Request<Incoming>) -> Result<(Option<String>, Value), ApiError> {
+    let bytes = Limited::new(req.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map_err(|e| ApiError::new(413, "RequestEntityTooLarge", e.to_string()))?
+        .to_bytes();
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok((None, json!({})));
+    }
+    let v = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))?;
+    Ok((None, v))
+}
+
+async fn read_json(req: Request<Incoming>) -> Result<(Option<String>, Value), ApiError> {
+    let ctype = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.split(';').next().unwrap_or(s).trim().to_string());
+    let bytes = Limited::new(req.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map_err(|e| ApiError::new(413, "RequestEntityTooLarge", e.to_string()))?
+        .to_bytes();
+    let v = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))?;
+    Ok((ctype, v))
+}
+
+async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
+    let target = route(req.uri().path());
+    let query = parse_query(req.uri().query());
+    let verb = verb_of(req.method(), &target, &query);
+    let resource = match &target {
+        Target::Object { status: true, .. } => format!("{PLURAL}/status"),
+        Target::Collection { .. } | Target::Object { .. } => PLURAL.to_string(),
+        _ => req.uri().path().to_string(),
+    };
+    if let Some(v) = verb {
+        *lock(&shared.counts).entry((v, resource)).or_insert(0) += 1;
+    }
+    if let Some(fault) = take_fault(&shared, verb) {
+        return fault_response(&fault);
+    }
+    if let Target::Version = target {
+        return json_response(
+            StatusCode::OK,
+            &json!({
+                "major": "1", "minor": "33", "gitVersion": "v1.33.0",
+                "gitCommit": "0000000000000000000000000000000000000000", "gitTreeState": "clean",
+                "buildDate": "2025-04-23T00:00:00Z", "goVersion": "go1.24.2", "compiler": "gc",
+                "platform": "linux/amd64",
+            }),
+        );
+    }
+    let Some(user) = authenticate(&shared, &req) else {
+        return error_response(&ApiError::new(401, "Unauthorized", "Unauthorized"));
+    };
+    let result = match (target, verb) {
+        (Target::Discovery(v), _) => Ok(json_response(StatusCode::OK, &v)),
+        (_, None) => Err(ApiError::new(
+            405,
+            "MethodNotAllowed",
+            "the server does not allow this method on the requested resource",
+        )),
+        (Target::Collection { ns }, Some(Verb::Watch)) => watch(&shared, ns, &query),
+        (Target::Collection { ns }, Some(Verb::List)) => list(&shared, ns.as_deref(), &query),
+        (Target::Collection { ns: Some(ns) }, Some(Verb::Create)) => {
+            create(&shared, &ns, req, &user).await
+        }
+        (Target::Collection { ns: Some(ns) }, Some(Verb::DeleteCollection)) => {
+            delete_collection(&shared, &ns, &query)
+        }
+        (Target::Object { ns, name, .. }, Some(Verb::Get)) => shared
+            .state()
+            .get(&ns, &name)
+            .map(|v| json_response(StatusCode::OK, &v)),
+        (Target::Object { ns, name, status }, Some(Verb::Update)) => match read_json(req).await {
+            Ok((_, body)) => shared
+                .state()
+                .replace(&ns, &name, body, status)
+                .map(|v| json_response(StatusCode::OK, &v)),
+            Err(e) => Err(e),
+        },
+        (Target::Object { ns, name, status }, Some(Verb::Patch)) => {
+            patch(&shared, &ns, &name, status, req).await
+        }
+        (Target::Object { ns, name, .. }, Some(Verb::Delete)) => {
+            delete(&shared, &ns, &name, req).await
+        }
+        _ => Err(ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )),
+    };
+    result.unwrap_or_else(|e| error_response(&e))
+}
+
+fn selectors(query: &HashMap<String, String>) -> Result<(LabelSelector, FieldSelector), ApiError> {
+    let labels = LabelSelector::parse(query.get("labelSelector").map_or("", String::as_str))
+        .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?;
+    let fields = FieldSelector::parse(query.get("fieldSelector").map_or("", String::as_str))
+        .map_err(ApiError::bad_request)?;
+    Ok((labels, fields))
+}
+
+fn list(
+    shared: &Shared,
+    ns: Option<&str>,
+    query: &HashMap<String, String>,
+) -> Result<Response<Body>, ApiError> {
+    let (labels, fields) = selectors(query)?;
+    let limit: usize = query
+        .get("limit")
+        .and_then(|l| l.parse().ok())
+        .filter(|l| *l > 0)
+        .unwrap_or(usize::MAX);
+    let after = query.get("continue").filter(|c| !c.is_empty()).cloned();
+    let st = shared.state();
+    let all = st.select(ns, &labels, &fields);
+    let key = |o: &Value| {
+        format!(
+            "{}/{}",
+            o.pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or(""),
+            o.pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+        )
+    };
+    let mut items: Vec<Value> = all
+        .iter()
+        .filter(|o| after.as_ref().is_none_or(|a| key(o) > *a))
+        .map(|o| (**o).clone())
+        .collect();
+    let mut meta = json!({"resourceVersion": st.rv.to_string()});
+    if items.len() > limit {
+        items.truncate(limit);
+        if let Some(last) = items.last() {
+            meta["continue"] = json!(key(last));
+            meta["remainingItemCount"] = json!(all.len() - items.len());
+        }
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"kind": format!("{KIND}List"), "apiVersion": API_VERSION, "metadata": meta, "items": items}),
+    ))
+}
+
+fn watch(
+    shared: &Shared,
+    ns: Option<String>,
+    query: &HashMap<String, String>,
+) -> Result<Response<Body>, ApiError> {
+    let (labels, fields) = selectors(query)?;
+    let resource_version = match query.get("resourceVersion").map(String::as_str) {
+        None | Some("") => None,
+        Some(rv) => Some(
+            rv.parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid resource version {rv:?}")))?,
+        ),
+    };
+    let params = WatchParams {
+        ns,
+        labels,
+        fields,
+        bookmarks: query
+            .get("allowWatchBookmarks")
+            .is_some_and(|v| v == "true"),
+        resource_version,
+        send_initial_events: query.get("sendInitialEvents").is_some_and(|v| v == "true"),
+    };
+    let timeout = query
+        .get("timeoutSeconds")
+        .filter(|_| shared.honour_watch_timeouts.load(Ordering::Relaxed))
+        .and_then(|t| t.parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let rx = match shared.state().watch(params) {
+        Ok(rx) => rx,
+        Err(e) if e.code == 410 => {
+            // As the real API server: 200 with one ERROR event, then the end.
+            let (tx, rx) = mpsc::unbounded_channel();
+            let _ = tx.send(crate::state::event_line("ERROR", &e.status_json()));
+            rx
+        }
+        Err(e) => return Err(e),
+    };
+    let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+    let stream = futures::stream::unfold(rx, move |mut rx| async move {
+        let next = match deadline {
+            Some(d) => tokio::time::timeout_at(d, rx.recv()).await.ok().flatten(),
+            None => rx.recv().await,
+        };
+        next.map(|line| (Ok::<_, Infallible>(Frame::data(line)), rx))
+    });
+    let mut resp = Response::new(StreamBody::new(stream).boxed_unsync());
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    Ok(resp)
+}
+
+async fn create(
+    shared: &Arc<Shared>,
+    ns: &str,
+    req: Request<Incoming>,
+    user: &UserInfo,
+) -> Result<Response<Body>, ApiError> {
+    let (_, body) = read_json(req).await?;
+    let created = shared.state().create(ns, body, user)?;
+    issuer::consider(shared, &created);
+    Ok(json_response(StatusCode::CREATED, &created))
+}
+
+fn delete_collection(
+    shared: &Shared,
+    ns: &str,
+    query: &HashMap<String, String>,
+) -> Result<Response<Body>, ApiError> {
+    let (labels, fields) = selectors(query)?;
+    let mut st = shared.state();
+    let names: Vec<String> = st
+        .select(Some(ns), &labels, &fields)
+        .iter()
+        .filter_map(|o| {
+            o.pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .map(String::from)
+        })
+        .collect();
+    let items: Vec<Value> = names.iter().filter_map(|n| st.delete(ns, n).ok()).collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"kind": format!("{KIND}List"), "apiVersion": API_VERSION,
+                "metadata": {"resourceVersion": st.rv.to_string()}, "items": items}),
+    ))
+}
+
+async fn patch(
+    shared: &Shared,
+    ns: &str,
+    name: &str,
+    status: bool,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let (ctype, body) = read_json(req).await?;
+    let mut st = shared.state();
+    let mut obj = st.get(ns, name)?;
+    match ctype.as_deref() {
+        Some("application/merge-patch+json") | Some("application/apply-patch+yaml") => {
+            merge_patch(&mut obj, &body)
+        }
+        Some("application/json-patch+json") => {
+            json_patch(&mut obj, &body).map_err(|e| ApiError::new(422, "Invalid", e))?
+        }
+        Some("application/strategic-merge-patch+json") => {
+            return Err(ApiError::new(
+                415,
+                "UnsupportedMediaType",
+                "strategic merge patch is not supported for custom resources",
+            ));
+        }
+        other => {
+            return Err(ApiError::new(
+                415,
+                "UnsupportedMediaType",
+                format!("the body of the request was in an unknown format: {other:?}"),
+            ));
+        }
+    }
+    // A patch carries no precondition unless it sets resourceVersion itself.
+    st.replace(ns, name, obj, status)
+        .map(|v| json_response(StatusCode::OK, &v))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_decoding() {
+        let q = parse_query(Some("labelSelector=a%3D1%2Cb+in+%28x%29&watch=true&x"));
+        assert_eq!(q["labelSelector"], "a=1,b in (x)");
+        assert_eq!(q["watch"], "true");
+        assert_eq!(q["x"], "");
+    }
+
+    #[test]
+    fn routes() {
+        assert!(matches!(route("/version"), Target::Version));
+        assert!(matches!(
+            route("/apis/cert-manager.io/v1/certificaterequests"),
+            Target::Collection { ns: None }
+        ));
+        assert!(matches!(
+            route("/apis/cert-manager.io/v1/namespaces/a/certificaterequests/b/status"),
+            Target::Object { status: true, .. }
+        ));
+        assert!(matches!(route("/api/v1/pods"), Target::NotFound));
+    }
+}
