@@ -11,10 +11,17 @@ async fn kubeconfig_file_with_token_over_http() {
     let api = FakeApi::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config");
-    api.write_kubeconfig(&path, cmcsi_testkit::DEFAULT_TOKEN).unwrap();
+    api.write_kubeconfig(&path, cmcsi_testkit::DEFAULT_TOKEN)
+        .unwrap();
     let conn = client_from_config(Some(path), 5.0, 7).await.unwrap();
-    assert_eq!(conn.config().cluster_url.to_string().trim_end_matches('/'), api.url());
-    assert_eq!((conn.rate_limit().qps(), conn.rate_limit().burst()), (5.0, 7));
+    assert_eq!(
+        conn.config().cluster_url.to_string().trim_end_matches('/'),
+        api.url()
+    );
+    assert_eq!(
+        (conn.rate_limit().qps(), conn.rate_limit().burst()),
+        (5.0, 7)
+    );
     assert!(!format!("{conn:?}").contains(cmcsi_testkit::DEFAULT_TOKEN));
     let issuer = IssuerClient::new(conn, "node-x");
     assert!(issuer.wait_synced(Duration::from_secs(20)).await);

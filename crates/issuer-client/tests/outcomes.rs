@@ -37,11 +37,7 @@ async fn issued_request_has_the_shape_cert_manager_expects() {
     assert!(submitted.name.starts_with("app-0-"), "{}", submitted.name);
     assert!(!submitted.uid.is_empty());
 
-    let issued = env
-        .issuer
-        .await_outcome(&submitted, SOON)
-        .await
-        .unwrap();
+    let issued = env.issuer.await_outcome(&submitted, SOON).await.unwrap();
     let chain = String::from_utf8(issued.certificate_pem).unwrap();
     assert!(chain.starts_with("-----BEGIN CERTIFICATE-----"), "{chain}");
     assert_eq!(String::from_utf8(issued.ca_pem).unwrap(), env.api.ca_pem());
@@ -51,7 +47,10 @@ async fn issued_request_has_the_shape_cert_manager_expects() {
     let obj = env.api.request("team-a", &submitted.name).unwrap();
     let meta = &obj["metadata"];
     assert_eq!(meta["labels"][LABEL_NODE_ID_HASH], label_hash("node-a"));
-    assert_eq!(meta["labels"][LABEL_VOLUME_ID_HASH], label_hash("csi-vol-1"));
+    assert_eq!(
+        meta["labels"][LABEL_VOLUME_ID_HASH],
+        label_hash("csi-vol-1")
+    );
     assert_eq!(meta["annotations"][ANNOTATION_VOLUME_ID], "csi-vol-1");
     assert_eq!(meta["annotations"]["custom.group.io/team"], "payments");
     let owner = &meta["ownerReferences"][0];
@@ -200,7 +199,10 @@ async fn pending_request_times_out_with_its_last_reason() {
         assert!(matches!(err, IssueError::TimedOut { .. }), "{err:?}");
         let text = err.to_string();
         assert!(text.contains(expect), "{text}");
-        assert!(text.contains("check that the issuer exists and is Ready"), "{text}");
+        assert!(
+            text.contains("check that the issuer exists and is Ready"),
+            "{text}"
+        );
         assert!(err.is_retryable());
     }
 }

@@ -15,7 +15,11 @@ const POD_TOKEN: &str = "pod-token-9f8e7d6c5b4a";
 const POD_USER: &str = "system:serviceaccount:team-a:app";
 
 async fn env() -> common::Env {
-    let api = FakeApi::builder().issuer("ca", Script::Sign).start().await.unwrap();
+    let api = FakeApi::builder()
+        .issuer("ca", Script::Sign)
+        .start()
+        .await
+        .unwrap();
     api.add_token(POD_TOKEN, POD_USER);
     env_with(api, "node-a").await
 }
@@ -66,14 +70,19 @@ async fn expired_missing_or_rejected_tokens_are_clear_errors_without_the_token()
     let env = env().await;
     env.api.reset_counts();
     // Expired: refused before any API call.
-    let expired = SecretToken::parse(&volume_context(POD_TOKEN, "2001-01-01T00:00:00Z")[SERVICE_ACCOUNT_TOKENS_KEY])
-        .unwrap();
+    let expired = SecretToken::parse(
+        &volume_context(POD_TOKEN, "2001-01-01T00:00:00Z")[SERVICE_ACCOUNT_TOKENS_KEY],
+    )
+    .unwrap();
     let err = env
         .issuer
         .submit(new_request("team-a", "ca", "v"), Some(&expired))
         .await
         .unwrap_err();
-    assert!(matches!(err, IssueError::Token(TokenError::Expired { .. })), "{err:?}");
+    assert!(
+        matches!(err, IssueError::Token(TokenError::Expired { .. })),
+        "{err:?}"
+    );
     assert!(!format!("{err} {err:?}").contains(POD_TOKEN));
     assert_eq!(env.api.counts().verb(Verb::Create), 0);
 
@@ -88,8 +97,20 @@ async fn expired_missing_or_rejected_tokens_are_clear_errors_without_the_token()
         .submit(new_request("team-a", "ca", "v"), Some(&unknown))
         .await
         .unwrap_err();
-    assert!(matches!(err, IssueError::Unauthorized { token_mode: true, .. }), "{err:?}");
-    assert!(err.to_string().contains("Pod's ServiceAccount token"), "{err}");
+    assert!(
+        matches!(
+            err,
+            IssueError::Unauthorized {
+                token_mode: true,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("Pod's ServiceAccount token"),
+        "{err}"
+    );
     assert!(!format!("{err} {err:?}").contains("not-a-known-token"));
 
     // Forbidden in token mode points at the Pod's ServiceAccount RBAC.
@@ -100,14 +121,27 @@ async fn expired_missing_or_rejected_tokens_are_clear_errors_without_the_token()
         .submit(new_request("team-a", "ca", "v"), Some(&token))
         .await
         .unwrap_err();
-    assert!(matches!(err, IssueError::Forbidden { token_mode: true, .. }), "{err:?}");
-    assert!(err.to_string().contains("Pod's ServiceAccount needs RBAC"), "{err}");
+    assert!(
+        matches!(
+            err,
+            IssueError::Forbidden {
+                token_mode: true,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("Pod's ServiceAccount needs RBAC"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
 async fn token_mode_needs_a_connection() {
     let env = env().await;
-    let plain = IssuerClient::from_client(env.api.client().await.unwrap(), "node-a", test_options());
+    let plain =
+        IssuerClient::from_client(env.api.client().await.unwrap(), "node-a", test_options());
     let token = SecretToken::new(POD_TOKEN, None);
     let err = plain
         .submit(new_request("team-a", "ca", "v"), Some(&token))
@@ -115,6 +149,9 @@ async fn token_mode_needs_a_connection() {
         .unwrap_err();
     assert!(matches!(err, IssueError::TokenModeUnavailable), "{err:?}");
     // Without a token the plain client works.
-    let s = plain.submit(new_request("team-a", "ca", "v"), None).await.unwrap();
+    let s = plain
+        .submit(new_request("team-a", "ca", "v"), None)
+        .await
+        .unwrap();
     plain.await_outcome(&s, SOON).await.unwrap();
 }

@@ -45,17 +45,32 @@ async fn until_cached(issuer: &IssuerClient, n: usize) {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    panic!("watch holds {} requests, wanted {n}", issuer.cached_requests());
+    panic!(
+        "watch holds {} requests, wanted {n}",
+        issuer.cached_requests()
+    );
 }
 
 #[tokio::test]
 async fn newest_request_is_resumed_and_older_ones_cleaned_up() {
     let env = env().await;
     let vol = "csi-resume";
-    let first = env.issuer.submit(new_request("ns", "ca", vol), None).await.unwrap();
+    let first = env
+        .issuer
+        .submit(new_request("ns", "ca", vol), None)
+        .await
+        .unwrap();
     env.issuer.await_outcome(&first, SOON).await.unwrap();
-    let second = env.issuer.submit(new_request("ns", "held", vol), None).await.unwrap();
-    let other = env.issuer.submit(new_request("ns", "held", "csi-other"), None).await.unwrap();
+    let second = env
+        .issuer
+        .submit(new_request("ns", "held", vol), None)
+        .await
+        .unwrap();
+    let other = env
+        .issuer
+        .submit(new_request("ns", "held", "csi-other"), None)
+        .await
+        .unwrap();
     until_cached(&env.issuer, 3).await;
 
     let latest = env.issuer.latest_for_volume(vol).unwrap();
@@ -75,7 +90,10 @@ async fn newest_request_is_resumed_and_older_ones_cleaned_up() {
     assert_eq!(deleted[0].name, first.name);
     assert!(env.api.request("ns", &first.name).is_none());
     assert!(env.api.request("ns", &second.name).is_some());
-    assert!(env.api.request("ns", &other.name).is_some(), "other volume untouched");
+    assert!(
+        env.api.request("ns", &other.name).is_some(),
+        "other volume untouched"
+    );
     // keep = 0 removes the rest of this volume only.
     until_cached(&env.issuer, 2).await;
     let deleted = env.issuer.cleanup(vol, 0).await.unwrap();
@@ -90,21 +108,41 @@ async fn hash_collision_never_touches_the_other_volumes_request() {
     assert_eq!(label_hash(&vol_a), label_hash(&vol_b));
 
     let env = env().await;
-    let a = env.issuer.submit(new_request("ns", "held", &vol_a), None).await.unwrap();
-    let b = env.issuer.submit(new_request("ns", "held", &vol_b), None).await.unwrap();
+    let a = env
+        .issuer
+        .submit(new_request("ns", "held", &vol_a), None)
+        .await
+        .unwrap();
+    let b = env
+        .issuer
+        .submit(new_request("ns", "held", &vol_b), None)
+        .await
+        .unwrap();
     until_cached(&env.issuer, 2).await;
     // Same label, so a label-only selection would mix them up.
     let labels = |name: &str| env.api.request("ns", name).unwrap()["metadata"]["labels"].clone();
     assert_eq!(labels(&a.name), labels(&b.name));
 
-    assert_eq!(env.issuer.latest_for_volume(&vol_a).unwrap().key.name, a.name);
-    assert_eq!(env.issuer.latest_for_volume(&vol_b).unwrap().key.name, b.name);
+    assert_eq!(
+        env.issuer.latest_for_volume(&vol_a).unwrap().key.name,
+        a.name
+    );
+    assert_eq!(
+        env.issuer.latest_for_volume(&vol_b).unwrap().key.name,
+        b.name
+    );
     assert_eq!(env.issuer.requests_for_volume(&vol_a).len(), 1);
 
     let deleted = env.issuer.cleanup(&vol_a, 0).await.unwrap();
-    assert_eq!(deleted.iter().map(|k| &k.name).collect::<Vec<_>>(), [&a.name]);
+    assert_eq!(
+        deleted.iter().map(|k| &k.name).collect::<Vec<_>>(),
+        [&a.name]
+    );
     assert!(env.api.request("ns", &a.name).is_none());
-    assert!(env.api.request("ns", &b.name).is_some(), "B's request survives A's cleanup");
+    assert!(
+        env.api.request("ns", &b.name).is_some(),
+        "B's request survives A's cleanup"
+    );
 }
 
 #[tokio::test]
@@ -124,7 +162,9 @@ async fn requests_made_by_the_go_driver_are_cleaned_up_but_not_resumed() {
         },
         "spec": {"request": "Y3Ny", "issuerRef": {"name": "held"}},
     });
-    env.api.insert_request("ns", go_made, DEFAULT_USERNAME).unwrap();
+    env.api
+        .insert_request("ns", go_made, DEFAULT_USERNAME)
+        .unwrap();
     // A request of another node is not even watched.
     let other_node = json!({
         "apiVersion": "cert-manager.io/v1",
@@ -138,11 +178,20 @@ async fn requests_made_by_the_go_driver_are_cleaned_up_but_not_resumed() {
         },
         "spec": {"request": "Y3Ny", "issuerRef": {"name": "held"}},
     });
-    env.api.insert_request("ns", other_node, DEFAULT_USERNAME).unwrap();
-    let ours = env.issuer.submit(new_request("ns", "held", vol), None).await.unwrap();
+    env.api
+        .insert_request("ns", other_node, DEFAULT_USERNAME)
+        .unwrap();
+    let ours = env
+        .issuer
+        .submit(new_request("ns", "held", vol), None)
+        .await
+        .unwrap();
     until_cached(&env.issuer, 2).await;
 
-    assert_eq!(env.issuer.latest_for_volume(vol).unwrap().key.name, ours.name);
+    assert_eq!(
+        env.issuer.latest_for_volume(vol).unwrap().key.name,
+        ours.name
+    );
     let deleted = env.issuer.cleanup(vol, 1).await.unwrap();
     assert_eq!(deleted.len(), 1);
     assert_eq!(deleted[0].name, "6d2a3c1e-8f3b-4c1d-9a1e-000000000000");

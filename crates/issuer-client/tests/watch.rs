@@ -69,7 +69,11 @@ async fn watch_dropped_mid_wait_resumes_without_relisting() {
     env.api.wait_for_watches(1, SOON).await.unwrap();
 
     let counts = env.api.counts();
-    assert_eq!(counts.verb(Verb::List), 1, "resumed from its resourceVersion");
+    assert_eq!(
+        counts.verb(Verb::List),
+        1,
+        "resumed from its resourceVersion"
+    );
     assert_eq!(counts.verb(Verb::Watch), 2, "re-established once");
     assert_eq!(counts.verb(Verb::Get), 0);
 }
@@ -146,7 +150,10 @@ async fn api_down_then_back() {
         .unwrap_err();
     assert!(matches!(err, IssueError::ApiUnavailable { .. }), "{err:?}");
     assert!(err.is_retryable());
-    assert!(err.to_string().contains("creating CertificateRequest"), "{err}");
+    assert!(
+        err.to_string().contains("creating CertificateRequest"),
+        "{err}"
+    );
 
     // The watch notices the outage.
     for _ in 0..500 {
@@ -209,7 +216,13 @@ async fn server_errors_and_throttling_on_create_are_retryable_and_not_retried_in
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, IssueError::Forbidden { token_mode: false, .. }),
+        matches!(
+            &err,
+            IssueError::Forbidden {
+                token_mode: false,
+                ..
+            }
+        ),
         "{err:?}"
     );
     assert!(err.to_string().contains("RBAC"), "{err}");
