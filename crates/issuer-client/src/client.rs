@@ -568,16 +568,8 @@ async fn wait(
         }
         match tokio::time::timeout_at(until, rx.changed()).await {
             Ok(Ok(())) => {}
-            // The sender is gone only after a delete was published.
-            Ok(Err(_)) => {
-                if matches!(*rx.borrow(), Slot::Deleted) {
-                    return Err(deleted());
-                }
-                return Err(IssueError::Deleted {
-                    namespace: key.namespace.clone(),
-                    name: key.name.clone(),
-                });
-            }
+            // The sender is dropped only after a delete was published.
+            Ok(Err(_)) => return Err(deleted()),
             Err(_) => {
                 if let Some(err) = cache.health().last_error {
                     last_reason.push_str(&format!("; the watch is failing: {err}"));
