@@ -363,7 +363,7 @@ mod tests {
         let mut b = WatchBackoff::new(Duration::from_millis(100), Duration::from_millis(350));
         let d: Vec<Duration> = (0..4).map(|_| b.next().unwrap()).collect();
         let within = |d: Duration, base: u64| {
-            d >= Duration::from_millis(base) && d <= Duration::from_millis(base * 5 / 4)
+            d >= Duration::from_millis(base) && d <= Duration::from_millis(base).mul_f64(1.25)
         };
         assert!(within(d[0], 100) && within(d[1], 200), "{d:?}");
         assert!(within(d[2], 350) && within(d[3], 350), "{d:?}");
