@@ -1,8 +1,101 @@
 //! # cmcsi-issuer-client: the cert-manager CertificateRequest client
 //!
-//! This crate will own the typed `CertificateRequest` (cert-manager.io/v1),
-//! creating requests, awaiting their outcome through one node-wide watch,
-//! resuming pending requests and cleaning up old ones, and per-Pod token
-//! clients for token-request mode.
+//! What it is: everything the CSI driver says to the cluster. It creates
+//! cert-manager.io/v1 [`CertificateRequest`]s for a node's volumes, awaits
+//! their outcome through **one node-wide watch** (kube-runtime's watcher over
+//! requests labelled with this node's hash: an initial list, then a watch; no
+//! GET or LIST per request, no polling), finds a volume's newest request to
+//! resume it, and deletes old ones. Requests carry the same labels as the Go
+//! driver's (`csi.cert-manager.io/node-id-hash`, `.../volume-id-hash`, see
+//! [`label_hash`]), so nodes running either driver clean up each other's,
+//! plus the full volume id in an annotation ([`ANNOTATION_VOLUME_ID`]) so a
+//! hash collision never touches another volume's request.
 //!
-//! It knows nothing of files or CSI.
+//! What it is not: it knows nothing of files, keys or CSI; it never decides
+//! when to issue or how often to retry (errors say whether a retry may help:
+//! [`IssueError::is_retryable`]).
+//!
+//! Where to start: [`client_from_config`] builds a rate-limited
+//! [`ApiConnection`] (kubeconfig, `KUBECONFIG` or in-cluster; http or https;
+//! token or client-certificate credentials). [`IssuerClient::new`] starts the
+//! watch. Then [`IssuerClient::submit`] and [`IssuerClient::await_outcome`];
+//! [`IssuerClient::latest_for_volume`] and [`IssuerClient::cleanup`] for
+//! resume and clean-up. In token-request mode pass the Pod's
+//! [`SecretToken`] (parsed from the volume context) to `submit`: the request
+//! is created as the Pod's ServiceAccount, over the same server and TLS
+//! settings; deletes and the watch keep the driver's credentials.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use cmcsi_issuer_client::{
+//!     client_from_config, IssueError, IssuerClient, IssuerRef, NewRequest, PodRef,
+//! };
+//!
+//! # async fn example(csr_pem: Vec<u8>) -> Result<(), Box<dyn std::error::Error>> {
+//! // 0 qps / 0 burst: the defaults (50 / 100).
+//! let connection = client_from_config(None, 0.0, 0).await?;
+//! let issuer = IssuerClient::new(connection, "node-a");
+//! issuer.wait_synced(Duration::from_secs(30)).await;
+//!
+//! let volume_id = "csi-0123456789abcdef";
+//! // Resume a pending request (if we still hold its key), else ask anew.
+//! if let Some(previous) = issuer.latest_for_volume(volume_id) {
+//!     println!("newest request {} is {:?}", previous.key, previous.phase);
+//! }
+//! let submitted = issuer
+//!     .submit(
+//!         NewRequest {
+//!             namespace: "default".into(),
+//!             csr_pem,
+//!             issuer_ref: IssuerRef { name: "ca-issuer".into(), kind: Some("Issuer".into()), group: None },
+//!             duration: Some(Duration::from_secs(720 * 3600)),
+//!             usages: vec!["digital signature".into(), "key encipherment".into()],
+//!             volume_id: volume_id.into(),
+//!             pod: PodRef { name: "my-app-0".into(), uid: "4f0c...".into() },
+//!             ..Default::default()
+//!         },
+//!         None,
+//!     )
+//!     .await?;
+//! match issuer.await_outcome(&submitted, Duration::from_secs(50)).await {
+//!     Ok(issued) => println!("chain {} bytes, CA {} bytes", issued.certificate_pem.len(), issued.ca_pem.len()),
+//!     Err(e @ IssueError::Denied { .. }) => eprintln!("{e}"),
+//!     Err(e) => return Err(e.into()),
+//! }
+//! // Keep only the newest request of the volume.
+//! issuer.cleanup(volume_id, 1).await?;
+//! # Ok(())
+//! # }
+//! ```
+
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+mod cache;
+mod client;
+mod connection;
+mod error;
+mod hash;
+mod ratelimit;
+mod state;
+mod token;
+mod types;
+
+pub use cache::WatchHealth;
+pub use client::{Issued, IssuerClient, IssuerOptions, NewRequest, PodRef, RequestKey, Submitted};
+pub use connection::{ApiConnection, client_from_config};
+pub use error::{ConfigError, IssueError};
+pub use hash::label_hash;
+pub use ratelimit::{DEFAULT_BURST, DEFAULT_QPS, RateLimit, RateLimited};
+pub use state::{Phase, RequestState};
+pub use token::{SERVICE_ACCOUNT_TOKENS_KEY, SecretToken, TokenError};
+pub use types::{
+    CertificateRequest, CertificateRequestCondition, CertificateRequestSpec,
+    CertificateRequestStatus, IssuerRef, go_duration,
+};
+
+/// Label holding [`label_hash`] of the node id (the watch selects on it).
+pub const LABEL_NODE_ID_HASH: &str = "csi.cert-manager.io/node-id-hash";
+/// Label holding [`label_hash`] of the volume id.
+pub const LABEL_VOLUME_ID_HASH: &str = "csi.cert-manager.io/volume-id-hash";
+/// Annotation holding the full volume id (the label is only a 32-bit hash).
+pub const ANNOTATION_VOLUME_ID: &str = "csi.cert-manager.io/volume-id";

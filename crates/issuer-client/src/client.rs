@@ -1,0 +1,682 @@
+//! [`IssuerClient`]: create requests, await their outcome, resume, clean up.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::api::{DeleteParams, PostParams, Preconditions};
+use kube::runtime::watcher;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::cache::{self, Cache, Slot, WatchHealth};
+use crate::connection::ApiConnection;
+use crate::error::IssueError;
+use crate::state::{Phase, RequestState};
+use crate::token::SecretToken;
+use crate::types::{CertificateRequest, CertificateRequestSpec, IssuerRef, go_duration};
+use crate::{ANNOTATION_VOLUME_ID, LABEL_NODE_ID_HASH, LABEL_VOLUME_ID_HASH, label_hash};
+
+/// Tuning for an [`IssuerClient`]. `Default` suits production.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct IssuerOptions {
+    /// Longest wait for one create or delete call (default 30 s).
+    pub api_timeout: Duration,
+    /// First delay before re-establishing a failed watch (default 800 ms, as client-go).
+    pub watch_backoff_min: Duration,
+    /// Longest delay between watch attempts (default 30 s, as client-go).
+    pub watch_backoff_max: Duration,
+    /// Server-side timeout of one watch call, after which it is resumed
+    /// from the last resource version (default 290 s, kube-runtime's).
+    pub watch_timeout: Option<u32>,
+}
+
+impl Default for IssuerOptions {
+    fn default() -> Self {
+        Self {
+            api_timeout: Duration::from_secs(30),
+            watch_backoff_min: Duration::from_millis(800),
+            watch_backoff_max: Duration::from_secs(30),
+            watch_timeout: None,
+        }
+    }
+}
+
+impl IssuerOptions {
+    /// Sets [`IssuerOptions::api_timeout`].
+    pub fn api_timeout(mut self, timeout: Duration) -> Self {
+        self.api_timeout = timeout;
+        self
+    }
+
+    /// Sets the watch's retry backoff bounds.
+    pub fn watch_backoff(mut self, min: Duration, max: Duration) -> Self {
+        self.watch_backoff_min = min;
+        self.watch_backoff_max = max;
+        self
+    }
+
+    /// Sets the server-side timeout of one watch call, in seconds.
+    pub fn watch_timeout(mut self, seconds: u32) -> Self {
+        self.watch_timeout = Some(seconds);
+        self
+    }
+}
+
+/// The Pod a request is for; becomes the request's owner reference so
+/// Kubernetes garbage-collects requests with their Pod.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PodRef {
+    /// `metadata.name` of the Pod.
+    pub name: String,
+    /// `metadata.uid` of the Pod.
+    pub uid: String,
+}
+
+/// Everything needed to create one request.
+#[derive(Clone, Debug, Default)]
+pub struct NewRequest {
+    /// The Pod's namespace, where the request is created.
+    pub namespace: String,
+    /// PEM-encoded PKCS#10 CSR.
+    pub csr_pem: Vec<u8>,
+    /// Which issuer signs it.
+    pub issuer_ref: IssuerRef,
+    /// Requested lifetime; `None` leaves it to the issuer.
+    pub duration: Option<Duration>,
+    /// Request a CA certificate.
+    pub is_ca: bool,
+    /// cert-manager key usage names.
+    pub usages: Vec<String>,
+    /// Pass-through annotations (`volumeAttributes` with a foreign `/` prefix).
+    pub annotations: BTreeMap<String, String>,
+    /// The CSI volume id (kubelet's `csi-<sha256>`).
+    pub volume_id: String,
+    /// The Pod that owns the volume.
+    pub pod: PodRef,
+}
+
+/// Identifies one request; `uid`, when known, guards against a different
+/// request later created under the same name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RequestKey {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// `metadata.uid`, if known.
+    pub uid: Option<String>,
+}
+
+impl std::fmt::Display for RequestKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+impl From<(&str, &str)> for RequestKey {
+    fn from((namespace, name): (&str, &str)) -> Self {
+        Self {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            uid: None,
+        }
+    }
+}
+
+/// A request that was created.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Submitted {
+    /// Namespace.
+    pub namespace: String,
+    /// Generated name.
+    pub name: String,
+    /// `metadata.uid` assigned by the API server.
+    pub uid: String,
+}
+
+impl From<&Submitted> for RequestKey {
+    fn from(s: &Submitted) -> Self {
+        Self {
+            namespace: s.namespace.clone(),
+            name: s.name.clone(),
+            uid: Some(s.uid.clone()).filter(|u| !u.is_empty()),
+        }
+    }
+}
+
+impl From<Submitted> for RequestKey {
+    fn from(s: Submitted) -> Self {
+        RequestKey::from(&s)
+    }
+}
+
+impl From<&RequestState> for RequestKey {
+    fn from(s: &RequestState) -> Self {
+        s.key.clone()
+    }
+}
+
+impl From<&RequestKey> for RequestKey {
+    fn from(k: &RequestKey) -> Self {
+        k.clone()
+    }
+}
+
+/// A signed certificate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Issued {
+    /// Which request it came from.
+    pub key: RequestKey,
+    /// `status.certificate`: PEM chain, leaf first.
+    pub certificate_pem: Vec<u8>,
+    /// `status.ca`: PEM CA, possibly empty.
+    pub ca_pem: Vec<u8>,
+}
+
+/// cert-manager CertificateRequest client for one node.
+///
+/// Cheap to clone; all clones share one node-wide watch (started by the
+/// constructor, stopped when the last clone is dropped). Must be created
+/// inside a tokio runtime.
+#[derive(Clone)]
+pub struct IssuerClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: kube::Client,
+    connection: Option<ApiConnection>,
+    node_id: String,
+    node_hash: String,
+    options: IssuerOptions,
+    cache: Arc<Cache>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl std::fmt::Debug for IssuerClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuerClient")
+            .field("node_id", &self.inner.node_id)
+            .field("node_hash", &self.inner.node_hash)
+            .field("token_mode", &self.inner.connection.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl IssuerClient {
+    /// Starts the node-wide watch and returns a client for `node_id`, able to
+    /// create requests with the driver's credentials or a Pod's token.
+    pub fn new(connection: ApiConnection, node_id: impl Into<String>) -> Self {
+        Self::with_options(connection, node_id, IssuerOptions::default())
+    }
+
+    /// [`IssuerClient::new`] with explicit options.
+    pub fn with_options(
+        connection: ApiConnection,
+        node_id: impl Into<String>,
+        options: IssuerOptions,
+    ) -> Self {
+        let client = connection.client().clone();
+        Self::start(client, Some(connection), node_id.into(), options)
+    }
+
+    /// A client over a plain `kube::Client`; token-request mode is not
+    /// available (submits with a token fail with [`IssueError::TokenModeUnavailable`]).
+    pub fn from_client(
+        client: kube::Client,
+        node_id: impl Into<String>,
+        options: IssuerOptions,
+    ) -> Self {
+        Self::start(client, None, node_id.into(), options)
+    }
+
+    fn start(
+        client: kube::Client,
+        connection: Option<ApiConnection>,
+        node_id: String,
+        options: IssuerOptions,
+    ) -> Self {
+        let node_hash = label_hash(&node_id);
+        let cache = Arc::new(Cache::new());
+        let mut config = watcher::Config::default()
+            .labels(&format!("{LABEL_NODE_ID_HASH}={node_hash}"))
+            // Served from the API server's watch cache, as client-go informers list.
+            .any_semantic();
+        config.timeout = options.watch_timeout;
+        let api = kube::Api::<CertificateRequest>::all(client.clone());
+        let backoff =
+            cache::WatchBackoff::new(options.watch_backoff_min, options.watch_backoff_max);
+        let task = tokio::spawn(cache::run(api, config, backoff, cache.clone()));
+        Self {
+            inner: Arc::new(Inner {
+                client,
+                connection,
+                node_id,
+                node_hash,
+                options,
+                cache,
+                task,
+            }),
+        }
+    }
+
+    /// The node id this client labels and watches requests for.
+    pub fn node_id(&self) -> &str {
+        &self.inner.node_id
+    }
+
+    /// The `csi.cert-manager.io/node-id-hash` label value of this node.
+    pub fn node_hash(&self) -> &str {
+        &self.inner.node_hash
+    }
+
+    /// How many of the node's requests the watch currently holds.
+    pub fn cached_requests(&self) -> usize {
+        self.inner.cache.len()
+    }
+
+    /// The watch's health.
+    pub fn health(&self) -> WatchHealth {
+        self.inner.cache.health()
+    }
+
+    /// Waits until the initial list has completed (so resume and cleanup see
+    /// every request of the node); `false` if `timeout` passed first.
+    pub async fn wait_synced(&self, timeout: Duration) -> bool {
+        let mut rx = self.inner.cache.health_rx();
+        tokio::time::timeout(timeout, rx.wait_for(|h| h.synced))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Creates a request. With `token`, it is created as the Pod's
+    /// ServiceAccount (token-request mode); otherwise with the driver's
+    /// credentials.
+    pub async fn submit(
+        &self,
+        request: NewRequest,
+        token: Option<&SecretToken>,
+    ) -> Result<Submitted, IssueError> {
+        validate(&request)?;
+        let token_mode = token.is_some();
+        let client = match token {
+            None => self.inner.client.clone(),
+            Some(token) => {
+                token.check_fresh(jiff::Timestamp::now())?;
+                let connection = self
+                    .inner
+                    .connection
+                    .as_ref()
+                    .ok_or(IssueError::TokenModeUnavailable)?;
+                connection.client_for_token(token).map_err(|e| {
+                    IssueError::from_kube("building the Pod's token client", e, true)
+                })?
+            }
+        };
+        let cr = self.build(request)?;
+        let namespace = cr.metadata.namespace.clone().unwrap_or_default();
+        let name = cr.metadata.name.clone().unwrap_or_default();
+        let action = format!("creating CertificateRequest {namespace}/{name}");
+        let api = kube::Api::<CertificateRequest>::namespaced(client, &namespace);
+        let created = match tokio::time::timeout(
+            self.inner.options.api_timeout,
+            api.create(&PostParams::default(), &cr),
+        )
+        .await
+        {
+            Ok(Ok(created)) => created,
+            Ok(Err(e)) => return Err(IssueError::from_kube(action, e, token_mode)),
+            Err(_) => {
+                return Err(IssueError::ApiUnavailable {
+                    detail: format!("no answer within {:?}", self.inner.options.api_timeout),
+                    action,
+                });
+            }
+        };
+        tracing::debug!(%namespace, %name, token_mode, "created CertificateRequest");
+        Ok(Submitted {
+            namespace,
+            name,
+            uid: created.metadata.uid.unwrap_or_default(),
+        })
+    }
+
+    fn build(&self, request: NewRequest) -> Result<CertificateRequest, IssueError> {
+        let NewRequest {
+            namespace,
+            csr_pem,
+            issuer_ref,
+            duration,
+            is_ca,
+            usages,
+            mut annotations,
+            volume_id,
+            pod,
+        } = request;
+        let labels = BTreeMap::from([
+            (LABEL_NODE_ID_HASH.to_owned(), self.inner.node_hash.clone()),
+            (LABEL_VOLUME_ID_HASH.to_owned(), label_hash(&volume_id)),
+        ]);
+        annotations.insert(ANNOTATION_VOLUME_ID.to_owned(), volume_id);
+        let metadata = ObjectMeta {
+            name: Some(generate_name(&pod.name)?),
+            namespace: Some(namespace),
+            labels: Some(labels),
+            annotations: Some(annotations),
+            owner_references: Some(vec![OwnerReference {
+                api_version: "v1".into(),
+                kind: "Pod".into(),
+                name: pod.name,
+                uid: pod.uid,
+                ..Default::default()
+            }]),
+            ..Default::default()
+        };
+        let spec = CertificateRequestSpec {
+            request: csr_pem,
+            issuer_ref,
+            duration: duration.map(go_duration),
+            is_ca,
+            usages,
+            ..Default::default()
+        };
+        Ok(CertificateRequest::new(metadata, spec))
+    }
+
+    /// Waits (through the node-wide watch, no polling) until the request is
+    /// issued, reaches a terminal failure, is deleted, or `deadline` passes.
+    /// A request with no `Ready` condition, `Ready=False/Pending`, or not yet
+    /// approved is waited on.
+    pub async fn await_outcome(
+        &self,
+        request: impl Into<RequestKey>,
+        deadline: Duration,
+    ) -> Result<Issued, IssueError> {
+        let key = request.into();
+        let cache = &self.inner.cache;
+        let mut rx = cache.subscribe(&key.namespace, &key.name);
+        let result = wait(&key, &mut rx, deadline, cache).await;
+        drop(rx);
+        cache.release(&key.namespace, &key.name);
+        result
+    }
+
+    /// The latest state of one request, from the watch.
+    pub fn state(&self, namespace: &str, name: &str) -> Option<RequestState> {
+        self.inner.cache.get(namespace, name)
+    }
+
+    /// This volume's requests (volume-id-hash label AND full volume-id
+    /// annotation), newest first.
+    pub fn requests_for_volume(&self, volume_id: &str) -> Vec<RequestState> {
+        let hash = label_hash(volume_id);
+        self.inner.cache.select(|cr| {
+            label(cr, LABEL_VOLUME_ID_HASH) == Some(&hash)
+                && annotation(cr, ANNOTATION_VOLUME_ID) == Some(volume_id)
+        })
+    }
+
+    /// The newest request of a volume, to resume it instead of asking again.
+    /// Only requests whose annotation names this exact volume are considered,
+    /// so a 32-bit label-hash collision never resumes another volume's request.
+    pub fn latest_for_volume(&self, volume_id: &str) -> Option<RequestState> {
+        self.requests_for_volume(volume_id).into_iter().next()
+    }
+
+    /// Deletes all but the newest `keep` requests of a volume, returning those
+    /// deleted. Candidates carry the volume's hash label and either this
+    /// volume's annotation or none at all (requests made by the Go driver,
+    /// which does not write it); a request annotated with another volume is
+    /// never touched. Deletes are preconditioned on uid; already-gone requests
+    /// are ignored. Every candidate is tried; the first error is returned.
+    pub async fn cleanup(
+        &self,
+        volume_id: &str,
+        keep: usize,
+    ) -> Result<Vec<RequestKey>, IssueError> {
+        let hash = label_hash(volume_id);
+        let candidates = self.inner.cache.select(|cr| {
+            label(cr, LABEL_VOLUME_ID_HASH) == Some(&hash)
+                && annotation(cr, ANNOTATION_VOLUME_ID).is_none_or(|v| v == volume_id)
+        });
+        let mut deleted = Vec::new();
+        let mut first_error = None;
+        for state in candidates.into_iter().skip(keep) {
+            match self.delete_key(&state.key).await {
+                Ok(_) => deleted.push(state.key),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(deleted),
+        }
+    }
+
+    /// Deletes one request with the driver's credentials. `Ok(false)` if it
+    /// was already gone.
+    pub async fn delete(&self, namespace: &str, name: &str) -> Result<bool, IssueError> {
+        self.delete_key(&RequestKey::from((namespace, name))).await
+    }
+
+    async fn delete_key(&self, key: &RequestKey) -> Result<bool, IssueError> {
+        let api =
+            kube::Api::<CertificateRequest>::namespaced(self.inner.client.clone(), &key.namespace);
+        let params = DeleteParams {
+            preconditions: key.uid.clone().map(|uid| Preconditions {
+                uid: Some(uid),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        let action = format!("deleting CertificateRequest {key}");
+        match tokio::time::timeout(
+            self.inner.options.api_timeout,
+            api.delete(&key.name, &params),
+        )
+        .await
+        {
+            Ok(Ok(_)) => {
+                tracing::debug!(request = %key, "deleted CertificateRequest");
+                Ok(true)
+            }
+            // Gone already, or replaced by another object of the same name.
+            Ok(Err(kube::Error::Api(s))) if s.code == 404 || s.code == 409 => Ok(false),
+            Ok(Err(e)) => Err(IssueError::from_kube(action, e, false)),
+            Err(_) => Err(IssueError::ApiUnavailable {
+                detail: format!("no answer within {:?}", self.inner.options.api_timeout),
+                action,
+            }),
+        }
+    }
+}
+
+async fn wait(
+    key: &RequestKey,
+    rx: &mut tokio::sync::watch::Receiver<Slot>,
+    deadline: Duration,
+    cache: &Cache,
+) -> Result<Issued, IssueError> {
+    let until = Instant::now() + deadline;
+    let deleted = || IssueError::Deleted {
+        namespace: key.namespace.clone(),
+        name: key.name.clone(),
+    };
+    let mut last_reason = String::from("not yet seen by the node's watch");
+    loop {
+        let slot = rx.borrow_and_update().clone();
+        match slot {
+            Slot::Unseen => {}
+            Slot::Deleted => return Err(deleted()),
+            Slot::Present(cr) => {
+                if key.uid.is_some() && cr.metadata.uid != key.uid {
+                    // Another request now has this name; ours is gone.
+                    return Err(deleted());
+                }
+                let (namespace, name) = (key.namespace.clone(), key.name.clone());
+                match Phase::of(&cr) {
+                    Phase::Issued => {
+                        let status = cr.status.clone().unwrap_or_default();
+                        return Ok(Issued {
+                            key: RequestKey {
+                                namespace,
+                                name,
+                                uid: cr.metadata.uid.clone(),
+                            },
+                            certificate_pem: status.certificate.unwrap_or_default(),
+                            ca_pem: status.ca.unwrap_or_default(),
+                        });
+                    }
+                    Phase::Denied { reason, message } => {
+                        return Err(IssueError::Denied {
+                            namespace,
+                            name,
+                            reason,
+                            message,
+                        });
+                    }
+                    Phase::InvalidRequest { reason, message } => {
+                        return Err(IssueError::InvalidRequest {
+                            namespace,
+                            name,
+                            reason,
+                            message,
+                        });
+                    }
+                    Phase::Failed { reason, message } => {
+                        return Err(IssueError::Failed {
+                            namespace,
+                            name,
+                            reason,
+                            message,
+                        });
+                    }
+                    Phase::Pending { reason } => last_reason = reason,
+                }
+            }
+        }
+        match tokio::time::timeout_at(until, rx.changed()).await {
+            Ok(Ok(())) => {}
+            // The sender is dropped only after a delete was published.
+            Ok(Err(_)) => return Err(deleted()),
+            Err(_) => {
+                if let Some(err) = cache.health().last_error {
+                    last_reason.push_str(&format!("; the watch is failing: {err}"));
+                }
+                return Err(IssueError::TimedOut {
+                    namespace: key.namespace.clone(),
+                    name: key.name.clone(),
+                    waited: deadline,
+                    last_reason,
+                });
+            }
+        }
+    }
+}
+
+fn label<'a>(cr: &'a CertificateRequest, key: &str) -> Option<&'a String> {
+    cr.metadata.labels.as_ref()?.get(key)
+}
+
+fn annotation<'a>(cr: &'a CertificateRequest, key: &str) -> Option<&'a str> {
+    cr.metadata
+        .annotations
+        .as_ref()?
+        .get(key)
+        .map(String::as_str)
+}
+
+fn validate(r: &NewRequest) -> Result<(), IssueError> {
+    let mut problems = Vec::new();
+    if r.namespace.is_empty() {
+        problems.push("namespace is empty");
+    }
+    if r.volume_id.is_empty() {
+        problems.push("volume id is empty");
+    }
+    if r.pod.name.is_empty() || r.pod.uid.is_empty() {
+        problems.push("pod name and uid are required (for the owner reference)");
+    }
+    if r.issuer_ref.name.is_empty() {
+        problems.push("issuer name is empty");
+    }
+    if r.csr_pem.is_empty() {
+        problems.push("CSR is empty");
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(IssueError::InvalidInput(problems.join("; ")))
+    }
+}
+
+/// `<pod name, shortened>-<10 random characters>`: unique, a valid object
+/// name, and readable in `kubectl get certificaterequests`.
+fn generate_name(pod_name: &str) -> Result<String, IssueError> {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut random = [0u8; 10];
+    getrandom::fill(&mut random)
+        .map_err(|e| IssueError::InvalidInput(format!("no randomness for a name: {e}")))?;
+    let suffix: String = random
+        .iter()
+        .map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]))
+        .collect();
+    let prefix: String = pod_name
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '.')
+        .map(|c| c.to_ascii_lowercase())
+        .take(52)
+        .collect();
+    let prefix = prefix.trim_matches(|c: char| c == '-' || c == '.');
+    Ok(if prefix.is_empty() {
+        suffix
+    } else {
+        format!("{prefix}-{suffix}")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_names_are_valid_and_unique() {
+        let long = "a".repeat(300);
+        for pod in ["my-app-7d9f", "My.App", "", "--x--", long.as_str()] {
+            let a = generate_name(pod).unwrap();
+            let b = generate_name(pod).unwrap();
+            assert_ne!(a, b);
+            assert!(a.len() <= 63, "{a}");
+            assert!(
+                a.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.'),
+                "{a}"
+            );
+            assert!(a.starts_with(|c: char| c.is_ascii_alphanumeric()), "{a}");
+        }
+        assert!(
+            generate_name("my-app-7d9f")
+                .unwrap()
+                .starts_with("my-app-7d9f-")
+        );
+    }
+
+    #[test]
+    fn validation_lists_every_problem() {
+        let err = validate(&NewRequest::default()).unwrap_err().to_string();
+        for part in ["namespace", "volume id", "pod name", "issuer name", "CSR"] {
+            assert!(err.contains(part), "{err}");
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! Building API clients: from a kubeconfig or the in-cluster environment,
+//! rate limited, and per-Pod token clients over the same server and TLS settings.
+
+use std::path::PathBuf;
+
+use kube::client::ClientBuilder;
+use kube::config::{AuthInfo, KubeConfigOptions, Kubeconfig};
+
+use crate::error::ConfigError;
+use crate::ratelimit::RateLimit;
+use crate::token::SecretToken;
+
+/// The driver's connection to the API server: its client, the configuration
+/// it came from (for per-Pod token clients), and the shared rate limit.
+#[derive(Clone)]
+pub struct ApiConnection {
+    client: kube::Client,
+    config: kube::Config,
+    limit: RateLimit,
+}
+
+impl std::fmt::Debug for ApiConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiConnection")
+            .field("server", &self.config.cluster_url)
+            .field("qps", &self.limit.qps())
+            .field("burst", &self.limit.burst())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Loads the API configuration and builds a rate-limited client.
+///
+/// Looks, in order, at `kubeconfig` (when given), the `KUBECONFIG`
+/// environment variable, the in-cluster environment (ServiceAccount token and
+/// CA, `KUBERNETES_SERVICE_HOST`), and finally `~/.kube/config`. Servers may be
+/// `https` (CA from the kubeconfig or the cluster, or `insecure-skip-tls-verify`)
+/// or plain `http`; credentials may be a bearer token, a token file or a
+/// client certificate. `qps`/`burst` of 0 pick the defaults
+/// ([`crate::DEFAULT_QPS`], [`crate::DEFAULT_BURST`]).
+pub async fn client_from_config(
+    kubeconfig: Option<PathBuf>,
+    qps: f32,
+    burst: u32,
+) -> Result<ApiConnection, ConfigError> {
+    let config = load_config(kubeconfig).await?;
+    ApiConnection::new(config, qps, burst)
+}
+
+async fn load_config(kubeconfig: Option<PathBuf>) -> Result<kube::Config, ConfigError> {
+    let options = KubeConfigOptions::default();
+    if let Some(path) = kubeconfig {
+        let kc = Kubeconfig::read_from(&path).map_err(|source| ConfigError::Kubeconfig {
+            path: path.clone(),
+            source,
+        })?;
+        return kube::Config::from_custom_kubeconfig(kc, &options)
+            .await
+            .map_err(|source| ConfigError::Kubeconfig { path, source });
+    }
+    if let Some(env) = std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty()) {
+        // KUBECONFIG may list several files; kube merges them.
+        return kube::Config::from_kubeconfig(&options)
+            .await
+            .map_err(|source| ConfigError::Kubeconfig {
+                path: PathBuf::from(env),
+                source,
+            });
+    }
+    match kube::Config::incluster() {
+        Ok(config) => Ok(config),
+        Err(in_cluster) => {
+            kube::Config::from_kubeconfig(&options)
+                .await
+                .map_err(|kc| ConfigError::NotFound {
+                    in_cluster: in_cluster.to_string(),
+                    kubeconfig: kc.to_string(),
+                })
+        }
+    }
+}
+
+impl ApiConnection {
+    /// Builds the rate-limited client for `config`. kube's own retry of 429/503
+    /// is turned off: callers see [`crate::IssueError::ApiUnavailable`] at once
+    /// and retry with their own backoff, inside their own deadline.
+    pub fn new(mut config: kube::Config, qps: f32, burst: u32) -> Result<Self, ConfigError> {
+        config.default_retry = false;
+        let limit = RateLimit::new(qps, burst);
+        let client = build(config.clone(), &limit).map_err(ConfigError::Client)?;
+        Ok(Self {
+            client,
+            config,
+            limit,
+        })
+    }
+
+    /// The driver's own client.
+    pub fn client(&self) -> &kube::Client {
+        &self.client
+    }
+
+    /// The configuration the client was built from.
+    pub fn config(&self) -> &kube::Config {
+        &self.config
+    }
+
+    /// The rate limit shared by this client and every token client made from it.
+    pub fn rate_limit(&self) -> &RateLimit {
+        &self.limit
+    }
+
+    /// A client with the same server, TLS settings (CA, insecure, server
+    /// name), proxy, headers and timeouts, that authenticates with `token`
+    /// only: the driver's own credentials (token, client certificate,
+    /// impersonation) are not carried over. Shares the rate limit.
+    pub fn client_for_token(&self, token: &SecretToken) -> Result<kube::Client, kube::Error> {
+        let mut config = self.config.clone();
+        config.auth_info = AuthInfo {
+            token: Some(secrecy::SecretString::from(token.expose())),
+            ..AuthInfo::default()
+        };
+        build(config, &self.limit)
+    }
+}
+
+fn build(config: kube::Config, limit: &RateLimit) -> Result<kube::Client, kube::Error> {
+    Ok(ClientBuilder::try_from(config)?.with_layer(limit).build())
+}

@@ -1,0 +1,393 @@
+//! The typed cert-manager.io/v1 `CertificateRequest`, written by hand (no
+//! schema generation) from the CRD that cert-manager v1.21 ships.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use kube::core::TypeMeta;
+use serde::{Deserialize, Serialize};
+
+/// API group of cert-manager's resources.
+pub const GROUP: &str = "cert-manager.io";
+/// API version this crate speaks.
+pub const VERSION: &str = "v1";
+/// Kind of the resource.
+pub const KIND: &str = "CertificateRequest";
+/// Plural (REST resource) name.
+pub const PLURAL: &str = "certificaterequests";
+
+/// A cert-manager.io/v1 `CertificateRequest`: one request to an issuer to
+/// sign one CSR. Its spec is immutable once created; its status says whether
+/// it was approved, denied, issued or failed.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CertificateRequest {
+    /// `apiVersion` and `kind`; set by [`CertificateRequest::new`].
+    #[serde(flatten, default)]
+    pub types: Option<TypeMeta>,
+    /// Standard object metadata.
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    /// What is requested.
+    #[serde(default)]
+    pub spec: CertificateRequestSpec,
+    /// What cert-manager made of it; absent until a controller writes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<CertificateRequestStatus>,
+}
+
+impl CertificateRequest {
+    /// A new request with `apiVersion`/`kind` filled in and no status.
+    pub fn new(metadata: ObjectMeta, spec: CertificateRequestSpec) -> Self {
+        Self {
+            types: Some(TypeMeta {
+                api_version: format!("{GROUP}/{VERSION}"),
+                kind: KIND.to_owned(),
+            }),
+            metadata,
+            spec,
+            status: None,
+        }
+    }
+
+    /// The condition of type `kind` (e.g. `"Ready"`), if cert-manager set one.
+    pub fn condition(&self, kind: &str) -> Option<&CertificateRequestCondition> {
+        self.status
+            .as_ref()?
+            .conditions
+            .iter()
+            .find(|c| c.type_ == kind)
+    }
+}
+
+impl kube::Resource for CertificateRequest {
+    type DynamicType = ();
+    type Scope = NamespaceResourceScope;
+
+    fn kind(_: &()) -> Cow<'_, str> {
+        Cow::Borrowed(KIND)
+    }
+    fn group(_: &()) -> Cow<'_, str> {
+        Cow::Borrowed(GROUP)
+    }
+    fn version(_: &()) -> Cow<'_, str> {
+        Cow::Borrowed(VERSION)
+    }
+    fn plural(_: &()) -> Cow<'_, str> {
+        Cow::Borrowed(PLURAL)
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+/// The `spec` of a [`CertificateRequest`].
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateRequestSpec {
+    /// The PEM `CERTIFICATE REQUEST` (base64 in JSON, as Go's `[]byte`).
+    #[serde(with = "base64_bytes", default)]
+    pub request: Vec<u8>,
+    /// The issuer to ask.
+    pub issuer_ref: IssuerRef,
+    /// Requested lifetime as a Go duration string (`2160h0m0s`); see [`go_duration`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<String>,
+    /// Request a CA certificate.
+    #[serde(default, skip_serializing_if = "is_false", rename = "isCA")]
+    pub is_ca: bool,
+    /// Key usages by cert-manager name (`digital signature`, `server auth`, ...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub usages: Vec<String>,
+    /// Set by cert-manager from the creating identity; never set by clients.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// Set by cert-manager from the creating identity; never set by clients.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+    /// Set by cert-manager from the creating identity; never set by clients.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+    /// Set by cert-manager from the creating identity; never set by clients.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: BTreeMap<String, Vec<String>>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// A reference to the issuer that should sign a request.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct IssuerRef {
+    /// Name of the issuer.
+    pub name: String,
+    /// Kind (`Issuer`, `ClusterIssuer`, or an external issuer's kind); cert-manager defaults it to `Issuer`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// API group; cert-manager defaults it to `cert-manager.io`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+}
+
+/// The `status` of a [`CertificateRequest`].
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateRequestStatus {
+    /// `Ready`, `Approved`, `Denied`, `InvalidRequest` conditions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<CertificateRequestCondition>,
+    /// PEM chain, leaf first (base64 in JSON).
+    #[serde(
+        with = "base64_opt_bytes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub certificate: Option<Vec<u8>>,
+    /// PEM CA certificate(s), possibly empty (base64 in JSON).
+    #[serde(
+        with = "base64_opt_bytes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub ca: Option<Vec<u8>>,
+    /// When the request failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_time: Option<Time>,
+}
+
+/// One status condition of a [`CertificateRequest`].
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateRequestCondition {
+    /// `Ready`, `Approved`, `Denied` or `InvalidRequest`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    /// Machine-readable reason (`Issued`, `Pending`, `Failed`, `Denied`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Human-readable message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// When the condition last changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<Time>,
+    /// The generation the condition was computed for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+impl CertificateRequestCondition {
+    /// Whether `status` is `True`.
+    pub fn is_true(&self) -> bool {
+        self.status == "True"
+    }
+    /// Whether `status` is `False`.
+    pub fn is_false(&self) -> bool {
+        self.status == "False"
+    }
+}
+
+/// Formats `d` as Go's `time.Duration.String()` does (`2160h0m0s`, `1m30s`,
+/// `1.5s`, `250ms`), the form cert-manager's `spec.duration` holds.
+///
+/// ```
+/// use std::time::Duration;
+/// assert_eq!(cmcsi_issuer_client::go_duration(Duration::from_secs(90 * 86400)), "2160h0m0s");
+/// ```
+pub fn go_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    let nanos = d.subsec_nanos();
+    if secs == 0 {
+        if nanos == 0 {
+            return "0s".to_owned();
+        }
+        // Below one second Go picks the largest unit that keeps an integer part.
+        let (unit, scale) = if nanos >= 1_000_000 {
+            ("ms", 1_000_000)
+        } else if nanos >= 1_000 {
+            ("µs", 1_000)
+        } else {
+            ("ns", 1)
+        };
+        return format!("{}{unit}", fraction(nanos / scale, nanos % scale, scale));
+    }
+    let hours = secs / 3600;
+    let minutes = (secs % 3600) / 60;
+    let seconds = fraction(u32::try_from(secs % 60).unwrap_or(0), nanos, 1_000_000_000);
+    if hours > 0 {
+        format!("{hours}h{minutes}m{seconds}s")
+    } else if minutes > 0 {
+        format!("{minutes}m{seconds}s")
+    } else {
+        format!("{seconds}s")
+    }
+}
+
+/// `whole.frac` with `frac` out of `scale`, trailing zeros trimmed.
+fn fraction(whole: u32, frac: u32, scale: u32) -> String {
+    if frac == 0 {
+        return whole.to_string();
+    }
+    let digits = scale.ilog10() as usize;
+    let frac = format!("{frac:0digits$}");
+    format!("{whole}.{}", frac.trim_end_matches('0'))
+}
+
+/// serde for Go `[]byte` fields: standard base64 strings.
+mod base64_bytes {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = Option::<String>::deserialize(d)?.unwrap_or_default();
+        STANDARD
+            .decode(s.as_bytes())
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// serde for optional Go `[]byte` fields.
+mod base64_opt_bytes {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(
+        bytes: &Option<Vec<u8>>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match bytes {
+            Some(b) => s.serialize_str(&STANDARD.encode(b)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Vec<u8>>, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            Some(s) => STANDARD
+                .decode(s.as_bytes())
+                .map(Some)
+                .map_err(serde::de::Error::custom),
+            None => Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::Resource;
+
+    #[test]
+    fn go_duration_matches_go_formatting() {
+        let cases = [
+            (Duration::from_secs(2160 * 3600), "2160h0m0s"),
+            (Duration::from_secs(720 * 3600), "720h0m0s"),
+            (Duration::from_secs(3600), "1h0m0s"),
+            (Duration::from_secs(3661), "1h1m1s"),
+            (Duration::from_secs(90), "1m30s"),
+            (Duration::from_secs(60), "1m0s"),
+            (Duration::from_secs(10), "10s"),
+            (Duration::from_millis(1500), "1.5s"),
+            (Duration::from_millis(250), "250ms"),
+            (Duration::from_micros(1500), "1.5ms"),
+            (Duration::from_nanos(1200), "1.2µs"),
+            (Duration::from_nanos(7), "7ns"),
+            (Duration::ZERO, "0s"),
+        ];
+        for (d, want) in cases {
+            assert_eq!(go_duration(d), want, "{d:?}");
+        }
+    }
+
+    #[test]
+    fn serialises_like_cert_manager_expects() {
+        let cr = CertificateRequest::new(
+            ObjectMeta {
+                name: Some("r1".into()),
+                namespace: Some("ns".into()),
+                ..Default::default()
+            },
+            CertificateRequestSpec {
+                request: b"-----BEGIN CERTIFICATE REQUEST-----\n".to_vec(),
+                issuer_ref: IssuerRef {
+                    name: "ca".into(),
+                    kind: Some("Issuer".into()),
+                    group: Some("cert-manager.io".into()),
+                },
+                duration: Some("2160h0m0s".into()),
+                is_ca: true,
+                usages: vec!["digital signature".into()],
+                ..Default::default()
+            },
+        );
+        let json = serde_json::to_value(&cr).unwrap();
+        assert_eq!(json["apiVersion"], "cert-manager.io/v1");
+        assert_eq!(json["kind"], "CertificateRequest");
+        assert_eq!(
+            json["spec"]["request"],
+            "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURSBSRVFVRVNULS0tLS0K"
+        );
+        assert_eq!(json["spec"]["issuerRef"]["name"], "ca");
+        assert_eq!(json["spec"]["isCA"], true);
+        assert_eq!(json["spec"]["duration"], "2160h0m0s");
+        assert_eq!(json["spec"]["usages"][0], "digital signature");
+        assert!(json["spec"].get("username").is_none());
+        assert!(json.get("status").is_none());
+        assert_eq!(
+            CertificateRequest::url_path(&(), Some("ns")),
+            "/apis/cert-manager.io/v1/namespaces/ns/certificaterequests"
+        );
+    }
+
+    #[test]
+    fn deserialises_status_from_cert_manager() {
+        let json = serde_json::json!({
+            "apiVersion": "cert-manager.io/v1",
+            "kind": "CertificateRequest",
+            "metadata": {"name": "r1", "namespace": "ns", "uid": "u1"},
+            "spec": {
+                "request": "Y3Ny",
+                "issuerRef": {"name": "ca"},
+                "username": "system:serviceaccount:ns:sa",
+                "groups": ["system:serviceaccounts"],
+                "extra": {"k": ["v"]}
+            },
+            "status": {
+                "conditions": [
+                    {"type": "Approved", "status": "True", "reason": "cert-manager.io"},
+                    {"type": "Ready", "status": "True", "reason": "Issued",
+                     "lastTransitionTime": "2026-01-02T03:04:05Z"}
+                ],
+                "certificate": "Y2VydA==",
+                "ca": ""
+            }
+        });
+        let cr: CertificateRequest = serde_json::from_value(json).unwrap();
+        assert_eq!(cr.spec.request, b"csr");
+        assert_eq!(
+            cr.spec.username.as_deref(),
+            Some("system:serviceaccount:ns:sa")
+        );
+        let status = cr.status.as_ref().unwrap();
+        assert_eq!(status.certificate.as_deref(), Some(&b"cert"[..]));
+        assert_eq!(status.ca.as_deref(), Some(&b""[..]));
+        assert!(cr.condition("Ready").unwrap().is_true());
+        assert!(cr.condition("Denied").is_none());
+    }
+}
