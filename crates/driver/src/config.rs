@@ -1,9 +1,11 @@
 //! The driver's configuration: one struct, filled from command-line flags
 //! (with the environment fallbacks the Go driver's chart relies on).
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{ArgAction, Parser, ValueEnum};
 
 /// The default CSI driver name, as registered by the `CSIDriver` object.
 pub const DEFAULT_DRIVER_NAME: &str = "csi.cert-manager.io";
@@ -27,6 +29,30 @@ pub struct Config {
     pub log_level: LogLevel,
     /// Log line format.
     pub log_format: LogFormat,
+    /// Create CertificateRequests with the Pod's own ServiceAccount token
+    /// (from `csi.storage.k8s.io/serviceAccount.tokens`).
+    pub use_token_request: bool,
+    /// Mount at once and issue in the background instead of failing the
+    /// publish while the certificate is not yet issued.
+    pub continue_on_not_ready: bool,
+    /// Where to serve Prometheus metrics; `None` disables them.
+    pub metrics_bind_address: Option<SocketAddr>,
+    /// Client-side request rate towards the Kubernetes API (0 = default).
+    pub kube_api_qps: f32,
+    /// Client-side burst towards the Kubernetes API (0 = default).
+    pub kube_api_burst: u32,
+    /// RSA-2048 keys kept ready in memory (0 disables the pool).
+    pub key_pool_size: usize,
+    /// Issuances (first and renewals) in flight at once.
+    pub max_concurrent_issuances: usize,
+    /// How long one issuance may wait for cert-manager.
+    pub issuance_timeout: Duration,
+    /// Mount a tmpfs on `<data_root>/inmemfs` (keys never touch a disk).
+    pub mount_tmpfs: bool,
+    /// CertificateRequests kept per volume; older ones are deleted.
+    pub max_requests_per_volume: usize,
+    /// Window over which overdue renewals are spread after a restart.
+    pub recovery_spread: Duration,
 }
 
 /// Log line format.
@@ -111,6 +137,43 @@ pub fn parse_endpoint(s: &str) -> Result<PathBuf, String> {
     Ok(PathBuf::from(path))
 }
 
+/// An optional listen address (`--metrics-bind-address`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BindAddress(pub Option<SocketAddr>);
+
+/// Parses `--metrics-bind-address`: `0` (off), `:9402` (all interfaces) or
+/// `host:port`.
+pub fn parse_bind_address(s: &str) -> Result<BindAddress, String> {
+    parse_socket_address(s).map(BindAddress)
+}
+
+fn parse_socket_address(s: &str) -> Result<Option<SocketAddr>, String> {
+    let s = s.trim();
+    if s.is_empty() || s == "0" {
+        return Ok(None);
+    }
+    let full = if let Some(port) = s.strip_prefix(':') {
+        format!("0.0.0.0:{port}")
+    } else {
+        s.to_string()
+    };
+    full.parse::<SocketAddr>().map(Some).map_err(|_| {
+        format!(
+            "invalid address `{s}`: use 0 to disable, :9402, or host:port such as 127.0.0.1:9402"
+        )
+    })
+}
+
+/// Parses a duration in Go's syntax (`60s`, `1m30s`, `2h`), as the Go
+/// driver's flags do.
+pub fn parse_duration_flag(s: &str) -> Result<Duration, String> {
+    let d = cmcsi_attrs::parse_go_duration(s).map_err(|e| e.to_string())?;
+    if d.is_zero() {
+        return Err(format!("`{s}` must be longer than zero"));
+    }
+    Ok(d)
+}
+
 fn parse_node_id(s: &str) -> Result<String, String> {
     let s = s.trim();
     if s.is_empty() {
@@ -126,7 +189,8 @@ fn parse_node_id(s: &str) -> Result<String, String> {
 #[command(
     name = "cert-manager-csi-driver",
     version,
-    about = "cert-manager CSI node driver: gives every Pod its own private key and certificate"
+    about = "cert-manager CSI node driver: gives every Pod its own private key and certificate",
+    args_override_self = true
 )]
 pub struct Cli {
     /// This node's name (in a DaemonSet: the spec.nodeName field reference).
@@ -156,6 +220,52 @@ pub struct Cli {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Create CertificateRequests as the Pod's ServiceAccount, with the token the
+    /// kubelet passes (needs the token-request CSIDriver variant).
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value_t = false, default_missing_value = "true")]
+    pub use_token_request: bool,
+
+    /// Publish at once and issue in the background; the Pod starts before its
+    /// certificate exists and must tolerate missing files for a moment.
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value_t = false, default_missing_value = "true")]
+    pub continue_on_not_ready: bool,
+
+    /// Serve Prometheus metrics at /metrics on this address (:9402, host:port; 0 = off).
+    #[arg(long, default_value = "0", value_parser = parse_bind_address)]
+    pub metrics_bind_address: BindAddress,
+
+    /// Requests per second towards the Kubernetes API (0 = built-in default of 50).
+    #[arg(long, default_value_t = 0.0)]
+    pub kube_api_qps: f32,
+
+    /// Burst of requests towards the Kubernetes API (0 = built-in default of 100).
+    #[arg(long, default_value_t = 0)]
+    pub kube_api_burst: u32,
+
+    /// RSA-2048 keys generated ahead of demand and kept in memory (0 = no pool).
+    #[arg(long, default_value_t = 4)]
+    pub key_pool_size: usize,
+
+    /// Issuances in flight at once; first issuances go ahead of renewals.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_concurrent_issuances: u32,
+
+    /// How long one publish waits for cert-manager to sign (Go duration, e.g. 60s).
+    #[arg(long, default_value = "60s", value_parser = parse_duration_flag)]
+    pub issuance_timeout: Duration,
+
+    /// Mount a tmpfs on <data-root>/inmemfs so keys never touch a disk.
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value_t = true, default_missing_value = "true")]
+    pub mount_tmpfs: bool,
+
+    /// CertificateRequests kept per volume; older ones are deleted before each issuance.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub max_requests_per_volume: u32,
+
+    /// After a restart, overdue renewals are spread over this window (Go duration).
+    #[arg(long, default_value = "30s", value_parser = parse_duration_flag)]
+    pub recovery_spread: Duration,
 }
 
 impl Cli {
@@ -169,6 +279,17 @@ impl Cli {
             kubeconfig: self.kubeconfig,
             log_level: self.log_level,
             log_format: self.log_format,
+            use_token_request: self.use_token_request,
+            continue_on_not_ready: self.continue_on_not_ready,
+            metrics_bind_address: self.metrics_bind_address.0,
+            kube_api_qps: self.kube_api_qps,
+            kube_api_burst: self.kube_api_burst,
+            key_pool_size: self.key_pool_size,
+            max_concurrent_issuances: self.max_concurrent_issuances as usize,
+            issuance_timeout: self.issuance_timeout,
+            mount_tmpfs: self.mount_tmpfs,
+            max_requests_per_volume: self.max_requests_per_volume as usize,
+            recovery_spread: self.recovery_spread,
         }
     }
 }
@@ -221,6 +342,40 @@ mod tests {
         assert_eq!(c.driver_name, DEFAULT_DRIVER_NAME);
         assert_eq!(c.data_root, PathBuf::from("/csi-data-dir"));
         assert_eq!(c.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn bind_addresses() {
+        assert_eq!(parse_socket_address("0").unwrap(), None);
+        assert_eq!(
+            parse_socket_address(":9402").unwrap(),
+            Some("0.0.0.0:9402".parse().unwrap())
+        );
+        assert_eq!(
+            parse_bind_address("127.0.0.1:1").unwrap(),
+            BindAddress(Some("127.0.0.1:1".parse().unwrap()))
+        );
+        assert!(
+            parse_socket_address("nowhere")
+                .unwrap_err()
+                .contains(":9402")
+        );
+    }
+
+    #[test]
+    fn boolean_flags_take_go_forms() {
+        let base = ["x", "--node-id", "n", "--endpoint", "/s"];
+        let c = Cli::try_parse_from(base).unwrap().into_config();
+        assert!(!c.use_token_request && c.mount_tmpfs && !c.continue_on_not_ready);
+        assert_eq!(c.issuance_timeout, Duration::from_secs(60));
+        let mut args = base.to_vec();
+        args.extend([
+            "--use-token-request",
+            "--mount-tmpfs=false",
+            "--continue-on-not-ready=true",
+        ]);
+        let c = Cli::try_parse_from(args).unwrap().into_config();
+        assert!(c.use_token_request && !c.mount_tmpfs && c.continue_on_not_ready);
     }
 
     #[test]

@@ -18,15 +18,23 @@
 //! ```
 
 pub mod config;
+pub mod convert;
+pub mod driver;
+pub mod error;
 pub mod identity;
+mod locks;
 pub mod logging;
+pub mod metrics;
 pub mod mount;
 pub mod node;
+pub mod pipeline;
 mod rpclog;
 pub mod socket;
 
 use cmcsi_proto::v1::identity_server::IdentityServer;
 use cmcsi_proto::v1::node_server::NodeServer;
+use std::sync::Arc;
+
 use tokio_stream::wrappers::UnixListenerStream;
 
 pub use config::Config;
@@ -41,6 +49,15 @@ pub enum RunError {
     /// The gRPC server failed.
     #[error("CSI gRPC server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
+    /// The node store could not be opened or read.
+    #[error("node store: {0}")]
+    Store(#[from] cmcsi_store::StoreError),
+    /// The configuration is inconsistent.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The metrics endpoint could not be served.
+    #[error("metrics endpoint: {0}")]
+    Metrics(std::io::Error),
 }
 
 /// Resolves when the process receives SIGTERM or SIGINT.
@@ -74,6 +91,23 @@ pub async fn run_until(
     config: Config,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), RunError> {
+    let driver = driver::Driver::start(config.clone()).await?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    if let Some(addr) = config.metrics_bind_address {
+        let metrics = driver.metrics();
+        let mut rx = stop_rx.clone();
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(RunError::Metrics)?;
+        tokio::spawn(async move {
+            let stop = async move {
+                let _ = rx.wait_for(|s| *s).await;
+            };
+            if let Err(e) = metrics::serve(listener, metrics, stop).await {
+                tracing::error!(error = %e, "metrics endpoint failed");
+            }
+        });
+    }
     let listener = socket::bind(&config.endpoint)?;
     tracing::info!(
         endpoint = %config.endpoint.display(),
@@ -83,13 +117,15 @@ pub async fn run_until(
         "serving CSI"
     );
     let identity = identity::IdentityService::new(config.driver_name.clone());
-    let node = node::NodeService::new(config.node_id.clone());
+    let node = node::NodeService::new(config.node_id.clone(), Arc::clone(&driver));
     let result = tonic::transport::Server::builder()
         .add_service(IdentityServer::new(identity))
         .add_service(NodeServer::new(node))
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
         .await;
     socket::remove(&config.endpoint);
+    let _ = stop_tx.send(true);
+    driver.shutdown();
     tracing::info!("stopped");
     Ok(result?)
 }

@@ -10,20 +10,24 @@ use cmcsi_proto::v1::{
     NodeStageVolumeResponse, NodeUnpublishVolumeRequest, NodeUnpublishVolumeResponse,
     NodeUnstageVolumeRequest, NodeUnstageVolumeResponse,
 };
+use std::sync::Arc;
+
 use tonic::{Request, Response, Status};
 
+use crate::driver::Driver;
 use crate::rpclog::RpcLog;
 
 /// The Node service of this driver.
 #[derive(Debug, Clone)]
 pub struct NodeService {
     node_id: String,
+    driver: Arc<Driver>,
 }
 
 impl NodeService {
     /// A node service for the node named `node_id`.
-    pub fn new(node_id: String) -> Self {
-        NodeService { node_id }
+    pub fn new(node_id: String, driver: Arc<Driver>) -> Self {
+        NodeService { node_id, driver }
     }
 }
 
@@ -85,10 +89,16 @@ impl Node for NodeService {
     ) -> Result<Response<NodePublishVolumeResponse>, Status> {
         let req = request.into_inner();
         let log = RpcLog::start("NodePublishVolume", &req.volume_id);
-        log.finish(
-            validate_publish(&req)
-                .and_then(|()| Err(unimplemented("publishing a volume (not yet built)"))),
-        )
+        let result = match validate_publish(&req) {
+            Ok(()) => self
+                .driver
+                .publish(req)
+                .await
+                .map(|()| Response::new(NodePublishVolumeResponse {}))
+                .map_err(|e| e.to_status()),
+            Err(e) => Err(e),
+        };
+        log.finish(result)
     }
 
     async fn node_unpublish_volume(
@@ -97,10 +107,16 @@ impl Node for NodeService {
     ) -> Result<Response<NodeUnpublishVolumeResponse>, Status> {
         let req = request.into_inner();
         let log = RpcLog::start("NodeUnpublishVolume", &req.volume_id);
-        log.finish(
-            validate_unpublish(&req)
-                .and_then(|()| Err(unimplemented("unpublishing a volume (not yet built)"))),
-        )
+        let result = match validate_unpublish(&req) {
+            Ok(()) => self
+                .driver
+                .unpublish(req)
+                .await
+                .map(|()| Response::new(NodeUnpublishVolumeResponse {}))
+                .map_err(|e| e.to_status()),
+            Err(e) => Err(e),
+        };
+        log.finish(result)
     }
 
     async fn node_get_volume_stats(

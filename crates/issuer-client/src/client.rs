@@ -78,6 +78,10 @@ pub struct PodRef {
 /// Everything needed to create one request.
 #[derive(Clone, Debug, Default)]
 pub struct NewRequest {
+    /// The request's name; `None` generates one with [`generate_name`].
+    /// Callers that must record the name before creating the request (to
+    /// resume it after a crash instead of asking again) pass their own.
+    pub name: Option<String>,
     /// The Pod's namespace, where the request is created.
     pub namespace: String,
     /// PEM-encoded PKCS#10 CSR.
@@ -352,6 +356,7 @@ impl IssuerClient {
 
     fn build(&self, request: NewRequest) -> Result<CertificateRequest, IssueError> {
         let NewRequest {
+            name,
             namespace,
             csr_pem,
             issuer_ref,
@@ -368,7 +373,10 @@ impl IssuerClient {
         ]);
         annotations.insert(ANNOTATION_VOLUME_ID.to_owned(), volume_id);
         let metadata = ObjectMeta {
-            name: Some(generate_name(&pod.name)?),
+            name: Some(match name {
+                Some(n) => n,
+                None => generate_name(&pod.name)?,
+            }),
             namespace: Some(namespace),
             labels: Some(labels),
             annotations: Some(annotations),
@@ -623,7 +631,9 @@ fn validate(r: &NewRequest) -> Result<(), IssueError> {
 
 /// `<pod name, shortened>-<10 random characters>`: unique, a valid object
 /// name, and readable in `kubectl get certificaterequests`.
-fn generate_name(pod_name: &str) -> Result<String, IssueError> {
+/// A fresh request name for a Pod: `<pod name, up to 52 chars>-<10 random
+/// characters>`, readable in `kubectl get`.
+pub fn generate_name(pod_name: &str) -> Result<String, IssueError> {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let mut random = [0u8; 10];
     getrandom::fill(&mut random)

@@ -81,7 +81,9 @@ mod token;
 mod types;
 
 pub use cache::WatchHealth;
-pub use client::{Issued, IssuerClient, IssuerOptions, NewRequest, PodRef, RequestKey, Submitted};
+pub use client::{
+    Issued, IssuerClient, IssuerOptions, NewRequest, PodRef, RequestKey, Submitted, generate_name,
+};
 pub use connection::{ApiConnection, client_from_config};
 pub use error::{ConfigError, IssueError};
 pub use hash::label_hash;

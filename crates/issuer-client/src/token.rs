@@ -130,7 +130,14 @@ impl SecretToken {
     pub fn from_volume_context<S: BuildHasher>(
         context: &HashMap<String, String, S>,
     ) -> Result<Self, TokenError> {
-        match context.get(SERVICE_ACCOUNT_TOKENS_KEY) {
+        Self::from_context_value(context.get(SERVICE_ACCOUNT_TOKENS_KEY).map(String::as_str))
+    }
+
+    /// Parses the value of the [`SERVICE_ACCOUNT_TOKENS_KEY`] attribute, as
+    /// found in any map of the volume context; `None` or blank is
+    /// [`TokenError::Missing`].
+    pub fn from_context_value(value: Option<&str>) -> Result<Self, TokenError> {
+        match value {
             Some(v) if !v.trim().is_empty() => Self::parse(v),
             _ => Err(TokenError::Missing),
         }

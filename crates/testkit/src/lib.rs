@@ -61,6 +61,7 @@ mod api;
 pub mod ca;
 mod csi;
 mod issuer;
+pub mod kubelet;
 pub mod selector;
 mod server;
 mod state;

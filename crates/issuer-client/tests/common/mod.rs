@@ -71,6 +71,7 @@ pub fn csr(cn: &str) -> Vec<u8> {
 /// A request for `volume` in namespace `ns` to issuer `issuer`.
 pub fn new_request(ns: &str, issuer: &str, volume: &str) -> NewRequest {
     NewRequest {
+        name: None,
         namespace: ns.into(),
         csr_pem: csr("test"),
         issuer_ref: IssuerRef {

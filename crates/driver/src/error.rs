@@ -1,0 +1,77 @@
+//! The driver's errors, and the one place they become gRPC statuses.
+
+use tonic::Status;
+
+/// Why a publish or an issuance failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DriverError {
+    /// The request itself is wrong (missing field, not ephemeral, not read-only).
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// The volume attributes are wrong (every problem in one message).
+    #[error("invalid volume attributes: {0}")]
+    Attributes(#[from] cmcsi_attrs::AttributeErrors),
+    /// Another operation on the same volume is in progress.
+    #[error("{0}")]
+    Busy(String),
+    /// The node store failed.
+    #[error("node storage: {0}")]
+    Store(#[from] cmcsi_store::StoreError),
+    /// Key, CSR or keystore handling failed.
+    #[error("key or certificate handling: {0}")]
+    Key(#[from] cmcsi_keygen::Error),
+    /// cert-manager or the Kubernetes API.
+    #[error("{0}")]
+    Issuer(#[from] cmcsi_issuer_client::IssueError),
+    /// The Pod's ServiceAccount token (token-request mode).
+    #[error("{0}")]
+    Token(#[from] cmcsi_issuer_client::TokenError),
+    /// The driver has no usable Kubernetes configuration.
+    #[error(
+        "the driver has no Kubernetes API configuration ({0}); it keeps serving mounted \
+         volumes but cannot issue certificates until it is restarted with a valid \
+         --kubeconfig or in-cluster ServiceAccount"
+    )]
+    NoKubernetes(String),
+    /// Mounting or unmounting the volume failed.
+    #[error("{0}")]
+    Mount(String),
+    /// Waited for another operation past the deadline.
+    #[error("{0}")]
+    Deadline(String),
+    /// The volume was unpublished while its issuance was in flight.
+    #[error("volume {0} was unpublished while its certificate was being issued")]
+    Forgotten(String),
+}
+
+impl DriverError {
+    /// The gRPC status a kubelet gets for this error (the design's table).
+    pub fn to_status(&self) -> Status {
+        use cmcsi_issuer_client::IssueError as I;
+        let msg = self.to_string();
+        match self {
+            DriverError::InvalidRequest(_) | DriverError::Attributes(_) => {
+                Status::invalid_argument(msg)
+            }
+            DriverError::Busy(_) | DriverError::Forgotten(_) => Status::aborted(msg),
+            DriverError::Deadline(_) => Status::deadline_exceeded(msg),
+            DriverError::NoKubernetes(_) => Status::unavailable(msg),
+            DriverError::Token(_) => Status::failed_precondition(msg),
+            DriverError::Issuer(e) => match e {
+                I::Denied { .. } | I::InvalidRequest { .. } | I::Failed { .. } => {
+                    Status::failed_precondition(msg)
+                }
+                I::Forbidden { .. } => Status::failed_precondition(msg),
+                I::TimedOut { .. } => Status::deadline_exceeded(msg),
+                I::Deleted { .. } => Status::aborted(msg),
+                I::ApiUnavailable { .. } => Status::unavailable(msg),
+                _ if e.is_retryable() => Status::unavailable(msg),
+                _ => Status::internal(msg),
+            },
+            DriverError::Store(_) | DriverError::Key(_) | DriverError::Mount(_) => {
+                Status::internal(msg)
+            }
+        }
+    }
+}

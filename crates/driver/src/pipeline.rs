@@ -1,0 +1,343 @@
+//! The issuance pipeline, one function used by publish and by the renewer:
+//! key → CSR → CertificateRequest → await → check → write the file set →
+//! metadata with the next due time.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use cmcsi_attrs::{CertificateSpec, ParseOptions};
+use cmcsi_issuer_client::{self as ic, IssuerClient, NewRequest, SecretToken};
+use cmcsi_keygen::{self as keygen, ChainSummary, PrivateKey};
+use cmcsi_store::{FileSet, Metadata, Store, StoreError};
+use serde::{Deserialize, Serialize};
+
+use crate::convert;
+use crate::error::DriverError;
+
+/// Name of the private side file holding an in-flight request and its key,
+/// so a restarted driver resumes the request instead of asking again (Go
+/// driver issue #119).
+pub const PENDING_FILE: &str = "pending-request.json";
+
+/// What the pipeline persists about an in-flight request (0600, on the
+/// tmpfs, outside the Pod's `data/`).
+#[derive(Serialize, Deserialize)]
+struct Pending {
+    namespace: String,
+    name: String,
+    /// PKCS#8 PEM of the request's key.
+    key: String,
+}
+
+/// The spec a volume's stored context stands for. Volumes written by the Go
+/// driver keep its defaults (`tls.crt`, `tls.key`, `ca.crt`, 2160h).
+pub fn spec_of(meta: &Metadata) -> Result<CertificateSpec, DriverError> {
+    let options = if meta.written_by_go() {
+        ParseOptions::go_driver()
+    } else {
+        ParseOptions::original()
+    };
+    Ok(cmcsi_attrs::parse_with(&meta.volume_context, &options)?)
+}
+
+/// The outcome of one successful issuance.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    /// The new certificate's summary.
+    pub summary: ChainSummary,
+    /// The CertificateRequest that was signed.
+    pub request: String,
+    /// When the volume is next due (written to its metadata).
+    pub next_issuance: Option<SystemTime>,
+    /// `renew-before` of the volume.
+    pub renew_before: Option<Duration>,
+    /// The volume's spec.
+    pub spec: CertificateSpec,
+}
+
+/// Everything one issuance needs.
+pub struct Pipeline<'a> {
+    /// The node store.
+    pub store: &'a Store,
+    /// The key pool.
+    pub pool: &'a keygen::KeyPool,
+    /// The CertificateRequest client.
+    pub issuer: &'a IssuerClient,
+    /// Whether requests are created with the Pod's token.
+    pub use_token_request: bool,
+    /// Requests kept per volume.
+    pub max_requests_per_volume: usize,
+    /// Computes the next due time from a lifetime.
+    pub planner: cmcsi_renewer::Planner,
+    /// How long to wait for cert-manager.
+    pub timeout: Duration,
+}
+
+impl Pipeline<'_> {
+    /// Issues (or renews) the certificate of `volume_id` and writes it.
+    /// A failure leaves the current file set untouched.
+    pub async fn issue(&self, volume_id: &str) -> Result<Issued, DriverError> {
+        let mut meta = self.store.read_metadata(volume_id)?;
+        let spec = spec_of(&meta)?;
+        let namespace = spec.pod.namespace.clone().ok_or_else(|| {
+            DriverError::InvalidRequest(
+                "the volume context has no csi.storage.k8s.io/pod.namespace: the CSIDriver \
+                 object must set podInfoOnMount: true"
+                    .into(),
+            )
+        })?;
+        let token = if self.use_token_request {
+            Some(token_of(&meta.volume_context)?)
+        } else {
+            None
+        };
+
+        if !self.issuer.wait_synced(self.timeout).await {
+            return Err(DriverError::Issuer(ic::IssueError::ApiUnavailable {
+                action: "listing this node's CertificateRequests".into(),
+                detail: format!(
+                    "the watch has not synced within {:?}; is the Kubernetes API reachable?",
+                    self.timeout
+                ),
+            }));
+        }
+        let (key, name) = match self.resumable(volume_id)? {
+            Some(p) => p,
+            None => {
+                self.submit(volume_id, &spec, &namespace, token.as_ref())
+                    .await?
+            }
+        };
+        let outcome = self
+            .issuer
+            .await_outcome((namespace.as_str(), name.as_str()), self.timeout)
+            .await;
+        let issued = match outcome {
+            Ok(issued) => issued,
+            Err(e) => {
+                // A request that can never succeed is not resumed; a timed-out
+                // one is (the next attempt waits on the same request).
+                if !matches!(e, ic::IssueError::TimedOut { .. }) {
+                    self.store.remove_private(volume_id, PENDING_FILE)?;
+                }
+                return Err(e.into());
+            }
+        };
+
+        let summary = ChainSummary::from_pem(&issued.certificate_pem)?;
+        if !summary.leaf_matches_key(&key) {
+            self.store.remove_private(volume_id, PENDING_FILE)?;
+            return Err(DriverError::Key(keygen::Error::LeafKeyMismatch));
+        }
+
+        let mut files = FileSet::new();
+        let key_pem = key.to_pem(convert::key_encoding(&spec))?;
+        files.insert(spec.files.private_key.clone(), key_pem.as_bytes().to_vec());
+        files.insert(
+            spec.files.certificate.clone(),
+            issued.certificate_pem.clone(),
+        );
+        files.insert(spec.files.ca.clone(), issued.ca_pem.clone());
+        if let Some(p12) = &spec.files.pkcs12 {
+            let der = keygen::pkcs12(
+                &key,
+                &issued.certificate_pem,
+                p12.password.expose(),
+                keygen::Pkcs12Profile::Modern2023,
+            )?;
+            files.insert(p12.filename.clone(), der);
+        }
+        let gid = spec.fs_group.or_else(|| {
+            meta.volume_mount_group
+                .as_deref()
+                .and_then(|g| g.parse::<u32>().ok())
+        });
+        self.store.write_files(volume_id, &files, gid)?;
+
+        let lifetime = lifetime_of(&summary, spec.renew_before);
+        let next = self.planner.next_issuance(&volume_id.into(), &lifetime);
+        meta.next_issuance_time = Some(next);
+        self.store.write_metadata(&meta)?;
+        self.store.remove_private(volume_id, PENDING_FILE)?;
+        Ok(Issued {
+            summary,
+            request: name,
+            next_issuance: Some(next),
+            renew_before: spec.renew_before,
+            spec,
+        })
+    }
+
+    /// The volume's in-flight request, if it still exists and can still be
+    /// issued, with the key it was made for.
+    fn resumable(&self, volume_id: &str) -> Result<Option<(PrivateKey, String)>, DriverError> {
+        let Some(raw) = self.store.read_private(volume_id, PENDING_FILE)? else {
+            return Ok(None);
+        };
+        let pending: Pending = match serde_json::from_slice(&raw) {
+            Ok(p) => p,
+            Err(_) => {
+                tracing::warn!(
+                    volume = volume_id,
+                    "discarding unreadable pending-request record"
+                );
+                self.store.remove_private(volume_id, PENDING_FILE)?;
+                return Ok(None);
+            }
+        };
+        let live = self
+            .issuer
+            .state(&pending.namespace, &pending.name)
+            .is_some_and(|s| !s.phase.is_terminal() || s.issued().is_some());
+        if !live {
+            self.store.remove_private(volume_id, PENDING_FILE)?;
+            return Ok(None);
+        }
+        let key = PrivateKey::from_pem_any(&pending.key)?;
+        tracing::info!(
+            volume = volume_id,
+            request = %pending.name,
+            namespace = %pending.namespace,
+            "resuming in-flight CertificateRequest"
+        );
+        Ok(Some((key, pending.name)))
+    }
+
+    /// Makes a key and a CSR and creates the request, recording it first so
+    /// a crash at any point never leads to a second request for it.
+    async fn submit(
+        &self,
+        volume_id: &str,
+        spec: &CertificateSpec,
+        namespace: &str,
+        token: Option<&SecretToken>,
+    ) -> Result<(PrivateKey, String), DriverError> {
+        let key_spec = convert::key_spec(spec);
+        let key = match self.reused_key(volume_id, spec, key_spec)? {
+            Some(k) => k,
+            None => self.pool.take(&key_spec).await?,
+        };
+        let csr = keygen::build_csr(&key, &convert::csr_params(spec))?;
+
+        self.issuer
+            .cleanup(volume_id, self.max_requests_per_volume.saturating_sub(1))
+            .await?;
+
+        let pod_name = spec.pod.name.clone().unwrap_or_default();
+        let name = ic::generate_name(&pod_name)?;
+        let pending = Pending {
+            namespace: namespace.to_string(),
+            name: name.clone(),
+            key: key.to_pem(keygen::KeyEncoding::Pkcs8)?.to_string(),
+        };
+        let record = zeroize::Zeroizing::new(
+            serde_json::to_vec(&pending)
+                .map_err(|e| DriverError::Mount(format!("encoding pending record: {e}")))?,
+        );
+        self.store.write_private(volume_id, PENDING_FILE, &record)?;
+
+        let req = NewRequest {
+            name: Some(name.clone()),
+            namespace: namespace.to_string(),
+            csr_pem: csr.into_bytes(),
+            issuer_ref: ic::IssuerRef {
+                name: spec.issuer.name.clone(),
+                kind: Some(spec.issuer.kind.clone()),
+                group: Some(spec.issuer.group.clone()),
+            },
+            duration: Some(spec.duration),
+            is_ca: spec.is_ca,
+            usages: spec.usages.iter().map(|u| u.as_str().to_string()).collect(),
+            annotations: spec.annotations.clone(),
+            volume_id: volume_id.to_string(),
+            pod: ic::PodRef {
+                name: pod_name,
+                uid: spec.pod.uid.clone().unwrap_or_default(),
+            },
+        };
+        match self.issuer.submit(req, token).await {
+            Ok(_) => Ok((key, name)),
+            Err(e) => {
+                if !e.is_retryable() {
+                    self.store.remove_private(volume_id, PENDING_FILE)?;
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    /// With `reuse-private-key`, the key currently in the volume, if it still
+    /// matches the spec (a changed spec gets a new key, and says so).
+    fn reused_key(
+        &self,
+        volume_id: &str,
+        spec: &CertificateSpec,
+        key_spec: keygen::KeySpec,
+    ) -> Result<Option<PrivateKey>, DriverError> {
+        if !spec.reuse_private_key {
+            return Ok(None);
+        }
+        let current = match self
+            .store
+            .read_current_file(volume_id, &spec.files.private_key)
+        {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) | Err(StoreError::VolumeNotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let Ok(pem) = std::str::from_utf8(&current) else {
+            tracing::warn!(
+                volume = volume_id,
+                "current key file is not PEM; generating a new key"
+            );
+            return Ok(None);
+        };
+        match PrivateKey::from_pem(pem, &key_spec) {
+            Ok(k) => Ok(Some(k)),
+            Err(e) => {
+                tracing::info!(
+                    volume = volume_id,
+                    reason = %e,
+                    "not reusing the current key; generating a new one"
+                );
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// The Pod's ServiceAccount token from a volume context (token-request mode).
+pub fn token_of(context: &BTreeMap<String, String>) -> Result<SecretToken, ic::TokenError> {
+    SecretToken::from_context_value(
+        context
+            .get(ic::SERVICE_ACCOUNT_TOKENS_KEY)
+            .map(String::as_str),
+    )
+}
+
+/// The renewer's view of a certificate.
+pub fn lifetime_of(
+    summary: &ChainSummary,
+    renew_before: Option<Duration>,
+) -> cmcsi_renewer::Lifetime {
+    let l = cmcsi_renewer::Lifetime::new(summary.not_before, summary.not_after);
+    match renew_before {
+        Some(rb) => l.with_renew_before(rb),
+        None => l,
+    }
+}
+
+/// Metadata for a volume seen for the first time.
+pub fn new_metadata(
+    volume_id: &str,
+    target_path: &str,
+    context: &BTreeMap<String, String>,
+    mount_group: &str,
+) -> Metadata {
+    let mut meta = Metadata::new(volume_id, target_path);
+    meta.volume_context = context.clone();
+    if !mount_group.is_empty() {
+        meta.volume_mount_group = Some(mount_group.to_string());
+    }
+    meta
+}

@@ -1,0 +1,498 @@
+//! End to end: the real driver binary, real read-only bind mounts in a
+//! private mount namespace, testkit's fake API and test CA.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::os::unix::fs::MetadataExt;
+use std::time::Duration;
+
+use cmcsi_keygen::{ChainSummary, PrivateKey};
+use cmcsi_testkit::{Script, Verb};
+use common::{Harness, Pod, eventually, in_namespace, is_mounted, read};
+use tonic::Code;
+
+const ISSUER: (&str, &str) = ("csi.cert-manager.io/issuer-name", "ca-issuer");
+
+fn summary(target: &std::path::Path, file: &str) -> ChainSummary {
+    ChainSummary::from_pem(&read(target, file)).unwrap()
+}
+
+fn key_matches(target: &std::path::Path, key: &str, cert: &str) -> bool {
+    let pem = String::from_utf8(read(target, key)).unwrap();
+    let key = PrivateKey::from_pem_any(&pem).unwrap();
+    summary(target, cert).leaf_matches_key(&key)
+}
+
+#[test]
+fn deployment_from_the_docs() {
+    in_namespace("deployment_from_the_docs", || async {
+        let h = Harness::start(&[]).await;
+        let mut serials = Vec::new();
+        let mut keys = Vec::new();
+        for i in 0..5 {
+            let pod = Pod::new("sandbox", &format!("my-csi-app-{i}"));
+            let vol = format!("csi-{i:064x}");
+            let target = h
+                .publish(
+                    &vol,
+                    &pod,
+                    &[
+                        ISSUER,
+                        (
+                            "csi.cert-manager.io/dns-names",
+                            "my-service.sandbox.svc.cluster.local",
+                        ),
+                    ],
+                )
+                .await
+                .unwrap();
+            assert!(is_mounted(&target));
+            let s = summary(&target, "crt.pem");
+            assert_eq!(s.dns_names, vec!["my-service.sandbox.svc.cluster.local"]);
+            assert!(key_matches(&target, "key.pem", "crt.pem"));
+            let key = String::from_utf8(read(&target, "key.pem")).unwrap();
+            assert!(
+                key.starts_with("-----BEGIN RSA PRIVATE KEY-----"),
+                "PKCS#1 by default"
+            );
+            assert_eq!(read(&target, "ca.pem"), h.api.ca_pem().into_bytes());
+            // 720h by default.
+            let life = s.not_after.duration_since(s.not_before).unwrap();
+            assert!(
+                life >= Duration::from_secs(719 * 3600) && life <= Duration::from_secs(721 * 3600)
+            );
+            // Read-only for the Pod.
+            assert!(std::fs::write(target.join("x"), b"x").is_err());
+            serials.push(s.serial_hex);
+            keys.push(key);
+        }
+        serials.sort();
+        serials.dedup();
+        keys.sort();
+        keys.dedup();
+        assert_eq!(serials.len(), 5, "every Pod has its own certificate");
+        assert_eq!(keys.len(), 5, "every Pod has its own key");
+
+        // The requests carry what cert-manager needs.
+        let reqs = h.api.requests("sandbox");
+        assert_eq!(reqs.len(), 5);
+        let r = &reqs[0];
+        assert_eq!(r["spec"]["issuerRef"]["name"], "ca-issuer");
+        assert_eq!(r["spec"]["issuerRef"]["kind"], "Issuer");
+        assert_eq!(r["spec"]["issuerRef"]["group"], "cert-manager.io");
+        assert_eq!(r["metadata"]["ownerReferences"][0]["kind"], "Pod");
+        assert!(
+            r["metadata"]["labels"]["csi.cert-manager.io/node-id-hash"].is_string(),
+            "{r}"
+        );
+
+        // Unpublish leaves the node clean.
+        for i in 0..5 {
+            let vol = format!("csi-{i:064x}");
+            h.unpublish(&vol).await.unwrap();
+            assert!(!h.target(&vol).exists());
+            // Idempotent.
+            h.unpublish(&vol).await.unwrap();
+        }
+        let left: Vec<_> = std::fs::read_dir(h.data_root.join("inmemfs"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            .collect();
+        assert!(left.is_empty(), "volumes left behind: {left:?}");
+    });
+}
+
+#[test]
+fn every_key_algorithm() {
+    in_namespace("every_key_algorithm", || async {
+        let h = Harness::start(&[]).await;
+        let pod = Pod::new("ns", "algos");
+        for (i, (alg, size, header)) in [
+            ("RSA", "3072", "RSA PRIVATE KEY"),
+            ("ECDSA", "256", "PRIVATE KEY"),
+            ("ECDSA", "384", "PRIVATE KEY"),
+            ("ECDSA", "521", "PRIVATE KEY"),
+            ("Ed25519", "", "PRIVATE KEY"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let vol = format!("csi-alg-{i}");
+            let mut attrs = vec![
+                ISSUER,
+                ("csi.cert-manager.io/dns-names", "a.example.com"),
+                ("csi.cert-manager.io/key-algorithm", alg),
+            ];
+            if !size.is_empty() {
+                attrs.push(("csi.cert-manager.io/key-size", size));
+            }
+            let target = h.publish(&vol, &pod, &attrs).await.unwrap();
+            let key = String::from_utf8(read(&target, "key.pem")).unwrap();
+            assert!(
+                key.contains(&format!("BEGIN {header}")),
+                "{alg}{size}: {key:.40}"
+            );
+            assert!(key_matches(&target, "key.pem", "crt.pem"), "{alg}{size}");
+            let out = std::process::Command::new("openssl")
+                .args(["pkey", "-noout", "-in"])
+                .arg(target.join("key.pem"))
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "openssl reads the {alg}{size} key");
+        }
+    });
+}
+
+#[test]
+fn pkcs12_fs_group_templates_and_nested_names() {
+    in_namespace("pkcs12_fs_group_templates_and_nested_names", || async {
+        let h = Harness::start(&[]).await;
+        let pod = Pod::new("team-a", "web-0");
+        let target = h
+            .publish(
+                "csi-p12",
+                &pod,
+                &[
+                    ISSUER,
+                    (
+                        "csi.cert-manager.io/dns-names",
+                        "${POD_NAME}.${POD_NAMESPACE}.svc",
+                    ),
+                    (
+                        "csi.cert-manager.io/uri-sans",
+                        "spiffe://cluster.local/ns/${POD_NAMESPACE}/sa/${SERVICE_ACCOUNT_NAME}",
+                    ),
+                    ("csi.cert-manager.io/common-name", "${POD_NAME}"),
+                    ("csi.cert-manager.io/certificate-file", "bar/foo.crt"),
+                    ("csi.cert-manager.io/privatekey-file", "bar/foo.key"),
+                    ("csi.cert-manager.io/pkcs12-enable", "true"),
+                    ("csi.cert-manager.io/pkcs12-password", "correct horse"),
+                    ("csi.cert-manager.io/fs-group", "2000"),
+                ],
+            )
+            .await
+            .unwrap();
+        let s = summary(&target, "bar/foo.crt");
+        assert_eq!(s.dns_names, vec!["web-0.team-a.svc"]);
+        assert_eq!(s.uris, vec!["spiffe://cluster.local/ns/team-a/sa/default"]);
+        assert!(s.subject.contains("CN=web-0"), "{}", s.subject);
+        assert!(key_matches(&target, "bar/foo.key", "bar/foo.crt"));
+        let meta = std::fs::metadata(target.join("bar/foo.key")).unwrap();
+        assert_eq!(meta.gid(), 2000);
+        assert_eq!(meta.mode() & 0o777, 0o440);
+        let out = std::process::Command::new("openssl")
+            .args(["pkcs12", "-noout", "-passin", "pass:correct horse", "-in"])
+            .arg(target.join("keystore.p12"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+
+        // volume_mount_group (the Pod's fsGroup) when fs-group is not set.
+        let mut req = Harness::request(
+            "csi-group",
+            &h.target("csi-group"),
+            pod.context(&[ISSUER, ("csi.cert-manager.io/dns-names", "g.example.com")]),
+        );
+        if let Some(cmcsi_proto::v1::volume_capability::AccessType::Mount(m)) = req
+            .volume_capability
+            .as_mut()
+            .and_then(|c| c.access_type.as_mut())
+        {
+            m.volume_mount_group = "3000".into();
+        }
+        h.node().await.node_publish_volume(req).await.unwrap();
+        let meta = std::fs::metadata(h.target("csi-group").join("crt.pem")).unwrap();
+        assert_eq!(meta.gid(), 3000);
+    });
+}
+
+#[test]
+fn renewal_is_seen_through_the_mount() {
+    in_namespace("renewal_is_seen_through_the_mount", || async {
+        let h = Harness::start(&[]).await;
+        let pod = Pod::new("ns", "renew");
+        let base = [
+            ISSUER,
+            ("csi.cert-manager.io/dns-names", "r.example.com"),
+            ("csi.cert-manager.io/duration", "6s"),
+            ("csi.cert-manager.io/key-algorithm", "ECDSA"),
+        ];
+        let t1 = h.publish("csi-renew", &pod, &base).await.unwrap();
+        let mut reuse = base.to_vec();
+        reuse.push(("csi.cert-manager.io/reuse-private-key", "true"));
+        let t2 = h.publish("csi-reuse", &pod, &reuse).await.unwrap();
+        let (s1, k1) = (summary(&t1, "crt.pem").serial_hex, read(&t1, "key.pem"));
+        let (s2, k2) = (summary(&t2, "crt.pem").serial_hex, read(&t2, "key.pem"));
+        eventually("both renewed", Duration::from_secs(30), || {
+            summary(&t1, "crt.pem").serial_hex != s1 && summary(&t2, "crt.pem").serial_hex != s2
+        })
+        .await;
+        assert_ne!(
+            read(&t1, "key.pem"),
+            k1,
+            "a new key at each renewal by default"
+        );
+        assert_eq!(read(&t2, "key.pem"), k2, "reuse-private-key keeps the key");
+        assert!(key_matches(&t1, "key.pem", "crt.pem"));
+        assert!(key_matches(&t2, "key.pem", "crt.pem"));
+    });
+}
+
+#[test]
+fn denied_and_failed_requests_say_why() {
+    in_namespace("denied_and_failed_requests_say_why", || async {
+        let h = Harness::start(&[]).await;
+        h.api.set_issuer(
+            "strict",
+            Script::Deny {
+                reason: "PolicyDenied".into(),
+                message: "no policy matches".into(),
+            },
+        );
+        h.api.set_issuer(
+            "broken",
+            Script::Fail {
+                message: "signer exploded".into(),
+            },
+        );
+        let pod = Pod::new("ns", "p");
+        let st = h
+            .publish(
+                "csi-denied",
+                &pod,
+                &[
+                    ("csi.cert-manager.io/issuer-name", "strict"),
+                    ("csi.cert-manager.io/dns-names", "d.example.com"),
+                ],
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(st.code(), Code::FailedPrecondition, "{st:?}");
+        assert!(st.message().contains("denied"), "{}", st.message());
+        assert!(
+            st.message().contains("PolicyDenied") || st.message().contains("no policy matches"),
+            "{}",
+            st.message()
+        );
+        let name = h.api.requests("ns")[0]["metadata"]["name"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            st.message().contains(&name),
+            "names the request: {}",
+            st.message()
+        );
+
+        let st = h
+            .publish(
+                "csi-failed",
+                &pod,
+                &[
+                    ("csi.cert-manager.io/issuer-name", "broken"),
+                    ("csi.cert-manager.io/dns-names", "f.example.com"),
+                ],
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(st.code(), Code::FailedPrecondition, "{st:?}");
+        assert!(st.message().contains("signer exploded"), "{}", st.message());
+        assert!(!is_mounted(&h.target("csi-failed")));
+
+        // Bad attributes: every problem at once.
+        let st = h
+            .publish(
+                "csi-bad",
+                &pod,
+                &[
+                    ("csi.cert-manager.io/dns-names", "x.example.com"),
+                    ("csi.cert-manager.io/duration", "forever"),
+                    ("csi.cert-manager.io/key-sise", "4096"),
+                ],
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(st.code(), Code::InvalidArgument);
+        for needle in ["issuer-name", "duration", "key-size"] {
+            assert!(st.message().contains(needle), "{needle}: {}", st.message());
+        }
+    });
+}
+
+#[test]
+fn api_down_is_unavailable_then_works() {
+    in_namespace("api_down_is_unavailable_then_works", || async {
+        let h = Harness::start(&["--issuance-timeout", "3s"]).await;
+        let pod = Pod::new("ns", "down");
+        let attrs = [ISSUER, ("csi.cert-manager.io/dns-names", "u.example.com")];
+        h.api.go_down().await.unwrap();
+        let st = h.publish("csi-down", &pod, &attrs).await.unwrap_err();
+        assert!(
+            matches!(st.code(), Code::Unavailable | Code::DeadlineExceeded),
+            "{st:?}"
+        );
+        h.api.come_up().await.unwrap();
+        let mut ok = None;
+        for _ in 0..20 {
+            match h.publish("csi-down", &pod, &attrs).await {
+                Ok(t) => {
+                    ok = Some(t);
+                    break;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+            }
+        }
+        let target = ok.expect("publish succeeds once the API is back");
+        assert!(key_matches(&target, "key.pem", "crt.pem"));
+    });
+}
+
+#[test]
+fn concurrent_publishes_of_one_volume_never_mount_an_empty_volume() {
+    in_namespace(
+        "concurrent_publishes_of_one_volume_never_mount_an_empty_volume",
+        || async {
+            let h = Harness::start(&[]).await;
+            h.api
+                .set_issuer("slow", Script::Delay(Duration::from_millis(800)));
+            let pod = Pod::new("ns", "race");
+            let attrs = [
+                ("csi.cert-manager.io/issuer-name", "slow"),
+                ("csi.cert-manager.io/dns-names", "c.example.com"),
+            ];
+            let mut tasks = Vec::new();
+            for _ in 0..5 {
+                let req = Harness::request("csi-race", &h.target("csi-race"), pod.context(&attrs));
+                let mut node = h.node().await;
+                tasks.push(tokio::spawn(
+                    async move { node.node_publish_volume(req).await },
+                ));
+            }
+            let mut oks = 0;
+            for t in tasks {
+                match t.await.unwrap() {
+                    Ok(_) => {
+                        oks += 1;
+                        // Success means the files are there.
+                        assert!(key_matches(&h.target("csi-race"), "key.pem", "crt.pem"));
+                    }
+                    Err(st) => assert_eq!(st.code(), Code::Aborted, "{st:?}"),
+                }
+            }
+            assert!(oks >= 1);
+            assert_eq!(h.api.requests("ns").len(), 1, "one request for one volume");
+        },
+    );
+}
+
+#[test]
+fn killed_mid_issuance_resumes_the_same_request() {
+    in_namespace("killed_mid_issuance_resumes_the_same_request", || async {
+        let mut h = Harness::start(&["--issuance-timeout", "2s"]).await;
+        h.api.set_issuer("later", Script::Never);
+        let pod = Pod::new("ns", "crash");
+        let attrs = [
+            ("csi.cert-manager.io/issuer-name", "later"),
+            ("csi.cert-manager.io/dns-names", "k.example.com"),
+        ];
+        let err = h.publish("csi-crash", &pod, &attrs).await.unwrap_err();
+        assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
+        assert_eq!(h.api.requests("ns").len(), 1);
+        h.kill_driver();
+        h.restart_driver().await;
+        // The issuer answers now; the kubelet retries the publish.
+        h.api.set_issuer("later", Script::Sign);
+        let name = h.api.requests("ns")[0]["metadata"]["name"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        h.api.act_on("ns", &name, Script::Sign).await;
+        let target = h.publish("csi-crash", &pod, &attrs).await.unwrap();
+        assert!(key_matches(&target, "key.pem", "crt.pem"));
+        assert_eq!(
+            h.api.requests("ns").len(),
+            1,
+            "no second request after the crash"
+        );
+        assert_eq!(h.api.counts().verb(Verb::Create), 1);
+    });
+}
+
+#[test]
+fn killed_mid_life_renewals_continue() {
+    in_namespace("killed_mid_life_renewals_continue", || async {
+        let mut h = Harness::start(&["--recovery-spread", "1s"]).await;
+        let pod = Pod::new("ns", "life");
+        let target = h
+            .publish(
+                "csi-life",
+                &pod,
+                &[
+                    ISSUER,
+                    ("csi.cert-manager.io/dns-names", "l.example.com"),
+                    ("csi.cert-manager.io/duration", "8s"),
+                    ("csi.cert-manager.io/key-algorithm", "ECDSA"),
+                ],
+            )
+            .await
+            .unwrap();
+        let first = summary(&target, "crt.pem").serial_hex;
+        h.kill_driver();
+        h.restart_driver().await;
+        eventually("renewal after restart", Duration::from_secs(30), || {
+            summary(&target, "crt.pem").serial_hex != first
+        })
+        .await;
+        assert!(is_mounted(&target), "the Pod's mount survived the restart");
+        assert!(key_matches(&target, "key.pem", "crt.pem"));
+    });
+}
+
+#[test]
+fn token_request_identity() {
+    in_namespace("token_request_identity", || async {
+        let h = Harness::start(&["--use-token-request"]).await;
+        h.api
+            .add_token("pod-sa-token", "system:serviceaccount:ns:app");
+        let pod = Pod::new("ns", "tok");
+        let tokens =
+            r#"{"":{"token":"pod-sa-token","expirationTimestamp":"2999-01-01T00:00:00Z"}}"#;
+        let target = h
+            .publish(
+                "csi-token",
+                &pod,
+                &[
+                    ISSUER,
+                    ("csi.cert-manager.io/dns-names", "t.example.com"),
+                    ("csi.storage.k8s.io/serviceAccount.tokens", tokens),
+                ],
+            )
+            .await
+            .unwrap();
+        assert!(key_matches(&target, "key.pem", "crt.pem"));
+        let r = &h.api.requests("ns")[0];
+        assert_eq!(r["spec"]["username"], "system:serviceaccount:ns:app");
+        assert!(
+            !h.logs().contains("pod-sa-token"),
+            "the token never reaches the log"
+        );
+
+        // Without a token: a clear error, not a request as the driver.
+        let st = h
+            .publish(
+                "csi-notoken",
+                &pod,
+                &[ISSUER, ("csi.cert-manager.io/dns-names", "t.example.com")],
+            )
+            .await
+            .unwrap_err();
+        assert!(st.message().contains("token"), "{}", st.message());
+    });
+}
