@@ -113,6 +113,12 @@ impl LiveStats for Live {
             true,
         ));
         out.push((
+            "certmanager_csi_key_pool_available",
+            "Keys ready in the pool now",
+            p.available as f64,
+            false,
+        ));
+        out.push((
             "certmanager_csi_key_pool_refills",
             "Keys generated in the background for the pool",
             p.refills as f64,
