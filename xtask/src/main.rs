@@ -12,6 +12,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 mod deploy;
+mod reliability;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -21,6 +22,7 @@ fn main() -> Result<()> {
     match cmd.as_str() {
         "ci" => ci(),
         "deploy" => deploy::run(&args[1..]),
+        "reliability" => reliability::run(&args[1..]),
         other => bail!("unknown xtask command `{other}`; known: ci, deploy"),
     }
 }
