@@ -57,7 +57,8 @@ const FUZZ_RUSTFLAGS: &str = "-Cpasses=sancov-module \
     -Cllvm-args=-sanitizer-coverage-trace-compares \
     --cfg fuzzing -Cdebug-assertions -Coverflow-checks";
 
-const USAGE: &str = "usage: cargo xtask reliability [--tests-only | --fuzz-only] [--fuzz-seconds N]";
+const USAGE: &str =
+    "usage: cargo xtask reliability [--tests-only | --fuzz-only] [--fuzz-seconds N]";
 
 /// Entry point for `cargo xtask reliability`.
 pub fn run(args: &[String]) -> Result<()> {

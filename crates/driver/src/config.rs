@@ -53,6 +53,10 @@ pub struct Config {
     pub max_requests_per_volume: usize,
     /// Window over which overdue renewals are spread after a restart.
     pub recovery_spread: Duration,
+    /// Delay before retrying a failed renewal (doubles per failure).
+    pub renewal_backoff_initial: Duration,
+    /// The retry delay stops growing here.
+    pub renewal_backoff_max: Duration,
 }
 
 /// Log line format.
@@ -266,6 +270,15 @@ pub struct Cli {
     /// After a restart, overdue renewals are spread over this window (Go duration).
     #[arg(long, default_value = "30s", value_parser = parse_duration_flag)]
     pub recovery_spread: Duration,
+
+    /// Delay before retrying a failed renewal; it doubles with each further
+    /// failure, plus up to 50% jitter (Go duration; the Go driver's 30s).
+    #[arg(long, default_value = "30s", value_parser = parse_duration_flag)]
+    pub renewal_backoff_initial: Duration,
+
+    /// The renewal retry delay stops growing here (Go duration).
+    #[arg(long, default_value = "5m", value_parser = parse_duration_flag)]
+    pub renewal_backoff_max: Duration,
 }
 
 impl Cli {
@@ -290,6 +303,8 @@ impl Cli {
             mount_tmpfs: self.mount_tmpfs,
             max_requests_per_volume: self.max_requests_per_volume as usize,
             recovery_spread: self.recovery_spread,
+            renewal_backoff_initial: self.renewal_backoff_initial,
+            renewal_backoff_max: self.renewal_backoff_max.max(self.renewal_backoff_initial),
         }
     }
 }
@@ -368,6 +383,8 @@ mod tests {
         let c = Cli::try_parse_from(base).unwrap().into_config();
         assert!(!c.use_token_request && c.mount_tmpfs && !c.continue_on_not_ready);
         assert_eq!(c.issuance_timeout, Duration::from_secs(60));
+        assert_eq!(c.renewal_backoff_initial, Duration::from_secs(30));
+        assert_eq!(c.renewal_backoff_max, Duration::from_secs(300));
         let mut args = base.to_vec();
         args.extend([
             "--use-token-request",

@@ -180,6 +180,8 @@ impl Driver {
             cmcsi_renewer::RenewerConfig {
                 max_concurrent: driver.config.max_concurrent_issuances,
                 recovery_spread: driver.config.recovery_spread,
+                backoff_initial: driver.config.renewal_backoff_initial,
+                backoff_cap: driver.config.renewal_backoff_max,
                 ..Default::default()
             },
         )

@@ -198,3 +198,189 @@ pub async fn eventually(what: &str, timeout: Duration, mut f: impl FnMut() -> bo
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+// ---- Helpers for the reliability suite (reliability_*.rs) ----
+
+/// The kubelet's view of the files of a mounted volume, read from one file
+/// set: `..data` is resolved once, so a renewal swapping the set in between
+/// never mixes a key from one issuance with a certificate from another.
+/// `None` when the directory holds no file set (yet).
+pub fn read_set(dir: &Path, key: &str, cert: &str) -> Option<(Vec<u8>, Vec<u8>)> {
+    for _ in 0..20 {
+        let set = match std::fs::read_link(dir.join("..data")) {
+            Ok(s) => s,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => panic!("reading {}/..data: {e}", dir.display()),
+        };
+        let base = dir.join(set);
+        match (
+            std::fs::read(base.join(key)),
+            std::fs::read(base.join(cert)),
+        ) {
+            (Ok(k), Ok(c)) => return Some((k, c)),
+            // The set was replaced between readlink and read: try again.
+            (Err(e), _) | (_, Err(e)) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            (Err(e), _) | (_, Err(e)) => panic!("reading the set in {}: {e}", dir.display()),
+        }
+    }
+    panic!(
+        "{}: the file set kept changing under the reader",
+        dir.display()
+    );
+}
+
+/// Whether a key and certificate read from one set belong together.
+pub fn set_matches(key: &[u8], cert: &[u8]) -> Result<(), String> {
+    let pem = std::str::from_utf8(key).map_err(|e| format!("key is not UTF-8: {e}"))?;
+    let key = cmcsi_keygen::PrivateKey::from_pem_any(pem).map_err(|e| format!("key: {e}"))?;
+    let summary =
+        cmcsi_keygen::ChainSummary::from_pem(cert).map_err(|e| format!("certificate: {e}"))?;
+    if summary.leaf_matches_key(&key) {
+        Ok(())
+    } else {
+        Err("the certificate is not for the key".into())
+    }
+}
+
+/// Mount points at or below `dir`, from `/proc/self/mountinfo`.
+pub fn mounts_under(dir: &Path) -> Vec<String> {
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let prefix = dir.display().to_string();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|mp| *mp == prefix || mp.starts_with(&format!("{prefix}/")))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The driver's log as JSON events (run it with `--log-format json`),
+/// starting at byte `from` of the log file; lines that are not JSON (a
+/// line cut by SIGKILL) are skipped.
+pub fn json_events(log: &str, from: usize) -> Vec<serde_json::Value> {
+    log.get(from..)
+        .unwrap_or("")
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// CertificateRequests for one volume (by the driver's volume-id annotation).
+pub fn requests_for(api: &FakeApi, volume: &str) -> Vec<serde_json::Value> {
+    api.all_requests()
+        .into_iter()
+        .filter(|r| r["metadata"]["annotations"]["csi.cert-manager.io/volume-id"] == volume)
+        .collect()
+}
+
+/// Whether a CertificateRequest has been signed.
+pub fn is_signed(r: &serde_json::Value) -> bool {
+    r["status"]["certificate"].is_string()
+}
+
+/// Whether a CertificateRequest has failed or been denied.
+pub fn is_failed(r: &serde_json::Value) -> bool {
+    r["status"]["conditions"].as_array().is_some_and(|cs| {
+        cs.iter().any(|c| {
+            (c["type"] == "Ready" && c["status"] == "False" && c["reason"] != "Pending")
+                || (c["type"] == "Denied" && c["status"] == "True")
+                || (c["type"] == "InvalidRequest" && c["status"] == "True")
+        })
+    })
+}
+
+/// A small deterministic random source (xorshift64*), seeded and printed by
+/// each test so a failing run can be replayed with `CMCSI_SEED`.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn from_env(test: &str) -> Rng {
+        let seed = std::env::var("CMCSI_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+            });
+        eprintln!("{test}: seed {seed} (replay with CMCSI_SEED={seed})");
+        Rng(seed | 1)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Uniform in `lo..hi`.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next() % (hi - lo).max(1)
+    }
+
+    /// True with probability `p` percent.
+    pub fn chance(&mut self, p: u64) -> bool {
+        self.next() % 100 < p
+    }
+}
+
+impl Harness {
+    /// A fake API built by `api` (the driver's token is added here), and the
+    /// driver started with `args`.
+    pub async fn start_with(api: cmcsi_testkit::Builder, args: &[&str]) -> Harness {
+        let api = api.start().await.unwrap();
+        api.add_token(
+            TOKEN,
+            "system:serviceaccount:cert-manager:cert-manager-csi-driver",
+        );
+        Self::with_api(api, args).await
+    }
+
+    /// The volume directory in the data root.
+    pub fn volume_dir(&self, volume: &str) -> PathBuf {
+        self.data_root.join("inmemfs").join(volume)
+    }
+
+    /// The CSI socket.
+    pub fn socket(&self) -> PathBuf {
+        self.driver.socket.clone()
+    }
+
+    /// Whether the driver still answers (NodeGetInfo).
+    pub async fn serving(&self) -> bool {
+        match self.driver.node().await {
+            Ok(mut n) => n.node_get_info(csi::NodeGetInfoRequest {}).await.is_ok(),
+            Err(_) => false,
+        }
+    }
+}
+
+/// Publishes with a fresh connection to `socket` (for tasks that outlive a
+/// driver restart).
+pub async fn publish_at(
+    socket: &Path,
+    req: csi::NodePublishVolumeRequest,
+) -> Result<(), tonic::Status> {
+    let mut node = cmcsi_testkit::csi_client(socket)
+        .await
+        .map_err(|e| tonic::Status::unavailable(format!("connect: {e}")))?;
+    node.node_publish_volume(req).await.map(|_| ())
+}
+
+/// Unpublishes with a fresh connection to `socket`.
+pub async fn unpublish_at(socket: &Path, volume: &str, target: &Path) -> Result<(), tonic::Status> {
+    let mut node = cmcsi_testkit::csi_client(socket)
+        .await
+        .map_err(|e| tonic::Status::unavailable(format!("connect: {e}")))?;
+    node.node_unpublish_volume(csi::NodeUnpublishVolumeRequest {
+        volume_id: volume.to_string(),
+        target_path: target.display().to_string(),
+    })
+    .await
+    .map(|_| ())
+}
