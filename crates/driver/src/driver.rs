@@ -139,7 +139,14 @@ impl Driver {
             },
         )?;
         if config.mount_tmpfs && !store.is_tmpfs() {
-            tracing::warn!("the data root is not on a tmpfs: private keys are on disk");
+            // Something other than a tmpfs is already mounted there: with
+            // --mount-tmpfs the keys must never reach a disk, so refuse.
+            return Err(crate::RunError::Config(format!(
+                "{} is already a mount point but not a tmpfs, so private keys would be \
+                 written to disk; unmount it, or pass --mount-tmpfs=false to accept keys on \
+                 that file system",
+                config.data_root.join("inmemfs").display()
+            )));
         }
         let pool = KeyPool::new(cmcsi_keygen::PoolConfig {
             sizes: [(cmcsi_keygen::KeySpec::RSA_2048, config.key_pool_size)]
