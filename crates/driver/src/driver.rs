@@ -478,19 +478,28 @@ impl Driver {
         target: &Path,
         context: &BTreeMap<String, String>,
     ) -> Result<Option<Result<(), DriverError>>, DriverError> {
-        let meta = match self.store.read_metadata(volume_id) {
-            Ok(m) if m.next_issuance_time.is_some() => m,
-            Ok(_) | Err(StoreError::VolumeNotFound { .. }) => return Ok(None),
-            Err(e) => return Err(e.into()),
-        };
+        match self.store.read_metadata(volume_id) {
+            Ok(m) if m.next_issuance_time.is_some() => {}
+            // Not issued yet, gone, or half removed by an unpublish running
+            // now: the locked path decides.
+            _ => return Ok(None),
+        }
         // Wait briefly; a renewal holding the lock will pick up the new
         // token on its next attempt anyway.
         let guard = self.locks.lock(volume_id, Duration::from_secs(2)).await;
-        if guard.is_some() && &meta.volume_context != context {
-            let mut meta = meta;
-            meta.volume_context = context.clone();
-            if let Err(e) = self.store.write_metadata(&meta) {
-                tracing::warn!(volume = volume_id, error = %e, "could not record the refreshed volume context");
+        if guard.is_some() {
+            // Read again under the lock: an unpublish may have removed the
+            // volume while we waited.
+            let meta = match self.store.read_metadata(volume_id) {
+                Ok(m) if m.next_issuance_time.is_some() => m,
+                _ => return Ok(None),
+            };
+            if &meta.volume_context != context {
+                let mut meta = meta;
+                meta.volume_context = context.clone();
+                if let Err(e) = self.store.write_metadata(&meta) {
+                    tracing::warn!(volume = volume_id, error = %e, "could not record the refreshed volume context");
+                }
             }
         }
         Ok(Some(self.mount(volume_id, target)))
