@@ -146,10 +146,10 @@ fn check_frozen(
             errors.push(format!("{name}: metadata.json is not JSON: {e}"));
         }
         let data = vol.join("data");
-        if let Some((k, c)) = read_set(&data, "key.pem", "crt.pem") {
-            if let Err(e) = set_matches(&k, &c) {
-                errors.push(format!("{name}: stored set is broken: {e}"));
-            }
+        if let Some((k, c)) = read_set(&data, "key.pem", "crt.pem")
+            && let Err(e) = set_matches(&k, &c)
+        {
+            errors.push(format!("{name}: stored set is broken: {e}"));
         }
         let sets = std::fs::read_dir(&data)
             .unwrap()

@@ -130,7 +130,7 @@ fn refuses_a_data_root_that_is_not_a_tmpfs() {
         let disk = dir.path().join("disk");
         std::fs::create_dir_all(data_root.join("inmemfs")).unwrap();
         std::fs::create_dir_all(&disk).unwrap();
-        rustix::mount::mount_bind(&disk, &data_root.join("inmemfs")).unwrap();
+        rustix::mount::mount_bind(&disk, data_root.join("inmemfs")).unwrap();
         assert_ne!(fs_type(&data_root.join("inmemfs")), TMPFS_MAGIC);
         let args: Vec<String> = [
             "--node-id",
