@@ -496,3 +496,82 @@ fn token_request_identity() {
         assert!(st.message().contains("token"), "{}", st.message());
     });
 }
+
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn continue_on_not_ready_and_metrics() {
+    in_namespace("continue_on_not_ready_and_metrics", || async {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let h = Harness::start(&["--metrics-bind-address", &addr, "--continue-on-not-ready"]).await;
+        h.api.set_issuer("later", Script::Never);
+        let pod = Pod::new("ns", "cont");
+        // The publish returns at once; the files arrive when cert-manager answers.
+        let target = h
+            .publish(
+                "csi-cont",
+                &pod,
+                &[
+                    ("csi.cert-manager.io/issuer-name", "later"),
+                    ("csi.cert-manager.io/dns-names", "c.example.com"),
+                ],
+            )
+            .await
+            .unwrap();
+        assert!(is_mounted(&target));
+        assert!(!target.join("crt.pem").exists());
+        let cr = h
+            .api
+            .wait_for_request("ns", Duration::from_secs(10), |_| true)
+            .await
+            .unwrap();
+        let name = cr["metadata"]["name"].as_str().unwrap().to_string();
+        h.api.act_on("ns", &name, Script::Sign).await;
+        eventually(
+            "files in the mounted volume",
+            Duration::from_secs(20),
+            || target.join("crt.pem").exists(),
+        )
+        .await;
+        assert!(key_matches(&target, "key.pem", "crt.pem"));
+
+        let body = http_get(&addr, "/metrics");
+        for needle in [
+            "certmanager_csi_managed_volume_count 1",
+            "certmanager_csi_issue_requests_total{namespace=\"ns\",issuer_name=\"later\"",
+            "certmanager_csi_certificate_request_expiration_timestamp_seconds{namespace=\"ns\",pod=\"cont\"",
+            "certmanager_csi_certificate_request_renewal_timestamp_seconds{",
+            "certmanager_csi_publish_duration_seconds_count 1",
+            "certmanager_csi_key_pool_hits_total",
+        ] {
+            assert!(body.contains(needle), "{needle} missing from:\n{body}");
+        }
+        assert!(!body.contains("csi-cont"), "no raw volume ids in labels");
+        h.unpublish("csi-cont").await.unwrap();
+        let body = http_get(&addr, "/metrics");
+        assert!(
+            body.contains("certmanager_csi_managed_volume_count 0"),
+            "{body}"
+        );
+        assert!(
+            !body.contains("pod=\"cont\""),
+            "per-Pod series go with the Pod"
+        );
+    });
+}
