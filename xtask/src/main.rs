@@ -6,29 +6,35 @@
 //!   and the docs with warnings denied.
 //! - `deploy [--check]`: generate the manifests and Helm chart under `deploy/`
 //!   (or fail if the committed ones are stale).
+//! - `demo`: the driver end to end on this machine (fake cluster, test CA,
+//!   real driver, real mounts in a private mount namespace).
+//! - `e2e`: the end-to-end tests alone.
 
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+mod demo;
 mod deploy;
 mod reliability;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(cmd) = args.first() else {
-        bail!("usage: cargo xtask <ci|deploy [--check]>");
+        bail!("usage: cargo xtask <ci|demo|e2e|deploy [--check]>");
     };
     match cmd.as_str() {
         "ci" => ci(),
         "deploy" => deploy::run(&args[1..]),
         "reliability" => reliability::run(&args[1..]),
-        other => bail!("unknown xtask command `{other}`; known: ci, deploy"),
+        "demo" => demo::run(&args[1..]),
+        "e2e" => e2e(),
+        other => bail!("unknown xtask command `{other}`; known: ci, demo, e2e, deploy"),
     }
 }
 
 /// Runs one command from the workspace root and fails if it fails.
-fn run(program: &str, args: &[&str], envs: &[(&str, &str)]) -> Result<()> {
+pub(crate) fn run(program: &str, args: &[&str], envs: &[(&str, &str)]) -> Result<()> {
     eprintln!("$ {program} {}", args.join(" "));
     let status = Command::new(program)
         .args(args)
@@ -42,11 +48,30 @@ fn run(program: &str, args: &[&str], envs: &[(&str, &str)]) -> Result<()> {
     Ok(())
 }
 
-fn workspace_root() -> std::path::PathBuf {
+pub(crate) fn workspace_root() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map(std::path::Path::to_path_buf)
         .unwrap_or_else(|| std::path::PathBuf::from("."))
+}
+
+/// The end-to-end tests: the real driver binary, real mounts in private
+/// mount namespaces, testkit's fake API.
+fn e2e() -> Result<()> {
+    run(
+        "cargo",
+        &[
+            "nextest",
+            "run",
+            "-p",
+            "cmcsi-driver",
+            "--test",
+            "e2e",
+            "--test",
+            "grpc",
+        ],
+        &[],
+    )
 }
 
 fn ci() -> Result<()> {

@@ -259,7 +259,7 @@ pub struct Cli {
     #[arg(long, default_value = "60s", value_parser = parse_duration_flag)]
     pub issuance_timeout: Duration,
 
-    /// Mount a tmpfs on the data root's inmemfs directory so keys never touch a disk.
+    /// Mount a tmpfs on `DATA_ROOT/inmemfs` so keys never touch a disk.
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value_t = true, default_missing_value = "true")]
     pub mount_tmpfs: bool,
 

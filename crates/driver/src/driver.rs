@@ -227,16 +227,12 @@ impl Driver {
             let disable = pipeline::spec_of(meta)
                 .map(|s| s.disable_auto_renew)
                 .unwrap_or(false);
-            let pending = matches!(
-                self.store
-                    .read_private(&meta.volume_id, pipeline::PENDING_FILE),
-                Ok(Some(_))
-            );
-            // Never-issued volumes are resumed when they have a request in
-            // flight or are already mounted (continue-on-not-ready); others
-            // wait for the kubelet's retried publish.
+            // A never-issued volume is resumed here only when it is already
+            // mounted (continue-on-not-ready). Otherwise its Pod is still
+            // waiting in the kubelet, whose retried publish resumes the
+            // recorded request; if the Pod is gone, nothing is requested
+            // for it (csi-lib #8).
             if meta.next_issuance_time.is_none()
-                && !pending
                 && !mount::is_mount_point(Path::new(&meta.target_path)).unwrap_or(false)
             {
                 continue;

@@ -37,12 +37,6 @@ pub enum DriverError {
     /// Mounting or unmounting the volume failed.
     #[error("{0}")]
     Mount(String),
-    /// Waited for another operation past the deadline.
-    #[error("{0}")]
-    Deadline(String),
-    /// The volume was unpublished while its issuance was in flight.
-    #[error("volume {0} was unpublished while its certificate was being issued")]
-    Forgotten(String),
 }
 
 impl DriverError {
@@ -54,8 +48,7 @@ impl DriverError {
             DriverError::InvalidRequest(_) | DriverError::Attributes(_) => {
                 Status::invalid_argument(msg)
             }
-            DriverError::Busy(_) | DriverError::Forgotten(_) => Status::aborted(msg),
-            DriverError::Deadline(_) => Status::deadline_exceeded(msg),
+            DriverError::Busy(_) => Status::aborted(msg),
             DriverError::NoKubernetes(_) => Status::unavailable(msg),
             DriverError::Token(_) => Status::failed_precondition(msg),
             DriverError::Issuer(e) => match e {

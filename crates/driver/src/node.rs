@@ -88,7 +88,10 @@ impl Node for NodeService {
         request: Request<NodePublishVolumeRequest>,
     ) -> Result<Response<NodePublishVolumeResponse>, Status> {
         let req = request.into_inner();
-        let log = RpcLog::start("NodePublishVolume", &req.volume_id);
+        let log = RpcLog::start("NodePublishVolume", &req.volume_id).pod(
+            req.volume_context.get("csi.storage.k8s.io/pod.namespace"),
+            req.volume_context.get("csi.storage.k8s.io/pod.name"),
+        );
         let result = match validate_publish(&req) {
             Ok(()) => self
                 .driver

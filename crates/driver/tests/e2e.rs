@@ -334,9 +334,11 @@ fn api_down_is_unavailable_then_works() {
         let attrs = [ISSUER, ("csi.cert-manager.io/dns-names", "u.example.com")];
         h.api.go_down().await.unwrap();
         let st = h.publish("csi-down", &pod, &attrs).await.unwrap_err();
+        assert_eq!(st.code(), Code::Unavailable, "{st:?}");
         assert!(
-            matches!(st.code(), Code::Unavailable | Code::DeadlineExceeded),
-            "{st:?}"
+            st.message().contains("CertificateRequest"),
+            "says what failed: {}",
+            st.message()
         );
         h.api.come_up().await.unwrap();
         let mut ok = None;
@@ -494,5 +496,136 @@ fn token_request_identity() {
             .await
             .unwrap_err();
         assert!(st.message().contains("token"), "{}", st.message());
+    });
+}
+
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn continue_on_not_ready_and_metrics() {
+    in_namespace("continue_on_not_ready_and_metrics", || async {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let h = Harness::start(&["--metrics-bind-address", &addr, "--continue-on-not-ready"]).await;
+        h.api.set_issuer("later", Script::Never);
+        let pod = Pod::new("ns", "cont");
+        // The publish returns at once; the files arrive when cert-manager answers.
+        let target = h
+            .publish(
+                "csi-cont",
+                &pod,
+                &[
+                    ("csi.cert-manager.io/issuer-name", "later"),
+                    ("csi.cert-manager.io/dns-names", "c.example.com"),
+                ],
+            )
+            .await
+            .unwrap();
+        assert!(is_mounted(&target));
+        assert!(!target.join("crt.pem").exists());
+        let cr = h
+            .api
+            .wait_for_request("ns", Duration::from_secs(10), |_| true)
+            .await
+            .unwrap();
+        let name = cr["metadata"]["name"].as_str().unwrap().to_string();
+        h.api.act_on("ns", &name, Script::Sign).await;
+        eventually(
+            "files in the mounted volume",
+            Duration::from_secs(20),
+            || target.join("crt.pem").exists(),
+        )
+        .await;
+        assert!(key_matches(&target, "key.pem", "crt.pem"));
+
+        let body = http_get(&addr, "/metrics");
+        for needle in [
+            "certmanager_csi_managed_volume_count 1",
+            "certmanager_csi_issue_requests_total{namespace=\"ns\",issuer_name=\"later\"",
+            "certmanager_csi_certificate_request_expiration_timestamp_seconds{namespace=\"ns\",pod=\"cont\"",
+            "certmanager_csi_certificate_request_renewal_timestamp_seconds{",
+            "certmanager_csi_publish_duration_seconds_count 1",
+            "certmanager_csi_key_pool_hits_total",
+        ] {
+            assert!(body.contains(needle), "{needle} missing from:\n{body}");
+        }
+        assert!(!body.contains("csi-cont"), "no raw volume ids in labels");
+        h.unpublish("csi-cont").await.unwrap();
+        let body = http_get(&addr, "/metrics");
+        assert!(
+            body.contains("certmanager_csi_managed_volume_count 0"),
+            "{body}"
+        );
+        assert!(
+            !body.contains("pod=\"cont\""),
+            "per-Pod series go with the Pod"
+        );
+    });
+}
+
+#[test]
+fn takes_over_a_volume_written_by_the_go_driver() {
+    in_namespace("takes_over_a_volume_written_by_the_go_driver", || async {
+        // A node where the Go driver ran: its layout, its metadata (no
+        // format marker), its default file names, a renewal already due.
+        let mut h = Harness::start(&["--recovery-spread", "1s"]).await;
+        h.kill_driver();
+        let pod = Pod::new("legacy", "go-pod");
+        let vol = "csi-0000000000000000000000000000000000000000000000000000000000go01";
+        let target = h.target(vol);
+        let vol_dir = h.data_root.join("inmemfs").join(vol);
+        let data = vol_dir.join("data");
+        let ts = data.join("..2026_01_01_00_00_00.000000001");
+        std::fs::create_dir_all(&ts).unwrap();
+        for f in ["tls.crt", "tls.key", "ca.crt"] {
+            std::fs::write(ts.join(f), b"old").unwrap();
+            std::os::unix::fs::symlink(format!("..data/{f}"), data.join(f)).unwrap();
+        }
+        std::os::unix::fs::symlink("..2026_01_01_00_00_00.000000001", data.join("..data")).unwrap();
+        let ctx = pod.context(&[ISSUER, ("csi.cert-manager.io/dns-names", "go.example.com")]);
+        let meta = serde_json::json!({
+            "volumeID": vol,
+            "targetPath": target.display().to_string(),
+            "nextIssuanceTime": "2026-01-01T00:00:00.000000001Z",
+            "volumeContext": ctx,
+        });
+        std::fs::write(vol_dir.join("metadata.json"), meta.to_string()).unwrap();
+        std::fs::create_dir_all(&target).unwrap();
+        cmcsi_driver::mount::bind_read_only(&data, &target).unwrap();
+
+        h.restart_driver().await;
+        eventually(
+            "the overdue Go volume renewed",
+            Duration::from_secs(60),
+            || std::fs::read(target.join("tls.crt")).is_ok_and(|c| c != b"old"),
+        )
+        .await;
+        assert!(
+            key_matches(&target, "tls.key", "tls.crt"),
+            "Go file names kept"
+        );
+        assert!(!target.join("crt.pem").exists());
+        let written = std::fs::read_to_string(vol_dir.join("metadata.json")).unwrap();
+        assert!(
+            !written.contains("cmcsi"),
+            "still readable by the Go driver: {written}"
+        );
+        h.unpublish(vol).await.unwrap();
+        assert!(!vol_dir.exists());
     });
 }
