@@ -9,6 +9,8 @@
 //! - `demo`: the driver end to end on this machine (fake cluster, test CA,
 //!   real driver, real mounts in a private mount namespace).
 //! - `e2e`: the end-to-end tests alone.
+//! - `reliability`: crash, fault, hostile-input, concurrency, secrets and
+//!   permission tests, and bounded fuzzing.
 
 use std::process::Command;
 
@@ -21,7 +23,7 @@ mod reliability;
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(cmd) = args.first() else {
-        bail!("usage: cargo xtask <ci|demo|e2e|deploy [--check]>");
+        bail!("usage: cargo xtask <ci|demo|e2e|reliability|bench|deploy [--check]>");
     };
     match cmd.as_str() {
         "ci" => ci(),
@@ -29,7 +31,9 @@ fn main() -> Result<()> {
         "reliability" => reliability::run(&args[1..]),
         "demo" => demo::run(&args[1..]),
         "e2e" => e2e(),
-        other => bail!("unknown xtask command `{other}`; known: ci, demo, e2e, deploy"),
+        other => bail!(
+            "unknown xtask command `{other}`; known: ci, demo, e2e, reliability, bench, deploy"
+        ),
     }
 }
 
@@ -95,6 +99,9 @@ fn ci() -> Result<()> {
         &[],
     )?;
     run("cargo", &["test", "--workspace", "--doc"], &[])?;
+    // The reliability tests ran with the workspace above; fuzz each target
+    // (attributes, issued chain, metadata.json) for a bounded time.
+    reliability::run(&["--fuzz-only".into(), "--fuzz-seconds".into(), "30".into()])?;
     run(
         "cargo",
         &["doc", "--workspace", "--no-deps"],
