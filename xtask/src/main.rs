@@ -11,6 +11,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+mod bench;
 mod deploy;
 
 fn main() -> Result<()> {
@@ -21,6 +22,7 @@ fn main() -> Result<()> {
     match cmd.as_str() {
         "ci" => ci(),
         "deploy" => deploy::run(&args[1..]),
+        "bench" => bench::run(&args[1..]),
         other => bail!("unknown xtask command `{other}`; known: ci, deploy"),
     }
 }
