@@ -253,9 +253,20 @@ impl Node {
             .join("volumes/kubernetes.io~csi/tls/mount")
     }
 
+    /// Creates the target's parent directory, as the kubelet does before it
+    /// calls NodePublishVolume (the driver makes the target itself).
+    fn prepare(&self, volume: &str) -> Result<PathBuf> {
+        let target = self.target(volume);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        Ok(target)
+    }
+
     /// One NodePublishVolume, as the kubelet sends it; its latency.
     async fn publish(&self, volume: &str, pod: &Pod, attrs: &[(&str, &str)]) -> Result<Duration> {
-        let req = publish_request(volume, &self.target(volume), pod.context(attrs));
+        let req = publish_request(volume, &self.prepare(volume)?, pod.context(attrs));
         let mut client = NodeClient::new(self.channel.clone());
         let t0 = Instant::now();
         client
@@ -428,6 +439,16 @@ async fn b2(opts: &Options, f: &mut Figures) -> Result<()> {
     node.wait_pool(DEFAULT_POOL_SIZE).await?;
     step(&format!("B2: {B2_BURST} concurrent RSA-2048 publishes"));
     let attrs = rsa_attrs();
+    let mut reqs = Vec::with_capacity(B2_BURST);
+    for i in 0..B2_BURST {
+        let vol = volume_id(2, i);
+        let pod = Pod::new(NAMESPACE, &format!("b2-{i}"));
+        reqs.push(publish_request(
+            &vol,
+            &node.prepare(&vol)?,
+            pod.context(&attrs),
+        ));
+    }
     // CPU accounting around the burst, to tell how much of the machine the
     // driver actually got (the machine is shared).
     let ticks = sys::clock_ticks();
@@ -437,12 +458,10 @@ async fn b2(opts: &Options, f: &mut Figures) -> Result<()> {
     let (busy0, steal0) = sys::machine_cpu(ticks)?;
     let t0 = Instant::now();
     let mut tasks = Vec::with_capacity(B2_BURST);
-    for i in 0..B2_BURST {
-        let vol = volume_id(2, i);
-        let pod = Pod::new(NAMESPACE, &format!("b2-{i}"));
-        let req = publish_request(&vol, &node.target(&vol), pod.context(&attrs));
+    for req in reqs {
         let mut client = NodeClient::new(node.channel.clone());
         tasks.push(tokio::spawn(async move {
+            let vol = req.volume_id.clone();
             client
                 .node_publish_volume(req)
                 .await
@@ -625,6 +644,9 @@ async fn b4_b5_b6(opts: &Options, f: &mut Figures) -> Result<()> {
     let mut node = Node::start(opts, "b4", &[], false).await?;
     node.wait_quiet().await?;
     f.insert("b4_rss_idle_mib", sys::rss_mib(node.pid()?)?);
+    let (anon, file) = sys::rss_parts_mib(node.pid()?)?;
+    f.insert("b4_rss_idle_anon_mib", anon);
+    f.insert("b4_rss_idle_file_mib", file);
 
     step(&format!("B4: publishing {MANY_VOLUMES} ECDSA volumes"));
     let attrs = ecdsa_attrs();
@@ -647,6 +669,9 @@ async fn b4_b5_b6(opts: &Options, f: &mut Figures) -> Result<()> {
     f.insert("b4_publish_1000_s", t0.elapsed().as_secs_f64());
     node.wait_quiet().await?;
     f.insert("b4_rss_1000_mib", sys::rss_mib(node.pid()?)?);
+    let (anon, file) = sys::rss_parts_mib(node.pid()?)?;
+    f.insert("b4_rss_1000_anon_mib", anon);
+    f.insert("b4_rss_1000_file_mib", file);
 
     step(&format!(
         "B5: driver CPU over {} s idle with {MANY_VOLUMES} volumes",

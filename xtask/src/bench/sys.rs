@@ -9,12 +9,23 @@ use anyhow::{Context, Result, anyhow};
 
 /// Resident set size of `pid` in MiB (`VmRSS` of `/proc/<pid>/status`).
 pub fn rss_mib(pid: u32) -> Result<f64> {
+    status_mib(pid, "VmRSS:")
+}
+
+/// The anonymous (heap, stacks) and file-backed (the mapped binary and
+/// libraries) parts of the resident set, in MiB.
+pub fn rss_parts_mib(pid: u32) -> Result<(f64, f64)> {
+    Ok((status_mib(pid, "RssAnon:")?, status_mib(pid, "RssFile:")?))
+}
+
+/// A `kB` line of `/proc/<pid>/status`, in MiB.
+fn status_mib(pid: u32, field: &str) -> Result<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .with_context(|| format!("reading /proc/{pid}/status"))?;
     let line = status
         .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .ok_or_else(|| anyhow!("no VmRSS line in /proc/{pid}/status"))?;
+        .find(|l| l.starts_with(field))
+        .ok_or_else(|| anyhow!("no {field} line in /proc/{pid}/status"))?;
     let kib: f64 = line
         .split_whitespace()
         .nth(1)
@@ -190,6 +201,8 @@ mod tests {
     fn own_process_figures() {
         let pid = std::process::id();
         assert!(rss_mib(pid).unwrap() > 0.0);
+        let (anon, file) = rss_parts_mib(pid).unwrap();
+        assert!(anon > 0.0 && file > 0.0);
         // Burn a little CPU so the counter is visibly non-negative and readable.
         let mut x = 0u64;
         for i in 0..1_000_000u64 {
