@@ -16,6 +16,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+mod bench;
 mod demo;
 mod deploy;
 mod reliability;
@@ -31,6 +32,7 @@ fn main() -> Result<()> {
         "reliability" => reliability::run(&args[1..]),
         "demo" => demo::run(&args[1..]),
         "e2e" => e2e(),
+        "bench" => bench::run(&args[1..]),
         other => bail!(
             "unknown xtask command `{other}`; known: ci, demo, e2e, reliability, bench, deploy"
         ),

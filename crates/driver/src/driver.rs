@@ -195,6 +195,9 @@ impl Driver {
         .map_err(|e| crate::RunError::Config(e.to_string()))?;
         let _ = driver.renewer.set(renewer);
         driver.recover()?;
+        // Generate the pooled keys now rather than at the first take, so the
+        // first Pods on a fresh node find them ready.
+        driver.pool.fill();
         Ok(driver)
     }
 

@@ -629,3 +629,60 @@ fn takes_over_a_volume_written_by_the_go_driver() {
         assert!(!vol_dir.exists());
     });
 }
+
+/// One sample of the driver's `/metrics` (plain HTTP/1.1 GET).
+fn scrape(addr: &str, name: &str) -> Option<f64> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    text.lines().find_map(|l| {
+        let (n, v) = l.split_once(' ')?;
+        (n == name).then(|| v.trim().parse().ok()).flatten()
+    })
+}
+
+#[test]
+fn key_pool_fills_at_start() {
+    in_namespace("key_pool_fills_at_start", || async {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let h = Harness::start(&["--metrics-bind-address", &addr, "--key-pool-size", "2"]).await;
+        // No publish yet: the pool fills on its own.
+        eventually("a full key pool", Duration::from_secs(60), || {
+            scrape(&addr, "certmanager_csi_key_pool_available") == Some(2.0)
+        })
+        .await;
+        assert_eq!(
+            scrape(&addr, "certmanager_csi_key_pool_misses_total"),
+            Some(0.0)
+        );
+        let pod = Pod::new("ns", "pooled");
+        let target = h
+            .publish(
+                "csi-pooled",
+                &pod,
+                &[ISSUER, ("csi.cert-manager.io/dns-names", "p.example.com")],
+            )
+            .await
+            .unwrap();
+        assert!(key_matches(&target, "key.pem", "crt.pem"));
+        assert_eq!(
+            scrape(&addr, "certmanager_csi_key_pool_hits_total"),
+            Some(1.0)
+        );
+        assert_eq!(
+            scrape(&addr, "certmanager_csi_key_pool_misses_total"),
+            Some(0.0)
+        );
+    });
+}

@@ -1,0 +1,452 @@
+//! `cargo xtask bench`: the release driver against testkit's fake API, a
+//! table on stdout and `target/bench/report.json`.
+//!
+//! Every figure that can be is a ratio of two things measured in the same
+//! run (these machines are shared and noisy): publish latency against bare
+//! RSA-2048 generation, the ECDSA publish against the bare API round trip.
+//!
+//! The command builds the driver and this tool in release mode (so bare key
+//! generation is measured with the same optimisation as the driver's), then
+//! re-runs itself with `--inner` inside a private mount namespace
+//! (`unshare --mount`), because publishing bind-mounts every volume. That
+//! needs root.
+//!
+//! Flags: `--idle-seconds N` shortens the B5 idle window (default 60 s, the
+//! figure's definition), `--no-build` uses the release binaries as they are,
+//! `--only GROUP[,GROUP]` runs some groups (`keygen`, `b1` with B7, `b2`,
+//! `b3`, `b4` with B5 and B6) into `target/bench/report-partial.json`,
+//! `--logs DIR` keeps each driver's log.
+
+mod measure;
+mod sys;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Map, Value, json};
+
+use crate::workspace_root;
+
+/// Set in the environment of the namespaced inner run.
+const IN_NAMESPACE: &str = "CMCSI_BENCH_IN_NAMESPACE";
+
+/// Parsed flags.
+struct Args {
+    inner: bool,
+    build: bool,
+    idle_seconds: f64,
+    driver: Option<PathBuf>,
+    out: Option<PathBuf>,
+    only: Vec<String>,
+    logs: Option<PathBuf>,
+}
+
+fn parse(args: &[String]) -> Result<Args> {
+    let mut a = Args {
+        inner: false,
+        build: true,
+        idle_seconds: 60.0,
+        driver: None,
+        out: None,
+        only: Vec::new(),
+        logs: None,
+    };
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| {
+            it.next()
+                .cloned()
+                .with_context(|| format!("{name} needs a value"))
+        };
+        match arg.as_str() {
+            "--inner" => a.inner = true,
+            "--no-build" => a.build = false,
+            "--idle-seconds" => {
+                let v = value("--idle-seconds")?;
+                a.idle_seconds = v
+                    .parse()
+                    .ok()
+                    .filter(|s: &f64| s.is_finite() && *s > 0.0)
+                    .with_context(|| format!("--idle-seconds `{v}`: expected seconds > 0"))?;
+            }
+            "--driver" => a.driver = Some(value("--driver")?.into()),
+            "--out" => a.out = Some(value("--out")?.into()),
+            "--logs" => a.logs = Some(value("--logs")?.into()),
+            "--only" => {
+                let v = value("--only")?;
+                for g in v.split(',').map(str::trim).filter(|g| !g.is_empty()) {
+                    if !["keygen", "b1", "b2", "b3", "b4"].contains(&g) {
+                        bail!("--only `{g}`: groups are keygen, b1, b2, b3, b4");
+                    }
+                    a.only.push(g.to_string());
+                }
+            }
+            other => bail!(
+                "unknown bench flag `{other}`; usage: cargo xtask bench [--idle-seconds N] \
+                 [--no-build] [--only GROUP,...] [--logs DIR]"
+            ),
+        }
+    }
+    Ok(a)
+}
+
+/// Entry point of `cargo xtask bench`.
+pub fn run(args: &[String]) -> Result<()> {
+    let a = parse(args)?;
+    if a.inner {
+        return inner(&a);
+    }
+    let started = Instant::now();
+    if !rustix::process::geteuid().is_root() {
+        bail!(
+            "cargo xtask bench needs root: the driver bind-mounts every published volume, \
+             which the bench does inside its own mount namespace (unshare --mount). \
+             Run it as root (e.g. sudo -E cargo xtask bench)."
+        );
+    }
+    let root = workspace_root();
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|p| if p.is_absolute() { p } else { root.join(p) })
+        .unwrap_or_else(|| root.join("target"));
+    if a.build {
+        // Two builds, so the driver is the binary `cargo build --release -p
+        // cmcsi-driver` gives (feature unification with the bench's own
+        // dependencies would change it).
+        crate::run("cargo", &["build", "--release", "-p", "cmcsi-driver"], &[])?;
+        crate::run("cargo", &["build", "--release", "-p", "xtask"], &[])?;
+    }
+    let driver = target.join("release/cert-manager-csi-driver");
+    let tool = target.join("release/xtask");
+    for bin in [&driver, &tool] {
+        if !bin.is_file() {
+            bail!("{} is missing; run without --no-build", bin.display());
+        }
+    }
+    let out = target.join(if a.only.is_empty() {
+        "bench/report.json"
+    } else {
+        "bench/report-partial.json"
+    });
+    let mut extra: Vec<String> = Vec::new();
+    if !a.only.is_empty() {
+        extra.extend(["--only".to_string(), a.only.join(",")]);
+    }
+    if let Some(logs) = &a.logs {
+        let logs = std::path::absolute(logs).unwrap_or_else(|_| logs.clone());
+        extra.extend(["--logs".to_string(), logs.display().to_string()]);
+    }
+    let status = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "--"])
+        .arg(&tool)
+        .args(["bench", "--inner", "--driver"])
+        .arg(&driver)
+        .arg("--out")
+        .arg(&out)
+        .arg("--idle-seconds")
+        .arg(a.idle_seconds.to_string())
+        .args(&extra)
+        .env(IN_NAMESPACE, "1")
+        .current_dir(&root)
+        .status()
+        .context("could not run `unshare` (util-linux)")?;
+    if !status.success() {
+        bail!("the benchmark failed: {status}");
+    }
+    eprintln!(
+        "bench: done in {:.0} s (builds included)",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// The measuring run, inside the private mount namespace.
+fn inner(a: &Args) -> Result<()> {
+    if std::env::var_os(IN_NAMESPACE).is_none() {
+        bail!("--inner runs only inside the mount namespace `cargo xtask bench` sets up");
+    }
+    let driver = a.driver.clone().context("--inner needs --driver")?;
+    let out = a.out.clone().context("--inner needs --out")?;
+    let opts = measure::Options {
+        driver,
+        idle_window: Duration::from_secs_f64(a.idle_seconds),
+        only: a.only.clone(),
+        logs: a.logs.clone(),
+    };
+    let started = Instant::now();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let figures = rt.block_on(measure::all(&opts))?;
+    let checks = checks(&figures);
+    let report = report(&figures, &checks, started.elapsed());
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(&out, serde_json::to_vec_pretty(&report)?)
+        .with_context(|| format!("writing {}", out.display()))?;
+    print!("{}", table(&figures, &checks));
+    println!("report: {}", display_relative(&out));
+    Ok(())
+}
+
+fn display_relative(p: &Path) -> String {
+    p.strip_prefix(workspace_root())
+        .unwrap_or(p)
+        .display()
+        .to_string()
+}
+
+/// The report keys the issue fixes, in table order, with their units.
+const KEYS: &[(&str, &str)] = &[
+    ("cores", ""),
+    ("b1_publish_p50_ms", "ms"),
+    ("b1_publish_p99_ms", "ms"),
+    ("b1_keygen_rsa2048_p50_ms", "ms"),
+    ("keygen_csr_rsa2048_p50_ms", "ms"),
+    ("b2_burst100_wall_s", "s"),
+    ("b3_ecdsa_publish_p50_ms", "ms"),
+    ("b3_api_roundtrip_p50_ms", "ms"),
+    ("b4_rss_idle_mib", "MiB"),
+    ("b4_rss_1000_mib", "MiB"),
+    ("b5_idle_cpu_s", "s"),
+    ("b6_restart_1000_s", "s"),
+    ("b7_creates_per_issuance", ""),
+    ("b7_polling_reads", ""),
+    ("b7_watches", ""),
+];
+
+/// How one figure is judged.
+#[derive(Debug, Clone, PartialEq)]
+enum Limit {
+    /// At most this much.
+    AtMost(f64),
+    /// Exactly this.
+    Exactly(f64),
+}
+
+/// One target, evaluated.
+#[derive(Debug, Clone, PartialEq)]
+struct Check {
+    key: &'static str,
+    /// The target as written in the issue.
+    rule: String,
+    limit: Limit,
+    value: f64,
+}
+
+impl Check {
+    fn pass(&self) -> bool {
+        match self.limit {
+            Limit::AtMost(l) => self.value <= l,
+            // Counters over a fixed number of issuances: exact, up to float noise.
+            Limit::Exactly(l) => (self.value - l).abs() < 1e-9,
+        }
+    }
+
+    /// value / limit (`None` for an exact zero target).
+    fn ratio(&self) -> Option<f64> {
+        let l = match self.limit {
+            Limit::AtMost(l) | Limit::Exactly(l) => l,
+        };
+        (l != 0.0).then(|| self.value / l)
+    }
+
+    fn limit_value(&self) -> f64 {
+        match self.limit {
+            Limit::AtMost(l) | Limit::Exactly(l) => l,
+        }
+    }
+}
+
+/// The issue's targets against the measured figures.
+fn checks(f: &measure::Figures) -> Vec<Check> {
+    let get = |k: &str| f.get(k).copied().unwrap_or(f64::NAN);
+    let keygen = get("b1_keygen_rsa2048_p50_ms");
+    let cores = get("cores");
+    let at_most = |key: &'static str, rule: String, limit: f64| Check {
+        key,
+        rule,
+        limit: Limit::AtMost(limit),
+        value: get(key),
+    };
+    let exactly = |key: &'static str, n: f64| Check {
+        key,
+        rule: format!("= {n}"),
+        limit: Limit::Exactly(n),
+        value: get(key),
+    };
+    vec![
+        at_most(
+            "b1_publish_p50_ms",
+            "<= 0.2 x keygen p50".into(),
+            0.2 * keygen,
+        ),
+        at_most("b1_publish_p99_ms", "<= 1.0 x keygen p50".into(), keygen),
+        at_most(
+            "b2_burst100_wall_s",
+            "<= 1.25 x 100 x keygen p50 / cores".into(),
+            1.25 * 100.0 * keygen / 1000.0 / cores,
+        ),
+        at_most(
+            "b3_ecdsa_publish_p50_ms",
+            "<= 3 x API round trip p50".into(),
+            3.0 * get("b3_api_roundtrip_p50_ms"),
+        ),
+        at_most("b4_rss_idle_mib", "<= 12 MiB".into(), 12.0),
+        at_most("b4_rss_1000_mib", "<= 32 MiB".into(), 32.0),
+        at_most("b5_idle_cpu_s", "<= 0.1 s".into(), 0.1),
+        at_most("b6_restart_1000_s", "<= 1 s".into(), 1.0),
+        exactly("b7_creates_per_issuance", 1.0),
+        exactly("b7_polling_reads", 0.0),
+        exactly("b7_watches", 1.0),
+    ]
+}
+
+/// `report.json`: every figure at the top level (numbers), plus the targets
+/// and the machine.
+fn report(f: &measure::Figures, checks: &[Check], took: Duration) -> Value {
+    let mut m = Map::new();
+    for (k, v) in f {
+        m.insert((*k).to_string(), json!(round(*v)));
+    }
+    let targets: Map<String, Value> = checks
+        .iter()
+        .map(|c| {
+            (
+                c.key.to_string(),
+                json!({
+                    "target": c.rule,
+                    "limit": round(c.limit_value()),
+                    "ratio": c.ratio().map(round),
+                    "pass": c.pass(),
+                }),
+            )
+        })
+        .collect();
+    m.insert("targets".into(), Value::Object(targets));
+    m.insert("cpu_model".into(), json!(sys::cpu_model()));
+    m.insert("run_s".into(), json!(round(took.as_secs_f64())));
+    m.insert("command".into(), json!("cargo xtask bench"));
+    Value::Object(m)
+}
+
+/// Four significant decimals are plenty for these figures.
+fn round(v: f64) -> f64 {
+    if v.is_finite() {
+        (v * 10_000.0).round() / 10_000.0
+    } else {
+        v
+    }
+}
+
+/// The stdout table: each figure, its target, the ratio and PASS/MISS.
+fn table(f: &measure::Figures, checks: &[Check]) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "\nmachine: {} cores, {}",
+        f.get("cores").copied().unwrap_or(f64::NAN),
+        sys::cpu_model()
+    );
+    let _ = writeln!(
+        s,
+        "{:<28} {:>10} {:<4} {:<36} {:>10} {:>7}  result",
+        "figure", "value", "", "target", "limit", "ratio"
+    );
+    for (key, unit) in KEYS {
+        let value = f.get(key).copied().unwrap_or(f64::NAN);
+        match checks.iter().find(|c| c.key == *key) {
+            Some(c) => {
+                let ratio = c.ratio().map_or("-".to_string(), |r| format!("{r:.2}"));
+                let _ = writeln!(
+                    s,
+                    "{:<28} {:>10.3} {:<4} {:<36} {:>10.3} {:>7}  {}",
+                    key,
+                    value,
+                    unit,
+                    c.rule,
+                    c.limit_value(),
+                    ratio,
+                    if c.pass() { "PASS" } else { "MISS" }
+                );
+            }
+            None => {
+                let _ = writeln!(s, "{key:<28} {value:>10.3} {unit:<4} (reference)");
+            }
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn figures() -> measure::Figures {
+        [
+            ("cores", 2.0),
+            ("b1_publish_p50_ms", 10.0),
+            ("b1_publish_p99_ms", 120.0),
+            ("b1_keygen_rsa2048_p50_ms", 100.0),
+            ("keygen_csr_rsa2048_p50_ms", 101.0),
+            ("b2_burst100_wall_s", 6.0),
+            ("b3_ecdsa_publish_p50_ms", 4.0),
+            ("b3_api_roundtrip_p50_ms", 2.0),
+            ("b4_rss_idle_mib", 9.0),
+            ("b4_rss_1000_mib", 33.0),
+            ("b5_idle_cpu_s", 0.01),
+            ("b6_restart_1000_s", 0.2),
+            ("b7_creates_per_issuance", 1.0),
+            ("b7_polling_reads", 0.0),
+            ("b7_watches", 2.0),
+        ]
+        .into_iter()
+        .collect()
+    }
+
+    #[test]
+    fn targets_follow_the_issue() {
+        let c = checks(&figures());
+        let by = |k: &str| c.iter().find(|c| c.key == k).unwrap().clone();
+        assert!(by("b1_publish_p50_ms").pass());
+        assert_eq!(by("b1_publish_p50_ms").limit_value(), 20.0);
+        assert!(!by("b1_publish_p99_ms").pass(), "120 ms > 1.0 x 100 ms");
+        // 1.25 x 100 x 0.1 s / 2 cores = 6.25 s.
+        assert!((by("b2_burst100_wall_s").limit_value() - 6.25).abs() < 1e-9);
+        assert!(by("b2_burst100_wall_s").pass());
+        assert!(by("b3_ecdsa_publish_p50_ms").pass());
+        assert!(!by("b4_rss_1000_mib").pass());
+        assert!(by("b7_polling_reads").pass());
+        assert_eq!(by("b7_polling_reads").ratio(), None);
+        assert!(!by("b7_watches").pass());
+        assert_eq!(by("b7_watches").ratio(), Some(2.0));
+    }
+
+    #[test]
+    fn report_has_every_key_as_a_number() {
+        let f = figures();
+        let r = report(&f, &checks(&f), Duration::from_secs(3));
+        for (k, _) in KEYS {
+            assert!(r[*k].is_number(), "{k}: {}", r[*k]);
+        }
+        assert_eq!(r["targets"]["b7_watches"]["pass"], false);
+        let t = table(&f, &checks(&f));
+        assert!(t.contains("MISS") && t.contains("PASS"), "{t}");
+        assert!(t.contains("keygen_csr_rsa2048_p50_ms"));
+    }
+
+    #[test]
+    fn flags() {
+        let a = parse(&["--idle-seconds".into(), "5".into(), "--no-build".into()]).unwrap();
+        assert_eq!(a.idle_seconds, 5.0);
+        assert!(!a.build && !a.inner);
+        assert!(parse(&["--idle-seconds".into(), "0".into()]).is_err());
+        assert!(parse(&["--bogus".into()]).is_err());
+    }
+}
