@@ -60,22 +60,27 @@ pub enum RunError {
     Metrics(std::io::Error),
 }
 
-/// Resolves when the process receives SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
+/// Installs SIGTERM and SIGINT handlers at once (so a signal that arrives
+/// while the driver is still starting is not lost, nor fatal) and returns a
+/// future that resolves when either arrives. Call it inside a Tokio runtime.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send {
     use tokio::signal::unix::{SignalKind, signal};
-    match (
+    let handlers = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
-                _ = int.recv() => tracing::info!("SIGINT received, shutting down"),
+    );
+    async move {
+        match handlers {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
+                    _ = int.recv() => tracing::info!("SIGINT received, shutting down"),
+                }
             }
-        }
-        _ => {
-            tracing::error!("cannot install signal handlers; stop with SIGKILL");
-            std::future::pending::<()>().await;
+            _ => {
+                tracing::error!("cannot install signal handlers; stop with SIGKILL");
+                std::future::pending::<()>().await;
+            }
         }
     }
 }
