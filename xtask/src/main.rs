@@ -97,17 +97,18 @@ fn ci() -> Result<()> {
     )?;
     run(
         "cargo",
-        &["nextest", "run", "--workspace", "--no-fail-fast"],
-        &[],
-    )?;
-    run("cargo", &["test", "--workspace", "--doc"], &[])?;
-    // The reliability tests ran with the workspace above; fuzz each target
-    // (attributes, issued chain, metadata.json) for a bounded time.
-    reliability::run(&["--fuzz-only".into(), "--fuzz-seconds".into(), "30".into()])?;
-    run(
-        "cargo",
         &["doc", "--workspace", "--no-deps"],
         &[("RUSTDOCFLAGS", "-D warnings")],
+    )?;
+    // Fuzz each target (attributes, issued chain, metadata.json) for a
+    // bounded time; the reliability tests themselves run with the workspace.
+    reliability::run(&["--fuzz-only".into(), "--fuzz-seconds".into(), "30".into()])?;
+    run("cargo", &["test", "--workspace", "--doc"], &[])?;
+    // Last, so its summary closes the output.
+    run(
+        "cargo",
+        &["nextest", "run", "--workspace", "--no-fail-fast"],
+        &[],
     )?;
     Ok(())
 }
