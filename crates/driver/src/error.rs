@@ -55,7 +55,13 @@ impl DriverError {
                 I::Denied { .. } | I::InvalidRequest { .. } | I::Failed { .. } => {
                     Status::failed_precondition(msg)
                 }
-                I::Forbidden { .. } => Status::failed_precondition(msg),
+                I::Forbidden { .. } | I::Token(_) => Status::failed_precondition(msg),
+                // The Pod's own token was rejected: the Pod must get a new
+                // one; the driver's rejected credentials may be rotating.
+                I::Unauthorized {
+                    token_mode: true, ..
+                } => Status::failed_precondition(msg),
+                I::Unauthorized { .. } => Status::unavailable(msg),
                 I::TimedOut { .. } => Status::deadline_exceeded(msg),
                 I::Deleted { .. } => Status::aborted(msg),
                 I::ApiUnavailable { .. } => Status::unavailable(msg),

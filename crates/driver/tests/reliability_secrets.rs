@@ -151,6 +151,13 @@ fn no_token_password_or_key_in_logs_or_errors() {
             }
         }
         eprintln!("R5 errors:\n{}", errors.join("\n"));
+        // A token the API rejects is the Pod's to fix, not a driver fault.
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("csi-secret-unknown: FailedPrecondition")),
+            "{errors:?}"
+        );
 
         let log = h.logs();
         assert!(
