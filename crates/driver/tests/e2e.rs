@@ -630,18 +630,9 @@ fn takes_over_a_volume_written_by_the_go_driver() {
     });
 }
 
-/// One sample of the driver's `/metrics` (plain HTTP/1.1 GET).
+/// One sample of the driver's `/metrics`.
 fn scrape(addr: &str, name: &str) -> Option<f64> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).ok()?;
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    text.lines().find_map(|l| {
+    http_get(addr, "/metrics").lines().find_map(|l| {
         let (n, v) = l.split_once(' ')?;
         (n == name).then(|| v.trim().parse().ok()).flatten()
     })
