@@ -96,6 +96,12 @@ pub fn unmount_if_mounted(target: &Path) -> io::Result<()> {
         match rustix::mount::unmount(target, UnmountFlags::NOFOLLOW) {
             Ok(()) => {}
             Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOENT) => return Ok(()),
+            // Something still holds the mount (a racing call's lookup, a
+            // process that has not let go): the Pod is gone, so detach it
+            // now and let the kernel free it when the last user leaves.
+            Err(rustix::io::Errno::BUSY) => {
+                rustix::mount::unmount(target, UnmountFlags::NOFOLLOW | UnmountFlags::DETACH)?
+            }
             Err(e) => return Err(e.into()),
         }
     }

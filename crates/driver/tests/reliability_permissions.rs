@@ -113,15 +113,7 @@ fn socket_data_root_and_file_modes() {
 #[test]
 fn refuses_a_data_root_that_is_not_a_tmpfs() {
     in_namespace("refuses_a_data_root_that_is_not_a_tmpfs", || async {
-        let api = FakeApi::builder()
-            .issuer("ca-issuer", Script::Sign)
-            .start()
-            .await
-            .unwrap();
-        api.add_token(
-            TOKEN,
-            "system:serviceaccount:cert-manager:cert-manager-csi-driver",
-        );
+        let api = common::fake_api(FakeApi::builder().issuer("ca-issuer", Script::Sign)).await;
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = dir.path().join("kubeconfig");
         api.write_kubeconfig(&kubeconfig, TOKEN).unwrap();

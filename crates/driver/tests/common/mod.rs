@@ -61,20 +61,21 @@ pub struct Harness {
 
 pub const TOKEN: &str = "driver-token";
 
+/// Starts a fake API that knows the driver's token.
+pub async fn fake_api(builder: cmcsi_testkit::Builder) -> FakeApi {
+    let api = builder.start().await.unwrap();
+    api.add_token(
+        TOKEN,
+        "system:serviceaccount:cert-manager:cert-manager-csi-driver",
+    );
+    api
+}
+
 impl Harness {
     /// A fake API with `ca-issuer` signing, and the driver started with
     /// `args` added to its flags.
     pub async fn start(args: &[&str]) -> Harness {
-        let api = FakeApi::builder()
-            .issuer("ca-issuer", Script::Sign)
-            .start()
-            .await
-            .unwrap();
-        api.add_token(
-            TOKEN,
-            "system:serviceaccount:cert-manager:cert-manager-csi-driver",
-        );
-        Self::with_api(api, args).await
+        Self::start_with(FakeApi::builder().issuer("ca-issuer", Script::Sign), args).await
     }
 
     pub async fn with_api(api: FakeApi, args: &[&str]) -> Harness {
@@ -333,12 +334,7 @@ impl Harness {
     /// A fake API built by `api` (the driver's token is added here), and the
     /// driver started with `args`.
     pub async fn start_with(api: cmcsi_testkit::Builder, args: &[&str]) -> Harness {
-        let api = api.start().await.unwrap();
-        api.add_token(
-            TOKEN,
-            "system:serviceaccount:cert-manager:cert-manager-csi-driver",
-        );
-        Self::with_api(api, args).await
+        Self::with_api(fake_api(api).await, args).await
     }
 
     /// The volume directory in the data root.
