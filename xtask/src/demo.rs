@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context, Result, bail};
 use cmcsi_keygen::{ChainSummary, PrivateKey};
 use cmcsi_proto::v1 as csi;
-use cmcsi_testkit::kubelet::{DriverProcess, Pod, publish_request};
+use cmcsi_testkit::kubelet::{DriverProcess, Pod, prepare_target, publish_request};
 use cmcsi_testkit::{FakeApi, Script};
 
 const INNER: &str = "CMCSI_DEMO_INNER";
@@ -211,6 +211,7 @@ async fn inner(driver_bin: &Path) -> Result<()> {
         let target = pods_dir
             .join(&pod.uid)
             .join("volumes/kubernetes.io~csi/tls/mount");
+        prepare_target(&target)?;
         let t0 = Instant::now();
         node.node_publish_volume(publish_request(&vol, &target, pod.context(&attrs)))
             .await
@@ -243,6 +244,7 @@ async fn inner(driver_bin: &Path) -> Result<()> {
     let target = pods_dir
         .join(&pod.uid)
         .join("volumes/kubernetes.io~csi/tls/mount");
+    prepare_target(&target)?;
     node.node_publish_volume(publish_request(
         &vol,
         &target,

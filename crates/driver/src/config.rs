@@ -57,6 +57,9 @@ pub struct Config {
     pub renewal_backoff_initial: Duration,
     /// The retry delay stops growing here.
     pub renewal_backoff_max: Duration,
+    /// How often never-issued volumes whose Pod is gone are removed from the
+    /// store (`ZERO` = only at start).
+    pub abandoned_sweep_interval: Duration,
 }
 
 /// Log line format.
@@ -178,6 +181,14 @@ pub fn parse_duration_flag(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// A Go duration flag where `0` means "off".
+pub fn parse_interval_flag(s: &str) -> Result<Duration, String> {
+    if s.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    cmcsi_attrs::parse_go_duration(s).map_err(|e| e.to_string())
+}
+
 fn parse_node_id(s: &str) -> Result<String, String> {
     let s = s.trim();
     if s.is_empty() {
@@ -279,6 +290,12 @@ pub struct Cli {
     /// The renewal retry delay stops growing here (Go duration).
     #[arg(long, default_value = "5m", value_parser = parse_duration_flag)]
     pub renewal_backoff_max: Duration,
+
+    /// How often to remove volumes that were never issued and whose Pod is
+    /// gone (the kubelet never unpublishes a volume whose publish failed);
+    /// always done at start; 0 = only at start (Go duration).
+    #[arg(long, default_value = "5m", value_parser = parse_interval_flag)]
+    pub abandoned_volume_sweep_interval: Duration,
 }
 
 impl Cli {
@@ -305,6 +322,7 @@ impl Cli {
             recovery_spread: self.recovery_spread,
             renewal_backoff_initial: self.renewal_backoff_initial,
             renewal_backoff_max: self.renewal_backoff_max.max(self.renewal_backoff_initial),
+            abandoned_sweep_interval: self.abandoned_volume_sweep_interval,
         }
     }
 }
@@ -385,14 +403,21 @@ mod tests {
         assert_eq!(c.issuance_timeout, Duration::from_secs(60));
         assert_eq!(c.renewal_backoff_initial, Duration::from_secs(30));
         assert_eq!(c.renewal_backoff_max, Duration::from_secs(300));
+        assert_eq!(c.abandoned_sweep_interval, Duration::from_secs(300));
         let mut args = base.to_vec();
         args.extend([
             "--use-token-request",
             "--mount-tmpfs=false",
             "--continue-on-not-ready=true",
+            "--abandoned-volume-sweep-interval=0",
         ]);
         let c = Cli::try_parse_from(args).unwrap().into_config();
         assert!(c.use_token_request && !c.mount_tmpfs && c.continue_on_not_ready);
+        assert_eq!(c.abandoned_sweep_interval, Duration::ZERO);
+        let mut args = base.to_vec();
+        args.push("--abandoned-volume-sweep-interval=soon");
+        let err = Cli::try_parse_from(args).unwrap_err().to_string();
+        assert!(err.contains("abandoned-volume-sweep-interval"), "{err}");
     }
 
     #[test]

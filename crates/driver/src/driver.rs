@@ -195,6 +195,19 @@ impl Driver {
         .map_err(|e| crate::RunError::Config(e.to_string()))?;
         let _ = driver.renewer.set(renewer);
         driver.recover()?;
+        driver.sweep_abandoned();
+        let interval = driver.config.abandoned_sweep_interval;
+        if !interval.is_zero() {
+            // Holds only a weak reference, so it ends with the driver.
+            let weak = Arc::downgrade(&driver);
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(interval).await;
+                    let Some(driver) = weak.upgrade() else { break };
+                    driver.sweep_abandoned();
+                }
+            });
+        }
         // Generate the pooled keys now rather than at the first take, so the
         // first Pods on a fresh node find them ready.
         driver.pool.fill();
@@ -255,6 +268,67 @@ impl Driver {
             "recovered stored volumes"
         );
         Ok(())
+    }
+
+    /// Removes never-issued volumes whose Pod is gone, returning how many.
+    ///
+    /// The kubelet never unpublishes a volume whose publish failed, so a Pod
+    /// deleted while its certificate could not be issued would otherwise
+    /// leave its volume directory (with the recorded key) on the node for
+    /// good. A volume qualifies only when it has never been issued, nothing
+    /// holds its lock, it is not mounted, and the kubelet's directory for it
+    /// (the target path's parent, which the kubelet creates before
+    /// publishing and removes with the Pod) no longer exists. Issued volumes
+    /// are left to the kubelet's unpublish, which it replays after restarts.
+    pub fn sweep_abandoned(&self) -> usize {
+        let ids = match self.store.volume_ids() {
+            Ok(ids) => ids,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not list volumes to remove abandoned ones");
+                return 0;
+            }
+        };
+        let mut removed = 0;
+        for id in ids {
+            let Some(_guard) = self.locks.try_lock(&id) else {
+                continue;
+            };
+            let Ok(meta) = self.store.read_metadata(&id) else {
+                continue;
+            };
+            if meta.next_issuance_time.is_some() {
+                continue;
+            }
+            let target = Path::new(&meta.target_path);
+            let Some(kubelet_dir) = target.parent().filter(|p| p.is_absolute()) else {
+                continue;
+            };
+            match std::fs::symlink_metadata(kubelet_dir) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                _ => continue,
+            }
+            if mount::is_mount_point(target).unwrap_or(true) {
+                continue;
+            }
+            self.renewer().forget(&id);
+            match self.store.remove_volume(&id) {
+                Ok(true) => {
+                    removed += 1;
+                    tracing::info!(
+                        volume = %id,
+                        pod = meta.volume_context.get(cmcsi_attrs::keys::POD_NAME).map(String::as_str).unwrap_or(""),
+                        namespace = meta.volume_context.get(cmcsi_attrs::keys::POD_NAMESPACE).map(String::as_str).unwrap_or(""),
+                        target = %meta.target_path,
+                        "removed a never-issued volume whose Pod is gone"
+                    );
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(volume = %id, error = %e, "could not remove an abandoned volume")
+                }
+            }
+        }
+        removed
     }
 
     fn pipeline(&self) -> Result<Pipeline<'_>, DriverError> {

@@ -47,7 +47,6 @@ impl VolumeLocks {
     }
 
     /// Takes the volume's lock only if it is free now.
-    #[cfg(test)]
     pub fn try_lock(&self, volume: &str) -> Option<VolumeGuard> {
         self.entry(volume)
             .try_lock_owned()

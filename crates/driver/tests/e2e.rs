@@ -428,6 +428,77 @@ fn killed_mid_issuance_resumes_the_same_request() {
 }
 
 #[test]
+fn never_issued_volumes_of_deleted_pods_are_removed() {
+    in_namespace(
+        "never_issued_volumes_of_deleted_pods_are_removed",
+        || async {
+            let h = Harness::start(&[
+                "--issuance-timeout",
+                "2s",
+                "--abandoned-volume-sweep-interval",
+                "500ms",
+            ])
+            .await;
+            h.api.set_issuer("later", Script::Never);
+            let attrs = [
+                ("csi.cert-manager.io/issuer-name", "later"),
+                ("csi.cert-manager.io/dns-names", "g.example.com"),
+            ];
+            let (gone, alive) = ("csi-pod-gone", "csi-pod-alive");
+            for vol in [gone, alive] {
+                let err = h
+                    .publish(vol, &Pod::new("ns", vol), &attrs)
+                    .await
+                    .unwrap_err();
+                assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
+            }
+            let stored = |vol: &str| h.data_root.join("inmemfs").join(vol).exists();
+            assert!(stored(gone) && stored(alive));
+
+            // The Pod is deleted: the kubelet removes its directory and, since
+            // the publish never succeeded, calls no unpublish.
+            std::fs::remove_dir_all(h.dir.path().join("pods").join(gone)).unwrap();
+            eventually(
+                "the abandoned volume to be removed",
+                Duration::from_secs(10),
+                || !stored(gone),
+            )
+            .await;
+            assert!(
+                h.logs()
+                    .contains("removed a never-issued volume whose Pod is gone"),
+                "says so in the log"
+            );
+
+            // The other Pod is still waiting: several sweeps later its volume
+            // and its recorded request are intact, and the kubelet's retry is
+            // served by the same request once the issuer signs.
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            assert!(stored(alive), "a volume whose Pod still exists is kept");
+            let name = h
+                .api
+                .requests("ns")
+                .iter()
+                .find(|r| r["metadata"]["annotations"].to_string().contains(alive))
+                .map(|r| r["metadata"]["name"].as_str().unwrap().to_string())
+                .expect("the live Pod's request");
+            h.api.set_issuer("later", Script::Sign);
+            h.api.act_on("ns", &name, Script::Sign).await;
+            let target = h
+                .publish(alive, &Pod::new("ns", alive), &attrs)
+                .await
+                .unwrap();
+            assert!(key_matches(&target, "key.pem", "crt.pem"));
+            assert_eq!(h.api.counts().verb(Verb::Create), 2, "no new request");
+
+            // An issued, mounted volume is never swept, whatever the sweep sees.
+            tokio::time::sleep(Duration::from_millis(1200)).await;
+            assert!(stored(alive) && is_mounted(&target));
+        },
+    );
+}
+
+#[test]
 fn killed_mid_life_renewals_continue() {
     in_namespace("killed_mid_life_renewals_continue", || async {
         let mut h = Harness::start(&["--recovery-spread", "1s"]).await;

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cmcsi_testkit::kubelet::publish_request;
+use cmcsi_testkit::kubelet::{prepare_target, publish_request};
 use cmcsi_testkit::{FakeApi, Script, Verb};
 use common::{
     Harness, Pod, Rng, in_namespace, is_failed, is_mounted, is_signed, json_events, mounts_under,
@@ -74,6 +74,7 @@ fn spawn_kubelet(
             };
             match want {
                 Want::Published if !published => {
+                    prepare_target(&target).unwrap();
                     let req =
                         publish_request(&volume, &target, Pod::new(NS, &pod).context(&attrs()));
                     match publish_at(&socket, req).await {

@@ -807,3 +807,26 @@ fn force_remove(p: &Path) {
     open_up(p);
     std::fs::remove_dir_all(p).unwrap();
 }
+
+#[test]
+fn volume_ids_lists_volumes_and_changes_nothing() {
+    let tmp = tempdir();
+    let store = open_plain(tmp.path());
+    let (a, b) = (kubelet_id(0xa1), kubelet_id(0xa2));
+    new_volume(&store, &b);
+    new_volume(&store, &a);
+    let inmem = tmp.path().join("inmemfs");
+    // A creation in progress, a stray file and a bad name: none are volumes,
+    // and none is touched (unlike `list`, which cleans up at start).
+    std::fs::create_dir(inmem.join(".creating-x")).unwrap();
+    std::fs::write(inmem.join("stray-file"), b"x").unwrap();
+    std::fs::create_dir(inmem.join("bad name")).unwrap();
+    let mut expected = vec![a.clone(), b.clone()];
+    expected.sort();
+    assert_eq!(store.volume_ids().unwrap(), expected);
+    assert!(inmem.join(".creating-x").is_dir());
+    assert!(inmem.join("stray-file").is_file());
+    assert!(inmem.join("bad name").is_dir());
+    store.remove_volume(&a).unwrap();
+    assert_eq!(store.volume_ids().unwrap(), vec![b]);
+}

@@ -57,6 +57,17 @@ impl Pod {
     }
 }
 
+/// What the kubelet does to a target path before NodePublishVolume: it
+/// creates the target's parent (`.../volumes/kubernetes.io~csi/<volume>`)
+/// and leaves `mount` itself to the driver. The parent exists for as long as
+/// the Pod does, so the driver takes its absence to mean the Pod is gone.
+pub fn prepare_target(target: &Path) -> std::io::Result<()> {
+    match target.parent() {
+        Some(parent) => std::fs::create_dir_all(parent),
+        None => Ok(()),
+    }
+}
+
 /// A NodePublishVolume request as the kubelet sends it for an inline
 /// ephemeral volume (read-only, mount access).
 pub fn publish_request(

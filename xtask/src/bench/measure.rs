@@ -257,10 +257,8 @@ impl Node {
     /// calls NodePublishVolume (the driver makes the target itself).
     fn prepare(&self, volume: &str) -> Result<PathBuf> {
         let target = self.target(volume);
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("creating {}", parent.display()))?;
-        }
+        cmcsi_testkit::kubelet::prepare_target(&target)
+            .with_context(|| format!("creating the parent of {}", target.display()))?;
         Ok(target)
     }
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use cmcsi_proto::v1::node_client::NodeClient;
 use cmcsi_proto::v1::{self as csi};
 pub use cmcsi_testkit::kubelet::Pod;
-use cmcsi_testkit::kubelet::{DriverProcess, publish_request};
+use cmcsi_testkit::kubelet::{DriverProcess, prepare_target, publish_request};
 use cmcsi_testkit::{FakeApi, Script};
 use tonic::transport::Channel;
 
@@ -141,6 +141,7 @@ impl Harness {
         target: &Path,
         ctx: HashMap<String, String>,
     ) -> csi::NodePublishVolumeRequest {
+        prepare_target(target).unwrap();
         publish_request(volume, target, ctx)
     }
 
@@ -152,6 +153,7 @@ impl Harness {
         attrs: &[(&str, &str)],
     ) -> Result<PathBuf, tonic::Status> {
         let target = self.target(volume);
+        prepare_target(&target).unwrap();
         self.node()
             .await
             .node_publish_volume(publish_request(volume, &target, pod.context(attrs)))
