@@ -29,6 +29,18 @@ struct Pending {
     key: String,
 }
 
+/// The same record, borrowed for writing (the key is not copied out of its
+/// zeroizing buffer).
+#[derive(Serialize)]
+struct PendingRef<'a> {
+    namespace: &'a str,
+    name: &'a str,
+    key: &'a str,
+}
+
+/// A submitted request: its key, its name and the key's PKCS#8 PEM.
+type Submitted = (PrivateKey, String, zeroize::Zeroizing<String>);
+
 /// The spec a volume's stored context stands for. Volumes written by the Go
 /// driver keep its defaults (`tls.crt`, `tls.key`, `ca.crt`, 2160h).
 pub fn spec_of(meta: &Metadata) -> Result<CertificateSpec, DriverError> {
@@ -101,7 +113,9 @@ impl Pipeline<'_> {
                 ),
             }));
         }
-        let (key, name) = match self.resumable(volume_id)? {
+        // `pkcs8` is the key's PKCS#8 PEM as recorded with the request,
+        // reused for the key file (encoding costs a public-key derivation).
+        let (key, name, pkcs8) = match self.resumable(volume_id)? {
             Some(p) => p,
             None => {
                 self.submit(volume_id, &spec, &namespace, token.as_ref())
@@ -131,7 +145,10 @@ impl Pipeline<'_> {
         }
 
         let mut files = FileSet::new();
-        let key_pem = key.to_pem(convert::key_encoding(&spec))?;
+        let key_pem = match convert::key_encoding(&spec) {
+            keygen::KeyEncoding::Pkcs8 => pkcs8,
+            other => key.to_pem(other)?,
+        };
         files.insert(spec.files.private_key.clone(), key_pem.as_bytes().to_vec());
         files.insert(
             spec.files.certificate.clone(),
@@ -170,7 +187,7 @@ impl Pipeline<'_> {
 
     /// The volume's in-flight request, if it still exists and can still be
     /// issued, with the key it was made for.
-    fn resumable(&self, volume_id: &str) -> Result<Option<(PrivateKey, String)>, DriverError> {
+    fn resumable(&self, volume_id: &str) -> Result<Option<Submitted>, DriverError> {
         let Some(raw) = self.store.read_private(volume_id, PENDING_FILE)? else {
             return Ok(None);
         };
@@ -200,7 +217,11 @@ impl Pipeline<'_> {
             namespace = %pending.namespace,
             "resuming in-flight CertificateRequest"
         );
-        Ok(Some((key, pending.name)))
+        Ok(Some((
+            key,
+            pending.name,
+            zeroize::Zeroizing::new(pending.key),
+        )))
     }
 
     /// Makes a key and a CSR and creates the request, recording it first so
@@ -211,7 +232,7 @@ impl Pipeline<'_> {
         spec: &CertificateSpec,
         namespace: &str,
         token: Option<&SecretToken>,
-    ) -> Result<(PrivateKey, String), DriverError> {
+    ) -> Result<Submitted, DriverError> {
         let key_spec = convert::key_spec(spec);
         let key = match self.reused_key(volume_id, spec, key_spec)? {
             Some(k) => k,
@@ -225,10 +246,11 @@ impl Pipeline<'_> {
 
         let pod_name = spec.pod.name.clone().unwrap_or_default();
         let name = ic::generate_name(&pod_name)?;
-        let pending = Pending {
-            namespace: namespace.to_string(),
-            name: name.clone(),
-            key: key.to_pem(keygen::KeyEncoding::Pkcs8)?.to_string(),
+        let pkcs8 = key.to_pem(keygen::KeyEncoding::Pkcs8)?;
+        let pending = PendingRef {
+            namespace,
+            name: &name,
+            key: &pkcs8,
         };
         let record = zeroize::Zeroizing::new(
             serde_json::to_vec(&pending)
@@ -256,7 +278,7 @@ impl Pipeline<'_> {
             },
         };
         match self.issuer.submit(req, token).await {
-            Ok(_) => Ok((key, name)),
+            Ok(_) => Ok((key, name, pkcs8)),
             Err(e) => {
                 if !e.is_retryable() {
                     self.store.remove_private(volume_id, PENDING_FILE)?;

@@ -85,6 +85,10 @@ struct Inner {
     slots: Mutex<HashMap<KeySpec, Slot>>,
     permits: Arc<Semaphore>,
     generator: Arc<Generator>,
+    /// Whether the generator is [`PrivateKey::generate`], whose non-RSA keys
+    /// take tens of microseconds: cheaper made on the caller's thread than
+    /// handed to a blocking thread and back.
+    inline_cheap: bool,
     hits: AtomicU64,
     misses: AtomicU64,
     unpooled: AtomicU64,
@@ -117,7 +121,11 @@ impl KeyPool {
     ///
     /// Fails when a configured spec is invalid (e.g. RSA below 2048 bits).
     pub fn new(config: PoolConfig) -> Result<KeyPool> {
-        Self::with_generator(config, PrivateKey::generate)
+        let mut pool = Self::with_generator(config, PrivateKey::generate)?;
+        if let Some(inner) = Arc::get_mut(&mut pool.inner) {
+            inner.inline_cheap = true;
+        }
+        Ok(pool)
     }
 
     /// A pool with a custom key source (tests; a hardware generator). The function runs on
@@ -138,6 +146,7 @@ impl KeyPool {
                 slots: Mutex::new(HashMap::new()),
                 permits: Arc::new(Semaphore::new(config.max_concurrent_generations.max(1))),
                 generator: Arc::new(generator),
+                inline_cheap: false,
                 hits: AtomicU64::new(0),
                 misses: AtomicU64::new(0),
                 unpooled: AtomicU64::new(0),
@@ -151,7 +160,9 @@ impl KeyPool {
     }
 
     /// Takes a key of `spec`: a pooled one when there is one (a hit), else one generated
-    /// now on a blocking thread (a miss). Either way, schedules background refills.
+    /// now (a miss): on a blocking thread, except non-RSA keys of the default generator,
+    /// which are made in place (they take tens of microseconds). Either way, schedules
+    /// background refills.
     pub async fn take(&self, spec: &KeySpec) -> Result<PrivateKey> {
         let pooled = self.inner.targets.contains_key(spec);
         let key = if pooled {
@@ -173,6 +184,9 @@ impl KeyPool {
             &self.inner.unpooled
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        if self.inner.inline_cheap && !matches!(spec, KeySpec::Rsa { .. }) {
+            return (self.inner.generator)(spec);
+        }
         let generator = Arc::clone(&self.inner.generator);
         let spec = *spec;
         tokio::task::spawn_blocking(move || generator(&spec))
