@@ -195,19 +195,21 @@ impl Driver {
         .map_err(|e| crate::RunError::Config(e.to_string()))?;
         let _ = driver.renewer.set(renewer);
         driver.recover()?;
-        driver.sweep_abandoned();
+        // Once now, then every interval. Holds only a weak reference between
+        // sweeps, so it ends with the driver.
         let interval = driver.config.abandoned_sweep_interval;
-        if !interval.is_zero() {
-            // Holds only a weak reference, so it ends with the driver.
-            let weak = Arc::downgrade(&driver);
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(interval).await;
-                    let Some(driver) = weak.upgrade() else { break };
-                    driver.sweep_abandoned();
+        let weak = Arc::downgrade(&driver);
+        tokio::spawn(async move {
+            loop {
+                let Some(driver) = weak.upgrade() else { break };
+                driver.sweep_abandoned().await;
+                drop(driver);
+                if interval.is_zero() {
+                    break;
                 }
-            });
-        }
+                tokio::time::sleep(interval).await;
+            }
+        });
         // Generate the pooled keys now rather than at the first take, so the
         // first Pods on a fresh node find them ready.
         driver.pool.fill();
@@ -280,15 +282,34 @@ impl Driver {
     /// (the target path's parent, which the kubelet creates before
     /// publishing and removes with the Pod) no longer exists. Issued volumes
     /// are left to the kubelet's unpublish, which it replays after restarts.
-    pub fn sweep_abandoned(&self) -> usize {
+    /// The removed volumes' CertificateRequests are deleted too.
+    pub async fn sweep_abandoned(&self) -> usize {
+        let removed = self.remove_abandoned();
+        if removed.is_empty() {
+            return 0;
+        }
+        if let Ok(kube) = &self.kube
+            && kube.issuer.wait_synced(self.config.issuance_timeout).await
+        {
+            for id in &removed {
+                if let Err(e) = kube.issuer.cleanup(id, 0).await {
+                    tracing::warn!(volume = %id, error = %e, "could not delete the CertificateRequest of an abandoned volume");
+                }
+            }
+        }
+        removed.len()
+    }
+
+    /// The store half of [`Driver::sweep_abandoned`]: the ids removed.
+    fn remove_abandoned(&self) -> Vec<String> {
         let ids = match self.store.volume_ids() {
             Ok(ids) => ids,
             Err(e) => {
                 tracing::warn!(error = %e, "could not list volumes to remove abandoned ones");
-                return 0;
+                return Vec::new();
             }
         };
-        let mut removed = 0;
+        let mut removed = Vec::new();
         for id in ids {
             let Some(_guard) = self.locks.try_lock(&id) else {
                 continue;
@@ -313,7 +334,6 @@ impl Driver {
             self.renewer().forget(&id);
             match self.store.remove_volume(&id) {
                 Ok(true) => {
-                    removed += 1;
                     tracing::info!(
                         volume = %id,
                         pod = meta.volume_context.get(cmcsi_attrs::keys::POD_NAME).map(String::as_str).unwrap_or(""),
@@ -321,6 +341,7 @@ impl Driver {
                         target = %meta.target_path,
                         "removed a never-issued volume whose Pod is gone"
                     );
+                    removed.push(id);
                 }
                 Ok(false) => {}
                 Err(e) => {

@@ -469,6 +469,20 @@ fn never_issued_volumes_of_deleted_pods_are_removed() {
                     .contains("removed a never-issued volume whose Pod is gone"),
                 "says so in the log"
             );
+            let requests_of = |vol: &str| {
+                h.api
+                    .requests("ns")
+                    .iter()
+                    .filter(|r| r["metadata"]["annotations"].to_string().contains(vol))
+                    .count()
+            };
+            eventually(
+                "its CertificateRequest to be deleted",
+                Duration::from_secs(10),
+                || requests_of(gone) == 0,
+            )
+            .await;
+            assert_eq!(requests_of(alive), 1);
 
             // The other Pod is still waiting: several sweeps later its volume
             // and its recorded request are intact, and the kubelet's retry is

@@ -89,6 +89,10 @@ struct Inner {
     /// take tens of microseconds: cheaper made on the caller's thread than
     /// handed to a blocking thread and back.
     inline_cheap: bool,
+    /// Takes generating a key on a blocking thread now. Refills wait while
+    /// there are any: a Pod waiting for its key gets the CPU first, and a
+    /// burst of misses is not slowed by keys made for later.
+    inline: watch::Sender<usize>,
     hits: AtomicU64,
     misses: AtomicU64,
     unpooled: AtomicU64,
@@ -147,6 +151,7 @@ impl KeyPool {
                 permits: Arc::new(Semaphore::new(config.max_concurrent_generations.max(1))),
                 generator: Arc::new(generator),
                 inline_cheap: false,
+                inline: watch::channel(0).0,
                 hits: AtomicU64::new(0),
                 misses: AtomicU64::new(0),
                 unpooled: AtomicU64::new(0),
@@ -173,8 +178,8 @@ impl KeyPool {
         } else {
             None
         };
-        self.fill();
         if let Some(key) = key {
+            self.fill();
             self.inner.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(key);
         }
@@ -185,8 +190,12 @@ impl KeyPool {
         };
         counter.fetch_add(1, Ordering::Relaxed);
         if self.inner.inline_cheap && !matches!(spec, KeySpec::Rsa { .. }) {
+            self.fill();
             return (self.inner.generator)(spec);
         }
+        // Counted before the refill is scheduled, so that refill waits for us.
+        let _inline = InlineGeneration::start(&self.inner);
+        self.fill();
         let generator = Arc::clone(&self.inner.generator);
         let spec = *spec;
         tokio::task::spawn_blocking(move || generator(&spec))
@@ -263,6 +272,22 @@ impl KeyPool {
     }
 }
 
+/// One take generating inline; counted in [`Inner::inline`] while it lives.
+struct InlineGeneration<'a>(&'a Inner);
+
+impl<'a> InlineGeneration<'a> {
+    fn start(inner: &'a Inner) -> Self {
+        inner.inline.send_modify(|n| *n += 1);
+        InlineGeneration(inner)
+    }
+}
+
+impl Drop for InlineGeneration<'_> {
+    fn drop(&mut self) {
+        self.0.inline.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
 impl Inner {
     fn lock(&self) -> MutexGuard<'_, HashMap<KeySpec, Slot>> {
         // A panic while holding the lock leaves the map consistent (every update is a
@@ -271,6 +296,8 @@ impl Inner {
     }
 
     async fn refill_one(self: Arc<Self>, spec: KeySpec) {
+        // Yield to takes generating inline (the sender lives in `self`).
+        let _ = self.inline.subscribe().wait_for(|n| *n == 0).await;
         let result = match Arc::clone(&self.permits).acquire_owned().await {
             Ok(permit) => {
                 let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;

@@ -165,6 +165,48 @@ async fn background_generations_respect_the_concurrency_bound() {
     assert_eq!(stats.running, 0);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refills_wait_while_a_take_generates_inline() {
+    let gate = Arc::new(Gate {
+        open: Mutex::new(false),
+        cv: Condvar::new(),
+        active: AtomicUsize::new(0),
+        max_active: AtomicUsize::new(0),
+    });
+    let g = Arc::clone(&gate);
+    let pool = KeyPool::with_generator(config(KeySpec::EcdsaP256, 2, 2), move |spec| {
+        g.generate(spec)
+    })
+    .unwrap();
+    // An empty pool: the take generates inline (blocked at the gate) and
+    // schedules two refills, which must not start while it runs.
+    let taker = {
+        let pool = pool.clone();
+        tokio::spawn(async move { pool.take(&KeySpec::EcdsaP256).await })
+    };
+    for _ in 0..1000 {
+        if gate.active.load(Ordering::SeqCst) == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let stats = pool.stats();
+    assert_eq!(
+        gate.active.load(Ordering::SeqCst),
+        1,
+        "only the inline generation runs"
+    );
+    assert_eq!((stats.misses, stats.pending, stats.running), (1, 2, 0));
+
+    *gate.open.lock().unwrap() = true;
+    gate.cv.notify_all();
+    taker.await.unwrap().unwrap();
+    pool.wait_idle().await;
+    let stats = pool.stats();
+    assert_eq!((stats.refills, stats.available), (2, 2));
+}
+
 #[tokio::test]
 async fn failing_generator_is_counted_and_reported() {
     let pool = KeyPool::with_generator(config(KeySpec::EcdsaP256, 2, 1), |spec| {
