@@ -9,8 +9,8 @@ use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
 use cmcsi_keygen::{ChainSummary, PrivateKey};
-use cmcsi_testkit::{Script, Verb};
-use common::{Harness, Pod, eventually, in_namespace, is_mounted, read};
+use cmcsi_testkit::{FakeApi, Script, Verb};
+use common::{Harness, Pod, TOKEN, eventually, fake_api, in_namespace, is_mounted, read};
 use tonic::Code;
 
 const ISSUER: (&str, &str) = ("csi.cert-manager.io/issuer-name", "ca-issuer");
@@ -760,5 +760,69 @@ fn key_pool_fills_at_start() {
             scrape(&addr, "certmanager_csi_key_pool_misses_total"),
             Some(0.0)
         );
+    });
+}
+
+/// The driver's ServiceAccount, as the manifests name it.
+const DRIVER_USER: &str = "system:serviceaccount:cert-manager:cert-manager-csi-driver";
+
+#[test]
+fn https_api_with_a_client_certificate() {
+    in_namespace("https_api_with_a_client_certificate", || async {
+        let api = fake_api(FakeApi::builder().tls().issuer("ca-issuer", Script::Sign)).await;
+        let kc = api.client_cert_kubeconfig(DRIVER_USER).unwrap();
+        let h = Harness::launch(api, Some(&kc), &[], &[]).await;
+        let target = h
+            .publish(
+                "csi-client-cert",
+                &Pod::new("ns", "p"),
+                &[ISSUER, ("csi.cert-manager.io/dns-names", "c.example.com")],
+            )
+            .await
+            .unwrap();
+        assert!(key_matches(&target, "key.pem", "crt.pem"));
+        let requests = h.api.requests("ns");
+        assert_eq!(requests[0]["spec"]["username"], DRIVER_USER);
+    });
+}
+
+#[test]
+fn in_cluster_configuration_over_https() {
+    in_namespace("in_cluster_configuration_over_https", || async {
+        let api = fake_api(FakeApi::builder().tls().issuer("ca-issuer", Script::Sign)).await;
+        // What the kubelet gives the driver's Pod: a ServiceAccount token and
+        // the cluster CA under /var/run/secrets, here on a tmpfs private to
+        // this test's mount namespace.
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "mode=0755", "tmpfs", "/var/run"])
+            .status()
+            .unwrap();
+        assert!(status.success(), "mounting a private tmpfs on /var/run");
+        let sa = std::path::Path::new("/var/run/secrets/kubernetes.io/serviceaccount");
+        std::fs::create_dir_all(sa).unwrap();
+        std::fs::write(sa.join("token"), TOKEN).unwrap();
+        std::fs::write(sa.join("ca.crt"), api.ca_pem()).unwrap();
+        std::fs::write(sa.join("namespace"), "cert-manager").unwrap();
+        let env = [
+            (
+                "KUBERNETES_SERVICE_HOST".to_string(),
+                "127.0.0.1".to_string(),
+            ),
+            (
+                "KUBERNETES_SERVICE_PORT".to_string(),
+                api.addr().port().to_string(),
+            ),
+        ];
+        let h = Harness::launch(api, None, &env, &[]).await;
+        let target = h
+            .publish(
+                "csi-in-cluster",
+                &Pod::new("ns", "p"),
+                &[ISSUER, ("csi.cert-manager.io/dns-names", "i.example.com")],
+            )
+            .await
+            .unwrap();
+        assert!(key_matches(&target, "key.pem", "crt.pem"));
+        assert_eq!(h.api.requests("ns")[0]["spec"]["username"], DRIVER_USER);
     });
 }

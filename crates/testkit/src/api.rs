@@ -37,6 +37,9 @@ pub enum Error {
     /// The server task is gone.
     #[error("the fake API server has stopped")]
     Stopped,
+    /// The HTTPS set-up failed.
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// The kind of an API request, as the API server's audit log names it.
@@ -130,6 +133,8 @@ pub(crate) struct Shared {
     pub honour_watch_timeouts: AtomicBool,
     /// Bumped on every store change, for the wait helpers.
     pub changed: watch::Sender<u64>,
+    /// Set when serving HTTPS.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl Shared {
@@ -186,6 +191,7 @@ pub struct Builder {
     scripts: HashMap<String, Script>,
     bookmark_interval: Option<Duration>,
     honour_watch_timeouts: bool,
+    tls: bool,
 }
 
 impl Default for Builder {
@@ -197,6 +203,7 @@ impl Default for Builder {
             scripts: HashMap::new(),
             bookmark_interval: None,
             honour_watch_timeouts: true,
+            tls: false,
         }
     }
 }
@@ -244,8 +251,24 @@ impl Builder {
         self
     }
 
+    /// Serve HTTPS, as a real API server does: the server certificate (for
+    /// 127.0.0.1) is issued by the test CA ([`FakeApi::ca_pem`]), which
+    /// [`FakeApi::kubeconfig`] names as `certificate-authority-data`. Client
+    /// certificates from the same CA are accepted, their CN as the user name
+    /// (see [`FakeApi::client_cert_kubeconfig`]).
+    pub fn tls(mut self) -> Self {
+        self.tls = true;
+        self
+    }
+
     /// Binds the listener and starts serving. Must be called inside a tokio runtime.
     pub async fn start(self) -> Result<FakeApi, Error> {
+        let ca = TestCa::new()?;
+        let tls = if self.tls {
+            Some(tls_acceptor(&ca)?)
+        } else {
+            None
+        };
         let (changed, _) = watch::channel(0);
         let shared = Arc::new(Shared {
             state: Mutex::new(State::new(self.history_limit)),
@@ -254,7 +277,7 @@ impl Builder {
                 default: self.default_script,
                 ..Default::default()
             }),
-            ca: TestCa::new()?,
+            ca,
             tokens: Mutex::new(HashMap::from([(
                 DEFAULT_TOKEN.to_string(),
                 UserInfo::new(DEFAULT_USERNAME),
@@ -263,6 +286,7 @@ impl Builder {
             faults: Mutex::new(VecDeque::new()),
             honour_watch_timeouts: AtomicBool::new(self.honour_watch_timeouts),
             changed,
+            tls,
         });
         let listener = server::bind(SocketAddr::from(([127, 0, 0, 1], self.port)))?;
         let addr = listener.local_addr()?;
@@ -285,7 +309,8 @@ impl Builder {
 }
 
 /// A fake Kubernetes API server for cert-manager.io/v1 CertificateRequests,
-/// serving plain HTTP on 127.0.0.1, with an in-process test issuer.
+/// serving plain HTTP (or HTTPS, [`Builder::tls`]) on 127.0.0.1, with an
+/// in-process test issuer.
 ///
 /// Dropping the handle does not stop the server; call [`FakeApi::shutdown`].
 pub struct FakeApi {
@@ -315,7 +340,12 @@ impl FakeApi {
 
     /// The base URL, e.g. `http://127.0.0.1:41234`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.shared.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// The listening address.
@@ -348,7 +378,45 @@ impl FakeApi {
 
     /// The kubeconfig [`FakeApi::write_kubeconfig`] writes.
     pub fn kubeconfig(&self, token: &str) -> Value {
-        kubeconfig_json(&self.url(), token)
+        let mut kc = kubeconfig_json(&self.url(), token);
+        self.add_ca(&mut kc);
+        kc
+    }
+
+    /// A kubeconfig that authenticates with a client certificate for
+    /// `user` issued by the test CA (no token). Needs [`Builder::tls`].
+    pub fn client_cert_kubeconfig(&self, user: &str) -> Result<Value, Error> {
+        use base64::Engine;
+        let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+        let (cert_pem, key_der) = self.shared.ca.issue_tls(user, &[], "client auth")?;
+        let key_pem = der::pem::encode_string("PRIVATE KEY", der::pem::LineEnding::LF, &key_der)
+            .map_err(|e| Error::Tls(e.to_string()))?;
+        let mut kc = kubeconfig_json(&self.url(), "");
+        kc["users"][0]["user"] = serde_json::json!({
+            "client-certificate-data": b64(cert_pem.as_bytes()),
+            "client-key-data": b64(key_pem.as_bytes()),
+        });
+        self.add_ca(&mut kc);
+        Ok(kc)
+    }
+
+    /// Writes a kubeconfig value (from [`FakeApi::kubeconfig`] or
+    /// [`FakeApi::client_cert_kubeconfig`]) to `path`.
+    pub fn write_kubeconfig_value(path: impl AsRef<Path>, kc: &Value) -> Result<(), Error> {
+        std::fs::write(
+            path,
+            serde_json::to_vec_pretty(kc).map_err(std::io::Error::other)?,
+        )?;
+        Ok(())
+    }
+
+    fn add_ca(&self, kc: &mut Value) {
+        use base64::Engine;
+        if self.shared.tls.is_some() {
+            kc["clusters"][0]["cluster"]["certificate-authority-data"] = Value::String(
+                base64::engine::general_purpose::STANDARD.encode(self.shared.ca.cert_pem()),
+            );
+        }
     }
 
     /// A kube client authenticated with [`DEFAULT_TOKEN`].
@@ -623,6 +691,46 @@ impl FakeApi {
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The HTTPS acceptor: a server certificate for 127.0.0.1 from `ca`, and
+/// client certificates from `ca` accepted but not required (tokens work too).
+fn tls_acceptor(ca: &TestCa) -> Result<tokio_rustls::TlsAcceptor, Error> {
+    use der::{DecodePem, Encode};
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    let tls = |e: &dyn std::fmt::Display| Error::Tls(e.to_string());
+    let (cert_pem, key_der) = ca.issue_tls(
+        "cmcsi-testkit API",
+        &[std::net::IpAddr::from([127, 0, 0, 1])],
+        "server auth",
+    )?;
+    let leaf = x509_cert::Certificate::from_pem(cert_pem.as_bytes())
+        .and_then(|c| c.to_der())
+        .map_err(|e| tls(&e))?;
+    let ca_der = ca.cert().to_der().map_err(|e| tls(&e))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from(ca_der))
+        .map_err(|e| tls(&e))?;
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .allow_unauthenticated()
+    .build()
+    .map_err(|e| tls(&e))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| tls(&e))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            vec![CertificateDer::from(leaf)],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_der)),
+        )
+        .map_err(|e| tls(&e))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 /// A kubeconfig for a server URL and bearer token.

@@ -321,6 +321,63 @@ impl TestCa {
             .map_err(|e| CaError::Sign(e.to_string()))
     }
 
+    /// Issues a TLS leaf with a fresh P-256 key: subject `CN=<common_name>`,
+    /// the IP addresses as subjectAltNames, and `usage` (`server auth` or
+    /// `client auth`), valid for a day. Returns the certificate PEM and the
+    /// key as PKCS#8 DER (for the fake API's HTTPS and client-certificate
+    /// kubeconfigs).
+    pub fn issue_tls(
+        &self,
+        common_name: &str,
+        ips: &[std::net::IpAddr],
+        usage: &str,
+    ) -> Result<(String, Vec<u8>), CaError> {
+        use p256::pkcs8::EncodePrivateKey;
+        use x509_cert::ext::pkix::name::GeneralName;
+        let err = |e: &dyn std::fmt::Display| CaError::Sign(e.to_string());
+        let key = random_key()?;
+        let subject = Name::from_str(&format!("CN={common_name}")).map_err(|e| err(&e))?;
+        let san = if ips.is_empty() {
+            None
+        } else {
+            let names = ips
+                .iter()
+                .map(|ip| {
+                    let octets = match ip {
+                        std::net::IpAddr::V4(v4) => v4.octets().to_vec(),
+                        std::net::IpAddr::V6(v6) => v6.octets().to_vec(),
+                    };
+                    der::asn1::OctetString::new(octets).map(GeneralName::IpAddress)
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| err(&e))?;
+            Some(
+                SubjectAltName(names)
+                    .to_extension(&subject, &[])
+                    .map_err(|e| err(&e))?,
+            )
+        };
+        let (key_usage, eku) =
+            map_usages(&["digital signature".to_string(), usage.to_string()], false)?;
+        let profile = Profile {
+            issuer: Some(self.cert.tbs_certificate().subject().clone()),
+            subject,
+            is_ca: false,
+            key_usage,
+            eku,
+            san,
+        };
+        let spki = SubjectPublicKeyInfoOwned::from_key(key.verifying_key()).map_err(|e| err(&e))?;
+        let validity = Validity::from_now(Duration::from_secs(24 * 3600)).map_err(|e| err(&e))?;
+        let cert = CertificateBuilder::new(profile, random_serial()?, validity, spki)
+            .map_err(|e| err(&e))?
+            .build::<_, DerSignature>(&self.key)
+            .map_err(|e| err(&e))?;
+        let pem = cert.to_pem(LineEnding::LF).map_err(|e| err(&e))?;
+        let key_der = key.to_pkcs8_der().map_err(|e| err(&e))?;
+        Ok((pem, key_der.as_bytes().to_vec()))
+    }
+
     /// The DER of the CA's public key (SubjectPublicKeyInfo).
     pub fn public_key_der(&self) -> Result<Vec<u8>, CaError> {
         self.key

@@ -98,6 +98,7 @@ pub fn publish_request(
 pub struct DriverProcess {
     bin: PathBuf,
     args: Vec<String>,
+    env: Vec<(String, String)>,
     /// The CSI socket.
     pub socket: PathBuf,
     /// The driver's log file.
@@ -114,9 +115,22 @@ impl DriverProcess {
         log: &Path,
         args: &[String],
     ) -> std::io::Result<DriverProcess> {
+        Self::spawn_with_env(bin, socket, log, args, &[]).await
+    }
+
+    /// [`DriverProcess::spawn`] with extra environment variables (kept for
+    /// restarts), e.g. `KUBERNETES_SERVICE_HOST` for the in-cluster config.
+    pub async fn spawn_with_env(
+        bin: &Path,
+        socket: &Path,
+        log: &Path,
+        args: &[String],
+        env: &[(String, String)],
+    ) -> std::io::Result<DriverProcess> {
         let mut d = DriverProcess {
             bin: bin.to_path_buf(),
             args: args.to_vec(),
+            env: env.to_vec(),
             socket: socket.to_path_buf(),
             log: log.to_path_buf(),
             child: None,
@@ -138,6 +152,7 @@ impl DriverProcess {
             .arg(&self.socket)
             .args(&self.args)
             .env_remove("KUBECONFIG")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()?;

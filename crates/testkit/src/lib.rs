@@ -19,7 +19,8 @@
 //!   --kubeconfig-out PATH`.
 //!
 //! It is not a Kubernetes API server: only CertificateRequests exist, there is
-//! no RBAC, admission, garbage collection or protobuf, and plain HTTP only.
+//! no RBAC, admission, garbage collection or protobuf. It serves plain HTTP,
+//! or HTTPS with [`Builder::tls`] (tokens and client certificates).
 //!
 //! Start at [`FakeApi::start`] (or [`FakeApi::builder`]), then
 //! [`FakeApi::client`] for a `kube::Client` pointing at it.

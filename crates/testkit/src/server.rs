@@ -55,13 +55,18 @@ pub(crate) async fn supervise(
                             let _ = stream.set_nodelay(true);
                             let shared = shared.clone();
                             conns.spawn(async move {
-                                let svc = hyper::service::service_fn(move |req| {
-                                    let shared = shared.clone();
-                                    async move { Ok::<_, Infallible>(handle(shared, req).await) }
-                                });
-                                let _ = hyper::server::conn::http1::Builder::new()
-                                    .serve_connection(TokioIo::new(stream), svc)
-                                    .await;
+                                match shared.tls.clone() {
+                                    None => serve(shared, stream, None).await,
+                                    Some(acceptor) => {
+                                        let Ok(tls) = acceptor.accept(stream).await else {
+                                            return;
+                                        };
+                                        let user = tls.get_ref().1.peer_certificates()
+                                            .and_then(|certs| certs.first())
+                                            .and_then(|c| common_name(c.as_ref()));
+                                        serve(shared, tls, user.map(ClientCert)).await
+                                    }
+                                }
                             });
                         }
                     }
@@ -112,6 +117,39 @@ pub(crate) async fn supervise(
             None => return,
         }
     }
+}
+
+/// The user a verified client certificate names (its subject's CN), put in
+/// each request's extensions.
+#[derive(Clone)]
+struct ClientCert(String);
+
+/// Serves one connection (plain or TLS).
+async fn serve<IO>(shared: Arc<Shared>, io: IO, client: Option<ClientCert>)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        let shared = shared.clone();
+        if let Some(c) = &client {
+            req.extensions_mut().insert(c.clone());
+        }
+        async move { Ok::<_, Infallible>(handle(shared, req).await) }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(io), svc)
+        .await;
+}
+
+/// The CN of a DER certificate's subject.
+fn common_name(der: &[u8]) -> Option<String> {
+    use der::Decode;
+    let cert = x509_cert::Certificate::from_der(der).ok()?;
+    let subject = cert.tbs_certificate().subject().to_string();
+    subject
+        .split(',')
+        .find_map(|rdn| rdn.trim().strip_prefix("CN="))
+        .map(str::to_string)
 }
 
 fn full(bytes: impl Into<Bytes>) -> Body {
@@ -268,7 +306,15 @@ fn verb_of(method: &Method, target: &Target, query: &HashMap<String, String>) ->
 }
 
 fn authenticate(shared: &Shared, req: &Request<Incoming>) -> Option<UserInfo> {
-    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let Some(value) = req.headers().get(header::AUTHORIZATION) else {
+        // As the API server: without a token, a verified client certificate
+        // authenticates its CN.
+        return req
+            .extensions()
+            .get::<ClientCert>()
+            .map(|c| UserInfo::new(c.0.clone()));
+    };
+    let value = value.to_str().ok()?;
     let token = value
         .strip_prefix("Bearer ")
         .or_else(|| value.strip_prefix("bearer "))?;

@@ -694,3 +694,45 @@ async fn watch_timeout_is_honoured_or_not() {
     );
     api.shutdown().await;
 }
+
+#[tokio::test]
+async fn https_with_token_and_with_client_certificate() {
+    let api = FakeApi::builder().tls().start().await.unwrap();
+    assert!(api.url().starts_with("https://127.0.0.1:"), "{}", api.url());
+    let (_, pem) = csr("a", &[], &[]);
+
+    // A bearer token over HTTPS, the server checked against the test CA.
+    let crs_token = crs(api.client().await.unwrap(), "ns1");
+    let made = crs_token
+        .create(&PostParams::default(), &dynobj(cr("ca", &pem, json!({}))))
+        .await
+        .unwrap();
+    assert_eq!(made.data["spec"]["username"], DEFAULT_USERNAME);
+
+    // A client certificate from the test CA: its CN is the user.
+    let kc: kube::config::Kubeconfig =
+        serde_json::from_value(api.client_cert_kubeconfig("system:node:n1").unwrap()).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap();
+    let crs_cert = crs(kube::Client::try_from(config).unwrap(), "ns1");
+    let made = crs_cert
+        .create(&PostParams::default(), &dynobj(cr("ca", &pem, json!({}))))
+        .await
+        .unwrap();
+    assert_eq!(made.data["spec"]["username"], "system:node:n1");
+
+    // Without the CA the client refuses the server.
+    let mut kc = api.kubeconfig(cmcsi_testkit::DEFAULT_TOKEN);
+    kc["clusters"][0]["cluster"]
+        .as_object_mut()
+        .unwrap()
+        .remove("certificate-authority-data");
+    let kc: kube::config::Kubeconfig = serde_json::from_value(kc).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap();
+    let untrusting = crs(kube::Client::try_from(config).unwrap(), "ns1");
+    assert!(untrusting.list(&ListParams::default()).await.is_err());
+    api.shutdown().await;
+}

@@ -79,9 +79,19 @@ impl Harness {
     }
 
     pub async fn with_api(api: FakeApi, args: &[&str]) -> Harness {
+        let kubeconfig = api.kubeconfig(TOKEN);
+        Self::launch(api, Some(&kubeconfig), &[], args).await
+    }
+
+    /// The driver with this kubeconfig (`None`: no `--kubeconfig`, so the
+    /// in-cluster configuration from `env`) and `args` added to its flags.
+    pub async fn launch(
+        api: FakeApi,
+        kubeconfig: Option<&serde_json::Value>,
+        env: &[(String, String)],
+        args: &[&str],
+    ) -> Harness {
         let dir = tempfile::tempdir().unwrap();
-        let kubeconfig = dir.path().join("kubeconfig");
-        api.write_kubeconfig(&kubeconfig, TOKEN).unwrap();
         let data_root = dir.path().join("data");
         let mut all: Vec<String> = vec![
             "--node-id".into(),
@@ -92,15 +102,19 @@ impl Harness {
             "debug".into(),
             "--issuance-timeout".into(),
             "20s".into(),
-            "--kubeconfig".into(),
-            kubeconfig.display().to_string(),
         ];
+        if let Some(kc) = kubeconfig {
+            let path = dir.path().join("kubeconfig");
+            FakeApi::write_kubeconfig_value(&path, kc).unwrap();
+            all.extend(["--kubeconfig".into(), path.display().to_string()]);
+        }
         all.extend(args.iter().map(|s| s.to_string()));
-        let driver = DriverProcess::spawn(
+        let driver = DriverProcess::spawn_with_env(
             Path::new(BIN),
             &dir.path().join("plugin/csi.sock"),
             &dir.path().join("driver.log"),
             &all,
+            env,
         )
         .await
         .unwrap();
