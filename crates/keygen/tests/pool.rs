@@ -110,6 +110,19 @@ struct Gate {
 }
 
 impl Gate {
+    /// A closed gate and a pool whose generator waits at it.
+    fn pool(config: PoolConfig) -> (Arc<Gate>, KeyPool) {
+        let gate = Arc::new(Gate {
+            open: Mutex::new(false),
+            cv: Condvar::new(),
+            active: AtomicUsize::new(0),
+            max_active: AtomicUsize::new(0),
+        });
+        let g = Arc::clone(&gate);
+        let pool = KeyPool::with_generator(config, move |spec| g.generate(spec)).unwrap();
+        (gate, pool)
+    }
+
     fn generate(&self, spec: &KeySpec) -> Result<PrivateKey, Error> {
         let now = self.active.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_active.fetch_max(now, Ordering::SeqCst);
@@ -125,17 +138,7 @@ impl Gate {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn background_generations_respect_the_concurrency_bound() {
-    let gate = Arc::new(Gate {
-        open: Mutex::new(false),
-        cv: Condvar::new(),
-        active: AtomicUsize::new(0),
-        max_active: AtomicUsize::new(0),
-    });
-    let g = Arc::clone(&gate);
-    let pool = KeyPool::with_generator(config(KeySpec::EcdsaP256, 6, 2), move |spec| {
-        g.generate(spec)
-    })
-    .unwrap();
+    let (gate, pool) = Gate::pool(config(KeySpec::EcdsaP256, 6, 2));
     pool.fill();
     assert_eq!(pool.stats().pending, 6);
 
@@ -167,17 +170,7 @@ async fn background_generations_respect_the_concurrency_bound() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refills_wait_while_a_take_generates_inline() {
-    let gate = Arc::new(Gate {
-        open: Mutex::new(false),
-        cv: Condvar::new(),
-        active: AtomicUsize::new(0),
-        max_active: AtomicUsize::new(0),
-    });
-    let g = Arc::clone(&gate);
-    let pool = KeyPool::with_generator(config(KeySpec::EcdsaP256, 2, 2), move |spec| {
-        g.generate(spec)
-    })
-    .unwrap();
+    let (gate, pool) = Gate::pool(config(KeySpec::EcdsaP256, 2, 2));
     // An empty pool: the take generates inline (blocked at the gate) and
     // schedules two refills, which must not start while it runs.
     let taker = {
