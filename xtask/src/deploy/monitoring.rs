@@ -371,7 +371,12 @@ pub fn dashboard_queries(dashboard: &Value) -> Vec<String> {
         .flatten()
     {
         if let Some(q) = v["query"]["query"].as_str() {
-            out.push(q.to_owned());
+            // Grafana's `label_values(<series selector>, <label>)`: the selector is PromQL.
+            let selector = q
+                .strip_prefix("label_values(")
+                .and_then(|rest| rest.rsplit_once(','))
+                .map_or(q, |(selector, _)| selector);
+            out.push(selector.to_owned());
         }
     }
     out

@@ -1290,3 +1290,289 @@ fn image_constants_compose_the_image_repository() {
         IMAGE_REPOSITORY
     );
 }
+
+// -------------------------------------------------------------------------------- monitoring
+
+/// Metric rows of docs/metrics.md: (exposed name, type, since).
+fn documented_metrics() -> Vec<(String, String, String)> {
+    let text = read("docs/metrics.md");
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        // | `name` | type | labels | since | meaning | query |
+        if cells.len() < 8 || !cells[1].starts_with('`') {
+            continue;
+        }
+        let name = cells[1].trim_matches('`');
+        if matches!(cells[2], "counter" | "gauge" | "histogram") {
+            out.push((name.to_owned(), cells[2].to_owned(), cells[4].to_owned()));
+        }
+    }
+    assert!(out.len() > 5, "docs/metrics.md: no metric table found");
+    out
+}
+
+/// Metric names registered in the driver's code: string literals that look like metric names,
+/// in every source file of the driver crate (metrics.rs and the live gauges beside it).
+fn metric_names_in_code() -> BTreeSet<String> {
+    let prefixes = ["certmanager_csi_", "process_", "rest_client_", "build_info"];
+    let mut out = BTreeSet::new();
+    for file in list_files(&root().join("crates/driver/src")).unwrap() {
+        if file.extension().is_none_or(|e| e != "rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).unwrap();
+        for literal in text.split('"').skip(1).step_by(2) {
+            let is_name = !literal.is_empty()
+                && literal
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            if is_name && prefixes.iter().any(|p| literal.starts_with(p)) {
+                out.insert(literal.to_owned());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn docs_metrics_match_the_code() {
+    let code = metric_names_in_code();
+    assert!(
+        code.contains("certmanager_csi_issue_requests"),
+        "the grep found no registered names: {code:?}"
+    );
+    let mut documented = BTreeSet::new();
+    for (name, kind, since) in documented_metrics() {
+        // prometheus-client registers counters without `_total` and adds it when encoding.
+        let registered = match kind.as_str() {
+            "counter" => name
+                .strip_suffix("_total")
+                .unwrap_or_else(|| panic!("docs/metrics.md: counter {name} must end in _total"))
+                .to_owned(),
+            _ => name.clone(),
+        };
+        if since == "planned" {
+            assert!(
+                !code.contains(&registered),
+                "docs/metrics.md lists {name} as planned, but the driver registers it: \
+                 write the release in its `since` column"
+            );
+        } else {
+            documented.insert(registered);
+        }
+    }
+    let undocumented: Vec<_> = code.difference(&documented).collect();
+    let gone: Vec<_> = documented.difference(&code).collect();
+    assert!(
+        undocumented.is_empty() && gone.is_empty(),
+        "docs/metrics.md and the driver disagree: registered but not documented: {undocumented:?}; \
+         documented but not registered: {gone:?}"
+    );
+}
+
+/// Names a PromQL expression uses as metrics (identifiers not followed by `(`, not keywords,
+/// not label names inside `{}` or `by (...)`).
+fn metrics_in_query(expr: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let keywords = [
+        "by",
+        "on",
+        "and",
+        "or",
+        "unless",
+        "without",
+        "ignoring",
+        "group_left",
+        "group_right",
+        "bool",
+        "offset", // aggregations, which may be followed by `by (...)` before `(`:
+        "sum",
+        "min",
+        "max",
+        "avg",
+        "count",
+        "group",
+        "stddev",
+        "stdvar",
+        "topk",
+        "bottomk",
+        "quantile",
+        "count_values",
+    ];
+    let bytes: Vec<char> = expr.chars().collect();
+    let (mut i, mut braces, mut parens_after_by) = (0, 0, 0usize);
+    while i < bytes.len() {
+        let c = bytes[i];
+        if c == '"' {
+            i += 1;
+            while i < bytes.len() && bytes[i] != '"' {
+                i += 1;
+            }
+        } else if c == '{' {
+            braces += 1;
+        } else if c == '}' {
+            braces -= 1;
+        } else if c == ')' && parens_after_by > 0 {
+            parens_after_by -= 1;
+        } else if c.is_ascii_alphabetic() || c == '_' {
+            let start = i;
+            while i + 1 < bytes.len()
+                && (bytes[i + 1].is_ascii_alphanumeric() || bytes[i + 1] == '_')
+            {
+                i += 1;
+            }
+            let word: String = bytes[start..=i].iter().collect();
+            let next = bytes[i + 1..].iter().find(|c| !c.is_whitespace());
+            let prev_is_range = start > 0 && bytes[start - 1].is_ascii_digit();
+            if matches!(word.as_str(), "by" | "on" | "without" | "ignoring") {
+                parens_after_by += 1;
+                // skip to its '('
+                while i + 1 < bytes.len() && bytes[i + 1] != '(' {
+                    i += 1;
+                }
+                i += 1;
+            } else if braces == 0
+                && parens_after_by == 0
+                && next != Some(&'(')
+                && !prev_is_range
+                && !keywords.contains(&word.as_str())
+            {
+                out.insert(word);
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Series names docs/metrics.md allows in queries (with a histogram's and Prometheus' own).
+fn queryable_names() -> BTreeSet<String> {
+    let mut names = BTreeSet::from(["up".to_owned()]);
+    for (name, kind, _) in documented_metrics() {
+        if kind == "histogram" {
+            for suffix in ["_bucket", "_sum", "_count"] {
+                names.insert(format!("{name}{suffix}"));
+            }
+        } else {
+            names.insert(name);
+        }
+    }
+    names
+}
+
+#[test]
+fn query_parser_finds_metric_names() {
+    assert_eq!(
+        metrics_in_query(
+            "sum by (namespace, pod) (rate(a_total{job=\"x\", node=~\"$node\"}[5m])) / on(instance) b > 0.5"
+        ),
+        BTreeSet::from(["a_total".to_owned(), "b".to_owned()])
+    );
+}
+
+#[test]
+fn dashboard_is_json_and_queries_known_metrics() {
+    let text = read("deploy/monitoring/grafana-dashboard.json");
+    let dashboard: Value = serde_json::from_str(&text).expect("the dashboard is valid JSON");
+    assert_eq!(dashboard, monitoring::dashboard());
+    let known = queryable_names();
+    let queries = monitoring::dashboard_queries(&dashboard);
+    assert!(queries.len() >= 10, "{queries:?}");
+    let mut used = BTreeSet::new();
+    for q in &queries {
+        for m in metrics_in_query(q) {
+            assert!(
+                known.contains(&m),
+                "dashboard query `{q}` uses {m}, which docs/metrics.md does not list"
+            );
+            used.insert(m);
+        }
+    }
+    // Panel ids are unique, and every panel has a query.
+    let panels = dashboard["panels"].as_array().unwrap();
+    let ids: BTreeSet<u64> = panels.iter().map(|p| p["id"].as_u64().unwrap()).collect();
+    assert_eq!(ids.len(), panels.len());
+    assert!(
+        panels
+            .iter()
+            .all(|p| !p["targets"].as_array().unwrap().is_empty())
+    );
+    assert!(used.contains("certmanager_csi_certificate_request_expiration_timestamp_seconds"));
+}
+
+#[test]
+fn alert_rules_query_known_metrics() {
+    let known = queryable_names();
+    let rules = monitoring::rules();
+    let mut alerts = BTreeSet::new();
+    for rule in rules["groups"][0]["rules"].as_array().unwrap() {
+        let expr = rule["expr"].as_str().unwrap();
+        for m in metrics_in_query(expr) {
+            assert!(known.contains(&m), "alert expr `{expr}` uses unknown {m}");
+        }
+        alerts.insert(rule["alert"].as_str().unwrap().to_owned());
+        assert!(rule["annotations"]["summary"].is_string());
+        assert!(rule["annotations"]["description"].is_string());
+    }
+    // Every alert is listed in docs/metrics.md and exercised by the promtool tests.
+    let docs = read("docs/metrics.md");
+    let tests = read("deploy/monitoring/tests/rules.test.yaml");
+    for a in &alerts {
+        assert!(
+            docs.contains(&format!("`{a}`")),
+            "docs/metrics.md lacks {a}"
+        );
+        assert!(
+            tests.contains(&format!("alertname: {a}\n    exp_alerts: []")),
+            "no silent case for {a}"
+        );
+        assert!(
+            tests.contains(&format!(
+                "alertname: {a}\n    exp_alerts:\n    - exp_labels"
+            )),
+            "no firing case for {a}"
+        );
+    }
+    assert_eq!(alerts.len(), 5);
+}
+
+/// `promtool test rules` over deploy/monitoring/tests/. Skipped (saying so) where promtool is not
+/// installed, except in CI (`CI` set), where `.ci/run` installs it.
+#[test]
+fn promtool_tests_pass() {
+    let found = Command::new("promtool").arg("--version").output().is_ok();
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "promtool is not installed (apt-get install prometheus); CI must run the rule tests"
+        );
+        eprintln!(
+            "SKIPPED: promtool_tests_pass: promtool not installed (apt-get install prometheus)"
+        );
+        return;
+    }
+    let dir = root().join("deploy/monitoring/tests");
+    let check = Command::new("promtool")
+        .args(["check", "rules", "../prometheus-rules.yaml"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "promtool check rules: {}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let out = Command::new("promtool")
+        .args(["test", "rules", "rules.test.yaml"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "promtool test rules failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
