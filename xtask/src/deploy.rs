@@ -312,8 +312,9 @@ fn labels() -> BTreeMap<String, String> {
     [("app.kubernetes.io/name".to_owned(), APP.to_owned())].into()
 }
 
-/// The DaemonSet's selector: the Go chart's (`app: cert-manager-csi-driver`). A selector cannot
-/// change, so keeping it lets `helm upgrade` move a Go chart release to this chart in place.
+/// The DaemonSet's selector: the Go chart's (`app: cert-manager-csi-driver`), so label selectors
+/// written for the Go driver's Pods keep matching, and a DaemonSet whose selector (immutable)
+/// came from the Go chart can be updated rather than replaced.
 pub fn selector_labels() -> BTreeMap<String, String> {
     [("app".to_owned(), APP.to_owned())].into()
 }

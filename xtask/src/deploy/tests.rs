@@ -1576,3 +1576,53 @@ fn promtool_tests_pass() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The chart's driver args for non-default values are those of the typed DaemonSet with the
+/// same settings (flag forms and order), so container tests built from [`Settings`] run what the
+/// chart installs.
+#[test]
+fn chart_args_match_the_typed_daemonset() {
+    let Some(python) = helm_python() else {
+        return;
+    };
+    let values = serde_json::json!({
+        "app": {"logLevel": "debug", "logFormat": "json", "driver": {
+            "useTokenRequest": true, "continueOnNotReady": true,
+            "kubernetesAPIQPS": 20, "kubernetesAPIBurst": 40,
+            "podReadinessGates": ["pod-ip:any", "pod-annotation:example.com/ready"],
+            // Unlike the Go chart, zero values are rendered when set.
+            "gateBackoff": {"duration": "1s", "factor": 2, "jitter": 0, "cap": "0s"},
+            "goDefaults": true,
+        }},
+        "metrics": {"port": 9500},
+    });
+    let objects = render_chart(&python, values, NAMESPACE);
+    let ds: DaemonSet = typed(&objects[&("DaemonSet".to_owned(), APP.to_owned())]);
+    let s = Settings {
+        log_level: "debug".to_owned(),
+        log_format: "json".to_owned(),
+        use_token_request: Cond::On,
+        continue_on_not_ready: Cond::On,
+        kube_api_qps: (Cond::On, "20".to_owned()),
+        kube_api_burst: (Cond::On, "40".to_owned()),
+        pod_readiness_gates: vec![
+            "pod-ip:any".to_owned(),
+            "pod-annotation:example.com/ready".to_owned(),
+        ],
+        gate_backoff: [
+            ("duration", "1s"),
+            ("factor", "2"),
+            ("jitter", "0"),
+            ("cap", "0s"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .to_vec(),
+        go_defaults: true,
+        metrics_port: 9500,
+        ..Settings::default()
+    };
+    assert_eq!(
+        args(&container(&ds, DRIVER_CONTAINER)),
+        args(&container(&daemon_set(&s), DRIVER_CONTAINER))
+    );
+}
