@@ -1,13 +1,17 @@
 //! `cargo xtask deploy [--check]`: writes the deploy manifests under `deploy/` from typed
 //! `k8s-openapi` objects, so the YAML users apply is produced by code and reviewed as code.
 //!
-//! - `deploy/*.yaml` + `kustomization.yaml`: the driver (Namespace, ServiceAccount, RBAC,
+//! - `deploy/base/` + `kustomization.yaml`: the driver (Namespace, ServiceAccount, RBAC,
 //!   CSIDriver, DaemonSet), `kubectl apply -k deploy/`.
 //! - `deploy/token-request/`: overlay that makes the driver create requests with the Pod's
-//!   ServiceAccount token (CSIDriver `tokenRequests` + `requiresRepublish`, `--use-token-request`).
+//!   ServiceAccount token (CSIDriver `tokenRequests` + `requiresRepublish`, `--use-token-request`,
+//!   the driver's role without `create`).
+//! - `deploy/components/pod-readiness/`: kustomize component for readiness gates (Pod RBAC).
+//! - `deploy/monitoring/`: PodMonitor, alert rules, scrape configuration, dashboard
+//!   ([`monitoring`]).
 //! - `deploy/examples/`: a CA issuer chain and the Deployment from the original documentation.
-//! - `deploy/chart/`: a Helm chart whose templates are the same objects, with chosen fields turned
-//!   into template expressions (see [`chart::helmify`]).
+//! - `deploy/chart/`: a Helm chart from static templates, checked against the same objects by
+//!   the render tests ([`chart`]).
 //!
 //! `--check` regenerates in memory and fails, naming every stale, missing or extra file, when the
 //! committed files differ (rust-analyzer's `codegen --check` pattern).

@@ -925,6 +925,7 @@ fn kustomize_pod_readiness_component() {
         return;
     }
     // kustomize takes relative paths only: an overlay two levels below the workspace root.
+    std::fs::create_dir_all(root().join("target")).unwrap();
     let dir = tempfile::tempdir_in(root().join("target")).unwrap();
     std::fs::write(
         dir.path().join("kustomization.yaml"),
