@@ -667,6 +667,18 @@ fn chart_and_kustomize_agree() {
         NAMESPACE,
     ));
     assert_eq!(sorted_args(chart), sorted_args(overlay));
+
+    let mut gated = kustomize_with_pod_readiness().unwrap();
+    gated.remove(&("Namespace".to_owned(), NAMESPACE.to_owned()));
+    let chart = without_helm_labels(render_chart(
+        &python,
+        serde_json::json!({"app": {"driver": {
+            "continueOnNotReady": true,
+            "podReadinessGates": [DEFAULT_COMPONENT_GATE],
+        }}}),
+        NAMESPACE,
+    ));
+    assert_eq!(sorted_args(chart), sorted_args(gated));
 }
 
 #[test]
@@ -918,11 +930,11 @@ fn kustomize_token_request_role_has_no_create() {
     assert_eq!(role_verbs(&role), expected_verbs(true, false));
 }
 
-#[test]
-fn kustomize_pod_readiness_component() {
+/// `kubectl kustomize` of the base with the pod-readiness component, if kubectl can.
+fn kustomize_with_pod_readiness() -> Option<BTreeMap<(String, String), Value>> {
     if kustomize_major().is_none_or(|m| m < 4) {
-        eprintln!("SKIPPED: kustomize_pod_readiness_component needs kubectl >= 1.24");
-        return;
+        eprintln!("SKIPPED: the pod-readiness component needs kubectl >= 1.24 to render");
+        return None;
     }
     // kustomize takes relative paths only: an overlay two levels below the workspace root.
     std::fs::create_dir_all(root().join("target")).unwrap();
@@ -943,7 +955,16 @@ fn kustomize_pod_readiness_component() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let objects = by_kind_name(yaml_docs(&String::from_utf8(out.stdout).unwrap()));
+    Some(by_kind_name(yaml_docs(
+        &String::from_utf8(out.stdout).unwrap(),
+    )))
+}
+
+#[test]
+fn kustomize_pod_readiness_component() {
+    let Some(objects) = kustomize_with_pod_readiness() else {
+        return;
+    };
     let role: ClusterRole = typed(&objects[&("ClusterRole".to_owned(), APP.to_owned())]);
     assert_eq!(role_verbs(&role), expected_verbs(false, true));
     let ds: DaemonSet = typed(&objects[&("DaemonSet".to_owned(), APP.to_owned())]);
