@@ -821,20 +821,14 @@ const DAEMONSET_NOTES: &[Note] = &[
         text: "The node name (from spec.nodeName via NODE_ID) scopes the driver's CertificateRequest watch.",
     },
     Note {
-        anchors: &[
-            "path: /var/lib/cert-manager-csi-driver",
-            "path: __HELM_Values.app.driver.csiDataDir__",
-        ],
+        anchors: &["path: /var/lib/cert-manager-csi-driver"],
         text: "Data root on the host. Not under /tmp: systemd-tmpfiles cleans /tmp on many distributions,\n\
                deleting the driver's metadata under running Pods (Go driver issue #78). The Go chart\n\
                used /tmp/cert-manager-csi-driver; to take over its volumes, or to use another\n\
                directory, change this path (see docs/migrate.md).",
     },
     Note {
-        anchors: &[
-            "path: /var/lib/kubelet/pods",
-            "path: __HELM_Values.app.kubeletRootDir__/pods",
-        ],
+        anchors: &["path: /var/lib/kubelet/pods"],
         text: "The kubelet's pods directory, mounted at the same path: target paths in CSI calls are host\n\
                paths. Change every /var/lib/kubelet here if your kubelet uses another --root-dir.",
     },
