@@ -23,7 +23,7 @@ pub(crate) struct Kube {
 /// The driver: store, key pool, cert-manager client, renewer, metrics.
 pub struct Driver {
     pub(crate) config: Config,
-    pub(crate) store: Store,
+    pub(crate) store: Arc<Store>,
     pub(crate) pool: KeyPool,
     pub(crate) kube: Result<Kube, String>,
     pub(crate) renewer: OnceLock<Renewer>,
@@ -75,7 +75,7 @@ impl Driver {
                 "{} is already a mount point but not a tmpfs, so private keys would be \
                  written to disk; unmount it, or pass --mount-tmpfs=false to accept keys on \
                  that file system",
-                config.data_root.join("inmemfs").display()
+                config.data_root.join(cmcsi_store::INMEMFS_DIR).display()
             )));
         }
         let pool = KeyPool::new(cmcsi_keygen::PoolConfig {
@@ -104,7 +104,7 @@ impl Driver {
             let metrics = Arc::new(Metrics::new(Some(Arc::new(Live(weak.clone())))));
             Driver {
                 config,
-                store,
+                store: Arc::new(store),
                 pool,
                 kube,
                 renewer: OnceLock::new(),
@@ -124,7 +124,7 @@ impl Driver {
         )
         .map_err(|e| crate::RunError::Config(e.to_string()))?;
         let _ = driver.renewer.set(renewer);
-        driver.recover()?;
+        driver.recover().await?;
         // Once now, then every interval. Holds only a weak reference between
         // sweeps, so it ends with the driver.
         let interval = driver.config.abandoned_sweep_interval;
@@ -176,6 +176,34 @@ impl Driver {
     }
 
     /// One issuance with metrics and a log line.
+    /// Runs store IO on Tokio's blocking pool, as the store asks of async
+    /// callers, so a slow file system never stalls the async workers that
+    /// serve other volumes and the health RPCs.
+    pub(crate) async fn on_store<T, E>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, DriverError>
+    where
+        T: Send + 'static,
+        E: Into<DriverError> + Send + 'static,
+    {
+        let store = Arc::clone(&self.store);
+        match tokio::task::spawn_blocking(move || f(&store)).await {
+            Ok(result) => result.map_err(Into::into),
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(DriverError::Worker(format!("node storage: {e}"))),
+        }
+    }
+
+    /// A volume's metadata, read on the blocking pool.
+    pub(crate) async fn read_metadata(
+        &self,
+        volume_id: &str,
+    ) -> Result<cmcsi_store::Metadata, DriverError> {
+        let id = volume_id.to_string();
+        self.on_store(move |s| s.read_metadata(&id)).await
+    }
+
     /// Stops background work.
     pub fn shutdown(&self) {
         if let Some(r) = self.renewer.get() {

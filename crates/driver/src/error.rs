@@ -37,6 +37,10 @@ pub enum DriverError {
     /// Mounting or unmounting the volume failed.
     #[error("{0}")]
     Mount(String),
+    /// A blocking task the driver started (store IO) was cancelled, which
+    /// happens only while the runtime shuts down.
+    #[error("{0} was cancelled because the driver is shutting down; the kubelet will retry")]
+    Worker(String),
 }
 
 impl DriverError {
@@ -68,6 +72,7 @@ impl DriverError {
                 _ if e.is_retryable() => Status::unavailable(msg),
                 _ => Status::internal(msg),
             },
+            DriverError::Worker(_) => Status::unavailable(msg),
             DriverError::Store(_) | DriverError::Key(_) | DriverError::Mount(_) => {
                 Status::internal(msg)
             }

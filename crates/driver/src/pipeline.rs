@@ -44,12 +44,20 @@ type Submitted = (PrivateKey, String, zeroize::Zeroizing<String>);
 /// The spec a volume's stored context stands for. Volumes written by the Go
 /// driver keep its defaults (`tls.crt`, `tls.key`, `ca.crt`, 2160h).
 pub fn spec_of(meta: &Metadata) -> Result<CertificateSpec, DriverError> {
-    let options = if meta.written_by_go() {
+    Ok(cmcsi_attrs::parse_with(
+        &meta.volume_context,
+        &options_of(meta),
+    )?)
+}
+
+/// The parse options of a stored volume: the Go driver's defaults for
+/// volumes it wrote, the original documentation's for ours.
+pub fn options_of(meta: &Metadata) -> ParseOptions {
+    if meta.written_by_go() {
         ParseOptions::go_driver()
     } else {
         ParseOptions::original()
-    };
-    Ok(cmcsi_attrs::parse_with(&meta.volume_context, &options)?)
+    }
 }
 
 /// The outcome of one successful issuance.
@@ -104,15 +112,7 @@ impl Pipeline<'_> {
             None
         };
 
-        if !self.issuer.wait_synced(self.timeout).await {
-            return Err(DriverError::Issuer(ic::IssueError::ApiUnavailable {
-                action: "listing this node's CertificateRequests".into(),
-                detail: format!(
-                    "the watch has not synced within {:?}; is the Kubernetes API reachable?",
-                    self.timeout
-                ),
-            }));
-        }
+        self.issuer.wait_synced(self.timeout).await?;
         // `pkcs8` is the key's PKCS#8 PEM as recorded with the request,
         // reused for the key file (encoding costs a public-key derivation).
         let (key, name, pkcs8) = match self.resumable(volume_id)? {
@@ -354,12 +354,10 @@ pub fn new_metadata(
     volume_id: &str,
     target_path: &str,
     context: &BTreeMap<String, String>,
-    mount_group: &str,
+    mount_group: Option<u32>,
 ) -> Metadata {
     let mut meta = Metadata::new(volume_id, target_path);
     meta.volume_context = context.clone();
-    if !mount_group.is_empty() {
-        meta.volume_mount_group = Some(mount_group.to_string());
-    }
+    meta.volume_mount_group = mount_group.map(|g| g.to_string());
     meta
 }

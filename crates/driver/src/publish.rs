@@ -5,17 +5,16 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use cmcsi_proto::v1::{NodePublishVolumeRequest, NodeUnpublishVolumeRequest, volume_capability};
+use cmcsi_attrs::{CertificateSpec, ParseOptions};
 use cmcsi_renewer::{IssueFailure, IssueReason, Lifetime};
-use cmcsi_store::StoreError;
+use cmcsi_store::{Metadata, StoreError};
 
 use crate::driver::Driver;
 use crate::error::DriverError;
 use crate::metrics::{cert_labels, issuer_labels, jiff_like, unix_seconds};
 use crate::mount;
+use crate::node::{PublishRequest, UnpublishRequest};
 use crate::pipeline;
-
-const EPHEMERAL_KEY: &str = "csi.storage.k8s.io/ephemeral";
 
 impl Driver {
     pub(crate) async fn issue_logged(
@@ -58,7 +57,7 @@ impl Driver {
                 );
             }
             Err(e) => {
-                if let Ok(meta) = self.store.read_metadata(volume_id)
+                if let Ok(meta) = self.read_metadata(volume_id).await
                     && let Ok(spec) = pipeline::spec_of(&meta)
                 {
                     let labels = issuer_labels(&spec);
@@ -94,7 +93,8 @@ impl Driver {
                 "another operation on this volume is still in progress",
             ));
         };
-        match self.store.volume_exists(volume_id) {
+        let id = volume_id.to_string();
+        match self.on_store(move |s| s.volume_exists(&id)).await {
             Ok(true) => {}
             Ok(false) => return Err(IssueFailure::new("volume no longer exists")),
             Err(e) => return Err(IssueFailure::new(e.to_string())),
@@ -107,7 +107,7 @@ impl Driver {
     }
 
     /// NodePublishVolume.
-    pub async fn publish(&self, req: NodePublishVolumeRequest) -> Result<(), DriverError> {
+    pub(crate) async fn publish(&self, req: PublishRequest) -> Result<(), DriverError> {
         let started = Instant::now();
         let result = self.publish_inner(req).await;
         self.metrics
@@ -116,47 +116,13 @@ impl Driver {
         result
     }
 
-    async fn publish_inner(&self, req: NodePublishVolumeRequest) -> Result<(), DriverError> {
+    async fn publish_inner(&self, req: PublishRequest) -> Result<(), DriverError> {
         let volume_id = req.volume_id.as_str();
-        cmcsi_store::check_volume_id(volume_id)
-            .map_err(|e| DriverError::InvalidRequest(format!("volume_id: {e}")))?;
-        let target = check_target_path(&req.target_path)?;
-        if req.volume_context.get(EPHEMERAL_KEY).map(String::as_str) != Some("true") {
-            return Err(DriverError::InvalidRequest(
-                "only inline ephemeral volumes are supported: declare the volume under \
-                 pod.spec.volumes[].csi (csi.storage.k8s.io/ephemeral must be \"true\"; the \
-                 CSIDriver object must list volumeLifecycleModes: [Ephemeral])"
-                    .into(),
-            ));
-        }
-        if !req.readonly {
-            return Err(DriverError::InvalidRequest(
-                "pod.spec.volumes[].csi.readOnly must be set to true".into(),
-            ));
-        }
-        let mount_group = match req
-            .volume_capability
-            .as_ref()
-            .and_then(|c| c.access_type.as_ref())
-        {
-            Some(volume_capability::AccessType::Mount(m)) => m.volume_mount_group.clone(),
-            Some(volume_capability::AccessType::Block(_)) => {
-                return Err(DriverError::InvalidRequest(
-                    "block volumes are not supported: use a filesystem (mount) volume".into(),
-                ));
-            }
-            None => String::new(),
-        };
-        if !mount_group.is_empty() && mount_group.parse::<u32>().is_err() {
-            return Err(DriverError::InvalidRequest(format!(
-                "volume_capability.mount.volume_mount_group `{mount_group}` is not a numeric group id"
-            )));
-        }
-        let context: BTreeMap<String, String> = req.volume_context.into_iter().collect();
+        let target = req.target_path.as_path();
 
         // A republish of a running Pod (e.g. with a refreshed token) must
         // never fail or block on a renewal in flight.
-        if let Some(done) = self.republish(volume_id, target, &context).await? {
+        if let Some(done) = self.republish(volume_id, target, &req.context).await? {
             return done;
         }
 
@@ -165,39 +131,9 @@ impl Driver {
             .lock(volume_id, self.config.issuance_timeout)
             .await
         else {
-            return Err(DriverError::Busy(format!(
-                "another operation on volume {volume_id} is still in progress; the kubelet will retry"
-            )));
+            return Err(busy(volume_id));
         };
-
-        let existing = match self.store.read_metadata(volume_id) {
-            Ok(m) => Some(m),
-            Err(StoreError::VolumeNotFound { .. }) => None,
-            Err(e) => return Err(e.into()),
-        };
-        let spec = match &existing {
-            Some(meta) => pipeline::spec_of(meta)?,
-            None => cmcsi_attrs::parse(&context)?,
-        };
-        if self.config.use_token_request {
-            pipeline::token_of(&context)?;
-        }
-        let meta = match existing {
-            Some(mut meta) => {
-                if meta.volume_context != context {
-                    meta.volume_context = context;
-                    self.store.write_metadata(&meta)?;
-                }
-                meta
-            }
-            None => {
-                let meta =
-                    pipeline::new_metadata(volume_id, &req.target_path, &context, &mount_group);
-                let gid = spec.fs_group.or_else(|| mount_group.parse().ok());
-                self.store.create_volume(&meta, gid)?;
-                meta
-            }
-        };
+        let (meta, spec) = self.prepare(&req).await?;
 
         if meta.next_issuance_time.is_none() {
             if self.config.continue_on_not_ready {
@@ -213,7 +149,61 @@ impl Driver {
                 );
             }
         }
-        self.mount(volume_id, target)
+        self.mount(volume_id, target).await
+    }
+
+    /// Under the volume's lock: its metadata (created at the first publish,
+    /// the context updated when the kubelet sends a new one) and its spec.
+    /// The spec comes from the context the volume was first published with;
+    /// its warnings are logged here, once per publish.
+    async fn prepare(
+        &self,
+        req: &PublishRequest,
+    ) -> Result<(Metadata, CertificateSpec), DriverError> {
+        let id = req.volume_id.clone();
+        let existing = self
+            .on_store(move |s| match s.read_metadata(&id) {
+                Ok(m) => Ok(Some(m)),
+                Err(StoreError::VolumeNotFound { .. }) => Ok(None),
+                Err(e) => Err(e),
+            })
+            .await?;
+        let parsed = match &existing {
+            Some(meta) => {
+                cmcsi_attrs::parse_detailed(&meta.volume_context, &pipeline::options_of(meta))?
+            }
+            None => cmcsi_attrs::parse_detailed(&req.context, &ParseOptions::original())?,
+        };
+        for warning in &parsed.warnings {
+            tracing::warn!(volume = %req.volume_id, warning = %warning, "volume attribute ignored");
+        }
+        let spec = parsed.spec;
+        if self.config.use_token_request {
+            pipeline::token_of(&req.context)?;
+        }
+        let meta = match existing {
+            Some(mut meta) => {
+                if meta.volume_context != req.context {
+                    meta.volume_context = req.context.clone();
+                    let m = meta.clone();
+                    self.on_store(move |s| s.write_metadata(&m)).await?;
+                }
+                meta
+            }
+            None => {
+                let meta = pipeline::new_metadata(
+                    &req.volume_id,
+                    &req.target_path.to_string_lossy(),
+                    &req.context,
+                    req.mount_group,
+                );
+                let gid = spec.fs_group.or(req.mount_group);
+                let m = meta.clone();
+                self.on_store(move |s| s.create_volume(&m, gid)).await?;
+                meta
+            }
+        };
+        Ok((meta, spec))
     }
 
     /// Handles a publish for a volume that already has a certificate:
@@ -225,7 +215,7 @@ impl Driver {
         target: &Path,
         context: &BTreeMap<String, String>,
     ) -> Result<Option<Result<(), DriverError>>, DriverError> {
-        match self.store.read_metadata(volume_id) {
+        match self.read_metadata(volume_id).await {
             Ok(m) if m.next_issuance_time.is_some() => {}
             // Not issued yet, gone, or half removed by an unpublish running
             // now: the locked path decides.
@@ -237,23 +227,24 @@ impl Driver {
         if guard.is_some() {
             // Read again under the lock: an unpublish may have removed the
             // volume while we waited.
-            let meta = match self.store.read_metadata(volume_id) {
+            let meta = match self.read_metadata(volume_id).await {
                 Ok(m) if m.next_issuance_time.is_some() => m,
                 _ => return Ok(None),
             };
             if &meta.volume_context != context {
                 let mut meta = meta;
                 meta.volume_context = context.clone();
-                if let Err(e) = self.store.write_metadata(&meta) {
+                if let Err(e) = self.on_store(move |s| s.write_metadata(&meta)).await {
                     tracing::warn!(volume = volume_id, error = %e, "could not record the refreshed volume context");
                 }
             }
         }
-        Ok(Some(self.mount(volume_id, target)))
+        Ok(Some(self.mount(volume_id, target).await))
     }
 
-    fn mount(&self, volume_id: &str, target: &Path) -> Result<(), DriverError> {
-        let data = self.store.data_dir(volume_id)?;
+    async fn mount(&self, volume_id: &str, target: &Path) -> Result<(), DriverError> {
+        let id = volume_id.to_string();
+        let data = self.on_store(move |s| s.data_dir(&id)).await?;
         let mount_err = |what: &str, e: std::io::Error| {
             DriverError::Mount(format!("{what} {}: {e}", target.display()))
         };
@@ -269,11 +260,9 @@ impl Driver {
     }
 
     /// NodeUnpublishVolume: idempotent.
-    pub async fn unpublish(&self, req: NodeUnpublishVolumeRequest) -> Result<(), DriverError> {
+    pub(crate) async fn unpublish(&self, req: UnpublishRequest) -> Result<(), DriverError> {
         let volume_id = req.volume_id.as_str();
-        cmcsi_store::check_volume_id(volume_id)
-            .map_err(|e| DriverError::InvalidRequest(format!("volume_id: {e}")))?;
-        let target = check_target_path(&req.target_path)?;
+        let target = req.target_path.as_path();
         // Cancel a renewal in flight before waiting for the lock.
         self.renewer().forget(volume_id);
         let Some(_guard) = self
@@ -281,12 +270,10 @@ impl Driver {
             .lock(volume_id, self.config.issuance_timeout)
             .await
         else {
-            return Err(DriverError::Busy(format!(
-                "another operation on volume {volume_id} is still in progress; the kubelet will retry"
-            )));
+            return Err(busy(volume_id));
         };
         self.renewer().forget(volume_id);
-        if let Ok(meta) = self.store.read_metadata(volume_id)
+        if let Ok(meta) = self.read_metadata(volume_id).await
             && let Ok(spec) = pipeline::spec_of(&meta)
         {
             let labels = cert_labels(&spec);
@@ -302,33 +289,15 @@ impl Driver {
                 tracing::warn!(target = %target.display(), error = %e, "target directory left in place")
             }
         }
-        self.store.remove_volume(volume_id)?;
+        let id = volume_id.to_string();
+        self.on_store(move |s| s.remove_volume(&id)).await?;
         Ok(())
     }
 }
 
-fn check_target_path(path: &str) -> Result<&Path, DriverError> {
-    let p = Path::new(path);
-    if !p.is_absolute() || path.contains('\0') {
-        return Err(DriverError::InvalidRequest(format!(
-            "target_path `{}` must be an absolute path",
-            path.escape_debug()
-        )));
-    }
-    if p.components()
-        .any(|c| matches!(c, std::path::Component::ParentDir))
-    {
-        return Err(DriverError::InvalidRequest(format!(
-            "target_path `{}` must not contain `..`",
-            path.escape_debug()
-        )));
-    }
-    if let Ok(m) = std::fs::symlink_metadata(p)
-        && m.file_type().is_symlink()
-    {
-        return Err(DriverError::InvalidRequest(format!(
-            "target_path `{path}` is a symbolic link; refusing to mount through it"
-        )));
-    }
-    Ok(p)
+/// The error for a volume whose lock is held past the wait.
+fn busy(volume_id: &str) -> DriverError {
+    DriverError::Busy(format!(
+        "another operation on volume {volume_id} is still in progress; the kubelet will retry"
+    ))
 }

@@ -294,12 +294,23 @@ impl IssuerClient {
     }
 
     /// Waits until the initial list has completed (so resume and cleanup see
-    /// every request of the node); `false` if `timeout` passed first.
-    pub async fn wait_synced(&self, timeout: Duration) -> bool {
+    /// every request of the node). Fails with [`IssueError::ApiUnavailable`]
+    /// when `timeout` passes first or the watch has stopped.
+    pub async fn wait_synced(&self, timeout: Duration) -> Result<(), IssueError> {
         let mut rx = self.inner.cache.health_rx();
-        tokio::time::timeout(timeout, rx.wait_for(|h| h.synced))
-            .await
-            .is_ok_and(|r| r.is_ok())
+        match tokio::time::timeout(timeout, rx.wait_for(|h| h.synced)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(IssueError::ApiUnavailable {
+                action: "listing this node's CertificateRequests".into(),
+                detail: "the watch has stopped; restart the driver".into(),
+            }),
+            Err(_) => Err(IssueError::ApiUnavailable {
+                action: "listing this node's CertificateRequests".into(),
+                detail: format!(
+                    "the watch has not synced within {timeout:?}; is the Kubernetes API reachable?"
+                ),
+            }),
+        }
     }
 
     /// Creates a request. With `token`, it is created as the Pod's
