@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use cmcsi_attrs::{CertificateSpec, ParseOptions};
-use cmcsi_issuer_client::{self as ic, IssuerClient, NewRequest, SecretToken};
+use cmcsi_issuer_client::{self as ic, IssuerClient, SecretToken};
 use cmcsi_keygen::{self as keygen, ChainSummary, PrivateKey};
 use cmcsi_store::{FileSet, Metadata, Store, StoreError};
 use serde::{Deserialize, Serialize};
@@ -244,8 +244,7 @@ impl Pipeline<'_> {
             .cleanup(volume_id, self.max_requests_per_volume.saturating_sub(1))
             .await?;
 
-        let pod_name = spec.pod.name.clone().unwrap_or_default();
-        let name = ic::generate_name(&pod_name)?;
+        let name = ic::generate_name(spec.pod.name.as_deref().unwrap_or_default())?;
         let pkcs8 = key.to_pem(keygen::KeyEncoding::Pkcs8)?;
         let pending = PendingRef {
             namespace,
@@ -258,25 +257,7 @@ impl Pipeline<'_> {
         );
         self.store.write_private(volume_id, PENDING_FILE, &record)?;
 
-        let req = NewRequest {
-            name: Some(name.clone()),
-            namespace: namespace.to_string(),
-            csr_pem: csr.into_bytes(),
-            issuer_ref: ic::IssuerRef {
-                name: spec.issuer.name.clone(),
-                kind: Some(spec.issuer.kind.clone()),
-                group: Some(spec.issuer.group.clone()),
-            },
-            duration: Some(spec.duration),
-            is_ca: spec.is_ca,
-            usages: spec.usages.iter().map(|u| u.as_str().to_string()).collect(),
-            annotations: spec.annotations.clone(),
-            volume_id: volume_id.to_string(),
-            pod: ic::PodRef {
-                name: pod_name,
-                uid: spec.pod.uid.clone().unwrap_or_default(),
-            },
-        };
+        let req = convert::new_request(volume_id, spec, namespace, &name, csr);
         match self.issuer.submit(req, token).await {
             Ok(_) => Ok((key, name, pkcs8)),
             Err(e) => {

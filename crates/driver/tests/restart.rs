@@ -50,8 +50,7 @@ fn a_certificate_that_expired_while_the_driver_was_down_is_reported_at_once() {
             // A long recovery spread: the overdue renewal is not attempted
             // during the test, so only recovery can have told the renewer.
             let mut h =
-                Harness::start(&["--metrics-bind-address", &addr, "--recovery-spread", "1h"])
-                    .await;
+                Harness::start(&["--metrics-bind-address", &addr, "--recovery-spread", "1h"]).await;
             let pod = Pod::new("ns", "short");
             let target = h
                 .publish(

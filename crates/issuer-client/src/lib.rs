@@ -85,7 +85,7 @@ pub use client::{
     Issued, IssuerClient, IssuerOptions, NewRequest, PodRef, RequestKey, Submitted, generate_name,
 };
 pub use connection::{ApiConnection, client_from_config};
-pub use error::{ConfigError, IssueError};
+pub use error::{Cause, ConfigError, IssueError};
 pub use hash::label_hash;
 pub use ratelimit::{DEFAULT_BURST, DEFAULT_QPS, RateLimit, RateLimited};
 pub use state::{Phase, RequestState};
