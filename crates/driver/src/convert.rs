@@ -109,6 +109,7 @@ mod tests {
     fn spec(extra: &[(&str, &str)]) -> CertificateSpec {
         let mut ctx = vec![
             (keys::ISSUER_NAME, "ca"),
+            (keys::DNS_NAMES, "a.example.com"),
             (keys::POD_NAME, "p"),
             (keys::POD_NAMESPACE, "ns"),
             (keys::POD_UID, "uid-1"),

@@ -62,22 +62,7 @@ impl Driver {
     /// Opens the store, connects (lazily) to Kubernetes, starts the renewer
     /// and recovers every stored volume.
     pub async fn start(config: Config) -> Result<Arc<Driver>, crate::RunError> {
-        let store = Store::open(
-            &config.data_root,
-            cmcsi_store::StoreOptions {
-                mount_tmpfs: config.mount_tmpfs,
-            },
-        )?;
-        if config.mount_tmpfs && !store.is_tmpfs() {
-            // Something other than a tmpfs is already mounted there: with
-            // --mount-tmpfs the keys must never reach a disk, so refuse.
-            return Err(crate::RunError::Config(format!(
-                "{} is already a mount point but not a tmpfs, so private keys would be \
-                 written to disk; unmount it, or pass --mount-tmpfs=false to accept keys on \
-                 that file system",
-                config.data_root.join(cmcsi_store::INMEMFS_DIR).display()
-            )));
-        }
+        let store = open_store(&config)?;
         let pool = KeyPool::new(cmcsi_keygen::PoolConfig {
             sizes: [(cmcsi_keygen::KeySpec::RSA_2048, config.key_pool_size)]
                 .into_iter()
@@ -85,21 +70,7 @@ impl Driver {
             ..Default::default()
         })
         .map_err(|e| crate::RunError::Config(format!("key pool: {e}")))?;
-        let kube = match cmcsi_issuer_client::client_from_config(
-            config.kubeconfig.clone(),
-            config.kube_api_qps,
-            config.kube_api_burst,
-        )
-        .await
-        {
-            Ok(connection) => Ok(Kube {
-                issuer: IssuerClient::new(connection, &config.node_id),
-            }),
-            Err(e) => {
-                tracing::error!(error = %e, "no Kubernetes API configuration; serving existing volumes only");
-                Err(e.to_string())
-            }
-        };
+        let kube = connect(&config).await;
         let driver = Arc::new_cyclic(|weak: &Weak<Driver>| {
             let metrics = Arc::new(Metrics::new(Some(Arc::new(Live(weak.clone())))));
             Driver {
@@ -125,21 +96,7 @@ impl Driver {
         .map_err(|e| crate::RunError::Config(e.to_string()))?;
         let _ = driver.renewer.set(renewer);
         driver.recover().await?;
-        // Once now, then every interval. Holds only a weak reference between
-        // sweeps, so it ends with the driver.
-        let interval = driver.config.abandoned_sweep_interval;
-        let weak = Arc::downgrade(&driver);
-        tokio::spawn(async move {
-            loop {
-                let Some(driver) = weak.upgrade() else { break };
-                driver.sweep_abandoned().await;
-                drop(driver);
-                if interval.is_zero() {
-                    break;
-                }
-                tokio::time::sleep(interval).await;
-            }
-        });
+        driver.spawn_sweeper();
         // Generate the pooled keys now rather than at the first take, so the
         // first Pods on a fresh node find them ready.
         driver.pool.fill();
@@ -208,6 +165,48 @@ impl Driver {
     pub fn shutdown(&self) {
         if let Some(r) = self.renewer.get() {
             r.shutdown();
+        }
+    }
+}
+
+/// Opens the data root; with `--mount-tmpfs`, refuses one that is already a
+/// mount point of another file system.
+fn open_store(config: &Config) -> Result<Store, crate::RunError> {
+    let store = Store::open(
+        &config.data_root,
+        cmcsi_store::StoreOptions {
+            mount_tmpfs: config.mount_tmpfs,
+        },
+    )?;
+    if config.mount_tmpfs && !store.is_tmpfs() {
+        // Something other than a tmpfs is already mounted there: with
+        // --mount-tmpfs the keys must never reach a disk, so refuse.
+        return Err(crate::RunError::Config(format!(
+            "{} is already a mount point but not a tmpfs, so private keys would be \
+             written to disk; unmount it, or pass --mount-tmpfs=false to accept keys on \
+             that file system",
+            config.data_root.join(cmcsi_store::INMEMFS_DIR).display()
+        )));
+    }
+    Ok(store)
+}
+
+/// The Kubernetes side, or why there is none (the driver then serves the
+/// volumes it has but issues nothing).
+async fn connect(config: &Config) -> Result<Kube, String> {
+    match cmcsi_issuer_client::client_from_config(
+        config.kubeconfig.clone(),
+        config.kube_api_qps,
+        config.kube_api_burst,
+    )
+    .await
+    {
+        Ok(connection) => Ok(Kube {
+            issuer: IssuerClient::new(connection, &config.node_id),
+        }),
+        Err(e) => {
+            tracing::error!(error = %e, "no Kubernetes API configuration; serving existing volumes only");
+            Err(e.to_string())
         }
     }
 }

@@ -144,26 +144,7 @@ impl Pipeline<'_> {
             return Err(DriverError::Key(keygen::Error::LeafKeyMismatch));
         }
 
-        let mut files = FileSet::new();
-        let key_pem = match convert::key_encoding(&spec) {
-            keygen::KeyEncoding::Pkcs8 => pkcs8,
-            other => key.to_pem(other)?,
-        };
-        files.insert(spec.files.private_key.clone(), key_pem.as_bytes().to_vec());
-        files.insert(
-            spec.files.certificate.clone(),
-            issued.certificate_pem.clone(),
-        );
-        files.insert(spec.files.ca.clone(), issued.ca_pem.clone());
-        if let Some(p12) = &spec.files.pkcs12 {
-            let der = keygen::pkcs12(
-                &key,
-                &issued.certificate_pem,
-                p12.password.expose(),
-                keygen::Pkcs12Profile::Modern2023,
-            )?;
-            files.insert(p12.filename.clone(), der);
-        }
+        let files = file_set(&spec, &key, pkcs8, &issued)?;
         let gid = spec.fs_group.or_else(|| {
             meta.volume_mount_group
                 .as_deref()
@@ -307,6 +288,38 @@ impl Pipeline<'_> {
             }
         }
     }
+}
+
+/// The files a volume shows its Pod: key (in the spec's encoding; `pkcs8` is
+/// the key's PKCS#8 PEM, reused to spare an encoding), chain, CA and, when
+/// enabled, the PKCS#12 keystore. Add a new keystore format here.
+fn file_set(
+    spec: &CertificateSpec,
+    key: &PrivateKey,
+    pkcs8: zeroize::Zeroizing<String>,
+    issued: &ic::Issued,
+) -> Result<FileSet, DriverError> {
+    let mut files = FileSet::new();
+    let key_pem = match convert::key_encoding(spec) {
+        keygen::KeyEncoding::Pkcs8 => pkcs8,
+        other => key.to_pem(other)?,
+    };
+    files.insert(spec.files.private_key.clone(), key_pem.as_bytes().to_vec());
+    files.insert(
+        spec.files.certificate.clone(),
+        issued.certificate_pem.clone(),
+    );
+    files.insert(spec.files.ca.clone(), issued.ca_pem.clone());
+    if let Some(p12) = &spec.files.pkcs12 {
+        let der = keygen::pkcs12(
+            key,
+            &issued.certificate_pem,
+            p12.password.expose(),
+            keygen::Pkcs12Profile::Modern2023,
+        )?;
+        files.insert(p12.filename.clone(), der);
+    }
+    Ok(files)
 }
 
 /// The Pod's ServiceAccount token from a volume context (token-request mode).

@@ -69,6 +69,26 @@ impl Driver {
         Ok(())
     }
 
+    /// Runs the abandoned-volume sweep once now, then every
+    /// `--abandoned-volume-sweep-interval` (zero: only once).
+    pub(crate) fn spawn_sweeper(self: &Arc<Self>) {
+        // Once now, then every interval. Holds only a weak reference between
+        // sweeps, so it ends with the driver.
+        let interval = self.config.abandoned_sweep_interval;
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let Some(driver) = weak.upgrade() else { break };
+                driver.sweep_abandoned().await;
+                drop(driver);
+                if interval.is_zero() {
+                    break;
+                }
+                tokio::time::sleep(interval).await;
+            }
+        });
+    }
+
     /// Removes never-issued volumes whose Pod is gone, returning how many.
     ///
     /// The kubelet never unpublishes a volume whose publish failed, so a Pod
