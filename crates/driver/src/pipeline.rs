@@ -96,6 +96,11 @@ pub struct Pipeline<'a> {
 impl Pipeline<'_> {
     /// Issues (or renews) the certificate of `volume_id` and writes it.
     /// A failure leaves the current file set untouched.
+    //
+    // Longer than most functions on purpose: its order (record the request,
+    // submit, await, check, write the files, then the metadata, then drop the
+    // record) is what makes a crash at any point safe, so it reads top to
+    // bottom in one place; the steps themselves are helpers.
     pub async fn issue(&self, volume_id: &str) -> Result<Issued, DriverError> {
         let mut meta = self.store.read_metadata(volume_id)?;
         let spec = spec_of(&meta)?;
