@@ -11,7 +11,7 @@ use cmcsi_store::Store;
 
 use crate::config::Config;
 use crate::error::DriverError;
-use crate::locks::VolumeLocks;
+use crate::locks::{VolumeGuard, VolumeLocks};
 use crate::metrics::{Live, Metrics};
 use crate::pipeline::Pipeline;
 
@@ -150,6 +150,28 @@ impl Driver {
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
             Err(e) => Err(DriverError::Worker(format!("node storage: {e}"))),
         }
+    }
+
+    /// [`Driver::on_store`] for a change made under the volume's lock: the
+    /// blocking task holds the lock too, so a publish the kubelet gives up
+    /// on cannot release it while the change is still being made (an
+    /// unpublish would then race the half-made change).
+    pub(crate) async fn on_store_locked<T, E>(
+        &self,
+        guard: &VolumeGuard,
+        f: impl FnOnce(&Store) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, DriverError>
+    where
+        T: Send + 'static,
+        E: Into<DriverError> + Send + 'static,
+    {
+        let held = guard.clone();
+        self.on_store(move |s| {
+            let result = f(s);
+            drop(held);
+            result
+        })
+        .await
     }
 
     /// A volume's metadata, read on the blocking pool.

@@ -11,6 +11,7 @@ use cmcsi_store::{Metadata, StoreError};
 
 use crate::driver::Driver;
 use crate::error::DriverError;
+use crate::locks::VolumeGuard;
 use crate::metrics::{cert_labels, issuer_labels, jiff_like, unix_seconds};
 use crate::mount;
 use crate::node::{PublishRequest, UnpublishRequest};
@@ -126,14 +127,14 @@ impl Driver {
             return done;
         }
 
-        let Some(_guard) = self
+        let Some(guard) = self
             .locks
             .lock(volume_id, self.config.issuance_timeout)
             .await
         else {
             return Err(busy(volume_id));
         };
-        let (meta, spec) = self.prepare(&req).await?;
+        let (meta, spec) = self.prepare(&req, &guard).await?;
 
         if meta.next_issuance_time.is_none() {
             if self.config.continue_on_not_ready {
@@ -159,6 +160,7 @@ impl Driver {
     async fn prepare(
         &self,
         req: &PublishRequest,
+        guard: &VolumeGuard,
     ) -> Result<(Metadata, CertificateSpec), DriverError> {
         let id = req.volume_id.clone();
         let existing = self
@@ -186,7 +188,8 @@ impl Driver {
                 if meta.volume_context != req.context {
                     meta.volume_context = req.context.clone();
                     let m = meta.clone();
-                    self.on_store(move |s| s.write_metadata(&m)).await?;
+                    self.on_store_locked(guard, move |s| s.write_metadata(&m))
+                        .await?;
                 }
                 meta
             }
@@ -199,7 +202,8 @@ impl Driver {
                 );
                 let gid = spec.fs_group.or(req.mount_group);
                 let m = meta.clone();
-                self.on_store(move |s| s.create_volume(&m, gid)).await?;
+                self.on_store_locked(guard, move |s| s.create_volume(&m, gid))
+                    .await?;
                 meta
             }
         };
@@ -224,7 +228,7 @@ impl Driver {
         // Wait briefly; a renewal holding the lock will pick up the new
         // token on its next attempt anyway.
         let guard = self.locks.lock(volume_id, Duration::from_secs(2)).await;
-        if guard.is_some() {
+        if let Some(guard) = &guard {
             // Read again under the lock: an unpublish may have removed the
             // volume while we waited.
             let meta = match self.read_metadata(volume_id).await {
@@ -234,7 +238,10 @@ impl Driver {
             if &meta.volume_context != context {
                 let mut meta = meta;
                 meta.volume_context = context.clone();
-                if let Err(e) = self.on_store(move |s| s.write_metadata(&meta)).await {
+                if let Err(e) = self
+                    .on_store_locked(guard, move |s| s.write_metadata(&meta))
+                    .await
+                {
                     tracing::warn!(volume = volume_id, error = %e, "could not record the refreshed volume context");
                 }
             }
@@ -265,7 +272,7 @@ impl Driver {
         let target = req.target_path.as_path();
         // Cancel a renewal in flight before waiting for the lock.
         self.renewer().forget(volume_id);
-        let Some(_guard) = self
+        let Some(guard) = self
             .locks
             .lock(volume_id, self.config.issuance_timeout)
             .await
@@ -290,7 +297,8 @@ impl Driver {
             }
         }
         let id = volume_id.to_string();
-        self.on_store(move |s| s.remove_volume(&id)).await?;
+        self.on_store_locked(&guard, move |s| s.remove_volume(&id))
+            .await?;
         Ok(())
     }
 }
