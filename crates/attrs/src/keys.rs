@@ -97,6 +97,10 @@ pub const SERVICE_ACCOUNT_TOKENS: &str = "csi.storage.k8s.io/serviceAccount.toke
 /// `"true"` for inline ephemeral volumes, from the kubelet.
 pub const EPHEMERAL: &str = "csi.storage.k8s.io/ephemeral";
 
+/// Keys whose values are secrets: never logged, never in an error or a
+/// metric, never printed by `Debug`.
+pub const SECRET_KEYS: &[&str] = &[SERVICE_ACCOUNT_TOKENS, PKCS12_PASSWORD];
+
 /// Attributes whose values may use `${POD_NAME}`-style variables.
 pub const TEMPLATED: &[&str] = &[
     COMMON_NAME,

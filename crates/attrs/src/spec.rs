@@ -68,8 +68,10 @@ pub struct IssuerRef {
 }
 
 /// The CSR's subject: separate fields, or a literal RFC 4514 string.
+///
+/// Exhaustive on purpose: the driver maps every variant onto `keygen`
+/// without a fallback, so a new variant must be mapped there to compile.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum Subject {
     /// From `common-name`, `organizations`, ... `serialnumber`.
     Fields(SubjectFields),
@@ -137,8 +139,10 @@ pub struct KeySpec {
 }
 
 /// Key algorithm and size.
+///
+/// Exhaustive on purpose: the driver maps every variant onto `keygen`
+/// without a fallback, so a new variant must be mapped there to compile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum KeyAlgorithm {
     /// RSA with a modulus of `bits` (2048 to 8192).
     Rsa {
@@ -172,8 +176,10 @@ impl KeyAlgorithm {
 }
 
 /// NIST curve for ECDSA.
+///
+/// Exhaustive on purpose: the driver maps every variant onto `keygen`
+/// without a fallback, so a new variant must be mapped there to compile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum EcdsaCurve {
     /// P-256 (`key-size: 256`).
     P256,
@@ -195,8 +201,10 @@ impl EcdsaCurve {
 }
 
 /// PEM encoding of the private key file.
+///
+/// Exhaustive on purpose: the driver maps every variant onto `keygen`
+/// without a fallback, so a new variant must be mapped there to compile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum KeyEncoding {
     /// `RSA PRIVATE KEY` (RSA only).
     Pkcs1,

@@ -28,6 +28,8 @@ pub mod metrics;
 pub mod mount;
 pub mod node;
 pub mod pipeline;
+mod publish;
+mod recovery;
 mod rpclog;
 pub mod socket;
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use cmcsi_attrs::{CertificateSpec, ParseOptions};
-use cmcsi_issuer_client::{self as ic, IssuerClient, NewRequest, SecretToken};
+use cmcsi_issuer_client::{self as ic, IssuerClient, SecretToken};
 use cmcsi_keygen::{self as keygen, ChainSummary, PrivateKey};
 use cmcsi_store::{FileSet, Metadata, Store, StoreError};
 use serde::{Deserialize, Serialize};
@@ -44,12 +44,20 @@ type Submitted = (PrivateKey, String, zeroize::Zeroizing<String>);
 /// The spec a volume's stored context stands for. Volumes written by the Go
 /// driver keep its defaults (`tls.crt`, `tls.key`, `ca.crt`, 2160h).
 pub fn spec_of(meta: &Metadata) -> Result<CertificateSpec, DriverError> {
-    let options = if meta.written_by_go() {
+    Ok(cmcsi_attrs::parse_with(
+        &meta.volume_context,
+        &options_of(meta),
+    )?)
+}
+
+/// The parse options of a stored volume: the Go driver's defaults for
+/// volumes it wrote, the original documentation's for ours.
+pub fn options_of(meta: &Metadata) -> ParseOptions {
+    if meta.written_by_go() {
         ParseOptions::go_driver()
     } else {
         ParseOptions::original()
-    };
-    Ok(cmcsi_attrs::parse_with(&meta.volume_context, &options)?)
+    }
 }
 
 /// The outcome of one successful issuance.
@@ -88,6 +96,11 @@ pub struct Pipeline<'a> {
 impl Pipeline<'_> {
     /// Issues (or renews) the certificate of `volume_id` and writes it.
     /// A failure leaves the current file set untouched.
+    //
+    // Longer than most functions on purpose: its order (record the request,
+    // submit, await, check, write the files, then the metadata, then drop the
+    // record) is what makes a crash at any point safe, so it reads top to
+    // bottom in one place; the steps themselves are helpers.
     pub async fn issue(&self, volume_id: &str) -> Result<Issued, DriverError> {
         let mut meta = self.store.read_metadata(volume_id)?;
         let spec = spec_of(&meta)?;
@@ -104,15 +117,7 @@ impl Pipeline<'_> {
             None
         };
 
-        if !self.issuer.wait_synced(self.timeout).await {
-            return Err(DriverError::Issuer(ic::IssueError::ApiUnavailable {
-                action: "listing this node's CertificateRequests".into(),
-                detail: format!(
-                    "the watch has not synced within {:?}; is the Kubernetes API reachable?",
-                    self.timeout
-                ),
-            }));
-        }
+        self.issuer.wait_synced(self.timeout).await?;
         // `pkcs8` is the key's PKCS#8 PEM as recorded with the request,
         // reused for the key file (encoding costs a public-key derivation).
         let (key, name, pkcs8) = match self.resumable(volume_id)? {
@@ -144,26 +149,7 @@ impl Pipeline<'_> {
             return Err(DriverError::Key(keygen::Error::LeafKeyMismatch));
         }
 
-        let mut files = FileSet::new();
-        let key_pem = match convert::key_encoding(&spec) {
-            keygen::KeyEncoding::Pkcs8 => pkcs8,
-            other => key.to_pem(other)?,
-        };
-        files.insert(spec.files.private_key.clone(), key_pem.as_bytes().to_vec());
-        files.insert(
-            spec.files.certificate.clone(),
-            issued.certificate_pem.clone(),
-        );
-        files.insert(spec.files.ca.clone(), issued.ca_pem.clone());
-        if let Some(p12) = &spec.files.pkcs12 {
-            let der = keygen::pkcs12(
-                &key,
-                &issued.certificate_pem,
-                p12.password.expose(),
-                keygen::Pkcs12Profile::Modern2023,
-            )?;
-            files.insert(p12.filename.clone(), der);
-        }
+        let files = file_set(&spec, &key, pkcs8, &issued)?;
         let gid = spec.fs_group.or_else(|| {
             meta.volume_mount_group
                 .as_deref()
@@ -244,8 +230,7 @@ impl Pipeline<'_> {
             .cleanup(volume_id, self.max_requests_per_volume.saturating_sub(1))
             .await?;
 
-        let pod_name = spec.pod.name.clone().unwrap_or_default();
-        let name = ic::generate_name(&pod_name)?;
+        let name = ic::generate_name(spec.pod.name.as_deref().unwrap_or_default())?;
         let pkcs8 = key.to_pem(keygen::KeyEncoding::Pkcs8)?;
         let pending = PendingRef {
             namespace,
@@ -258,25 +243,7 @@ impl Pipeline<'_> {
         );
         self.store.write_private(volume_id, PENDING_FILE, &record)?;
 
-        let req = NewRequest {
-            name: Some(name.clone()),
-            namespace: namespace.to_string(),
-            csr_pem: csr.into_bytes(),
-            issuer_ref: ic::IssuerRef {
-                name: spec.issuer.name.clone(),
-                kind: Some(spec.issuer.kind.clone()),
-                group: Some(spec.issuer.group.clone()),
-            },
-            duration: Some(spec.duration),
-            is_ca: spec.is_ca,
-            usages: spec.usages.iter().map(|u| u.as_str().to_string()).collect(),
-            annotations: spec.annotations.clone(),
-            volume_id: volume_id.to_string(),
-            pod: ic::PodRef {
-                name: pod_name,
-                uid: spec.pod.uid.clone().unwrap_or_default(),
-            },
-        };
+        let req = convert::new_request(volume_id, spec, namespace, &name, csr);
         match self.issuer.submit(req, token).await {
             Ok(_) => Ok((key, name, pkcs8)),
             Err(e) => {
@@ -328,6 +295,38 @@ impl Pipeline<'_> {
     }
 }
 
+/// The files a volume shows its Pod: key (in the spec's encoding; `pkcs8` is
+/// the key's PKCS#8 PEM, reused to spare an encoding), chain, CA and, when
+/// enabled, the PKCS#12 keystore. Add a new keystore format here.
+fn file_set(
+    spec: &CertificateSpec,
+    key: &PrivateKey,
+    pkcs8: zeroize::Zeroizing<String>,
+    issued: &ic::Issued,
+) -> Result<FileSet, DriverError> {
+    let mut files = FileSet::new();
+    let key_pem = match convert::key_encoding(spec) {
+        keygen::KeyEncoding::Pkcs8 => pkcs8,
+        other => key.to_pem(other)?,
+    };
+    files.insert(spec.files.private_key.clone(), key_pem.as_bytes().to_vec());
+    files.insert(
+        spec.files.certificate.clone(),
+        issued.certificate_pem.clone(),
+    );
+    files.insert(spec.files.ca.clone(), issued.ca_pem.clone());
+    if let Some(p12) = &spec.files.pkcs12 {
+        let der = keygen::pkcs12(
+            key,
+            &issued.certificate_pem,
+            p12.password.expose(),
+            keygen::Pkcs12Profile::Modern2023,
+        )?;
+        files.insert(p12.filename.clone(), der);
+    }
+    Ok(files)
+}
+
 /// The Pod's ServiceAccount token from a volume context (token-request mode).
 pub fn token_of(context: &BTreeMap<String, String>) -> Result<SecretToken, ic::TokenError> {
     SecretToken::from_context_value(
@@ -354,12 +353,10 @@ pub fn new_metadata(
     volume_id: &str,
     target_path: &str,
     context: &BTreeMap<String, String>,
-    mount_group: &str,
+    mount_group: Option<u32>,
 ) -> Metadata {
     let mut meta = Metadata::new(volume_id, target_path);
     meta.volume_context = context.clone();
-    if !mount_group.is_empty() {
-        meta.volume_mount_group = Some(mount_group.to_string());
-    }
+    meta.volume_mount_group = mount_group.map(|g| g.to_string());
     meta
 }

@@ -10,7 +10,7 @@ use zeroize::Zeroizing;
 
 /// Volume-context key under which the kubelet passes the Pod's tokens (when
 /// the CSIDriver object lists `tokenRequests`).
-pub const SERVICE_ACCOUNT_TOKENS_KEY: &str = "csi.storage.k8s.io/serviceAccount.tokens";
+pub const SERVICE_ACCOUNT_TOKENS_KEY: &str = cmcsi_attrs::keys::SERVICE_ACCOUNT_TOKENS;
 
 /// A bearer token of the Pod's ServiceAccount. Its value never appears in
 /// `Debug`, `Display`, errors or logs; it is wiped from memory on drop.

@@ -10,12 +10,6 @@ use zeroize::Zeroizing;
 /// The format marker this version of the store writes.
 pub const FORMAT_V1: &str = "cmcsi/v1";
 
-/// Volume context keys whose values are secrets and never appear in `Debug` output.
-const SECRET_CONTEXT_KEYS: &[&str] = &[
-    "csi.storage.k8s.io/serviceAccount.tokens",
-    "csi.cert-manager.io/pkcs12-password",
-];
-
 /// Who wrote a volume's metadata, and so which defaults the volume keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -36,8 +30,9 @@ pub enum MetadataFormat {
 /// when unset, `volumeContext`, `volumeMountGroup`), plus a `format` marker the
 /// Go decoder ignores.
 ///
-/// `Debug` output hides the service account token and PKCS#12 password that the
-/// volume context may carry.
+/// `Debug` output shows the volume context's keys but none of its values: the
+/// context may carry secrets (a service account token, a keystore password),
+/// and which keys are secret is not the store's to know.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Metadata {
     /// The volume id (the kubelet's `csi-<sha256 hex>`); also the directory name.
@@ -133,12 +128,11 @@ impl fmt::Debug for Metadata {
         impl fmt::Debug for Context<'_> {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 let mut m = f.debug_map();
-                for (k, v) in self.0 {
-                    if SECRET_CONTEXT_KEYS.contains(&k.as_str()) {
-                        m.entry(k, &"<redacted>");
-                    } else {
-                        m.entry(k, v);
-                    }
+                // Every value: the store does not know which attributes are
+                // secrets (that is the attribute parser's business), so a new
+                // secret attribute can never leak through here.
+                for k in self.0.keys() {
+                    m.entry(k, &"<redacted>");
                 }
                 m.finish()
             }
@@ -312,7 +306,7 @@ mod tests {
     }
 
     #[test]
-    fn debug_hides_token_and_password() {
+    fn debug_hides_every_context_value() {
         let mut m = Metadata::new("v", "/t");
         m.volume_context.insert(
             "csi.storage.k8s.io/serviceAccount.tokens".into(),
@@ -322,11 +316,16 @@ mod tests {
             "csi.cert-manager.io/pkcs12-password".into(),
             "hunter2".into(),
         );
+        m.volume_context.insert(
+            "csi.cert-manager.io/some-future-secret".into(),
+            "opensesame".into(),
+        );
         let d = format!("{m:?}");
         assert!(
-            !d.contains("eyJhbGciOi-secret") && !d.contains("hunter2"),
+            !d.contains("eyJhbGciOi-secret") && !d.contains("hunter2") && !d.contains("opensesame"),
             "{d}"
         );
+        assert!(d.contains("csi.cert-manager.io/some-future-secret"), "{d}");
         assert!(d.contains("<redacted>"));
     }
 }
