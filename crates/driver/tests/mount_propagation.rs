@@ -62,9 +62,7 @@ impl Node {
         let wrapper = dir.path().join("driver-in-its-namespace");
         std::fs::write(
             &wrapper,
-            format!(
-                "#!/bin/sh\nexec unshare --mount --propagation unchanged -- '{BIN}' \"$@\"\n"
-            ),
+            format!("#!/bin/sh\nexec unshare --mount --propagation unchanged -- '{BIN}' \"$@\"\n"),
         )
         .unwrap();
         std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -242,7 +240,11 @@ async fn read_only_everywhere(env: &[(&str, &str)], mechanism_logged: &str) {
     // The kubelet's republish of a mounted volume.
     assert_eq!(node.publish("csi-prop-a", ATTRS).await, a);
     assert_read_only_on_host(&a, "after a republish");
-    assert_eq!(host_mount_options(&a).len(), 1, "a republish stacks no mount");
+    assert_eq!(
+        host_mount_options(&a).len(),
+        1,
+        "a republish stacks no mount"
+    );
 
     // Unpublished: gone from the host too; published again: read-only.
     node.unpublish("csi-prop-b").await;

@@ -81,6 +81,7 @@ mod fileset;
 mod fsops;
 mod metadata;
 mod names;
+pub mod secret_json;
 mod store;
 
 pub use error::StoreError;
@@ -90,6 +91,7 @@ pub use names::{
     MAX_NAME_LEN, MAX_PATH_LEN, MAX_VOLUME_ID_LEN, check_private_name, check_relative_path,
     check_volume_id,
 };
+pub use secret_json::to_json_zeroizing;
 pub use store::{
     DATA_DIR, INMEMFS_DIR, LOCK_FILE, METADATA_FILE, QUARANTINE_DIR, Recovery, SetAside, Store,
     StoreOptions,

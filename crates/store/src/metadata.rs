@@ -75,8 +75,9 @@ impl Metadata {
 
     /// Encodes as the JSON written to disk.
     ///
-    /// The buffer is zeroed when dropped: the volume context can carry a
-    /// service account token.
+    /// The buffer is zeroed when dropped, and so is every buffer outgrown
+    /// while encoding ([`crate::to_json_zeroizing`]): the volume context can
+    /// carry a service account token and a keystore password.
     pub fn to_json(&self) -> Result<Zeroizing<Vec<u8>>, MetadataError> {
         let next = match self.next_issuance_time {
             None => None,
@@ -93,9 +94,7 @@ impl Metadata {
                 MetadataFormat::V1 => Some(FORMAT_V1),
             },
         };
-        serde_json::to_vec(&wire)
-            .map(Zeroizing::new)
-            .map_err(|e| MetadataError::Json(sanitize_json_error(&e)))
+        crate::to_json_zeroizing(&wire).map_err(|e| MetadataError::Json(sanitize_json_error(&e)))
     }
 
     /// Decodes the JSON of a `metadata.json`, from either driver.
