@@ -285,6 +285,18 @@ mod tests {
     }
 
     #[test]
+    fn metadata_with_a_large_token_round_trips_through_a_zeroizing_buffer() {
+        let mut m = Metadata::new("csi-abc", "/t");
+        let tokens = format!(r#"{{"":{{"token":"{}"}}}}"#, "t".repeat(20_000));
+        m.volume_context
+            .insert("csi.storage.k8s.io/serviceAccount.tokens".into(), tokens);
+        // The type at the call site the store uses is the point.
+        let json: Zeroizing<Vec<u8>> = m.to_json().unwrap();
+        assert!(json.len() > 20_000, "outgrew the first buffer");
+        assert_eq!(Metadata::from_json(&json).unwrap(), m);
+    }
+
+    #[test]
     fn go_written_json_has_no_marker_and_stays_without() {
         let go = br#"{"volumeID":"csi-1","targetPath":"/t","nextIssuanceTime":"2026-08-05T12:00:00.123456789+02:00","volumeContext":{"csi.cert-manager.io/issuer-name":"ca"},"volumeMountGroup":""}"#;
         let m = Metadata::from_json(go).unwrap();
