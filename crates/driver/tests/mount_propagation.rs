@@ -24,7 +24,8 @@ use common::{BIN, Pod, TOKEN, eventually, fake_api, in_namespace, read};
 /// The driver in its own mount namespace, as in the DaemonSet's container,
 /// with the host's (this test's namespace's) pods directory shared into it.
 struct Node {
-    api: FakeApi,
+    /// Kept for as long as the driver talks to it.
+    _api: FakeApi,
     dir: tempfile::TempDir,
     driver: DriverProcess,
 }
@@ -96,7 +97,11 @@ impl Node {
         )
         .await
         .unwrap();
-        Node { api, dir, driver }
+        Node {
+            _api: api,
+            dir,
+            driver,
+        }
     }
 
     fn target(&self, volume: &str) -> PathBuf {
