@@ -98,8 +98,7 @@ pub async fn run_until(
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), RunError> {
     // Chosen (and logged) once, before recovery re-mounts anything.
-    mount::init(&config.data_root.join("mount-staging"))
-        .map_err(|e| RunError::Config(format!("mounts: {e}")))?;
+    mount::init(&config.data_root.join("mount-staging"));
     let driver = driver::Driver::start(config.clone()).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     if let Some(addr) = config.metrics_bind_address {

@@ -118,49 +118,48 @@ static MECHANISM: OnceLock<Mechanism> = OnceLock::new();
 /// it. `staging` is where the older kernels' path stages its mounts (the
 /// driver passes `<data-root>/mount-staging`); it is made a private mount
 /// only if that path is chosen. Later calls return the first choice.
-pub fn init(staging: &Path) -> io::Result<&'static Mechanism> {
+///
+/// Never fails: if the staging directory cannot be prepared now, that is
+/// logged, tried again at each mount, and reported by the mount that needs
+/// it (so the driver still starts and serves what it can).
+pub fn init(staging: &Path) -> &'static Mechanism {
     if let Some(m) = MECHANISM.get() {
-        return Ok(m);
+        return m;
     }
     let forced = std::env::var(FORCE_MECHANISM_ENV).is_ok_and(|v| v == "staged-remount");
-    let chosen = match (forced, probe_new_api(staging)) {
-        (false, Ok(())) => Mechanism::NewApi,
-        (true, _) => {
-            tracing::warn!(
-                "{FORCE_MECHANISM_ENV}=staged-remount: not using the new mount API even if the kernel has it"
-            );
-            staged(staging)?
-        }
-        (false, Err(e)) => {
-            tracing::info!(error = %e, "the kernel has no usable new mount API (open_tree, mount_setattr; Linux 5.12+)");
-            staged(staging)?
+    let chosen = if forced {
+        tracing::warn!(
+            "{FORCE_MECHANISM_ENV}=staged-remount: not using the new mount API even if the kernel has it"
+        );
+        staged(staging)
+    } else {
+        match probe_new_api(staging) {
+            Ok(()) => Mechanism::NewApi,
+            Err(e) => {
+                tracing::info!(error = %e, "no usable new mount API (open_tree, mount_setattr: Linux 5.12+)");
+                staged(staging)
+            }
         }
     };
     let m = MECHANISM.get_or_init(|| chosen);
     tracing::info!(mechanism = %m, "read-only bind mounts are made with {m}");
-    Ok(m)
+    m
 }
 
-fn staged(staging: &Path) -> io::Result<Mechanism> {
-    prepare_staging(staging).map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!(
-                "preparing the private mount staging directory {}: {e}",
-                staging.display()
-            ),
-        )
-    })?;
-    Ok(Mechanism::StagedRemount {
+fn staged(staging: &Path) -> Mechanism {
+    if let Err(e) = prepare_staging(staging) {
+        tracing::error!(error = %e, "mounts will fail until this is fixed");
+    }
+    Mechanism::StagedRemount {
         staging: staging.to_path_buf(),
-    })
+    }
 }
 
 /// The mechanism in use (probing with a staging directory in the system's
 /// temporary directory if [`init`] was never called).
-pub fn mechanism() -> io::Result<&'static Mechanism> {
+pub fn mechanism() -> &'static Mechanism {
     match MECHANISM.get() {
-        Some(m) => Ok(m),
+        Some(m) => m,
         None => init(&std::env::temp_dir().join("cmcsi-mount-staging")),
     }
 }
@@ -193,13 +192,24 @@ fn probe_new_api(dir: &Path) -> io::Result<()> {
 /// DaemonSet's Bidirectional volumes). `MS_MOVE` also requires a source
 /// whose parent mount is not shared.
 fn prepare_staging(staging: &Path) -> io::Result<()> {
-    std::fs::create_dir_all(staging)?;
-    std::fs::set_permissions(staging, std::fs::Permissions::from_mode(0o700))?;
-    if !is_mount_point(staging)? {
-        rustix::mount::mount_bind(staging, staging)?;
-    }
-    rustix::mount::mount_change(staging, MountPropagationFlags::PRIVATE)?;
-    Ok(())
+    let steps = || -> io::Result<()> {
+        std::fs::create_dir_all(staging)?;
+        std::fs::set_permissions(staging, std::fs::Permissions::from_mode(0o700))?;
+        if !is_mount_point(staging)? {
+            rustix::mount::mount_bind(staging, staging)?;
+        }
+        rustix::mount::mount_change(staging, MountPropagationFlags::PRIVATE)?;
+        Ok(())
+    };
+    steps().map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!(
+                "cannot make {} a private mount to stage read-only mounts in: {e}",
+                staging.display()
+            ),
+        )
+    })
 }
 
 /// `MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC`
@@ -259,7 +269,7 @@ fn mount_setattr_add(fd: BorrowedFd<'_>, set: u64) -> io::Result<()> {
 /// Uses the [`Mechanism`] chosen at start ([`init`]). On failure nothing is
 /// left mounted at the target.
 pub fn bind_read_only(source: &Path, target: &Path) -> io::Result<()> {
-    match mechanism()? {
+    match mechanism() {
         Mechanism::NewApi => {
             let tree = rustix::mount::open_tree(
                 CWD,
@@ -282,6 +292,9 @@ pub fn bind_read_only(source: &Path, target: &Path) -> io::Result<()> {
 }
 
 fn staged_bind(source: &Path, staging: &Path, target: &Path) -> io::Result<()> {
+    if !is_mount_point(staging)? {
+        prepare_staging(staging)?;
+    }
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let dir = staging.join(format!(
         "{}-{}",
