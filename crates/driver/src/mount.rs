@@ -168,16 +168,10 @@ pub fn mechanism() -> &'static Mechanism {
 /// detached and make the clone read-only. Closing the clone's descriptor
 /// frees it; nothing is attached anywhere.
 fn probe_new_api(dir: &Path) -> io::Result<()> {
-    let probe = if dir.exists() {
-        dir
-    } else {
-        dir.parent().unwrap_or(Path::new("/"))
-    };
-    let probe = if probe.exists() {
-        probe
-    } else {
-        Path::new("/")
-    };
+    let probe = dir
+        .ancestors()
+        .find(|p| p.exists())
+        .unwrap_or(Path::new("/"));
     let tree = rustix::mount::open_tree(
         CWD,
         probe,
@@ -275,8 +269,10 @@ pub fn bind_read_only(source: &Path, target: &Path) -> io::Result<()> {
                 CWD,
                 source,
                 OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC,
-            )?;
-            mount_setattr_add(tree.as_fd(), READ_ONLY_ATTRS)?;
+            )
+            .map_err(step("open_tree (cloning the volume's directory)"))?;
+            mount_setattr_add(tree.as_fd(), READ_ONLY_ATTRS)
+                .map_err(step("mount_setattr (making the clone read-only)"))?;
             // Dropping `tree` on an error frees the detached copy.
             rustix::mount::move_mount(
                 tree.as_fd(),
@@ -284,10 +280,19 @@ pub fn bind_read_only(source: &Path, target: &Path) -> io::Result<()> {
                 CWD,
                 target,
                 MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
-            )?;
+            )
+            .map_err(step("move_mount (attaching the read-only clone)"))?;
             Ok(())
         }
         Mechanism::StagedRemount { staging } => staged_bind(source, staging, target),
+    }
+}
+
+/// Names the step that failed in the error (the caller names the target).
+fn step<E: Into<io::Error>>(what: &'static str) -> impl Fn(E) -> io::Error {
+    move |e| {
+        let e: io::Error = e.into();
+        io::Error::new(e.kind(), format!("{what}: {e}"))
     }
 }
 
@@ -303,7 +308,7 @@ fn staged_bind(source: &Path, staging: &Path, target: &Path) -> io::Result<()> {
     ));
     std::fs::create_dir(&dir)?;
     let result = (|| {
-        rustix::mount::mount_bind(source, &dir)?;
+        rustix::mount::mount_bind(source, &dir).map_err(step("bind into the staging directory"))?;
         // A bind mount ignores the flags on the first call, so it is
         // remounted with them; here, where nothing propagates.
         let flags = MountFlags::BIND
@@ -311,8 +316,8 @@ fn staged_bind(source: &Path, staging: &Path, target: &Path) -> io::Result<()> {
             | MountFlags::NOSUID
             | MountFlags::NODEV
             | MountFlags::NOEXEC;
-        rustix::mount::mount_remount(&dir, flags, "")?;
-        rustix::mount::mount_move(&dir, target)?;
+        rustix::mount::mount_remount(&dir, flags, "").map_err(step("remount read-only"))?;
+        rustix::mount::mount_move(&dir, target).map_err(step("MS_MOVE to the target"))?;
         Ok(())
     })();
     if result.is_err() {
