@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
+use zeroize::Zeroizing;
 
 use crate::duration::format_go_duration;
 use crate::keys;
@@ -262,15 +263,15 @@ pub struct Pkcs12 {
     pub password: Password,
 }
 
-/// A password; `Debug` and `Display` print `<redacted>`. Read it with
-/// [`expose`](Self::expose).
+/// A password; `Debug` and `Display` print `<redacted>`, and it is wiped
+/// from memory when dropped. Read it with [`expose`](Self::expose).
 #[derive(Clone, PartialEq, Eq)]
-pub struct Password(String);
+pub struct Password(Zeroizing<String>);
 
 impl Password {
-    /// Wraps a password.
+    /// Wraps a password (moved, not copied, into its wiped-on-drop buffer).
     pub fn new(password: impl Into<String>) -> Self {
-        Password(password.into())
+        Password(Zeroizing::new(password.into()))
     }
 
     /// The password itself, for the keystore encoder.
@@ -410,5 +411,20 @@ impl CertificateSpec {
     /// Every SAN count together.
     pub fn san_count(&self) -> usize {
         self.dns_names.len() + self.ip_sans.len() + self.uri_sans.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keystore_password_is_held_in_a_zeroizing_buffer() {
+        let p = Password::new("s3cret");
+        // The field's type is the point: its buffer is wiped on drop.
+        let inner: &Zeroizing<String> = &p.0;
+        assert_eq!(inner.as_str(), "s3cret");
+        assert_eq!(p.expose(), "s3cret");
+        assert_eq!(p.clone(), p);
     }
 }

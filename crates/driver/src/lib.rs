@@ -21,6 +21,7 @@ pub mod config;
 pub mod convert;
 pub mod driver;
 pub mod error;
+pub mod hardening;
 pub mod identity;
 mod locks;
 pub mod logging;
@@ -98,6 +99,8 @@ pub async fn run_until(
     config: Config,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), RunError> {
+    // Chosen (and logged) once, before recovery re-mounts anything.
+    mount::init(&config.data_root.join("mount-staging"));
     let driver = driver::Driver::start(config.clone()).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     if let Some(addr) = config.metrics_bind_address {

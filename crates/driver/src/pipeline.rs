@@ -20,13 +20,20 @@ use crate::error::DriverError;
 pub const PENDING_FILE: &str = "pending-request.json";
 
 /// What the pipeline persists about an in-flight request (0600, on the
-/// tmpfs, outside the Pod's `data/`).
-#[derive(Serialize, Deserialize)]
-struct Pending {
+/// tmpfs, outside the Pod's `data/`), as read back.
+///
+/// The key is stored as its PEM lines, a JSON array of strings that need no
+/// escapes (base64 and the armour lines): serde_json then hands out
+/// borrowed slices of the (zeroizing) file buffer, instead of unescaping a
+/// copy of the key into its internal scratch buffer, which it frees
+/// without wiping. A record whose key lines need unescaping is refused.
+#[derive(Deserialize)]
+struct Pending<'a> {
     namespace: String,
     name: String,
-    /// PKCS#8 PEM of the request's key.
-    key: String,
+    /// PKCS#8 PEM of the request's key, one line per entry.
+    #[serde(borrow)]
+    key: Vec<&'a str>,
 }
 
 /// The same record, borrowed for writing (the key is not copied out of its
@@ -35,7 +42,35 @@ struct Pending {
 struct PendingRef<'a> {
     namespace: &'a str,
     name: &'a str,
-    key: &'a str,
+    key: Vec<&'a str>,
+}
+
+/// Encodes the pending record of request `namespace/name` for `key_pem`
+/// into a zeroizing buffer (with no unwiped copy left behind on the way).
+fn encode_pending(
+    namespace: &str,
+    name: &str,
+    key_pem: &str,
+) -> serde_json::Result<zeroize::Zeroizing<Vec<u8>>> {
+    cmcsi_store::to_json_zeroizing(&PendingRef {
+        namespace,
+        name,
+        key: key_pem.lines().collect(),
+    })
+}
+
+/// Decodes a pending record: the request's namespace and name, and its
+/// key's PEM in a zeroizing string. `None` for a record this version cannot
+/// read (including one that would need a copy of the key to unescape).
+fn decode_pending(raw: &[u8]) -> Option<(String, String, zeroize::Zeroizing<String>)> {
+    let p: Pending<'_> = serde_json::from_slice(raw).ok()?;
+    let len = p.key.iter().map(|l| l.len() + 1).sum();
+    let mut pem = zeroize::Zeroizing::new(String::with_capacity(len));
+    for line in &p.key {
+        pem.push_str(line);
+        pem.push('\n');
+    }
+    Some((p.namespace, p.name, pem))
 }
 
 /// A submitted request: its key, its name and the key's PKCS#8 PEM.
@@ -177,9 +212,9 @@ impl Pipeline<'_> {
         let Some(raw) = self.store.read_private(volume_id, PENDING_FILE)? else {
             return Ok(None);
         };
-        let pending: Pending = match serde_json::from_slice(&raw) {
-            Ok(p) => p,
-            Err(_) => {
+        let (namespace, name, key_pem) = match decode_pending(&raw) {
+            Some(p) => p,
+            None => {
                 tracing::warn!(
                     volume = volume_id,
                     "discarding unreadable pending-request record"
@@ -190,24 +225,20 @@ impl Pipeline<'_> {
         };
         let live = self
             .issuer
-            .state(&pending.namespace, &pending.name)
+            .state(&namespace, &name)
             .is_some_and(|s| !s.phase.is_terminal() || s.issued().is_some());
         if !live {
             self.store.remove_private(volume_id, PENDING_FILE)?;
             return Ok(None);
         }
-        let key = PrivateKey::from_pem_any(&pending.key)?;
+        let key = PrivateKey::from_pem_any(&key_pem)?;
         tracing::info!(
             volume = volume_id,
-            request = %pending.name,
-            namespace = %pending.namespace,
+            request = %name,
+            namespace = %namespace,
             "resuming in-flight CertificateRequest"
         );
-        Ok(Some((
-            key,
-            pending.name,
-            zeroize::Zeroizing::new(pending.key),
-        )))
+        Ok(Some((key, name, key_pem)))
     }
 
     /// Makes a key and a CSR and creates the request, recording it first so
@@ -232,15 +263,8 @@ impl Pipeline<'_> {
 
         let name = ic::generate_name(spec.pod.name.as_deref().unwrap_or_default())?;
         let pkcs8 = key.to_pem(keygen::KeyEncoding::Pkcs8)?;
-        let pending = PendingRef {
-            namespace,
-            name: &name,
-            key: &pkcs8,
-        };
-        let record = zeroize::Zeroizing::new(
-            serde_json::to_vec(&pending)
-                .map_err(|e| DriverError::Mount(format!("encoding pending record: {e}")))?,
-        );
+        let record = encode_pending(namespace, &name, &pkcs8)
+            .map_err(|e| DriverError::Mount(format!("encoding pending record: {e}")))?;
         self.store.write_private(volume_id, PENDING_FILE, &record)?;
 
         let req = convert::new_request(volume_id, spec, namespace, &name, csr);
@@ -359,4 +383,56 @@ pub fn new_metadata(
     meta.volume_context = context.clone();
     meta.volume_mount_group = mount_group.map(|g| g.to_string());
     meta
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use zeroize::Zeroizing;
+
+    fn key_pem() -> Zeroizing<String> {
+        PrivateKey::generate(&keygen::KeySpec::EcdsaP256)
+            .unwrap()
+            .to_pem(keygen::KeyEncoding::Pkcs8)
+            .unwrap()
+    }
+
+    #[test]
+    fn pending_record_round_trips_through_zeroizing_buffers() {
+        let pem = key_pem();
+        let record: Zeroizing<Vec<u8>> = encode_pending("ns", "req-1", &pem).unwrap();
+        let (namespace, name, back): (String, String, Zeroizing<String>) =
+            decode_pending(&record).unwrap();
+        assert_eq!((namespace.as_str(), name.as_str()), ("ns", "req-1"));
+        assert_eq!(*back, *pem);
+        assert!(PrivateKey::from_pem_any(&back).is_ok());
+    }
+
+    #[test]
+    fn pending_key_is_stored_without_json_escapes() {
+        let pem = key_pem();
+        let record = encode_pending("ns", "req-1", &pem).unwrap();
+        let text = std::str::from_utf8(&record).unwrap();
+        assert!(
+            !text.contains('\\'),
+            "an escape would make the parser copy the key: {} bytes",
+            text.len()
+        );
+    }
+
+    #[test]
+    fn pending_records_that_need_unescaping_are_refused() {
+        let pem = key_pem();
+        // The earlier format: the whole PEM as one string, newlines escaped.
+        let old = serde_json::to_vec(&serde_json::json!({
+            "namespace": "ns", "name": "req-1", "key": pem.as_str(),
+        }))
+        .unwrap();
+        assert!(decode_pending(&old).is_none());
+        let escaped = br#"{"namespace":"ns","name":"r","key":["a\nb"]}"#;
+        assert!(decode_pending(escaped).is_none());
+        assert!(decode_pending(b"not json").is_none());
+    }
 }

@@ -82,6 +82,7 @@ mod fsops;
 mod metadata;
 mod mountpoint;
 mod names;
+pub mod secret_json;
 mod store;
 
 pub use error::StoreError;
@@ -92,6 +93,7 @@ pub use names::{
     MAX_NAME_LEN, MAX_PATH_LEN, MAX_VOLUME_ID_LEN, check_private_name, check_relative_path,
     check_volume_id,
 };
+pub use secret_json::to_json_zeroizing;
 pub use store::{
     DATA_DIR, INMEMFS_DIR, LOCK_FILE, METADATA_FILE, QUARANTINE_DIR, Recovery, SetAside, Store,
     StoreOptions,

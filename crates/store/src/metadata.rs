@@ -70,8 +70,9 @@ impl Metadata {
 
     /// Encodes as the JSON written to disk.
     ///
-    /// The buffer is zeroed when dropped: the volume context can carry a
-    /// service account token.
+    /// The buffer is zeroed when dropped, and so is every buffer outgrown
+    /// while encoding ([`crate::to_json_zeroizing`]): the volume context can
+    /// carry a service account token and a keystore password.
     pub fn to_json(&self) -> Result<Zeroizing<Vec<u8>>, MetadataError> {
         let next = match self.next_issuance_time {
             None => None,
@@ -88,9 +89,7 @@ impl Metadata {
                 MetadataFormat::V1 => Some(FORMAT_V1),
             },
         };
-        serde_json::to_vec(&wire)
-            .map(Zeroizing::new)
-            .map_err(|e| MetadataError::Json(sanitize_json_error(&e)))
+        crate::to_json_zeroizing(&wire).map_err(|e| MetadataError::Json(sanitize_json_error(&e)))
     }
 
     /// Decodes the JSON of a `metadata.json`, from either driver.
@@ -277,6 +276,18 @@ mod tests {
         assert_eq!(json["volumeContext"]["k"], "v");
         assert_eq!(json["volumeMountGroup"], "2000");
         assert_eq!(Metadata::from_json(&m.to_json().unwrap()).unwrap(), m);
+    }
+
+    #[test]
+    fn metadata_with_a_large_token_round_trips_through_a_zeroizing_buffer() {
+        let mut m = Metadata::new("csi-abc", "/t");
+        let tokens = format!(r#"{{"":{{"token":"{}"}}}}"#, "t".repeat(20_000));
+        m.volume_context
+            .insert("csi.storage.k8s.io/serviceAccount.tokens".into(), tokens);
+        // The type at the call site the store uses is the point.
+        let json: Zeroizing<Vec<u8>> = m.to_json().unwrap();
+        assert!(json.len() > 20_000, "outgrew the first buffer");
+        assert_eq!(Metadata::from_json(&json).unwrap(), m);
     }
 
     #[test]
