@@ -15,27 +15,55 @@
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
 
 mod bench;
 mod demo;
 mod deploy;
 mod reliability;
 
+/// Project automation for the cert-manager CSI driver.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// What CI runs: formatting, deploy/ up to date, clippy with warnings
+    /// denied, docs, fuzzing, doc tests and every workspace test.
+    Ci,
+    /// The driver end to end on this machine: fake cluster, test CA, real
+    /// driver, real mounts in a private mount namespace.
+    Demo(demo::Args),
+    /// The end-to-end tests alone (real driver binary, real mounts, fake API).
+    E2e,
+    /// Crash, fault, hostile-input, concurrency, secrets and permission
+    /// tests, then bounded fuzzing of every fuzz target.
+    Reliability(reliability::Args),
+    /// The benchmarks against the release driver (needs root); writes
+    /// target/bench/report.json.
+    Bench(bench::Args),
+    /// Generate the manifests and Helm chart under deploy/ from the typed
+    /// objects in xtask/src/deploy.rs.
+    Deploy {
+        /// Write nothing; fail if the committed files differ from what
+        /// would be generated.
+        #[arg(long)]
+        check: bool,
+    },
+}
+
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let Some(cmd) = args.first() else {
-        bail!("usage: cargo xtask <ci|demo|e2e|reliability|bench|deploy [--check]>");
-    };
-    match cmd.as_str() {
-        "ci" => ci(),
-        "deploy" => deploy::run(&args[1..]),
-        "reliability" => reliability::run(&args[1..]),
-        "demo" => demo::run(&args[1..]),
-        "e2e" => e2e(),
-        "bench" => bench::run(&args[1..]),
-        other => bail!(
-            "unknown xtask command `{other}`; known: ci, demo, e2e, reliability, bench, deploy"
-        ),
+    match Cli::parse().command {
+        Cmd::Ci => ci(),
+        Cmd::Deploy { check } => deploy::run(check),
+        Cmd::Reliability(args) => reliability::run(&args),
+        Cmd::Demo(args) => demo::run(&args),
+        Cmd::E2e => e2e(),
+        Cmd::Bench(args) => bench::run(&args),
     }
 }
 
@@ -82,7 +110,7 @@ fn e2e() -> Result<()> {
 
 fn ci() -> Result<()> {
     run("cargo", &["fmt", "--all", "--check"], &[])?;
-    deploy::run(&["--check".to_string()])?;
+    deploy::run(true)?;
     run(
         "cargo",
         &[
@@ -102,7 +130,11 @@ fn ci() -> Result<()> {
     )?;
     // Fuzz each target (attributes, issued chain, metadata.json) for a
     // bounded time; the reliability tests themselves run with the workspace.
-    reliability::run(&["--fuzz-only".into(), "--fuzz-seconds".into(), "30".into()])?;
+    reliability::run(&reliability::Args {
+        tests_only: false,
+        fuzz_only: true,
+        fuzz_seconds: 30,
+    })?;
     run("cargo", &["test", "--workspace", "--doc"], &[])?;
     // Last, so its summary closes the output.
     run(
@@ -111,4 +143,43 @@ fn ci() -> Result<()> {
         &[],
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_subcommand_has_help() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        for sub in Cli::command().get_subcommands() {
+            assert!(
+                sub.get_about().is_some(),
+                "`cargo xtask {}` has no help text",
+                sub.get_name()
+            );
+        }
+    }
+
+    #[test]
+    fn subcommands_keep_their_flags() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(std::iter::once("xtask").chain(args.iter().copied()))
+        };
+        assert!(matches!(
+            parse(&["deploy", "--check"]).unwrap().command,
+            Cmd::Deploy { check: true }
+        ));
+        let Cmd::Reliability(r) = parse(&["reliability", "--fuzz-only", "--fuzz-seconds", "5"])
+            .unwrap()
+            .command
+        else {
+            panic!("not reliability");
+        };
+        assert!(r.fuzz_only && !r.tests_only && r.fuzz_seconds == 5);
+        assert!(parse(&["reliability", "--tests-only", "--fuzz-only"]).is_err());
+        assert!(parse(&["deploy", "--bogus"]).is_err());
+        assert!(parse(&["nonsense"]).is_err());
+    }
 }
