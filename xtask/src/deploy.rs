@@ -936,6 +936,12 @@ pub fn generate() -> Result<BTreeMap<PathBuf, String>> {
         )?,
     );
     put("README.md", DEPLOY_README.to_owned());
+    for (name, dir) in components::KUBELET_ROOT_DIRS {
+        put(
+            &format!("components/kubelet-root-dir/{name}/kustomization.yaml"),
+            doc(&components::component(dir)?, &[])?,
+        );
+    }
 
     for (rel, text) in chart::files()? {
         put(&format!("chart/{rel}"), text);
@@ -949,6 +955,7 @@ const DEPLOY_README: &str = include_str!("deploy/README.md");
 const IF: &str = "__HELMIF_";
 
 pub mod chart;
+pub mod components;
 
 #[cfg(test)]
 mod tests;
