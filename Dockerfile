@@ -41,5 +41,6 @@ COPY --from=builder /out/ /
 # directory (mount(2) with CAP_SYS_ADMIN in a privileged container), and reads and writes
 # root-owned kubelet directories. A non-root user cannot do either. The DaemonSet keeps the root
 # filesystem read-only; everything the driver writes is on its host-path volumes.
+# hadolint ignore=DL3002
 USER 0:0
 ENTRYPOINT ["/cert-manager-csi-driver"]

@@ -936,10 +936,10 @@ pub fn generate() -> Result<BTreeMap<PathBuf, String>> {
         )?,
     );
     put("README.md", DEPLOY_README.to_owned());
-    for (name, dir) in components::KUBELET_ROOT_DIRS {
+    for (name, dir) in kubelet_dirs::KUBELET_ROOT_DIRS {
         put(
             &format!("components/kubelet-root-dir/{name}/kustomization.yaml"),
-            doc(&components::component(dir)?, &[])?,
+            doc(&kubelet_dirs::component(dir)?, &[])?,
         );
     }
 
@@ -955,7 +955,7 @@ const DEPLOY_README: &str = include_str!("deploy/README.md");
 const IF: &str = "__HELMIF_";
 
 pub mod chart;
-pub mod components;
+pub mod kubelet_dirs;
 
 #[cfg(test)]
 mod tests;

@@ -2,13 +2,17 @@
 //! pattern: plain Rust instead of shell scripts, so it runs wherever cargo
 //! does).
 //!
-//! - `ci`: formatting, clippy with warnings denied, every workspace test,
-//!   and the docs with warnings denied.
+//! - `ci`: formatting, manifests up to date, actionlint and hadolint,
+//!   clippy with warnings denied, the docs with warnings denied, fuzzing,
+//!   the container test and every workspace test.
 //! - `deploy [--check]`: generate the manifests and Helm chart under `deploy/`
 //!   (or fail if the committed ones are stale).
 //! - `demo`: the driver end to end on this machine (fake cluster, test CA,
 //!   real driver, real mounts in a private mount namespace).
-//! - `e2e`: the end-to-end tests alone.
+//! - `e2e [--container]`: the end-to-end tests alone; with `--container`, the
+//!   image under podman with the DaemonSet's driver container.
+//! - `image`: the driver's OCI image archive, reproducible, without a base
+//!   image or a container engine.
 //! - `reliability`: crash, fault, hostile-input, concurrency, secrets and
 //!   permission tests, and bounded fuzzing.
 
