@@ -429,7 +429,20 @@ async fn inner(archive: &Path) -> Result<()> {
     let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
     podman_out(&arg_refs)?;
     let _guard = ContainerGuard(name.clone());
-    let logs = || podman_out(&["logs", &name]).unwrap_or_default();
+    // `podman logs` replays the container's stderr on its own stderr.
+    let logs = || {
+        podman()
+            .args(["logs", &name])
+            .output()
+            .map(|o| {
+                format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&o.stdout),
+                    String::from_utf8_lossy(&o.stderr)
+                )
+            })
+            .unwrap_or_default()
+    };
 
     let socket = kubelet.join(format!("plugins/{}/csi.sock", deploy::APP));
     let result = scenario(&api, &name, &kubelet, &socket, root).await;
