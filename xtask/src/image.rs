@@ -602,6 +602,58 @@ mod tests {
         assert_eq!(names, sorted);
     }
 
+    /// The Dockerfile's tree (`--rootfs`) and the archive's layer list the
+    /// same paths and modes, for a real dynamically linked binary.
+    #[test]
+    fn rootfs_and_layer_hold_the_same_files() {
+        use std::os::unix::fs::PermissionsExt;
+        let exe = std::env::current_exe().unwrap();
+        let t = file_tree(&exe).unwrap();
+        assert!(t.contains_key(BINARY) && t.contains_key("etc/passwd"));
+        assert!(
+            t.keys()
+                .any(|k| k.contains("ld-linux") || k.contains("ld-musl")),
+            "no dynamic loader in {:?}",
+            t.keys().collect::<Vec<_>>()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("rootfs");
+        write_rootfs(&t, &root).unwrap();
+        let mut on_disk = Vec::new();
+        let mut stack = vec![root.clone()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                let m = std::fs::symlink_metadata(&p).unwrap();
+                let rel = p.strip_prefix(&root).unwrap().display().to_string();
+                if m.is_dir() {
+                    stack.push(p.clone());
+                    on_disk.push((rel, 0o755));
+                } else {
+                    on_disk.push((rel, m.permissions().mode() & 0o7777));
+                }
+            }
+        }
+        on_disk.sort();
+        let layer = tar_of(t.iter().map(|(k, v)| (k.as_str(), v))).unwrap();
+        let mut in_layer: Vec<(String, u32)> = tar::Archive::new(layer.as_slice())
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let p = e.path().unwrap().display().to_string();
+                (
+                    p.trim_end_matches('/').to_string(),
+                    e.header().mode().unwrap(),
+                )
+            })
+            .collect();
+        in_layer.sort();
+        assert_eq!(on_disk, in_layer);
+        // A second --rootfs into a non-empty directory is refused.
+        assert!(write_rootfs(&t, &root).is_err());
+    }
+
     #[test]
     fn the_layer_holds_parents_before_children() {
         let t = tree();
