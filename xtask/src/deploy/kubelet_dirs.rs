@@ -85,6 +85,64 @@ mod tests {
         }
     }
 
+    /// `kubectl kustomize` of the committed base with each committed
+    /// component gives the DaemonSet generated for that directory.
+    #[test]
+    fn kustomize_renders_each_component_as_the_generator_would() {
+        use serde::Deserialize;
+        let kustomize_v4_or_later = std::process::Command::new("kubectl")
+            .args(["version", "--client"])
+            .output()
+            .is_ok_and(|o| {
+                let text = String::from_utf8_lossy(&o.stdout);
+                ["Kustomize Version: v4", "Kustomize Version: v5"]
+                    .iter()
+                    .any(|v| text.contains(v))
+            });
+        if !kustomize_v4_or_later {
+            eprintln!(
+                "SKIPPED: the kubelet-root-dir components were not rendered: \
+                 needs kubectl >= 1.24 (kustomize v4+)"
+            );
+            return;
+        }
+        let root = crate::workspace_root();
+        for (name, dir) in KUBELET_ROOT_DIRS {
+            let overlay = root.join(format!("target/kubelet-dir-test/{name}"));
+            std::fs::create_dir_all(&overlay).unwrap();
+            std::fs::write(
+                overlay.join("kustomization.yaml"),
+                format!(
+                    "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n\
+                     resources:\n- ../../../deploy/base\n\
+                     components:\n- ../../../deploy/components/kubelet-root-dir/{name}\n"
+                ),
+            )
+            .unwrap();
+            let out = std::process::Command::new("kubectl")
+                .arg("kustomize")
+                .arg(&overlay)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "kubectl kustomize with the {name} component: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let text = String::from_utf8(out.stdout).unwrap();
+            let ds = serde_norway::Deserializer::from_str(&text)
+                .map(|d| Value::deserialize(d).unwrap())
+                .find(|d| d["kind"] == "DaemonSet")
+                .unwrap();
+            let want = serde_json::to_value(daemon_set(&Settings {
+                kubelet_root_dir: dir.to_string(),
+                ..Settings::default()
+            }))
+            .unwrap();
+            assert_eq!(ds["spec"], want["spec"], "{name}");
+        }
+    }
+
     #[test]
     fn each_component_turns_the_default_daemonset_into_its_own() {
         for (_, dir) in KUBELET_ROOT_DIRS {
