@@ -42,12 +42,11 @@ fn main() {
             println!("cargo:rerun-if-changed={}", common.join(branch).display());
         }
     }
-    let describe = std::env::var("CMCSI_GIT_DESCRIBE")
-        .ok()
-        .or_else(|| git(&["describe", "--tags", "--always"]));
-    let commit = std::env::var("CMCSI_GIT_COMMIT")
-        .ok()
-        .or_else(|| git(&["rev-parse", "HEAD"]));
+    // Empty counts as unset (a container build passes empty build arguments).
+    let from_env = |var: &str| std::env::var(var).ok().filter(|v| !v.trim().is_empty());
+    let describe =
+        from_env("CMCSI_GIT_DESCRIBE").or_else(|| git(&["describe", "--tags", "--always"]));
+    let commit = from_env("CMCSI_GIT_COMMIT").or_else(|| git(&["rev-parse", "HEAD"]));
     let version = std::env::var("CARGO_PKG_VERSION").unwrap_or_default();
     let line = match (&describe, &commit) {
         (Some(d), Some(c)) => format!("{version} (git {d}, commit {c})"),
