@@ -22,11 +22,20 @@ use cmcsi_testkit::{FakeApi, Script};
 const INNER: &str = "CMCSI_DEMO_INNER";
 const TOKEN: &str = "demo-driver-token";
 
+/// Flags of `cargo xtask demo`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The driver binary (set by the demo itself for its run inside the
+    /// mount namespace).
+    #[arg(hide = true)]
+    driver: Option<PathBuf>,
+}
+
 /// Entry point: builds the driver, then re-runs itself in a private mount
 /// namespace.
-pub fn run(args: &[String]) -> Result<()> {
+pub fn run(args: &Args) -> Result<()> {
     if std::env::var_os(INNER).is_some() {
-        let driver = PathBuf::from(args.first().context("missing driver path")?);
+        let driver = args.driver.clone().context("missing driver path")?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()

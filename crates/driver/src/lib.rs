@@ -17,6 +17,7 @@
 //! # }
 //! ```
 
+pub mod build;
 pub mod config;
 pub mod convert;
 pub mod driver;
