@@ -164,5 +164,11 @@ fn refuses_a_data_root_that_is_not_a_tmpfs() {
         .unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
         drop(d);
+        // So the temporary directory can be removed.
+        rustix::mount::unmount(
+            data_root.join("inmemfs"),
+            rustix::mount::UnmountFlags::DETACH,
+        )
+        .unwrap();
     });
 }

@@ -158,6 +158,14 @@ impl Drop for Harness {
         if std::thread::panicking() {
             eprintln!("---- driver log ----\n{}", self.logs());
         }
+        // The driver's tmpfs and bind mounts outlive it in the test's mount
+        // namespace, and `TempDir` cannot remove a mount point: unmount
+        // them, deepest first, so the directory goes too.
+        let mut mounts = mounts_under(self.dir.path());
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in mounts {
+            let _ = rustix::mount::unmount(m.as_str(), rustix::mount::UnmountFlags::DETACH);
+        }
     }
 }
 
