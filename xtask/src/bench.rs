@@ -21,16 +21,16 @@ mod measure;
 mod sys;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use cmcsi_testkit::mount_ns::{self, Privilege};
 use serde_json::{Map, Value, json};
 
 use crate::workspace_root;
 
-/// Set in the environment of the namespaced inner run.
-const IN_NAMESPACE: &str = "CMCSI_BENCH_IN_NAMESPACE";
+/// Marks the namespaced inner run.
+const NAMESPACE_LABEL: &str = "xtask bench";
 
 /// Flags of `cargo xtask bench`.
 #[derive(Debug, clap::Args)]
@@ -113,9 +113,7 @@ pub fn run(a: &Args) -> Result<()> {
         let logs = std::path::absolute(logs).unwrap_or_else(|_| logs.clone());
         extra.extend(["--logs".to_string(), logs.display().to_string()]);
     }
-    let status = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "--"])
-        .arg(&tool)
+    let status = mount_ns::unshare_command(&tool, NAMESPACE_LABEL, Privilege::Root)
         .args(["bench", "--inner", "--driver"])
         .arg(&driver)
         .arg("--out")
@@ -123,7 +121,6 @@ pub fn run(a: &Args) -> Result<()> {
         .arg("--idle-seconds")
         .arg(a.idle_seconds.to_string())
         .args(&extra)
-        .env(IN_NAMESPACE, "1")
         .current_dir(&root)
         .status()
         .context("could not run `unshare` (util-linux)")?;
@@ -139,7 +136,7 @@ pub fn run(a: &Args) -> Result<()> {
 
 /// The measuring run, inside the private mount namespace.
 fn inner(a: &Args) -> Result<()> {
-    if std::env::var_os(IN_NAMESPACE).is_none() {
+    if !mount_ns::is_inside(NAMESPACE_LABEL) {
         bail!("--inner runs only inside the mount namespace `cargo xtask bench` sets up");
     }
     let driver = a.driver.clone().context("--inner needs --driver")?;

@@ -136,16 +136,34 @@ fn fuzz_target(t: &Target, seconds: u64) -> Result<()> {
     let project = root.join(t.project);
     let target_dir = root.join("target/fuzz");
     let triple = host_triple()?;
-    eprintln!("$ (cd {}) cargo build --release --bin {}", t.project, t.bin);
+    eprintln!(
+        "$ (cd {}) cargo build --release --locked --bin {}",
+        t.project, t.bin
+    );
     let status = Command::new("cargo")
-        .args(["build", "--release", "--target", &triple, "--bin", t.bin])
+        // --locked: a stale Cargo.lock fails here instead of being rewritten
+        // in the source tree.
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "--target",
+            &triple,
+            "--bin",
+            t.bin,
+        ])
         .env("RUSTFLAGS", FUZZ_RUSTFLAGS)
         .env("CARGO_TARGET_DIR", &target_dir)
         .current_dir(&project)
         .status()
         .context("could not start cargo")?;
     if !status.success() {
-        bail!("building fuzz target {} failed: {status}", t.bin);
+        bail!(
+            "building fuzz target {} failed: {status}; if cargo says the lock file needs to be \
+             updated, run `cargo update --workspace` in {} and commit its Cargo.lock",
+            t.bin,
+            t.project
+        );
     }
     let bin = target_dir.join(&triple).join("release").join(t.bin);
     // New inputs go to a scratch corpus under target/, never into the repo;

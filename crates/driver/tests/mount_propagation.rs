@@ -17,9 +17,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use cmcsi_keygen::ChainSummary;
+use cmcsi_testkit::in_mount_namespace;
 use cmcsi_testkit::kubelet::{DriverProcess, prepare_target, publish_request};
 use cmcsi_testkit::{FakeApi, Script};
-use common::{BIN, Pod, TOKEN, eventually, fake_api, in_namespace, read};
+use common::{BIN, Pod, TOKEN, eventually, fake_api, read};
 
 /// The driver in its own mount namespace, as in the DaemonSet's container,
 /// with the host's (this test's namespace's) pods directory shared into it.
@@ -276,33 +277,27 @@ async fn read_only_everywhere(env: &[(&str, &str)], mechanism_logged: &str) {
 
 #[test]
 fn read_only_on_the_hosts_side_with_the_new_mount_api() {
-    in_namespace(
-        "read_only_on_the_hosts_side_with_the_new_mount_api",
-        || async {
-            if probe_new_mount_api().is_err() {
-                eprintln!(
-                    "SKIPPED read_only_on_the_hosts_side_with_the_new_mount_api: this kernel has \
+    in_mount_namespace!(async {
+        if probe_new_mount_api().is_err() {
+            eprintln!(
+                "SKIPPED read_only_on_the_hosts_side_with_the_new_mount_api: this kernel has \
                      no new mount API (the staged test covers it)"
-                );
-                return;
-            }
-            read_only_everywhere(&[], "open_tree + mount_setattr + move_mount").await;
-        },
-    );
+            );
+            return;
+        }
+        read_only_everywhere(&[], "open_tree + mount_setattr + move_mount").await;
+    });
 }
 
 #[test]
 fn read_only_on_the_hosts_side_with_the_staged_remount() {
-    in_namespace(
-        "read_only_on_the_hosts_side_with_the_staged_remount",
-        || async {
-            read_only_everywhere(
-                &[(cmcsi_driver::mount::FORCE_MECHANISM_ENV, "staged-remount")],
-                "bind + remount read-only in private",
-            )
-            .await;
-        },
-    );
+    in_mount_namespace!(async {
+        read_only_everywhere(
+            &[(cmcsi_driver::mount::FORCE_MECHANISM_ENV, "staged-remount")],
+            "bind + remount read-only in private",
+        )
+        .await;
+    });
 }
 
 /// Whether this kernel lets us clone a mount detached (`open_tree`).

@@ -1,12 +1,11 @@
 //! End-to-end harness: the real driver binary, real mounts in a private
-//! mount namespace, and testkit's fake Kubernetes API with its test CA.
+//! mount namespace (each test's body runs in `cmcsi_testkit::in_mount_namespace!`),
+//! and testkit's fake Kubernetes API with its test CA.
 
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use cmcsi_proto::v1::node_client::NodeClient;
@@ -17,40 +16,6 @@ use cmcsi_testkit::{FakeApi, Script};
 use tonic::transport::Channel;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_cert-manager-csi-driver");
-const IN_NS: &str = "CMCSI_E2E_IN_NAMESPACE";
-
-/// Runs `body` inside a private mount namespace: the test re-executes its
-/// own binary for just this test under `unshare --mount`, so mounts made
-/// by the driver never reach the host. Without the privilege to do so the
-/// test says plainly that it was skipped.
-pub fn in_namespace<F, Fut>(test: &str, body: F)
-where
-    F: FnOnce() -> Fut,
-    Fut: Future<Output = ()>,
-{
-    if std::env::var_os(IN_NS).is_some() {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(body());
-        return;
-    }
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("SKIPPED {test}: needs root to create a private mount namespace");
-        return;
-    }
-    let exe = std::env::current_exe().unwrap();
-    let status = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "--"])
-        .arg(exe)
-        .args([test, "--exact", "--nocapture", "--test-threads=1"])
-        .env(IN_NS, "1")
-        .status()
-        .expect("unshare (util-linux) must be installed");
-    assert!(status.success(), "{test} failed inside its mount namespace");
-}
 
 pub struct Harness {
     pub api: FakeApi,
@@ -192,6 +157,14 @@ impl Drop for Harness {
         self.driver.kill();
         if std::thread::panicking() {
             eprintln!("---- driver log ----\n{}", self.logs());
+        }
+        // The driver's tmpfs and bind mounts outlive it in the test's mount
+        // namespace, and `TempDir` cannot remove a mount point: unmount
+        // them, deepest first, so the directory goes too.
+        let mut mounts = mounts_under(self.dir.path());
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in mounts {
+            let _ = rustix::mount::unmount(m.as_str(), rustix::mount::UnmountFlags::DETACH);
         }
     }
 }
