@@ -107,10 +107,11 @@ mod validate;
 pub use duration::{DurationError, MAX_GO_DURATION, format_go_duration, parse_go_duration};
 pub use error::{AttributeError, AttributeErrors};
 pub use options::ParseOptions;
-pub use parse::{Parsed, parse, parse_detailed, parse_with};
+pub use parse::{Parsed, parse, parse_detailed, parse_with, parse_with_secrets};
 pub use spec::{
-    CertificateSpec, EcdsaCurve, Files, IssuerRef, KeyAlgorithm, KeyEncoding, KeySpec,
-    LiteralSubject, Password, Pkcs12, PodInfo, Subject, SubjectAttribute, SubjectFields,
+    CertificateSpec, EcdsaCurve, Files, IssuerRef, Jks, KeyAlgorithm, KeyEncoding, KeySpec,
+    LiteralSubject, Password, PasswordSource, Pkcs12, Pkcs12Profile, PodInfo, Subject,
+    SubjectAttribute, SubjectFields,
 };
 pub use subject::ATTRIBUTE_TYPES;
 pub use template::VARIABLES;
