@@ -14,6 +14,7 @@ pub const FORMAT_V1: &str = "cmcsi/v1";
 const SECRET_CONTEXT_KEYS: &[&str] = &[
     "csi.storage.k8s.io/serviceAccount.tokens",
     "csi.cert-manager.io/pkcs12-password",
+    "csi.cert-manager.io/jks-password",
 ];
 
 /// Who wrote a volume's metadata, and so which defaults the volume keeps.
@@ -322,9 +323,11 @@ mod tests {
             "csi.cert-manager.io/pkcs12-password".into(),
             "hunter2".into(),
         );
+        m.volume_context
+            .insert("csi.cert-manager.io/jks-password".into(), "hunter3".into());
         let d = format!("{m:?}");
         assert!(
-            !d.contains("eyJhbGciOi-secret") && !d.contains("hunter2"),
+            !d.contains("eyJhbGciOi-secret") && !d.contains("hunter2") && !d.contains("hunter3"),
             "{d}"
         );
         assert!(d.contains("<redacted>"));
