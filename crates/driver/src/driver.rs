@@ -242,7 +242,7 @@ impl Driver {
         }
         let mut restored = Vec::with_capacity(recovery.volumes.len());
         for meta in &recovery.volumes {
-            let disable = pipeline::spec_of(meta)
+            let disable = crate::keystores::stored_spec(&self.store, meta)
                 .map(|s| s.disable_auto_renew)
                 .unwrap_or(false);
             // A never-issued volume is resumed here only when it is already
@@ -410,7 +410,7 @@ impl Driver {
             }
             Err(e) => {
                 if let Ok(meta) = self.store.read_metadata(volume_id)
-                    && let Ok(spec) = pipeline::spec_of(&meta)
+                    && let Ok(spec) = crate::keystores::stored_spec(&self.store, &meta)
                 {
                     let labels = issuer_labels(&spec);
                     self.metrics.issue_requests.get_or_create(&labels).inc();
@@ -522,10 +522,8 @@ impl Driver {
             Err(StoreError::VolumeNotFound { .. }) => None,
             Err(e) => return Err(e.into()),
         };
-        let spec = match &existing {
-            Some(meta) => pipeline::spec_of(meta)?,
-            None => cmcsi_attrs::parse(&context)?,
-        };
+        let spec =
+            crate::keystores::publish_spec(&self.store, existing.as_ref(), &context, &req.secrets)?;
         if self.config.use_token_request {
             pipeline::token_of(&context)?;
         }
@@ -545,6 +543,7 @@ impl Driver {
                 meta
             }
         };
+        crate::keystores::save_secrets(&self.store, volume_id, &spec)?;
 
         if meta.next_issuance_time.is_none() {
             if self.config.continue_on_not_ready {
@@ -634,7 +633,7 @@ impl Driver {
         };
         self.renewer().forget(volume_id);
         if let Ok(meta) = self.store.read_metadata(volume_id)
-            && let Ok(spec) = pipeline::spec_of(&meta)
+            && let Ok(spec) = crate::keystores::stored_spec(&self.store, &meta)
         {
             let labels = cert_labels(&spec);
             self.metrics.expiration.remove(&labels);

@@ -22,6 +22,7 @@ pub mod convert;
 pub mod driver;
 pub mod error;
 pub mod identity;
+pub mod keystores;
 mod locks;
 pub mod logging;
 pub mod metrics;

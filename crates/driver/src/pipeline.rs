@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
-use cmcsi_attrs::{CertificateSpec, ParseOptions};
+use cmcsi_attrs::CertificateSpec;
 use cmcsi_issuer_client::{self as ic, IssuerClient, NewRequest, SecretToken};
 use cmcsi_keygen::{self as keygen, ChainSummary, PrivateKey};
 use cmcsi_store::{FileSet, Metadata, Store, StoreError};
@@ -41,15 +41,11 @@ struct PendingRef<'a> {
 /// A submitted request: its key, its name and the key's PKCS#8 PEM.
 type Submitted = (PrivateKey, String, zeroize::Zeroizing<String>);
 
-/// The spec a volume's stored context stands for. Volumes written by the Go
+/// The spec a volume's stored context stands for, without its Secret-backed
+/// passwords (see [`crate::keystores::stored_spec`]). Volumes written by the Go
 /// driver keep its defaults (`tls.crt`, `tls.key`, `ca.crt`, 2160h).
 pub fn spec_of(meta: &Metadata) -> Result<CertificateSpec, DriverError> {
-    let options = if meta.written_by_go() {
-        ParseOptions::go_driver()
-    } else {
-        ParseOptions::original()
-    };
-    Ok(cmcsi_attrs::parse_with(&meta.volume_context, &options)?)
+    crate::keystores::spec_with(meta, [])
 }
 
 /// The outcome of one successful issuance.
@@ -90,7 +86,7 @@ impl Pipeline<'_> {
     /// A failure leaves the current file set untouched.
     pub async fn issue(&self, volume_id: &str) -> Result<Issued, DriverError> {
         let mut meta = self.store.read_metadata(volume_id)?;
-        let spec = spec_of(&meta)?;
+        let spec = crate::keystores::stored_spec(self.store, &meta)?;
         let namespace = spec.pod.namespace.clone().ok_or_else(|| {
             DriverError::InvalidRequest(
                 "the volume context has no csi.storage.k8s.io/pod.namespace: the CSIDriver \
@@ -155,15 +151,14 @@ impl Pipeline<'_> {
             issued.certificate_pem.clone(),
         );
         files.insert(spec.files.ca.clone(), issued.ca_pem.clone());
-        if let Some(p12) = &spec.files.pkcs12 {
-            let der = keygen::pkcs12(
-                &key,
-                &issued.certificate_pem,
-                p12.password.expose(),
-                keygen::Pkcs12Profile::Modern2023,
-            )?;
-            files.insert(p12.filename.clone(), der);
-        }
+        crate::keystores::add_files(
+            &mut files,
+            &spec,
+            &key,
+            &summary,
+            &issued.certificate_pem,
+            &issued.ca_pem,
+        )?;
         let gid = spec.fs_group.or_else(|| {
             meta.volume_mount_group
                 .as_deref()
