@@ -67,6 +67,19 @@ fn run(cmd: &str, args: &[&str], dir: &Path) -> Result<Vec<u8>, String> {
     }
 }
 
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
 fn has_keytool() -> bool {
     Command::new("keytool").arg("-help").output().is_ok()
 }
@@ -268,7 +281,14 @@ fn keystores_from_secrets_renew_together_and_survive_a_restart() {
     in_namespace(
         "keystores_from_secrets_renew_together_and_survive_a_restart",
         || async {
-            let mut h = Harness::start(&["--log-level", "trace"]).await;
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let metrics = format!("127.0.0.1:{port}");
+            let mut h =
+                Harness::start(&["--log-level", "trace", "--metrics-bind-address", &metrics]).await;
             let pod = Pod::new("ks", "java-app");
             let attrs = [
                 ("csi.cert-manager.io/issuer-name", "ca-issuer"),
@@ -350,6 +370,11 @@ fn keystores_from_secrets_renew_together_and_survive_a_restart() {
                 }
                 assert!(!h.logs().contains(password), "password in the log");
             }
+            let scraped = http_get(&metrics, "/metrics");
+            assert!(scraped.contains("200 OK"), "{scraped}");
+            for password in [P12_PASSWORD, JKS_PASSWORD, "not-kept-7766"] {
+                assert!(!scraped.contains(password), "a password in the metrics");
+            }
         },
     );
 }
@@ -371,6 +396,7 @@ fn each_pkcs12_profile_and_secret_problems() {
                     &[
                         ("csi.cert-manager.io/issuer-name", "ca-issuer"),
                         ("csi.cert-manager.io/dns-names", "p.example.com"),
+                        ("csi.cert-manager.io/common-name", "p.example.com"),
                         ("csi.cert-manager.io/key-algorithm", "ECDSA"),
                         ("csi.cert-manager.io/pkcs12-enable", "true"),
                         ("csi.cert-manager.io/pkcs12-password", INLINE_PASSWORD),
@@ -402,6 +428,29 @@ fn each_pkcs12_profile_and_secret_problems() {
                 pubkey_of_key(work.path(), "key.pem"),
                 "{profile}"
             );
+            if has_keytool() {
+                let listing = run(
+                    "keytool",
+                    &[
+                        "-list",
+                        "-keystore",
+                        "keystore.p12",
+                        "-storetype",
+                        "PKCS12",
+                        "-storepass",
+                        INLINE_PASSWORD,
+                    ],
+                    work.path(),
+                )
+                .unwrap();
+                let listing = String::from_utf8(listing).unwrap();
+                assert!(
+                    listing.contains("certificate, ") && listing.contains("PrivateKeyEntry"),
+                    "{profile}: {listing}"
+                );
+            } else {
+                eprintln!("SKIPPED keytool on {profile}: keytool (OpenJDK) is not installed");
+            }
         }
 
         // A Secret key the request's secrets lack: INVALID_ARGUMENT naming the
