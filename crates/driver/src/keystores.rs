@@ -139,3 +139,28 @@ pub fn add_files(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The store redacts by its own list of secret keys (it does not depend on
+    /// attrs); every secret-valued attribute must be on it.
+    #[test]
+    fn the_store_redacts_every_secret_valued_attribute() {
+        let mut meta = Metadata::new("v", "/t");
+        for (i, key) in cmcsi_attrs::keys::SECRET_VALUED.iter().enumerate() {
+            meta.volume_context
+                .insert((*key).to_owned(), format!("secret-value-{i}"));
+        }
+        let shown = format!("{meta:?}");
+        assert!(!shown.contains("secret-value-"), "{shown}");
+    }
+
+    #[test]
+    fn profiles_map_by_name() {
+        for &p in Pkcs12Profile::ALL {
+            assert_eq!(pkcs12_profile(p).as_str(), p.as_str());
+        }
+    }
+}
