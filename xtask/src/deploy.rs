@@ -1,13 +1,17 @@
 //! `cargo xtask deploy [--check]`: writes the deploy manifests under `deploy/` from typed
 //! `k8s-openapi` objects, so the YAML users apply is produced by code and reviewed as code.
 //!
-//! - `deploy/*.yaml` + `kustomization.yaml`: the driver (Namespace, ServiceAccount, RBAC,
+//! - `deploy/base/` + `kustomization.yaml`: the driver (Namespace, ServiceAccount, RBAC,
 //!   CSIDriver, DaemonSet), `kubectl apply -k deploy/`.
 //! - `deploy/token-request/`: overlay that makes the driver create requests with the Pod's
-//!   ServiceAccount token (CSIDriver `tokenRequests` + `requiresRepublish`, `--use-token-request`).
+//!   ServiceAccount token (CSIDriver `tokenRequests` + `requiresRepublish`, `--use-token-request`,
+//!   the driver's role without `create`).
+//! - `deploy/components/pod-readiness/`: kustomize component for readiness gates (Pod RBAC).
+//! - `deploy/monitoring/`: PodMonitor, alert rules, scrape configuration, dashboard
+//!   ([`monitoring`]).
 //! - `deploy/examples/`: a CA issuer chain and the Deployment from the original documentation.
-//! - `deploy/chart/`: a Helm chart whose templates are the same objects, with chosen fields turned
-//!   into template expressions (see [`chart::helmify`]).
+//! - `deploy/chart/`: a Helm chart from static templates, checked against the same objects by
+//!   the render tests ([`chart`]).
 //!
 //! `--check` regenerates in memory and fails, naming every stale, missing or extra file, when the
 //! committed files differ (rust-analyzer's `codegen --check` pattern).
@@ -173,15 +177,13 @@ fn list_files(dir: &Path) -> Result<Vec<PathBuf>> {
 // Settings: one set of knobs for the static manifests and (as template holes) for the chart.
 // ---------------------------------------------------------------------------------------------
 
-/// A toggle: fixed on or off in the static manifests, a Helm condition in the chart.
+/// A toggle of the static manifests.
 #[derive(Clone, Debug)]
 pub enum Cond {
     /// Always present.
     On,
     /// Never present.
     Off,
-    /// Present when the Helm expression (e.g. `Values.metrics.enabled`) is true.
-    Helm(&'static str),
 }
 
 /// Everything that differs between deployments.
@@ -221,6 +223,12 @@ pub struct Settings {
     pub kube_api_qps: (Cond, String),
     /// `--kube-api-burst=<value>` when present.
     pub kube_api_burst: (Cond, String),
+    /// `--pod-readiness-gate=<gate>`, one per entry (the Go driver's gate syntax).
+    pub pod_readiness_gates: Vec<String>,
+    /// `--gate-backoff-<name>=<value>` for each `(name, value)`: duration, factor, jitter, cap.
+    pub gate_backoff: Vec<(String, String)>,
+    /// `--go-defaults`: the Go driver's file names and duration for volumes that name none.
+    pub go_defaults: bool,
     /// Metrics endpoint (argument + container port).
     pub metrics: Cond,
     /// Metrics port.
@@ -285,6 +293,9 @@ impl Default for Settings {
             continue_on_not_ready: Cond::Off,
             kube_api_qps: (Cond::Off, String::new()),
             kube_api_burst: (Cond::Off, String::new()),
+            pod_readiness_gates: vec![],
+            gate_backoff: vec![],
+            go_defaults: false,
             metrics: Cond::On,
             metrics_port: METRICS_PORT,
             health_port: HEALTH_PORT,
@@ -303,6 +314,13 @@ impl Default for Settings {
 
 fn labels() -> BTreeMap<String, String> {
     [("app.kubernetes.io/name".to_owned(), APP.to_owned())].into()
+}
+
+/// The DaemonSet's selector: the Go chart's (`app: cert-manager-csi-driver`), so label selectors
+/// written for the Go driver's Pods keep matching, and a DaemonSet whose selector (immutable)
+/// came from the Go chart can be updated rather than replaced.
+pub fn selector_labels() -> BTreeMap<String, String> {
+    [("app".to_owned(), APP.to_owned())].into()
 }
 
 fn meta(name: &str, namespace: Option<&str>) -> ObjectMeta {
@@ -341,17 +359,61 @@ pub fn service_account(s: &Settings) -> ServiceAccount {
     }
 }
 
-/// Least privilege: the driver only creates, reads, watches and deletes CertificateRequests.
-/// No Pod access: readiness gates are not implemented.
-pub fn cluster_role() -> ClusterRole {
+/// Which optional features the driver's ClusterRole must allow.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RoleFeatures {
+    /// `--use-token-request`: requests are created with the Pod's own token, so the driver's
+    /// identity needs no `create` on certificaterequests.
+    pub token_request: bool,
+    /// Readiness gates (`--pod-readiness-gate`) or `${POD_IP}`: a node-scoped Pod watch.
+    pub pod_readiness: bool,
+}
+
+/// Verbs of the driver's identity on `cert-manager.io` certificaterequests: `create` (unless
+/// the Pod's token creates them), `list` + `watch` (the node-scoped watch), `delete` (stale
+/// requests). No `get`: every read comes from the watch.
+pub fn certificate_request_verbs(token_request: bool) -> Vec<String> {
+    let mut verbs = vec![];
+    if !token_request {
+        verbs.push("create");
+    }
+    verbs.extend(["list", "watch", "delete"]);
+    strings(&verbs)
+}
+
+/// Verbs on `events.k8s.io` events: kube's event recorder creates an Event and patches it
+/// when it repeats (aggregation).
+pub const EVENT_VERBS: &[&str] = &["create", "patch"];
+/// Verbs on core Pods for the readiness-gate Pod watch (node-scoped list + watch, and get).
+pub const POD_VERBS: &[&str] = &["get", "list", "watch"];
+
+/// The rules of the driver's ClusterRole; see [`RoleFeatures`].
+pub fn driver_rules(f: RoleFeatures) -> Vec<PolicyRule> {
+    let rule = |group: &str, resource: &str, verbs: Vec<String>| PolicyRule {
+        api_groups: Some(strings(&[group])),
+        resources: Some(strings(&[resource])),
+        verbs,
+        ..Default::default()
+    };
+    let mut rules = vec![
+        rule(
+            "cert-manager.io",
+            "certificaterequests",
+            certificate_request_verbs(f.token_request),
+        ),
+        rule("events.k8s.io", "events", strings(EVENT_VERBS)),
+    ];
+    if f.pod_readiness {
+        rules.push(rule("", "pods", strings(POD_VERBS)));
+    }
+    rules
+}
+
+/// Least privilege: only the verbs the driver's code uses (a test greps the client calls).
+pub fn cluster_role(f: RoleFeatures) -> ClusterRole {
     ClusterRole {
         metadata: meta(APP, None),
-        rules: Some(vec![PolicyRule {
-            api_groups: Some(strings(&["cert-manager.io"])),
-            resources: Some(strings(&["certificaterequests"])),
-            verbs: strings(&["create", "get", "list", "watch", "delete"]),
-            ..Default::default()
-        }]),
+        rules: Some(driver_rules(f)),
         ..Default::default()
     }
 }
@@ -422,7 +484,6 @@ fn cond_push(out: &mut Vec<String>, cond: &Cond, arg: String) {
     match cond {
         Cond::On => out.push(arg),
         Cond::Off => {}
-        Cond::Helm(expr) => out.push(format!("{IF}{expr}__{arg}")),
     }
 }
 
@@ -503,6 +564,15 @@ pub fn daemon_set(s: &Settings) -> DaemonSet {
         &s.kube_api_burst.0,
         format!("--kube-api-burst={}", s.kube_api_burst.1),
     );
+    for gate in &s.pod_readiness_gates {
+        args.push(format!("--pod-readiness-gate={gate}"));
+    }
+    for (name, value) in &s.gate_backoff {
+        args.push(format!("--gate-backoff-{name}={value}"));
+    }
+    if s.go_defaults {
+        args.push("--go-defaults".to_owned());
+    }
     cond_push(
         &mut args,
         &s.metrics,
@@ -513,7 +583,6 @@ pub fn daemon_set(s: &Settings) -> DaemonSet {
     match &s.metrics {
         Cond::On => ports.push(port("http-metrics", s.metrics_port)),
         Cond::Off => {}
-        Cond::Helm(expr) => ports.push(port(&format!("{IF}{expr}__http-metrics"), s.metrics_port)),
     }
 
     let driver = Container {
@@ -598,8 +667,10 @@ pub fn daemon_set(s: &Settings) -> DaemonSet {
         ..Default::default()
     };
 
+    let mut pod_labels = labels();
+    pod_labels.extend(selector_labels());
     let mut pod_meta = ObjectMeta {
-        labels: Some(labels()),
+        labels: Some(pod_labels),
         ..Default::default()
     };
     pod_meta.annotations = Some(
@@ -614,7 +685,7 @@ pub fn daemon_set(s: &Settings) -> DaemonSet {
         metadata: meta(APP, Some(&s.namespace)),
         spec: Some(DaemonSetSpec {
             selector: LabelSelector {
-                match_labels: Some(labels()),
+                match_labels: Some(selector_labels()),
                 ..Default::default()
             },
             template: PodTemplateSpec {
@@ -750,20 +821,14 @@ const DAEMONSET_NOTES: &[Note] = &[
         text: "The node name (from spec.nodeName via NODE_ID) scopes the driver's CertificateRequest watch.",
     },
     Note {
-        anchors: &[
-            "path: /var/lib/cert-manager-csi-driver",
-            "path: __HELM_Values.app.driver.csiDataDir__",
-        ],
+        anchors: &["path: /var/lib/cert-manager-csi-driver"],
         text: "Data root on the host. Not under /tmp: systemd-tmpfiles cleans /tmp on many distributions,\n\
                deleting the driver's metadata under running Pods (Go driver issue #78). The Go chart\n\
                used /tmp/cert-manager-csi-driver; to take over its volumes, or to use another\n\
                directory, change this path (see docs/migrate.md).",
     },
     Note {
-        anchors: &[
-            "path: /var/lib/kubelet/pods",
-            "path: __HELM_Values.app.kubeletRootDir__/pods",
-        ],
+        anchors: &["path: /var/lib/kubelet/pods"],
         text: "The kubelet's pods directory, mounted at the same path: target paths in CSI calls are host\n\
                paths. Change every /var/lib/kubelet here if your kubelet uses another --root-dir.",
     },
@@ -830,6 +895,9 @@ fn doc<T: serde::Serialize>(item: &T, notes: &[Note]) -> Result<String> {
     Ok(format!("{GENERATED_HEADER}{}", to_yaml(item, notes)?))
 }
 
+/// The gate `deploy/components/pod-readiness` configures: the Pod has an IP (any family).
+pub const DEFAULT_COMPONENT_GATE: &str = "pod-ip:any";
+
 /// Base resources (under `deploy/base/`), in apply order.
 pub const BASE_FILES: &[&str] = &[
     "namespace.yaml",
@@ -850,7 +918,10 @@ pub fn generate() -> Result<BTreeMap<PathBuf, String>> {
 
     put("base/namespace.yaml", doc(&namespace(&s), &[])?);
     put("base/serviceaccount.yaml", doc(&service_account(&s), &[])?);
-    put("base/clusterrole.yaml", doc(&cluster_role(), &[])?);
+    put(
+        "base/clusterrole.yaml",
+        doc(&cluster_role(RoleFeatures::default()), &[])?,
+    );
     put(
         "base/clusterrolebinding.yaml",
         doc(&cluster_role_binding(&s), &[])?,
@@ -897,6 +968,12 @@ pub fn generate() -> Result<BTreeMap<PathBuf, String>> {
             "requiresRepublish": token_driver.spec.requires_republish,
         }
     });
+    // The Pod's token creates the requests: the driver's own identity loses `create`.
+    let token_role_patch = serde_norway::to_string(&json!([{
+        "op": "replace",
+        "path": "/rules/0/verbs",
+        "value": certificate_request_verbs(true),
+    }]))?;
     let args_patch = serde_norway::to_string(&json!([{
         "op": "add",
         "path": "/spec/template/spec/containers/0/args/-",
@@ -921,6 +998,42 @@ pub fn generate() -> Result<BTreeMap<PathBuf, String>> {
                     {"path": "csidriver-patch.yaml"},
                     {"target": {"group": "apps", "version": "v1", "kind": "DaemonSet", "name": APP},
                      "patch": args_patch},
+                    {"target": {"group": "rbac.authorization.k8s.io", "version": "v1", "kind": "ClusterRole", "name": APP},
+                     "patch": token_role_patch},
+                ],
+            }),
+            &[],
+        )?,
+    );
+
+    // Component for readiness gates: the Pod watch's RBAC, continue-on-not-ready (required with
+    // a gate) and one gate. `components: [../components/pod-readiness]` in an overlay.
+    let gated = RoleFeatures {
+        pod_readiness: true,
+        ..RoleFeatures::default()
+    };
+    let pod_rule = driver_rules(gated)
+        .pop()
+        .context("the gated role has a Pod rule")?;
+    let gate_patch = serde_norway::to_string(&json!([
+        {"op": "add", "path": "/spec/template/spec/containers/0/args/-", "value": "--continue-on-not-ready"},
+        {"op": "add", "path": "/spec/template/spec/containers/0/args/-",
+         "value": format!("--pod-readiness-gate={DEFAULT_COMPONENT_GATE}")},
+    ]))?;
+    let pod_rule_patch = serde_norway::to_string(&json!([
+        {"op": "add", "path": "/rules/-", "value": pod_rule},
+    ]))?;
+    put(
+        "components/pod-readiness/kustomization.yaml",
+        doc(
+            &json!({
+                "apiVersion": "kustomize.config.k8s.io/v1alpha1",
+                "kind": "Component",
+                "patches": [
+                    {"target": {"group": "apps", "version": "v1", "kind": "DaemonSet", "name": APP},
+                     "patch": gate_patch},
+                    {"target": {"group": "rbac.authorization.k8s.io", "version": "v1", "kind": "ClusterRole", "name": APP},
+                     "patch": pod_rule_patch},
                 ],
             }),
             &[],
@@ -942,6 +1055,49 @@ pub fn generate() -> Result<BTreeMap<PathBuf, String>> {
     );
     put("README.md", DEPLOY_README.to_owned());
 
+    put(
+        "monitoring/prometheus-rules.yaml",
+        monitoring::rules_yaml()?,
+    );
+    put(
+        "monitoring/prometheusrule.yaml",
+        doc(&monitoring::prometheus_rule(), &[])?,
+    );
+    put(
+        "monitoring/podmonitor.yaml",
+        doc(&monitoring::pod_monitor(), &[])?,
+    );
+    put(
+        "monitoring/prometheus-scrape-config.yaml",
+        format!(
+            "{GENERATED_HEADER}# Without the Prometheus Operator: add this job to prometheus.yml. It finds the driver Pods\n\
+             # directly (no Service) and keeps the driver's namespace/pod labels (docs/metrics.md).\n{}",
+            serde_norway::to_string(&monitoring::scrape_config())?
+        ),
+    );
+    put(
+        "monitoring/kustomization.yaml",
+        doc(
+            &json!({
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": ["podmonitor.yaml", "prometheusrule.yaml"],
+            }),
+            &[],
+        )?,
+    );
+    put(
+        "monitoring/grafana-dashboard.json",
+        format!(
+            "{}\n",
+            serde_json::to_string_pretty(&monitoring::dashboard())?
+        ),
+    );
+    put(
+        "monitoring/tests/rules.test.yaml",
+        monitoring::RULES_TEST.to_owned(),
+    );
+
     for (rel, text) in chart::files()? {
         put(&format!("chart/{rel}"), text);
     }
@@ -950,10 +1106,8 @@ pub fn generate() -> Result<BTreeMap<PathBuf, String>> {
 
 const DEPLOY_README: &str = include_str!("deploy/README.md");
 
-/// Marker prefix of a conditional list item (`{{- if EXPR }} ... {{- end }}`).
-const IF: &str = "__HELMIF_";
-
 pub mod chart;
+pub mod monitoring;
 
 #[cfg(test)]
 mod tests;

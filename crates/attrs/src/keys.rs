@@ -122,8 +122,9 @@ pub const SERVICE_ACCOUNT_TOKENS: &str = "csi.storage.k8s.io/serviceAccount.toke
 /// `"true"` for inline ephemeral volumes, from the kubelet.
 pub const EPHEMERAL: &str = "csi.storage.k8s.io/ephemeral";
 
-/// Attributes whose values are secrets: never shown in errors, `Debug` output or logs.
-pub const SECRET_VALUED: &[&str] = &[PKCS12_PASSWORD, JKS_PASSWORD, SERVICE_ACCOUNT_TOKENS];
+/// Keys whose values are secrets: never logged, never in an error or a
+/// metric, never printed by `Debug`.
+pub const SECRET_KEYS: &[&str] = &[SERVICE_ACCOUNT_TOKENS, PKCS12_PASSWORD, JKS_PASSWORD];
 
 /// Attributes whose values may use `${POD_NAME}`-style variables.
 pub const TEMPLATED: &[&str] = &[

@@ -4,13 +4,13 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
+use zeroize::Zeroizing;
 
 use crate::duration::format_go_duration;
 use crate::keys;
 use crate::list::join_escaped;
 use crate::template::escape;
 use crate::usage::KeyUsage;
-use zeroize::Zeroizing;
 
 /// Everything one volume's issuance needs, validated.
 ///
@@ -69,8 +69,10 @@ pub struct IssuerRef {
 }
 
 /// The CSR's subject: separate fields, or a literal RFC 4514 string.
+///
+/// Exhaustive on purpose: the driver maps every variant onto `keygen`
+/// without a fallback, so a new variant must be mapped there to compile.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum Subject {
     /// From `common-name`, `organizations`, ... `serialnumber`.
     Fields(SubjectFields),
@@ -138,8 +140,10 @@ pub struct KeySpec {
 }
 
 /// Key algorithm and size.
+///
+/// Exhaustive on purpose: the driver maps every variant onto `keygen`
+/// without a fallback, so a new variant must be mapped there to compile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum KeyAlgorithm {
     /// RSA with a modulus of `bits` (2048 to 8192).
     Rsa {
@@ -173,8 +177,10 @@ impl KeyAlgorithm {
 }
 
 /// NIST curve for ECDSA.
+///
+/// Exhaustive on purpose: the driver maps every variant onto `keygen`
+/// without a fallback, so a new variant must be mapped there to compile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum EcdsaCurve {
     /// P-256 (`key-size: 256`).
     P256,
@@ -196,8 +202,10 @@ impl EcdsaCurve {
 }
 
 /// PEM encoding of the private key file.
+///
+/// Exhaustive on purpose: the driver maps every variant onto `keygen`
+/// without a fallback, so a new variant must be mapped there to compile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum KeyEncoding {
     /// `RSA PRIVATE KEY` (RSA only).
     Pkcs1,
@@ -328,8 +336,10 @@ pub enum PasswordSource {
 }
 
 /// PKCS#12 protection, by cert-manager's profile names.
+///
+/// Exhaustive on purpose: the driver maps every variant onto `keygen`
+/// without a fallback, so a new variant must be mapped there to compile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-#[non_exhaustive]
 pub enum Pkcs12Profile {
     /// `LegacyRC2`: RC2-40 certificates, 3DES key, SHA-1 MAC (the Go driver's format;
     /// OpenSSL 3 needs `-legacy`).
@@ -359,13 +369,13 @@ impl Pkcs12Profile {
     }
 }
 
-/// A password; `Debug` and `Display` print `<redacted>`, and its memory is zeroed when
-/// dropped. Read it with [`expose`](Self::expose).
+/// A password; `Debug` and `Display` print `<redacted>`, and it is wiped
+/// from memory when dropped. Read it with [`expose`](Self::expose).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Password(Zeroizing<String>);
 
 impl Password {
-    /// Wraps a password.
+    /// Wraps a password (moved, not copied, into its wiped-on-drop buffer).
     pub fn new(password: impl Into<String>) -> Self {
         Password(Zeroizing::new(password.into()))
     }
@@ -533,5 +543,20 @@ impl CertificateSpec {
     /// Every SAN count together.
     pub fn san_count(&self) -> usize {
         self.dns_names.len() + self.ip_sans.len() + self.uri_sans.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keystore_password_is_held_in_a_zeroizing_buffer() {
+        let p = Password::new("s3cret");
+        // The field's type is the point: its buffer is wiped on drop.
+        let inner: &Zeroizing<String> = &p.0;
+        assert_eq!(inner.as_str(), "s3cret");
+        assert_eq!(p.expose(), "s3cret");
+        assert_eq!(p.clone(), p);
     }
 }

@@ -37,12 +37,16 @@ pub enum DriverError {
     /// Mounting or unmounting the volume failed.
     #[error("{0}")]
     Mount(String),
+    /// A blocking task the driver started (store IO) was cancelled, which
+    /// happens only while the runtime shuts down.
+    #[error("{0} was cancelled because the driver is shutting down; the kubelet will retry")]
+    Worker(String),
 }
 
 impl DriverError {
     /// The gRPC status a kubelet gets for this error (the design's table).
     pub fn to_status(&self) -> Status {
-        use cmcsi_issuer_client::IssueError as I;
+        use cmcsi_issuer_client::Cause;
         let msg = self.to_string();
         match self {
             DriverError::InvalidRequest(_) | DriverError::Attributes(_) => {
@@ -51,23 +55,17 @@ impl DriverError {
             DriverError::Busy(_) => Status::aborted(msg),
             DriverError::NoKubernetes(_) => Status::unavailable(msg),
             DriverError::Token(_) => Status::failed_precondition(msg),
-            DriverError::Issuer(e) => match e {
-                I::Denied { .. } | I::InvalidRequest { .. } | I::Failed { .. } => {
-                    Status::failed_precondition(msg)
-                }
-                I::Forbidden { .. } | I::Token(_) => Status::failed_precondition(msg),
-                // The Pod's own token was rejected: the Pod must get a new
-                // one; the driver's rejected credentials may be rotating.
-                I::Unauthorized {
-                    token_mode: true, ..
-                } => Status::failed_precondition(msg),
-                I::Unauthorized { .. } => Status::unavailable(msg),
-                I::TimedOut { .. } => Status::deadline_exceeded(msg),
-                I::Deleted { .. } => Status::aborted(msg),
-                I::ApiUnavailable { .. } => Status::unavailable(msg),
-                _ if e.is_retryable() => Status::unavailable(msg),
-                _ => Status::internal(msg),
+            // The Pod's own token rejected is `Rejected` (the Pod must get a
+            // new one); the driver's rejected credentials are `Unavailable`
+            // (they may be rotating).
+            DriverError::Issuer(e) => match e.cause() {
+                Cause::Rejected => Status::failed_precondition(msg),
+                Cause::Unavailable => Status::unavailable(msg),
+                Cause::TimedOut => Status::deadline_exceeded(msg),
+                Cause::Deleted => Status::aborted(msg),
+                Cause::Internal => Status::internal(msg),
             },
+            DriverError::Worker(_) => Status::unavailable(msg),
             DriverError::Store(_) | DriverError::Key(_) | DriverError::Mount(_) => {
                 Status::internal(msg)
             }

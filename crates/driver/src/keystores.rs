@@ -9,26 +9,18 @@
 //! Secret-backed passwords. Nothing here logs a password or puts one in an
 //! error.
 
-use std::collections::HashMap;
-
-use cmcsi_attrs::{CertificateSpec, ParseOptions, Pkcs12Profile};
+use cmcsi_attrs::{CertificateSpec, ParseOptions, Parsed};
 use cmcsi_keygen::{self as keygen, ChainSummary, PrivateKey};
 use cmcsi_store::{FileSet, Metadata, Store, VolumeSecrets};
 
+use crate::convert;
+use crate::driver::Driver;
 use crate::error::DriverError;
-
-/// The parse options for a stored volume: volumes written by the Go driver keep
-/// its defaults (`tls.crt`, `tls.key`, `ca.crt`, 2160h, `LegacyRC2`).
-pub fn options_of(meta: &Metadata) -> ParseOptions {
-    if meta.written_by_go() {
-        ParseOptions::go_driver()
-    } else {
-        ParseOptions::original()
-    }
-}
+use crate::node::PublishRequest;
+use crate::pipeline::options_of;
 
 /// The spec of a stored volume, its Secret-backed passwords read from the
-/// store's secrets file.
+/// store's secrets file. Blocking: call it on the blocking pool.
 pub fn stored_spec(store: &Store, meta: &Metadata) -> Result<CertificateSpec, DriverError> {
     let secrets = store.read_secrets(&meta.volume_id)?;
     spec_with(meta, secrets.iter())
@@ -39,57 +31,58 @@ pub fn spec_with<'a>(
     meta: &Metadata,
     secrets: impl IntoIterator<Item = (&'a str, &'a str)>,
 ) -> Result<CertificateSpec, DriverError> {
-    Ok(cmcsi_attrs::parse_with_secrets(&meta.volume_context, secrets, &options_of(meta))?.spec)
+    Ok(parsed_with(meta, secrets)?.spec)
 }
 
-/// The spec for a publish: a new volume's context with the request's Secret
-/// data, or an existing volume's stored context with the request's Secret data
-/// (the kubelet sends it with every publish) and else what the store kept.
-pub fn publish_spec(
-    store: &Store,
-    existing: Option<&Metadata>,
-    context: &std::collections::BTreeMap<String, String>,
-    request_secrets: &HashMap<String, String>,
-) -> Result<CertificateSpec, DriverError> {
-    let from_request = request_secrets
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()));
-    match existing {
-        None => {
-            Ok(
-                cmcsi_attrs::parse_with_secrets(context, from_request, &ParseOptions::original())?
-                    .spec,
-            )
-        }
-        Some(meta) if !request_secrets.is_empty() => spec_with(meta, from_request),
-        Some(meta) => stored_spec(store, meta),
-    }
+fn parsed_with<'a>(
+    meta: &Metadata,
+    secrets: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<Parsed, DriverError> {
+    Ok(cmcsi_attrs::parse_with_secrets(
+        &meta.volume_context,
+        secrets,
+        &options_of(meta),
+    )?)
 }
 
-/// Keeps the passwords `spec` took from the volume's Secret (only those, and
-/// nothing when there are none) in the store's private secrets file.
-pub fn save_secrets(
-    store: &Store,
-    volume_id: &str,
-    spec: &CertificateSpec,
-) -> Result<(), DriverError> {
-    let secrets: VolumeSecrets = spec
-        .files
+/// The passwords `spec` took from the volume's Secret (only those; none when
+/// it took none), for the store's private secrets file.
+pub fn secrets_of(spec: &CertificateSpec) -> VolumeSecrets {
+    spec.files
         .secret_passwords()
         .into_iter()
         .map(|(key, password)| (key, password.expose()))
-        .collect();
-    Ok(store.write_secrets(volume_id, &secrets)?)
+        .collect()
 }
 
-/// cert-manager's profile names on both sides.
-pub fn pkcs12_profile(profile: Pkcs12Profile) -> keygen::Pkcs12Profile {
-    match profile {
-        Pkcs12Profile::LegacyRc2 => keygen::Pkcs12Profile::LegacyRc2,
-        Pkcs12Profile::LegacyDes => keygen::Pkcs12Profile::LegacyDes,
-        Pkcs12Profile::Modern2023 => keygen::Pkcs12Profile::Modern2023,
-        // `Pkcs12Profile` is non-exhaustive; attrs accepts nothing else today.
-        _ => keygen::Pkcs12Profile::Modern2023,
+impl Driver {
+    /// The parsed spec for a publish: a new volume's context with the
+    /// request's Secret data, or an existing volume's stored context with the
+    /// request's Secret data (the kubelet sends it with every publish) and
+    /// else what the store kept.
+    pub(crate) async fn publish_parsed(
+        &self,
+        req: &PublishRequest,
+        existing: Option<&Metadata>,
+    ) -> Result<Parsed, DriverError> {
+        match existing {
+            None => Ok(cmcsi_attrs::parse_with_secrets(
+                &req.context,
+                req.secrets.iter(),
+                &ParseOptions::original(),
+            )?),
+            Some(meta) if !req.secrets.is_empty() => parsed_with(meta, req.secrets.iter()),
+            Some(meta) => {
+                let id = meta.volume_id.clone();
+                let stored = self.on_store(move |s| s.read_secrets(&id)).await?;
+                parsed_with(meta, stored.iter())
+            }
+        }
+    }
+
+    /// [`stored_spec`] on the blocking pool.
+    pub(crate) async fn stored_spec(&self, meta: Metadata) -> Result<CertificateSpec, DriverError> {
+        self.on_store(move |s| stored_spec(s, &meta)).await
     }
 }
 
@@ -107,7 +100,7 @@ pub fn add_files(
 ) -> Result<(), DriverError> {
     let has_ca = !ca_pem.iter().all(u8::is_ascii_whitespace);
     if let Some(p12) = &spec.files.pkcs12 {
-        let profile = pkcs12_profile(p12.profile);
+        let profile = convert::pkcs12_profile(p12.profile);
         let der = keygen::pkcs12(key, chain_pem, p12.password.expose(), profile)?;
         files.insert(p12.filename.clone(), der);
         if let Some(name) = &p12.truststore_filename
@@ -144,23 +137,16 @@ pub fn add_files(
 mod tests {
     use super::*;
 
-    /// The store redacts by its own list of secret keys (it does not depend on
-    /// attrs); every secret-valued attribute must be on it.
+    /// The store (which does not depend on attrs) redacts every context value
+    /// in `Debug`; every secret-valued attribute must stay hidden there.
     #[test]
     fn the_store_redacts_every_secret_valued_attribute() {
         let mut meta = Metadata::new("v", "/t");
-        for (i, key) in cmcsi_attrs::keys::SECRET_VALUED.iter().enumerate() {
+        for (i, key) in cmcsi_attrs::keys::SECRET_KEYS.iter().enumerate() {
             meta.volume_context
                 .insert((*key).to_owned(), format!("secret-value-{i}"));
         }
         let shown = format!("{meta:?}");
         assert!(!shown.contains("secret-value-"), "{shown}");
-    }
-
-    #[test]
-    fn profiles_map_by_name() {
-        for &p in Pkcs12Profile::ALL {
-            assert_eq!(pkcs12_profile(p).as_str(), p.as_str());
-        }
     }
 }

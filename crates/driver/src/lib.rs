@@ -21,6 +21,7 @@ pub mod config;
 pub mod convert;
 pub mod driver;
 pub mod error;
+pub mod hardening;
 pub mod identity;
 pub mod keystores;
 mod locks;
@@ -29,6 +30,8 @@ pub mod metrics;
 pub mod mount;
 pub mod node;
 pub mod pipeline;
+mod publish;
+mod recovery;
 mod rpclog;
 pub mod socket;
 
@@ -97,6 +100,8 @@ pub async fn run_until(
     config: Config,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), RunError> {
+    // Chosen (and logged) once, before recovery re-mounts anything.
+    mount::init(&config.data_root.join("mount-staging"));
     let driver = driver::Driver::start(config.clone()).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     if let Some(addr) = config.metrics_bind_address {

@@ -15,10 +15,13 @@ pub struct VolumeLocks {
     map: Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
 }
 
-/// Held while operating on one volume.
-#[derive(Debug)]
+/// Held while operating on one volume. Clones share the hold: the lock is
+/// released when the last clone drops, so blocking work started under the
+/// lock keeps it until that work ends, even when the call that started it
+/// is cancelled.
+#[derive(Debug, Clone)]
 pub struct VolumeGuard {
-    _guard: OwnedMutexGuard<()>,
+    _guard: Arc<OwnedMutexGuard<()>>,
 }
 
 impl VolumeLocks {
@@ -43,7 +46,9 @@ impl VolumeLocks {
         tokio::time::timeout(wait, m.lock_owned())
             .await
             .ok()
-            .map(|g| VolumeGuard { _guard: g })
+            .map(|g| VolumeGuard {
+                _guard: Arc::new(g),
+            })
     }
 
     /// Takes the volume's lock only if it is free now.
@@ -51,7 +56,9 @@ impl VolumeLocks {
         self.entry(volume)
             .try_lock_owned()
             .ok()
-            .map(|g| VolumeGuard { _guard: g })
+            .map(|g| VolumeGuard {
+                _guard: Arc::new(g),
+            })
     }
 }
 
@@ -69,7 +76,10 @@ mod tests {
             "other volumes are independent"
         );
         assert!(locks.lock("a", Duration::from_secs(5)).await.is_none());
+        let shared = g.clone();
         drop(g);
+        assert!(locks.try_lock("a").is_none(), "a clone still holds it");
+        drop(shared);
         assert!(locks.lock("a", Duration::from_secs(1)).await.is_some());
     }
 }

@@ -3,9 +3,12 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    // Before anything holds a key: no core dumps, not dumpable.
+    let hardening = cmcsi_driver::hardening::apply();
     let cli = cmcsi_driver::config::Cli::parse();
     let config = cli.into_config();
     cmcsi_driver::logging::init(config.log_level, config.log_format);
+    cmcsi_driver::hardening::log(&hardening);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -169,3 +169,100 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown)
         .await
 }
+
+/// Series read from the renewer and the key pool at scrape time.
+#[derive(Debug)]
+pub(crate) struct Live(pub(crate) std::sync::Weak<crate::driver::Driver>);
+
+impl LiveStats for Live {
+    fn read(&self) -> Vec<(&'static str, &'static str, f64, bool)> {
+        let Some(d) = self.0.upgrade() else {
+            return vec![];
+        };
+        let mut out = Vec::new();
+        if let Some(r) = d.renewer.get() {
+            let s = r.stats();
+            out.push((
+                "certmanager_csi_managed_volume_count",
+                "Volumes managed by this driver",
+                s.managed as f64,
+                false,
+            ));
+            out.push((
+                "certmanager_csi_renewal_retrying_volumes",
+                "Volumes whose last issuance attempt failed and is being retried",
+                s.retrying as f64,
+                false,
+            ));
+            out.push((
+                "certmanager_csi_expired_certificates",
+                "Volumes whose mounted certificate has expired (renewal keeps failing)",
+                s.expired as f64,
+                false,
+            ));
+            out.push((
+                "certmanager_csi_issuances_in_flight",
+                "Issuances running now",
+                s.in_flight as f64,
+                false,
+            ));
+        }
+        let p = d.pool.stats();
+        out.push((
+            "certmanager_csi_key_pool_hits",
+            "Keys served from the pool",
+            p.hits as f64,
+            true,
+        ));
+        out.push((
+            "certmanager_csi_key_pool_misses",
+            "Keys generated inline because the pool was empty",
+            p.misses as f64,
+            true,
+        ));
+        out.push((
+            "certmanager_csi_key_pool_available",
+            "Keys ready in the pool now",
+            p.available as f64,
+            false,
+        ));
+        out.push((
+            "certmanager_csi_key_pool_refills",
+            "Keys generated in the background for the pool",
+            p.refills as f64,
+            true,
+        ));
+        out
+    }
+}
+
+pub(crate) fn issuer_labels(spec: &cmcsi_attrs::CertificateSpec) -> IssuerLabels {
+    IssuerLabels {
+        namespace: spec.pod.namespace.clone().unwrap_or_default(),
+        issuer_name: spec.issuer.name.clone(),
+        issuer_kind: spec.issuer.kind.clone(),
+        issuer_group: spec.issuer.group.clone(),
+    }
+}
+
+pub(crate) fn cert_labels(spec: &cmcsi_attrs::CertificateSpec) -> CertLabels {
+    CertLabels {
+        namespace: spec.pod.namespace.clone().unwrap_or_default(),
+        pod: spec.pod.name.clone().unwrap_or_default(),
+        issuer_name: spec.issuer.name.clone(),
+        issuer_kind: spec.issuer.kind.clone(),
+        issuer_group: spec.issuer.group.clone(),
+    }
+}
+
+pub(crate) fn unix_seconds(t: std::time::SystemTime) -> f64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+pub(crate) fn jiff_like(t: std::time::SystemTime) -> String {
+    jiff::Timestamp::try_from(t)
+        .map(|ts| ts.to_string())
+        .unwrap_or_default()
+}

@@ -1,4 +1,6 @@
-//! The CSI Node service.
+//! The CSI Node service, and the one place a request is checked: every
+//! proto request becomes a typed `PublishRequest` or `UnpublishRequest`
+//! before the driver sees it.
 
 use cmcsi_proto::v1::node_server::Node;
 use cmcsi_proto::v1::node_service_capability::{Rpc, Type as CapType, rpc::Type as RpcType};
@@ -10,11 +12,17 @@ use cmcsi_proto::v1::{
     NodeStageVolumeResponse, NodeUnpublishVolumeRequest, NodeUnpublishVolumeResponse,
     NodeUnstageVolumeRequest, NodeUnstageVolumeResponse,
 };
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use cmcsi_attrs::keys;
+use cmcsi_proto::v1::volume_capability;
+use cmcsi_store::VolumeSecrets;
 use tonic::{Request, Response, Status};
 
 use crate::driver::Driver;
+use crate::error::DriverError;
 use crate::rpclog::RpcLog;
 
 /// The Node service of this driver.
@@ -38,31 +46,148 @@ fn unimplemented(what: &str) -> Status {
     ))
 }
 
-fn require(value: &str, field: &str) -> Result<(), Status> {
+fn require(value: &str, field: &str) -> Result<(), DriverError> {
     if value.is_empty() {
-        return Err(Status::invalid_argument(format!(
+        return Err(DriverError::InvalidRequest(format!(
             "{field} is required but was empty"
         )));
     }
     Ok(())
 }
 
-/// Checks the fields every NodePublishVolume must carry.
-pub(crate) fn validate_publish(req: &NodePublishVolumeRequest) -> Result<(), Status> {
-    require(&req.volume_id, "volume_id")?;
-    require(&req.target_path, "target_path")?;
-    if req.volume_capability.is_none() {
-        return Err(Status::invalid_argument(
-            "volume_capability is required but was missing",
-        ));
-    }
-    Ok(())
+fn volume_id_of(id: String) -> Result<String, DriverError> {
+    require(&id, "volume_id")?;
+    cmcsi_store::check_volume_id(&id)
+        .map_err(|e| DriverError::InvalidRequest(format!("volume_id: {e}")))?;
+    Ok(id)
 }
 
-/// Checks the fields every NodeUnpublishVolume must carry.
-pub(crate) fn validate_unpublish(req: &NodeUnpublishVolumeRequest) -> Result<(), Status> {
-    require(&req.volume_id, "volume_id")?;
-    require(&req.target_path, "target_path")
+/// A NodePublishVolume that passed every check that needs no volume state:
+/// what publish works from, instead of the proto request.
+#[derive(Debug)]
+pub(crate) struct PublishRequest {
+    /// A volume id the store accepts as a directory name.
+    pub(crate) volume_id: String,
+    /// An absolute path without `..` that is not a symbolic link.
+    pub(crate) target_path: PathBuf,
+    /// The volume context, with the kubelet's keys. May hold secrets (the
+    /// Pod's tokens, a keystore password), so this type's `Debug` is only
+    /// ever used in tests.
+    pub(crate) context: BTreeMap<String, String>,
+    /// The Pod's fsGroup from `volume_capability.mount.volume_mount_group`.
+    pub(crate) mount_group: Option<u32>,
+    /// The data of the volume's `nodePublishSecretRef` Secret, where keystore
+    /// passwords are looked up. Its `Debug` shows the keys only, and its
+    /// values are wiped when dropped.
+    pub(crate) secrets: VolumeSecrets,
+}
+
+impl TryFrom<NodePublishVolumeRequest> for PublishRequest {
+    type Error = DriverError;
+
+    /// Checks in the order a person fixes them: missing fields first, then
+    /// their form, then what this driver supports.
+    fn try_from(req: NodePublishVolumeRequest) -> Result<Self, DriverError> {
+        require(&req.volume_id, "volume_id")?;
+        require(&req.target_path, "target_path")?;
+        let Some(capability) = req.volume_capability else {
+            return Err(DriverError::InvalidRequest(
+                "volume_capability is required but was missing".into(),
+            ));
+        };
+        let volume_id = volume_id_of(req.volume_id)?;
+        let target_path = check_target_path(&req.target_path)?.to_path_buf();
+        if req.volume_context.get(keys::EPHEMERAL).map(String::as_str) != Some("true") {
+            return Err(DriverError::InvalidRequest(format!(
+                "only inline ephemeral volumes are supported: declare the volume under \
+                 pod.spec.volumes[].csi ({} must be \"true\"; the \
+                 CSIDriver object must list volumeLifecycleModes: [Ephemeral])",
+                keys::EPHEMERAL
+            )));
+        }
+        if !req.readonly {
+            return Err(DriverError::InvalidRequest(
+                "pod.spec.volumes[].csi.readOnly must be set to true".into(),
+            ));
+        }
+        let mount_group = match capability.access_type {
+            Some(volume_capability::AccessType::Mount(m)) => m.volume_mount_group,
+            Some(volume_capability::AccessType::Block(_)) => {
+                return Err(DriverError::InvalidRequest(
+                    "block volumes are not supported: use a filesystem (mount) volume".into(),
+                ));
+            }
+            None => String::new(),
+        };
+        let mount_group = if mount_group.is_empty() {
+            None
+        } else {
+            Some(mount_group.parse::<u32>().map_err(|_| {
+                DriverError::InvalidRequest(format!(
+                    "volume_capability.mount.volume_mount_group `{mount_group}` is not a numeric group id"
+                ))
+            })?)
+        };
+        Ok(PublishRequest {
+            volume_id,
+            target_path,
+            context: req.volume_context.into_iter().collect(),
+            mount_group,
+            secrets: req.secrets.into_iter().collect(),
+        })
+    }
+}
+
+/// A NodeUnpublishVolume that passed its checks.
+#[derive(Debug)]
+pub(crate) struct UnpublishRequest {
+    /// A volume id the store accepts as a directory name.
+    pub(crate) volume_id: String,
+    /// An absolute path without `..` that is not a symbolic link.
+    pub(crate) target_path: PathBuf,
+}
+
+impl TryFrom<NodeUnpublishVolumeRequest> for UnpublishRequest {
+    type Error = DriverError;
+
+    fn try_from(req: NodeUnpublishVolumeRequest) -> Result<Self, DriverError> {
+        require(&req.volume_id, "volume_id")?;
+        require(&req.target_path, "target_path")?;
+        let volume_id = volume_id_of(req.volume_id)?;
+        let target_path = check_target_path(&req.target_path)?.to_path_buf();
+        Ok(UnpublishRequest {
+            volume_id,
+            target_path,
+        })
+    }
+}
+
+/// The kubelet's target path, if it is safe to mount at: absolute, without
+/// `..`, and not a symbolic link.
+fn check_target_path(path: &str) -> Result<&Path, DriverError> {
+    let p = Path::new(path);
+    if !p.is_absolute() || path.contains('\0') {
+        return Err(DriverError::InvalidRequest(format!(
+            "target_path `{}` must be an absolute path",
+            path.escape_debug()
+        )));
+    }
+    if p.components()
+        .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return Err(DriverError::InvalidRequest(format!(
+            "target_path `{}` must not contain `..`",
+            path.escape_debug()
+        )));
+    }
+    if let Ok(m) = std::fs::symlink_metadata(p)
+        && m.file_type().is_symlink()
+    {
+        return Err(DriverError::InvalidRequest(format!(
+            "target_path `{path}` is a symbolic link; refusing to mount through it"
+        )));
+    }
+    Ok(p)
 }
 
 #[tonic::async_trait]
@@ -89,18 +214,16 @@ impl Node for NodeService {
     ) -> Result<Response<NodePublishVolumeResponse>, Status> {
         let req = request.into_inner();
         let log = RpcLog::start("NodePublishVolume", &req.volume_id).pod(
-            req.volume_context.get("csi.storage.k8s.io/pod.namespace"),
-            req.volume_context.get("csi.storage.k8s.io/pod.name"),
+            req.volume_context.get(keys::POD_NAMESPACE),
+            req.volume_context.get(keys::POD_NAME),
         );
-        let result = match validate_publish(&req) {
-            Ok(()) => self
-                .driver
-                .publish(req)
-                .await
-                .map(|()| Response::new(NodePublishVolumeResponse {}))
-                .map_err(|e| e.to_status()),
+        let result = match PublishRequest::try_from(req) {
+            Ok(req) => self.driver.publish(req).await,
             Err(e) => Err(e),
         };
+        let result = result
+            .map(|()| Response::new(NodePublishVolumeResponse {}))
+            .map_err(|e| e.to_status());
         log.finish(result)
     }
 
@@ -110,15 +233,13 @@ impl Node for NodeService {
     ) -> Result<Response<NodeUnpublishVolumeResponse>, Status> {
         let req = request.into_inner();
         let log = RpcLog::start("NodeUnpublishVolume", &req.volume_id);
-        let result = match validate_unpublish(&req) {
-            Ok(()) => self
-                .driver
-                .unpublish(req)
-                .await
-                .map(|()| Response::new(NodeUnpublishVolumeResponse {}))
-                .map_err(|e| e.to_status()),
+        let result = match UnpublishRequest::try_from(req) {
+            Ok(req) => self.driver.unpublish(req).await,
             Err(e) => Err(e),
         };
+        let result = result
+            .map(|()| Response::new(NodeUnpublishVolumeResponse {}))
+            .map_err(|e| e.to_status());
         log.finish(result)
     }
 

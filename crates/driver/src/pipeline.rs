@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
-use cmcsi_attrs::CertificateSpec;
-use cmcsi_issuer_client::{self as ic, IssuerClient, NewRequest, SecretToken};
+use cmcsi_attrs::{CertificateSpec, ParseOptions};
+use cmcsi_issuer_client::{self as ic, IssuerClient, SecretToken};
 use cmcsi_keygen::{self as keygen, ChainSummary, PrivateKey};
 use cmcsi_store::{FileSet, Metadata, Store, StoreError};
 use serde::{Deserialize, Serialize};
@@ -20,13 +20,20 @@ use crate::error::DriverError;
 pub const PENDING_FILE: &str = "pending-request.json";
 
 /// What the pipeline persists about an in-flight request (0600, on the
-/// tmpfs, outside the Pod's `data/`).
-#[derive(Serialize, Deserialize)]
-struct Pending {
+/// tmpfs, outside the Pod's `data/`), as read back.
+///
+/// The key is stored as its PEM lines, a JSON array of strings that need no
+/// escapes (base64 and the armour lines): serde_json then hands out
+/// borrowed slices of the (zeroizing) file buffer, instead of unescaping a
+/// copy of the key into its internal scratch buffer, which it frees
+/// without wiping. A record whose key lines need unescaping is refused.
+#[derive(Deserialize)]
+struct Pending<'a> {
     namespace: String,
     name: String,
-    /// PKCS#8 PEM of the request's key.
-    key: String,
+    /// PKCS#8 PEM of the request's key, one line per entry.
+    #[serde(borrow)]
+    key: Vec<&'a str>,
 }
 
 /// The same record, borrowed for writing (the key is not copied out of its
@@ -35,17 +42,49 @@ struct Pending {
 struct PendingRef<'a> {
     namespace: &'a str,
     name: &'a str,
-    key: &'a str,
+    key: Vec<&'a str>,
+}
+
+/// Encodes the pending record of request `namespace/name` for `key_pem`
+/// into a zeroizing buffer (with no unwiped copy left behind on the way).
+fn encode_pending(
+    namespace: &str,
+    name: &str,
+    key_pem: &str,
+) -> serde_json::Result<zeroize::Zeroizing<Vec<u8>>> {
+    cmcsi_store::to_json_zeroizing(&PendingRef {
+        namespace,
+        name,
+        key: key_pem.lines().collect(),
+    })
+}
+
+/// Decodes a pending record: the request's namespace and name, and its
+/// key's PEM in a zeroizing string. `None` for a record this version cannot
+/// read (including one that would need a copy of the key to unescape).
+fn decode_pending(raw: &[u8]) -> Option<(String, String, zeroize::Zeroizing<String>)> {
+    let p: Pending<'_> = serde_json::from_slice(raw).ok()?;
+    let len = p.key.iter().map(|l| l.len() + 1).sum();
+    let mut pem = zeroize::Zeroizing::new(String::with_capacity(len));
+    for line in &p.key {
+        pem.push_str(line);
+        pem.push('\n');
+    }
+    Some((p.namespace, p.name, pem))
 }
 
 /// A submitted request: its key, its name and the key's PKCS#8 PEM.
 type Submitted = (PrivateKey, String, zeroize::Zeroizing<String>);
 
-/// The spec a volume's stored context stands for, without its Secret-backed
-/// passwords (see [`crate::keystores::stored_spec`]). Volumes written by the Go
-/// driver keep its defaults (`tls.crt`, `tls.key`, `ca.crt`, 2160h).
-pub fn spec_of(meta: &Metadata) -> Result<CertificateSpec, DriverError> {
-    crate::keystores::spec_with(meta, [])
+/// The parse options of a stored volume: the Go driver's defaults for
+/// volumes it wrote (`tls.crt`, `tls.key`, `ca.crt`, 2160h, `LegacyRC2`),
+/// the original documentation's for ours.
+pub fn options_of(meta: &Metadata) -> ParseOptions {
+    if meta.written_by_go() {
+        ParseOptions::go_driver()
+    } else {
+        ParseOptions::original()
+    }
 }
 
 /// The outcome of one successful issuance.
@@ -84,6 +123,11 @@ pub struct Pipeline<'a> {
 impl Pipeline<'_> {
     /// Issues (or renews) the certificate of `volume_id` and writes it.
     /// A failure leaves the current file set untouched.
+    //
+    // Longer than most functions on purpose: its order (record the request,
+    // submit, await, check, write the files, then the metadata, then drop the
+    // record) is what makes a crash at any point safe, so it reads top to
+    // bottom in one place; the steps themselves are helpers.
     pub async fn issue(&self, volume_id: &str) -> Result<Issued, DriverError> {
         let mut meta = self.store.read_metadata(volume_id)?;
         let spec = crate::keystores::stored_spec(self.store, &meta)?;
@@ -100,15 +144,7 @@ impl Pipeline<'_> {
             None
         };
 
-        if !self.issuer.wait_synced(self.timeout).await {
-            return Err(DriverError::Issuer(ic::IssueError::ApiUnavailable {
-                action: "listing this node's CertificateRequests".into(),
-                detail: format!(
-                    "the watch has not synced within {:?}; is the Kubernetes API reachable?",
-                    self.timeout
-                ),
-            }));
-        }
+        self.issuer.wait_synced(self.timeout).await?;
         // `pkcs8` is the key's PKCS#8 PEM as recorded with the request,
         // reused for the key file (encoding costs a public-key derivation).
         let (key, name, pkcs8) = match self.resumable(volume_id)? {
@@ -140,25 +176,7 @@ impl Pipeline<'_> {
             return Err(DriverError::Key(keygen::Error::LeafKeyMismatch));
         }
 
-        let mut files = FileSet::new();
-        let key_pem = match convert::key_encoding(&spec) {
-            keygen::KeyEncoding::Pkcs8 => pkcs8,
-            other => key.to_pem(other)?,
-        };
-        files.insert(spec.files.private_key.clone(), key_pem.as_bytes().to_vec());
-        files.insert(
-            spec.files.certificate.clone(),
-            issued.certificate_pem.clone(),
-        );
-        files.insert(spec.files.ca.clone(), issued.ca_pem.clone());
-        crate::keystores::add_files(
-            &mut files,
-            &spec,
-            &key,
-            &summary,
-            &issued.certificate_pem,
-            &issued.ca_pem,
-        )?;
+        let files = file_set(&spec, &key, pkcs8, &issued, &summary)?;
         let gid = spec.fs_group.or_else(|| {
             meta.volume_mount_group
                 .as_deref()
@@ -186,9 +204,9 @@ impl Pipeline<'_> {
         let Some(raw) = self.store.read_private(volume_id, PENDING_FILE)? else {
             return Ok(None);
         };
-        let pending: Pending = match serde_json::from_slice(&raw) {
-            Ok(p) => p,
-            Err(_) => {
+        let (namespace, name, key_pem) = match decode_pending(&raw) {
+            Some(p) => p,
+            None => {
                 tracing::warn!(
                     volume = volume_id,
                     "discarding unreadable pending-request record"
@@ -199,24 +217,20 @@ impl Pipeline<'_> {
         };
         let live = self
             .issuer
-            .state(&pending.namespace, &pending.name)
+            .state(&namespace, &name)
             .is_some_and(|s| !s.phase.is_terminal() || s.issued().is_some());
         if !live {
             self.store.remove_private(volume_id, PENDING_FILE)?;
             return Ok(None);
         }
-        let key = PrivateKey::from_pem_any(&pending.key)?;
+        let key = PrivateKey::from_pem_any(&key_pem)?;
         tracing::info!(
             volume = volume_id,
-            request = %pending.name,
-            namespace = %pending.namespace,
+            request = %name,
+            namespace = %namespace,
             "resuming in-flight CertificateRequest"
         );
-        Ok(Some((
-            key,
-            pending.name,
-            zeroize::Zeroizing::new(pending.key),
-        )))
+        Ok(Some((key, name, key_pem)))
     }
 
     /// Makes a key and a CSR and creates the request, recording it first so
@@ -239,39 +253,13 @@ impl Pipeline<'_> {
             .cleanup(volume_id, self.max_requests_per_volume.saturating_sub(1))
             .await?;
 
-        let pod_name = spec.pod.name.clone().unwrap_or_default();
-        let name = ic::generate_name(&pod_name)?;
+        let name = ic::generate_name(spec.pod.name.as_deref().unwrap_or_default())?;
         let pkcs8 = key.to_pem(keygen::KeyEncoding::Pkcs8)?;
-        let pending = PendingRef {
-            namespace,
-            name: &name,
-            key: &pkcs8,
-        };
-        let record = zeroize::Zeroizing::new(
-            serde_json::to_vec(&pending)
-                .map_err(|e| DriverError::Mount(format!("encoding pending record: {e}")))?,
-        );
+        let record = encode_pending(namespace, &name, &pkcs8)
+            .map_err(|e| DriverError::Mount(format!("encoding pending record: {e}")))?;
         self.store.write_private(volume_id, PENDING_FILE, &record)?;
 
-        let req = NewRequest {
-            name: Some(name.clone()),
-            namespace: namespace.to_string(),
-            csr_pem: csr.into_bytes(),
-            issuer_ref: ic::IssuerRef {
-                name: spec.issuer.name.clone(),
-                kind: Some(spec.issuer.kind.clone()),
-                group: Some(spec.issuer.group.clone()),
-            },
-            duration: Some(spec.duration),
-            is_ca: spec.is_ca,
-            usages: spec.usages.iter().map(|u| u.as_str().to_string()).collect(),
-            annotations: spec.annotations.clone(),
-            volume_id: volume_id.to_string(),
-            pod: ic::PodRef {
-                name: pod_name,
-                uid: spec.pod.uid.clone().unwrap_or_default(),
-            },
-        };
+        let req = convert::new_request(volume_id, spec, namespace, &name, csr);
         match self.issuer.submit(req, token).await {
             Ok(_) => Ok((key, name, pkcs8)),
             Err(e) => {
@@ -323,6 +311,39 @@ impl Pipeline<'_> {
     }
 }
 
+/// The files a volume shows its Pod: key (in the spec's encoding; `pkcs8` is
+/// the key's PKCS#8 PEM, reused to spare an encoding), chain, CA and, when
+/// enabled, the keystores, truststores and credential bundle
+/// ([`crate::keystores::add_files`]; add a new keystore format there).
+fn file_set(
+    spec: &CertificateSpec,
+    key: &PrivateKey,
+    pkcs8: zeroize::Zeroizing<String>,
+    issued: &ic::Issued,
+    summary: &ChainSummary,
+) -> Result<FileSet, DriverError> {
+    let mut files = FileSet::new();
+    let key_pem = match convert::key_encoding(spec) {
+        keygen::KeyEncoding::Pkcs8 => pkcs8,
+        other => key.to_pem(other)?,
+    };
+    files.insert(spec.files.private_key.clone(), key_pem.as_bytes().to_vec());
+    files.insert(
+        spec.files.certificate.clone(),
+        issued.certificate_pem.clone(),
+    );
+    files.insert(spec.files.ca.clone(), issued.ca_pem.clone());
+    crate::keystores::add_files(
+        &mut files,
+        spec,
+        key,
+        summary,
+        &issued.certificate_pem,
+        &issued.ca_pem,
+    )?;
+    Ok(files)
+}
+
 /// The Pod's ServiceAccount token from a volume context (token-request mode).
 pub fn token_of(context: &BTreeMap<String, String>) -> Result<SecretToken, ic::TokenError> {
     SecretToken::from_context_value(
@@ -349,12 +370,62 @@ pub fn new_metadata(
     volume_id: &str,
     target_path: &str,
     context: &BTreeMap<String, String>,
-    mount_group: &str,
+    mount_group: Option<u32>,
 ) -> Metadata {
     let mut meta = Metadata::new(volume_id, target_path);
     meta.volume_context = context.clone();
-    if !mount_group.is_empty() {
-        meta.volume_mount_group = Some(mount_group.to_string());
-    }
+    meta.volume_mount_group = mount_group.map(|g| g.to_string());
     meta
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use zeroize::Zeroizing;
+
+    fn key_pem() -> Zeroizing<String> {
+        PrivateKey::generate(&keygen::KeySpec::EcdsaP256)
+            .unwrap()
+            .to_pem(keygen::KeyEncoding::Pkcs8)
+            .unwrap()
+    }
+
+    #[test]
+    fn pending_record_round_trips_through_zeroizing_buffers() {
+        let pem = key_pem();
+        let record: Zeroizing<Vec<u8>> = encode_pending("ns", "req-1", &pem).unwrap();
+        let (namespace, name, back): (String, String, Zeroizing<String>) =
+            decode_pending(&record).unwrap();
+        assert_eq!((namespace.as_str(), name.as_str()), ("ns", "req-1"));
+        assert_eq!(*back, *pem);
+        assert!(PrivateKey::from_pem_any(&back).is_ok());
+    }
+
+    #[test]
+    fn pending_key_is_stored_without_json_escapes() {
+        let pem = key_pem();
+        let record = encode_pending("ns", "req-1", &pem).unwrap();
+        let text = std::str::from_utf8(&record).unwrap();
+        assert!(
+            !text.contains('\\'),
+            "an escape would make the parser copy the key: {} bytes",
+            text.len()
+        );
+    }
+
+    #[test]
+    fn pending_records_that_need_unescaping_are_refused() {
+        let pem = key_pem();
+        // The earlier format: the whole PEM as one string, newlines escaped.
+        let old = serde_json::to_vec(&serde_json::json!({
+            "namespace": "ns", "name": "req-1", "key": pem.as_str(),
+        }))
+        .unwrap();
+        assert!(decode_pending(&old).is_none());
+        let escaped = br#"{"namespace":"ns","name":"r","key":["a\nb"]}"#;
+        assert!(decode_pending(escaped).is_none());
+        assert!(decode_pending(b"not json").is_none());
+    }
 }

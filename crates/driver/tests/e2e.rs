@@ -826,3 +826,28 @@ fn in_cluster_configuration_over_https() {
         assert_eq!(h.api.requests("ns")[0]["spec"]["username"], DRIVER_USER);
     });
 }
+
+#[test]
+fn running_driver_writes_no_core_dumps() {
+    in_namespace("running_driver_writes_no_core_dumps", || async {
+        let h = Harness::start(&[]).await;
+        let pid = h.driver.pid().unwrap();
+        let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+        let core: Vec<&str> = limits
+            .lines()
+            .find_map(|l| l.strip_prefix("Max core file size"))
+            .unwrap_or_else(|| panic!("no core size in /proc/{pid}/limits:\n{limits}"))
+            .split_whitespace()
+            .collect();
+        assert_eq!(
+            core[..2],
+            ["0", "0"],
+            "soft and hard core size limits of the running driver"
+        );
+        assert!(
+            !h.logs().contains("process hardening:"),
+            "hardening worked without warnings:\n{}",
+            h.logs()
+        );
+    });
+}

@@ -294,12 +294,21 @@ impl IssuerClient {
     }
 
     /// Waits until the initial list has completed (so resume and cleanup see
-    /// every request of the node); `false` if `timeout` passed first.
-    pub async fn wait_synced(&self, timeout: Duration) -> bool {
+    /// every request of the node). Fails with [`IssueError::ApiUnavailable`]
+    /// when `timeout` passes first or the watch has stopped.
+    pub async fn wait_synced(&self, timeout: Duration) -> Result<(), IssueError> {
         let mut rx = self.inner.cache.health_rx();
-        tokio::time::timeout(timeout, rx.wait_for(|h| h.synced))
-            .await
-            .is_ok_and(|r| r.is_ok())
+        let detail = match tokio::time::timeout(timeout, rx.wait_for(|h| h.synced)).await {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(_)) => "the watch has stopped; restart the driver".to_owned(),
+            Err(_) => format!(
+                "the watch has not synced within {timeout:?}; is the Kubernetes API reachable?"
+            ),
+        };
+        Err(IssueError::ApiUnavailable {
+            action: "listing this node's CertificateRequests".into(),
+            detail,
+        })
     }
 
     /// Creates a request. With `token`, it is created as the Pod's
@@ -629,8 +638,6 @@ fn validate(r: &NewRequest) -> Result<(), IssueError> {
     }
 }
 
-/// `<pod name, shortened>-<10 random characters>`: unique, a valid object
-/// name, and readable in `kubectl get certificaterequests`.
 /// A fresh request name for a Pod: `<pod name, up to 52 chars>-<10 random
 /// characters>`, readable in `kubectl get`.
 pub fn generate_name(pod_name: &str) -> Result<String, IssueError> {

@@ -149,7 +149,51 @@ fn forbidden_message(action: &str, detail: &str, token_mode: bool) -> String {
     }
 }
 
+/// What an [`IssueError`] means for the caller: who has to act. Every
+/// variant of `IssueError` has exactly one cause, decided here, so a caller
+/// (the driver's gRPC mapping) can match causes exhaustively instead of
+/// guessing for variants added later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Cause {
+    /// The request was refused for good (denied, invalid, failed, forbidden,
+    /// a bad Pod token): the Pod's owner or the issuer's must change something.
+    Rejected,
+    /// The API could not be reached or the driver's own credentials were
+    /// refused (they may be rotating): trying again later may work.
+    Unavailable,
+    /// cert-manager did not answer within the deadline.
+    TimedOut,
+    /// The request was deleted while it was awaited.
+    Deleted,
+    /// A fault in the driver or its configuration (bad input it built, an
+    /// unexpected API answer): nobody outside the node can fix it.
+    Internal,
+}
+
 impl IssueError {
+    /// Who has to act on this error; see [`Cause`].
+    pub fn cause(&self) -> Cause {
+        match self {
+            IssueError::Denied { .. }
+            | IssueError::InvalidRequest { .. }
+            | IssueError::Failed { .. }
+            | IssueError::Forbidden { .. }
+            | IssueError::Token(_)
+            | IssueError::Unauthorized {
+                token_mode: true, ..
+            } => Cause::Rejected,
+            IssueError::Unauthorized {
+                token_mode: false, ..
+            }
+            | IssueError::ApiUnavailable { .. } => Cause::Unavailable,
+            IssueError::TimedOut { .. } => Cause::TimedOut,
+            IssueError::Deleted { .. } => Cause::Deleted,
+            IssueError::TokenModeUnavailable
+            | IssueError::InvalidInput(_)
+            | IssueError::Api { .. } => Cause::Internal,
+        }
+    }
+
     /// Whether trying again later (with the same or a new request) may succeed
     /// without anyone changing anything: API unavailability, timeouts,
     /// deletions and issuer failures.

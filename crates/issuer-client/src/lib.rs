@@ -35,7 +35,7 @@
 //! // 0 qps / 0 burst: the defaults (50 / 100).
 //! let connection = client_from_config(None, 0.0, 0).await?;
 //! let issuer = IssuerClient::new(connection, "node-a");
-//! issuer.wait_synced(Duration::from_secs(30)).await;
+//! issuer.wait_synced(Duration::from_secs(30)).await?;
 //!
 //! let volume_id = "csi-0123456789abcdef";
 //! // Resume a pending request (if we still hold its key), else ask anew.
@@ -85,7 +85,7 @@ pub use client::{
     Issued, IssuerClient, IssuerOptions, NewRequest, PodRef, RequestKey, Submitted, generate_name,
 };
 pub use connection::{ApiConnection, client_from_config};
-pub use error::{ConfigError, IssueError};
+pub use error::{Cause, ConfigError, IssueError};
 pub use hash::label_hash;
 pub use ratelimit::{DEFAULT_BURST, DEFAULT_QPS, RateLimit, RateLimited};
 pub use state::{Phase, RequestState};

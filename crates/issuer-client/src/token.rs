@@ -10,7 +10,7 @@ use zeroize::Zeroizing;
 
 /// Volume-context key under which the kubelet passes the Pod's tokens (when
 /// the CSIDriver object lists `tokenRequests`).
-pub const SERVICE_ACCOUNT_TOKENS_KEY: &str = "csi.storage.k8s.io/serviceAccount.tokens";
+pub const SERVICE_ACCOUNT_TOKENS_KEY: &str = cmcsi_attrs::keys::SERVICE_ACCOUNT_TOKENS;
 
 /// A bearer token of the Pod's ServiceAccount. Its value never appears in
 /// `Debug`, `Display`, errors or logs; it is wiped from memory on drop.
@@ -77,9 +77,17 @@ pub enum TokenError {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct TokenEntry {
-    token: String,
+    /// Wiped on drop for every audience, not only the one taken.
+    #[serde(deserialize_with = "zeroizing_string")]
+    token: Zeroizing<String>,
     #[serde(default)]
     expiration_timestamp: Option<String>,
+}
+
+/// Deserialises a string straight into a [`Zeroizing`] wrapper (the
+/// `String` serde allocates is moved, not copied).
+fn zeroizing_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Zeroizing<String>, D::Error> {
+    String::deserialize(d).map(Zeroizing::new)
 }
 
 impl SecretToken {
@@ -111,7 +119,7 @@ impl SecretToken {
                 audiences: map.into_keys().collect(),
             });
         };
-        let token = Zeroizing::new(entry.token);
+        let token = entry.token;
         if token.is_empty() {
             return Err(TokenError::Malformed {
                 detail: "the empty audience's token is empty".into(),
@@ -181,6 +189,17 @@ mod tests {
 
     fn ctx(value: &str) -> HashMap<String, String> {
         HashMap::from([(SERVICE_ACCOUNT_TOKENS_KEY.to_owned(), value.to_owned())])
+    }
+
+    #[test]
+    fn every_audience_token_is_parsed_into_a_zeroizing_buffer() {
+        let json = format!(r#"{{"": {{"token": "{SECRET}"}}, "vault": {{"token": "other"}}}}"#);
+        let map: BTreeMap<String, TokenEntry> = serde_json::from_str(&json).unwrap();
+        // The field's type is the point: each token is wiped on drop.
+        let other: &Zeroizing<String> = &map["vault"].token;
+        assert_eq!(other.as_str(), "other");
+        let token: &Zeroizing<String> = &SecretToken::parse(&json).unwrap().token;
+        assert_eq!(token.as_str(), SECRET);
     }
 
     #[test]

@@ -3,7 +3,6 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
@@ -195,51 +194,15 @@ impl CertificateRequestCondition {
     }
 }
 
-/// Formats `d` as Go's `time.Duration.String()` does (`2160h0m0s`, `1m30s`,
-/// `1.5s`, `250ms`), the form cert-manager's `spec.duration` holds.
+/// Formats a duration as Go's `time.Duration.String()` does (`2160h0m0s`,
+/// `1m30s`, `1.5s`, `250ms`), the form cert-manager's `spec.duration` holds.
+/// The one implementation lives in `cmcsi-attrs`, which owns the format.
 ///
 /// ```
 /// use std::time::Duration;
 /// assert_eq!(cmcsi_issuer_client::go_duration(Duration::from_secs(90 * 86400)), "2160h0m0s");
 /// ```
-pub fn go_duration(d: Duration) -> String {
-    let secs = d.as_secs();
-    let nanos = d.subsec_nanos();
-    if secs == 0 {
-        if nanos == 0 {
-            return "0s".to_owned();
-        }
-        // Below one second Go picks the largest unit that keeps an integer part.
-        let (unit, scale) = if nanos >= 1_000_000 {
-            ("ms", 1_000_000)
-        } else if nanos >= 1_000 {
-            ("µs", 1_000)
-        } else {
-            ("ns", 1)
-        };
-        return format!("{}{unit}", fraction(nanos / scale, nanos % scale, scale));
-    }
-    let hours = secs / 3600;
-    let minutes = (secs % 3600) / 60;
-    let seconds = fraction(u32::try_from(secs % 60).unwrap_or(0), nanos, 1_000_000_000);
-    if hours > 0 {
-        format!("{hours}h{minutes}m{seconds}s")
-    } else if minutes > 0 {
-        format!("{minutes}m{seconds}s")
-    } else {
-        format!("{seconds}s")
-    }
-}
-
-/// `whole.frac` with `frac` out of `scale`, trailing zeros trimmed.
-fn fraction(whole: u32, frac: u32, scale: u32) -> String {
-    if frac == 0 {
-        return whole.to_string();
-    }
-    let digits = scale.ilog10() as usize;
-    let frac = format!("{frac:0digits$}");
-    format!("{whole}.{}", frac.trim_end_matches('0'))
-}
+pub use cmcsi_attrs::format_go_duration as go_duration;
 
 /// serde for Go `[]byte` fields: standard base64 strings.
 mod base64_bytes {
@@ -292,6 +255,7 @@ mod base64_opt_bytes {
 mod tests {
     use super::*;
     use kube::Resource;
+    use std::time::Duration;
 
     #[test]
     fn go_duration_matches_go_formatting() {

@@ -24,7 +24,7 @@ async fn kubeconfig_file_with_token_over_http() {
     );
     assert!(!format!("{conn:?}").contains(cmcsi_testkit::DEFAULT_TOKEN));
     let issuer = IssuerClient::new(conn, "node-x");
-    assert!(issuer.wait_synced(Duration::from_secs(20)).await);
+    issuer.wait_synced(Duration::from_secs(20)).await.unwrap();
     assert_eq!(api.counts().verb(Verb::List), 1);
 }
 
@@ -50,7 +50,11 @@ async fn rejected_driver_credentials_stop_the_watch_from_syncing() {
         cmcsi_issuer_client::IssuerOptions::default()
             .watch_backoff(Duration::from_millis(10), Duration::from_millis(50)),
     );
-    assert!(!issuer.wait_synced(Duration::from_millis(500)).await);
+    let e = issuer
+        .wait_synced(Duration::from_millis(500))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("has not synced"), "{e}");
     let health = issuer.health();
     assert!(!health.synced);
     assert!(health.last_error.is_some(), "{health:?}");

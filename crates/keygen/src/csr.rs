@@ -5,8 +5,9 @@
 //! - subject attributes in Go's `pkix.Name` order (C, ST, L, STREET, POSTALCODE, O, OU, CN,
 //!   SERIALNUMBER), all values of one attribute type in one RDN; values are
 //!   `PrintableString` when they fit, else `UTF8String`;
-//! - a literal subject keeps the caller's RDNs, reversed from RFC 4514 string order into
-//!   DER order, as cert-manager's `UnmarshalSubjectStringToRDNSequence` does;
+//! - a literal subject keeps the caller's RDNs in the order given, which is DER order (the
+//!   reverse of an RFC 4514 string, as cert-manager's `UnmarshalSubjectStringToRDNSequence`
+//!   produces it);
 //! - at most one extension, a non-critical subjectAltName with DNS names, then IP
 //!   addresses, then URIs, inside the single `extensionRequest` attribute; with no SANs there
 //!   is no attribute at all (never an empty `Extensions`, which RFC 5280 forbids).
@@ -77,9 +78,10 @@ impl Rdn {
 pub enum Subject {
     /// Attributes field by field, encoded in Go's `pkix.Name` order.
     Fields(SubjectFields),
-    /// A literal subject (`literal-subject`): RDNs in RFC 4514 string order, i.e. as
-    /// written, most specific first (`CN=app,O=corp` is `[CN=app, O=corp]`). They are
-    /// reversed into DER order, so `O` comes first in the encoded name.
+    /// A literal subject (`literal-subject`): RDNs in DER (encoding) order, the reverse
+    /// of an RFC 4514 string: `CN=app,O=corp` is `[O=corp, CN=app]`, so `O` comes first
+    /// in the encoded name. This is the order `cmcsi-attrs` parses into; nothing between
+    /// the two reverses it.
     Literal(Vec<Rdn>),
 }
 
@@ -98,7 +100,7 @@ impl Subject {
         })
     }
 
-    /// A literal subject of single-valued RDNs, in RFC 4514 string order.
+    /// A literal subject of single-valued RDNs, in DER order (see [`Subject::Literal`]).
     pub fn literal<K, V>(pairs: impl IntoIterator<Item = (K, V)>) -> Subject
     where
         K: Into<String>,
@@ -131,7 +133,7 @@ impl Subject {
                 }
             }
             Subject::Literal(rdns) => {
-                for rdn in rdns.iter().rev() {
+                for rdn in rdns {
                     if rdn.0.is_empty() {
                         return Err(Error::InvalidSubject("an RDN has no attribute".into()));
                     }
@@ -347,8 +349,8 @@ mod tests {
     }
 
     #[test]
-    fn literal_subject_is_reversed_into_der_order() {
-        let subject = Subject::literal([("CN", "app"), ("OU", "team"), ("2.5.4.10", "Acme")]);
+    fn literal_subject_keeps_der_order() {
+        let subject = Subject::literal([("2.5.4.10", "Acme"), ("OU", "team"), ("CN", "app")]);
         let name = subject.to_name().unwrap();
         let oids: Vec<ObjectIdentifier> = name.iter().map(|a| a.oid).collect();
         assert_eq!(oids, vec![OID_O, OID_OU, OID_CN]);

@@ -178,15 +178,16 @@ fn literal_subject_keeps_the_given_rdns() {
     let ssl = Openssl::new();
     let key = PrivateKey::generate(&KeySpec::EcdsaP256).unwrap();
     let params = CsrParams {
+        // DER order: the reverse of the RFC 4514 string checked below.
         subject: Subject::Literal(vec![
+            Rdn::single("2.5.4.6", "US"),
+            Rdn::single("DC", "example"),
+            Rdn::single("O", "Acme, Inc."),
+            Rdn::single("OU", "team"),
             Rdn(vec![
                 ("CN".into(), "app".into()),
                 ("UID".into(), "u1".into()),
             ]),
-            Rdn::single("OU", "team"),
-            Rdn::single("O", "Acme, Inc."),
-            Rdn::single("DC", "example"),
-            Rdn::single("2.5.4.6", "US"),
         ]),
         dns_names: vec!["app.example".into()],
         ..Default::default()

@@ -84,17 +84,21 @@ mod error;
 mod fileset;
 mod fsops;
 mod metadata;
+mod mountpoint;
 mod names;
+pub mod secret_json;
 mod secrets;
 mod store;
 
 pub use error::StoreError;
 pub use fileset::{DATA_DIR_MODE, FILE_MODE, FileSet, SET_DIR_MODE, WriteOutcome};
 pub use metadata::{FORMAT_V1, Metadata, MetadataError, MetadataFormat};
+pub use mountpoint::is_mount_point;
 pub use names::{
     MAX_NAME_LEN, MAX_PATH_LEN, MAX_VOLUME_ID_LEN, check_private_name, check_relative_path,
     check_volume_id,
 };
+pub use secret_json::to_json_zeroizing;
 pub use secrets::{SECRETS_FILE, VolumeSecrets};
 pub use store::{
     DATA_DIR, INMEMFS_DIR, LOCK_FILE, METADATA_FILE, QUARANTINE_DIR, Recovery, SetAside, Store,

@@ -10,13 +10,6 @@ use zeroize::Zeroizing;
 /// The format marker this version of the store writes.
 pub const FORMAT_V1: &str = "cmcsi/v1";
 
-/// Volume context keys whose values are secrets and never appear in `Debug` output.
-const SECRET_CONTEXT_KEYS: &[&str] = &[
-    "csi.storage.k8s.io/serviceAccount.tokens",
-    "csi.cert-manager.io/pkcs12-password",
-    "csi.cert-manager.io/jks-password",
-];
-
 /// Who wrote a volume's metadata, and so which defaults the volume keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -37,8 +30,9 @@ pub enum MetadataFormat {
 /// when unset, `volumeContext`, `volumeMountGroup`), plus a `format` marker the
 /// Go decoder ignores.
 ///
-/// `Debug` output hides the service account token and PKCS#12 password that the
-/// volume context may carry.
+/// `Debug` output shows the volume context's keys but none of its values: the
+/// context may carry secrets (a service account token, a keystore password),
+/// and which keys are secret is not the store's to know.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Metadata {
     /// The volume id (the kubelet's `csi-<sha256 hex>`); also the directory name.
@@ -76,8 +70,9 @@ impl Metadata {
 
     /// Encodes as the JSON written to disk.
     ///
-    /// The buffer is zeroed when dropped: the volume context can carry a
-    /// service account token.
+    /// The buffer is zeroed when dropped, and so is every buffer outgrown
+    /// while encoding ([`crate::to_json_zeroizing`]): the volume context can
+    /// carry a service account token and a keystore password.
     pub fn to_json(&self) -> Result<Zeroizing<Vec<u8>>, MetadataError> {
         let next = match self.next_issuance_time {
             None => None,
@@ -94,9 +89,7 @@ impl Metadata {
                 MetadataFormat::V1 => Some(FORMAT_V1),
             },
         };
-        serde_json::to_vec(&wire)
-            .map(Zeroizing::new)
-            .map_err(|e| MetadataError::Json(sanitize_json_error(&e)))
+        crate::to_json_zeroizing(&wire).map_err(|e| MetadataError::Json(sanitize_json_error(&e)))
     }
 
     /// Decodes the JSON of a `metadata.json`, from either driver.
@@ -134,12 +127,11 @@ impl fmt::Debug for Metadata {
         impl fmt::Debug for Context<'_> {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 let mut m = f.debug_map();
-                for (k, v) in self.0 {
-                    if SECRET_CONTEXT_KEYS.contains(&k.as_str()) {
-                        m.entry(k, &"<redacted>");
-                    } else {
-                        m.entry(k, v);
-                    }
+                // Every value: the store does not know which attributes are
+                // secrets (that is the attribute parser's business), so a new
+                // secret attribute can never leak through here.
+                for k in self.0.keys() {
+                    m.entry(k, &"<redacted>");
                 }
                 m.finish()
             }
@@ -287,6 +279,18 @@ mod tests {
     }
 
     #[test]
+    fn metadata_with_a_large_token_round_trips_through_a_zeroizing_buffer() {
+        let mut m = Metadata::new("csi-abc", "/t");
+        let tokens = format!(r#"{{"":{{"token":"{}"}}}}"#, "t".repeat(20_000));
+        m.volume_context
+            .insert("csi.storage.k8s.io/serviceAccount.tokens".into(), tokens);
+        // The type at the call site the store uses is the point.
+        let json: Zeroizing<Vec<u8>> = m.to_json().unwrap();
+        assert!(json.len() > 20_000, "outgrew the first buffer");
+        assert_eq!(Metadata::from_json(&json).unwrap(), m);
+    }
+
+    #[test]
     fn go_written_json_has_no_marker_and_stays_without() {
         let go = br#"{"volumeID":"csi-1","targetPath":"/t","nextIssuanceTime":"2026-08-05T12:00:00.123456789+02:00","volumeContext":{"csi.cert-manager.io/issuer-name":"ca"},"volumeMountGroup":""}"#;
         let m = Metadata::from_json(go).unwrap();
@@ -313,7 +317,7 @@ mod tests {
     }
 
     #[test]
-    fn debug_hides_token_and_password() {
+    fn debug_hides_every_context_value() {
         let mut m = Metadata::new("v", "/t");
         m.volume_context.insert(
             "csi.storage.k8s.io/serviceAccount.tokens".into(),
@@ -325,11 +329,19 @@ mod tests {
         );
         m.volume_context
             .insert("csi.cert-manager.io/jks-password".into(), "hunter3".into());
+        m.volume_context.insert(
+            "csi.cert-manager.io/some-future-secret".into(),
+            "opensesame".into(),
+        );
         let d = format!("{m:?}");
         assert!(
-            !d.contains("eyJhbGciOi-secret") && !d.contains("hunter2") && !d.contains("hunter3"),
+            !d.contains("eyJhbGciOi-secret")
+                && !d.contains("hunter2")
+                && !d.contains("hunter3")
+                && !d.contains("opensesame"),
             "{d}"
         );
+        assert!(d.contains("csi.cert-manager.io/some-future-secret"), "{d}");
         assert!(d.contains("<redacted>"));
     }
 }

@@ -141,7 +141,7 @@ impl Store {
         }
 
         if options.mount_tmpfs {
-            let mounted = is_mount_point(root_fd.as_fd(), INMEMFS_DIR)
+            let mounted = crate::mountpoint::is_mount_point(&inmemfs)
                 .map_err(|e| StoreError::io("check mount point", &inmemfs, e))?;
             if mounted {
                 tracing::info!(path = %inmemfs.display(), "reusing the file system already mounted at the data root");
@@ -662,26 +662,6 @@ fn read_metadata_at(vol: BorrowedFd<'_>, id: &str) -> Result<Metadata, MetaReadE
         ));
     }
     Ok(meta)
-}
-
-fn is_mount_point(dir: BorrowedFd<'_>, name: &str) -> io::Result<bool> {
-    use rustix::fs::{AtFlags, StatxAttributes, StatxFlags};
-    match rustix::fs::statx(
-        dir,
-        name,
-        AtFlags::NO_AUTOMOUNT | AtFlags::SYMLINK_NOFOLLOW,
-        StatxFlags::empty(),
-    ) {
-        Ok(r) if r.stx_attributes_mask.contains(StatxAttributes::MOUNT_ROOT) => {
-            return Ok(r.stx_attributes.contains(StatxAttributes::MOUNT_ROOT));
-        }
-        Ok(_) | Err(Errno::NOSYS) => {}
-        Err(e) => return Err(e.into()),
-    }
-    // Older kernels: a mount point is on another device than its parent.
-    let inner = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
-    let outer = rustix::fs::fstat(dir)?;
-    Ok(inner.st_dev != outer.st_dev)
 }
 
 fn libc_nofollow() -> i32 {

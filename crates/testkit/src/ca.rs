@@ -388,44 +388,10 @@ impl TestCa {
     }
 }
 
-/// Parses a Go `time.Duration` string such as `2160h0m0s`, `10s`, `1.5h` or `300ms`.
+/// Parses a Go `time.Duration` string such as `2160h0m0s`, `10s`, `1.5h` or
+/// `300ms`, with the one parser of the format (`cmcsi-attrs`'s).
 pub fn parse_go_duration(s: &str) -> Result<Duration, CaError> {
-    let err = || CaError::Duration(s.to_string());
-    let t = s.trim();
-    if t == "0" {
-        return Ok(Duration::ZERO);
-    }
-    if t.is_empty() || t.starts_with('-') {
-        return Err(err());
-    }
-    let t = t.strip_prefix('+').unwrap_or(t);
-    let mut total = 0f64;
-    let mut rest = t;
-    while !rest.is_empty() {
-        let num_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(err)?;
-        if num_end == 0 {
-            return Err(err());
-        }
-        let n: f64 = rest[..num_end].parse().map_err(|_| err())?;
-        rest = &rest[num_end..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let unit = match &rest[..unit_end] {
-            "ns" => 1e-9,
-            "us" | "µs" | "μs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return Err(err()),
-        };
-        total += n * unit;
-        rest = &rest[unit_end..];
-    }
-    Ok(Duration::from_secs_f64(total))
+    cmcsi_attrs::parse_go_duration(s.trim()).map_err(|_| CaError::Duration(s.to_string()))
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use cmcsi_attrs::keys;
 use cmcsi_proto::v1::node_client::NodeClient;
 use cmcsi_proto::v1::{self as csi, volume_capability};
 use tonic::transport::Channel;
@@ -42,17 +43,14 @@ impl Pod {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        c.insert("csi.storage.k8s.io/pod.name".into(), self.name.clone());
+        c.insert(keys::POD_NAME.into(), self.name.clone());
+        c.insert(keys::POD_NAMESPACE.into(), self.namespace.clone());
+        c.insert(keys::POD_UID.into(), self.uid.clone());
         c.insert(
-            "csi.storage.k8s.io/pod.namespace".into(),
-            self.namespace.clone(),
-        );
-        c.insert("csi.storage.k8s.io/pod.uid".into(), self.uid.clone());
-        c.insert(
-            "csi.storage.k8s.io/serviceAccount.name".into(),
+            keys::SERVICE_ACCOUNT_NAME.into(),
             self.service_account.clone(),
         );
-        c.insert("csi.storage.k8s.io/ephemeral".into(), "true".into());
+        c.insert(keys::EPHEMERAL.into(), "true".into());
         c
     }
 }

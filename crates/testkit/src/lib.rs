@@ -63,9 +63,11 @@ pub mod ca;
 mod csi;
 mod issuer;
 pub mod kubelet;
+mod patch;
 pub mod selector;
 mod server;
 mod state;
+mod tls;
 
 pub use api::{
     Builder, Counts, DEFAULT_TOKEN, DEFAULT_USERNAME, Error, FakeApi, Fault, Verb, kubeconfig_json,

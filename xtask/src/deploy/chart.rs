@@ -1,318 +1,101 @@
-//! The Helm chart under `deploy/chart/`, rendered from the same typed objects as the static
-//! manifests.
+//! The Helm chart under `deploy/chart/`.
 //!
-//! How: the objects are built with [`Settings`] whose variable parts are *markers* instead of
-//! values, serialised to YAML, then each marker is rewritten into Go template text:
-//! - `__HELM_<expr>__` inside a string: the whole scalar becomes `"...{{ .<expr> }}..."`;
-//! - `__HELMIF_<expr>__` at the start of a list item: the item is wrapped in
-//!   `{{- if .<expr> }} ... {{- end }}` and the marker removed;
-//! - `__HELMWITH_<expr>__` anywhere under a key named like the expression's last part: the whole
-//!   key is replaced by `{{- with .<expr> }} key: {{ toYaml . }} {{- end }}`;
-//! - sentinel integers (ports) become `{{ .<expr> }}` unquoted, so they stay numbers.
-//!
-//! Rendering the chart with its default values gives the static manifests (a test checks this
-//! where a Helm renderer is available).
+//! The templates are static files (`xtask/src/deploy/chart/templates/`), copied as they are; the
+//! values file is written here from the same constants as the typed objects. The chart used to be
+//! produced by rewriting the serialised objects line by line; with the Go chart's values (image
+//! references from registry/namespace/name/tag/digest, repeated gate flags, OpenShift detection,
+//! a PodMonitor) plain templates are shorter and easier to review than the rewriter's markers.
+//! What keeps them honest is the render test: the chart rendered with its default values must
+//! give exactly the typed objects of `deploy/base/` (besides Helm's bookkeeping labels), and with
+//! other values the objects the typed [`Settings`](super::Settings) describe.
 
-use anyhow::{Result, bail};
-use k8s_openapi::api::core::v1::{LocalObjectReference, ResourceRequirements, Toleration};
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use anyhow::Result;
 
 use super::{
-    APP, CSI_DATA_DIR, Cond, DAEMONSET_NOTES, DRIVER_NAME, GENERATED_HEADER, HEALTH_PORT, IF,
-    IMAGE_REPOSITORY, KUBELET_ROOT_DIR, LIVENESS_REPOSITORY, LIVENESS_TAG, METRICS_PORT,
-    REGISTRAR_REPOSITORY, REGISTRAR_TAG, Settings, annotate, cluster_role, cluster_role_binding,
-    csi_driver, daemon_set, requester_cluster_role, service_account,
+    APP, CSI_DATA_DIR, DRIVER_NAME, GENERATED_HEADER, HEALTH_PORT, KUBELET_ROOT_DIR,
+    LIVENESS_REPOSITORY, LIVENESS_TAG, METRICS_PORT, REGISTRAR_REPOSITORY, REGISTRAR_TAG,
 };
 
-const VALUE: &str = "__HELM_";
-const WITH: &str = "__HELMWITH_";
-const END: &str = "__";
+/// The driver image's registry and repository namespace (`imageRegistry`, `imageNamespace`) and
+/// name, which together give [`super::IMAGE_REPOSITORY`].
+pub const IMAGE_REGISTRY: &str = "ghcr.io";
+/// See [`IMAGE_REGISTRY`].
+pub const IMAGE_NAMESPACE: &str = "cert-manager-rs";
+/// See [`IMAGE_REGISTRY`].
+pub const IMAGE_NAME: &str = "cert-manager-csi-driver";
 
-/// Integers that stand for template expressions (ports are `i32` in the typed objects).
-const INT_HOLES: &[(i32, &str)] = &[
-    (1_909_809, "Values.app.livenessProbe.port"),
-    (1_909_402, "Values.metrics.port"),
+/// Static chart files: (path under `deploy/chart/`, text).
+const STATIC: &[(&str, &str)] = &[
+    ("README.md", include_str!("chart-README.md")),
+    (
+        "values.schema.json",
+        include_str!("chart/values.schema.json"),
+    ),
+    (
+        "templates/_helpers.tpl",
+        include_str!("chart/templates/_helpers.tpl"),
+    ),
+    (
+        "templates/namespace.yaml",
+        include_str!("chart/templates/namespace.yaml"),
+    ),
+    (
+        "templates/serviceaccount.yaml",
+        include_str!("chart/templates/serviceaccount.yaml"),
+    ),
+    (
+        "templates/clusterrole.yaml",
+        include_str!("chart/templates/clusterrole.yaml"),
+    ),
+    (
+        "templates/clusterrolebinding.yaml",
+        include_str!("chart/templates/clusterrolebinding.yaml"),
+    ),
+    (
+        "templates/csidriver.yaml",
+        include_str!("chart/templates/csidriver.yaml"),
+    ),
+    (
+        "templates/requester-clusterrole.yaml",
+        include_str!("chart/templates/requester-clusterrole.yaml"),
+    ),
+    (
+        "templates/daemonset.yaml",
+        include_str!("chart/templates/daemonset.yaml"),
+    ),
+    (
+        "templates/podmonitor.yaml",
+        include_str!("chart/templates/podmonitor.yaml"),
+    ),
+    (
+        "templates/prometheusrule.yaml",
+        include_str!("chart/templates/prometheusrule.yaml"),
+    ),
 ];
-
-fn v(expr: &str) -> String {
-    format!("{VALUE}{expr}{END}")
-}
-
-fn w(expr: &str) -> String {
-    format!("{WITH}{expr}{END}")
-}
-
-fn chart_settings() -> Settings {
-    Settings {
-        namespace: v("Release.Namespace"),
-        driver_name: v("Values.app.driver.name"),
-        image: format!("{}:{}", v("Values.image.repository"), v("Values.image.tag")),
-        image_pull_policy: v("Values.image.pullPolicy"),
-        registrar_image: format!(
-            "{}:{}",
-            v("Values.nodeDriverRegistrarImage.repository"),
-            v("Values.nodeDriverRegistrarImage.tag")
-        ),
-        registrar_pull_policy: v("Values.nodeDriverRegistrarImage.pullPolicy"),
-        liveness_image: format!(
-            "{}:{}",
-            v("Values.livenessProbeImage.repository"),
-            v("Values.livenessProbeImage.tag")
-        ),
-        liveness_pull_policy: v("Values.livenessProbeImage.pullPolicy"),
-        image_pull_secrets: Some(vec![LocalObjectReference {
-            name: w("Values.imagePullSecrets"),
-        }]),
-        log_level: v("Values.app.logLevel"),
-        log_format: v("Values.app.logFormat"),
-        kubelet_root_dir: v("Values.app.kubeletRootDir"),
-        csi_data_dir: v("Values.app.driver.csiDataDir"),
-        use_token_request: Cond::Helm("Values.app.driver.useTokenRequest"),
-        continue_on_not_ready: Cond::Helm("Values.app.driver.continueOnNotReady"),
-        kube_api_qps: (
-            Cond::Helm("Values.app.driver.kubernetesAPIQPS"),
-            v("Values.app.driver.kubernetesAPIQPS"),
-        ),
-        kube_api_burst: (
-            Cond::Helm("Values.app.driver.kubernetesAPIBurst"),
-            v("Values.app.driver.kubernetesAPIBurst"),
-        ),
-        metrics: Cond::Helm("Values.metrics.enabled"),
-        metrics_port: 1_909_402,
-        health_port: 1_909_809,
-        resources: ResourceRequirements {
-            requests: Some([(w("Values.resources"), Quantity(String::new()))].into()),
-            ..Default::default()
-        },
-        node_selector: [(w("Values.nodeSelector"), String::new())].into(),
-        tolerations: vec![Toleration {
-            key: Some(w("Values.tolerations")),
-            ..Default::default()
-        }],
-        priority_class_name: Some(w("Values.priorityClassName")),
-    }
-}
 
 /// Files of the chart, by path relative to `deploy/chart/`.
 pub fn files() -> Result<Vec<(String, String)>> {
-    let s = chart_settings();
-    let header = GENERATED_HEADER;
-    let token_if = "{{- if .Values.app.driver.useTokenRequest }}\n";
-    let plain_driver = helmify(&serde_norway::to_string(&csi_driver(&s, false))?)?;
-    let token_driver = helmify(&serde_norway::to_string(&csi_driver(&s, true))?)?;
-    Ok(vec![
+    let mut out = vec![
         ("Chart.yaml".to_owned(), chart_yaml()),
         ("values.yaml".to_owned(), values_yaml()),
-        ("README.md".to_owned(), CHART_README.to_owned()),
         (
-            "templates/serviceaccount.yaml".to_owned(),
-            format!(
-                "{header}{}",
-                helmify(&serde_norway::to_string(&service_account(&s))?)?
-            ),
+            "files/prometheus-rules.yaml".to_owned(),
+            super::monitoring::rules_yaml()?,
         ),
-        (
-            "templates/clusterrole.yaml".to_owned(),
-            format!(
-                "{header}{}",
-                helmify(&serde_norway::to_string(&cluster_role())?)?
-            ),
-        ),
-        (
-            "templates/clusterrolebinding.yaml".to_owned(),
-            format!(
-                "{header}{}",
-                helmify(&serde_norway::to_string(&cluster_role_binding(&s))?)?
-            ),
-        ),
-        (
-            "templates/csidriver.yaml".to_owned(),
-            format!(
-                "{header}{token_if}{token_driver}{{{{- else }}}}\n{plain_driver}{{{{- end }}}}\n"
-            ),
-        ),
-        (
-            "templates/requester-clusterrole.yaml".to_owned(),
-            format!(
-                "{header}{token_if}{}{{{{- end }}}}\n",
-                helmify(&serde_norway::to_string(&requester_cluster_role())?)?
-            ),
-        ),
-        (
-            "templates/daemonset.yaml".to_owned(),
-            format!(
-                "{header}{}",
-                helmify(&annotate(
-                    &serde_norway::to_string(&daemon_set(&s))?,
-                    DAEMONSET_NOTES
-                )?)?
-            ),
-        ),
-    ])
-}
-
-fn indent_of(line: &str) -> usize {
-    line.len() - line.trim_start().len()
-}
-
-/// Removes YAML quoting from a scalar written by the serialiser.
-fn unquote(value: &str) -> String {
-    if let Some(inner) = value.strip_prefix('\'').and_then(|x| x.strip_suffix('\'')) {
-        inner.replace("''", "'")
-    } else if let Some(inner) = value.strip_prefix('"').and_then(|x| x.strip_suffix('"')) {
-        inner.replace("\\\"", "\"").replace("\\\\", "\\")
-    } else {
-        value.to_owned()
-    }
-}
-
-/// Finds `<start>EXPR__` in `text`; returns (byte offset, expr).
-fn find_marker<'a>(text: &'a str, start: &str) -> Option<(usize, &'a str)> {
-    let at = text.find(start)?;
-    let rest = &text[at + start.len()..];
-    let end = rest.find(END)?;
-    Some((at, &rest[..end]))
-}
-
-/// Rewrites markers in serialised YAML into Go template text (see the module docs).
-pub fn helmify(yaml: &str) -> Result<String> {
-    let mut lines: Vec<String> = yaml.lines().map(str::to_owned).collect();
-
-    // 1. `with` blocks: replace the whole key.
-    while let Some(l) = lines.iter().position(|x| x.contains(WITH)) {
-        let Some((_, expr)) = find_marker(&lines[l], WITH) else {
-            bail!("unterminated marker in `{}`", lines[l]);
+    ];
+    for (path, text) in STATIC {
+        let text = if path.starts_with("templates/") {
+            format!("{}{text}", template_header())
+        } else {
+            (*text).to_owned()
         };
-        let expr = expr.to_owned();
-        let key = expr.rsplit('.').next().unwrap_or(&expr).to_owned();
-        let Some(k) = (0..=l)
-            .rev()
-            .find(|&i| lines[i].trim_start().starts_with(&format!("{key}:")))
-        else {
-            bail!("marker for `{expr}` is not under a `{key}:` key");
-        };
-        let ind = indent_of(&lines[k]);
-        let mut end = k;
-        while end + 1 < lines.len() {
-            let next = &lines[end + 1];
-            let ni = indent_of(next);
-            if ni > ind || (ni == ind && next.trim_start().starts_with("- ")) {
-                end += 1;
-            } else {
-                break;
-            }
-        }
-        let pad = " ".repeat(ind);
-        let block = vec![
-            format!("{pad}{{{{- with .{expr} }}}}"),
-            format!("{pad}{key}:"),
-            format!("{pad}  {{{{- toYaml . | nindent {} }}}}", ind + 2),
-            format!("{pad}{{{{- end }}}}"),
-        ];
-        lines.splice(k..=end, block);
-    }
-
-    // 2. conditional list items.
-    while let Some(l) = lines.iter().position(|x| x.contains(IF)) {
-        let Some((_, expr)) = find_marker(&lines[l], IF) else {
-            bail!("unterminated marker in `{}`", lines[l]);
-        };
-        let expr = expr.to_owned();
-        // The item starts at the marker line or the nearest `- ` line above it.
-        let Some(start) = (0..=l).rev().find(|&i| {
-            let t = lines[i].trim_start();
-            t.starts_with("- ") && (i == l || indent_of(&lines[i]) < indent_of(&lines[l]))
-        }) else {
-            bail!("conditional marker for `{expr}` is not in a list item");
-        };
-        let dash = indent_of(&lines[start]);
-        let mut end = start;
-        while end + 1 < lines.len() && indent_of(&lines[end + 1]) > dash {
-            end += 1;
-        }
-        // Drop the marker from its scalar.
-        let line = &lines[l];
-        let Some(colon_or_dash) = scalar_start(line) else {
-            bail!("cannot find the scalar holding `{expr}`");
-        };
-        let (head, value) = line.split_at(colon_or_dash);
-        let value = unquote(value).replacen(&format!("{IF}{expr}{END}"), "", 1);
-        lines[l] = format!("{head}{}", requote(&value));
-        let pad = " ".repeat(dash);
-        lines.insert(end + 1, format!("{pad}{{{{- end }}}}"));
-        lines.insert(start, format!("{pad}{{{{- if .{expr} }}}}"));
-    }
-
-    // 3. values inside scalars: quote the whole scalar.
-    for line in &mut lines {
-        if !line.contains(VALUE) {
-            continue;
-        }
-        let Some(at) = scalar_start(line) else {
-            bail!("cannot find the scalar in `{line}`");
-        };
-        let (head, value) = line.split_at(at);
-        let mut value = unquote(value);
-        while let Some((pos, expr)) = find_marker(&value, VALUE) {
-            let len = VALUE.len() + expr.len() + END.len();
-            let expr = expr.to_owned();
-            value.replace_range(pos..pos + len, &format!("{{{{ .{expr} }}}}"));
-        }
-        *line = format!("{head}\"{value}\"");
-    }
-
-    // 4. integers.
-    let mut out = String::new();
-    for line in lines {
-        let mut line = line;
-        for (n, expr) in INT_HOLES {
-            line = line.replace(&n.to_string(), &format!("{{{{ .{expr} }}}}"));
-        }
-        out.push_str(&line);
-        out.push('\n');
-    }
-    if out.contains("__HELM") {
-        bail!("unprocessed marker left in chart template:\n{out}");
+        out.push(((*path).to_owned(), text));
     }
     Ok(out)
 }
 
-/// Byte offset where the scalar value of a `key: value` or `- value` line starts.
-fn scalar_start(line: &str) -> Option<usize> {
-    let ind = indent_of(line);
-    let body = &line[ind..];
-    let body_off = if let Some(rest) = body.strip_prefix("- ") {
-        // `- key: value` or `- value`
-        if let Some(i) = key_colon(rest) {
-            return Some(ind + 2 + i);
-        }
-        return Some(ind + 2);
-    } else {
-        ind
-    };
-    key_colon(&line[body_off..]).map(|i| body_off + i)
-}
-
-/// In `key: value`, the offset of `value` (keys here never contain `: `).
-fn key_colon(text: &str) -> Option<usize> {
-    if text.starts_with('\'') || text.starts_with('"') {
-        return None;
-    }
-    text.find(": ").map(|i| i + 2)
-}
-
-fn requote(value: &str) -> String {
-    let plain_ok = !value.is_empty()
-        && !value.contains(": ")
-        && !value.contains(" #")
-        && !value.starts_with([
-            '\'', '"', '{', '[', '&', '*', '!', '|', '>', '%', '@', '`', '#',
-        ]);
-    if plain_ok {
-        value.to_owned()
-    } else {
-        format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
-    }
+fn template_header() -> &'static str {
+    "{{- /* Copied by `cargo xtask deploy` from xtask/src/deploy/chart/templates/: edit it there. */ -}}\n"
 }
 
 fn chart_yaml() -> String {
@@ -329,67 +112,138 @@ fn chart_yaml() -> String {
     )
 }
 
+/// The registrar's and livenessprobe's repositories without their registry, for `name`.
+fn last_segment(repository: &str) -> &str {
+    repository.rsplit('/').next().unwrap_or(repository)
+}
+
 fn values_yaml() -> String {
-    let version = env!("CARGO_PKG_VERSION");
+    let registrar_name = last_segment(REGISTRAR_REPOSITORY);
+    let liveness_name = last_segment(LIVENESS_REPOSITORY);
     format!(
-        r#"{GENERATED_HEADER}# Values of the cert-manager CSI driver chart. Defaults give exactly the manifests in deploy/.
+        r#"{GENERATED_HEADER}# Values of the cert-manager CSI driver chart: every value of the Go driver's chart (v0.16.0)
+# with its meaning, plus this driver's own. Defaults give exactly the manifests in deploy/base/;
+# where a default differs from the Go chart's, the comment says why. values.schema.json rejects
+# unknown keys and wrong types.
+
+# Render the release namespace with the label pod-security.kubernetes.io/enforce: privileged
+# (the DaemonSet is privileged). Install with --namespace but without --create-namespace then.
+namespace:
+  create: false
+
+# Registry and repository namespace of the images whose `repository` is empty:
+# [imageRegistry/][imageNamespace/]name. (Go chart: quay.io and jetstack, where its images live.)
+imageRegistry: {IMAGE_REGISTRY}
+imageNamespace: {IMAGE_NAMESPACE}
 
 image:
-  # -- Driver image repository.
-  repository: {IMAGE_REPOSITORY}
-  # -- Driver image tag.
-  tag: "{version}"
-  # -- Pull policy of the driver image.
+  # Full repository (overrides imageRegistry/imageNamespace/name when set).
+  repository: ""
+  # Image name, under imageRegistry/imageNamespace.
+  name: {IMAGE_NAME}
+  # Tag; empty: the chart's appVersion. `digest: sha256:...` pins it (repository:tag@digest).
+  # tag: ""
+  # digest: ""
+  # Deprecated (as in the Go chart): a registry put in front of the repository.
+  # registry: ""
   pullPolicy: IfNotPresent
 
-# -- Upstream node-driver-registrar sidecar.
+# The upstream node-driver-registrar sidecar. Unlike the Go chart (mirrors under
+# imageRegistry/imageNamespace), the repository is upstream's: set `repository: ""` to take
+# imageRegistry/imageNamespace/name, e.g. for a mirror.
 nodeDriverRegistrarImage:
   repository: {REGISTRAR_REPOSITORY}
-  tag: {REGISTRAR_TAG}
+  name: {registrar_name}
+  # Used when neither tag nor digest is set.
+  _defaultReference: ":{REGISTRAR_TAG}"
   pullPolicy: IfNotPresent
 
-# -- Upstream livenessprobe sidecar (serves /healthz by calling the driver's CSI Probe).
+# The upstream livenessprobe sidecar (serves /healthz by calling the driver's CSI Probe).
 livenessProbeImage:
   repository: {LIVENESS_REPOSITORY}
-  tag: {LIVENESS_TAG}
+  name: {liveness_name}
+  _defaultReference: ":{LIVENESS_TAG}"
   pullPolicy: IfNotPresent
 
-# -- Secrets for pulling the images, e.g. [{{name: my-registry}}].
+# Secrets for pulling the images, e.g. [{{name: my-registry}}].
 imagePullSecrets: []
 
+# Labels added to every object.
+commonLabels: {{}}
+
 app:
-  # -- Log level: error, warn, info, debug, trace, or a number 0-5.
+  # --log-level: error, warn, info, debug, trace, or a klog -v number (the Go chart's default 1 is
+  # info here).
   logLevel: info
-  # -- Log format: text or json.
+  # --log-format: text or json.
   logFormat: text
-  # -- The kubelet's root directory (--root-dir) on the nodes.
+  # The kubelet's root directory (--root-dir) on the nodes.
   kubeletRootDir: {KUBELET_ROOT_DIR}
   driver:
-    # -- Name of the CSI driver, as Pods reference it in volumes[].csi.driver.
+    # Name of the CSI driver, as Pods reference it in volumes[].csi.driver.
     name: {DRIVER_NAME}
-    # -- Create CertificateRequests with the Pod's ServiceAccount token (CSIDriver tokenRequests +
+    # Create CertificateRequests with the Pod's ServiceAccount token (CSIDriver tokenRequests +
     # requiresRepublish). The Pods' ServiceAccounts then need `create` on certificaterequests:
-    # bind the ClusterRole cert-manager-csi-driver-requester in their namespaces.
+    # bind the ClusterRole cert-manager-csi-driver-requester in their namespaces; the driver's
+    # own role loses `create`.
     useTokenRequest: false
-    # -- Let Pods start before their certificate is issued (files appear later).
+    # Mount a volume before its certificate is issued (files appear later). Required by
+    # podReadinessGates.
     continueOnNotReady: false
-    # -- Host directory of the driver's data root. Not under /tmp: systemd-tmpfiles cleans /tmp
+    # Kubernetes API client QPS and burst (0: the driver's default).
+    kubernetesAPIQPS: 0
+    kubernetesAPIBurst: 0
+    # Issue only when every gate holds (--pod-readiness-gate, one per entry):
+    #   pod-ip:any|ipv4|ipv6, pod-condition:Type[=True|False|Unknown], pod-annotation:key
+    # Grants the driver get/list/watch on Pods.
+    podReadinessGates: []
+    # Backoff between gate checks; only the keys set are rendered (unlike the Go chart, 0 too):
+    #   duration: 1s, factor: 2.0, jitter: 0.5, cap: 10s (the driver's defaults).
+    gateBackoff: {{}}
+    # Host directory of the driver's data root. Not under /tmp: systemd-tmpfiles cleans /tmp
     # (Go driver issue #78). Set /tmp/cert-manager-csi-driver to take over the Go chart's volumes.
     csiDataDir: {CSI_DATA_DIR}
-    # -- Kubernetes API client QPS (0 = the driver's default).
-    kubernetesAPIQPS: 0
-    # -- Kubernetes API client burst (0 = the driver's default).
-    kubernetesAPIBurst: 0
+    # --go-defaults: volumes that name no files or duration get the Go driver's tls.crt, tls.key,
+    # ca.crt and 2160h (docs/migrate.md).
+    goDefaults: false
   livenessProbe:
-    # -- Port of the livenessprobe sidecar's /healthz.
+    # Port of the livenessprobe sidecar's /healthz.
     port: {HEALTH_PORT}
 
 metrics:
-  # -- Serve Prometheus metrics on the port below.
+  # Serve Prometheus metrics on the port below.
   enabled: true
   port: {METRICS_PORT}
+  # A PodMonitor (Prometheus Operator); ignored when metrics are off.
+  podmonitor:
+    enabled: false
+    # Namespace of the PodMonitor (default: the release's).
+    # namespace: monitoring
+    # The PodMonitor's `prometheus` label.
+    prometheusInstance: default
+    interval: 60s
+    scrapeTimeout: 30s
+    labels: {{}}
+    annotations: {{}}
+    # true (the Go chart: false): the driver's own `namespace` and `pod` labels name the
+    # workload's Pod and must win over the scrape target's (docs/metrics.md).
+    honorLabels: true
+    # Extra fields of the scrape endpoint (relabelings, metricRelabelings, ...).
+    endpointAdditionalProperties: {{}}
+  # A PrometheusRule with the alerts of deploy/monitoring/ (docs/metrics.md).
+  prometheusRule:
+    enabled: false
+    # namespace: monitoring
+    labels: {{}}
+    annotations: {{}}
 
-# -- Driver container resources. From `cargo xtask bench` (B4: driver memory with many volumes).
+# Annotations of the DaemonSet, and labels and annotations of its Pods.
+daemonSetAnnotations: {{}}
+podAnnotations: {{}}
+podLabels: {{}}
+
+# Driver container resources. From `cargo xtask bench` (B4: driver memory with many volumes);
+# the Go chart sets none.
 resources:
   requests:
     cpu: 10m
@@ -397,19 +251,30 @@ resources:
   limits:
     memory: 64Mi
 
-# -- Node selector of the DaemonSet.
+# Node selector of the DaemonSet.
 nodeSelector:
   kubernetes.io/os: linux
 
-# -- Tolerations: every taint by default, since a Pod with a cert-manager volume can only start where
+# Affinity of the driver Pods.
+affinity: {{}}
+
+# Tolerations: every taint by default, since a Pod with a cert-manager volume can only start where
 # the driver runs. Set [] (the Go chart's default) or narrower tolerations to keep it off some nodes.
 tolerations:
 - operator: Exists
 
-# -- Priority class of the driver Pods, e.g. system-node-critical.
+# Priority class of the driver Pods, e.g. system-node-critical.
 priorityClassName: ""
+
+# Run the driver Pods in the host's network namespace (the ports must be free on every node).
+hostNetwork: false
+
+openshift:
+  securityContextConstraint:
+    # Let the DaemonSet use the SecurityContextConstraints below: true, false, or detect (on
+    # when the cluster serves security.openshift.io/v1).
+    enabled: detect
+    name: privileged
 "#
     )
 }
-
-const CHART_README: &str = include_str!("chart-README.md");

@@ -144,23 +144,7 @@ fn every_note_must_match_a_line() {
 #[test]
 fn rbac_is_least_privilege() {
     let role: ClusterRole = one("deploy/base/clusterrole.yaml", "ClusterRole");
-    let rules = role.rules.unwrap();
-    assert_eq!(rules.len(), 1, "one rule only");
-    let rule = &rules[0];
-    assert_eq!(
-        rule.api_groups.as_deref(),
-        Some(&["cert-manager.io".to_owned()][..])
-    );
-    assert_eq!(
-        rule.resources.as_deref(),
-        Some(&["certificaterequests".to_owned()][..])
-    );
-    let verbs: BTreeSet<&str> = rule.verbs.iter().map(String::as_str).collect();
-    assert_eq!(
-        verbs,
-        BTreeSet::from(["create", "get", "list", "watch", "delete"])
-    );
-    assert!(rule.resource_names.is_none() && rule.non_resource_urls.is_none());
+    assert_eq!(role_verbs(&role), expected_verbs(false, false));
     assert!(role.aggregation_rule.is_none());
 
     let binding: ClusterRoleBinding =
@@ -525,11 +509,9 @@ fn kustomize_token_request_overlay() {
         Some(&["certificaterequests".to_owned()][..])
     );
 
-    // The driver's own role is unchanged by the overlay.
-    assert_eq!(
-        objects[&("ClusterRole".to_owned(), APP.to_owned())],
-        base_objects()[&("ClusterRole".to_owned(), APP.to_owned())]
-    );
+    // The driver's own role loses `create`: the Pod's token creates the requests.
+    let role: ClusterRole = typed(&objects[&("ClusterRole".to_owned(), APP.to_owned())]);
+    assert_eq!(role_verbs(&role), expected_verbs(true, false));
 }
 
 #[test]
@@ -541,54 +523,6 @@ fn kustomize_examples() {
 }
 
 // -------------------------------------------------------------------------------------- chart
-
-#[test]
-fn helmify_rewrites_markers() {
-    let yaml = "\
-a:
-- __HELMIF_Values.x__--flag
-- __HELMIF_Values.y__--v=__HELM_Values.v__
-ports:
-- containerPort: 1909402
-  name: __HELMIF_Values.metrics.enabled__http
-path: __HELM_Values.root__/pods
-nodeSelector:
-  __HELMWITH_Values.nodeSelector__: ''
-";
-    let out = chart::helmify(yaml).unwrap();
-    let expected = "\
-a:
-{{- if .Values.x }}
-- --flag
-{{- end }}
-{{- if .Values.y }}
-- \"--v={{ .Values.v }}\"
-{{- end }}
-ports:
-{{- if .Values.metrics.enabled }}
-- containerPort: {{ .Values.metrics.port }}
-  name: http
-{{- end }}
-path: \"{{ .Values.root }}/pods\"
-{{- with .Values.nodeSelector }}
-nodeSelector:
-  {{- toYaml . | nindent 2 }}
-{{- end }}
-";
-    assert_eq!(out, expected);
-}
-
-#[test]
-fn helmify_rejects_a_misplaced_marker() {
-    let err = chart::helmify("other:\n  __HELMWITH_Values.tolerations__: ''\n")
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("tolerations"), "{err}");
-    let err = chart::helmify("a: __HELMIF_Values.x__y\n")
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("list item"), "{err}");
-}
 
 /// Python with the `helm_python` module (Helm's Go SDK, offline rendering), if installed.
 fn helm_python() -> Option<String> {
@@ -622,6 +556,14 @@ print(json.dumps(out))
 "#;
 
 fn render_chart(python: &str, values: Value, namespace: &str) -> BTreeMap<(String, String), Value> {
+    try_render_chart(python, values, namespace).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn try_render_chart(
+    python: &str,
+    values: Value,
+    namespace: &str,
+) -> Result<BTreeMap<(String, String), Value>, String> {
     let out = Command::new(python)
         .args([
             "-c",
@@ -632,13 +574,39 @@ fn render_chart(python: &str, values: Value, namespace: &str) -> BTreeMap<(Strin
         ])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "chart render failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    if !out.status.success() {
+        return Err(format!(
+            "chart render failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
     let files: BTreeMap<String, String> = serde_json::from_slice(&out.stdout).unwrap();
-    by_kind_name(files.values().flat_map(|t| yaml_docs(t)).collect())
+    Ok(by_kind_name(
+        files.values().flat_map(|t| yaml_docs(t)).collect(),
+    ))
+}
+
+/// Labels only the chart sets (Helm's bookkeeping), removed before comparing with the manifests.
+const HELM_LABELS: &[&str] = &[
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/managed-by",
+    "app.kubernetes.io/version",
+    "helm.sh/chart",
+];
+
+fn without_helm_labels(
+    mut objects: BTreeMap<(String, String), Value>,
+) -> BTreeMap<(String, String), Value> {
+    for object in objects.values_mut() {
+        for path in ["/metadata/labels", "/spec/template/metadata/labels"] {
+            if let Some(map) = object.pointer_mut(path).and_then(Value::as_object_mut) {
+                for l in HELM_LABELS {
+                    map.remove(*l);
+                }
+            }
+        }
+    }
+    objects
 }
 
 #[test]
@@ -649,7 +617,68 @@ fn chart_defaults_render_the_static_manifests() {
     let rendered = render_chart(&python, serde_json::json!({}), NAMESPACE);
     let mut expected = base_objects();
     expected.remove(&("Namespace".to_owned(), NAMESPACE.to_owned()));
-    assert_eq!(rendered, expected);
+    assert_eq!(without_helm_labels(rendered), expected);
+
+    // With namespace.create, the Namespace too, with its Pod Security label.
+    let rendered = render_chart(
+        &python,
+        serde_json::json!({"namespace": {"create": true}}),
+        NAMESPACE,
+    );
+    assert_eq!(without_helm_labels(rendered), base_objects());
+}
+
+/// The chart and `kubectl kustomize` agree on every object both render: the base, the
+/// token-request overlay, and the pod-readiness component.
+#[test]
+fn chart_and_kustomize_agree() {
+    let Some(python) = helm_python() else {
+        return;
+    };
+    let Some(base) = kustomize("deploy") else {
+        return;
+    };
+    let mut base = by_kind_name(base);
+    base.remove(&("Namespace".to_owned(), NAMESPACE.to_owned()));
+    let chart = without_helm_labels(render_chart(&python, serde_json::json!({}), NAMESPACE));
+    assert_eq!(chart, base);
+
+    // The overlay appends its flag; the chart puts it beside the others: compare args as sets.
+    let sorted_args = |mut objects: BTreeMap<(String, String), Value>| {
+        for object in objects.values_mut() {
+            let containers = object.pointer_mut("/spec/template/spec/containers");
+            for c in containers
+                .and_then(Value::as_array_mut)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(args) = c["args"].as_array_mut() {
+                    args.sort_by_key(Value::to_string);
+                }
+            }
+        }
+        objects
+    };
+    let mut overlay = by_kind_name(kustomize("deploy/token-request").unwrap());
+    overlay.remove(&("Namespace".to_owned(), NAMESPACE.to_owned()));
+    let chart = without_helm_labels(render_chart(
+        &python,
+        serde_json::json!({"app": {"driver": {"useTokenRequest": true}}}),
+        NAMESPACE,
+    ));
+    assert_eq!(sorted_args(chart), sorted_args(overlay));
+
+    let mut gated = kustomize_with_pod_readiness().unwrap();
+    gated.remove(&("Namespace".to_owned(), NAMESPACE.to_owned()));
+    let chart = without_helm_labels(render_chart(
+        &python,
+        serde_json::json!({"app": {"driver": {
+            "continueOnNotReady": true,
+            "podReadinessGates": [DEFAULT_COMPONENT_GATE],
+        }}}),
+        NAMESPACE,
+    ));
+    assert_eq!(sorted_args(chart), sorted_args(gated));
 }
 
 #[test]
@@ -707,4 +736,915 @@ fn chart_values_reach_the_objects() {
     let mounts = d.volume_mounts.unwrap();
     assert!(mounts.iter().any(|m| m.mount_path == "/data/kubelet/pods"
         && m.mount_propagation.as_deref() == Some("Bidirectional")));
+}
+
+// ------------------------------------------------------------------------ RBAC vs the code
+
+/// (api group, resource) -> verbs.
+type Verbs = BTreeMap<(String, String), BTreeSet<String>>;
+
+fn role_verbs(role: &ClusterRole) -> Verbs {
+    let mut out = Verbs::new();
+    for rule in role.rules.clone().unwrap_or_default() {
+        assert!(
+            rule.non_resource_urls.is_none(),
+            "no non-resource URLs: {rule:?}"
+        );
+        for group in rule.api_groups.clone().unwrap_or_default() {
+            for resource in rule.resources.clone().unwrap_or_default() {
+                assert_ne!(resource, "*", "no wildcard resources");
+                let verbs = out.entry((group.clone(), resource)).or_default();
+                for v in &rule.verbs {
+                    assert_ne!(v, "*", "no wildcard verbs");
+                    verbs.insert(v.clone());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Kubernetes resource (group, plural) of a kube `Api::<T>` type the code uses.
+fn resource_of(type_name: &str) -> (String, String) {
+    let (g, r) = match type_name {
+        "CertificateRequest" => ("cert-manager.io", "certificaterequests"),
+        "Pod" => ("", "pods"),
+        "Event" => ("events.k8s.io", "events"),
+        other => panic!(
+            "the code uses kube::Api::<{other}>: add its API group and resource to resource_of()"
+        ),
+    };
+    (g.to_owned(), r.to_owned())
+}
+
+/// The verbs the driver's client calls need, found by reading the sources of the crates that
+/// call the API: for each file, the `Api::<T>` types it builds and the calls it makes on them
+/// (`api.create(..)` -> create, `watcher(..)` -> list + watch, ...).
+fn verbs_in_code() -> Verbs {
+    let mut out = Verbs::new();
+    let call_verbs: &[(&str, &[&str])] = &[
+        (".create(", &["create"]),
+        (".delete(", &["delete"]),
+        (".delete_collection(", &["deletecollection"]),
+        (".get(", &["get"]),
+        (".get_opt(", &["get"]),
+        (".get_metadata(", &["get"]),
+        (".list(", &["list"]),
+        (".list_metadata(", &["list"]),
+        (".watch(", &["watch"]),
+        (".patch(", &["patch"]),
+        (".patch_status(", &["patch"]),
+        (".replace(", &["update"]),
+        (".replace_status(", &["update"]),
+        ("watcher(", &["list", "watch"]),
+        ("metadata_watcher(", &["list", "watch"]),
+    ];
+    for dir in ["crates/issuer-client/src", "crates/driver/src"] {
+        for file in list_files(&root().join(dir)).unwrap() {
+            if file.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&file).unwrap();
+            // `Api::<T>::..` and `Api<T>` (a parameter's type).
+            let types: BTreeSet<&str> = ["Api::<", "Api<"]
+                .iter()
+                .flat_map(|pat| text.match_indices(pat))
+                .filter_map(|(at, m)| {
+                    let rest = &text[at + m.len()..];
+                    rest.find('>').map(|end| rest[..end].trim())
+                })
+                .collect();
+            if types.is_empty() {
+                continue;
+            }
+            assert_eq!(
+                types.len(),
+                1,
+                "{} builds Api::<..> of several types {types:?}: teach verbs_in_code() which call \
+                 belongs to which",
+                file.display()
+            );
+            let resource = resource_of(types.iter().next().unwrap());
+            for line in text.lines() {
+                let code = line.split("//").next().unwrap_or("");
+                // Calls on an `Api` value: `api.create(`, or the watcher helpers.
+                for (call, verbs) in call_verbs {
+                    let on_api = if call.starts_with('.') {
+                        code.contains(&format!("api{call}"))
+                    } else {
+                        code.contains(&format!("watcher::{call}"))
+                    };
+                    if on_api {
+                        out.entry(resource.clone())
+                            .or_default()
+                            .extend(verbs.iter().map(|v| (*v).to_owned()));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// What the driver's ClusterRole must grant: the verbs the code uses, plus those of features the
+/// driver gains next (listed here so the role can be rendered before the code lands).
+fn expected_verbs(token_request: bool, pod_readiness: bool) -> Verbs {
+    let mut verbs = verbs_in_code();
+    // Expected extra: the Events recorder (events.k8s.io/v1: create, then patch to aggregate).
+    verbs
+        .entry(("events.k8s.io".to_owned(), "events".to_owned()))
+        .or_default()
+        .extend(["create".to_owned(), "patch".to_owned()]);
+    let pods = ("".to_owned(), "pods".to_owned());
+    if pod_readiness {
+        // Expected extra: the node-scoped Pod watch of readiness gates (list + watch, and get).
+        verbs
+            .entry(pods)
+            .or_default()
+            .extend(["get", "list", "watch"].map(str::to_owned));
+    } else {
+        // Without gates the Pod watch does not start, so the role must not allow it.
+        verbs.remove(&pods);
+    }
+    if token_request {
+        // With --use-token-request the request is created with the Pod's own token
+        // (issuer-client's `client_for_token`), never with the driver's identity.
+        let cr = (
+            "cert-manager.io".to_owned(),
+            "certificaterequests".to_owned(),
+        );
+        if let Some(v) = verbs.get_mut(&cr) {
+            v.remove("create");
+        }
+    }
+    verbs
+}
+
+#[test]
+fn the_code_uses_the_verbs_the_grep_expects() {
+    // Guards the grep itself: if the client calls move or change shape, this names it.
+    let code = verbs_in_code();
+    let cr = &code[&(
+        "cert-manager.io".to_owned(),
+        "certificaterequests".to_owned(),
+    )];
+    assert_eq!(
+        cr,
+        &BTreeSet::from(["create", "delete", "list", "watch"].map(str::to_owned)),
+        "{code:?}"
+    );
+    let client = read("crates/issuer-client/src/client.rs");
+    assert!(
+        client.contains("client_for_token"),
+        "token-request creates must use the Pod's token"
+    );
+}
+
+#[test]
+fn token_request_and_pod_readiness_roles_match_the_code() {
+    let with_token: ClusterRole = typed(
+        &serde_json::to_value(cluster_role(RoleFeatures {
+            token_request: true,
+            pod_readiness: false,
+        }))
+        .unwrap(),
+    );
+    assert_eq!(role_verbs(&with_token), expected_verbs(true, false));
+    let gated: ClusterRole = typed(
+        &serde_json::to_value(cluster_role(RoleFeatures {
+            token_request: false,
+            pod_readiness: true,
+        }))
+        .unwrap(),
+    );
+    assert_eq!(role_verbs(&gated), expected_verbs(false, true));
+}
+
+#[test]
+fn kustomize_token_request_role_has_no_create() {
+    let Some(docs) = kustomize("deploy/token-request") else {
+        return;
+    };
+    let objects = by_kind_name(docs);
+    let role: ClusterRole = typed(&objects[&("ClusterRole".to_owned(), APP.to_owned())]);
+    assert_eq!(role_verbs(&role), expected_verbs(true, false));
+}
+
+/// `kubectl kustomize` of the base with the pod-readiness component, if kubectl can.
+fn kustomize_with_pod_readiness() -> Option<BTreeMap<(String, String), Value>> {
+    if kustomize_major().is_none_or(|m| m < 4) {
+        eprintln!("SKIPPED: the pod-readiness component needs kubectl >= 1.24 to render");
+        return None;
+    }
+    // kustomize takes relative paths only: an overlay two levels below the workspace root.
+    std::fs::create_dir_all(root().join("target")).unwrap();
+    let dir = tempfile::tempdir_in(root().join("target")).unwrap();
+    std::fs::write(
+        dir.path().join("kustomization.yaml"),
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n\
+         - ../../deploy/base\ncomponents:\n- ../../deploy/components/pod-readiness\n",
+    )
+    .unwrap();
+    let out = Command::new("kubectl")
+        .arg("kustomize")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(by_kind_name(yaml_docs(
+        &String::from_utf8(out.stdout).unwrap(),
+    )))
+}
+
+#[test]
+fn kustomize_pod_readiness_component() {
+    let Some(objects) = kustomize_with_pod_readiness() else {
+        return;
+    };
+    let role: ClusterRole = typed(&objects[&("ClusterRole".to_owned(), APP.to_owned())]);
+    assert_eq!(role_verbs(&role), expected_verbs(false, true));
+    let ds: DaemonSet = typed(&objects[&("DaemonSet".to_owned(), APP.to_owned())]);
+    let a = args(&container(&ds, DRIVER_CONTAINER));
+    assert!(a.contains(&"--continue-on-not-ready".to_owned()), "{a:?}");
+    assert!(a.contains(&format!("--pod-readiness-gate={DEFAULT_COMPONENT_GATE}")));
+}
+
+#[test]
+fn chart_roles_match_the_code() {
+    let Some(python) = helm_python() else {
+        return;
+    };
+    for (token_request, gates) in [(false, false), (true, false), (false, true), (true, true)] {
+        let mut values = serde_json::json!({"app": {"driver": {"useTokenRequest": token_request}}});
+        if gates {
+            values["app"]["driver"]["podReadinessGates"] = serde_json::json!(["pod-ip:any"]);
+            values["app"]["driver"]["continueOnNotReady"] = serde_json::json!(true);
+        }
+        let objects = render_chart(&python, values, "ns");
+        let role: ClusterRole = typed(&objects[&("ClusterRole".to_owned(), APP.to_owned())]);
+        assert_eq!(
+            role_verbs(&role),
+            expected_verbs(token_request, gates),
+            "token request {token_request}, gates {gates}"
+        );
+    }
+}
+
+// ------------------------------------------------------------------- the Go chart's values
+
+/// A values file as a user of the Go chart (csi-driver v0.16.0) writes one: every value that chart
+/// defines, set to something other than its default. Written for this test.
+const GO_USER_VALUES: &str = r#"
+imageRegistry: registry.example.com/mirror
+imageNamespace: jetstack
+image:
+  repository: ""
+  name: cert-manager-csi-driver
+  tag: v0.16.0
+  digest: sha256:1111111111111111111111111111111111111111111111111111111111111111
+  pullPolicy: Always
+nodeDriverRegistrarImage:
+  registry: legacy.example.com
+  repository: sig-storage/csi-node-driver-registrar
+  tag: v2.13.0
+  pullPolicy: Never
+livenessProbeImage:
+  repository: ""
+  name: livenessprobe
+  digest: sha256:2222222222222222222222222222222222222222222222222222222222222222
+  pullPolicy: IfNotPresent
+imagePullSecrets:
+- name: pull-secret
+commonLabels:
+  team: platform
+app:
+  logLevel: 5
+  kubeletRootDir: /data/kubelet
+  driver:
+    name: csi.example.com
+    useTokenRequest: true
+    continueOnNotReady: true
+    kubernetesAPIQPS: 50
+    kubernetesAPIBurst: 100
+    podReadinessGates:
+    - pod-ip:ipv4
+    - pod-condition:NetworkAttached=True
+    gateBackoff:
+      duration: 2s
+      factor: 1.5
+      jitter: 0.25
+      cap: 30s
+    csiDataDir: /tmp/cert-manager-csi-driver
+  livenessProbe:
+    port: 9810
+metrics:
+  enabled: true
+  port: 9403
+  podmonitor:
+    enabled: true
+    namespace: monitoring
+    prometheusInstance: main
+    interval: 30s
+    scrapeTimeout: 10s
+    labels:
+      release: kube-prometheus
+    annotations:
+      owner: sre
+    honorLabels: true
+    endpointAdditionalProperties:
+      metricRelabelings:
+      - action: drop
+        regex: go_.*
+        sourceLabels: [__name__]
+daemonSetAnnotations:
+  ds: annotated
+podAnnotations:
+  pod: annotated
+podLabels:
+  extra: label
+resources:
+  requests:
+    cpu: 100m
+    memory: 128Mi
+  limits:
+    cpu: 200m
+    memory: 256Mi
+nodeSelector:
+  node-role.example.com/tls: "true"
+affinity:
+  nodeAffinity:
+    requiredDuringSchedulingIgnoredDuringExecution:
+      nodeSelectorTerms:
+      - matchExpressions:
+        - key: example.com/pool
+          operator: In
+          values: [tls]
+tolerations:
+- key: dedicated
+  operator: Equal
+  value: tls
+  effect: NoSchedule
+priorityClassName: system-node-critical
+hostNetwork: true
+openshift:
+  securityContextConstraint:
+    enabled: true
+    name: privileged-csi
+"#;
+
+#[test]
+fn chart_takes_a_go_users_values() {
+    let Some(python) = helm_python() else {
+        return;
+    };
+    let values: Value = serde_norway::from_str(GO_USER_VALUES).unwrap();
+    let objects = render_chart(&python, values, "csi");
+    let ds: DaemonSet = typed(&objects[&("DaemonSet".to_owned(), APP.to_owned())]);
+
+    // Image references: [registry/][namespace/]name or repository, then :tag@digest.
+    let driver = container(&ds, DRIVER_CONTAINER);
+    assert_eq!(
+        driver.image.as_deref(),
+        Some(
+            "registry.example.com/mirror/jetstack/cert-manager-csi-driver:v0.16.0@sha256:\
+             1111111111111111111111111111111111111111111111111111111111111111"
+        )
+    );
+    assert_eq!(driver.image_pull_policy.as_deref(), Some("Always"));
+    let registrar = container(&ds, "node-driver-registrar");
+    assert_eq!(
+        registrar.image.as_deref(),
+        Some("legacy.example.com/sig-storage/csi-node-driver-registrar:v2.13.0")
+    );
+    assert_eq!(registrar.image_pull_policy.as_deref(), Some("Never"));
+    assert_eq!(
+        container(&ds, "liveness-probe").image.as_deref(),
+        Some(
+            "registry.example.com/mirror/jetstack/livenessprobe@sha256:\
+             2222222222222222222222222222222222222222222222222222222222222222"
+        )
+    );
+
+    // The args the Go chart renders for these values, in our flag forms.
+    let a = args(&driver);
+    for expected in [
+        "--log-level=5",
+        "--driver-name=csi.example.com",
+        "--node-id=$(NODE_ID)",
+        "--use-token-request",
+        "--continue-on-not-ready",
+        "--kube-api-qps=50",
+        "--kube-api-burst=100",
+        "--pod-readiness-gate=pod-ip:ipv4",
+        "--pod-readiness-gate=pod-condition:NetworkAttached=True",
+        "--gate-backoff-duration=2s",
+        "--gate-backoff-factor=1.5",
+        "--gate-backoff-jitter=0.25",
+        "--gate-backoff-cap=30s",
+        "--metrics-bind-address=:9403",
+    ] {
+        assert_eq!(
+            a.iter().filter(|x| *x == expected).count(),
+            1,
+            "{expected} in {a:?}"
+        );
+    }
+    assert!(!a.iter().any(|x| x == "--go-defaults"));
+    let ports: Vec<i32> = driver
+        .ports
+        .clone()
+        .unwrap()
+        .iter()
+        .map(|p| p.container_port)
+        .collect();
+    assert_eq!(ports, [9810, 9403]);
+    assert!(args(&container(&ds, "liveness-probe")).contains(&"--health-port=9810".to_owned()));
+    assert_eq!(
+        driver.resources.clone().unwrap().limits.unwrap()["cpu"].0,
+        "200m"
+    );
+
+    // Placement, labels and annotations.
+    assert_eq!(ds.metadata.labels.clone().unwrap()["team"], "platform");
+    assert_eq!(ds.metadata.annotations.clone().unwrap()["ds"], "annotated");
+    let template = ds.spec.clone().unwrap().template;
+    let tmeta = template.metadata.unwrap();
+    assert_eq!(tmeta.labels.clone().unwrap()["extra"], "label");
+    assert_eq!(tmeta.labels.unwrap()["app"], APP);
+    assert_eq!(tmeta.annotations.unwrap()["pod"], "annotated");
+    let pod = template.spec.unwrap();
+    assert_eq!(pod.host_network, Some(true));
+    assert_eq!(
+        pod.priority_class_name.as_deref(),
+        Some("system-node-critical")
+    );
+    assert_eq!(pod.image_pull_secrets.unwrap()[0].name, "pull-secret");
+    assert!(pod.affinity.unwrap().node_affinity.is_some());
+    assert_eq!(
+        pod.tolerations.unwrap()[0].key.as_deref(),
+        Some("dedicated")
+    );
+    assert_eq!(
+        pod.node_selector.unwrap()["node-role.example.com/tls"],
+        "true"
+    );
+    let paths: BTreeSet<String> = pod
+        .volumes
+        .unwrap()
+        .into_iter()
+        .map(|v| v.host_path.unwrap().path)
+        .collect();
+    assert!(paths.contains("/data/kubelet/pods") && paths.contains("/tmp/cert-manager-csi-driver"));
+
+    // RBAC: token requests (no create), gates (pods), the SCC.
+    let role: ClusterRole = typed(&objects[&("ClusterRole".to_owned(), APP.to_owned())]);
+    let mut verbs = expected_verbs(true, true);
+    verbs.insert(
+        (
+            "security.openshift.io".to_owned(),
+            "securitycontextconstraints".to_owned(),
+        ),
+        BTreeSet::from(["use".to_owned()]),
+    );
+    assert_eq!(role_verbs(&role), verbs);
+    let scc = role
+        .rules
+        .unwrap()
+        .into_iter()
+        .find(|r| r.verbs == ["use"])
+        .unwrap();
+    assert_eq!(scc.resource_names, Some(vec!["privileged-csi".to_owned()]));
+    let csidriver: CSIDriver =
+        typed(&objects[&("CSIDriver".to_owned(), "csi.example.com".to_owned())]);
+    assert_eq!(csidriver.spec.requires_republish, Some(true));
+
+    // The PodMonitor, with the Go chart's fields.
+    let pm = &objects[&("PodMonitor".to_owned(), APP.to_owned())];
+    assert_eq!(pm["metadata"]["namespace"], "monitoring");
+    assert_eq!(pm["metadata"]["labels"]["prometheus"], "main");
+    assert_eq!(pm["metadata"]["labels"]["release"], "kube-prometheus");
+    assert_eq!(pm["metadata"]["annotations"]["owner"], "sre");
+    assert_eq!(pm["spec"]["namespaceSelector"]["matchNames"][0], "csi");
+    let ep = &pm["spec"]["podMetricsEndpoints"][0];
+    assert_eq!(ep["port"], "http-metrics");
+    assert_eq!(ep["interval"], "30s");
+    assert_eq!(ep["scrapeTimeout"], "10s");
+    assert_eq!(ep["honorLabels"], true);
+    assert_eq!(ep["metricRelabelings"][0]["action"], "drop");
+}
+
+#[test]
+fn chart_schema_rejects_unknown_and_mistyped_values() {
+    let Some(python) = helm_python() else {
+        return;
+    };
+    let err = try_render_chart(&python, serde_json::json!({"imageTag": "v1"}), "ns").unwrap_err();
+    assert!(err.contains("imageTag"), "{err}");
+    let err = try_render_chart(
+        &python,
+        serde_json::json!({"app": {"driver": {"useTokenRequest": "yes"}}}),
+        "ns",
+    )
+    .unwrap_err();
+    assert!(err.contains("useTokenRequest"), "{err}");
+    let err = try_render_chart(
+        &python,
+        serde_json::json!({"app": {"driver": {"gateBackoff": {"durations": "1s"}}}}),
+        "ns",
+    )
+    .unwrap_err();
+    assert!(err.contains("durations"), "{err}");
+    // Gates need continue-on-not-ready, as the Go driver requires at start.
+    let err = try_render_chart(
+        &python,
+        serde_json::json!({"app": {"driver": {"podReadinessGates": ["pod-ip:any"]}}}),
+        "ns",
+    )
+    .unwrap_err();
+    assert!(err.contains("continueOnNotReady"), "{err}");
+}
+
+#[test]
+fn chart_renders_the_monitoring_objects_of_deploy_monitoring() {
+    let Some(python) = helm_python() else {
+        return;
+    };
+    let values = serde_json::json!({"metrics": {"podmonitor": {"enabled": true}, "prometheusRule": {"enabled": true}}});
+    let objects = without_helm_labels(render_chart(&python, values, NAMESPACE));
+    let mut pm = objects[&("PodMonitor".to_owned(), APP.to_owned())].clone();
+    // The chart also selects the release (several releases could share a namespace).
+    assert_eq!(
+        pm["spec"]["selector"]["matchLabels"]
+            .as_object_mut()
+            .unwrap()
+            .remove("app.kubernetes.io/instance"),
+        Some(Value::from("rel"))
+    );
+    assert_eq!(
+        pm,
+        one::<Value>("deploy/monitoring/podmonitor.yaml", "PodMonitor")
+    );
+    let rule = &objects[&("PrometheusRule".to_owned(), APP.to_owned())];
+    assert_eq!(
+        rule,
+        &one::<Value>("deploy/monitoring/prometheusrule.yaml", "PrometheusRule")
+    );
+    // Metrics off: no PodMonitor even when asked for.
+    let values =
+        serde_json::json!({"metrics": {"enabled": false, "podmonitor": {"enabled": true}}});
+    let objects = render_chart(&python, values, NAMESPACE);
+    assert!(!objects.keys().any(|(kind, _)| kind == "PodMonitor"));
+}
+
+#[test]
+fn image_constants_compose_the_image_repository() {
+    assert_eq!(
+        format!(
+            "{}/{}/{}",
+            chart::IMAGE_REGISTRY,
+            chart::IMAGE_NAMESPACE,
+            chart::IMAGE_NAME
+        ),
+        IMAGE_REPOSITORY
+    );
+}
+
+// -------------------------------------------------------------------------------- monitoring
+
+/// Metric rows of docs/metrics.md: (exposed name, type, since).
+fn documented_metrics() -> Vec<(String, String, String)> {
+    let text = read("docs/metrics.md");
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        // | `name` | type | labels | since | meaning | query |
+        if cells.len() < 8 || !cells[1].starts_with('`') {
+            continue;
+        }
+        let name = cells[1].trim_matches('`');
+        if matches!(cells[2], "counter" | "gauge" | "histogram") {
+            out.push((name.to_owned(), cells[2].to_owned(), cells[4].to_owned()));
+        }
+    }
+    assert!(out.len() > 5, "docs/metrics.md: no metric table found");
+    out
+}
+
+/// Metric names registered in the driver's code: string literals that look like metric names,
+/// in every source file of the driver crate (metrics.rs and the live gauges beside it).
+fn metric_names_in_code() -> BTreeSet<String> {
+    let prefixes = ["certmanager_csi_", "process_", "rest_client_", "build_info"];
+    let mut out = BTreeSet::new();
+    for file in list_files(&root().join("crates/driver/src")).unwrap() {
+        if file.extension().is_none_or(|e| e != "rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).unwrap();
+        for literal in text.split('"').skip(1).step_by(2) {
+            let is_name = !literal.is_empty()
+                && literal
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            if is_name && prefixes.iter().any(|p| literal.starts_with(p)) {
+                out.insert(literal.to_owned());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn docs_metrics_match_the_code() {
+    let code = metric_names_in_code();
+    assert!(
+        code.contains("certmanager_csi_issue_requests"),
+        "the grep found no registered names: {code:?}"
+    );
+    let mut documented = BTreeSet::new();
+    for (name, kind, since) in documented_metrics() {
+        // prometheus-client registers counters without `_total` and adds it when encoding.
+        let registered = match kind.as_str() {
+            "counter" => name
+                .strip_suffix("_total")
+                .unwrap_or_else(|| panic!("docs/metrics.md: counter {name} must end in _total"))
+                .to_owned(),
+            _ => name.clone(),
+        };
+        if since == "planned" {
+            assert!(
+                !code.contains(&registered),
+                "docs/metrics.md lists {name} as planned, but the driver registers it: \
+                 write the release in its `since` column"
+            );
+        } else {
+            documented.insert(registered);
+        }
+    }
+    let undocumented: Vec<_> = code.difference(&documented).collect();
+    let gone: Vec<_> = documented.difference(&code).collect();
+    assert!(
+        undocumented.is_empty() && gone.is_empty(),
+        "docs/metrics.md and the driver disagree: registered but not documented: {undocumented:?}; \
+         documented but not registered: {gone:?}"
+    );
+}
+
+/// Names a PromQL expression uses as metrics (identifiers not followed by `(`, not keywords,
+/// not label names inside `{}` or `by (...)`).
+fn metrics_in_query(expr: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let keywords = [
+        "by",
+        "on",
+        "and",
+        "or",
+        "unless",
+        "without",
+        "ignoring",
+        "group_left",
+        "group_right",
+        "bool",
+        "offset", // aggregations, which may be followed by `by (...)` before `(`:
+        "sum",
+        "min",
+        "max",
+        "avg",
+        "count",
+        "group",
+        "stddev",
+        "stdvar",
+        "topk",
+        "bottomk",
+        "quantile",
+        "count_values",
+    ];
+    let bytes: Vec<char> = expr.chars().collect();
+    let (mut i, mut braces, mut parens_after_by) = (0, 0, 0usize);
+    while i < bytes.len() {
+        let c = bytes[i];
+        if c == '"' {
+            i += 1;
+            while i < bytes.len() && bytes[i] != '"' {
+                i += 1;
+            }
+        } else if c == '{' {
+            braces += 1;
+        } else if c == '}' {
+            braces -= 1;
+        } else if c == ')' && parens_after_by > 0 {
+            parens_after_by -= 1;
+        } else if c.is_ascii_alphabetic() || c == '_' {
+            let start = i;
+            while i + 1 < bytes.len()
+                && (bytes[i + 1].is_ascii_alphanumeric() || bytes[i + 1] == '_')
+            {
+                i += 1;
+            }
+            let word: String = bytes[start..=i].iter().collect();
+            let next = bytes[i + 1..].iter().find(|c| !c.is_whitespace());
+            let prev_is_range = start > 0 && bytes[start - 1].is_ascii_digit();
+            if matches!(word.as_str(), "by" | "on" | "without" | "ignoring") {
+                parens_after_by += 1;
+                // skip to its '('
+                while i + 1 < bytes.len() && bytes[i + 1] != '(' {
+                    i += 1;
+                }
+                i += 1;
+            } else if braces == 0
+                && parens_after_by == 0
+                && next != Some(&'(')
+                && !prev_is_range
+                && !keywords.contains(&word.as_str())
+            {
+                out.insert(word);
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Series names docs/metrics.md allows in queries (with a histogram's and Prometheus' own).
+fn queryable_names() -> BTreeSet<String> {
+    let mut names = BTreeSet::from(["up".to_owned()]);
+    for (name, kind, _) in documented_metrics() {
+        if kind == "histogram" {
+            for suffix in ["_bucket", "_sum", "_count"] {
+                names.insert(format!("{name}{suffix}"));
+            }
+        } else {
+            names.insert(name);
+        }
+    }
+    names
+}
+
+#[test]
+fn query_parser_finds_metric_names() {
+    assert_eq!(
+        metrics_in_query(
+            "sum by (namespace, pod) (rate(a_total{job=\"x\", node=~\"$node\"}[5m])) / on(instance) b > 0.5"
+        ),
+        BTreeSet::from(["a_total".to_owned(), "b".to_owned()])
+    );
+}
+
+#[test]
+fn dashboard_is_json_and_queries_known_metrics() {
+    let text = read("deploy/monitoring/grafana-dashboard.json");
+    let dashboard: Value = serde_json::from_str(&text).expect("the dashboard is valid JSON");
+    assert_eq!(dashboard, monitoring::dashboard());
+    let known = queryable_names();
+    let queries = monitoring::dashboard_queries(&dashboard);
+    assert!(queries.len() >= 10, "{queries:?}");
+    let mut used = BTreeSet::new();
+    for q in &queries {
+        for m in metrics_in_query(q) {
+            assert!(
+                known.contains(&m),
+                "dashboard query `{q}` uses {m}, which docs/metrics.md does not list"
+            );
+            used.insert(m);
+        }
+    }
+    // Panel ids are unique, and every panel has a query.
+    let panels = dashboard["panels"].as_array().unwrap();
+    let ids: BTreeSet<u64> = panels.iter().map(|p| p["id"].as_u64().unwrap()).collect();
+    assert_eq!(ids.len(), panels.len());
+    assert!(
+        panels
+            .iter()
+            .all(|p| !p["targets"].as_array().unwrap().is_empty())
+    );
+    assert!(used.contains("certmanager_csi_certificate_request_expiration_timestamp_seconds"));
+}
+
+#[test]
+fn alert_rules_query_known_metrics() {
+    let known = queryable_names();
+    let rules = monitoring::rules();
+    let mut alerts = BTreeSet::new();
+    for rule in rules["groups"][0]["rules"].as_array().unwrap() {
+        let expr = rule["expr"].as_str().unwrap();
+        for m in metrics_in_query(expr) {
+            assert!(known.contains(&m), "alert expr `{expr}` uses unknown {m}");
+        }
+        alerts.insert(rule["alert"].as_str().unwrap().to_owned());
+        assert!(rule["annotations"]["summary"].is_string());
+        assert!(rule["annotations"]["description"].is_string());
+    }
+    // Every alert is listed in docs/metrics.md and exercised by the promtool tests.
+    let docs = read("docs/metrics.md");
+    let tests = read("deploy/monitoring/tests/rules.test.yaml");
+    for a in &alerts {
+        assert!(
+            docs.contains(&format!("`{a}`")),
+            "docs/metrics.md lacks {a}"
+        );
+        assert!(
+            tests.contains(&format!("alertname: {a}\n    exp_alerts: []")),
+            "no silent case for {a}"
+        );
+        assert!(
+            tests.contains(&format!(
+                "alertname: {a}\n    exp_alerts:\n    - exp_labels"
+            )),
+            "no firing case for {a}"
+        );
+    }
+    assert_eq!(alerts.len(), 5);
+}
+
+/// `promtool test rules` over deploy/monitoring/tests/. Skipped (saying so) where promtool is not
+/// installed, except in CI (`CI` set), where `.ci/run` installs it.
+#[test]
+fn promtool_tests_pass() {
+    let found = Command::new("promtool").arg("--version").output().is_ok();
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "promtool is not installed (apt-get install prometheus); CI must run the rule tests"
+        );
+        eprintln!(
+            "SKIPPED: promtool_tests_pass: promtool not installed (apt-get install prometheus)"
+        );
+        return;
+    }
+    let dir = root().join("deploy/monitoring/tests");
+    let check = Command::new("promtool")
+        .args(["check", "rules", "../prometheus-rules.yaml"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "promtool check rules: {}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let out = Command::new("promtool")
+        .args(["test", "rules", "rules.test.yaml"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "promtool test rules failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The chart's driver args for non-default values are those of the typed DaemonSet with the
+/// same settings (flag forms and order), so container tests built from [`Settings`] run what the
+/// chart installs.
+#[test]
+fn chart_args_match_the_typed_daemonset() {
+    let Some(python) = helm_python() else {
+        return;
+    };
+    let values = serde_json::json!({
+        "app": {"logLevel": "debug", "logFormat": "json", "driver": {
+            "useTokenRequest": true, "continueOnNotReady": true,
+            "kubernetesAPIQPS": 20, "kubernetesAPIBurst": 40,
+            "podReadinessGates": ["pod-ip:any", "pod-annotation:example.com/ready"],
+            // Unlike the Go chart, zero values are rendered when set.
+            "gateBackoff": {"duration": "1s", "factor": 2, "jitter": 0, "cap": "0s"},
+            "goDefaults": true,
+        }},
+        "metrics": {"port": 9500},
+    });
+    let objects = render_chart(&python, values, NAMESPACE);
+    let ds: DaemonSet = typed(&objects[&("DaemonSet".to_owned(), APP.to_owned())]);
+    let s = Settings {
+        log_level: "debug".to_owned(),
+        log_format: "json".to_owned(),
+        use_token_request: Cond::On,
+        continue_on_not_ready: Cond::On,
+        kube_api_qps: (Cond::On, "20".to_owned()),
+        kube_api_burst: (Cond::On, "40".to_owned()),
+        pod_readiness_gates: vec![
+            "pod-ip:any".to_owned(),
+            "pod-annotation:example.com/ready".to_owned(),
+        ],
+        gate_backoff: [
+            ("duration", "1s"),
+            ("factor", "2"),
+            ("jitter", "0"),
+            ("cap", "0s"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .to_vec(),
+        go_defaults: true,
+        metrics_port: 9500,
+        ..Settings::default()
+    };
+    assert_eq!(
+        args(&container(&ds, DRIVER_CONTAINER)),
+        args(&container(&daemon_set(&s), DRIVER_CONTAINER))
+    );
 }

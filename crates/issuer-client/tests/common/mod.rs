@@ -38,7 +38,7 @@ pub async fn env_with(api: FakeApi, node: &str) -> Env {
     api.write_kubeconfig(&path, DEFAULT_TOKEN).unwrap();
     let connection = client_from_config(Some(path), 0.0, 0).await.unwrap();
     let issuer = IssuerClient::with_options(connection.clone(), node, test_options());
-    assert!(issuer.wait_synced(SOON).await, "watch never synced");
+    issuer.wait_synced(SOON).await.expect("watch never synced");
     Env {
         api,
         issuer,

@@ -1,0 +1,243 @@
+//! Recovery at start and the abandoned-volume sweep.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use cmcsi_attrs::CertificateSpec;
+use cmcsi_keygen::ChainSummary;
+use cmcsi_renewer::RestoredVolume;
+use cmcsi_store::{self as store, Metadata, Store, StoreError};
+
+use crate::driver::Driver;
+use crate::error::DriverError;
+use crate::metrics::{cert_labels, unix_seconds};
+
+/// A stored volume the renewer takes over, as read from the store.
+struct Found {
+    meta: Metadata,
+    spec: Option<CertificateSpec>,
+    /// The `notAfter` of the volume's current certificate, when it has one.
+    not_after: Option<SystemTime>,
+}
+
+impl Driver {
+    /// Schedules every stored volume with its certificate's expiry, so the
+    /// expiry gauges and the renewer's EXPIRED log are right from the start;
+    /// set-aside directories are reported.
+    pub(crate) async fn recover(&self) -> Result<(), crate::RunError> {
+        let started = Instant::now();
+        let (found, set_aside) = self.on_store(restorable).await.map_err(|e| match e {
+            DriverError::Store(e) => crate::RunError::Store(e),
+            other => crate::RunError::Config(format!("recovering stored volumes: {other}")),
+        })?;
+        let mut restored = Vec::with_capacity(found.len());
+        for f in found {
+            if let (Some(spec), Some(not_after)) = (&f.spec, f.not_after) {
+                let cert = cert_labels(spec);
+                self.metrics
+                    .expiration
+                    .get_or_create(&cert)
+                    .set(unix_seconds(not_after));
+                if let Some(next) = f.meta.next_issuance_time {
+                    self.metrics
+                        .renewal
+                        .get_or_create(&cert)
+                        .set(unix_seconds(next));
+                }
+            }
+            let disable = f.spec.as_ref().is_some_and(|s| s.disable_auto_renew);
+            let volume = RestoredVolume::new(
+                f.meta.volume_id.as_str(),
+                f.meta.next_issuance_time,
+                disable,
+            );
+            restored.push(match f.not_after {
+                Some(not_after) => volume.with_not_after(not_after),
+                None => volume,
+            });
+        }
+        let n = restored.len();
+        self.renewer().restore(restored);
+        tracing::info!(
+            volumes = n,
+            set_aside,
+            duration_ms = started.elapsed().as_millis() as u64,
+            "recovered stored volumes"
+        );
+        Ok(())
+    }
+
+    /// Runs the abandoned-volume sweep once now, then every
+    /// `--abandoned-volume-sweep-interval` (zero: only once).
+    pub(crate) fn spawn_sweeper(self: &Arc<Self>) {
+        // Once now, then every interval. Holds only a weak reference between
+        // sweeps, so it ends with the driver.
+        let interval = self.config.abandoned_sweep_interval;
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let Some(driver) = weak.upgrade() else { break };
+                driver.sweep_abandoned().await;
+                drop(driver);
+                if interval.is_zero() {
+                    break;
+                }
+                tokio::time::sleep(interval).await;
+            }
+        });
+    }
+
+    /// Removes never-issued volumes whose Pod is gone, returning how many.
+    ///
+    /// The kubelet never unpublishes a volume whose publish failed, so a Pod
+    /// deleted while its certificate could not be issued would otherwise
+    /// leave its volume directory (with the recorded key) on the node for
+    /// good. A volume qualifies only when it has never been issued, nothing
+    /// holds its lock, it is not mounted, and the kubelet's directory for it
+    /// (the target path's parent, which the kubelet creates before
+    /// publishing and removes with the Pod) no longer exists. Issued volumes
+    /// are left to the kubelet's unpublish, which it replays after restarts.
+    /// The removed volumes' CertificateRequests are deleted too.
+    pub(crate) async fn sweep_abandoned(self: &Arc<Self>) -> usize {
+        let driver = Arc::clone(self);
+        let removed = match tokio::task::spawn_blocking(move || driver.remove_abandoned()).await {
+            Ok(removed) => removed,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => return 0,
+        };
+        if removed.is_empty() {
+            return 0;
+        }
+        if let Ok(kube) = &self.kube
+            && kube
+                .issuer
+                .wait_synced(self.config.issuance_timeout)
+                .await
+                .inspect_err(|e| {
+                    tracing::warn!(error = %e, "not deleting the CertificateRequests of abandoned volumes")
+                })
+                .is_ok()
+        {
+            for id in &removed {
+                if let Err(e) = kube.issuer.cleanup(id, 0).await {
+                    tracing::warn!(volume = %id, error = %e, "could not delete the CertificateRequest of an abandoned volume");
+                }
+            }
+        }
+        removed.len()
+    }
+
+    /// The store half of [`Driver::sweep_abandoned`]: the ids removed.
+    /// Blocking (store IO); runs on the blocking pool.
+    fn remove_abandoned(&self) -> Vec<String> {
+        let ids = match self.store.volume_ids() {
+            Ok(ids) => ids,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not list volumes to remove abandoned ones");
+                return Vec::new();
+            }
+        };
+        let mut removed = Vec::new();
+        for id in ids {
+            let Some(_guard) = self.locks.try_lock(&id) else {
+                continue;
+            };
+            let Ok(meta) = self.store.read_metadata(&id) else {
+                continue;
+            };
+            if meta.next_issuance_time.is_some() {
+                continue;
+            }
+            let target = Path::new(&meta.target_path);
+            let Some(kubelet_dir) = target.parent().filter(|p| p.is_absolute()) else {
+                continue;
+            };
+            match std::fs::symlink_metadata(kubelet_dir) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                _ => continue,
+            }
+            if store::is_mount_point(target).unwrap_or(true) {
+                continue;
+            }
+            self.renewer().forget(&id);
+            match self.store.remove_volume(&id) {
+                Ok(true) => {
+                    tracing::info!(
+                        volume = %id,
+                        pod = meta.volume_context.get(cmcsi_attrs::keys::POD_NAME).map(String::as_str).unwrap_or(""),
+                        namespace = meta.volume_context.get(cmcsi_attrs::keys::POD_NAMESPACE).map(String::as_str).unwrap_or(""),
+                        target = %meta.target_path,
+                        "removed a never-issued volume whose Pod is gone"
+                    );
+                    removed.push(id);
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(volume = %id, error = %e, "could not remove an abandoned volume")
+                }
+            }
+        }
+        removed
+    }
+}
+
+/// Blocking: lists the store, reports what it set aside, and reads each
+/// issued volume's certificate expiry. Returns the volumes to restore and how
+/// many directories were set aside.
+fn restorable(store: &Store) -> Result<(Vec<Found>, usize), StoreError> {
+    let recovery = store.list()?;
+    for aside in &recovery.set_aside {
+        tracing::warn!(
+            volume = %aside.name,
+            reason = %aside.reason,
+            moved_to = ?aside.moved_to,
+            "volume directory set aside"
+        );
+    }
+    let mut found = Vec::with_capacity(recovery.volumes.len());
+    for meta in recovery.volumes {
+        // A never-issued volume is resumed here only when it is already
+        // mounted (continue-on-not-ready). Otherwise its Pod is still
+        // waiting in the kubelet, whose retried publish resumes the
+        // recorded request; if the Pod is gone, nothing is requested
+        // for it (csi-lib #8).
+        if meta.next_issuance_time.is_none()
+            && !store::is_mount_point(Path::new(&meta.target_path)).unwrap_or(false)
+        {
+            continue;
+        }
+        let spec = crate::keystores::stored_spec(store, &meta).ok();
+        let not_after = match (&spec, meta.next_issuance_time) {
+            (Some(spec), Some(_)) => {
+                current_not_after(store, &meta.volume_id, &spec.files.certificate)
+            }
+            _ => None,
+        };
+        found.push(Found {
+            meta,
+            spec,
+            not_after,
+        });
+    }
+    Ok((found, recovery.set_aside.len()))
+}
+
+/// The `notAfter` of the certificate a volume serves now, if it can be read.
+fn current_not_after(store: &Store, volume_id: &str, file: &str) -> Option<SystemTime> {
+    let pem = match store.read_current_file(volume_id, file) {
+        Ok(Some(pem)) => pem,
+        Ok(None) => return None,
+        Err(e) => {
+            tracing::warn!(volume = volume_id, error = %e, "could not read the current certificate; its expiry is unknown until it renews");
+            return None;
+        }
+    };
+    match ChainSummary::from_pem(&pem) {
+        Ok(summary) => Some(summary.not_after),
+        Err(e) => {
+            tracing::warn!(volume = volume_id, error = %e, "the current certificate does not parse; its expiry is unknown until it renews");
+            None
+        }
+    }
+}
