@@ -24,6 +24,7 @@ pub mod driver;
 pub mod error;
 pub mod hardening;
 pub mod identity;
+pub mod keystores;
 mod locks;
 pub mod logging;
 pub mod metrics;

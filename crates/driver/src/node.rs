@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use cmcsi_attrs::keys;
 use cmcsi_proto::v1::volume_capability;
+use cmcsi_store::VolumeSecrets;
 use tonic::{Request, Response, Status};
 
 use crate::driver::Driver;
@@ -75,6 +76,10 @@ pub(crate) struct PublishRequest {
     pub(crate) context: BTreeMap<String, String>,
     /// The Pod's fsGroup from `volume_capability.mount.volume_mount_group`.
     pub(crate) mount_group: Option<u32>,
+    /// The data of the volume's `nodePublishSecretRef` Secret, where keystore
+    /// passwords are looked up. Its `Debug` shows the keys only, and its
+    /// values are wiped when dropped.
+    pub(crate) secrets: VolumeSecrets,
 }
 
 impl TryFrom<NodePublishVolumeRequest> for PublishRequest {
@@ -128,6 +133,7 @@ impl TryFrom<NodePublishVolumeRequest> for PublishRequest {
             target_path,
             context: req.volume_context.into_iter().collect(),
             mount_group,
+            secrets: req.secrets.into_iter().collect(),
         })
     }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use cmcsi_attrs::{CertificateSpec, ParseOptions};
+use cmcsi_attrs::CertificateSpec;
 use cmcsi_renewer::{IssueFailure, IssueReason, Lifetime};
 use cmcsi_store::{Metadata, StoreError};
 
@@ -59,7 +59,7 @@ impl Driver {
             }
             Err(e) => {
                 if let Ok(meta) = self.read_metadata(volume_id).await
-                    && let Ok(spec) = pipeline::spec_of(&meta)
+                    && let Ok(spec) = self.stored_spec(meta).await
                 {
                     let labels = issuer_labels(&spec);
                     self.metrics.issue_requests.get_or_create(&labels).inc();
@@ -155,8 +155,9 @@ impl Driver {
 
     /// Under the volume's lock: its metadata (created at the first publish,
     /// the context updated when the kubelet sends a new one) and its spec.
-    /// The spec comes from the context the volume was first published with;
-    /// its warnings are logged here, once per publish.
+    /// The spec comes from the context the volume was first published with,
+    /// its keystore passwords from the request's Secret data (kept in the
+    /// store for renewals); its warnings are logged here, once per publish.
     async fn prepare(
         &self,
         req: &PublishRequest,
@@ -170,12 +171,7 @@ impl Driver {
                 Err(e) => Err(e),
             })
             .await?;
-        let parsed = match &existing {
-            Some(meta) => {
-                cmcsi_attrs::parse_detailed(&meta.volume_context, &pipeline::options_of(meta))?
-            }
-            None => cmcsi_attrs::parse_detailed(&req.context, &ParseOptions::original())?,
-        };
+        let parsed = self.publish_parsed(req, existing.as_ref()).await?;
         for warning in &parsed.warnings {
             tracing::warn!(volume = %req.volume_id, warning = %warning, "volume attribute ignored");
         }
@@ -207,6 +203,9 @@ impl Driver {
                 meta
             }
         };
+        let (id, secrets) = (req.volume_id.clone(), crate::keystores::secrets_of(&spec));
+        self.on_store_locked(guard, move |s| s.write_secrets(&id, &secrets))
+            .await?;
         Ok((meta, spec))
     }
 
@@ -281,7 +280,7 @@ impl Driver {
         };
         self.renewer().forget(volume_id);
         if let Ok(meta) = self.read_metadata(volume_id).await
-            && let Ok(spec) = pipeline::spec_of(&meta)
+            && let Ok(spec) = self.stored_spec(meta).await
         {
             let labels = cert_labels(&spec);
             self.metrics.expiration.remove(&labels);

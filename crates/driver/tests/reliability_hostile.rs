@@ -230,6 +230,27 @@ fn cases(h: &Harness, sentinel: &Path) -> Vec<Case> {
         ("ca-file", "crt.pem".into()),
         ("pkcs12-filename", traversal.clone()),
         ("pkcs12-enable", "yes please".into()),
+        ("pkcs12-profile", "Modern2099".into()),
+        ("pkcs12-profile", huge.clone()),
+        ("pkcs12-truststore-filename", deep.clone()),
+        ("pkcs12-truststore-filename", "key.pem".into()),
+        ("pkcs12-password-secret-key", "../token".into()),
+        ("pkcs12-password-secret-key", "absent-from-secrets".into()),
+        ("jks-enable", "sure".into()),
+        ("jks-filename", traversal.clone()),
+        ("jks-filename", "..data".into()),
+        (
+            "jks-truststore-filename",
+            "/etc/ssl/certs/java/cacerts".into(),
+        ),
+        ("jks-alias", "ca".into()),
+        ("jks-alias", "a\u{1}b".into()),
+        ("jks-alias", huge.clone()),
+        ("jks-password-secret-key", "k\0".into()),
+        ("jks-password-secret-key", "x".repeat(300)),
+        ("credential-bundle-file", traversal.clone()),
+        ("credential-bundle-file", "crt.pem".into()),
+        ("credential-bundle-file", huge.clone()),
         ("dns-names", "a\0b.example.com".into()),
         ("dns-names", format!("{}.com", "a".repeat(300))),
         ("dns-names", many_sans.clone()),
@@ -277,6 +298,16 @@ fn cases(h: &Harness, sentinel: &Path) -> Vec<Case> {
         if key == "pkcs12-filename" {
             ctx.insert(format!("{P}pkcs12-enable"), "true".into());
             ctx.insert(format!("{P}pkcs12-password"), "pw".into());
+        }
+        // The keystore attributes take effect (and are checked) only with their
+        // keystore enabled; a Secret key stands in for the password.
+        for kind in ["pkcs12", "jks"] {
+            if key.starts_with(&format!("{kind}-")) && key != format!("{kind}-enable") {
+                ctx.insert(format!("{P}{kind}-enable"), "true".into());
+                if !key.ends_with("-secret-key") {
+                    ctx.insert(format!("{P}{kind}-password"), "pw".into());
+                }
+            }
         }
         let shown: String = value.escape_debug().to_string().chars().take(40).collect();
         push(
