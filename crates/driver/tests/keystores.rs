@@ -15,7 +15,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use cmcsi_keygen::ChainSummary;
-use common::{Harness, Pod, eventually, in_namespace, read};
+use cmcsi_testkit::in_mount_namespace;
+use common::{Harness, Pod, eventually, read};
 
 const P12_PASSWORD: &str = "p12-from-Secret-9f8e7d6c5b4a";
 const JKS_PASSWORD: &str = "jks-from-Secret-1a2b3c4d5e6f";
@@ -278,110 +279,106 @@ fn check_all(dir: &Path) -> String {
 
 #[test]
 fn keystores_from_secrets_renew_together_and_survive_a_restart() {
-    in_namespace(
-        "keystores_from_secrets_renew_together_and_survive_a_restart",
-        || async {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            let metrics = format!("127.0.0.1:{port}");
-            let mut h =
-                Harness::start(&["--log-level", "trace", "--metrics-bind-address", &metrics]).await;
-            let pod = Pod::new("ks", "java-app");
-            let attrs = [
-                ("csi.cert-manager.io/issuer-name", "ca-issuer"),
-                ("csi.cert-manager.io/dns-names", "java.example.com"),
-                // Java refuses a certificate with an empty subject and a
-                // non-critical SAN extension, as the test CA writes them.
-                ("csi.cert-manager.io/common-name", "java.example.com"),
-                ("csi.cert-manager.io/key-algorithm", "ECDSA"),
-                ("csi.cert-manager.io/duration", "6s"),
-                ("csi.cert-manager.io/pkcs12-enable", "true"),
-                ("csi.cert-manager.io/pkcs12-password-secret-key", "p12"),
-                ("csi.cert-manager.io/pkcs12-profile", "LegacyRC2"),
-                (
-                    "csi.cert-manager.io/pkcs12-truststore-filename",
-                    "truststore.p12",
-                ),
-                ("csi.cert-manager.io/jks-enable", "true"),
-                ("csi.cert-manager.io/jks-password-secret-key", "jks"),
-                ("csi.cert-manager.io/jks-alias", "MyApp"),
-                ("csi.cert-manager.io/credential-bundle-file", "bundle.pem"),
-            ];
-            let vol = "csi-keystores-all";
-            let target = h.target(vol);
-            let mut req = Harness::request(vol, &target, pod.context(&attrs));
-            req.secrets = HashMap::from([
-                ("p12".to_string(), P12_PASSWORD.to_string()),
-                ("jks".to_string(), JKS_PASSWORD.to_string()),
-                ("unrelated".to_string(), "not-kept-7766".to_string()),
-            ]);
-            h.node().await.node_publish_volume(req).await.unwrap();
+    in_mount_namespace!(async {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let metrics = format!("127.0.0.1:{port}");
+        let mut h =
+            Harness::start(&["--log-level", "trace", "--metrics-bind-address", &metrics]).await;
+        let pod = Pod::new("ks", "java-app");
+        let attrs = [
+            ("csi.cert-manager.io/issuer-name", "ca-issuer"),
+            ("csi.cert-manager.io/dns-names", "java.example.com"),
+            // Java refuses a certificate with an empty subject and a
+            // non-critical SAN extension, as the test CA writes them.
+            ("csi.cert-manager.io/common-name", "java.example.com"),
+            ("csi.cert-manager.io/key-algorithm", "ECDSA"),
+            ("csi.cert-manager.io/duration", "6s"),
+            ("csi.cert-manager.io/pkcs12-enable", "true"),
+            ("csi.cert-manager.io/pkcs12-password-secret-key", "p12"),
+            ("csi.cert-manager.io/pkcs12-profile", "LegacyRC2"),
+            (
+                "csi.cert-manager.io/pkcs12-truststore-filename",
+                "truststore.p12",
+            ),
+            ("csi.cert-manager.io/jks-enable", "true"),
+            ("csi.cert-manager.io/jks-password-secret-key", "jks"),
+            ("csi.cert-manager.io/jks-alias", "MyApp"),
+            ("csi.cert-manager.io/credential-bundle-file", "bundle.pem"),
+        ];
+        let vol = "csi-keystores-all";
+        let target = h.target(vol);
+        let mut req = Harness::request(vol, &target, pod.context(&attrs));
+        req.secrets = HashMap::from([
+            ("p12".to_string(), P12_PASSWORD.to_string()),
+            ("jks".to_string(), JKS_PASSWORD.to_string()),
+            ("unrelated".to_string(), "not-kept-7766".to_string()),
+        ]);
+        h.node().await.node_publish_volume(req).await.unwrap();
 
-            let work = tempfile::tempdir().unwrap();
-            snapshot(&target, FILES, work.path());
-            let first = check_all(work.path());
+        let work = tempfile::tempdir().unwrap();
+        snapshot(&target, FILES, work.path());
+        let first = check_all(work.path());
 
-            // A renewal replaces them all together.
-            eventually("a renewal", Duration::from_secs(30), || {
+        // A renewal replaces them all together.
+        eventually("a renewal", Duration::from_secs(30), || {
+            ChainSummary::from_pem(&read(&target, "crt.pem")).is_ok_and(|s| s.serial_hex != first)
+        })
+        .await;
+        snapshot(&target, FILES, work.path());
+        let second = check_all(work.path());
+        assert_ne!(second, first);
+
+        // After a restart the kubelet sends no secrets; renewals still use them.
+        h.restart_driver().await;
+        eventually(
+            "a renewal after the restart",
+            Duration::from_secs(30),
+            || {
                 ChainSummary::from_pem(&read(&target, "crt.pem"))
-                    .is_ok_and(|s| s.serial_hex != first)
-            })
-            .await;
-            snapshot(&target, FILES, work.path());
-            let second = check_all(work.path());
-            assert_ne!(second, first);
+                    .is_ok_and(|s| s.serial_hex != second)
+            },
+        )
+        .await;
+        snapshot(&target, FILES, work.path());
+        check_all(work.path());
 
-            // After a restart the kubelet sends no secrets; renewals still use them.
-            h.restart_driver().await;
-            eventually(
-                "a renewal after the restart",
-                Duration::from_secs(30),
-                || {
-                    ChainSummary::from_pem(&read(&target, "crt.pem"))
-                        .is_ok_and(|s| s.serial_hex != second)
-                },
-            )
-            .await;
-            snapshot(&target, FILES, work.path());
-            check_all(work.path());
-
-            // Kept privately: 0600 beside metadata.json, only the named keys.
-            let vol_dir = h.volume_dir(vol);
-            let secrets_file = vol_dir.join(cmcsi_store::SECRETS_FILE);
-            let mode = std::fs::metadata(&secrets_file)
-                .unwrap()
-                .permissions()
-                .mode();
-            assert_eq!(mode & 0o777, 0o600);
-            let kept = std::fs::read_to_string(&secrets_file).unwrap();
-            assert!(!kept.contains("not-kept-7766"), "an unrelated key was kept");
-            let metadata = std::fs::read_to_string(vol_dir.join("metadata.json")).unwrap();
-            for password in [P12_PASSWORD, JKS_PASSWORD] {
-                assert!(!metadata.contains(password), "password in metadata.json");
-                for name in FILES {
-                    let bytes = read(&target, name);
-                    assert!(
-                        !String::from_utf8_lossy(&bytes).contains(password),
-                        "password readable in {name}"
-                    );
-                }
-                assert!(!h.logs().contains(password), "password in the log");
+        // Kept privately: 0600 beside metadata.json, only the named keys.
+        let vol_dir = h.volume_dir(vol);
+        let secrets_file = vol_dir.join(cmcsi_store::SECRETS_FILE);
+        let mode = std::fs::metadata(&secrets_file)
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let kept = std::fs::read_to_string(&secrets_file).unwrap();
+        assert!(!kept.contains("not-kept-7766"), "an unrelated key was kept");
+        let metadata = std::fs::read_to_string(vol_dir.join("metadata.json")).unwrap();
+        for password in [P12_PASSWORD, JKS_PASSWORD] {
+            assert!(!metadata.contains(password), "password in metadata.json");
+            for name in FILES {
+                let bytes = read(&target, name);
+                assert!(
+                    !String::from_utf8_lossy(&bytes).contains(password),
+                    "password readable in {name}"
+                );
             }
-            let scraped = http_get(&metrics, "/metrics");
-            assert!(scraped.contains("200 OK"), "{scraped}");
-            for password in [P12_PASSWORD, JKS_PASSWORD, "not-kept-7766"] {
-                assert!(!scraped.contains(password), "a password in the metrics");
-            }
-        },
-    );
+            assert!(!h.logs().contains(password), "password in the log");
+        }
+        let scraped = http_get(&metrics, "/metrics");
+        assert!(scraped.contains("200 OK"), "{scraped}");
+        for password in [P12_PASSWORD, JKS_PASSWORD, "not-kept-7766"] {
+            assert!(!scraped.contains(password), "a password in the metrics");
+        }
+    });
 }
 
 #[test]
 fn each_pkcs12_profile_and_secret_problems() {
-    in_namespace("each_pkcs12_profile_and_secret_problems", || async {
+    in_mount_namespace!(async {
         let h = Harness::start(&["--log-level", "trace"]).await;
         let pod = Pod::new("ks", "profiles");
         for (vol, profile, legacy) in [
