@@ -19,7 +19,10 @@ use std::time::Duration;
 use cmcsi_keygen::ChainSummary;
 use cmcsi_testkit::kubelet::{DriverProcess, prepare_target, publish_request};
 use cmcsi_testkit::{FakeApi, Script};
-use common::{BIN, Pod, TOKEN, eventually, fake_api, in_namespace, read};
+use common::{
+    BIN, Pod, TOKEN, assert_read_only_on_host, eventually, fake_api, host_mount_options,
+    in_namespace, make_shared, read,
+};
 
 /// The driver in its own mount namespace, as in the DaemonSet's container,
 /// with the host's (this test's namespace's) pods directory shared into it.
@@ -28,25 +31,6 @@ struct Node {
     _api: FakeApi,
     dir: tempfile::TempDir,
     driver: DriverProcess,
-}
-
-/// Runs `mount` with `args`, failing the test on an error.
-fn mount(args: &[&str]) {
-    let out = Command::new("mount").args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "mount {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Makes `dir` a mount of its own with shared propagation, as the kubelet's
-/// root directory is on a node.
-fn make_shared(dir: &Path) {
-    std::fs::create_dir_all(dir).unwrap();
-    let d = dir.to_str().unwrap();
-    mount(&["--bind", d, d]);
-    mount(&["--make-rshared", d]);
 }
 
 impl Node {
@@ -148,61 +132,6 @@ impl Drop for Node {
             eprintln!("---- driver log ----\n{}", self.driver.logs());
         }
     }
-}
-
-/// The per-mount options of every mount stacked at `path` in this (the
-/// host's) namespace, bottom first.
-fn host_mount_options(path: &Path) -> Vec<Vec<String>> {
-    let Ok(path) = std::fs::canonicalize(path) else {
-        return Vec::new();
-    };
-    let want = path.display().to_string();
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split(' ').collect();
-            (f.get(4) == Some(&want.as_str()))
-                .then(|| f[5].split(',').map(str::to_string).collect())
-        })
-        .collect()
-}
-
-/// From the host's side: `target` is mounted, every mount there is
-/// read-only, nosuid, nodev and noexec, and writes fail with EROFS (the
-/// test runs as root, so it is the mount, not a file mode, that refuses).
-fn assert_read_only_on_host(target: &Path, when: &str) {
-    let stack = host_mount_options(target);
-    assert!(
-        !stack.is_empty(),
-        "{when}: {} is not mounted on the host's side (no propagation?)",
-        target.display()
-    );
-    for opts in &stack {
-        for want in ["ro", "nosuid", "nodev", "noexec"] {
-            assert!(
-                opts.iter().any(|o| o == want),
-                "{when}: the host sees {} mounted with {opts:?}, without {want}",
-                target.display()
-            );
-        }
-    }
-    let err = std::fs::write(target.join("planted"), b"x").unwrap_err();
-    assert_eq!(
-        err.raw_os_error(),
-        Some(rustix::io::Errno::ROFS.raw_os_error()),
-        "{when}: creating a file through the host's side of {}: {err}",
-        target.display()
-    );
-    let err = std::fs::OpenOptions::new()
-        .write(true)
-        .open(target.join("crt.pem"))
-        .unwrap_err();
-    assert_eq!(
-        err.raw_os_error(),
-        Some(rustix::io::Errno::ROFS.raw_os_error()),
-        "{when}: opening crt.pem for writing through the host's side: {err}"
-    );
 }
 
 fn serial(target: &Path) -> String {
