@@ -329,10 +329,22 @@ impl Driver {
             Err(e) => return Err(e),
         };
         if meta.volume_context != context {
-            // Only a context that still parses replaces the one renewals
-            // use (its problems are named by key, never by value).
-            match cmcsi_attrs::parse_with(&context, &pipeline::options_of(&meta)) {
-                Ok(_) => {
+            // Only a context that still parses (and, in token-request
+            // mode, still has a token) replaces the one renewals use; its
+            // problems are named by key, never by value.
+            let usable = cmcsi_attrs::parse_with(&context, &pipeline::options_of(&meta))
+                .map_err(DriverError::from)
+                .and_then(|_| {
+                    if self.config.use_token_request {
+                        pipeline::token_of(&context)
+                            .map(drop)
+                            .map_err(DriverError::from)
+                    } else {
+                        Ok(())
+                    }
+                });
+            match usable {
+                Ok(()) => {
                     let mut meta = meta;
                     meta.volume_context = context;
                     self.on_store_locked(&guard, move |s| s.write_metadata(&meta))

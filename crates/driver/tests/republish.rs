@@ -177,6 +177,15 @@ fn republish_waits_for_a_renewal_holding_the_lock_and_the_next_renewal_uses_its_
             assert_read_only_on_host(&target, "after a republish that waited for the lock");
             assert_eq!(host_mount_options(&target).len(), 1, "one mount");
 
+            // A republish without a token does not fail the mounted volume,
+            // nor replace the token renewals use.
+            let mut tokenless = request(&h, volume, issuer, TOKEN_TWO);
+            tokenless
+                .volume_context
+                .remove("csi.storage.k8s.io/serviceAccount.tokens");
+            node.node_publish_volume(tokenless).await.unwrap();
+            assert_eq!(recorded_token(&h, volume), TOKEN_TWO);
+
             h.api.set_issuer(issuer, Script::Sign);
             next_renewal_uses_the_new_token(&h, volume, &mut seen).await;
             assert_read_only_on_host(&target, "after the renewal with the refreshed token");
