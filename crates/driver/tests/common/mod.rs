@@ -186,8 +186,17 @@ impl Harness {
     /// token and `args` added to its flags. Tests look at targets from the
     /// host's side: this test's own mount namespace.
     pub async fn daemonset(api: FakeApi, args: &[&str]) -> Harness {
+        Self::daemonset_with_env(api, &[], args).await
+    }
+
+    /// [`Harness::daemonset`] with `env` set for the driver.
+    pub async fn daemonset_with_env(api: FakeApi, env: &[(&str, &str)], args: &[&str]) -> Harness {
         let kubeconfig = api.kubeconfig(TOKEN);
-        Self::launch_as(api, Some(&kubeconfig), &[], args, Layout::DaemonSet).await
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Self::launch_as(api, Some(&kubeconfig), &env, args, Layout::DaemonSet).await
     }
 
     async fn launch_as(
