@@ -266,9 +266,8 @@ impl Driver {
         Some(match joined {
             Ok(result) => result,
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(e) => Err(DriverError::Worker(format!(
-                "republish of {volume_id}: {e}"
-            ))),
+            // Only a runtime shutting down cancels a task.
+            Err(_) => Err(DriverError::Worker(format!("the republish of {volume_id}"))),
         })
     }
 
