@@ -131,6 +131,8 @@ pub(crate) struct Shared {
     pub tokens: Mutex<HashMap<String, UserInfo>>,
     pub counts: Mutex<BTreeMap<(Verb, String), u64>>,
     pub faults: Mutex<VecDeque<FaultRule>>,
+    /// `events.k8s.io/v1` Events by namespace and name, as last written.
+    pub events: Mutex<BTreeMap<(String, String), Value>>,
     /// End watches after the client's `timeoutSeconds`, as the API server does.
     pub honour_watch_timeouts: AtomicBool,
     /// Bumped on every store change, for the wait helpers.
@@ -286,6 +288,7 @@ impl Builder {
             )])),
             counts: Mutex::new(BTreeMap::new()),
             faults: Mutex::new(VecDeque::new()),
+            events: Mutex::new(BTreeMap::new()),
             honour_watch_timeouts: AtomicBool::new(self.honour_watch_timeouts),
             changed,
             tls,
@@ -488,6 +491,23 @@ impl FakeApi {
             .objects
             .values()
             .map(|v| (**v).clone())
+            .collect()
+    }
+
+    /// Every `events.k8s.io/v1` Event written to the fake (created by POST,
+    /// updated by PATCH), sorted by namespace and name.
+    pub fn events(&self) -> Vec<Value> {
+        lock(&self.shared.events).values().cloned().collect()
+    }
+
+    /// The Events whose `regarding` is the named object of namespace `ns`.
+    pub fn events_regarding(&self, ns: &str, name: &str) -> Vec<Value> {
+        self.events()
+            .into_iter()
+            .filter(|e| {
+                e.pointer("/regarding/namespace").and_then(Value::as_str) == Some(ns)
+                    && e.pointer("/regarding/name").and_then(Value::as_str) == Some(name)
+            })
             .collect()
     }
 
