@@ -17,10 +17,12 @@
 //! # }
 //! ```
 
+pub mod build;
 pub mod config;
 pub mod convert;
 pub mod driver;
 pub mod error;
+pub mod events;
 pub mod hardening;
 pub mod identity;
 mod locks;

@@ -11,6 +11,7 @@ use cmcsi_store::{Metadata, StoreError};
 
 use crate::driver::Driver;
 use crate::error::DriverError;
+use crate::events;
 use crate::locks::VolumeGuard;
 use crate::metrics::{cert_labels, issuer_labels, jiff_like, unix_seconds};
 use crate::mount;
@@ -44,6 +45,12 @@ impl Driver {
                         .get_or_create(&cert)
                         .set(unix_seconds(next));
                 }
+                self.events.succeeded(
+                    volume_id,
+                    events::pod_of(&issued.spec),
+                    events::request_from_display(&issued.request),
+                    issued.summary.not_after,
+                );
                 tracing::info!(
                     volume = volume_id,
                     pod = issued.spec.pod.name.as_deref().unwrap_or(""),
@@ -58,15 +65,28 @@ impl Driver {
                 );
             }
             Err(e) => {
+                let mut pod = None;
                 if let Ok(meta) = self.read_metadata(volume_id).await
                     && let Ok(spec) = pipeline::spec_of(&meta)
                 {
                     let labels = issuer_labels(&spec);
                     self.metrics.issue_requests.get_or_create(&labels).inc();
                     self.metrics.issue_errors.get_or_create(&labels).inc();
+                    pod = events::pod_of(&spec);
+                    self.events.failed(events::Failure {
+                        volume_id,
+                        pod: pod.clone(),
+                        first: meta.next_issuance_time.is_none(),
+                        error: e,
+                        renewal_due: meta.next_issuance_time,
+                    });
                 }
+                let request = events::request_of(e);
                 tracing::warn!(
                     volume = volume_id,
+                    pod = pod.as_ref().map_or("", |p| p.name.as_str()),
+                    namespace = pod.as_ref().map_or("", |p| p.namespace.as_str()),
+                    request = request.as_ref().map(|r| r.to_string()).unwrap_or_default(),
                     kind = why,
                     outcome = "failed",
                     error = %e,
@@ -280,6 +300,7 @@ impl Driver {
             return Err(busy(volume_id));
         };
         self.renewer().forget(volume_id);
+        self.events.forget(volume_id);
         if let Ok(meta) = self.read_metadata(volume_id).await
             && let Ok(spec) = pipeline::spec_of(&meta)
         {

@@ -34,6 +34,9 @@ impl Driver {
         })?;
         let mut restored = Vec::with_capacity(found.len());
         for f in found {
+            if let Some(not_after) = f.not_after {
+                self.events.remember_expiry(&f.meta.volume_id, not_after);
+            }
             if let (Some(spec), Some(not_after)) = (&f.spec, f.not_after) {
                 let cert = cert_labels(spec);
                 self.metrics
