@@ -260,7 +260,11 @@ impl Events {
                 reason: Reason::CertificateRenewed.as_str().into(),
                 action: "Renew".into(),
                 note: format!(
-                    "Issued after {failures} failed attempt{}; the new certificate is valid until {}",
+                    "Issued{} after {failures} failed attempt{}; the new certificate is valid until {}",
+                    request
+                        .as_ref()
+                        .map(|r| format!(" by CertificateRequest {r}"))
+                        .unwrap_or_default(),
                     if failures == 1 { "" } else { "s" },
                     crate::metrics::jiff_like(not_after)
                 ),
@@ -312,6 +316,16 @@ pub(crate) fn pod_of(spec: &cmcsi_attrs::CertificateSpec) -> Option<PodObject> {
     })
 }
 
+/// `(pod, namespace)` of a volume from its stored context, for log lines
+/// (empty when the kubelet did not pass them).
+pub(crate) fn pod_fields(context: &std::collections::BTreeMap<String, String>) -> (&str, &str) {
+    let get = |k: &str| context.get(k).map_or("", String::as_str);
+    (
+        get(cmcsi_attrs::keys::POD_NAME),
+        get(cmcsi_attrs::keys::POD_NAMESPACE),
+    )
+}
+
 /// The CertificateRequest an error is about.
 pub(crate) fn request_of(e: &DriverError) -> Option<RequestKey> {
     match e {
@@ -324,14 +338,15 @@ pub(crate) fn request_of(e: &DriverError) -> Option<RequestKey> {
     }
 }
 
-/// `namespace/name` (as [`crate::pipeline::Issued::request`] has it) as a key.
-pub(crate) fn request_from_display(s: &str) -> Option<RequestKey> {
-    let (namespace, name) = s.split_once('/')?;
+/// The CertificateRequest `name` of a volume: requests live in the Pod's
+/// namespace ([`crate::pipeline::Issued::request`] holds only the name).
+pub(crate) fn request_named(spec: &cmcsi_attrs::CertificateSpec, name: &str) -> Option<RequestKey> {
     Some(RequestKey {
-        namespace: namespace.to_string(),
+        namespace: spec.pod.namespace.clone().filter(|s| !s.is_empty())?,
         name: name.to_string(),
         uid: None,
     })
+    .filter(|r| !r.name.is_empty())
 }
 
 /// A short word for the kind of failure, first in the Event's note.

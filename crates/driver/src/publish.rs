@@ -48,7 +48,7 @@ impl Driver {
                 self.events.succeeded(
                     volume_id,
                     events::pod_of(&issued.spec),
-                    events::request_from_display(&issued.request),
+                    events::request_named(&issued.spec, &issued.request),
                     issued.summary.not_after,
                 );
                 tracing::info!(
@@ -110,6 +110,16 @@ impl Driver {
             .lock(volume_id, self.config.issuance_timeout)
             .await
         else {
+            let meta = self.read_metadata(volume_id).await.ok();
+            let (pod, namespace) = meta
+                .as_ref()
+                .map_or(("", ""), |m| events::pod_fields(&m.volume_context));
+            tracing::warn!(
+                volume = volume_id,
+                pod,
+                namespace,
+                "renewal skipped: another operation on this volume is still in progress"
+            );
             return Err(IssueFailure::new(
                 "another operation on this volume is still in progress",
             ));
@@ -197,7 +207,13 @@ impl Driver {
             None => cmcsi_attrs::parse_detailed(&req.context, &ParseOptions::original())?,
         };
         for warning in &parsed.warnings {
-            tracing::warn!(volume = %req.volume_id, warning = %warning, "volume attribute ignored");
+            tracing::warn!(
+                volume = %req.volume_id,
+                pod = parsed.spec.pod.name.as_deref().unwrap_or(""),
+                namespace = parsed.spec.pod.namespace.as_deref().unwrap_or(""),
+                warning = %warning,
+                "volume attribute ignored"
+            );
         }
         let spec = parsed.spec;
         if self.config.use_token_request {
@@ -262,7 +278,14 @@ impl Driver {
                     .on_store_locked(guard, move |s| s.write_metadata(&meta))
                     .await
                 {
-                    tracing::warn!(volume = volume_id, error = %e, "could not record the refreshed volume context");
+                    let (pod, namespace) = events::pod_fields(context);
+                    tracing::warn!(
+                        volume = volume_id,
+                        pod,
+                        namespace,
+                        error = %e,
+                        "could not record the refreshed volume context"
+                    );
                 }
             }
         }
