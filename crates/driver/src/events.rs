@@ -188,7 +188,7 @@ impl Events {
                 && now
                     .duration_since(due)
                     .is_ok_and(|late| late > OVERDUE_AFTER)
-                && !state.not_after.is_some_and(|na| now >= na)
+                && state.not_after.is_none_or(|na| now < na)
                 && let Some(held) = self.admit(state, Reason::CertificateOverdueForRefresh)
             {
                 out.push(PodEvent {

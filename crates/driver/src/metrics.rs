@@ -359,8 +359,7 @@ impl Metrics {
             "Always 1; the labels say which build of the driver this is",
             build,
         );
-        self.registry
-            .register_collector(Box::new(ProcessCollector::default()));
+        self.registry.register_collector(Box::new(ProcessCollector));
         self
     }
 }

@@ -1,6 +1,8 @@
 //! Kubernetes Events on the Pod (recorded by the fake API), the process,
 //! build-info and client series of a scrape, and logs without escape codes.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::time::Duration;
