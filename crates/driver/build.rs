@@ -10,8 +10,15 @@ fn main() {
         .filter(|c| !c.is_empty())
         .or_else(|| run("git", &["rev-parse", "--short=12", "HEAD"]))
         .unwrap_or_else(|| "unknown".into());
+    // Rebuild the constants when HEAD moves: a checkout changes HEAD, a
+    // commit changes the branch's ref.
     if let Some(head) = run("git", &["rev-parse", "--git-path", "HEAD"]) {
         println!("cargo:rerun-if-changed={head}");
+    }
+    if let Some(branch) = run("git", &["symbolic-ref", "-q", "HEAD"])
+        && let Some(path) = run("git", &["rev-parse", "--git-path", &branch])
+    {
+        println!("cargo:rerun-if-changed={path}");
     }
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
     let version = run(&rustc, &["--version"]).unwrap_or_else(|| "unknown".into());

@@ -106,9 +106,7 @@ fn denied_first_issuance_gives_one_event_then_renewed() {
             let series = e["series"]["count"].as_i64().unwrap_or(1);
             assert!(series <= 2, "{e}");
             assert!(
-                h.api.counts().of(cmcsi_testkit::Verb::Create, "events")
-                    + h.api.counts().of(cmcsi_testkit::Verb::Patch, "events")
-                    <= 2,
+                h.api.event_writes() <= 2,
                 "at most two Event writes for 20 attempts"
             );
 
@@ -201,8 +199,7 @@ fn failing_renewal_gives_one_event_then_renewed() {
         assert_eq!(failing[0]["type"], "Warning");
         check_event(&failing[0], &pod);
         assert!(failing[0]["series"]["count"].as_i64().unwrap_or(1) <= 2);
-        let writes = h.api.counts().of(cmcsi_testkit::Verb::Create, "events")
-            + h.api.counts().of(cmcsi_testkit::Verb::Patch, "events");
+        let writes = h.api.event_writes();
         assert!(writes <= 2, "{writes} Event writes for 20 failed renewals");
 
         // Every failure line names the Pod, the namespace and the request.

@@ -310,14 +310,21 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
     let resource = match &target {
         Target::Object { status: true, .. } => format!("{PLURAL}/status"),
         Target::Collection { .. } | Target::Object { .. } => PLURAL.to_string(),
-        Target::Events { .. } | Target::Event { .. } => "events".to_string(),
         _ => req.uri().path().to_string(),
     };
-    if let Some(v) = verb {
-        *lock(&shared.counts).entry((v, resource)).or_insert(0) += 1;
-    }
-    if let Some(fault) = take_fault(&shared, verb) {
-        return fault_response(&fault);
+    // Event writes are kept apart: neither counted with the
+    // CertificateRequest calls nor failed by injected faults, so a test's
+    // counts and scripted faults mean what they meant before Events existed.
+    let is_event = matches!(target, Target::Events { .. } | Target::Event { .. });
+    if is_event {
+        shared.event_writes.fetch_add(1, Ordering::Relaxed);
+    } else {
+        if let Some(v) = verb {
+            *lock(&shared.counts).entry((v, resource)).or_insert(0) += 1;
+        }
+        if let Some(fault) = take_fault(&shared, verb) {
+            return fault_response(&fault);
+        }
     }
     if let Target::Version = target {
         return json_response(
@@ -637,5 +644,13 @@ mod tests {
             Target::Object { status: true, .. }
         ));
         assert!(matches!(route("/api/v1/pods"), Target::NotFound));
+        assert!(matches!(
+            route("/apis/events.k8s.io/v1/namespaces/a/events"),
+            Target::Events { ns } if ns == "a"
+        ));
+        assert!(matches!(
+            route("/apis/events.k8s.io/v1/namespaces/a/events/p.1"),
+            Target::Event { ns, name } if ns == "a" && name == "p.1"
+        ));
     }
 }
