@@ -1,32 +1,46 @@
 # syntax=docker/dockerfile:1
 #
-# The cert-manager CSI driver image: a static (musl) binary on a distroless base.
+# The cert-manager CSI driver image, for registries and multi-arch builds:
 #
 #   docker build -t cert-manager-csi-driver:dev .
 #   docker buildx build --platform linux/amd64,linux/arm64 -t REGISTRY/cert-manager-csi-driver:TAG --push .
 #
-# See docs/image.md. The node-driver-registrar and livenessprobe sidecars are upstream images.
+# It holds the same file tree as `cargo xtask image` (which needs no container engine and writes a
+# reproducible OCI archive): the builder stage runs that command's `--rootfs` mode, so the
+# binary, exactly the shared libraries `ldd` reports (and the loader) at their paths, and a
+# minimal /etc/passwd and /etc/group are chosen by one piece of code. See docs/image.md.
+# The node-driver-registrar and livenessprobe sidecars are upstream images.
 
 ARG RUST_VERSION=1.95
 
-# ---- build: Alpine's Rust targets musl natively, so the binary is statically linked --------------
-FROM rust:${RUST_VERSION}-alpine AS builder
-# ring (TLS) compiles a little C and assembly.
-RUN apk add --no-cache musl-dev
+# ---- build: glibc (Debian), like `cargo xtask image`; each platform builds natively ------------
+FROM rust:${RUST_VERSION}-bookworm AS builder
+# The git description and commit the binary reports (`--version`, image labels); the build
+# context has no .git, so the release workflow passes them.
+ARG VERSION_DESCRIBE=""
+ARG REVISION=""
+ENV CMCSI_GIT_DESCRIBE=${VERSION_DESCRIBE} CMCSI_GIT_COMMIT=${REVISION}
 WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked -p cmcsi-driver --bin cert-manager-csi-driver \
- && install -D -m 0755 target/release/cert-manager-csi-driver /out/cert-manager-csi-driver
+ && cargo xtask image --no-build --rootfs /out
 
-# ---- run -----------------------------------------------------------------------------------------
-# distroless/static: no shell, no package manager; CA certificates and /etc/passwd only.
-FROM gcr.io/distroless/static-debian12
-COPY --from=builder /out/cert-manager-csi-driver /cert-manager-csi-driver
+# ---- run: nothing but that tree ------------------------------------------------------------------
+FROM scratch
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+LABEL org.opencontainers.image.title="cert-manager-csi-driver" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.source="https://github.com/cert-manager-rs/csi-driver" \
+      org.opencontainers.image.licenses="Apache-2.0"
+COPY --from=builder /out/ /
 # Root, deliberately: the driver mounts a tmpfs and bind-mounts volumes into the kubelet's pods
 # directory (mount(2) with CAP_SYS_ADMIN in a privileged container), and reads and writes
 # root-owned kubelet directories. A non-root user cannot do either. The DaemonSet keeps the root
 # filesystem read-only; everything the driver writes is on its host-path volumes.
+# hadolint ignore=DL3002
 USER 0:0
 ENTRYPOINT ["/cert-manager-csi-driver"]

@@ -1,36 +1,75 @@
-//! Records the build's identity for `cmcsi_driver::build` (and the
-//! `certmanager_csi_build_info` metric): the git commit and the compiler.
+//! Records the source revision for `--version`, the image labels and metrics
+//! (and the compiler's `rustc --version`, `CMCSI_RUSTC_VERSION`):
+//! `CMCSI_GIT_DESCRIBE` (`git describe --tags --always`) and `CMCSI_GIT_COMMIT`
+//! (the full commit id), when the build runs inside a git checkout with git
+//! installed. Outside one (a source tarball, a container build without
+//! `.git`), neither is set and the version is the crate's alone.
+//!
+//! `CMCSI_GIT_DESCRIBE` and `CMCSI_GIT_COMMIT` set in the build's own
+//! environment win, so a build from an exported tree can still say which
+//! commit it is.
 
+use std::path::PathBuf;
 use std::process::Command;
 
-fn main() {
-    println!("cargo:rerun-if-env-changed=CMCSI_GIT_COMMIT");
-    let commit = std::env::var("CMCSI_GIT_COMMIT")
-        .ok()
-        .filter(|c| !c.is_empty())
-        .or_else(|| run("git", &["rev-parse", "--short=12", "HEAD"]))
-        .unwrap_or_else(|| "unknown".into());
-    // Rebuild the constants when HEAD moves: a checkout changes HEAD, a
-    // commit changes the branch's ref.
-    if let Some(head) = run("git", &["rev-parse", "--git-path", "HEAD"]) {
-        println!("cargo:rerun-if-changed={head}");
-    }
-    if let Some(branch) = run("git", &["symbolic-ref", "-q", "HEAD"])
-        && let Some(path) = run("git", &["rev-parse", "--git-path", &branch])
-    {
-        println!("cargo:rerun-if-changed={path}");
-    }
-    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-    let version = run(&rustc, &["--version"]).unwrap_or_else(|| "unknown".into());
-    println!("cargo:rustc-env=CMCSI_BUILD_COMMIT={commit}");
-    println!("cargo:rustc-env=CMCSI_BUILD_RUSTC={version}");
-}
-
-fn run(cmd: &str, args: &[&str]) -> Option<String> {
-    let out = Command::new(cmd).args(args).output().ok()?;
+fn git(args: &[&str]) -> Option<String> {
+    let out = Command::new("git").args(args).output().ok()?;
     if !out.status.success() {
         return None;
     }
     let s = String::from_utf8(out.stdout).ok()?.trim().to_string();
     (!s.is_empty()).then_some(s)
+}
+
+fn main() {
+    for var in ["CMCSI_GIT_DESCRIBE", "CMCSI_GIT_COMMIT"] {
+        println!("cargo:rerun-if-env-changed={var}");
+    }
+    // Rebuild when HEAD moves: HEAD itself (a checkout), the branch it
+    // names (a commit) and packed-refs (a gc). Not the index, so staging
+    // files does not rebuild the driver.
+    if let (Some(git_dir), Some(common)) = (
+        git(&["rev-parse", "--absolute-git-dir"]),
+        git(&["rev-parse", "--path-format=absolute", "--git-common-dir"]),
+    ) {
+        let git_dir = PathBuf::from(git_dir);
+        let common = PathBuf::from(common);
+        println!("cargo:rerun-if-changed={}", git_dir.join("HEAD").display());
+        println!(
+            "cargo:rerun-if-changed={}",
+            common.join("packed-refs").display()
+        );
+        if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
+            println!("cargo:rerun-if-changed={}", common.join(branch).display());
+        }
+    }
+    // Empty counts as unset (a container build passes empty build arguments).
+    let from_env = |var: &str| std::env::var(var).ok().filter(|v| !v.trim().is_empty());
+    let describe =
+        from_env("CMCSI_GIT_DESCRIBE").or_else(|| git(&["describe", "--tags", "--always"]));
+    let commit = from_env("CMCSI_GIT_COMMIT").or_else(|| git(&["rev-parse", "HEAD"]));
+    let version = std::env::var("CARGO_PKG_VERSION").unwrap_or_default();
+    let line = match (&describe, &commit) {
+        (Some(d), Some(c)) => format!("{version} (git {d}, commit {c})"),
+        _ => version,
+    };
+    println!("cargo:rustc-env=CMCSI_VERSION_LINE={line}");
+    // The compiler, for the build-info metric.
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let rustc_version = Command::new(&rustc)
+        .arg("--version")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=CMCSI_RUSTC_VERSION={rustc_version}");
+    if let Some(d) = describe {
+        println!("cargo:rustc-env=CMCSI_GIT_DESCRIBE={d}");
+    }
+    if let Some(c) = commit {
+        println!("cargo:rustc-env=CMCSI_GIT_COMMIT={c}");
+    }
 }

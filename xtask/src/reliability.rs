@@ -57,37 +57,28 @@ const FUZZ_RUSTFLAGS: &str = "-Cpasses=sancov-module \
     -Cllvm-args=-sanitizer-coverage-trace-compares \
     --cfg fuzzing -Cdebug-assertions -Coverflow-checks";
 
-const USAGE: &str =
-    "usage: cargo xtask reliability [--tests-only | --fuzz-only] [--fuzz-seconds N]";
+/// Flags of `cargo xtask reliability`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Run the reliability tests only, no fuzzing.
+    #[arg(long, conflicts_with = "fuzz_only")]
+    pub tests_only: bool,
+    /// Run the fuzz targets only, no tests.
+    #[arg(long)]
+    pub fuzz_only: bool,
+    /// How long to fuzz each target, in seconds.
+    #[arg(long, value_name = "N", default_value_t = 30)]
+    pub fuzz_seconds: u64,
+}
 
 /// Entry point for `cargo xtask reliability`.
-pub fn run(args: &[String]) -> Result<()> {
-    let mut tests = true;
-    let mut fuzz = true;
-    let mut seconds: u64 = 30;
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--tests-only" => fuzz = false,
-            "--fuzz-only" => tests = false,
-            "--fuzz-seconds" => {
-                let v = it.next().context("--fuzz-seconds needs a number")?;
-                seconds = v
-                    .parse()
-                    .with_context(|| format!("--fuzz-seconds `{v}` is not a number"))?;
-            }
-            other => bail!("unknown argument `{other}`\n{USAGE}"),
-        }
-    }
-    if !tests && !fuzz {
-        bail!("--tests-only and --fuzz-only exclude each other\n{USAGE}");
-    }
-    if tests {
+pub fn run(args: &Args) -> Result<()> {
+    if !args.fuzz_only {
         run_tests()?;
     }
-    if fuzz {
+    if !args.tests_only {
         for t in TARGETS {
-            fuzz_target(t, seconds)?;
+            fuzz_target(t, args.fuzz_seconds)?;
         }
     }
     Ok(())
@@ -145,16 +136,34 @@ fn fuzz_target(t: &Target, seconds: u64) -> Result<()> {
     let project = root.join(t.project);
     let target_dir = root.join("target/fuzz");
     let triple = host_triple()?;
-    eprintln!("$ (cd {}) cargo build --release --bin {}", t.project, t.bin);
+    eprintln!(
+        "$ (cd {}) cargo build --release --locked --bin {}",
+        t.project, t.bin
+    );
     let status = Command::new("cargo")
-        .args(["build", "--release", "--target", &triple, "--bin", t.bin])
+        // --locked: a stale Cargo.lock fails here instead of being rewritten
+        // in the source tree.
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "--target",
+            &triple,
+            "--bin",
+            t.bin,
+        ])
         .env("RUSTFLAGS", FUZZ_RUSTFLAGS)
         .env("CARGO_TARGET_DIR", &target_dir)
         .current_dir(&project)
         .status()
         .context("could not start cargo")?;
     if !status.success() {
-        bail!("building fuzz target {} failed: {status}", t.bin);
+        bail!(
+            "building fuzz target {} failed: {status}; if cargo says the lock file needs to be \
+             updated, run `cargo update --workspace` in {} and commit its Cargo.lock",
+            t.bin,
+            t.project
+        );
     }
     let bin = target_dir.join(&triple).join("release").join(t.bin);
     // New inputs go to a scratch corpus under target/, never into the repo;

@@ -60,8 +60,33 @@ attribute_keys! {
     PKCS12_ENABLE = "pkcs12-enable",
     /// File name of the PKCS#12 keystore; default `keystore.p12`.
     PKCS12_FILENAME = "pkcs12-filename",
-    /// Password of the PKCS#12 keystore (required when enabled).
+    /// Password of the PKCS#12 keystore (this or `pkcs12-password-secret-key` is
+    /// required when enabled).
     PKCS12_PASSWORD = "pkcs12-password",
+    /// Key of the volume's `nodePublishSecretRef` Secret holding the PKCS#12 password.
+    PKCS12_PASSWORD_SECRET_KEY = "pkcs12-password-secret-key",
+    /// `LegacyRC2`, `LegacyDES` or `Modern2023` (cert-manager's names); default
+    /// [`ParseOptions::pkcs12_profile`](crate::ParseOptions::pkcs12_profile).
+    PKCS12_PROFILE = "pkcs12-profile",
+    /// File name of a PKCS#12 truststore with the CA; none when absent.
+    PKCS12_TRUSTSTORE_FILENAME = "pkcs12-truststore-filename",
+    /// `true` to also write a JKS keystore.
+    JKS_ENABLE = "jks-enable",
+    /// File name of the JKS keystore; default `keystore.jks`.
+    JKS_FILENAME = "jks-filename",
+    /// Password of the JKS keystore and truststore (this or `jks-password-secret-key` is
+    /// required when enabled).
+    JKS_PASSWORD = "jks-password",
+    /// Key of the volume's `nodePublishSecretRef` Secret holding the JKS password.
+    JKS_PASSWORD_SECRET_KEY = "jks-password-secret-key",
+    /// Alias of the key entry in the JKS keystore; default `certificate`.
+    JKS_ALIAS = "jks-alias",
+    /// File name of the JKS truststore with the CA; default `truststore.jks`, written
+    /// when the issuer returns a CA.
+    JKS_TRUSTSTORE_FILENAME = "jks-truststore-filename",
+    /// File name of a PEM file with the PKCS#8 private key followed by the leaf and the
+    /// chain; none when absent.
+    CREDENTIAL_BUNDLE_FILE = "credential-bundle-file",
     /// Subject organizations, a CSV list (templated).
     ORGANIZATIONS = "organizations",
     /// Subject organizational units, a CSV list (templated).
@@ -99,7 +124,7 @@ pub const EPHEMERAL: &str = "csi.storage.k8s.io/ephemeral";
 
 /// Keys whose values are secrets: never logged, never in an error or a
 /// metric, never printed by `Debug`.
-pub const SECRET_KEYS: &[&str] = &[SERVICE_ACCOUNT_TOKENS, PKCS12_PASSWORD];
+pub const SECRET_KEYS: &[&str] = &[SERVICE_ACCOUNT_TOKENS, PKCS12_PASSWORD, JKS_PASSWORD];
 
 /// Attributes whose values may use `${POD_NAME}`-style variables.
 pub const TEMPLATED: &[&str] = &[

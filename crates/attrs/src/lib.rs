@@ -9,12 +9,14 @@
 //! reported at once in an [`AttributeErrors`] a person can act on.
 //!
 //! It is **not** the driver: no IO, no Kubernetes client, no key generation.
-//! It depends only on `thiserror` and `strsim`, so other tools (admission
+//! It depends only on `thiserror`, `strsim` and `zeroize`, so other tools (admission
 //! webhooks, linters for Pod specs) can use it too.
 //!
 //! **Where to start:** [`parse`] (the original documentation's defaults) or
 //! [`parse_with`] and [`ParseOptions::go_driver`] for volumes the Go driver
-//! wrote. [`CertificateSpec::to_volume_context`] renders a spec back;
+//! wrote; [`parse_with_secrets`] when keystore passwords come from the
+//! volume's `nodePublishSecretRef` Secret (`NodePublishVolumeRequest.secrets`).
+//! [`CertificateSpec::to_volume_context`] renders a spec back;
 //! [`format_go_duration`] gives the CertificateRequest's `spec.duration`.
 //! The attribute keys are in [`keys`], the size caps in [`limits`].
 //!
@@ -107,10 +109,11 @@ mod validate;
 pub use duration::{DurationError, MAX_GO_DURATION, format_go_duration, parse_go_duration};
 pub use error::{AttributeError, AttributeErrors};
 pub use options::ParseOptions;
-pub use parse::{Parsed, parse, parse_detailed, parse_with};
+pub use parse::{Parsed, parse, parse_detailed, parse_with, parse_with_secrets};
 pub use spec::{
-    CertificateSpec, EcdsaCurve, Files, IssuerRef, KeyAlgorithm, KeyEncoding, KeySpec,
-    LiteralSubject, Password, Pkcs12, PodInfo, Subject, SubjectAttribute, SubjectFields,
+    CertificateSpec, EcdsaCurve, Files, IssuerRef, Jks, KeyAlgorithm, KeyEncoding, KeySpec,
+    LiteralSubject, Password, PasswordSource, Pkcs12, Pkcs12Profile, PodInfo, Subject,
+    SubjectAttribute, SubjectFields,
 };
 pub use subject::ATTRIBUTE_TYPES;
 pub use template::VARIABLES;

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::spec::Pkcs12Profile;
+
 /// Defaults for what the volume attributes leave out, and how strictly to
 /// treat what the Go driver tolerated.
 ///
@@ -30,6 +32,9 @@ pub struct ParseOptions {
     /// warning, and the default (a third of the lifetime) applies, as the Go
     /// driver did; `false`: it is an error.
     pub tolerate_long_renew_before: bool,
+    /// The PKCS#12 protection when `pkcs12-profile` is not set: `Modern2023` for the
+    /// original defaults, `LegacyRC2` (what the Go driver wrote) for its volumes.
+    pub pkcs12_profile: Pkcs12Profile,
 }
 
 impl ParseOptions {
@@ -44,12 +49,14 @@ impl ParseOptions {
             tolerate_unknown_keys: false,
             require_san: true,
             tolerate_long_renew_before: false,
+            pkcs12_profile: Pkcs12Profile::Modern2023,
         }
     }
 
     /// The Go driver's defaults, for volumes it wrote: `tls.crt`, `tls.key`,
     /// `ca.crt`, `2160h`; unknown keys are warnings; no SAN required; an
-    /// over-long `renew-before` falls back to the default.
+    /// over-long `renew-before` falls back to the default; PKCS#12 keystores are
+    /// `LegacyRC2`, as the Go driver wrote them.
     pub fn go_driver() -> Self {
         ParseOptions {
             certificate_file: "tls.crt".to_owned(),
@@ -59,6 +66,7 @@ impl ParseOptions {
             tolerate_unknown_keys: true,
             require_san: false,
             tolerate_long_renew_before: true,
+            pkcs12_profile: Pkcs12Profile::LegacyRc2,
         }
     }
 }

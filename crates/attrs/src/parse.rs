@@ -14,8 +14,9 @@ use crate::limits;
 use crate::list::{split_escaped, split_plain};
 use crate::options::ParseOptions;
 use crate::spec::{
-    CertificateSpec, EcdsaCurve, Files, IssuerRef, KeyAlgorithm, KeyEncoding, KeySpec,
-    LiteralSubject, Password, Pkcs12, PodInfo, Subject, SubjectFields,
+    CertificateSpec, EcdsaCurve, Files, IssuerRef, Jks, KeyAlgorithm, KeyEncoding, KeySpec,
+    LiteralSubject, Password, PasswordSource, Pkcs12, Pkcs12Profile, PodInfo, Subject,
+    SubjectFields,
 };
 use crate::subject::parse_dn;
 use crate::template;
@@ -73,6 +74,31 @@ where
     K: AsRef<str>,
     V: AsRef<str>,
 {
+    parse_with_secrets(context, std::iter::empty::<(&str, &str)>(), options)
+}
+
+/// Like [`parse_detailed`], with the data of the volume's `nodePublishSecretRef`
+/// Secret (`NodePublishVolumeRequest.secrets`), where `pkcs12-password-secret-key` and
+/// `jks-password-secret-key` look their passwords up. Only the keys they name are read;
+/// errors name a missing key, never a value.
+pub fn parse_with_secrets<I, K, V, S, SK, SV>(
+    context: I,
+    secrets: S,
+    options: &ParseOptions,
+) -> Result<Parsed, AttributeErrors>
+where
+    I: IntoIterator<Item = (K, V)>,
+    K: AsRef<str>,
+    V: AsRef<str>,
+    S: IntoIterator<Item = (SK, SV)>,
+    SK: AsRef<str>,
+    SV: AsRef<str>,
+{
+    let secret_pairs: Vec<(SK, SV)> = secrets.into_iter().collect();
+    let secrets: BTreeMap<&str, &str> = secret_pairs
+        .iter()
+        .map(|(k, v)| (k.as_ref(), v.as_ref()))
+        .collect();
     let pairs: Vec<(K, V)> = context.into_iter().collect();
     let mut map: BTreeMap<&str, &str> = BTreeMap::new();
     let mut errors = Vec::new();
@@ -92,6 +118,7 @@ where
         warnings: Vec::new(),
         pod: PodInfo::default(),
         annotations: BTreeMap::new(),
+        secrets,
     };
     parser.classify(&map);
     let spec = parser.build();
@@ -115,6 +142,8 @@ struct Parser<'a> {
     warnings: Vec<String>,
     pod: PodInfo,
     annotations: BTreeMap<String, String>,
+    /// The volume's Secret data (`NodePublishVolumeRequest.secrets`).
+    secrets: BTreeMap<&'a str, &'a str>,
 }
 
 const LIST_KEYS: &[&str] = &[keys::DNS_NAMES, keys::IP_SANS, keys::URI_SANS];
@@ -131,7 +160,6 @@ const SUBJECT_LIST_KEYS: &[&str] = &[
 
 const DEFAULT_ISSUER_KIND: &str = "Issuer";
 const DEFAULT_ISSUER_GROUP: &str = "cert-manager.io";
-const DEFAULT_PKCS12_FILENAME: &str = "keystore.p12";
 
 fn shown(key: &str, value: &str) -> String {
     if keys::SECRET_KEYS.contains(&key) {

@@ -236,10 +236,15 @@ pub struct Files {
     pub ca: String,
     /// The PKCS#12 keystore, when enabled.
     pub pkcs12: Option<Pkcs12>,
+    /// The JKS keystore (and truststore), when enabled.
+    pub jks: Option<Jks>,
+    /// The credential bundle (PKCS#8 key, then leaf and chain, one PEM file), when set.
+    pub credential_bundle: Option<String>,
 }
 
 impl Files {
-    /// Every file name, the keystore's included.
+    /// Every file name, the keystores' and the bundle's included (the truststores'
+    /// too, though they are written only when the issuer returns a CA).
     pub fn all(&self) -> Vec<&str> {
         let mut all = vec![
             self.certificate.as_str(),
@@ -248,8 +253,37 @@ impl Files {
         ];
         if let Some(p) = &self.pkcs12 {
             all.push(p.filename.as_str());
+            if let Some(t) = &p.truststore_filename {
+                all.push(t.as_str());
+            }
+        }
+        if let Some(j) = &self.jks {
+            all.push(j.filename.as_str());
+            all.push(j.truststore_filename.as_str());
+        }
+        if let Some(b) = &self.credential_bundle {
+            all.push(b.as_str());
         }
         all
+    }
+
+    /// The keystore passwords read from the volume's Secret: `(Secret key, password)`
+    /// for each keystore whose password came from `nodePublishSecretRef`. The driver
+    /// keeps these (privately) so that renewals after a restart, when the kubelet does
+    /// not send the Secret again, still have them.
+    pub fn secret_passwords(&self) -> Vec<(&str, &Password)> {
+        let mut out = Vec::new();
+        if let Some(p) = &self.pkcs12
+            && let PasswordSource::Secret { key } = &p.password_source
+        {
+            out.push((key.as_str(), &p.password));
+        }
+        if let Some(j) = &self.jks
+            && let PasswordSource::Secret { key } = &j.password_source
+        {
+            out.push((key.as_str(), &j.password));
+        }
+        out
     }
 }
 
@@ -261,6 +295,78 @@ pub struct Pkcs12 {
     pub filename: String,
     /// Keystore password.
     pub password: Password,
+    /// Where the password came from.
+    pub password_source: PasswordSource,
+    /// How the keystore is protected.
+    pub profile: Pkcs12Profile,
+    /// File name of a PKCS#12 truststore holding the CA, when asked for; written when
+    /// the issuer returns a CA.
+    pub truststore_filename: Option<String>,
+}
+
+/// JKS keystore settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Jks {
+    /// File name of the keystore inside the volume.
+    pub filename: String,
+    /// Password of the keystore and the truststore.
+    pub password: Password,
+    /// Where the password came from.
+    pub password_source: PasswordSource,
+    /// Alias of the private-key entry.
+    pub alias: String,
+    /// File name of the truststore holding the CA; written when the issuer returns a
+    /// CA.
+    pub truststore_filename: String,
+}
+
+/// Where a keystore password came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PasswordSource {
+    /// The volume attributes (`pkcs12-password`, `jks-password`).
+    Inline,
+    /// This key of the volume's `nodePublishSecretRef` Secret
+    /// (`pkcs12-password-secret-key`, `jks-password-secret-key`).
+    Secret {
+        /// The Secret's data key (a name, not a secret).
+        key: String,
+    },
+}
+
+/// PKCS#12 protection, by cert-manager's profile names.
+///
+/// Exhaustive on purpose: the driver maps every variant onto `keygen`
+/// without a fallback, so a new variant must be mapped there to compile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Pkcs12Profile {
+    /// `LegacyRC2`: RC2-40 certificates, 3DES key, SHA-1 MAC (the Go driver's format;
+    /// OpenSSL 3 needs `-legacy`).
+    LegacyRc2,
+    /// `LegacyDES`: 3DES certificates and key, SHA-1 MAC.
+    LegacyDes,
+    /// `Modern2023`: AES-256-CBC with PBKDF2-HMAC-SHA256, SHA-256 MAC.
+    #[default]
+    Modern2023,
+}
+
+impl Pkcs12Profile {
+    /// Every profile.
+    pub const ALL: &[Pkcs12Profile] = &[
+        Pkcs12Profile::LegacyRc2,
+        Pkcs12Profile::LegacyDes,
+        Pkcs12Profile::Modern2023,
+    ];
+
+    /// The attribute spelling: `LegacyRC2`, `LegacyDES` or `Modern2023`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Pkcs12Profile::LegacyRc2 => "LegacyRC2",
+            Pkcs12Profile::LegacyDes => "LegacyDES",
+            Pkcs12Profile::Modern2023 => "Modern2023",
+        }
+    }
 }
 
 /// A password; `Debug` and `Display` print `<redacted>`, and it is wiped
@@ -320,8 +426,10 @@ impl CertificateSpec {
     /// an equal spec.
     ///
     /// Every setting is written explicitly, defaults included; templated
-    /// values are written expanded, with `$` escaped as `$$`. The PKCS#12
-    /// password is included in clear, as it was in the Pod spec.
+    /// values are written expanded, with `$` escaped as `$$`. Inline keystore
+    /// passwords are included in clear, as they were in the Pod spec; passwords from
+    /// the volume's Secret are not (the `*-password-secret-key` names are), so parse
+    /// such a context with [`parse_with_secrets`](crate::parse_with_secrets).
     pub fn to_volume_context(&self) -> BTreeMap<String, String> {
         let mut m = BTreeMap::new();
         let mut put = |k: &str, v: String| {
@@ -382,7 +490,31 @@ impl CertificateSpec {
         if let Some(p) = &self.files.pkcs12 {
             put(keys::PKCS12_ENABLE, bool_str(true));
             put(keys::PKCS12_FILENAME, p.filename.clone());
-            put(keys::PKCS12_PASSWORD, p.password.expose().to_owned());
+            match &p.password_source {
+                PasswordSource::Inline => {
+                    put(keys::PKCS12_PASSWORD, p.password.expose().to_owned());
+                }
+                PasswordSource::Secret { key } => {
+                    put(keys::PKCS12_PASSWORD_SECRET_KEY, key.clone())
+                }
+            }
+            put(keys::PKCS12_PROFILE, p.profile.as_str().to_owned());
+            if let Some(t) = &p.truststore_filename {
+                put(keys::PKCS12_TRUSTSTORE_FILENAME, t.clone());
+            }
+        }
+        if let Some(j) = &self.files.jks {
+            put(keys::JKS_ENABLE, bool_str(true));
+            put(keys::JKS_FILENAME, j.filename.clone());
+            match &j.password_source {
+                PasswordSource::Inline => put(keys::JKS_PASSWORD, j.password.expose().to_owned()),
+                PasswordSource::Secret { key } => put(keys::JKS_PASSWORD_SECRET_KEY, key.clone()),
+            }
+            put(keys::JKS_ALIAS, j.alias.clone());
+            put(keys::JKS_TRUSTSTORE_FILENAME, j.truststore_filename.clone());
+        }
+        if let Some(b) = &self.files.credential_bundle {
+            put(keys::CREDENTIAL_BUNDLE_FILE, b.clone());
         }
         if let Some(g) = self.fs_group {
             put(keys::FS_GROUP, g.to_string());

@@ -173,6 +173,26 @@ pub(crate) fn file_path(s: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A Kubernetes Secret data key: `[-._a-zA-Z0-9]+`, at most 253 bytes, not `.` or `..`.
+pub(crate) fn secret_data_key(key: &str) -> Result<(), String> {
+    if key.len() > 253 {
+        return Err(format!(
+            "is {} bytes; a Secret key has at most 253",
+            key.len()
+        ));
+    }
+    if key == "." || key == ".." {
+        return Err("is not a Secret key".to_owned());
+    }
+    match key
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        Some(c) => Err(format!("contains {c:?}, which a Secret key cannot")),
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

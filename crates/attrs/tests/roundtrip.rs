@@ -68,6 +68,13 @@ const SAMPLES: &[&str] = &[
     "../x",
     "/abs",
     "keystore.p12",
+    "keystore.jks",
+    "LegacyRC2",
+    "legacydes",
+    "Modern2023",
+    "certificate",
+    "ca",
+    "CA-2",
     "GB,de",
     "\"Acme, Inc\",Other",
     "Acme\\, Inc",
@@ -105,6 +112,16 @@ const KEYS: &[&str] = &[
     keys::PKCS12_ENABLE,
     keys::PKCS12_FILENAME,
     keys::PKCS12_PASSWORD,
+    keys::PKCS12_PASSWORD_SECRET_KEY,
+    keys::PKCS12_PROFILE,
+    keys::PKCS12_TRUSTSTORE_FILENAME,
+    keys::JKS_ENABLE,
+    keys::JKS_FILENAME,
+    keys::JKS_PASSWORD,
+    keys::JKS_PASSWORD_SECRET_KEY,
+    keys::JKS_ALIAS,
+    keys::JKS_TRUSTSTORE_FILENAME,
+    keys::CREDENTIAL_BUNDLE_FILE,
     keys::ORGANIZATIONS,
     keys::ORGANIZATIONAL_UNITS,
     keys::COUNTRIES,
@@ -188,6 +205,7 @@ proptest! {
         let password = format!("pw-{secret}");
         let token = format!("tok-{secret}");
         ctx.insert(keys::PKCS12_PASSWORD.to_owned(), password.clone());
+        ctx.insert(keys::JKS_PASSWORD.to_owned(), password.clone());
         ctx.insert(keys::SERVICE_ACCOUNT_TOKENS.to_owned(), token.clone());
         match parse(&ctx) {
             Ok(spec) => {

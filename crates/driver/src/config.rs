@@ -205,7 +205,7 @@ fn parse_node_id(s: &str) -> Result<String, String> {
 #[derive(Debug, Parser)]
 #[command(
     name = "cert-manager-csi-driver",
-    version,
+    version = crate::build::VERSION_LINE,
     about = "cert-manager CSI node driver: gives every Pod its own private key and certificate",
     args_override_self = true
 )]

@@ -10,7 +10,7 @@
 
 #![deny(clippy::wildcard_enum_match_arm)]
 
-use cmcsi_attrs::{CertificateSpec, EcdsaCurve, KeyAlgorithm, KeyEncoding, Subject};
+use cmcsi_attrs::{CertificateSpec, EcdsaCurve, KeyAlgorithm, KeyEncoding, Pkcs12Profile, Subject};
 use cmcsi_issuer_client as ic;
 use cmcsi_keygen as keygen;
 
@@ -32,6 +32,15 @@ pub fn key_encoding(spec: &CertificateSpec) -> keygen::KeyEncoding {
     match spec.key.encoding {
         KeyEncoding::Pkcs1 => keygen::KeyEncoding::Pkcs1,
         KeyEncoding::Pkcs8 => keygen::KeyEncoding::Pkcs8,
+    }
+}
+
+/// A PKCS#12 profile, by cert-manager's name on both sides.
+pub fn pkcs12_profile(profile: Pkcs12Profile) -> keygen::Pkcs12Profile {
+    match profile {
+        Pkcs12Profile::LegacyRc2 => keygen::Pkcs12Profile::LegacyRc2,
+        Pkcs12Profile::LegacyDes => keygen::Pkcs12Profile::LegacyDes,
+        Pkcs12Profile::Modern2023 => keygen::Pkcs12Profile::Modern2023,
     }
 }
 
@@ -105,6 +114,13 @@ pub fn new_request(
 mod tests {
     use super::*;
     use cmcsi_attrs::keys;
+
+    #[test]
+    fn pkcs12_profiles_map_by_name() {
+        for &p in Pkcs12Profile::ALL {
+            assert_eq!(pkcs12_profile(p).as_str(), p.as_str());
+        }
+    }
 
     fn spec(extra: &[(&str, &str)]) -> CertificateSpec {
         let mut ctx = vec![

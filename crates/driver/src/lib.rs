@@ -25,6 +25,7 @@ pub mod error;
 pub mod events;
 pub mod hardening;
 pub mod identity;
+pub mod keystores;
 mod locks;
 pub mod logging;
 pub mod metrics;

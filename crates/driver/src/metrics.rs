@@ -350,7 +350,7 @@ impl Metrics {
         build
             .get_or_create(&BuildLabels {
                 version: crate::build::VERSION.into(),
-                commit: crate::build::COMMIT.into(),
+                commit: crate::build::GIT_COMMIT.unwrap_or("unknown").into(),
                 rustc: crate::build::RUSTC.into(),
             })
             .set(1);

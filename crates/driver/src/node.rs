@@ -15,9 +15,11 @@ use cmcsi_proto::v1::{
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use cmcsi_attrs::keys;
 use cmcsi_proto::v1::volume_capability;
+use cmcsi_store::VolumeSecrets;
 use tonic::{Request, Response, Status};
 
 use crate::driver::Driver;
@@ -75,6 +77,13 @@ pub(crate) struct PublishRequest {
     pub(crate) context: BTreeMap<String, String>,
     /// The Pod's fsGroup from `volume_capability.mount.volume_mount_group`.
     pub(crate) mount_group: Option<u32>,
+    /// The data of the volume's `nodePublishSecretRef` Secret, where keystore
+    /// passwords are looked up. Its `Debug` shows the keys only, and its
+    /// values are wiped when dropped.
+    pub(crate) secrets: VolumeSecrets,
+    /// When the kubelet stops waiting for the answer (its `grpc-timeout`),
+    /// if it said.
+    pub(crate) deadline: Option<Instant>,
 }
 
 impl TryFrom<NodePublishVolumeRequest> for PublishRequest {
@@ -128,6 +137,8 @@ impl TryFrom<NodePublishVolumeRequest> for PublishRequest {
             target_path,
             context: req.volume_context.into_iter().collect(),
             mount_group,
+            secrets: req.secrets.into_iter().collect(),
+            deadline: None,
         })
     }
 }
@@ -184,6 +195,31 @@ fn check_target_path(path: &str) -> Result<&Path, DriverError> {
     Ok(p)
 }
 
+/// The caller's deadline from the `grpc-timeout` header (gRPC over HTTP/2:
+/// at most 8 digits and a unit, `H` `M` `S` `m` `u` `n`); `None` when it is
+/// absent or malformed (tonic then enforces no deadline either).
+///
+/// Parsed here because tonic, which enforces the same header by dropping
+/// the call when it expires, keeps its parser private.
+fn grpc_timeout(metadata: &tonic::metadata::MetadataMap) -> Option<Duration> {
+    let value = metadata.get("grpc-timeout")?.to_str().ok()?;
+    let split = value.len().checked_sub(1)?;
+    let (digits, unit) = value.split_at(split);
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
 #[tonic::async_trait]
 impl Node for NodeService {
     async fn node_stage_volume(
@@ -206,13 +242,18 @@ impl Node for NodeService {
         &self,
         request: Request<NodePublishVolumeRequest>,
     ) -> Result<Response<NodePublishVolumeResponse>, Status> {
+        let deadline = grpc_timeout(request.metadata()).map(|t| Instant::now() + t);
         let req = request.into_inner();
         let log = RpcLog::start("NodePublishVolume", &req.volume_id).pod(
             req.volume_context.get(keys::POD_NAMESPACE),
             req.volume_context.get(keys::POD_NAME),
         );
         let result = match PublishRequest::try_from(req) {
-            Ok(req) => self.driver.publish(req).await,
+            Ok(req) => {
+                self.driver
+                    .publish(PublishRequest { deadline, ..req })
+                    .await
+            }
             Err(e) => Err(e),
         };
         let result = result
@@ -280,5 +321,33 @@ impl Node for NodeService {
             max_volumes_per_node: 0,
             accessible_topology: None,
         })))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timeout_of(value: &str) -> Option<Duration> {
+        let mut m = tonic::metadata::MetadataMap::new();
+        m.insert("grpc-timeout", value.parse().unwrap());
+        grpc_timeout(&m)
+    }
+
+    #[test]
+    fn grpc_timeout_units_and_malformed_values() {
+        assert_eq!(timeout_of("2H"), Some(Duration::from_secs(7200)));
+        assert_eq!(timeout_of("120S"), Some(Duration::from_secs(120)));
+        assert_eq!(timeout_of("3M"), Some(Duration::from_secs(180)));
+        assert_eq!(timeout_of("1500m"), Some(Duration::from_millis(1500)));
+        assert_eq!(timeout_of("7u"), Some(Duration::from_micros(7)));
+        assert_eq!(
+            timeout_of("99999999n"),
+            Some(Duration::from_nanos(99_999_999))
+        );
+        for bad in ["", "S", "123456789S", "12x", "-1S", "1.5S", "12"] {
+            assert_eq!(timeout_of(bad), None, "{bad:?}");
+        }
+        assert_eq!(grpc_timeout(&tonic::metadata::MetadataMap::new()), None);
     }
 }

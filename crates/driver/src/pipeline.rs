@@ -76,17 +76,9 @@ fn decode_pending(raw: &[u8]) -> Option<(String, String, zeroize::Zeroizing<Stri
 /// A submitted request: its key, its name and the key's PKCS#8 PEM.
 type Submitted = (PrivateKey, String, zeroize::Zeroizing<String>);
 
-/// The spec a volume's stored context stands for. Volumes written by the Go
-/// driver keep its defaults (`tls.crt`, `tls.key`, `ca.crt`, 2160h).
-pub fn spec_of(meta: &Metadata) -> Result<CertificateSpec, DriverError> {
-    Ok(cmcsi_attrs::parse_with(
-        &meta.volume_context,
-        &options_of(meta),
-    )?)
-}
-
 /// The parse options of a stored volume: the Go driver's defaults for
-/// volumes it wrote, the original documentation's for ours.
+/// volumes it wrote (`tls.crt`, `tls.key`, `ca.crt`, 2160h, `LegacyRC2`),
+/// the original documentation's for ours.
 pub fn options_of(meta: &Metadata) -> ParseOptions {
     if meta.written_by_go() {
         ParseOptions::go_driver()
@@ -138,7 +130,7 @@ impl Pipeline<'_> {
     // bottom in one place; the steps themselves are helpers.
     pub async fn issue(&self, volume_id: &str) -> Result<Issued, DriverError> {
         let mut meta = self.store.read_metadata(volume_id)?;
-        let spec = spec_of(&meta)?;
+        let spec = crate::keystores::stored_spec(self.store, &meta)?;
         let namespace = spec.pod.namespace.clone().ok_or_else(|| {
             DriverError::InvalidRequest(
                 "the volume context has no csi.storage.k8s.io/pod.namespace: the CSIDriver \
@@ -184,7 +176,7 @@ impl Pipeline<'_> {
             return Err(DriverError::Key(keygen::Error::LeafKeyMismatch));
         }
 
-        let files = file_set(&spec, &key, pkcs8, &issued)?;
+        let files = file_set(&spec, &key, pkcs8, &issued, &summary)?;
         let gid = spec.fs_group.or_else(|| {
             meta.volume_mount_group
                 .as_deref()
@@ -323,12 +315,14 @@ impl Pipeline<'_> {
 
 /// The files a volume shows its Pod: key (in the spec's encoding; `pkcs8` is
 /// the key's PKCS#8 PEM, reused to spare an encoding), chain, CA and, when
-/// enabled, the PKCS#12 keystore. Add a new keystore format here.
+/// enabled, the keystores, truststores and credential bundle
+/// ([`crate::keystores::add_files`]; add a new keystore format there).
 fn file_set(
     spec: &CertificateSpec,
     key: &PrivateKey,
     pkcs8: zeroize::Zeroizing<String>,
     issued: &ic::Issued,
+    summary: &ChainSummary,
 ) -> Result<FileSet, DriverError> {
     let mut files = FileSet::new();
     let key_pem = match convert::key_encoding(spec) {
@@ -341,15 +335,14 @@ fn file_set(
         issued.certificate_pem.clone(),
     );
     files.insert(spec.files.ca.clone(), issued.ca_pem.clone());
-    if let Some(p12) = &spec.files.pkcs12 {
-        let der = keygen::pkcs12(
-            key,
-            &issued.certificate_pem,
-            p12.password.expose(),
-            keygen::Pkcs12Profile::Modern2023,
-        )?;
-        files.insert(p12.filename.clone(), der);
-    }
+    crate::keystores::add_files(
+        &mut files,
+        spec,
+        key,
+        summary,
+        &issued.certificate_pem,
+        &issued.ca_pem,
+    )?;
     Ok(files)
 }
 

@@ -3,9 +3,11 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
-use cmcsi_attrs::{CertificateSpec, ParseOptions};
+use cmcsi_attrs::CertificateSpec;
 use cmcsi_renewer::{IssueFailure, IssueReason, Lifetime};
 use cmcsi_store::{Metadata, StoreError};
 
@@ -67,7 +69,8 @@ impl Driver {
             Err(e) => {
                 let mut pod = None;
                 if let Ok(meta) = self.read_metadata(volume_id).await
-                    && let Ok(spec) = pipeline::spec_of(&meta)
+                    && let renewal_due = meta.next_issuance_time
+                    && let Ok(spec) = self.stored_spec(meta).await
                 {
                     let labels = issuer_labels(&spec);
                     self.metrics.issue_requests.get_or_create(&labels).inc();
@@ -76,9 +79,9 @@ impl Driver {
                     self.events.failed(events::Failure {
                         volume_id,
                         pod: pod.clone(),
-                        first: meta.next_issuance_time.is_none(),
+                        first: renewal_due.is_none(),
                         error: e,
-                        renewal_due: meta.next_issuance_time,
+                        renewal_due,
                     });
                 }
                 let request = events::request_of(e);
@@ -138,7 +141,7 @@ impl Driver {
     }
 
     /// NodePublishVolume.
-    pub(crate) async fn publish(&self, req: PublishRequest) -> Result<(), DriverError> {
+    pub(crate) async fn publish(self: &Arc<Self>, req: PublishRequest) -> Result<(), DriverError> {
         let started = Instant::now();
         let result = self.publish_inner(req).await;
         self.metrics
@@ -147,13 +150,13 @@ impl Driver {
         result
     }
 
-    async fn publish_inner(&self, req: PublishRequest) -> Result<(), DriverError> {
+    async fn publish_inner(self: &Arc<Self>, req: PublishRequest) -> Result<(), DriverError> {
         let volume_id = req.volume_id.as_str();
         let target = req.target_path.as_path();
 
-        // A republish of a running Pod (e.g. with a refreshed token) must
-        // never fail or block on a renewal in flight.
-        if let Some(done) = self.republish(volume_id, target, &req.context).await? {
+        // A republish of a running Pod (e.g. with a refreshed token) never
+        // fails its volume, but waits for a renewal in flight.
+        if let Some(done) = self.republish(&req).await {
             return done;
         }
 
@@ -185,8 +188,9 @@ impl Driver {
 
     /// Under the volume's lock: its metadata (created at the first publish,
     /// the context updated when the kubelet sends a new one) and its spec.
-    /// The spec comes from the context the volume was first published with;
-    /// its warnings are logged here, once per publish.
+    /// The spec comes from the context the volume was first published with,
+    /// its keystore passwords from the request's Secret data (kept in the
+    /// store for renewals); its warnings are logged here, once per publish.
     async fn prepare(
         &self,
         req: &PublishRequest,
@@ -200,12 +204,7 @@ impl Driver {
                 Err(e) => Err(e),
             })
             .await?;
-        let parsed = match &existing {
-            Some(meta) => {
-                cmcsi_attrs::parse_detailed(&meta.volume_context, &pipeline::options_of(meta))?
-            }
-            None => cmcsi_attrs::parse_detailed(&req.context, &ParseOptions::original())?,
-        };
+        let parsed = self.publish_parsed(req, existing.as_ref()).await?;
         for warning in &parsed.warnings {
             tracing::warn!(
                 volume = %req.volume_id,
@@ -243,53 +242,176 @@ impl Driver {
                 meta
             }
         };
+        let (id, secrets) = (req.volume_id.clone(), crate::keystores::secrets_of(&spec));
+        self.on_store_locked(guard, move |s| s.write_secrets(&id, &secrets))
+            .await?;
         Ok((meta, spec))
     }
 
-    /// Handles a publish for a volume that already has a certificate:
-    /// records a changed context (the token used for the next renewal) and
-    /// makes sure it is mounted. `None` when this is not such a volume.
-    async fn republish(
-        &self,
-        volume_id: &str,
-        target: &Path,
-        context: &BTreeMap<String, String>,
-    ) -> Result<Option<Result<(), DriverError>>, DriverError> {
+    /// Handles a publish for a volume that already has a certificate (the
+    /// kubelet's republish, for instance with a refreshed token): `None`
+    /// when this is not such a volume, and the locked path decides.
+    ///
+    /// Everything happens under the volume's lock, as a task of its own so
+    /// that the kubelet giving up cannot cut it short: wait for the lock
+    /// (a renewal may hold it, bounded by [`Driver::lock_hold_bound`]),
+    /// record the new context where renewals read it (the metadata), then
+    /// make sure the volume is mounted. The answer waits for that task,
+    /// but never past the kubelet's deadline: a republish still waiting
+    /// then answers OK when the target is mounted (a running Pod's volume
+    /// is never failed) and leaves the task to record the context when the
+    /// lock frees, before any renewal queued after it.
+    async fn republish(self: &Arc<Self>, req: &PublishRequest) -> Option<Result<(), DriverError>> {
+        let volume_id = req.volume_id.as_str();
         match self.read_metadata(volume_id).await {
             Ok(m) if m.next_issuance_time.is_some() => {}
             // Not issued yet, gone, or half removed by an unpublish running
             // now: the locked path decides.
-            _ => return Ok(None),
+            _ => return None,
         }
-        // Wait briefly; a renewal holding the lock will pick up the new
-        // token on its next attempt anyway.
-        let guard = self.locks.lock(volume_id, Duration::from_secs(2)).await;
-        if let Some(guard) = &guard {
-            // Read again under the lock: an unpublish may have removed the
-            // volume while we waited.
-            let meta = match self.read_metadata(volume_id).await {
-                Ok(m) if m.next_issuance_time.is_some() => m,
-                _ => return Ok(None),
-            };
-            if &meta.volume_context != context {
-                let mut meta = meta;
-                meta.volume_context = context.clone();
-                if let Err(e) = self
-                    .on_store_locked(guard, move |s| s.write_metadata(&meta))
-                    .await
-                {
-                    let (pod, namespace) = events::pod_fields(context);
+        let state = Arc::new(AtomicU8::new(WAITING));
+        let mut task = tokio::spawn({
+            let driver = Arc::clone(self);
+            let id = req.volume_id.clone();
+            let target = req.target_path.clone();
+            let context = req.context.clone();
+            let state = Arc::clone(&state);
+            async move { driver.republish_locked(&id, &target, context, &state).await }
+        });
+        // Dropped with this call, also when the kubelet cancels it: a task
+        // still waiting for the lock then records the context only.
+        let _abandon = Abandon(Arc::clone(&state));
+        let joined = match req.deadline {
+            None => task.await,
+            Some(deadline) => {
+                let answer_by = deadline
+                    .checked_sub(ANSWER_MARGIN)
+                    .unwrap_or(deadline)
+                    .max(Instant::now());
+                match tokio::time::timeout_at(answer_by.into(), &mut task).await {
+                    Ok(joined) => joined,
+                    Err(_) if abandon(&state) => {
+                        return Some(self.answer_unlocked(volume_id, &req.target_path));
+                    }
+                    // The task took the lock just now: it only has to
+                    // record and check the mount, so wait for it.
+                    Err(_) => task.await,
+                }
+            }
+        };
+        Some(match joined {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            // Only a runtime shutting down cancels a task.
+            Err(_) => Err(DriverError::Worker(format!("the republish of {volume_id}"))),
+        })
+    }
+
+    /// The answer of a republish whose wait for the lock outlasted the
+    /// kubelet's deadline: OK when the volume is mounted at the target
+    /// (the context is recorded later), `ABORTED` otherwise (the kubelet
+    /// retries, and the retry mounts under the lock).
+    fn answer_unlocked(&self, volume_id: &str, target: &Path) -> Result<(), DriverError> {
+        match mount::is_mount_point(target) {
+            Ok(true) => {
+                tracing::info!(
+                    volume = volume_id,
+                    "volume busy; answering the republish of the mounted volume now, its new \
+                     context is recorded when the current operation ends"
+                );
+                Ok(())
+            }
+            Ok(false) | Err(_) => Err(busy(volume_id)),
+        }
+    }
+
+    /// A republish under the volume's lock: records `context` when it
+    /// changed, then (unless the call was abandoned before the lock was
+    /// taken) mounts the volume at `target` if it is not mounted there.
+    async fn republish_locked(
+        &self,
+        volume_id: &str,
+        target: &Path,
+        context: BTreeMap<String, String>,
+        state: &AtomicU8,
+    ) -> Result<(), DriverError> {
+        let wait = self.lock_hold_bound();
+        let Some(guard) = self.locks.lock(volume_id, wait).await else {
+            let (pod, namespace) = events::pod_fields(&context);
+            tracing::warn!(
+                volume = volume_id,
+                pod,
+                namespace,
+                wait_s = wait.as_secs(),
+                "the refreshed volume context was not recorded: another operation held the \
+                 volume's lock for longer than twice --issuance-timeout; the kubelet's next \
+                 republish brings it again"
+            );
+            return Err(busy(volume_id));
+        };
+        let mount_it = state
+            .compare_exchange(WAITING, HOLDING, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        // Read again under the lock: an unpublish may have removed the
+        // volume while we waited. Then the kubelet's last word was that
+        // unpublish: neither the volume nor its target comes back.
+        let id = volume_id.to_string();
+        let meta = match self.on_store(move |s| s.read_metadata(&id)).await {
+            Ok(m) => m,
+            Err(DriverError::Store(StoreError::VolumeNotFound { .. })) => {
+                return Err(DriverError::Busy(format!(
+                    "volume {volume_id} was unpublished while this publish waited for it; the \
+                     kubelet will publish it again if the Pod still needs it"
+                )));
+            }
+            Err(e) => return Err(e),
+        };
+        if meta.volume_context != context {
+            // Only a context that still parses (and, in token-request
+            // mode, still has a token) replaces the one renewals use; its
+            // problems are named by key, never by value.
+            let usable = cmcsi_attrs::parse_with(&context, &pipeline::options_of(&meta))
+                .map_err(DriverError::from)
+                .and_then(|_| {
+                    if self.config.use_token_request {
+                        pipeline::token_of(&context)
+                            .map(drop)
+                            .map_err(DriverError::from)
+                    } else {
+                        Ok(())
+                    }
+                });
+            match usable {
+                Ok(()) => {
+                    let mut meta = meta;
+                    meta.volume_context = context;
+                    self.on_store_locked(&guard, move |s| s.write_metadata(&meta))
+                        .await?;
+                }
+                Err(e) => {
+                    let (pod, namespace) = events::pod_fields(&context);
                     tracing::warn!(
                         volume = volume_id,
                         pod,
                         namespace,
                         error = %e,
-                        "could not record the refreshed volume context"
-                    );
+                        "the republished volume context is invalid; renewals keep the previous one"
+                    )
                 }
             }
         }
-        Ok(Some(self.mount(volume_id, target).await))
+        if !mount_it {
+            return Ok(());
+        }
+        self.mount(volume_id, target).await
+    }
+
+    /// How long a republish waits for the volume's lock: twice the
+    /// issuance timeout, as the holder (a renewal or a first issuance)
+    /// waits up to the timeout for the node-wide watch and again for
+    /// cert-manager.
+    fn lock_hold_bound(&self) -> Duration {
+        self.config.issuance_timeout.saturating_mul(2)
     }
 
     async fn mount(&self, volume_id: &str, target: &Path) -> Result<(), DriverError> {
@@ -325,7 +447,7 @@ impl Driver {
         self.renewer().forget(volume_id);
         self.events.forget(volume_id);
         if let Ok(meta) = self.read_metadata(volume_id).await
-            && let Ok(spec) = pipeline::spec_of(&meta)
+            && let Ok(spec) = self.stored_spec(meta).await
         {
             let labels = cert_labels(&spec);
             self.metrics.expiration.remove(&labels);
@@ -344,6 +466,35 @@ impl Driver {
         self.on_store_locked(&guard, move |s| s.remove_volume(&id))
             .await?;
         Ok(())
+    }
+}
+
+/// How long before the kubelet's deadline a republish still waiting for the
+/// volume's lock answers anyway (an answer after the deadline is lost).
+const ANSWER_MARGIN: Duration = Duration::from_millis(500);
+
+/// A republish's task is waiting for the volume's lock.
+const WAITING: u8 = 0;
+/// The task holds the lock: it records the context and mounts.
+const HOLDING: u8 = 1;
+/// The call answered (or was cancelled) first: the task only records the
+/// context, and mounts nothing the kubelet was not told about.
+const ABANDONED: u8 = 2;
+
+/// Marks the call abandoned if its task has not taken the lock; `true`
+/// when it had not.
+fn abandon(state: &AtomicU8) -> bool {
+    state
+        .compare_exchange(WAITING, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
+        .is_ok()
+}
+
+/// Abandons a republish's task when the call ends or is cancelled.
+struct Abandon(Arc<AtomicU8>);
+
+impl Drop for Abandon {
+    fn drop(&mut self) {
+        abandon(&self.0);
     }
 }
 

@@ -12,7 +12,6 @@ use cmcsi_store::{self as store, Metadata, Store, StoreError};
 use crate::driver::Driver;
 use crate::error::DriverError;
 use crate::metrics::{cert_labels, unix_seconds};
-use crate::pipeline;
 
 /// A stored volume the renewer takes over, as read from the store.
 struct Found {
@@ -214,7 +213,7 @@ fn restorable(store: &Store) -> Result<(Vec<Found>, usize), StoreError> {
         {
             continue;
         }
-        let spec = pipeline::spec_of(&meta).ok();
+        let spec = crate::keystores::stored_spec(store, &meta).ok();
         let not_after = match (&spec, meta.next_issuance_time) {
             (Some(spec), Some(_)) => current_not_after(store, &meta, &spec.files.certificate),
             _ => None,

@@ -9,8 +9,9 @@ use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
 use cmcsi_keygen::{ChainSummary, PrivateKey};
+use cmcsi_testkit::in_mount_namespace;
 use cmcsi_testkit::{FakeApi, Script, Verb};
-use common::{Harness, Pod, TOKEN, eventually, fake_api, in_namespace, is_mounted, read};
+use common::{Harness, Pod, TOKEN, eventually, fake_api, is_mounted, read};
 use tonic::Code;
 
 const ISSUER: (&str, &str) = ("csi.cert-manager.io/issuer-name", "ca-issuer");
@@ -27,7 +28,7 @@ fn key_matches(target: &std::path::Path, key: &str, cert: &str) -> bool {
 
 #[test]
 fn deployment_from_the_docs() {
-    in_namespace("deployment_from_the_docs", || async {
+    in_mount_namespace!(async {
         let h = Harness::start(&[]).await;
         let mut serials = Vec::new();
         let mut keys = Vec::new();
@@ -107,7 +108,7 @@ fn deployment_from_the_docs() {
 
 #[test]
 fn every_key_algorithm() {
-    in_namespace("every_key_algorithm", || async {
+    in_mount_namespace!(async {
         let h = Harness::start(&[]).await;
         let pod = Pod::new("ns", "algos");
         for (i, (alg, size, header)) in [
@@ -148,7 +149,7 @@ fn every_key_algorithm() {
 
 #[test]
 fn pkcs12_fs_group_templates_and_nested_names() {
-    in_namespace("pkcs12_fs_group_templates_and_nested_names", || async {
+    in_mount_namespace!(async {
         let h = Harness::start(&[]).await;
         let pod = Pod::new("team-a", "web-0");
         let target = h
@@ -215,7 +216,7 @@ fn pkcs12_fs_group_templates_and_nested_names() {
 
 #[test]
 fn renewal_is_seen_through_the_mount() {
-    in_namespace("renewal_is_seen_through_the_mount", || async {
+    in_mount_namespace!(async {
         let h = Harness::start(&[]).await;
         let pod = Pod::new("ns", "renew");
         let base = [
@@ -247,7 +248,7 @@ fn renewal_is_seen_through_the_mount() {
 
 #[test]
 fn denied_and_failed_requests_say_why() {
-    in_namespace("denied_and_failed_requests_say_why", || async {
+    in_mount_namespace!(async {
         let h = Harness::start(&[]).await;
         h.api.set_issuer(
             "strict",
@@ -328,7 +329,7 @@ fn denied_and_failed_requests_say_why() {
 
 #[test]
 fn api_down_is_unavailable_then_works() {
-    in_namespace("api_down_is_unavailable_then_works", || async {
+    in_mount_namespace!(async {
         let h = Harness::start(&["--issuance-timeout", "3s"]).await;
         let pod = Pod::new("ns", "down");
         let attrs = [ISSUER, ("csi.cert-manager.io/dns-names", "u.example.com")];
@@ -358,45 +359,42 @@ fn api_down_is_unavailable_then_works() {
 
 #[test]
 fn concurrent_publishes_of_one_volume_never_mount_an_empty_volume() {
-    in_namespace(
-        "concurrent_publishes_of_one_volume_never_mount_an_empty_volume",
-        || async {
-            let h = Harness::start(&[]).await;
-            h.api
-                .set_issuer("slow", Script::Delay(Duration::from_millis(800)));
-            let pod = Pod::new("ns", "race");
-            let attrs = [
-                ("csi.cert-manager.io/issuer-name", "slow"),
-                ("csi.cert-manager.io/dns-names", "c.example.com"),
-            ];
-            let mut tasks = Vec::new();
-            for _ in 0..5 {
-                let req = Harness::request("csi-race", &h.target("csi-race"), pod.context(&attrs));
-                let mut node = h.node().await;
-                tasks.push(tokio::spawn(
-                    async move { node.node_publish_volume(req).await },
-                ));
-            }
-            let mut oks = 0;
-            for t in tasks {
-                match t.await.unwrap() {
-                    Ok(_) => {
-                        oks += 1;
-                        // Success means the files are there.
-                        assert!(key_matches(&h.target("csi-race"), "key.pem", "crt.pem"));
-                    }
-                    Err(st) => assert_eq!(st.code(), Code::Aborted, "{st:?}"),
+    in_mount_namespace!(async {
+        let h = Harness::start(&[]).await;
+        h.api
+            .set_issuer("slow", Script::Delay(Duration::from_millis(800)));
+        let pod = Pod::new("ns", "race");
+        let attrs = [
+            ("csi.cert-manager.io/issuer-name", "slow"),
+            ("csi.cert-manager.io/dns-names", "c.example.com"),
+        ];
+        let mut tasks = Vec::new();
+        for _ in 0..5 {
+            let req = Harness::request("csi-race", &h.target("csi-race"), pod.context(&attrs));
+            let mut node = h.node().await;
+            tasks.push(tokio::spawn(
+                async move { node.node_publish_volume(req).await },
+            ));
+        }
+        let mut oks = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(_) => {
+                    oks += 1;
+                    // Success means the files are there.
+                    assert!(key_matches(&h.target("csi-race"), "key.pem", "crt.pem"));
                 }
+                Err(st) => assert_eq!(st.code(), Code::Aborted, "{st:?}"),
             }
-            assert!(oks >= 1);
-            assert_eq!(h.api.requests("ns").len(), 1, "one request for one volume");
-        },
-    );
+        }
+        assert!(oks >= 1);
+        assert_eq!(h.api.requests("ns").len(), 1, "one request for one volume");
+    });
 }
 
 #[test]
 fn killed_mid_issuance_resumes_the_same_request() {
-    in_namespace("killed_mid_issuance_resumes_the_same_request", || async {
+    in_mount_namespace!(async {
         let mut h = Harness::start(&["--issuance-timeout", "2s"]).await;
         h.api.set_issuer("later", Script::Never);
         let pod = Pod::new("ns", "crash");
@@ -429,92 +427,89 @@ fn killed_mid_issuance_resumes_the_same_request() {
 
 #[test]
 fn never_issued_volumes_of_deleted_pods_are_removed() {
-    in_namespace(
-        "never_issued_volumes_of_deleted_pods_are_removed",
-        || async {
-            let h = Harness::start(&[
-                "--issuance-timeout",
-                "2s",
-                "--abandoned-volume-sweep-interval",
-                "500ms",
-            ])
-            .await;
-            h.api.set_issuer("later", Script::Never);
-            let attrs = [
-                ("csi.cert-manager.io/issuer-name", "later"),
-                ("csi.cert-manager.io/dns-names", "g.example.com"),
-            ];
-            let (gone, alive) = ("csi-pod-gone", "csi-pod-alive");
-            for vol in [gone, alive] {
-                let err = h
-                    .publish(vol, &Pod::new("ns", vol), &attrs)
-                    .await
-                    .unwrap_err();
-                assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
-            }
-            let stored = |vol: &str| h.data_root.join("inmemfs").join(vol).exists();
-            assert!(stored(gone) && stored(alive));
+    in_mount_namespace!(async {
+        let h = Harness::start(&[
+            "--issuance-timeout",
+            "2s",
+            "--abandoned-volume-sweep-interval",
+            "500ms",
+        ])
+        .await;
+        h.api.set_issuer("later", Script::Never);
+        let attrs = [
+            ("csi.cert-manager.io/issuer-name", "later"),
+            ("csi.cert-manager.io/dns-names", "g.example.com"),
+        ];
+        let (gone, alive) = ("csi-pod-gone", "csi-pod-alive");
+        for vol in [gone, alive] {
+            let err = h
+                .publish(vol, &Pod::new("ns", vol), &attrs)
+                .await
+                .unwrap_err();
+            assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
+        }
+        let stored = |vol: &str| h.data_root.join("inmemfs").join(vol).exists();
+        assert!(stored(gone) && stored(alive));
 
-            // The Pod is deleted: the kubelet removes its directory and, since
-            // the publish never succeeded, calls no unpublish.
-            std::fs::remove_dir_all(h.dir.path().join("pods").join(gone)).unwrap();
-            eventually(
-                "the abandoned volume to be removed",
-                Duration::from_secs(10),
-                || !stored(gone),
-            )
-            .await;
-            assert!(
-                h.logs()
-                    .contains("removed a never-issued volume whose Pod is gone"),
-                "says so in the log"
-            );
-            let requests_of = |vol: &str| {
-                h.api
-                    .requests("ns")
-                    .iter()
-                    .filter(|r| r["metadata"]["annotations"].to_string().contains(vol))
-                    .count()
-            };
-            eventually(
-                "its CertificateRequest to be deleted",
-                Duration::from_secs(10),
-                || requests_of(gone) == 0,
-            )
-            .await;
-            assert_eq!(requests_of(alive), 1);
-
-            // The other Pod is still waiting: several sweeps later its volume
-            // and its recorded request are intact, and the kubelet's retry is
-            // served by the same request once the issuer signs.
-            tokio::time::sleep(Duration::from_millis(1500)).await;
-            assert!(stored(alive), "a volume whose Pod still exists is kept");
-            let name = h
-                .api
+        // The Pod is deleted: the kubelet removes its directory and, since
+        // the publish never succeeded, calls no unpublish.
+        std::fs::remove_dir_all(h.dir.path().join("pods").join(gone)).unwrap();
+        eventually(
+            "the abandoned volume to be removed",
+            Duration::from_secs(10),
+            || !stored(gone),
+        )
+        .await;
+        assert!(
+            h.logs()
+                .contains("removed a never-issued volume whose Pod is gone"),
+            "says so in the log"
+        );
+        let requests_of = |vol: &str| {
+            h.api
                 .requests("ns")
                 .iter()
-                .find(|r| r["metadata"]["annotations"].to_string().contains(alive))
-                .map(|r| r["metadata"]["name"].as_str().unwrap().to_string())
-                .expect("the live Pod's request");
-            h.api.set_issuer("later", Script::Sign);
-            h.api.act_on("ns", &name, Script::Sign).await;
-            let target = h
-                .publish(alive, &Pod::new("ns", alive), &attrs)
-                .await
-                .unwrap();
-            assert!(key_matches(&target, "key.pem", "crt.pem"));
-            assert_eq!(h.api.counts().verb(Verb::Create), 2, "no new request");
+                .filter(|r| r["metadata"]["annotations"].to_string().contains(vol))
+                .count()
+        };
+        eventually(
+            "its CertificateRequest to be deleted",
+            Duration::from_secs(10),
+            || requests_of(gone) == 0,
+        )
+        .await;
+        assert_eq!(requests_of(alive), 1);
 
-            // An issued, mounted volume is never swept, whatever the sweep sees.
-            tokio::time::sleep(Duration::from_millis(1200)).await;
-            assert!(stored(alive) && is_mounted(&target));
-        },
-    );
+        // The other Pod is still waiting: several sweeps later its volume
+        // and its recorded request are intact, and the kubelet's retry is
+        // served by the same request once the issuer signs.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(stored(alive), "a volume whose Pod still exists is kept");
+        let name = h
+            .api
+            .requests("ns")
+            .iter()
+            .find(|r| r["metadata"]["annotations"].to_string().contains(alive))
+            .map(|r| r["metadata"]["name"].as_str().unwrap().to_string())
+            .expect("the live Pod's request");
+        h.api.set_issuer("later", Script::Sign);
+        h.api.act_on("ns", &name, Script::Sign).await;
+        let target = h
+            .publish(alive, &Pod::new("ns", alive), &attrs)
+            .await
+            .unwrap();
+        assert!(key_matches(&target, "key.pem", "crt.pem"));
+        assert_eq!(h.api.counts().verb(Verb::Create), 2, "no new request");
+
+        // An issued, mounted volume is never swept, whatever the sweep sees.
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        assert!(stored(alive) && is_mounted(&target));
+    });
 }
 
 #[test]
 fn killed_mid_life_renewals_continue() {
-    in_namespace("killed_mid_life_renewals_continue", || async {
+    in_mount_namespace!(async {
         let mut h = Harness::start(&["--recovery-spread", "1s"]).await;
         let pod = Pod::new("ns", "life");
         let target = h
@@ -544,7 +539,7 @@ fn killed_mid_life_renewals_continue() {
 
 #[test]
 fn token_request_identity() {
-    in_namespace("token_request_identity", || async {
+    in_mount_namespace!(async {
         let h = Harness::start(&["--use-token-request"]).await;
         h.api
             .add_token("pod-sa-token", "system:serviceaccount:ns:app");
@@ -599,7 +594,7 @@ fn http_get(addr: &str, path: &str) -> String {
 
 #[test]
 fn continue_on_not_ready_and_metrics() {
-    in_namespace("continue_on_not_ready_and_metrics", || async {
+    in_mount_namespace!(async {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -665,7 +660,7 @@ fn continue_on_not_ready_and_metrics() {
 
 #[test]
 fn takes_over_a_volume_written_by_the_go_driver() {
-    in_namespace("takes_over_a_volume_written_by_the_go_driver", || async {
+    in_mount_namespace!(async {
         // A node where the Go driver ran: its layout, its metadata (no
         // format marker), its default file names, a renewal already due.
         let mut h = Harness::start(&["--recovery-spread", "1s"]).await;
@@ -725,7 +720,7 @@ fn scrape(addr: &str, name: &str) -> Option<f64> {
 
 #[test]
 fn key_pool_fills_at_start() {
-    in_namespace("key_pool_fills_at_start", || async {
+    in_mount_namespace!(async {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -768,7 +763,7 @@ const DRIVER_USER: &str = "system:serviceaccount:cert-manager:cert-manager-csi-d
 
 #[test]
 fn https_api_with_a_client_certificate() {
-    in_namespace("https_api_with_a_client_certificate", || async {
+    in_mount_namespace!(async {
         let api = fake_api(FakeApi::builder().tls().issuer("ca-issuer", Script::Sign)).await;
         let kc = api.client_cert_kubeconfig(DRIVER_USER).unwrap();
         let h = Harness::launch(api, Some(&kc), &[], &[]).await;
@@ -788,7 +783,7 @@ fn https_api_with_a_client_certificate() {
 
 #[test]
 fn in_cluster_configuration_over_https() {
-    in_namespace("in_cluster_configuration_over_https", || async {
+    in_mount_namespace!(async {
         let api = fake_api(FakeApi::builder().tls().issuer("ca-issuer", Script::Sign)).await;
         // What the kubelet gives the driver's Pod: a ServiceAccount token and
         // the cluster CA under /var/run/secrets, here on a tmpfs private to
@@ -829,7 +824,7 @@ fn in_cluster_configuration_over_https() {
 
 #[test]
 fn running_driver_writes_no_core_dumps() {
-    in_namespace("running_driver_writes_no_core_dumps", || async {
+    in_mount_namespace!(async {
         let h = Harness::start(&[]).await;
         let pid = h.driver.pid().unwrap();
         let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();

@@ -30,11 +30,15 @@ impl Drop for Driver {
     }
 }
 
+/// Starts the driver without its data-root tmpfs: these tests publish no
+/// volume, and they run in the machine's own mount namespace, where a tmpfs
+/// mounted under the temporary directory would outlive the test (`TempDir`
+/// cannot remove a mount point). Tests that mount use `in_mount_namespace!`.
 fn start() -> Driver {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("plugin/csi.sock");
     let child = Command::new(BIN)
-        .args(["--node-id", "node-a", "--endpoint"])
+        .args(["--node-id", "node-a", "--mount-tmpfs=false", "--endpoint"])
         .arg(format!("unix://{}", socket.display()))
         .arg("--data-root")
         .arg(dir.path().join("data"))
@@ -234,7 +238,7 @@ fn regular_file_at_socket_path_is_refused_and_kept() {
     let path = dir.path().join("csi.sock");
     std::fs::write(&path, b"not a socket").unwrap();
     let out = Command::new(BIN)
-        .args(["--node-id", "n", "--endpoint"])
+        .args(["--node-id", "n", "--mount-tmpfs=false", "--endpoint"])
         .arg(&path)
         .arg("--data-root")
         .arg(dir.path().join("data"))

@@ -10,199 +10,30 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use cmcsi_keygen::ChainSummary;
-use cmcsi_testkit::kubelet::{DriverProcess, prepare_target, publish_request};
+use cmcsi_testkit::in_mount_namespace;
 use cmcsi_testkit::{FakeApi, Script};
-use common::{BIN, Pod, TOKEN, eventually, fake_api, in_namespace, read};
+use common::{
+    Harness, Pod, assert_read_only_on_host, eventually, fake_api, host_mount_options, read,
+};
 
 /// The driver in its own mount namespace, as in the DaemonSet's container,
-/// with the host's (this test's namespace's) pods directory shared into it.
-struct Node {
-    /// Kept for as long as the driver talks to it.
-    _api: FakeApi,
-    dir: tempfile::TempDir,
-    driver: DriverProcess,
+/// with the host's (this test's namespace's) pods directory and data root
+/// shared into it, and `env` set.
+async fn start(env: &[(&str, &str)]) -> Harness {
+    let api = fake_api(FakeApi::builder().issuer("ca-issuer", Script::Sign)).await;
+    Harness::daemonset_with_env(api, env, &[]).await
 }
 
-/// Runs `mount` with `args`, failing the test on an error.
-fn mount(args: &[&str]) {
-    let out = Command::new("mount").args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "mount {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Makes `dir` a mount of its own with shared propagation, as the kubelet's
-/// root directory is on a node.
-fn make_shared(dir: &Path) {
-    std::fs::create_dir_all(dir).unwrap();
-    let d = dir.to_str().unwrap();
-    mount(&["--bind", d, d]);
-    mount(&["--make-rshared", d]);
-}
-
-impl Node {
-    /// Starts the driver in a child mount namespace (`unshare --mount
-    /// --propagation unchanged`, so the shared directories stay peers of
-    /// the host's and its mounts there come back), with `env` set.
-    async fn start(env: &[(&str, &str)]) -> Node {
-        let api = fake_api(FakeApi::builder().issuer("ca-issuer", Script::Sign)).await;
-        let dir = tempfile::tempdir().unwrap();
-        make_shared(&dir.path().join("pods"));
-        make_shared(&dir.path().join("data"));
-        // `exec` twice, so the driver keeps the wrapper's pid (for kill and
-        // /proc checks).
-        let wrapper = dir.path().join("driver-in-its-namespace");
-        std::fs::write(
-            &wrapper,
-            format!("#!/bin/sh\nexec unshare --mount --propagation unchanged -- '{BIN}' \"$@\"\n"),
-        )
-        .unwrap();
-        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let kubeconfig = dir.path().join("kubeconfig");
-        FakeApi::write_kubeconfig_value(&kubeconfig, &api.kubeconfig(TOKEN)).unwrap();
-        let args: Vec<String> = [
-            "--node-id",
-            "node-a",
-            "--data-root",
-            dir.path().join("data").to_str().unwrap(),
-            "--log-level",
-            "debug",
-            "--issuance-timeout",
-            "20s",
-            "--kubeconfig",
-            kubeconfig.to_str().unwrap(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let env: Vec<(String, String)> = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let driver = DriverProcess::spawn_with_env(
-            &wrapper,
-            &dir.path().join("plugin/csi.sock"),
-            &dir.path().join("driver.log"),
-            &args,
-            &env,
-        )
+/// Publishes `volume` (for a Pod of the same name) and returns its target.
+async fn publish(node: &Harness, volume: &str, attrs: &[(&str, &str)]) -> PathBuf {
+    let pod = Pod::new("ns", volume);
+    node.publish(volume, &pod, attrs)
         .await
-        .unwrap();
-        Node {
-            _api: api,
-            dir,
-            driver,
-        }
-    }
-
-    fn target(&self, volume: &str) -> PathBuf {
-        self.dir
-            .path()
-            .join("pods")
-            .join(volume)
-            .join("volumes/kubernetes.io~csi/tls/mount")
-    }
-
-    async fn publish(&self, volume: &str, attrs: &[(&str, &str)]) -> PathBuf {
-        let target = self.target(volume);
-        prepare_target(&target).unwrap();
-        let pod = Pod::new("ns", volume);
-        let ctx: HashMap<String, String> = pod.context(attrs);
-        self.driver
-            .node()
-            .await
-            .unwrap()
-            .node_publish_volume(publish_request(volume, &target, ctx))
-            .await
-            .unwrap_or_else(|e| panic!("publishing {volume}: {e}\n{}", self.driver.logs()));
-        target
-    }
-
-    async fn unpublish(&self, volume: &str) {
-        self.driver
-            .node()
-            .await
-            .unwrap()
-            .node_unpublish_volume(cmcsi_proto::v1::NodeUnpublishVolumeRequest {
-                volume_id: volume.to_string(),
-                target_path: self.target(volume).display().to_string(),
-            })
-            .await
-            .unwrap();
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.driver.kill();
-        if std::thread::panicking() {
-            eprintln!("---- driver log ----\n{}", self.driver.logs());
-        }
-    }
-}
-
-/// The per-mount options of every mount stacked at `path` in this (the
-/// host's) namespace, bottom first.
-fn host_mount_options(path: &Path) -> Vec<Vec<String>> {
-    let Ok(path) = std::fs::canonicalize(path) else {
-        return Vec::new();
-    };
-    let want = path.display().to_string();
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split(' ').collect();
-            (f.get(4) == Some(&want.as_str()))
-                .then(|| f[5].split(',').map(str::to_string).collect())
-        })
-        .collect()
-}
-
-/// From the host's side: `target` is mounted, every mount there is
-/// read-only, nosuid, nodev and noexec, and writes fail with EROFS (the
-/// test runs as root, so it is the mount, not a file mode, that refuses).
-fn assert_read_only_on_host(target: &Path, when: &str) {
-    let stack = host_mount_options(target);
-    assert!(
-        !stack.is_empty(),
-        "{when}: {} is not mounted on the host's side (no propagation?)",
-        target.display()
-    );
-    for opts in &stack {
-        for want in ["ro", "nosuid", "nodev", "noexec"] {
-            assert!(
-                opts.iter().any(|o| o == want),
-                "{when}: the host sees {} mounted with {opts:?}, without {want}",
-                target.display()
-            );
-        }
-    }
-    let err = std::fs::write(target.join("planted"), b"x").unwrap_err();
-    assert_eq!(
-        err.raw_os_error(),
-        Some(rustix::io::Errno::ROFS.raw_os_error()),
-        "{when}: creating a file through the host's side of {}: {err}",
-        target.display()
-    );
-    let err = std::fs::OpenOptions::new()
-        .write(true)
-        .open(target.join("crt.pem"))
-        .unwrap_err();
-    assert_eq!(
-        err.raw_os_error(),
-        Some(rustix::io::Errno::ROFS.raw_os_error()),
-        "{when}: opening crt.pem for writing through the host's side: {err}"
-    );
+        .unwrap_or_else(|e| panic!("publishing {volume}: {e}"))
 }
 
 fn serial(target: &Path) -> String {
@@ -222,12 +53,12 @@ const ATTRS: &[(&str, &str)] = &[
 /// same volume, and a restart followed by a republish: read-only on the
 /// host's side at every step, and nothing left mounted after unpublish.
 async fn read_only_everywhere(env: &[(&str, &str)], mechanism_logged: &str) {
-    let node = Node::start(env).await;
-    let a = node.publish("csi-prop-a", ATTRS).await;
-    let b = node.publish("csi-prop-b", ATTRS).await;
+    let node = start(env).await;
+    let a = publish(&node, "csi-prop-a", ATTRS).await;
+    let b = publish(&node, "csi-prop-b", ATTRS).await;
     assert_read_only_on_host(&a, "first issuance");
     assert_read_only_on_host(&b, "first issuance");
-    let logs = node.driver.logs();
+    let logs = node.logs();
     assert!(
         logs.contains(mechanism_logged),
         "the driver logs its mount mechanism ({mechanism_logged}):\n{logs}"
@@ -243,7 +74,7 @@ async fn read_only_everywhere(env: &[(&str, &str)], mechanism_logged: &str) {
     assert_read_only_on_host(&a, "after a renewal");
 
     // The kubelet's republish of a mounted volume.
-    assert_eq!(node.publish("csi-prop-a", ATTRS).await, a);
+    assert_eq!(publish(&node, "csi-prop-a", ATTRS).await, a);
     assert_read_only_on_host(&a, "after a republish");
     assert_eq!(
         host_mount_options(&a).len(),
@@ -252,19 +83,19 @@ async fn read_only_everywhere(env: &[(&str, &str)], mechanism_logged: &str) {
     );
 
     // Unpublished: gone from the host too; published again: read-only.
-    node.unpublish("csi-prop-b").await;
+    node.unpublish("csi-prop-b").await.unwrap();
     assert_eq!(
         host_mount_options(&b),
         Vec::<Vec<String>>::new(),
         "unpublish leaves no mount on the host's side"
     );
-    let b = node.publish("csi-prop-b", ATTRS).await;
+    let b = publish(&node, "csi-prop-b", ATTRS).await;
     assert_read_only_on_host(&b, "published again after an unpublish");
 
     // A restarted driver (a new namespace) republishes what it recovered.
     let mut node = node;
-    node.driver.restart().await.unwrap();
-    assert_eq!(node.publish("csi-prop-a", ATTRS).await, a);
+    node.restart_driver().await;
+    assert_eq!(publish(&node, "csi-prop-a", ATTRS).await, a);
     assert_read_only_on_host(&a, "a republish after a driver restart");
     let before = serial(&b);
     eventually("a renewal after restart", Duration::from_secs(30), || {
@@ -276,33 +107,27 @@ async fn read_only_everywhere(env: &[(&str, &str)], mechanism_logged: &str) {
 
 #[test]
 fn read_only_on_the_hosts_side_with_the_new_mount_api() {
-    in_namespace(
-        "read_only_on_the_hosts_side_with_the_new_mount_api",
-        || async {
-            if probe_new_mount_api().is_err() {
-                eprintln!(
-                    "SKIPPED read_only_on_the_hosts_side_with_the_new_mount_api: this kernel has \
+    in_mount_namespace!(async {
+        if probe_new_mount_api().is_err() {
+            eprintln!(
+                "SKIPPED read_only_on_the_hosts_side_with_the_new_mount_api: this kernel has \
                      no new mount API (the staged test covers it)"
-                );
-                return;
-            }
-            read_only_everywhere(&[], "open_tree + mount_setattr + move_mount").await;
-        },
-    );
+            );
+            return;
+        }
+        read_only_everywhere(&[], "open_tree + mount_setattr + move_mount").await;
+    });
 }
 
 #[test]
 fn read_only_on_the_hosts_side_with_the_staged_remount() {
-    in_namespace(
-        "read_only_on_the_hosts_side_with_the_staged_remount",
-        || async {
-            read_only_everywhere(
-                &[(cmcsi_driver::mount::FORCE_MECHANISM_ENV, "staged-remount")],
-                "bind + remount read-only in private",
-            )
-            .await;
-        },
-    );
+    in_mount_namespace!(async {
+        read_only_everywhere(
+            &[(cmcsi_driver::mount::FORCE_MECHANISM_ENV, "staged-remount")],
+            "bind + remount read-only in private",
+        )
+        .await;
+    });
 }
 
 /// Whether this kernel lets us clone a mount detached (`open_tree`).

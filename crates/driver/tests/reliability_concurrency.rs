@@ -11,10 +11,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use cmcsi_testkit::in_mount_namespace;
 use cmcsi_testkit::{FakeApi, Script};
 use common::{
-    Harness, Pod, Rng, in_namespace, is_mounted, mounts_under, publish_at, read_set, requests_for,
-    set_matches, unpublish_at,
+    Harness, Pod, Rng, is_mounted, mounts_under, publish_at, read_set, requests_for, set_matches,
+    unpublish_at,
 };
 
 const ATTRS: [(&str, &str); 3] = [
@@ -45,104 +46,101 @@ struct Call {
 
 #[test]
 fn fifty_concurrent_publishes_of_one_volume_with_unpublishes() {
-    in_namespace(
-        "fifty_concurrent_publishes_of_one_volume_with_unpublishes",
-        || async {
-            let mut rng = Rng::from_env("R4a");
-            let h = Harness::start_with(
-                FakeApi::builder().issuer("ca-issuer", Script::Delay(Duration::from_millis(200))),
-                &["--issuance-timeout", "10s"],
-            )
-            .await;
-            let socket = h.socket();
-            let volume = "csi-one-volume";
-            let target = h.target(volume);
-            let pod = Pod::new("ns", "one");
-            let clock = Arc::new(AtomicU64::new(0));
-            let mut tasks = Vec::new();
-            for i in 0..60 {
-                let publish = i % 6 != 5; // 50 publishes, 10 unpublishes
-                let delay = Duration::from_millis(rng.range(0, 1500));
-                let (socket, target, clock) = (socket.clone(), target.clone(), Arc::clone(&clock));
-                let ctx = pod.context(&ATTRS);
-                tasks.push(tokio::spawn(async move {
-                    tokio::time::sleep(delay).await;
-                    let start = clock.fetch_add(1, Ordering::SeqCst);
-                    let result = if publish {
-                        publish_at(&socket, Harness::request(volume, &target, ctx)).await
-                    } else {
-                        unpublish_at(&socket, volume, &target).await
-                    };
-                    let end = clock.fetch_add(1, Ordering::SeqCst);
-                    let full = (publish && result.is_ok()).then(|| {
-                        read_set(&target, "key.pem", "crt.pem")
-                            .is_some_and(|(k, c)| set_matches(&k, &c).is_ok())
-                    });
-                    let read_at = clock.fetch_add(1, Ordering::SeqCst);
-                    if let Err(st) = &result {
-                        assert!(
-                            matches!(st.code(), tonic::Code::Aborted),
-                            "only 'busy, retry' is acceptable here: {st:?}"
-                        );
-                    }
-                    Call {
-                        publish,
-                        start,
-                        end,
-                        ok: result.is_ok(),
-                        full,
-                        read_at,
-                    }
-                }));
-            }
-            let mut calls = Vec::new();
-            for t in tasks {
-                calls.push(t.await.unwrap());
-            }
-            let published = calls.iter().filter(|c| c.publish && c.ok).count();
-            eprintln!(
-                "R4a: {published} publishes and {} unpublishes succeeded",
-                calls.iter().filter(|c| !c.publish && c.ok).count()
-            );
-            assert!(published >= 1);
-            // A publish reported OK with no full set behind it is a bug,
-            // unless an unpublish ran between the publish and the read.
-            for c in calls.iter().filter(|c| c.full == Some(false)) {
-                let excused = calls
-                    .iter()
-                    .any(|u| !u.publish && u.start < c.read_at && u.end > c.start);
-                assert!(excused, "reported published but empty: {c:?}");
-            }
-            // Settle: one more publish must give a full volume, then an
-            // unpublish must leave nothing behind.
-            let mut node = h.node().await;
-            node.node_publish_volume(Harness::request(volume, &target, pod.context(&ATTRS)))
-                .await
-                .unwrap();
-            let (k, c) = read_set(&target, "key.pem", "crt.pem").unwrap();
-            set_matches(&k, &c).unwrap();
-            assert_eq!(
-                mounts_under(&h.dir.path().join("pods")).len(),
-                1,
-                "exactly one mount"
-            );
-            unpublish_at(&socket, volume, &target).await.unwrap();
-            assert!(!is_mounted(&target));
-            assert!(mounts_under(&h.dir.path().join("pods")).is_empty());
-            assert!(store_entries(&h).is_empty(), "{:?}", store_entries(&h));
-            let reqs = requests_for(&h.api, volume);
-            assert!(
-                reqs.len() <= 2,
-                "{} requests piled up for one volume",
-                reqs.len()
-            );
-        },
-    );
+    in_mount_namespace!(async {
+        let mut rng = Rng::from_env("R4a");
+        let h = Harness::start_with(
+            FakeApi::builder().issuer("ca-issuer", Script::Delay(Duration::from_millis(200))),
+            &["--issuance-timeout", "10s"],
+        )
+        .await;
+        let socket = h.socket();
+        let volume = "csi-one-volume";
+        let target = h.target(volume);
+        let pod = Pod::new("ns", "one");
+        let clock = Arc::new(AtomicU64::new(0));
+        let mut tasks = Vec::new();
+        for i in 0..60 {
+            let publish = i % 6 != 5; // 50 publishes, 10 unpublishes
+            let delay = Duration::from_millis(rng.range(0, 1500));
+            let (socket, target, clock) = (socket.clone(), target.clone(), Arc::clone(&clock));
+            let ctx = pod.context(&ATTRS);
+            tasks.push(tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let start = clock.fetch_add(1, Ordering::SeqCst);
+                let result = if publish {
+                    publish_at(&socket, Harness::request(volume, &target, ctx)).await
+                } else {
+                    unpublish_at(&socket, volume, &target).await
+                };
+                let end = clock.fetch_add(1, Ordering::SeqCst);
+                let full = (publish && result.is_ok()).then(|| {
+                    read_set(&target, "key.pem", "crt.pem")
+                        .is_some_and(|(k, c)| set_matches(&k, &c).is_ok())
+                });
+                let read_at = clock.fetch_add(1, Ordering::SeqCst);
+                if let Err(st) = &result {
+                    assert!(
+                        matches!(st.code(), tonic::Code::Aborted),
+                        "only 'busy, retry' is acceptable here: {st:?}"
+                    );
+                }
+                Call {
+                    publish,
+                    start,
+                    end,
+                    ok: result.is_ok(),
+                    full,
+                    read_at,
+                }
+            }));
+        }
+        let mut calls = Vec::new();
+        for t in tasks {
+            calls.push(t.await.unwrap());
+        }
+        let published = calls.iter().filter(|c| c.publish && c.ok).count();
+        eprintln!(
+            "R4a: {published} publishes and {} unpublishes succeeded",
+            calls.iter().filter(|c| !c.publish && c.ok).count()
+        );
+        assert!(published >= 1);
+        // A publish reported OK with no full set behind it is a bug,
+        // unless an unpublish ran between the publish and the read.
+        for c in calls.iter().filter(|c| c.full == Some(false)) {
+            let excused = calls
+                .iter()
+                .any(|u| !u.publish && u.start < c.read_at && u.end > c.start);
+            assert!(excused, "reported published but empty: {c:?}");
+        }
+        // Settle: one more publish must give a full volume, then an
+        // unpublish must leave nothing behind.
+        let mut node = h.node().await;
+        node.node_publish_volume(Harness::request(volume, &target, pod.context(&ATTRS)))
+            .await
+            .unwrap();
+        let (k, c) = read_set(&target, "key.pem", "crt.pem").unwrap();
+        set_matches(&k, &c).unwrap();
+        assert_eq!(
+            mounts_under(&h.dir.path().join("pods")).len(),
+            1,
+            "exactly one mount"
+        );
+        unpublish_at(&socket, volume, &target).await.unwrap();
+        assert!(!is_mounted(&target));
+        assert!(mounts_under(&h.dir.path().join("pods")).is_empty());
+        assert!(store_entries(&h).is_empty(), "{:?}", store_entries(&h));
+        let reqs = requests_for(&h.api, volume);
+        assert!(
+            reqs.len() <= 2,
+            "{} requests piled up for one volume",
+            reqs.len()
+        );
+    });
 }
 
 #[test]
 fn two_hundred_pods_churning_on_one_node() {
-    in_namespace("two_hundred_pods_churning_on_one_node", || async {
+    in_mount_namespace!(async {
         let mut rng = Rng::from_env("R4b");
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

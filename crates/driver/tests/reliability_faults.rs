@@ -10,10 +10,10 @@ mod common;
 use std::time::Duration;
 
 use cmcsi_keygen::ChainSummary;
+use cmcsi_testkit::in_mount_namespace;
 use cmcsi_testkit::{FakeApi, Fault, Script, Verb};
 use common::{
-    Harness, Pod, eventually, in_namespace, is_mounted, json_events, read_set, requests_for,
-    set_matches,
+    Harness, Pod, eventually, is_mounted, json_events, read_set, requests_for, set_matches,
 };
 use tonic::Code;
 
@@ -42,7 +42,7 @@ async fn publish_until_ok(h: &Harness, volume: &str, pod: &Pod, attrs: &[(&str, 
 
 #[test]
 fn api_down_longer_than_a_renewal_window() {
-    in_namespace("api_down_longer_than_a_renewal_window", || async {
+    in_mount_namespace!(async {
         let h = Harness::start(&[
             "--log-format",
             "json",
@@ -151,7 +151,7 @@ fn api_down_longer_than_a_renewal_window() {
 
 #[test]
 fn server_errors_and_throttling_on_create() {
-    in_namespace("server_errors_and_throttling_on_create", || async {
+    in_mount_namespace!(async {
         let h = Harness::start(&["--issuance-timeout", "5s"]).await;
         let pod = Pod::new("ns", "faults");
         let attrs = [ISSUER, ("csi.cert-manager.io/dns-names", "f.example.com")];
@@ -202,7 +202,7 @@ fn server_errors_and_throttling_on_create() {
 
 #[test]
 fn dropped_watches_and_expired_history() {
-    in_namespace("dropped_watches_and_expired_history", || async {
+    in_mount_namespace!(async {
         let h = Harness::start_with(
             FakeApi::builder().issuer("ca-issuer", Script::Delay(Duration::from_millis(1500))),
             &["--issuance-timeout", "20s"],
@@ -236,7 +236,7 @@ fn dropped_watches_and_expired_history() {
 
 #[test]
 fn slow_signer_is_waited_for_and_resumed() {
-    in_namespace("slow_signer_is_waited_for_and_resumed", || async {
+    in_mount_namespace!(async {
         let h = Harness::start_with(
             FakeApi::builder().issuer("slow", Script::Delay(Duration::from_secs(6))),
             &["--issuance-timeout", "2s"],

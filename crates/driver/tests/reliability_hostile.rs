@@ -17,8 +17,9 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use cmcsi_proto::v1::{self as csi, volume_capability};
+use cmcsi_testkit::in_mount_namespace;
 use cmcsi_testkit::{FakeApi, Script};
-use common::{Harness, Pod, TOKEN, in_namespace, is_mounted, mounts_under, read_set, set_matches};
+use common::{Harness, Pod, TOKEN, is_mounted, mounts_under, read_set, set_matches};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
 
@@ -229,6 +230,27 @@ fn cases(h: &Harness, sentinel: &Path) -> Vec<Case> {
         ("ca-file", "crt.pem".into()),
         ("pkcs12-filename", traversal.clone()),
         ("pkcs12-enable", "yes please".into()),
+        ("pkcs12-profile", "Modern2099".into()),
+        ("pkcs12-profile", huge.clone()),
+        ("pkcs12-truststore-filename", deep.clone()),
+        ("pkcs12-truststore-filename", "key.pem".into()),
+        ("pkcs12-password-secret-key", "../token".into()),
+        ("pkcs12-password-secret-key", "absent-from-secrets".into()),
+        ("jks-enable", "sure".into()),
+        ("jks-filename", traversal.clone()),
+        ("jks-filename", "..data".into()),
+        (
+            "jks-truststore-filename",
+            "/etc/ssl/certs/java/cacerts".into(),
+        ),
+        ("jks-alias", "ca".into()),
+        ("jks-alias", "a\u{1}b".into()),
+        ("jks-alias", huge.clone()),
+        ("jks-password-secret-key", "k\0".into()),
+        ("jks-password-secret-key", "x".repeat(300)),
+        ("credential-bundle-file", traversal.clone()),
+        ("credential-bundle-file", "crt.pem".into()),
+        ("credential-bundle-file", huge.clone()),
         ("dns-names", "a\0b.example.com".into()),
         ("dns-names", format!("{}.com", "a".repeat(300))),
         ("dns-names", many_sans.clone()),
@@ -276,6 +298,16 @@ fn cases(h: &Harness, sentinel: &Path) -> Vec<Case> {
         if key == "pkcs12-filename" {
             ctx.insert(format!("{P}pkcs12-enable"), "true".into());
             ctx.insert(format!("{P}pkcs12-password"), "pw".into());
+        }
+        // The keystore attributes take effect (and are checked) only with their
+        // keystore enabled; a Secret key stands in for the password.
+        for kind in ["pkcs12", "jks"] {
+            if key.starts_with(&format!("{kind}-")) && key != format!("{kind}-enable") {
+                ctx.insert(format!("{P}{kind}-enable"), "true".into());
+                if !key.ends_with("-secret-key") {
+                    ctx.insert(format!("{P}{kind}-password"), "pw".into());
+                }
+            }
         }
         let shown: String = value.escape_debug().to_string().chars().take(40).collect();
         push(
@@ -353,94 +385,93 @@ async fn answer(api: &FakeApi, ns: &str, name: &str, cert: &[u8], ca: &[u8]) {
 
 #[test]
 fn hostile_requests_get_clear_errors_and_touch_nothing_outside() {
-    in_namespace(
-        "hostile_requests_get_clear_errors_and_touch_nothing_outside",
-        || async {
-            let h = Harness::start_with(
-                FakeApi::builder()
-                    .issuer("ca-issuer", Script::Sign)
-                    .issuer("broken", Script::Never),
-                &["--issuance-timeout", "3s"],
-            )
-            .await;
-            let sentinel = h.dir.path().join("sentinel");
-            std::fs::create_dir_all(sentinel.join("sub")).unwrap();
-            std::fs::write(sentinel.join("keep.txt"), b"keep").unwrap();
-            let skip = ["data", "pods", "driver.log", "plugin"];
-            let before = snapshot(h.dir.path(), &skip);
-            let passwd = std::fs::metadata("/etc/passwd").unwrap().mtime();
+    in_mount_namespace!(async {
+        let h = Harness::start_with(
+            FakeApi::builder()
+                .issuer("ca-issuer", Script::Sign)
+                .issuer("broken", Script::Never),
+            &["--issuance-timeout", "3s"],
+        )
+        .await;
+        let sentinel = h.dir.path().join("sentinel");
+        std::fs::create_dir_all(sentinel.join("sub")).unwrap();
+        std::fs::write(sentinel.join("keep.txt"), b"keep").unwrap();
+        let skip = ["data", "pods", "driver.log", "plugin"];
+        let before = snapshot(h.dir.path(), &skip);
+        let passwd = std::fs::metadata("/etc/passwd").unwrap().mtime();
 
-            let corpus = cases(&h, &sentinel);
-            let mut problems = Vec::new();
-            let mut node = h.node().await;
-            for case in &corpus {
-                let result = tokio::time::timeout(
-                    Duration::from_secs(20),
-                    node.node_publish_volume(case.req.clone()),
-                )
-                .await
-                .unwrap_or_else(|_| panic!("{}: no answer", case.what));
-                match result {
-                    Ok(_) if case.expect == Expect::Accepted => {
-                        let t = Path::new(&case.req.target_path);
-                        let (k, c) = read_set(t, "key.pem", "crt.pem").unwrap();
-                        set_matches(&k, &c).unwrap();
-                        node.node_unpublish_volume(csi::NodeUnpublishVolumeRequest {
-                            volume_id: case.req.volume_id.clone(),
-                            target_path: case.req.target_path.clone(),
-                        })
-                        .await
-                        .unwrap();
-                        continue;
-                    }
-                    Ok(_) => problems.push(format!("{}: accepted", case.what)),
-                    Err(st) => {
-                        let ok = match case.expect {
-                            Expect::Invalid => st.code() == Code::InvalidArgument,
-                            Expect::Error => !matches!(st.code(), Code::Unknown | Code::Ok),
-                            Expect::Accepted => false,
-                        };
-                        if !ok || st.message().len() < 10 {
-                            problems.push(format!(
-                                "{}: {:?} {}",
-                                case.what,
-                                st.code(),
-                                st.message()
-                            ));
-                        }
-                        if st.message().len() > 8 * 1024 {
-                            problems.push(format!(
-                                "{}: a {} byte message echoes the input",
-                                case.what,
-                                st.message().len()
-                            ));
-                        }
-                    }
-                }
-                if !h.serving().await {
-                    panic!("the driver stopped serving after {}", case.what);
-                }
-                if !case.req.target_path.is_empty()
-                    && Path::new(&case.req.target_path).is_absolute()
-                {
+        let corpus = cases(&h, &sentinel);
+        let mut problems = Vec::new();
+        let mut node = h.node().await;
+        for case in &corpus {
+            let result = tokio::time::timeout(
+                Duration::from_secs(20),
+                node.node_publish_volume(case.req.clone()),
+            )
+            .await
+            .unwrap_or_else(|_| panic!("{}: no answer", case.what));
+            match result {
+                Ok(_) if case.expect == Expect::Accepted => {
                     let t = Path::new(&case.req.target_path);
-                    if std::fs::symlink_metadata(t).is_ok_and(|m| !m.file_type().is_symlink())
-                        && is_mounted(t)
-                    {
-                        problems.push(format!("{}: something was mounted", case.what));
+                    let (k, c) = read_set(t, "key.pem", "crt.pem").unwrap();
+                    set_matches(&k, &c).unwrap();
+                    node.node_unpublish_volume(csi::NodeUnpublishVolumeRequest {
+                        volume_id: case.req.volume_id.clone(),
+                        target_path: case.req.target_path.clone(),
+                    })
+                    .await
+                    .unwrap();
+                    continue;
+                }
+                Ok(_) => problems.push(format!("{}: accepted", case.what)),
+                Err(st) => {
+                    let ok = match case.expect {
+                        Expect::Invalid => st.code() == Code::InvalidArgument,
+                        Expect::Error => !matches!(st.code(), Code::Unknown | Code::Ok),
+                        Expect::Accepted => false,
+                    };
+                    if !ok || st.message().len() < 10 {
+                        problems.push(format!("{}: {:?} {}", case.what, st.code(), st.message()));
+                    }
+                    if st.message().len() > 8 * 1024 {
+                        problems.push(format!(
+                            "{}: a {} byte message echoes the input",
+                            case.what,
+                            st.message().len()
+                        ));
                     }
                 }
             }
+            if !h.serving().await {
+                panic!("the driver stopped serving after {}", case.what);
+            }
+            if !case.req.target_path.is_empty() && Path::new(&case.req.target_path).is_absolute() {
+                let t = Path::new(&case.req.target_path);
+                if std::fs::symlink_metadata(t).is_ok_and(|m| !m.file_type().is_symlink())
+                    && is_mounted(t)
+                {
+                    problems.push(format!("{}: something was mounted", case.what));
+                }
+            }
+        }
 
-            // Hostile answers from the issuer.
-            let ours = h.api.ca_pem();
-            let other_leaf = {
-                // A certificate for some other key: the one the API's CA holds.
-                ours.clone().into_bytes()
-            };
-            let pem_cases: Vec<(&str, Vec<u8>, Vec<u8>)> = vec![
-            ("invalid UTF-8 certificate", vec![0xff, 0xfe, 0x00, 0x80, b'-'], ours.clone().into_bytes()),
-            ("no PEM at all", b"hello, I am a certificate".to_vec(), ours.clone().into_bytes()),
+        // Hostile answers from the issuer.
+        let ours = h.api.ca_pem();
+        let other_leaf = {
+            // A certificate for some other key: the one the API's CA holds.
+            ours.clone().into_bytes()
+        };
+        let pem_cases: Vec<(&str, Vec<u8>, Vec<u8>)> = vec![
+            (
+                "invalid UTF-8 certificate",
+                vec![0xff, 0xfe, 0x00, 0x80, b'-'],
+                ours.clone().into_bytes(),
+            ),
+            (
+                "no PEM at all",
+                b"hello, I am a certificate".to_vec(),
+                ours.clone().into_bytes(),
+            ),
             (
                 "garbage inside a PEM block",
                 b"-----BEGIN CERTIFICATE-----\nAAAA!!!!\n-----END CERTIFICATE-----\n".to_vec(),
@@ -448,92 +479,97 @@ fn hostile_requests_get_clear_errors_and_touch_nothing_outside() {
             ),
             (
                 "valid base64, invalid DER",
-                b"-----BEGIN CERTIFICATE-----\nMIIBAAAAAAAAAAAAAAAA\n-----END CERTIFICATE-----\n".to_vec(),
+                b"-----BEGIN CERTIFICATE-----\nMIIBAAAAAAAAAAAAAAAA\n-----END CERTIFICATE-----\n"
+                    .to_vec(),
                 ours.clone().into_bytes(),
             ),
-            ("a certificate for another key", other_leaf, ours.clone().into_bytes()),
+            (
+                "a certificate for another key",
+                other_leaf,
+                ours.clone().into_bytes(),
+            ),
             (
                 "a 1 MB certificate",
-                format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n", "A".repeat(1 << 20))
-                    .into_bytes(),
+                format!(
+                    "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+                    "A".repeat(1 << 20)
+                )
+                .into_bytes(),
                 ours.clone().into_bytes(),
             ),
         ];
-            let pod = Pod::new("ns", "pem");
-            for (i, (what, cert, ca)) in pem_cases.iter().enumerate() {
-                let vol = format!("csi-pem-{i}");
-                let ctx = pod.context(&[("csi.cert-manager.io/issuer-name", "broken"), DNS]);
-                let req = Harness::request(&vol, &h.target(&vol), ctx);
-                let mut n = h.node().await;
-                let call = tokio::spawn(async move { n.node_publish_volume(req).await });
-                let r = h
-                    .api
-                    .wait_for_request("ns", Duration::from_secs(10), |r| {
-                        r["metadata"]["annotations"]["csi.cert-manager.io/volume-id"]
-                            == vol.as_str()
-                    })
-                    .await
-                    .unwrap();
-                let name = r["metadata"]["name"].as_str().unwrap().to_string();
-                answer(&h.api, "ns", &name, cert, ca).await;
-                match call.await.unwrap() {
-                    Ok(_) => problems.push(format!("{what}: accepted")),
-                    Err(st) => {
-                        if matches!(st.code(), Code::Unknown | Code::Ok) || st.message().len() < 10
-                        {
-                            problems.push(format!("{what}: {:?} {}", st.code(), st.message()));
-                        }
-                        eprintln!("{what}: {:?} {}", st.code(), st.message());
-                    }
-                }
-                assert!(!is_mounted(&h.target(&vol)), "{what}: mounted");
-                assert!(h.serving().await, "{what}: the driver stopped serving");
-            }
-
-            for p in &problems {
-                eprintln!("PROBLEM {p}");
-            }
-            // Nothing outside the data root and the targets changed.
-            let after = snapshot(h.dir.path(), &skip);
-            assert_eq!(before, after, "files outside the data root changed");
-            assert_eq!(std::fs::metadata("/etc/passwd").unwrap().mtime(), passwd);
-            assert!(!Path::new("/tmp/cmcsi-hostile-pwned").exists());
-            assert!(!h.dir.path().join("pwned").exists());
-            assert_eq!(
-                mounts_under(&h.dir.path().join("pods")),
-                Vec::<String>::new()
-            );
-            for e in std::fs::read_dir(h.data_root.join("inmemfs")).unwrap() {
-                let name = e.unwrap().file_name().to_string_lossy().into_owned();
-                assert!(
-                    name.starts_with("csi-hostile-")
-                        || name.starts_with("csi-pem-")
-                        || name == ".quarantine",
-                    "unexpected entry in the data root: {name:?}"
-                );
-            }
-
-            // Still serving real Pods.
-            let target = h
-                .publish("csi-after", &Pod::new("ns", "after"), &[ISSUER, DNS])
+        let pod = Pod::new("ns", "pem");
+        for (i, (what, cert, ca)) in pem_cases.iter().enumerate() {
+            let vol = format!("csi-pem-{i}");
+            let ctx = pod.context(&[("csi.cert-manager.io/issuer-name", "broken"), DNS]);
+            let req = Harness::request(&vol, &h.target(&vol), ctx);
+            let mut n = h.node().await;
+            let call = tokio::spawn(async move { n.node_publish_volume(req).await });
+            let r = h
+                .api
+                .wait_for_request("ns", Duration::from_secs(10), |r| {
+                    r["metadata"]["annotations"]["csi.cert-manager.io/volume-id"] == vol.as_str()
+                })
                 .await
                 .unwrap();
-            let (k, c) = read_set(&target, "key.pem", "crt.pem").unwrap();
-            set_matches(&k, &c).unwrap();
-            let log = h.logs();
-            assert!(!log.contains("panicked"), "the driver panicked");
-            eprintln!(
-                "R3: {} hostile requests, {} hostile issuer answers",
-                corpus.len(),
-                pem_cases.len()
-            );
-            assert!(corpus.len() + pem_cases.len() >= 100);
+            let name = r["metadata"]["name"].as_str().unwrap().to_string();
+            answer(&h.api, "ns", &name, cert, ca).await;
+            match call.await.unwrap() {
+                Ok(_) => problems.push(format!("{what}: accepted")),
+                Err(st) => {
+                    if matches!(st.code(), Code::Unknown | Code::Ok) || st.message().len() < 10 {
+                        problems.push(format!("{what}: {:?} {}", st.code(), st.message()));
+                    }
+                    eprintln!("{what}: {:?} {}", st.code(), st.message());
+                }
+            }
+            assert!(!is_mounted(&h.target(&vol)), "{what}: mounted");
+            assert!(h.serving().await, "{what}: the driver stopped serving");
+        }
+
+        for p in &problems {
+            eprintln!("PROBLEM {p}");
+        }
+        // Nothing outside the data root and the targets changed.
+        let after = snapshot(h.dir.path(), &skip);
+        assert_eq!(before, after, "files outside the data root changed");
+        assert_eq!(std::fs::metadata("/etc/passwd").unwrap().mtime(), passwd);
+        assert!(!Path::new("/tmp/cmcsi-hostile-pwned").exists());
+        assert!(!h.dir.path().join("pwned").exists());
+        assert_eq!(
+            mounts_under(&h.dir.path().join("pods")),
+            Vec::<String>::new()
+        );
+        for e in std::fs::read_dir(h.data_root.join("inmemfs")).unwrap() {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
             assert!(
-                problems.is_empty(),
-                "{} problems:\n{}",
-                problems.len(),
-                problems.join("\n")
+                name.starts_with("csi-hostile-")
+                    || name.starts_with("csi-pem-")
+                    || name == ".quarantine",
+                "unexpected entry in the data root: {name:?}"
             );
-        },
-    );
+        }
+
+        // Still serving real Pods.
+        let target = h
+            .publish("csi-after", &Pod::new("ns", "after"), &[ISSUER, DNS])
+            .await
+            .unwrap();
+        let (k, c) = read_set(&target, "key.pem", "crt.pem").unwrap();
+        set_matches(&k, &c).unwrap();
+        let log = h.logs();
+        assert!(!log.contains("panicked"), "the driver panicked");
+        eprintln!(
+            "R3: {} hostile requests, {} hostile issuer answers",
+            corpus.len(),
+            pem_cases.len()
+        );
+        assert!(corpus.len() + pem_cases.len() >= 100);
+        assert!(
+            problems.is_empty(),
+            "{} problems:\n{}",
+            problems.len(),
+            problems.join("\n")
+        );
+    });
 }

@@ -11,9 +11,10 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::Duration;
 
+use cmcsi_testkit::in_mount_namespace;
 use cmcsi_testkit::kubelet::DriverProcess;
 use cmcsi_testkit::{FakeApi, Script};
-use common::{BIN, Harness, Pod, TOKEN, in_namespace, requests_for};
+use common::{BIN, Harness, Pod, TOKEN, requests_for};
 
 const TMPFS_MAGIC: i64 = 0x0102_1994;
 
@@ -29,7 +30,7 @@ fn fs_type(p: &Path) -> i64 {
 
 #[test]
 fn socket_data_root_and_file_modes() {
-    in_namespace("socket_data_root_and_file_modes", || async {
+    in_mount_namespace!(async {
         let h = Harness::start_with(
             FakeApi::builder()
                 .issuer("ca-issuer", Script::Sign)
@@ -112,7 +113,7 @@ fn socket_data_root_and_file_modes() {
 
 #[test]
 fn refuses_a_data_root_that_is_not_a_tmpfs() {
-    in_namespace("refuses_a_data_root_that_is_not_a_tmpfs", || async {
+    in_mount_namespace!(async {
         let api = common::fake_api(FakeApi::builder().issuer("ca-issuer", Script::Sign)).await;
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = dir.path().join("kubeconfig");
@@ -163,5 +164,11 @@ fn refuses_a_data_root_that_is_not_a_tmpfs() {
         .unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
         drop(d);
+        // So the temporary directory can be removed.
+        rustix::mount::unmount(
+            data_root.join("inmemfs"),
+            rustix::mount::UnmountFlags::DETACH,
+        )
+        .unwrap();
     });
 }

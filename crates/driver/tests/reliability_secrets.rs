@@ -11,7 +11,8 @@ mod common;
 use std::time::Duration;
 
 use cmcsi_keygen::ChainSummary;
-use common::{Harness, Pod, TOKEN, eventually, in_namespace, read, read_set};
+use cmcsi_testkit::in_mount_namespace;
+use common::{Harness, Pod, TOKEN, eventually, read, read_set};
 
 const POD_TOKEN: &str = "pod-sa-token-c2VjcmV0LXRva2VuLW9uZQ";
 const POD_TOKEN_2: &str = "pod-sa-token-refreshed-dHdvLXR3by10d28";
@@ -34,7 +35,7 @@ fn key_lines(pem: &[u8]) -> Vec<String> {
 
 #[test]
 fn no_token_password_or_key_in_logs_or_errors() {
-    in_namespace("no_token_password_or_key_in_logs_or_errors", || async {
+    in_mount_namespace!(async {
         let h = Harness::start(&[
             "--use-token-request",
             "--log-level",

@@ -9,7 +9,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cmcsi_keygen::ChainSummary;
 use cmcsi_testkit::Script;
-use common::{Harness, Pod, in_namespace, read};
+use cmcsi_testkit::in_mount_namespace;
+use common::{Harness, Pod, read};
 
 fn free_port_address() -> String {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -43,59 +44,56 @@ fn series_value(body: &str, prefix: &str) -> Option<f64> {
 
 #[test]
 fn a_certificate_that_expired_while_the_driver_was_down_is_reported_at_once() {
-    in_namespace(
-        "a_certificate_that_expired_while_the_driver_was_down_is_reported_at_once",
-        || async {
-            let addr = free_port_address();
-            // A long recovery spread: the overdue renewal is not attempted
-            // during the test, so only recovery can have told the renewer.
-            let mut h =
-                Harness::start(&["--metrics-bind-address", &addr, "--recovery-spread", "1h"]).await;
-            let pod = Pod::new("ns", "short");
-            let target = h
-                .publish(
-                    "csi-short",
-                    &pod,
-                    &[
-                        ("csi.cert-manager.io/issuer-name", "ca-issuer"),
-                        ("csi.cert-manager.io/dns-names", "s.example.com"),
-                        ("csi.cert-manager.io/duration", "3s"),
-                        ("csi.cert-manager.io/key-algorithm", "ECDSA"),
-                    ],
-                )
-                .await
-                .unwrap();
-            // No renewal may succeed from here on.
-            h.api.set_issuer("ca-issuer", Script::Never);
-            h.kill_driver();
-            let not_after = ChainSummary::from_pem(&read(&target, "crt.pem"))
-                .unwrap()
-                .not_after;
-            while SystemTime::now() <= not_after {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
+    in_mount_namespace!(async {
+        let addr = free_port_address();
+        // A long recovery spread: the overdue renewal is not attempted
+        // during the test, so only recovery can have told the renewer.
+        let mut h =
+            Harness::start(&["--metrics-bind-address", &addr, "--recovery-spread", "1h"]).await;
+        let pod = Pod::new("ns", "short");
+        let target = h
+            .publish(
+                "csi-short",
+                &pod,
+                &[
+                    ("csi.cert-manager.io/issuer-name", "ca-issuer"),
+                    ("csi.cert-manager.io/dns-names", "s.example.com"),
+                    ("csi.cert-manager.io/duration", "3s"),
+                    ("csi.cert-manager.io/key-algorithm", "ECDSA"),
+                ],
+            )
+            .await
+            .unwrap();
+        // No renewal may succeed from here on.
+        h.api.set_issuer("ca-issuer", Script::Never);
+        h.kill_driver();
+        let not_after = ChainSummary::from_pem(&read(&target, "crt.pem"))
+            .unwrap()
+            .not_after;
+        while SystemTime::now() <= not_after {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
 
-            h.restart_driver().await;
-            let body = http_get(&addr, "/metrics");
-            assert_eq!(
-                series_value(&body, "certmanager_csi_expired_certificates "),
-                Some(1.0),
-                "the expired certificate is counted at once:\n{body}"
-            );
-            let expiry = series_value(
+        h.restart_driver().await;
+        let body = http_get(&addr, "/metrics");
+        assert_eq!(
+            series_value(&body, "certmanager_csi_expired_certificates "),
+            Some(1.0),
+            "the expired certificate is counted at once:\n{body}"
+        );
+        let expiry = series_value(
                 &body,
                 "certmanager_csi_certificate_request_expiration_timestamp_seconds{namespace=\"ns\",pod=\"short\"",
             )
             .unwrap_or_else(|| panic!("no expiry series for the restored volume:\n{body}"));
-            let want = not_after.duration_since(UNIX_EPOCH).unwrap().as_secs_f64();
-            assert!(
-                (expiry - want).abs() < 1.0,
-                "expiry gauge {expiry} is the certificate's notAfter {want}"
-            );
-            assert!(
+        let want = not_after.duration_since(UNIX_EPOCH).unwrap().as_secs_f64();
+        assert!(
+            (expiry - want).abs() < 1.0,
+            "expiry gauge {expiry} is the certificate's notAfter {want}"
+        );
+        assert!(
                 body.contains("certmanager_csi_certificate_request_renewal_timestamp_seconds{namespace=\"ns\",pod=\"short\""),
                 "{body}"
             );
-        },
-    );
+    });
 }

@@ -90,8 +90,21 @@ impl ApiConnection {
     /// Builds the rate-limited client for `config`. kube's own retry of 429/503
     /// is turned off: callers see [`crate::IssueError::ApiUnavailable`] at once
     /// and retry with their own backoff, inside their own deadline.
+    ///
+    /// The server's certificate is checked against the CA the configuration
+    /// names (the kubeconfig's `certificate-authority[-data]` or the
+    /// ServiceAccount's `ca.crt`) and nothing else: with no CA named, kube
+    /// would fall back to the system's trust store, which a minimal image has
+    /// not got (every client build then fails, even for a plain-HTTP server),
+    /// and which should not vouch for a cluster's API server anyway. So an
+    /// empty set of roots stands in for a missing CA: plain HTTP and
+    /// `insecure-skip-tls-verify` work, and an HTTPS server whose CA is not
+    /// named fails its handshake with an unknown-issuer error.
     pub fn new(mut config: kube::Config, qps: f32, burst: u32) -> Result<Self, ConfigError> {
         config.default_retry = false;
+        if config.root_cert.is_none() {
+            config.root_cert = Some(Vec::new());
+        }
         let limit = RateLimit::new(qps, burst);
         let client = build(config.clone(), &limit, None).map_err(ConfigError::Client)?;
         Ok(Self {

@@ -107,6 +107,11 @@ pub enum Error {
     /// Writing the PKCS#12 keystore failed.
     #[error("writing the PKCS#12 keystore failed: {0}")]
     Pkcs12(String),
+
+    /// Writing the JKS keystore or truststore failed (for instance the alias is taken by
+    /// the CA's entry).
+    #[error("writing the JKS keystore failed: {0}")]
+    Jks(String),
 }
 
 /// Shorthand for `Result<T, keygen::Error>`.

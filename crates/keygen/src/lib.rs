@@ -14,7 +14,13 @@
 //!   (serial, validity, SANs, subject, issuer) and [`ChainSummary::leaf_matches_key`].
 //! - [`pkcs12()`]: a PKCS#12 keystore, cert-manager's Modern2023 protection by default
 //!   (AES-256-CBC, PBKDF2-HMAC-SHA256, SHA-256 MAC), readable by OpenSSL 3 without
-//!   `-legacy`; a 3DES [`Pkcs12Profile::Legacy`] for old Java.
+//!   `-legacy`; cert-manager's [`Pkcs12Profile::LegacyDes`] (3DES) and
+//!   [`Pkcs12Profile::LegacyRc2`] (RC2-40 certificates, 3DES key) for old Java; and
+//!   [`pkcs12_truststore`] with the CA as trusted certificates.
+//! - [`jks()`] and [`jks_truststore`]: Java KeyStores as cert-manager writes them (a
+//!   private-key entry, alias `certificate` by default, and the CA as `ca`).
+//! - [`credential_bundle`]: one PEM file with the PKCS#8 key, then the leaf and the chain,
+//!   as Kubernetes' Pod certificate projection writes, so one `read()` is consistent.
 //! - [`KeyPool`]: keys generated ahead of demand on blocking threads, so RSA generation is
 //!   off the Pod's start path; counters in [`PoolStats`].
 //!
@@ -119,19 +125,23 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod bundle;
 mod chain;
 mod csr;
 mod error;
+mod jks;
 mod key;
 mod pkcs12;
 mod pool;
 mod spec;
 
+pub use bundle::credential_bundle;
 pub use chain::ChainSummary;
 pub use csr::{CsrParams, Rdn, Subject, SubjectFields, build_csr};
 pub use error::{Error, Result};
+pub use jks::{JKS_ALIAS, JKS_CA_ALIAS, jks, jks_truststore};
 pub use key::PrivateKey;
-pub use pkcs12::{PKCS12_ALIAS, Pkcs12Profile, pkcs12};
+pub use pkcs12::{PKCS12_ALIAS, Pkcs12Profile, pkcs12, pkcs12_truststore};
 pub use pool::{KeyPool, PoolConfig, PoolStats};
 pub use spec::{KeyEncoding, KeySpec, MAX_RSA_BITS, MIN_RSA_BITS};
 pub use zeroize::Zeroizing;

@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cmcsi_renewer::{IssueReason, Lifetime, Outcome, RenewerConfig};
@@ -119,29 +117,9 @@ async fn backoff_jitter_stays_within_the_go_bounds() {
     );
 }
 
-/// Captures formatted log output.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn an_expired_certificate_keeps_retrying_and_says_so_loudly() {
-    let logs = Logs::default();
-    let sink = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || sink.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let logs = capture_logs();
 
     let cfg = RenewerConfig {
         backoff_jitter: 0.0,
@@ -179,7 +157,7 @@ async fn an_expired_certificate_keeps_retrying_and_says_so_loudly() {
     assert_eq!(state.not_after, Some(not_after));
     assert_eq!(renewer.stats().expired, 1);
 
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     let loud: Vec<&str> = text.lines().filter(|l| l.contains("EXPIRED")).collect();
     assert_eq!(loud.len(), saw_expired, "{text}");
     assert!(loud[0].contains("ERROR"), "{}", loud[0]);

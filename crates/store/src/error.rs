@@ -63,6 +63,15 @@ pub enum StoreError {
         reason: String,
     },
 
+    /// A volume's secrets file is unreadable or of an unknown format.
+    #[error("secrets file of volume {id}: {reason}")]
+    Secrets {
+        /// The volume id.
+        id: String,
+        /// What is wrong (never contains values from the file).
+        reason: String,
+    },
+
     /// Something that should be ours is in the way (for instance a regular file
     /// where a user-visible symlink belongs), or something is where the store
     /// refuses to follow it (a symlink, another mount).

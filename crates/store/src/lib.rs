@@ -9,6 +9,7 @@
 //! <data-root>/inmemfs/               a tmpfs, mounted at open unless already a mount point
 //!   <volume-id>/metadata.json        volumeID, targetPath, nextIssuanceTime, ... (0600)
 //!   <volume-id>/<private file>       driver state the Pod never sees (0600)
+//!   <volume-id>/secrets.json         keystore passwords from the volume's Secret (0600)
 //!   <volume-id>/data/                bind-mounted read-only into the Pod (0750)
 //!     ..2026_11_28_10_00_00.123456789/  the current file set (files 0440, dirs 0550)
 //!     ..data -> ..2026_...           swapped by rename(2): the one atomic step
@@ -27,6 +28,9 @@
 //! - Whatever names it is given, the store never creates, follows or removes
 //!   anything outside its root: every path below the root is reached one
 //!   component at a time with `O_NOFOLLOW`, and removal never crosses mounts.
+//! - Keystore passwords that came from the volume's Secret survive a driver
+//!   restart in a private file ([`Store::write_secrets`], [`VolumeSecrets`]),
+//!   never in `metadata.json` or `data/`; their buffers are zeroed on drop.
 //! - One driver per data root: a second [`Store::open`] fails with
 //!   [`StoreError::AlreadyRunning`].
 //!
@@ -83,6 +87,7 @@ mod metadata;
 mod mountpoint;
 mod names;
 pub mod secret_json;
+mod secrets;
 mod store;
 
 pub use error::StoreError;
@@ -94,6 +99,7 @@ pub use names::{
     check_volume_id,
 };
 pub use secret_json::to_json_zeroizing;
+pub use secrets::{SECRETS_FILE, VolumeSecrets};
 pub use store::{
     DATA_DIR, INMEMFS_DIR, LOCK_FILE, METADATA_FILE, QUARANTINE_DIR, Recovery, SetAside, Store,
     StoreOptions,

@@ -327,13 +327,18 @@ mod tests {
             "csi.cert-manager.io/pkcs12-password".into(),
             "hunter2".into(),
         );
+        m.volume_context
+            .insert("csi.cert-manager.io/jks-password".into(), "hunter3".into());
         m.volume_context.insert(
             "csi.cert-manager.io/some-future-secret".into(),
             "opensesame".into(),
         );
         let d = format!("{m:?}");
         assert!(
-            !d.contains("eyJhbGciOi-secret") && !d.contains("hunter2") && !d.contains("opensesame"),
+            !d.contains("eyJhbGciOi-secret")
+                && !d.contains("hunter2")
+                && !d.contains("hunter3")
+                && !d.contains("opensesame"),
             "{d}"
         );
         assert!(d.contains("csi.cert-manager.io/some-future-secret"), "{d}");

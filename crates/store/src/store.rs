@@ -17,6 +17,7 @@ use crate::fileset::{self, DATA_DIR_MODE, FileSet, WriteOutcome};
 use crate::fsops::{self, mode};
 use crate::metadata::Metadata;
 use crate::names::{check_private_name, check_relative_path, check_volume_id};
+use crate::secrets::{SECRETS_FILE, VolumeSecrets};
 
 /// Directory below the data root that holds the volumes (the tmpfs).
 pub const INMEMFS_DIR: &str = "inmemfs";
@@ -430,6 +431,32 @@ impl Store {
         let vol = self.open_volume(id)?;
         fsops::read_file_at(vol.as_fd(), name)
             .map_err(|e| StoreError::io("read", self.volume_path(id).join(name), e))
+    }
+
+    /// Writes the volume's secrets (keystore passwords from its Secret) to
+    /// [`SECRETS_FILE`](crate::SECRETS_FILE): 0600, outside `data/`, atomically,
+    /// from a zeroed-on-drop buffer. An empty set removes the file.
+    pub fn write_secrets(&self, id: &str, secrets: &VolumeSecrets) -> Result<(), StoreError> {
+        if secrets.is_empty() {
+            self.remove_private(id, SECRETS_FILE)?;
+            return Ok(());
+        }
+        let json = secrets.to_json().map_err(|e| StoreError::Secrets {
+            id: id.to_owned(),
+            reason: format!("encoding failed: {:?}", e.classify()),
+        })?;
+        self.write_private(id, SECRETS_FILE, &json)
+    }
+
+    /// Reads the volume's secrets; empty when it has none.
+    pub fn read_secrets(&self, id: &str) -> Result<VolumeSecrets, StoreError> {
+        match self.read_private(id, SECRETS_FILE)? {
+            None => Ok(VolumeSecrets::new()),
+            Some(bytes) => VolumeSecrets::from_json(&bytes).map_err(|reason| StoreError::Secrets {
+                id: id.to_owned(),
+                reason,
+            }),
+        }
     }
 
     /// Removes a private side file; `false` when it did not exist.

@@ -1,5 +1,5 @@
 //! Store behaviour that needs mounts. Each test re-executes itself in a private
-//! mount namespace (see `common::in_private_mount_ns`), so nothing it mounts is
+//! mount namespace (see `cmcsi_testkit::in_mount_namespace!`), so nothing it mounts is
 //! seen outside; without the privilege it says SKIPPED and passes.
 #![allow(clippy::unwrap_used)]
 
@@ -8,6 +8,7 @@ mod common;
 use std::path::Path;
 
 use cmcsi_store::{Store, StoreOptions};
+use cmcsi_testkit::in_mount_namespace;
 use common::*;
 use rustix::mount::{MountFlags, MountPropagationFlags};
 
@@ -27,7 +28,7 @@ fn open_mounting(root: &Path) -> Store {
 
 #[test]
 fn fresh_root_gets_a_private_tmpfs() {
-    in_private_mount_ns("fresh_root_gets_a_private_tmpfs", || {
+    in_mount_namespace!({
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().join("csi-data-dir");
         let store = open_mounting(&root);
@@ -55,7 +56,7 @@ fn fresh_root_gets_a_private_tmpfs() {
 
 #[test]
 fn existing_tmpfs_is_reused_with_its_volumes() {
-    in_private_mount_ns("existing_tmpfs_is_reused_with_its_volumes", || {
+    in_mount_namespace!({
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path();
         let inmemfs = root.join("inmemfs");
@@ -88,7 +89,7 @@ fn existing_tmpfs_is_reused_with_its_volumes() {
 
 #[test]
 fn swap_is_seen_through_a_read_only_bind_mount() {
-    in_private_mount_ns("swap_is_seen_through_a_read_only_bind_mount", || {
+    in_mount_namespace!({
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().join("root");
         let store = open_mounting(&root);

@@ -19,6 +19,10 @@
 //!   signs requests with an in-memory CA ([`TestCa`]), scripted per issuer
 //!   name with a [`Script`].
 //! - [`csi_client`] and [`identity_client`]: CSI gRPC clients over a unix socket.
+//! - [`in_mount_namespace!`]: runs a test's body in a private mount
+//!   namespace (re-executing the test binary for exactly that test under
+//!   `unshare`), so mounts never reach the machine; [`mount_ns`] has the
+//!   same for tools that re-execute themselves.
 //! - A standalone server for demos: `cargo run -p cmcsi-testkit -- serve
 //!   --kubeconfig-out PATH`.
 //!
@@ -68,6 +72,7 @@ pub mod ca;
 mod csi;
 mod issuer;
 pub mod kubelet;
+pub mod mount_ns;
 mod patch;
 pub mod selector;
 mod server;

@@ -735,6 +735,376 @@ fn password_is_redacted_in_debug() {
     assert_eq!(Password::new("x").to_string(), "<redacted>");
 }
 
+// ---------------------------------------------------------------- keystores
+
+#[track_caller]
+fn ok_with_secrets(pairs: &[(&str, &str)], secrets: &[(&str, &str)]) -> CertificateSpec {
+    let ctx = with(pairs);
+    let parsed = parse_with_secrets(&ctx, secrets.iter().copied(), &ParseOptions::original())
+        .unwrap_or_else(|e| panic!("expected success, got: {e}"));
+    let spec = parsed.spec;
+    // The rendered context names the Secret's keys; with the same Secret it parses back.
+    let rendered = spec.to_volume_context();
+    for (_, password) in secrets {
+        assert!(
+            !rendered.values().any(|v| v == password),
+            "a Secret's password is rendered: {rendered:?}"
+        );
+    }
+    let again = parse_with_secrets(
+        &rendered,
+        secrets.iter().copied(),
+        &ParseOptions::original(),
+    );
+    assert_eq!(again.unwrap().spec, spec);
+    spec
+}
+
+#[track_caller]
+fn err_with_secrets(pairs: &[(&str, &str)], secrets: &[(&str, &str)]) -> String {
+    match parse_with_secrets(
+        &with(pairs),
+        secrets.iter().copied(),
+        &ParseOptions::original(),
+    ) {
+        Ok(p) => panic!("expected an error, got {:?}", p.spec),
+        Err(e) => {
+            let text = format!("{e} {e:?}");
+            for (_, value) in secrets.iter().filter(|(_, v)| !v.is_empty()) {
+                assert!(!text.contains(value), "a Secret's value is shown: {text}");
+            }
+            e.to_string()
+        }
+    }
+}
+
+#[test]
+fn jks_defaults_and_accepted_forms() {
+    let spec = ok(&[(keys::JKS_ENABLE, "true"), (keys::JKS_PASSWORD, "changeit")]);
+    let j = spec.files.jks.as_ref().unwrap();
+    assert_eq!(j.filename, "keystore.jks");
+    assert_eq!(j.truststore_filename, "truststore.jks");
+    assert_eq!(j.alias, "certificate");
+    assert_eq!(j.password.expose(), "changeit");
+    assert_eq!(j.password_source, PasswordSource::Inline);
+    let spec = ok(&[
+        (keys::JKS_ENABLE, "True"),
+        (keys::JKS_PASSWORD, "pw"),
+        (keys::JKS_FILENAME, "java/app.jks"),
+        (keys::JKS_TRUSTSTORE_FILENAME, "java/trust.jks"),
+        (keys::JKS_ALIAS, "My App"),
+    ]);
+    let j = spec.files.jks.unwrap();
+    assert_eq!(
+        (
+            j.filename.as_str(),
+            j.truststore_filename.as_str(),
+            j.alias.as_str()
+        ),
+        ("java/app.jks", "java/trust.jks", "My App")
+    );
+    let spec = ok(&[(keys::JKS_ENABLE, "false"), (keys::JKS_ALIAS, "x")]);
+    assert_eq!(spec.files.jks, None);
+    let all = ok(&[(keys::JKS_ENABLE, "true"), (keys::JKS_PASSWORD, "pw")]);
+    assert!(all.files.all().contains(&"truststore.jks"));
+}
+
+#[test]
+fn jks_rejected_forms_all_at_once_never_show_the_password() {
+    let text = err_text(&[(keys::JKS_ENABLE, "true")]);
+    assert!(text.contains("jks-password is required"), "{text}");
+    assert!(text.contains("jks-password-secret-key"), "{text}");
+    let e = err(&[
+        (keys::JKS_PASSWORD, "hunter2-secret"),
+        (keys::JKS_ALIAS, "a"),
+        (keys::JKS_FILENAME, "a.jks"),
+    ]);
+    assert_eq!(e.len(), 3, "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains("only used with csi.cert-manager.io/jks-enable: \"true\"; set that to write a JKS keystore"),
+        "{text}"
+    );
+    assert!(!text.contains("hunter2"), "{text}");
+    let e = err(&[
+        (keys::JKS_ENABLE, "true"),
+        (keys::JKS_PASSWORD, "hunter2-secret"),
+        (keys::JKS_ALIAS, "CA"),
+        (keys::JKS_FILENAME, "../x.jks"),
+        (keys::JKS_TRUSTSTORE_FILENAME, "crt.pem"),
+    ]);
+    assert_eq!(e.len(), 3, "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains("jks-alias=\"CA\": is the alias of the CA's trusted-certificate entry"),
+        "{text}"
+    );
+    assert!(text.contains("jks-filename=\"../x.jks\""), "{text}");
+    assert!(
+        text.contains("jks-truststore-filename: \"crt.pem\" is also the file name of csi.cert-manager.io/certificate-file"),
+        "{text}"
+    );
+    assert!(!text.contains("hunter2"), "{text}");
+    let text = err_text(&[
+        (keys::JKS_ENABLE, "true"),
+        (keys::JKS_PASSWORD, "pw"),
+        (keys::JKS_ALIAS, "ca-12"),
+    ]);
+    assert!(text.contains("CA's trusted-certificate entry"), "{text}");
+    let text = err_text(&[
+        (keys::JKS_ENABLE, "true"),
+        (keys::JKS_PASSWORD, "pw"),
+        (keys::JKS_ALIAS, "a\u{7}b"),
+    ]);
+    assert!(
+        text.contains("jks-alias") && text.contains("control characters"),
+        "{text}"
+    );
+    // ca-x is an ordinary alias.
+    ok(&[
+        (keys::JKS_ENABLE, "true"),
+        (keys::JKS_PASSWORD, "pw"),
+        (keys::JKS_ALIAS, "ca-x"),
+    ]);
+}
+
+#[test]
+fn pkcs12_profiles_and_truststore() {
+    let spec = ok(&[(keys::PKCS12_ENABLE, "true"), (keys::PKCS12_PASSWORD, "pw")]);
+    let p = spec.files.pkcs12.unwrap();
+    assert_eq!(p.profile, Pkcs12Profile::Modern2023);
+    assert_eq!(p.truststore_filename, None);
+    for (value, profile) in [
+        ("LegacyRC2", Pkcs12Profile::LegacyRc2),
+        ("legacydes", Pkcs12Profile::LegacyDes),
+        ("MODERN2023", Pkcs12Profile::Modern2023),
+    ] {
+        let spec = ok(&[
+            (keys::PKCS12_ENABLE, "true"),
+            (keys::PKCS12_PASSWORD, "pw"),
+            (keys::PKCS12_PROFILE, value),
+            (keys::PKCS12_TRUSTSTORE_FILENAME, "trust.p12"),
+        ]);
+        let p = spec.files.pkcs12.unwrap();
+        assert_eq!(p.profile, profile, "{value}");
+        assert_eq!(p.truststore_filename.as_deref(), Some("trust.p12"));
+    }
+    // The Go driver's volumes keep its LegacyRC2 unless the attribute says otherwise.
+    let ctx = with(&[(keys::PKCS12_ENABLE, "true"), (keys::PKCS12_PASSWORD, "pw")]);
+    let spec = parse_with(&ctx, &ParseOptions::go_driver()).unwrap();
+    assert_eq!(spec.files.pkcs12.unwrap().profile, Pkcs12Profile::LegacyRc2);
+    let mut opts = ParseOptions::original();
+    opts.pkcs12_profile = Pkcs12Profile::LegacyDes;
+    let spec = parse_with(&ctx, &opts).unwrap();
+    assert_eq!(spec.files.pkcs12.unwrap().profile, Pkcs12Profile::LegacyDes);
+    // Explicit rendering: the profile survives parsing with other defaults.
+    let rendered = spec_with_profile_rendered();
+    assert_eq!(rendered[keys::PKCS12_PROFILE], "Modern2023");
+}
+
+fn spec_with_profile_rendered() -> BTreeMap<String, String> {
+    ok(&[(keys::PKCS12_ENABLE, "true"), (keys::PKCS12_PASSWORD, "pw")]).to_volume_context()
+}
+
+#[test]
+fn unknown_pkcs12_profile_lists_the_valid_ones() {
+    let text = err_text(&[
+        (keys::PKCS12_ENABLE, "true"),
+        (keys::PKCS12_PASSWORD, "pw"),
+        (keys::PKCS12_PROFILE, "Modern2024"),
+    ]);
+    assert!(
+        text.contains("pkcs12-profile=\"Modern2024\": not a PKCS#12 profile"),
+        "{text}"
+    );
+    assert!(
+        text.contains("accepted: LegacyRC2, LegacyDES, Modern2023 (default Modern2023)"),
+        "{text}"
+    );
+    let text = err_text(&[(keys::PKCS12_PROFILE, "LegacyRC2")]);
+    assert!(text.contains("pkcs12-profile: only used with"), "{text}");
+}
+
+#[test]
+fn passwords_from_the_volumes_secret() {
+    let secrets = [("p12-pass", "from-secret-1"), ("jks-pass", "from-secret-2")];
+    let spec = ok_with_secrets(
+        &[
+            (keys::PKCS12_ENABLE, "true"),
+            (keys::PKCS12_PASSWORD_SECRET_KEY, "p12-pass"),
+            (keys::JKS_ENABLE, "true"),
+            (keys::JKS_PASSWORD_SECRET_KEY, "jks-pass"),
+        ],
+        &secrets,
+    );
+    let p = spec.files.pkcs12.as_ref().unwrap();
+    assert_eq!(p.password.expose(), "from-secret-1");
+    assert_eq!(
+        p.password_source,
+        PasswordSource::Secret {
+            key: "p12-pass".into()
+        }
+    );
+    let j = spec.files.jks.as_ref().unwrap();
+    assert_eq!(j.password.expose(), "from-secret-2");
+    let kept: Vec<(&str, &str)> = spec
+        .files
+        .secret_passwords()
+        .into_iter()
+        .map(|(k, p)| (k, p.expose()))
+        .collect();
+    assert_eq!(kept, secrets);
+    let debug = format!("{spec:?}");
+    assert!(!debug.contains("from-secret"), "{debug}");
+    // An inline password is not a Secret's to keep.
+    let spec = ok(&[(keys::JKS_ENABLE, "true"), (keys::JKS_PASSWORD, "pw")]);
+    assert!(spec.files.secret_passwords().is_empty());
+}
+
+#[test]
+fn secret_password_problems_name_the_key_never_a_value() {
+    let secrets = [("other", "hunter2-value"), ("empty", "")];
+    // Inline and from the Secret at once.
+    let text = err_with_secrets(
+        &[
+            (keys::PKCS12_ENABLE, "true"),
+            (keys::PKCS12_PASSWORD, "hunter2-inline"),
+            (keys::PKCS12_PASSWORD_SECRET_KEY, "other"),
+        ],
+        &secrets,
+    );
+    assert!(
+        text.contains("pkcs12-password-secret-key: csi.cert-manager.io/pkcs12-password is also set; give the password once"),
+        "{text}"
+    );
+    assert!(!text.contains("hunter2"), "{text}");
+    // A key the Secret does not have: named, with the keys it has, no values.
+    let text = err_with_secrets(
+        &[
+            (keys::JKS_ENABLE, "true"),
+            (keys::JKS_PASSWORD_SECRET_KEY, "jks-pass"),
+        ],
+        &secrets,
+    );
+    assert!(
+        text.contains("has no key \"jks-pass\" (its keys are empty, other)"),
+        "{text}"
+    );
+    // No Secret at all.
+    let text = err_with_secrets(
+        &[
+            (keys::JKS_ENABLE, "true"),
+            (keys::JKS_PASSWORD_SECRET_KEY, "jks-pass"),
+        ],
+        &[],
+    );
+    assert!(
+        text.contains("set the volume's nodePublishSecretRef"),
+        "{text}"
+    );
+    // An empty value, and a malformed key name, reported together.
+    let text = err_with_secrets(
+        &[
+            (keys::JKS_ENABLE, "true"),
+            (keys::JKS_PASSWORD_SECRET_KEY, "empty"),
+            (keys::PKCS12_ENABLE, "true"),
+            (keys::PKCS12_PASSWORD_SECRET_KEY, "a/b"),
+        ],
+        &secrets,
+    );
+    assert!(text.contains("\"empty\" but its value is empty"), "{text}");
+    assert!(
+        text.contains("pkcs12-password-secret-key=\"a/b\": contains '/'"),
+        "{text}"
+    );
+    // Without the Secret, parse refuses a volume whose password is in one.
+    let text = err_text(&[
+        (keys::PKCS12_ENABLE, "true"),
+        (keys::PKCS12_PASSWORD_SECRET_KEY, "p"),
+    ]);
+    assert!(text.contains("has no key \"p\""), "{text}");
+}
+
+#[test]
+fn credential_bundle_and_every_name_clash() {
+    let spec = ok(&[]);
+    assert_eq!(spec.files.credential_bundle, None);
+    let spec = ok(&[(keys::CREDENTIAL_BUNDLE_FILE, "tls/bundle.pem")]);
+    assert_eq!(
+        spec.files.credential_bundle.as_deref(),
+        Some("tls/bundle.pem")
+    );
+    let e = err(&[
+        (keys::CREDENTIAL_BUNDLE_FILE, "key.pem"),
+        (keys::PKCS12_ENABLE, "true"),
+        (keys::PKCS12_PASSWORD, "pw"),
+        (keys::PKCS12_FILENAME, "store"),
+        (keys::PKCS12_TRUSTSTORE_FILENAME, "store/trust.p12"),
+        (keys::JKS_ENABLE, "true"),
+        (keys::JKS_PASSWORD, "pw"),
+        (keys::JKS_FILENAME, "keystore.p12"),
+        (keys::JKS_TRUSTSTORE_FILENAME, "/abs"),
+    ]);
+    let text = e.to_string();
+    assert_eq!(e.len(), 3, "{text}");
+    assert!(
+        text.contains("credential-bundle-file: \"key.pem\" is also the file name of csi.cert-manager.io/privatekey-file"),
+        "{text}"
+    );
+    assert!(
+        text.contains("pkcs12-truststore-filename: \"store/trust.p12\" and csi.cert-manager.io/pkcs12-filename's \"store\" would need the same path"),
+        "{text}"
+    );
+    assert!(text.contains("jks-truststore-filename=\"/abs\""), "{text}");
+    // The JKS keystore may not reuse the PKCS#12 default either.
+    let text = err_text(&[
+        (keys::PKCS12_ENABLE, "true"),
+        (keys::PKCS12_PASSWORD, "pw"),
+        (keys::JKS_ENABLE, "true"),
+        (keys::JKS_PASSWORD, "pw"),
+        (keys::JKS_FILENAME, "keystore.p12"),
+    ]);
+    assert!(
+        text.contains("jks-filename: \"keystore.p12\" is also the file name of csi.cert-manager.io/pkcs12-filename"),
+        "{text}"
+    );
+}
+
+#[test]
+fn hostile_keystore_values() {
+    let secrets = [("k", "v")];
+    let huge = "x".repeat(100_000);
+    for (key, value) in [
+        (keys::JKS_ALIAS, huge.as_str()),
+        (keys::JKS_ALIAS, "\u{0}"),
+        (keys::JKS_ALIAS, "ca"),
+        (keys::JKS_FILENAME, "../../etc/passwd"),
+        (keys::JKS_FILENAME, "..data/x"),
+        (keys::JKS_TRUSTSTORE_FILENAME, "a\0b"),
+        (keys::JKS_PASSWORD_SECRET_KEY, huge.as_str()),
+        (keys::JKS_PASSWORD_SECRET_KEY, "../k"),
+        (keys::JKS_PASSWORD_SECRET_KEY, ".."),
+        (keys::PKCS12_PASSWORD_SECRET_KEY, "k\n"),
+        (keys::PKCS12_PROFILE, huge.as_str()),
+        (keys::PKCS12_PROFILE, "LegacyRC2\0"),
+        (keys::PKCS12_TRUSTSTORE_FILENAME, "/etc/shadow"),
+        (keys::CREDENTIAL_BUNDLE_FILE, "../bundle.pem"),
+        (keys::CREDENTIAL_BUNDLE_FILE, huge.as_str()),
+    ] {
+        let mut ctx = with(&[
+            (keys::PKCS12_ENABLE, "true"),
+            (keys::JKS_ENABLE, "true"),
+            (keys::PKCS12_PASSWORD_SECRET_KEY, "k"),
+            (keys::JKS_PASSWORD_SECRET_KEY, "k"),
+        ]);
+        ctx.insert(key.to_owned(), value.to_owned());
+        let e = parse_with_secrets(&ctx, secrets, &ParseOptions::original()).unwrap_err();
+        let text = e.to_string();
+        assert!(e.mentions(key), "{key}: {text}");
+        assert!(text.len() < 4096, "{key}: a {} byte message", text.len());
+    }
+}
+
 // ---------------------------------------------------------------- fs-group
 
 #[test]

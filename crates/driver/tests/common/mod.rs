@@ -1,10 +1,11 @@
 //! End-to-end harness: the real driver binary, real mounts in a private
-//! mount namespace, and testkit's fake Kubernetes API with its test CA.
+//! mount namespace (each test's body runs in `cmcsi_testkit::in_mount_namespace!`),
+//! and testkit's fake Kubernetes API with its test CA.
 
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::collections::HashMap;
-use std::future::Future;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -17,39 +18,91 @@ use cmcsi_testkit::{FakeApi, Script};
 use tonic::transport::Channel;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_cert-manager-csi-driver");
-const IN_NS: &str = "CMCSI_E2E_IN_NAMESPACE";
 
-/// Runs `body` inside a private mount namespace: the test re-executes its
-/// own binary for just this test under `unshare --mount`, so mounts made
-/// by the driver never reach the host. Without the privilege to do so the
-/// test says plainly that it was skipped.
-pub fn in_namespace<F, Fut>(test: &str, body: F)
-where
-    F: FnOnce() -> Fut,
-    Fut: Future<Output = ()>,
-{
-    if std::env::var_os(IN_NS).is_some() {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(body());
-        return;
+/// How the driver's process sees the node's directories.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// In the test's own mount namespace.
+    Plain,
+    /// As in the DaemonSet: the kubelet's pods directory and the data root
+    /// are shared mounts (the DaemonSet mounts them with Bidirectional
+    /// propagation), and the driver runs in a child mount namespace whose
+    /// mounts there propagate back to the host's (the test's) side.
+    DaemonSet,
+}
+
+/// Runs `mount` with `args`, failing the test on an error.
+pub fn mount(args: &[&str]) {
+    let out = Command::new("mount").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "mount {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Makes `dir` a mount of its own with shared propagation, as the kubelet's
+/// root directory is on a node.
+pub fn make_shared(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let d = dir.to_str().unwrap();
+    mount(&["--bind", d, d]);
+    mount(&["--make-rshared", d]);
+}
+
+/// The per-mount options of every mount stacked at `path` in this (the
+/// host's) namespace, bottom first.
+pub fn host_mount_options(path: &Path) -> Vec<Vec<String>> {
+    let Ok(path) = std::fs::canonicalize(path) else {
+        return Vec::new();
+    };
+    let want = path.display().to_string();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (f.get(4) == Some(&want.as_str()))
+                .then(|| f[5].split(',').map(str::to_string).collect())
+        })
+        .collect()
+}
+
+/// From the host's side: `target` is mounted, every mount there is
+/// read-only, nosuid, nodev and noexec, and writes fail with EROFS (the
+/// test runs as root, so it is the mount, not a file mode, that refuses).
+pub fn assert_read_only_on_host(target: &Path, when: &str) {
+    let stack = host_mount_options(target);
+    assert!(
+        !stack.is_empty(),
+        "{when}: {} is not mounted on the host's side (no propagation?)",
+        target.display()
+    );
+    for opts in &stack {
+        for want in ["ro", "nosuid", "nodev", "noexec"] {
+            assert!(
+                opts.iter().any(|o| o == want),
+                "{when}: the host sees {} mounted with {opts:?}, without {want}",
+                target.display()
+            );
+        }
     }
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("SKIPPED {test}: needs root to create a private mount namespace");
-        return;
-    }
-    let exe = std::env::current_exe().unwrap();
-    let status = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "--"])
-        .arg(exe)
-        .args([test, "--exact", "--nocapture", "--test-threads=1"])
-        .env(IN_NS, "1")
-        .status()
-        .expect("unshare (util-linux) must be installed");
-    assert!(status.success(), "{test} failed inside its mount namespace");
+    let err = std::fs::write(target.join("planted"), b"x").unwrap_err();
+    assert_eq!(
+        err.raw_os_error(),
+        Some(rustix::io::Errno::ROFS.raw_os_error()),
+        "{when}: creating a file through the host's side of {}: {err}",
+        target.display()
+    );
+    let err = std::fs::OpenOptions::new()
+        .write(true)
+        .open(target.join("crt.pem"))
+        .unwrap_err();
+    assert_eq!(
+        err.raw_os_error(),
+        Some(rustix::io::Errno::ROFS.raw_os_error()),
+        "{when}: opening crt.pem for writing through the host's side: {err}"
+    );
 }
 
 pub struct Harness {
@@ -91,8 +144,55 @@ impl Harness {
         env: &[(String, String)],
         args: &[&str],
     ) -> Harness {
+        Self::launch_as(api, kubeconfig, env, args, Layout::Plain).await
+    }
+
+    /// The driver mounted as the DaemonSet mounts it (see
+    /// [`Layout::DaemonSet`]), with a fake API that knows the driver's
+    /// token and `args` added to its flags. Tests look at targets from the
+    /// host's side: this test's own mount namespace.
+    pub async fn daemonset(api: FakeApi, args: &[&str]) -> Harness {
+        Self::daemonset_with_env(api, &[], args).await
+    }
+
+    /// [`Harness::daemonset`] with `env` set for the driver.
+    pub async fn daemonset_with_env(api: FakeApi, env: &[(&str, &str)], args: &[&str]) -> Harness {
+        let kubeconfig = api.kubeconfig(TOKEN);
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Self::launch_as(api, Some(&kubeconfig), &env, args, Layout::DaemonSet).await
+    }
+
+    async fn launch_as(
+        api: FakeApi,
+        kubeconfig: Option<&serde_json::Value>,
+        env: &[(String, String)],
+        args: &[&str],
+        layout: Layout,
+    ) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let data_root = dir.path().join("data");
+        let bin = match layout {
+            Layout::Plain => PathBuf::from(BIN),
+            Layout::DaemonSet => {
+                make_shared(&dir.path().join("pods"));
+                make_shared(&data_root);
+                // `exec` twice, so the driver keeps the wrapper's pid (for
+                // kill and /proc checks).
+                let wrapper = dir.path().join("driver-in-its-namespace");
+                std::fs::write(
+                    &wrapper,
+                    format!(
+                        "#!/bin/sh\nexec unshare --mount --propagation unchanged -- '{BIN}' \"$@\"\n"
+                    ),
+                )
+                .unwrap();
+                std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+                wrapper
+            }
+        };
         let mut all: Vec<String> = vec![
             "--node-id".into(),
             "node-a".into(),
@@ -110,7 +210,7 @@ impl Harness {
         }
         all.extend(args.iter().map(|s| s.to_string()));
         let driver = DriverProcess::spawn_with_env(
-            Path::new(BIN),
+            &bin,
             &dir.path().join("plugin/csi.sock"),
             &dir.path().join("driver.log"),
             &all,
@@ -192,6 +292,14 @@ impl Drop for Harness {
         self.driver.kill();
         if std::thread::panicking() {
             eprintln!("---- driver log ----\n{}", self.logs());
+        }
+        // The driver's tmpfs and bind mounts outlive it in the test's mount
+        // namespace, and `TempDir` cannot remove a mount point: unmount
+        // them, deepest first, so the directory goes too.
+        let mut mounts = mounts_under(self.dir.path());
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in mounts {
+            let _ = rustix::mount::unmount(m.as_str(), rustix::mount::UnmountFlags::DETACH);
         }
     }
 }

@@ -139,3 +139,46 @@ pub fn issue(ssl: &Openssl, key: &PrivateKey, serial: &str) -> (String, String) 
     let (leaf, ca) = ssl.sign_csr(&csr, serial);
     (format!("{leaf}{ca}"), leaf)
 }
+
+/// Runs Debian's OpenJDK `keytool` (installed by `.ci/run` when missing); `None` when it is
+/// absent, and the caller's test prints that it was SKIPPED.
+pub fn keytool(args: &[&str], dir: &std::path::Path) -> Option<String> {
+    let out = match Command::new("keytool").args(args).current_dir(dir).output() {
+        Ok(out) => out,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => panic!("running keytool: {e}"),
+    };
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "keytool {args:?} failed:\n{text}");
+    Some(text)
+}
+
+/// Like [`keytool`], but returns the failure instead of asserting success.
+pub fn keytool_output(args: &[&str], dir: &std::path::Path) -> Option<Output> {
+    match Command::new("keytool").args(args).current_dir(dir).output() {
+        Ok(out) => Some(out),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => panic!("running keytool: {e}"),
+    }
+}
+
+/// Prints that a test was skipped because keytool is not installed.
+pub fn skipped_without_keytool(test: &str) {
+    eprintln!("SKIPPED {test}: keytool (OpenJDK) is not installed; .ci/run installs it");
+}
+
+/// The SHA-256 fingerprint of a PEM certificate as keytool prints it (`AB:CD:...`).
+pub fn fingerprint(ssl: &Openssl, cert_pem: &str) -> String {
+    ssl.write("fp.pem", cert_pem);
+    let out = ssl.run(&["x509", "-in", "fp.pem", "-noout", "-fingerprint", "-sha256"]);
+    out.trim()
+        .rsplit('=')
+        .next()
+        .unwrap()
+        .trim()
+        .to_ascii_uppercase()
+}

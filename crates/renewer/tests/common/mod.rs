@@ -163,3 +163,94 @@ pub fn start(issuer: &Arc<FakeIssuer>, cfg: RenewerConfig) -> Renewer {
 pub fn instant_of(cfg: &RenewerConfig, wall: SystemTime) -> Instant {
     cfg.clock.instant_for(wall)
 }
+
+/// The formatted log lines of one test, captured from the test's own thread.
+///
+/// Why not a subscriber per test (`tracing::subscriber::set_default`): while
+/// only one dispatcher exists, tracing-core computes a callsite's cached
+/// interest from the default subscriber *of the thread that reaches the
+/// callsite first*. When another test in the same process (one that sets no
+/// subscriber) reaches the renewer's `warn!` first, the callsite is cached as
+/// "never" and the capturing test loses that line: it failed about one run
+/// in three under plain `cargo test`. So each test binary installs one global
+/// subscriber, which every thread sees, and its writer appends to the buffer
+/// of the capture open on the writing thread; lines from threads without one
+/// are dropped, as they were with no subscriber.
+///
+/// `#[tokio::test]`'s default current-thread runtime runs the renewer's tasks
+/// on the test's thread, so their lines are captured too.
+///
+/// Written here rather than taken from a crate: `tracing-test` keys its
+/// capture by span, and the renewer's spawned tasks do not carry the test's
+/// span.
+pub struct LogCapture {
+    buf: Arc<Mutex<Vec<u8>>>,
+    previous: Option<Arc<Mutex<Vec<u8>>>>,
+    /// Stays on the thread whose logs it captures.
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+thread_local! {
+    static CAPTURE: std::cell::RefCell<Option<Arc<Mutex<Vec<u8>>>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Writes to the capture open on the current thread, if any.
+struct ThreadCapture;
+
+impl std::io::Write for ThreadCapture {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        CAPTURE.with(|c| {
+            if let Some(buf) = c.borrow().as_ref() {
+                buf.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend_from_slice(bytes);
+            }
+        });
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Starts capturing what this thread logs at INFO and above, until the
+/// returned capture is dropped.
+pub fn capture_logs() -> LogCapture {
+    static GLOBAL: std::sync::Once = std::sync::Once::new();
+    GLOBAL.call_once(|| {
+        if let Err(e) = tracing_subscriber::fmt()
+            .with_writer(|| ThreadCapture)
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .try_init()
+        {
+            panic!("capture_logs needs the test binary's global subscriber, but one is set: {e}");
+        }
+        // A callsite another thread was registering while the global was
+        // being set may have cached the "no subscriber" answer: ask again.
+        tracing::callsite::rebuild_interest_cache();
+    });
+    let buf = Arc::new(Mutex::new(Vec::new()));
+    let previous = CAPTURE.with(|c| c.replace(Some(Arc::clone(&buf))));
+    LogCapture {
+        buf,
+        previous,
+        _not_send: std::marker::PhantomData,
+    }
+}
+
+impl LogCapture {
+    /// Everything captured so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.buf.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+    }
+}
+
+impl Drop for LogCapture {
+    fn drop(&mut self) {
+        let previous = self.previous.take();
+        CAPTURE.with(|c| c.replace(previous));
+    }
+}

@@ -4,12 +4,8 @@
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use cmcsi_store::{FileSet, Metadata, Store, StoreOptions};
-
-/// Set in a test process that was re-executed inside a private mount namespace.
-pub const IN_NS_ENV: &str = "CMCSI_STORE_TEST_IN_MOUNT_NS";
 
 /// A temporary directory, on a tmpfs when one is at hand (as in production).
 /// Removed on drop even where the store left read-only directories, which an
@@ -66,55 +62,6 @@ pub fn open_plain(root: &Path) -> Store {
 
 pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
-}
-
-/// Runs `body` in a private mount namespace: the test re-executes itself
-/// (only this test) under `unshare --mount --propagation private`, so mounts it
-/// makes vanish with it and never reach the host. Prints a plain SKIPPED line
-/// and returns when the namespace cannot be made (no privilege).
-pub fn in_private_mount_ns(test_name: &str, body: impl FnOnce()) {
-    if std::env::var_os(IN_NS_ENV).is_some() {
-        body();
-        return;
-    }
-    let probe = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "true"])
-        .output();
-    match probe {
-        Ok(out) if out.status.success() => {}
-        Ok(out) => {
-            println!(
-                "SKIPPED {test_name}: needs root mount privileges; `unshare --mount` failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-            return;
-        }
-        Err(e) => {
-            println!(
-                "SKIPPED {test_name}: needs the `unshare` tool and root mount privileges: {e}"
-            );
-            return;
-        }
-    }
-    let exe = std::env::current_exe().unwrap();
-    let out = Command::new("unshare")
-        .args(["--mount", "--propagation", "private"])
-        .arg(exe)
-        .args(["--exact", test_name, "--nocapture", "--test-threads=1"])
-        .env(IN_NS_ENV, "1")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("--- {test_name} in a private mount namespace ---\n{stdout}\n{stderr}");
-    assert!(
-        out.status.success(),
-        "{test_name} failed in the mount namespace"
-    );
-    assert!(
-        stdout.contains("1 passed"),
-        "{test_name} did not run in the mount namespace"
-    );
 }
 
 pub fn mode_of(p: &Path) -> u32 {

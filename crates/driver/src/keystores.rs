@@ -1,0 +1,152 @@
+//! The keystore formats of an issuance (PKCS#12 and its truststore, JKS and its
+//! truststore, the credential bundle) and the keystore passwords that come from
+//! the volume's `nodePublishSecretRef` Secret.
+//!
+//! The kubelet sends the Secret's data (`NodePublishVolumeRequest.secrets`)
+//! only with a publish. The passwords a volume's attributes name are kept in
+//! the store's private secrets file (0600, outside `data/` and outside
+//! `metadata.json`), so renewals, after a driver restart too, open the same
+//! Secret-backed passwords. Nothing here logs a password or puts one in an
+//! error.
+
+use cmcsi_attrs::{CertificateSpec, ParseOptions, Parsed};
+use cmcsi_keygen::{self as keygen, ChainSummary, PrivateKey};
+use cmcsi_store::{FileSet, Metadata, Store, VolumeSecrets};
+
+use crate::convert;
+use crate::driver::Driver;
+use crate::error::DriverError;
+use crate::node::PublishRequest;
+use crate::pipeline::options_of;
+
+/// The spec of a stored volume, its Secret-backed passwords read from the
+/// store's secrets file. Blocking: call it on the blocking pool.
+pub fn stored_spec(store: &Store, meta: &Metadata) -> Result<CertificateSpec, DriverError> {
+    let secrets = store.read_secrets(&meta.volume_id)?;
+    spec_with(meta, secrets.iter())
+}
+
+/// The spec of a stored volume given the Secret data to resolve passwords with.
+pub fn spec_with<'a>(
+    meta: &Metadata,
+    secrets: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<CertificateSpec, DriverError> {
+    Ok(parsed_with(meta, secrets)?.spec)
+}
+
+fn parsed_with<'a>(
+    meta: &Metadata,
+    secrets: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<Parsed, DriverError> {
+    Ok(cmcsi_attrs::parse_with_secrets(
+        &meta.volume_context,
+        secrets,
+        &options_of(meta),
+    )?)
+}
+
+/// The passwords `spec` took from the volume's Secret (only those; none when
+/// it took none), for the store's private secrets file.
+pub fn secrets_of(spec: &CertificateSpec) -> VolumeSecrets {
+    spec.files
+        .secret_passwords()
+        .into_iter()
+        .map(|(key, password)| (key, password.expose()))
+        .collect()
+}
+
+impl Driver {
+    /// The parsed spec for a publish: a new volume's context with the
+    /// request's Secret data, or an existing volume's stored context with the
+    /// request's Secret data (the kubelet sends it with every publish) and
+    /// else what the store kept.
+    pub(crate) async fn publish_parsed(
+        &self,
+        req: &PublishRequest,
+        existing: Option<&Metadata>,
+    ) -> Result<Parsed, DriverError> {
+        match existing {
+            None => Ok(cmcsi_attrs::parse_with_secrets(
+                &req.context,
+                req.secrets.iter(),
+                &ParseOptions::original(),
+            )?),
+            Some(meta) if !req.secrets.is_empty() => parsed_with(meta, req.secrets.iter()),
+            Some(meta) => {
+                let id = meta.volume_id.clone();
+                let stored = self.on_store(move |s| s.read_secrets(&id)).await?;
+                parsed_with(meta, stored.iter())
+            }
+        }
+    }
+
+    /// [`stored_spec`] on the blocking pool.
+    pub(crate) async fn stored_spec(&self, meta: Metadata) -> Result<CertificateSpec, DriverError> {
+        self.on_store(move |s| stored_spec(s, &meta)).await
+    }
+}
+
+/// Adds the keystores, truststores and bundle `spec` asks for to the issuance's
+/// file set, so they are swapped in with the key and the certificate. The
+/// truststores are written only when the issuer returned a CA. JKS entries are
+/// dated by the leaf's `notBefore`.
+pub fn add_files(
+    files: &mut FileSet,
+    spec: &CertificateSpec,
+    key: &PrivateKey,
+    summary: &ChainSummary,
+    chain_pem: &[u8],
+    ca_pem: &[u8],
+) -> Result<(), DriverError> {
+    let has_ca = !ca_pem.iter().all(u8::is_ascii_whitespace);
+    if let Some(p12) = &spec.files.pkcs12 {
+        let profile = convert::pkcs12_profile(p12.profile);
+        let der = keygen::pkcs12(key, chain_pem, p12.password.expose(), profile)?;
+        files.insert(p12.filename.clone(), der);
+        if let Some(name) = &p12.truststore_filename
+            && has_ca
+        {
+            let der = keygen::pkcs12_truststore(ca_pem, p12.password.expose(), profile)?;
+            files.insert(name.clone(), der);
+        }
+    }
+    if let Some(jks) = &spec.files.jks {
+        let created = summary.not_before;
+        let store = keygen::jks(
+            key,
+            chain_pem,
+            ca_pem,
+            &jks.alias,
+            jks.password.expose(),
+            created,
+        )?;
+        files.insert(jks.filename.clone(), store);
+        if has_ca {
+            let trust = keygen::jks_truststore(ca_pem, jks.password.expose(), created)?;
+            files.insert(jks.truststore_filename.clone(), trust);
+        }
+    }
+    if let Some(name) = &spec.files.credential_bundle {
+        let bundle = keygen::credential_bundle(key, chain_pem)?;
+        files.insert(name.clone(), bundle.as_bytes().to_vec());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The store (which does not depend on attrs) redacts every context value
+    /// in `Debug`; every secret-valued attribute must stay hidden there.
+    #[test]
+    fn the_store_redacts_every_secret_valued_attribute() {
+        let mut meta = Metadata::new("v", "/t");
+        for (i, key) in cmcsi_attrs::keys::SECRET_KEYS.iter().enumerate() {
+            meta.volume_context
+                .insert((*key).to_owned(), format!("secret-value-{i}"));
+        }
+        let shown = format!("{meta:?}");
+        assert!(!shown.contains("secret-value-"), "{shown}");
+    }
+}
