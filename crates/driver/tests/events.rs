@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use cmcsi_testkit::Script;
+use cmcsi_testkit::{Script, in_mount_namespace};
 use common::*;
 use serde_json::Value;
 
@@ -62,103 +62,100 @@ fn check_event(e: &Value, pod: &Pod) -> String {
 
 #[test]
 fn denied_first_issuance_gives_one_event_then_renewed() {
-    in_namespace(
-        "denied_first_issuance_gives_one_event_then_renewed",
-        || async {
-            let addr = free_addr();
-            let h = Harness::start(&["--metrics-bind-address", &addr]).await;
-            h.api.set_issuer(
-                "strict",
-                Script::Deny {
-                    reason: "PolicyDenied".into(),
-                    message: "no policy matches".into(),
-                },
-            );
-            let pod = Pod::new("ns", "denied");
-            let attrs = [
-                ("csi.cert-manager.io/issuer-name", "strict"),
-                ("csi.cert-manager.io/dns-names", "d.example.com"),
-            ];
-            // The kubelet retries a failed publish: a burst of 20 attempts.
-            for _ in 0..20 {
-                h.publish("csi-denied", &pod, &attrs).await.unwrap_err();
-            }
-            eventually("an IssuanceFailed Event", Duration::from_secs(10), || {
-                !with_reason(&h, &pod, "IssuanceFailed").is_empty()
-            })
-            .await;
-            // Give the background sender time to send anything more it would.
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            let failed = with_reason(&h, &pod, "IssuanceFailed");
-            assert_eq!(
-                failed.len(),
-                1,
-                "one Event for 20 denied attempts: {failed:?}"
-            );
-            let e = &failed[0];
-            assert_eq!(e["type"], "Warning");
-            check_event(e, &pod);
-            let note = e["note"].as_str().unwrap();
-            assert!(
-                note.contains("denied") && note.contains("PolicyDenied"),
-                "{note}"
-            );
-            let series = e["series"]["count"].as_i64().unwrap_or(1);
-            assert!(series <= 2, "{e}");
-            assert!(
-                h.api.event_writes() <= 2,
-                "at most two Event writes for 20 attempts"
-            );
+    in_mount_namespace!(async {
+        let addr = free_addr();
+        let h = Harness::start(&["--metrics-bind-address", &addr]).await;
+        h.api.set_issuer(
+            "strict",
+            Script::Deny {
+                reason: "PolicyDenied".into(),
+                message: "no policy matches".into(),
+            },
+        );
+        let pod = Pod::new("ns", "denied");
+        let attrs = [
+            ("csi.cert-manager.io/issuer-name", "strict"),
+            ("csi.cert-manager.io/dns-names", "d.example.com"),
+        ];
+        // The kubelet retries a failed publish: a burst of 20 attempts.
+        for _ in 0..20 {
+            h.publish("csi-denied", &pod, &attrs).await.unwrap_err();
+        }
+        eventually("an IssuanceFailed Event", Duration::from_secs(10), || {
+            !with_reason(&h, &pod, "IssuanceFailed").is_empty()
+        })
+        .await;
+        // Give the background sender time to send anything more it would.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let failed = with_reason(&h, &pod, "IssuanceFailed");
+        assert_eq!(
+            failed.len(),
+            1,
+            "one Event for 20 denied attempts: {failed:?}"
+        );
+        let e = &failed[0];
+        assert_eq!(e["type"], "Warning");
+        check_event(e, &pod);
+        let note = e["note"].as_str().unwrap();
+        assert!(
+            note.contains("denied") && note.contains("PolicyDenied"),
+            "{note}"
+        );
+        let series = e["series"]["count"].as_i64().unwrap_or(1);
+        assert!(series <= 2, "{e}");
+        assert!(
+            h.api.event_writes() <= 2,
+            "at most two Event writes for 20 attempts"
+        );
 
-            // The issuer lets it through: one CertificateRenewed Event.
-            h.api.set_issuer("strict", Script::Sign);
-            h.publish("csi-denied", &pod, &attrs).await.unwrap();
-            eventually(
-                "a CertificateRenewed Event",
-                Duration::from_secs(10),
-                || !with_reason(&h, &pod, "CertificateRenewed").is_empty(),
-            )
-            .await;
-            let renewed = with_reason(&h, &pod, "CertificateRenewed");
-            assert_eq!(renewed[0]["type"], "Normal");
-            check_event(&renewed[0], &pod);
+        // The issuer lets it through: one CertificateRenewed Event.
+        h.api.set_issuer("strict", Script::Sign);
+        h.publish("csi-denied", &pod, &attrs).await.unwrap();
+        eventually(
+            "a CertificateRenewed Event",
+            Duration::from_secs(10),
+            || !with_reason(&h, &pod, "CertificateRenewed").is_empty(),
+        )
+        .await;
+        let renewed = with_reason(&h, &pod, "CertificateRenewed");
+        assert_eq!(renewed[0]["type"], "Normal");
+        check_event(&renewed[0], &pod);
 
-            // A scrape after issuance has the process, build and client series.
-            let body = http_get(&addr, "/metrics");
-            for needle in [
-                "process_resident_memory_bytes ",
-                "process_cpu_seconds_total ",
-                "process_open_fds ",
-                "process_max_fds ",
-                "process_start_time_seconds ",
-                "process_virtual_memory_bytes ",
-                "certmanager_csi_build_info{version=\"",
-                "rest_client_requests_total{verb=\"POST\",code=\"201\"",
-                "rest_client_requests_total{verb=\"GET\",code=\"200\"",
-                "rest_client_request_duration_seconds_bucket{",
-            ] {
-                assert!(body.contains(needle), "{needle} missing from:\n{body}");
-            }
+        // A scrape after issuance has the process, build and client series.
+        let body = http_get(&addr, "/metrics");
+        for needle in [
+            "process_resident_memory_bytes ",
+            "process_cpu_seconds_total ",
+            "process_open_fds ",
+            "process_max_fds ",
+            "process_start_time_seconds ",
+            "process_virtual_memory_bytes ",
+            "certmanager_csi_build_info{version=\"",
+            "rest_client_requests_total{verb=\"POST\",code=\"201\"",
+            "rest_client_requests_total{verb=\"GET\",code=\"200\"",
+            "rest_client_request_duration_seconds_bucket{",
+        ] {
+            assert!(body.contains(needle), "{needle} missing from:\n{body}");
+        }
 
-            // Text logs written to a file carry no escape codes, and the
-            // failure lines name the Pod, its namespace and the request.
-            let logs = h.logs();
-            assert!(!logs.is_empty());
-            assert!(!logs.contains('\u{1b}'), "ANSI escape in the log file");
-            let failure = logs
-                .lines()
-                .find(|l| l.contains("outcome=\"failed\""))
-                .expect("a failure log line");
-            for needle in ["pod=\"denied\"", "namespace=\"ns\"", "request=\"ns/"] {
-                assert!(failure.contains(needle), "{needle} missing: {failure}");
-            }
-        },
-    );
+        // Text logs written to a file carry no escape codes, and the
+        // failure lines name the Pod, its namespace and the request.
+        let logs = h.logs();
+        assert!(!logs.is_empty());
+        assert!(!logs.contains('\u{1b}'), "ANSI escape in the log file");
+        let failure = logs
+            .lines()
+            .find(|l| l.contains("outcome=\"failed\""))
+            .expect("a failure log line");
+        for needle in ["pod=\"denied\"", "namespace=\"ns\"", "request=\"ns/"] {
+            assert!(failure.contains(needle), "{needle} missing: {failure}");
+        }
+    });
 }
 
 #[test]
 fn failing_renewal_gives_one_event_then_renewed() {
-    in_namespace("failing_renewal_gives_one_event_then_renewed", || async {
+    in_mount_namespace!(async {
         let h = Harness::start(&[
             "--log-format",
             "json",
@@ -227,7 +224,7 @@ fn failing_renewal_gives_one_event_then_renewed() {
 
 #[test]
 fn events_can_be_turned_off() {
-    in_namespace("events_can_be_turned_off", || async {
+    in_mount_namespace!(async {
         let h = Harness::start(&["--events=false"]).await;
         h.api.set_issuer("strict", Script::deny());
         let pod = Pod::new("ns", "quiet");
