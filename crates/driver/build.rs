@@ -1,4 +1,5 @@
-//! Records the source revision for `--version`, the image labels and metrics:
+//! Records the source revision for `--version`, the image labels and metrics
+//! (and the compiler's `rustc --version`, `CMCSI_RUSTC_VERSION`):
 //! `CMCSI_GIT_DESCRIBE` (`git describe --tags --always`) and `CMCSI_GIT_COMMIT`
 //! (the full commit id), when the build runs inside a git checkout with git
 //! installed. Outside one (a source tarball, a container build without
@@ -53,6 +54,18 @@ fn main() {
         _ => version,
     };
     println!("cargo:rustc-env=CMCSI_VERSION_LINE={line}");
+    // The compiler, for the build-info metric.
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let rustc_version = Command::new(&rustc)
+        .arg("--version")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=CMCSI_RUSTC_VERSION={rustc_version}");
     if let Some(d) = describe {
         println!("cargo:rustc-env=CMCSI_GIT_DESCRIBE={d}");
     }

@@ -21,3 +21,7 @@ pub const GIT_COMMIT: Option<&str> = option_env!("CMCSI_GIT_COMMIT");
 /// `0.1.0 (git v0.1.0-3-g1a2b3c4, commit 1a2b3c4...)` (composed by the build
 /// script, since `concat!` cannot take an optional variable).
 pub const VERSION_LINE: &str = env!("CMCSI_VERSION_LINE");
+
+/// `rustc --version` of the compiler that built the driver (`unknown` when
+/// the build script could not ask it).
+pub const RUSTC: &str = env!("CMCSI_RUSTC_VERSION");

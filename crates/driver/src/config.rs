@@ -60,6 +60,8 @@ pub struct Config {
     /// How often never-issued volumes whose Pod is gone are removed from the
     /// store (`ZERO` = only at start).
     pub abandoned_sweep_interval: Duration,
+    /// Kubernetes Events on Pods (`--events`, `--event-interval`, `--event-queue-size`).
+    pub events: crate::events::EventsConfig,
 }
 
 /// Log line format.
@@ -296,6 +298,22 @@ pub struct Cli {
     /// always done at start; 0 = only at start (Go duration).
     #[arg(long, default_value = "5m", value_parser = parse_interval_flag)]
     pub abandoned_volume_sweep_interval: Duration,
+
+    /// Record Kubernetes Events (events.k8s.io/v1) on the Pod when its
+    /// certificate cannot be issued or renewed, is overdue or expired, and
+    /// when it is renewed again after failures.
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value_t = true, default_missing_value = "true")]
+    pub events: bool,
+
+    /// At most one Event per volume and reason in this interval, however often
+    /// issuance is retried; repeats are counted in the next one (Go duration).
+    #[arg(long, default_value = "5m", value_parser = parse_duration_flag)]
+    pub event_interval: Duration,
+
+    /// Events waiting to be sent to the API; when full, new ones are dropped
+    /// (issuance never waits for an Event).
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub event_queue_size: u32,
 }
 
 impl Cli {
@@ -323,6 +341,11 @@ impl Cli {
             renewal_backoff_initial: self.renewal_backoff_initial,
             renewal_backoff_max: self.renewal_backoff_max.max(self.renewal_backoff_initial),
             abandoned_sweep_interval: self.abandoned_volume_sweep_interval,
+            events: crate::events::EventsConfig {
+                enabled: self.events,
+                interval: self.event_interval,
+                queue_size: self.event_queue_size as usize,
+            },
         }
     }
 }
@@ -418,6 +441,23 @@ mod tests {
         args.push("--abandoned-volume-sweep-interval=soon");
         let err = Cli::try_parse_from(args).unwrap_err().to_string();
         assert!(err.contains("abandoned-volume-sweep-interval"), "{err}");
+    }
+
+    #[test]
+    fn event_flags() {
+        let base = ["x", "--node-id", "n", "--endpoint", "/s"];
+        let c = Cli::try_parse_from(base).unwrap().into_config();
+        assert_eq!(c.events, crate::events::EventsConfig::default());
+        let mut args = base.to_vec();
+        args.extend([
+            "--events=false",
+            "--event-interval=1m",
+            "--event-queue-size=8",
+        ]);
+        let c = Cli::try_parse_from(args).unwrap().into_config();
+        assert!(!c.events.enabled);
+        assert_eq!(c.events.interval, Duration::from_secs(60));
+        assert_eq!(c.events.queue_size, 8);
     }
 
     #[test]

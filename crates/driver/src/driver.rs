@@ -18,6 +18,7 @@ use crate::pipeline::Pipeline;
 /// The Kubernetes side, when configured.
 pub(crate) struct Kube {
     pub(crate) issuer: IssuerClient,
+    pub(crate) recorder: cmcsi_issuer_client::EventRecorder,
 }
 
 /// The driver: store, key pool, cert-manager client, renewer, metrics.
@@ -29,6 +30,7 @@ pub struct Driver {
     pub(crate) renewer: OnceLock<Renewer>,
     pub(crate) locks: VolumeLocks,
     pub(crate) metrics: Arc<Metrics>,
+    pub(crate) events: crate::events::Events,
 }
 
 impl std::fmt::Debug for Driver {
@@ -70,10 +72,19 @@ impl Driver {
             ..Default::default()
         })
         .map_err(|e| crate::RunError::Config(format!("key pool: {e}")))?;
-        let kube = connect(&config).await;
+        let client_metrics = crate::metrics::ClientMetrics::default();
+        let kube = connect(&config, &client_metrics).await;
+        let events = crate::events::Events::start(
+            config.events,
+            kube.as_ref().ok().map(|k| k.recorder.clone()),
+        );
         let driver = Arc::new_cyclic(|weak: &Weak<Driver>| {
-            let metrics = Arc::new(Metrics::new(Some(Arc::new(Live(weak.clone())))));
+            let metrics = Arc::new(
+                Metrics::new(Some(Arc::new(Live(weak.clone()))))
+                    .with_runtime_series(&client_metrics),
+            );
             Driver {
+                events,
                 config,
                 store: Arc::new(store),
                 pool,
@@ -215,15 +226,24 @@ fn open_store(config: &Config) -> Result<Store, crate::RunError> {
 
 /// The Kubernetes side, or why there is none (the driver then serves the
 /// volumes it has but issues nothing).
-async fn connect(config: &Config) -> Result<Kube, String> {
-    match cmcsi_issuer_client::client_from_config(
+async fn connect(
+    config: &Config,
+    client_metrics: &crate::metrics::ClientMetrics,
+) -> Result<Kube, String> {
+    let connection = cmcsi_issuer_client::client_from_config(
         config.kubeconfig.clone(),
         config.kube_api_qps,
         config.kube_api_burst,
     )
     .await
-    {
+    .and_then(|c| c.with_observer(Arc::new(client_metrics.clone())));
+    match connection {
         Ok(connection) => Ok(Kube {
+            recorder: cmcsi_issuer_client::EventRecorder::new(
+                &connection,
+                &config.driver_name,
+                &config.node_id,
+            ),
             issuer: IssuerClient::new(connection, &config.node_id),
         }),
         Err(e) => {

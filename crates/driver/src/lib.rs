@@ -22,6 +22,7 @@ pub mod config;
 pub mod convert;
 pub mod driver;
 pub mod error;
+pub mod events;
 pub mod hardening;
 pub mod identity;
 pub mod keystores;

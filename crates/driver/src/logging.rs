@@ -1,4 +1,7 @@
-//! Logging set-up with `tracing`: text or JSON lines on stderr.
+//! Logging set-up with `tracing`: text or JSON lines on stderr, coloured
+//! only when stderr is a terminal (never in files or `kubectl logs`).
+
+use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
@@ -11,6 +14,7 @@ pub fn init(level: LogLevel, format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
     let _ = match format {
         LogFormat::Text => builder.try_init(),

@@ -293,6 +293,8 @@ impl Pipeline<'_> {
         let Ok(pem) = std::str::from_utf8(&current) else {
             tracing::warn!(
                 volume = volume_id,
+                pod = spec.pod.name.as_deref().unwrap_or(""),
+                namespace = spec.pod.namespace.as_deref().unwrap_or(""),
                 "current key file is not PEM; generating a new key"
             );
             return Ok(None);

@@ -13,6 +13,7 @@ use cmcsi_store::{Metadata, StoreError};
 
 use crate::driver::Driver;
 use crate::error::DriverError;
+use crate::events;
 use crate::locks::VolumeGuard;
 use crate::metrics::{cert_labels, issuer_labels, jiff_like, unix_seconds};
 use crate::mount;
@@ -46,6 +47,12 @@ impl Driver {
                         .get_or_create(&cert)
                         .set(unix_seconds(next));
                 }
+                self.events.succeeded(
+                    volume_id,
+                    events::pod_of(&issued.spec),
+                    events::request_named(&issued.spec, &issued.request),
+                    issued.summary.not_after,
+                );
                 tracing::info!(
                     volume = volume_id,
                     pod = issued.spec.pod.name.as_deref().unwrap_or(""),
@@ -60,15 +67,29 @@ impl Driver {
                 );
             }
             Err(e) => {
+                let mut pod = None;
                 if let Ok(meta) = self.read_metadata(volume_id).await
+                    && let renewal_due = meta.next_issuance_time
                     && let Ok(spec) = self.stored_spec(meta).await
                 {
                     let labels = issuer_labels(&spec);
                     self.metrics.issue_requests.get_or_create(&labels).inc();
                     self.metrics.issue_errors.get_or_create(&labels).inc();
+                    pod = events::pod_of(&spec);
+                    self.events.failed(events::Failure {
+                        volume_id,
+                        pod: pod.clone(),
+                        first: renewal_due.is_none(),
+                        error: e,
+                        renewal_due,
+                    });
                 }
+                let request = events::request_of(e);
                 tracing::warn!(
                     volume = volume_id,
+                    pod = pod.as_ref().map_or("", |p| p.name.as_str()),
+                    namespace = pod.as_ref().map_or("", |p| p.namespace.as_str()),
+                    request = request.as_ref().map(|r| r.to_string()).unwrap_or_default(),
                     kind = why,
                     outcome = "failed",
                     error = %e,
@@ -92,6 +113,16 @@ impl Driver {
             .lock(volume_id, self.config.issuance_timeout)
             .await
         else {
+            let meta = self.read_metadata(volume_id).await.ok();
+            let (pod, namespace) = meta
+                .as_ref()
+                .map_or(("", ""), |m| events::pod_fields(&m.volume_context));
+            tracing::warn!(
+                volume = volume_id,
+                pod,
+                namespace,
+                "renewal skipped: another operation on this volume is still in progress"
+            );
             return Err(IssueFailure::new(
                 "another operation on this volume is still in progress",
             ));
@@ -175,7 +206,13 @@ impl Driver {
             .await?;
         let parsed = self.publish_parsed(req, existing.as_ref()).await?;
         for warning in &parsed.warnings {
-            tracing::warn!(volume = %req.volume_id, warning = %warning, "volume attribute ignored");
+            tracing::warn!(
+                volume = %req.volume_id,
+                pod = parsed.spec.pod.name.as_deref().unwrap_or(""),
+                namespace = parsed.spec.pod.namespace.as_deref().unwrap_or(""),
+                warning = %warning,
+                "volume attribute ignored"
+            );
         }
         let spec = parsed.spec;
         if self.config.use_token_request {
@@ -300,8 +337,11 @@ impl Driver {
     ) -> Result<(), DriverError> {
         let wait = self.lock_hold_bound();
         let Some(guard) = self.locks.lock(volume_id, wait).await else {
+            let (pod, namespace) = events::pod_fields(&context);
             tracing::warn!(
                 volume = volume_id,
+                pod,
+                namespace,
                 wait_s = wait.as_secs(),
                 "the refreshed volume context was not recorded: another operation held the \
                  volume's lock for longer than twice --issuance-timeout; the kubelet's next \
@@ -348,11 +388,16 @@ impl Driver {
                     self.on_store_locked(&guard, move |s| s.write_metadata(&meta))
                         .await?;
                 }
-                Err(e) => tracing::warn!(
-                    volume = volume_id,
-                    error = %e,
-                    "the republished volume context is invalid; renewals keep the previous one"
-                ),
+                Err(e) => {
+                    let (pod, namespace) = events::pod_fields(&context);
+                    tracing::warn!(
+                        volume = volume_id,
+                        pod,
+                        namespace,
+                        error = %e,
+                        "the republished volume context is invalid; renewals keep the previous one"
+                    )
+                }
             }
         }
         if !mount_it {
@@ -400,6 +445,7 @@ impl Driver {
             return Err(busy(volume_id));
         };
         self.renewer().forget(volume_id);
+        self.events.forget(volume_id);
         if let Ok(meta) = self.read_metadata(volume_id).await
             && let Ok(spec) = self.stored_spec(meta).await
         {

@@ -33,6 +33,9 @@ impl Driver {
         })?;
         let mut restored = Vec::with_capacity(found.len());
         for f in found {
+            if let Some(not_after) = f.not_after {
+                self.events.remember_expiry(&f.meta.volume_id, not_after);
+            }
             if let (Some(spec), Some(not_after)) = (&f.spec, f.not_after) {
                 let cert = cert_labels(spec);
                 self.metrics
@@ -119,9 +122,9 @@ impl Driver {
                 })
                 .is_ok()
         {
-            for id in &removed {
+            for (id, pod, namespace) in &removed {
                 if let Err(e) = kube.issuer.cleanup(id, 0).await {
-                    tracing::warn!(volume = %id, error = %e, "could not delete the CertificateRequest of an abandoned volume");
+                    tracing::warn!(volume = %id, pod, namespace, error = %e, "could not delete the CertificateRequest of an abandoned volume");
                 }
             }
         }
@@ -130,7 +133,8 @@ impl Driver {
 
     /// The store half of [`Driver::sweep_abandoned`]: the ids removed.
     /// Blocking (store IO); runs on the blocking pool.
-    fn remove_abandoned(&self) -> Vec<String> {
+    /// Each as `(volume id, pod, namespace)`.
+    fn remove_abandoned(&self) -> Vec<(String, String, String)> {
         let ids = match self.store.volume_ids() {
             Ok(ids) => ids,
             Err(e) => {
@@ -170,11 +174,13 @@ impl Driver {
                         target = %meta.target_path,
                         "removed a never-issued volume whose Pod is gone"
                     );
-                    removed.push(id);
+                    let (pod, namespace) = crate::events::pod_fields(&meta.volume_context);
+                    removed.push((id, pod.to_string(), namespace.to_string()));
                 }
                 Ok(false) => {}
                 Err(e) => {
-                    tracing::warn!(volume = %id, error = %e, "could not remove an abandoned volume")
+                    let (pod, namespace) = crate::events::pod_fields(&meta.volume_context);
+                    tracing::warn!(volume = %id, pod, namespace, error = %e, "could not remove an abandoned volume")
                 }
             }
         }
@@ -209,9 +215,7 @@ fn restorable(store: &Store) -> Result<(Vec<Found>, usize), StoreError> {
         }
         let spec = crate::keystores::stored_spec(store, &meta).ok();
         let not_after = match (&spec, meta.next_issuance_time) {
-            (Some(spec), Some(_)) => {
-                current_not_after(store, &meta.volume_id, &spec.files.certificate)
-            }
+            (Some(spec), Some(_)) => current_not_after(store, &meta, &spec.files.certificate),
             _ => None,
         };
         found.push(Found {
@@ -224,19 +228,21 @@ fn restorable(store: &Store) -> Result<(Vec<Found>, usize), StoreError> {
 }
 
 /// The `notAfter` of the certificate a volume serves now, if it can be read.
-fn current_not_after(store: &Store, volume_id: &str, file: &str) -> Option<SystemTime> {
+fn current_not_after(store: &Store, meta: &Metadata, file: &str) -> Option<SystemTime> {
+    let volume_id = meta.volume_id.as_str();
+    let (pod, namespace) = crate::events::pod_fields(&meta.volume_context);
     let pem = match store.read_current_file(volume_id, file) {
         Ok(Some(pem)) => pem,
         Ok(None) => return None,
         Err(e) => {
-            tracing::warn!(volume = volume_id, error = %e, "could not read the current certificate; its expiry is unknown until it renews");
+            tracing::warn!(volume = volume_id, pod, namespace, error = %e, "could not read the current certificate; its expiry is unknown until it renews");
             return None;
         }
     };
     match ChainSummary::from_pem(&pem) {
         Ok(summary) => Some(summary.not_after),
         Err(e) => {
-            tracing::warn!(volume = volume_id, error = %e, "the current certificate does not parse; its expiry is unknown until it renews");
+            tracing::warn!(volume = volume_id, pod, namespace, error = %e, "the current certificate does not parse; its expiry is unknown until it renews");
             None
         }
     }

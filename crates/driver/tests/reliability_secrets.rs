@@ -181,8 +181,14 @@ fn no_token_password_or_key_in_logs_or_errors() {
         for k in &pending_keys {
             secrets.extend(key_lines(k));
         }
+        // The Events the failures produced (on the Pods, in the API) too.
+        let events = serde_json::to_string(&h.api.events()).unwrap();
+        assert!(!h.api.events().is_empty(), "the failures produced Events");
         let mut leaks = Vec::new();
         for s in &secrets {
+            if events.contains(s.as_str()) {
+                leaks.push(format!("an Event contains {s:.30}..."));
+            }
             if log.contains(s.as_str()) {
                 let line = log.lines().find(|l| l.contains(s.as_str())).unwrap();
                 leaks.push(format!("log contains {s:.30}...: {line:.300}"));

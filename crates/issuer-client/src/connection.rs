@@ -1,7 +1,12 @@
 //! Building API clients: from a kubeconfig or the in-cluster environment,
 //! rate limited, and per-Pod token clients over the same server and TLS settings.
 
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use kube::client::ClientBuilder;
 use kube::config::{AuthInfo, KubeConfigOptions, Kubeconfig};
@@ -17,6 +22,7 @@ pub struct ApiConnection {
     client: kube::Client,
     config: kube::Config,
     limit: RateLimit,
+    observer: Option<Arc<dyn ApiObserver>>,
 }
 
 impl std::fmt::Debug for ApiConnection {
@@ -100,12 +106,23 @@ impl ApiConnection {
             config.root_cert = Some(Vec::new());
         }
         let limit = RateLimit::new(qps, burst);
-        let client = build(config.clone(), &limit).map_err(ConfigError::Client)?;
+        let client = build(config.clone(), &limit, None).map_err(ConfigError::Client)?;
         Ok(Self {
             client,
             config,
             limit,
+            observer: None,
         })
+    }
+
+    /// The same connection, with every API call (the driver's own and the
+    /// per-Pod token clients') reported to `observer` once its response
+    /// headers arrive.
+    pub fn with_observer(mut self, observer: Arc<dyn ApiObserver>) -> Result<Self, ConfigError> {
+        self.client = build(self.config.clone(), &self.limit, Some(&observer))
+            .map_err(ConfigError::Client)?;
+        self.observer = Some(observer);
+        Ok(self)
     }
 
     /// The driver's own client.
@@ -133,10 +150,115 @@ impl ApiConnection {
             token: Some(secrecy::SecretString::from(token.expose())),
             ..AuthInfo::default()
         };
-        build(config, &self.limit)
+        build(config, &self.limit, self.observer.as_ref())
     }
 }
 
-fn build(config: kube::Config, limit: &RateLimit) -> Result<kube::Client, kube::Error> {
-    Ok(ClientBuilder::try_from(config)?.with_layer(limit).build())
+fn build(
+    config: kube::Config,
+    limit: &RateLimit,
+    observer: Option<&Arc<dyn ApiObserver>>,
+) -> Result<kube::Client, kube::Error> {
+    let host = config.cluster_url.authority().map(|a| a.to_string());
+    let builder = ClientBuilder::try_from(config)?.with_layer(limit);
+    Ok(match observer {
+        Some(observer) => builder
+            .with_layer(&Observe {
+                observer: Arc::clone(observer),
+                host: Arc::from(host.unwrap_or_default()),
+            })
+            .build(),
+        None => builder.build(),
+    })
+}
+
+/// One finished API call, as an [`ApiObserver`] sees it. Every field is
+/// bounded: the verb is one of a fixed set, the host is the configured
+/// server's, the code a status code.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiCall<'a> {
+    /// The HTTP method (`GET`, `POST`, `PUT`, `PATCH`, `DELETE`), or `OTHER`.
+    pub verb: &'static str,
+    /// `host:port` of the API server.
+    pub host: &'a str,
+    /// The response's status code; `None` when no response came (connection
+    /// refused, TLS failure, timeout).
+    pub code: Option<u16>,
+    /// From sending the request to the response headers (for a watch: until
+    /// the stream opened, not its whole life).
+    pub elapsed: Duration,
+}
+
+/// Told of every API call a connection makes (for client metrics).
+pub trait ApiObserver: Send + Sync + 'static {
+    /// Called once per call, after the response headers or the error.
+    fn observe(&self, call: &ApiCall<'_>);
+}
+
+/// The tower layer that reports calls to an [`ApiObserver`]. Outside the
+/// rate limit, so throttling waits are not counted as latency.
+#[derive(Clone)]
+struct Observe {
+    observer: Arc<dyn ApiObserver>,
+    host: Arc<str>,
+}
+
+impl<S> tower::Layer<S> for Observe {
+    type Service = Observed<S>;
+    fn layer(&self, inner: S) -> Observed<S> {
+        Observed {
+            inner,
+            observer: Arc::clone(&self.observer),
+            host: Arc::clone(&self.host),
+        }
+    }
+}
+
+struct Observed<S> {
+    inner: S,
+    observer: Arc<dyn ApiObserver>,
+    host: Arc<str>,
+}
+
+fn verb_of(method: &http::Method) -> &'static str {
+    match *method {
+        http::Method::GET => "GET",
+        http::Method::POST => "POST",
+        http::Method::PUT => "PUT",
+        http::Method::PATCH => "PATCH",
+        http::Method::DELETE => "DELETE",
+        _ => "OTHER",
+    }
+}
+
+impl<S, ReqBody, ResBody> tower::Service<http::Request<ReqBody>> for Observed<S>
+where
+    S: tower::Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<ReqBody>) -> Self::Future {
+        let verb = verb_of(req.method());
+        let observer = Arc::clone(&self.observer);
+        let host = Arc::clone(&self.host);
+        let started = Instant::now();
+        let fut = self.inner.call(req);
+        Box::pin(async move {
+            let result = fut.await;
+            observer.observe(&ApiCall {
+                verb,
+                host: &host,
+                code: result.as_ref().ok().map(|r| r.status().as_u16()),
+                elapsed: started.elapsed(),
+            });
+            result
+        })
+    }
 }

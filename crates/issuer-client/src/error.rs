@@ -171,6 +171,33 @@ pub enum Cause {
 }
 
 impl IssueError {
+    /// The CertificateRequest this error is about, `(namespace, name)`, when
+    /// there is one.
+    pub fn request(&self) -> Option<(&str, &str)> {
+        match self {
+            IssueError::Denied {
+                namespace, name, ..
+            }
+            | IssueError::InvalidRequest {
+                namespace, name, ..
+            }
+            | IssueError::Failed {
+                namespace, name, ..
+            }
+            | IssueError::Deleted { namespace, name }
+            | IssueError::TimedOut {
+                namespace, name, ..
+            } => Some((namespace, name)),
+            IssueError::ApiUnavailable { .. }
+            | IssueError::Forbidden { .. }
+            | IssueError::Unauthorized { .. }
+            | IssueError::Token(_)
+            | IssueError::TokenModeUnavailable
+            | IssueError::InvalidInput(_)
+            | IssueError::Api { .. } => None,
+        }
+    }
+
     /// Who has to act on this error; see [`Cause`].
     pub fn cause(&self) -> Cause {
         match self {

@@ -74,6 +74,7 @@ mod cache;
 mod client;
 mod connection;
 mod error;
+mod events;
 mod hash;
 mod ratelimit;
 mod state;
@@ -84,8 +85,9 @@ pub use cache::WatchHealth;
 pub use client::{
     Issued, IssuerClient, IssuerOptions, NewRequest, PodRef, RequestKey, Submitted, generate_name,
 };
-pub use connection::{ApiConnection, client_from_config};
+pub use connection::{ApiCall, ApiConnection, ApiObserver, client_from_config};
 pub use error::{Cause, ConfigError, IssueError};
+pub use events::{EventRecorder, MAX_NOTE_BYTES, PodEvent, PodObject, Severity};
 pub use hash::label_hash;
 pub use ratelimit::{DEFAULT_BURST, DEFAULT_QPS, RateLimit, RateLimited};
 pub use state::{Phase, RequestState};

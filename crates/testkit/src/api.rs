@@ -131,6 +131,10 @@ pub(crate) struct Shared {
     pub tokens: Mutex<HashMap<String, UserInfo>>,
     pub counts: Mutex<BTreeMap<(Verb, String), u64>>,
     pub faults: Mutex<VecDeque<FaultRule>>,
+    /// `events.k8s.io/v1` Events by namespace and name, as last written.
+    pub events: Mutex<BTreeMap<(String, String), Value>>,
+    /// Event POSTs and PATCHes received (not in `counts`, never faulted).
+    pub event_writes: std::sync::atomic::AtomicU64,
     /// End watches after the client's `timeoutSeconds`, as the API server does.
     pub honour_watch_timeouts: AtomicBool,
     /// Bumped on every store change, for the wait helpers.
@@ -286,6 +290,8 @@ impl Builder {
             )])),
             counts: Mutex::new(BTreeMap::new()),
             faults: Mutex::new(VecDeque::new()),
+            events: Mutex::new(BTreeMap::new()),
+            event_writes: std::sync::atomic::AtomicU64::new(0),
             honour_watch_timeouts: AtomicBool::new(self.honour_watch_timeouts),
             changed,
             tls,
@@ -488,6 +494,30 @@ impl FakeApi {
             .objects
             .values()
             .map(|v| (**v).clone())
+            .collect()
+    }
+
+    /// Every `events.k8s.io/v1` Event written to the fake (created by POST,
+    /// updated by PATCH), sorted by namespace and name.
+    pub fn events(&self) -> Vec<Value> {
+        lock(&self.shared.events).values().cloned().collect()
+    }
+
+    /// How many Event writes (POST and PATCH, accepted or not) the fake
+    /// received. They are not part of [`FakeApi::counts`], and injected
+    /// faults never apply to them.
+    pub fn event_writes(&self) -> u64 {
+        self.shared.event_writes.load(Ordering::Relaxed)
+    }
+
+    /// The Events whose `regarding` is the named object of namespace `ns`.
+    pub fn events_regarding(&self, ns: &str, name: &str) -> Vec<Value> {
+        self.events()
+            .into_iter()
+            .filter(|e| {
+                e.pointer("/regarding/namespace").and_then(Value::as_str) == Some(ns)
+                    && e.pointer("/regarding/name").and_then(Value::as_str) == Some(name)
+            })
             .collect()
     }
 

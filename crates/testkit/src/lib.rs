@@ -10,7 +10,11 @@
 //!   404/409 `Status` errors), maps bearer tokens to identities recorded in
 //!   `spec.username`, counts every request by verb ([`FakeApi::counts`]),
 //!   writes kubeconfigs, and injects faults (5xx, 429, dropped watches, down
-//!   for a while).
+//!   for a while). It also records `events.k8s.io/v1` Events (POST, and the
+//!   merge PATCH kube's event recorder sends for a repeat) for tests to read
+//!   ([`FakeApi::events`], [`FakeApi::events_regarding`],
+//!   [`FakeApi::event_writes`]); those writes are not in the counts and
+//!   never get injected faults.
 //! - A test issuer inside the same process that approves or denies and
 //!   signs requests with an in-memory CA ([`TestCa`]), scripted per issuer
 //!   name with a [`Script`].
@@ -22,7 +26,8 @@
 //! - A standalone server for demos: `cargo run -p cmcsi-testkit -- serve
 //!   --kubeconfig-out PATH`.
 //!
-//! It is not a Kubernetes API server: only CertificateRequests exist, there is
+//! It is not a Kubernetes API server: only CertificateRequests (and recorded
+//! Events) exist, there is
 //! no RBAC, admission, garbage collection or protobuf. It serves plain HTTP,
 //! or HTTPS with [`Builder::tls`] (tokens and client certificates).
 //!

@@ -312,11 +312,19 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
         Target::Collection { .. } | Target::Object { .. } => PLURAL.to_string(),
         _ => req.uri().path().to_string(),
     };
-    if let Some(v) = verb {
-        *lock(&shared.counts).entry((v, resource)).or_insert(0) += 1;
-    }
-    if let Some(fault) = take_fault(&shared, verb) {
-        return fault_response(&fault);
+    // Event writes are kept apart: neither counted with the
+    // CertificateRequest calls nor failed by injected faults, so a test's
+    // counts and scripted faults mean what they meant before Events existed.
+    let is_event = matches!(target, Target::Events { .. } | Target::Event { .. });
+    if is_event {
+        shared.event_writes.fetch_add(1, Ordering::Relaxed);
+    } else {
+        if let Some(v) = verb {
+            *lock(&shared.counts).entry((v, resource)).or_insert(0) += 1;
+        }
+        if let Some(fault) = take_fault(&shared, verb) {
+            return fault_response(&fault);
+        }
     }
     if let Target::Version = target {
         return json_response(
@@ -339,6 +347,10 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
             "MethodNotAllowed",
             "the server does not allow this method on the requested resource",
         )),
+        (Target::Events { ns }, Some(Verb::Create)) => create_event(&shared, &ns, req).await,
+        (Target::Event { ns, name }, Some(Verb::Patch)) => {
+            patch_event(&shared, &ns, &name, req).await
+        }
         (Target::Collection { ns }, Some(Verb::Watch)) => watch(&shared, ns, &query),
         (Target::Collection { ns }, Some(Verb::List)) => list(&shared, ns.as_deref(), &query),
         (Target::Collection { ns: Some(ns) }, Some(Verb::Create)) => {
@@ -515,6 +527,61 @@ fn delete_collection(
     ))
 }
 
+/// Records an `events.k8s.io/v1` Event as sent (the fake keeps Events
+/// apart from the CertificateRequest store: no watch, no resource version).
+async fn create_event(
+    shared: &Shared,
+    ns: &str,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let (_, mut body) = read_json(req).await?;
+    let Some(name) = body
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+    else {
+        return Err(ApiError::new(
+            422,
+            "Invalid",
+            "Event.events.k8s.io is invalid: metadata.name: Required value",
+        ));
+    };
+    body["metadata"]["namespace"] = json!(ns);
+    let mut events = lock(&shared.events);
+    if events.contains_key(&(ns.to_string(), name.clone())) {
+        return Err(ApiError::new(
+            409,
+            "AlreadyExists",
+            format!("events.events.k8s.io \"{name}\" already exists"),
+        ));
+    }
+    events.insert((ns.to_string(), name), body.clone());
+    Ok(json_response(StatusCode::CREATED, &body))
+}
+
+/// Merges a patch into a recorded Event (the event recorder's series update).
+async fn patch_event(
+    shared: &Shared,
+    ns: &str,
+    name: &str,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let (ctype, body) = read_json(req).await?;
+    if ctype.as_deref() != Some("application/merge-patch+json") {
+        return Err(ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            format!("the fake API takes only merge patches for Events, not {ctype:?}"),
+        ));
+    }
+    let mut events = lock(&shared.events);
+    let Some(obj) = events.get_mut(&(ns.to_string(), name.to_string())) else {
+        return Err(ApiError::not_found(name));
+    };
+    merge_patch(obj, &body);
+    Ok(json_response(StatusCode::OK, obj))
+}
+
 async fn patch(
     shared: &Shared,
     ns: &str,
@@ -577,5 +644,13 @@ mod tests {
             Target::Object { status: true, .. }
         ));
         assert!(matches!(route("/api/v1/pods"), Target::NotFound));
+        assert!(matches!(
+            route("/apis/events.k8s.io/v1/namespaces/a/events"),
+            Target::Events { ns } if ns == "a"
+        ));
+        assert!(matches!(
+            route("/apis/events.k8s.io/v1/namespaces/a/events/p.1"),
+            Target::Event { ns, name } if ns == "a" && name == "p.1"
+        ));
     }
 }

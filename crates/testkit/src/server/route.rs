@@ -57,13 +57,34 @@ pub(super) enum Target {
         name: String,
         status: bool,
     },
+    /// `events.k8s.io/v1` Events of a namespace (POST creates one).
+    Events {
+        ns: String,
+    },
+    /// One `events.k8s.io/v1` Event (PATCH updates its series).
+    Event {
+        ns: String,
+        name: String,
+    },
     NotFound,
 }
+
+/// The Events API group the driver reports to.
+pub(super) const EVENTS_GROUP: &str = "events.k8s.io";
 
 pub(super) fn route(path: &str) -> Target {
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     let prefix = ["apis", GROUP, VERSION];
     match parts.as_slice() {
+        ["apis", g, "v1", "namespaces", ns, "events"] if *g == EVENTS_GROUP => {
+            Target::Events { ns: ns.to_string() }
+        }
+        ["apis", g, "v1", "namespaces", ns, "events", name] if *g == EVENTS_GROUP => {
+            Target::Event {
+                ns: ns.to_string(),
+                name: name.to_string(),
+            }
+        }
         ["version"] => Target::Version,
         ["api"] => Target::Discovery(json!({
             "kind": "APIVersions", "versions": ["v1"],
@@ -131,6 +152,8 @@ pub(super) fn verb_of(
     let watch = query.get("watch").is_some_and(|w| w == "true" || w == "1");
     Some(match (target, method) {
         (Target::Version | Target::Discovery(_), _) => Verb::Discovery,
+        (Target::Events { .. }, &Method::POST) => Verb::Create,
+        (Target::Event { .. }, &Method::PATCH) => Verb::Patch,
         (Target::Collection { .. }, &Method::GET) if watch => Verb::Watch,
         (Target::Collection { .. }, &Method::GET) => Verb::List,
         (Target::Collection { ns: Some(_) }, &Method::POST) => Verb::Create,
