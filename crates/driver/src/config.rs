@@ -60,7 +60,40 @@ pub struct Config {
     /// How often never-issued volumes whose Pod is gone are removed from the
     /// store (`ZERO` = only at start).
     pub abandoned_sweep_interval: Duration,
+    /// Request limits of a publish (`--max-volume-context-bytes` and friends).
+    pub request_limits: RequestLimits,
 }
+
+/// What one publish may ask of the node. Each limit exceeded is an
+/// `INVALID_ARGUMENT` that names its flag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestLimits {
+    /// Most bytes of the volume context, keys and values together.
+    pub max_volume_context_bytes: usize,
+    /// Most SANs of all kinds together.
+    pub max_sans: usize,
+    /// Most `/`-separated components in one file name.
+    pub max_file_name_depth: usize,
+    /// Most bytes in one file name.
+    pub max_file_name_bytes: usize,
+    /// Most RSA keys above 4096 bits generated at once.
+    pub max_concurrent_large_rsa: usize,
+}
+
+impl Default for RequestLimits {
+    fn default() -> Self {
+        RequestLimits {
+            max_volume_context_bytes: DEFAULT_MAX_VOLUME_CONTEXT_BYTES,
+            max_sans: cmcsi_attrs::limits::MAX_SANS_TOTAL,
+            max_file_name_depth: cmcsi_attrs::limits::DEFAULT_MAX_FILE_PATH_DEPTH,
+            max_file_name_bytes: cmcsi_attrs::limits::DEFAULT_MAX_FILE_PATH_BYTES,
+            max_concurrent_large_rsa: 1,
+        }
+    }
+}
+
+/// Default of `--max-volume-context-bytes` (256 KiB).
+pub const DEFAULT_MAX_VOLUME_CONTEXT_BYTES: usize = 256 * 1024;
 
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -296,6 +329,27 @@ pub struct Cli {
     /// always done at start; 0 = only at start (Go duration).
     #[arg(long, default_value = "5m", value_parser = parse_interval_flag)]
     pub abandoned_volume_sweep_interval: Duration,
+
+    /// Most bytes of one volume's attributes (keys and values together, the
+    /// kubelet's included); a larger publish is refused before anything is stored.
+    #[arg(long, default_value_t = DEFAULT_MAX_VOLUME_CONTEXT_BYTES as u32, value_parser = clap::value_parser!(u32).range(4096..=4 * 1024 * 1024))]
+    pub max_volume_context_bytes: u32,
+
+    /// Most SANs (dns-names, ip-sans and uri-sans together) in one volume (at most 256).
+    #[arg(long, default_value_t = cmcsi_attrs::limits::MAX_SANS_TOTAL as u32, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub max_sans: u32,
+
+    /// Most `/`-separated components in one file-name attribute (certs/tls.crt has 2).
+    #[arg(long, default_value_t = cmcsi_attrs::limits::DEFAULT_MAX_FILE_PATH_DEPTH as u32, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub max_file_name_depth: u32,
+
+    /// Most bytes in one file-name attribute.
+    #[arg(long, default_value_t = cmcsi_attrs::limits::DEFAULT_MAX_FILE_PATH_BYTES as u32, value_parser = clap::value_parser!(u32).range(16..=4096))]
+    pub max_file_name_bytes: u32,
+
+    /// Most RSA keys above 4096 bits (key-size 8192) generated at once; more wait.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub max_concurrent_large_rsa: u32,
 }
 
 impl Cli {
@@ -323,6 +377,13 @@ impl Cli {
             renewal_backoff_initial: self.renewal_backoff_initial,
             renewal_backoff_max: self.renewal_backoff_max.max(self.renewal_backoff_initial),
             abandoned_sweep_interval: self.abandoned_volume_sweep_interval,
+            request_limits: RequestLimits {
+                max_volume_context_bytes: self.max_volume_context_bytes as usize,
+                max_sans: self.max_sans as usize,
+                max_file_name_depth: self.max_file_name_depth as usize,
+                max_file_name_bytes: self.max_file_name_bytes as usize,
+                max_concurrent_large_rsa: self.max_concurrent_large_rsa as usize,
+            },
         }
     }
 }

@@ -67,6 +67,7 @@ impl Driver {
             sizes: [(cmcsi_keygen::KeySpec::RSA_2048, config.key_pool_size)]
                 .into_iter()
                 .collect(),
+            max_concurrent_large_rsa: config.request_limits.max_concurrent_large_rsa,
             ..Default::default()
         })
         .map_err(|e| crate::RunError::Config(format!("key pool: {e}")))?;

@@ -123,7 +123,10 @@ impl Driver {
 
         // A republish of a running Pod (e.g. with a refreshed token) must
         // never fail or block on a renewal in flight.
-        if let Some(done) = self.republish(volume_id, target, &req.context).await? {
+        if let Some(done) = self
+            .republish(volume_id, target, &stored_context(&req.context))
+            .await?
+        {
             return done;
         }
 
@@ -179,10 +182,11 @@ impl Driver {
         if self.config.use_token_request {
             pipeline::token_of(&req.context)?;
         }
+        let context = stored_context(&req.context);
         let meta = match existing {
             Some(mut meta) => {
-                if meta.volume_context != req.context {
-                    meta.volume_context = req.context.clone();
+                if meta.volume_context != context {
+                    meta.volume_context = context;
                     let m = meta.clone();
                     self.on_store_locked(guard, move |s| s.write_metadata(&m))
                         .await?;
@@ -193,7 +197,7 @@ impl Driver {
                 let meta = pipeline::new_metadata(
                     &req.volume_id,
                     &req.target_path.to_string_lossy(),
-                    &req.context,
+                    &context,
                     req.mount_group,
                 );
                 let gid = spec.fs_group.or(req.mount_group);
@@ -307,4 +311,16 @@ fn busy(volume_id: &str) -> DriverError {
     DriverError::Busy(format!(
         "another operation on volume {volume_id} is still in progress; the kubelet will retry"
     ))
+}
+
+/// The part of a volume context the store keeps: every key with a prefix
+/// (`csi.cert-manager.io/`, the kubelet's, annotation keys). A key without
+/// one means nothing to the driver; attrs warns about it at publish, and it
+/// is not stored, so it cannot grow the volume's metadata.
+pub(crate) fn stored_context(context: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    context
+        .iter()
+        .filter(|(k, _)| k.contains('/'))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
