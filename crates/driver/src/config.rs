@@ -62,6 +62,9 @@ pub struct Config {
     pub abandoned_sweep_interval: Duration,
     /// Request limits of a publish (`--max-volume-context-bytes` and friends).
     pub request_limits: RequestLimits,
+    /// How long set-aside (unusable) volume directories are kept before the
+    /// sweep removes them.
+    pub quarantine_grace: Duration,
 }
 
 /// What one publish may ask of the node. Each limit exceeded is an
@@ -350,6 +353,11 @@ pub struct Cli {
     /// Most RSA keys above 4096 bits (key-size 8192) generated at once; more wait.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub max_concurrent_large_rsa: u32,
+
+    /// Unusable volume directories set aside at start (`inmemfs/.quarantine`) are
+    /// removed, keys included, by the sweep once they are older than this (Go duration).
+    #[arg(long, default_value = "24h", value_parser = parse_duration_flag)]
+    pub quarantine_grace: Duration,
 }
 
 impl Cli {
@@ -384,6 +392,7 @@ impl Cli {
                 max_file_name_bytes: self.max_file_name_bytes as usize,
                 max_concurrent_large_rsa: self.max_concurrent_large_rsa as usize,
             },
+            quarantine_grace: self.quarantine_grace,
         }
     }
 }

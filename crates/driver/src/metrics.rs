@@ -244,6 +244,12 @@ impl LiveStats for Live {
             p.large_rsa_running as f64,
             false,
         ));
+        out.push((
+            "certmanager_csi_quarantined_volumes_removed",
+            "Set-aside volume directories removed after --quarantine-grace",
+            d.store.quarantine_removed() as f64,
+            true,
+        ));
         out
     }
 }

@@ -212,3 +212,43 @@ fn cancelled_large_rsa_publishes_leave_at_most_the_limit_running() {
         assert!(h.serving().await);
     });
 }
+
+#[test]
+fn set_aside_volume_older_than_the_grace_period_is_removed_after_a_restart() {
+    in_mount_namespace!(async {
+        let addr = free_address();
+        let mut h =
+            Harness::start(&["--metrics-bind-address", &addr, "--quarantine-grace", "1s"]).await;
+        // A volume directory whose metadata cannot be read, with a key beside it.
+        let bad = h.volume_dir("csi-broken");
+        std::fs::create_dir_all(&bad).unwrap();
+        std::fs::write(bad.join("metadata.json"), b"{ not json").unwrap();
+        std::fs::write(bad.join("pending-request.json"), b"secret key material").unwrap();
+        let quarantine = h.data_root.join("inmemfs/.quarantine");
+
+        // The restart sets it aside; it is younger than the grace period.
+        h.restart_driver().await;
+        assert!(!bad.exists());
+        let entries = || -> usize {
+            std::fs::read_dir(&quarantine)
+                .map(|d| d.count())
+                .unwrap_or(0)
+        };
+        assert_eq!(entries(), 1, "set aside, not yet removed");
+
+        // Past the grace period, the next start's sweep removes it.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        h.restart_driver().await;
+        common::eventually(
+            "the set-aside volume removed",
+            Duration::from_secs(10),
+            || entries() == 0,
+        )
+        .await;
+        common::eventually("the removal counted", Duration::from_secs(10), || {
+            scrape(&addr, "certmanager_csi_quarantined_volumes_removed_total") == Some(1.0)
+        })
+        .await;
+        assert!(h.serving().await);
+    });
+}

@@ -83,6 +83,8 @@ pub struct Store {
     inmemfs: PathBuf,
     inmemfs_fd: OwnedFd,
     is_tmpfs: bool,
+    /// Set-aside entries removed by [`Store::purge_quarantine`] since open.
+    quarantine_removed: std::sync::atomic::AtomicU64,
     _lock: File,
 }
 
@@ -185,6 +187,7 @@ impl Store {
             inmemfs,
             inmemfs_fd,
             is_tmpfs,
+            quarantine_removed: std::sync::atomic::AtomicU64::new(0),
             _lock: lock,
         })
     }
@@ -585,6 +588,65 @@ impl Store {
         });
     }
 
+    /// Removes the entries of `inmemfs/.quarantine/` set aside more than
+    /// `grace` ago (their keys included), returning how many went. The time
+    /// an entry was set aside is the stamp in its name; an entry without one
+    /// counts from its inode's change time (which the move set).
+    pub fn purge_quarantine(&self, grace: std::time::Duration) -> Result<usize, StoreError> {
+        let qpath = self.inmemfs.join(QUARANTINE_DIR);
+        let q = match rustix::fs::openat(
+            self.root_fd(),
+            QUARANTINE_DIR,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => return Ok(0),
+            Err(e) => return Err(StoreError::io("open", &qpath, e)),
+        };
+        let dev = self.dev()?;
+        let now = SystemTime::now();
+        let mut removed = 0;
+        for (name, _) in
+            fsops::list_dir(q.as_fd()).map_err(|e| StoreError::io("list", &qpath, e))?
+        {
+            let set_aside = stamp_of(&name).or_else(|| {
+                let st =
+                    rustix::fs::statat(&q, name.as_os_str(), rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+                        .ok()?;
+                let secs = u64::try_from(st.st_ctime).ok()?;
+                Some(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+            });
+            let old = set_aside.is_none_or(|t| now.duration_since(t).is_ok_and(|age| age > grace));
+            if !old {
+                continue;
+            }
+            match fsops::remove_tree_at(q.as_fd(), &name, dev) {
+                Ok(()) => removed += 1,
+                Err(e) => {
+                    tracing::warn!(name = %name.to_string_lossy(), error = %e, "could not remove a set-aside entry")
+                }
+            }
+        }
+        self.quarantine_removed
+            .fetch_add(removed as u64, std::sync::atomic::Ordering::Relaxed);
+        if removed > 0 {
+            tracing::info!(
+                removed,
+                grace_s = grace.as_secs(),
+                "removed set-aside entries past their grace period"
+            );
+        }
+        Ok(removed)
+    }
+
+    /// How many set-aside entries [`Store::purge_quarantine`] removed since
+    /// the store was opened (a counter for metrics).
+    pub fn quarantine_removed(&self) -> u64 {
+        self.quarantine_removed
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn move_to_quarantine(&self, name: &OsString) -> io::Result<PathBuf> {
         let q = fsops::ensure_dir_at(self.root_fd(), QUARANTINE_DIR, 0o700)?;
         let base: String = name
@@ -666,4 +728,16 @@ fn read_metadata_at(vol: BorrowedFd<'_>, id: &str) -> Result<Metadata, MetaReadE
 
 fn libc_nofollow() -> i32 {
     OFlags::NOFOLLOW.bits() as i32
+}
+
+/// The time in a quarantine entry's name (`<base>.<unix nanoseconds>.<attempt>`).
+fn stamp_of(name: &OsString) -> Option<SystemTime> {
+    let name = name.to_str()?;
+    let mut parts = name.rsplit('.');
+    parts.next()?.parse::<u32>().ok()?;
+    let nanos = parts.next()?.parse::<u64>().ok()?;
+    if nanos == 0 {
+        return None;
+    }
+    Some(SystemTime::UNIX_EPOCH + std::time::Duration::from_nanos(nanos))
 }
