@@ -1565,7 +1565,7 @@ fn error_text_of_bad_inputs() {
 
 #[test]
 fn file_name_depth_and_length_limits_are_options() {
-    let deep = vec!["d"; limits::DEFAULT_MAX_FILE_PATH_DEPTH + 1].join("/");
+    let deep = ["d"; limits::DEFAULT_MAX_FILE_PATH_DEPTH + 1].join("/");
     let long = vec!["x".repeat(200); 6].join("/");
     let e = err(&[(keys::CERTIFICATE_FILE, &deep), (keys::CA_FILE, &long)]);
     let text = e.to_string();
@@ -1579,7 +1579,7 @@ fn file_name_depth_and_length_limits_are_options() {
     assert!(text.contains("at most 1024 are allowed"), "{text}");
     assert!(text.contains("--max-file-name-bytes"), "{text}");
     // Within the default: accepted; a node may lower the limits.
-    let ok_depth = vec!["d"; limits::DEFAULT_MAX_FILE_PATH_DEPTH].join("/");
+    let ok_depth = ["d"; limits::DEFAULT_MAX_FILE_PATH_DEPTH].join("/");
     ok(&[(keys::CERTIFICATE_FILE, &ok_depth)]);
     let mut opts = ParseOptions::original();
     opts.max_file_path_depth = 2;
