@@ -334,8 +334,9 @@ pub struct Cli {
     pub abandoned_volume_sweep_interval: Duration,
 
     /// Most bytes of one volume's attributes (keys and values together, the
-    /// kubelet's included); a larger publish is refused before anything is stored.
-    #[arg(long, default_value_t = DEFAULT_MAX_VOLUME_CONTEXT_BYTES as u32, value_parser = clap::value_parser!(u32).range(4096..=4 * 1024 * 1024))]
+    /// kubelet's included); a larger publish is refused before anything is stored
+    /// (at most 512 KiB, so the stored metadata stays readable).
+    #[arg(long, default_value_t = DEFAULT_MAX_VOLUME_CONTEXT_BYTES as u32, value_parser = clap::value_parser!(u32).range(4096..=512 * 1024))]
     pub max_volume_context_bytes: u32,
 
     /// Most SANs (dns-names, ip-sans and uri-sans together) in one volume (at most 256).

@@ -281,10 +281,7 @@ impl Store {
         if self.volume_exists(id)? {
             return Ok(false);
         }
-        let json = meta.to_json().map_err(|e| StoreError::Metadata {
-            id: id.to_owned(),
-            reason: e.to_string(),
-        })?;
+        let json = encode_metadata(meta)?;
         let tmp = format!("{CREATING_PREFIX}{id}");
         let tmp_path = self.inmemfs.join(&tmp);
         let dev = self.dev()?;
@@ -326,10 +323,7 @@ impl Store {
     pub fn write_metadata(&self, meta: &Metadata) -> Result<(), StoreError> {
         let id = meta.volume_id.as_str();
         let vol = self.open_volume(id)?;
-        let json = meta.to_json().map_err(|e| StoreError::Metadata {
-            id: id.to_owned(),
-            reason: e.to_string(),
-        })?;
+        let json = encode_metadata(meta)?;
         fsops::write_file_atomic(vol.as_fd(), METADATA_FILE, &json, METADATA_MODE)
             .map_err(|e| StoreError::io("write", self.volume_path(id).join(METADATA_FILE), e))
     }
@@ -703,6 +697,26 @@ impl Store {
 enum MetaReadError {
     Io(io::Error),
     Bad(String),
+}
+
+/// Encodes `meta`, refusing metadata larger than what
+/// [`Store::read_metadata`] accepts, so nothing is written that cannot be
+/// read back.
+fn encode_metadata(meta: &Metadata) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+    let json = meta.to_json().map_err(|e| StoreError::Metadata {
+        id: meta.volume_id.clone(),
+        reason: e.to_string(),
+    })?;
+    if json.len() > MAX_METADATA {
+        return Err(StoreError::Metadata {
+            id: meta.volume_id.clone(),
+            reason: format!(
+                "is {} bytes; at most {MAX_METADATA} are kept per volume (shorten the volume context)",
+                json.len()
+            ),
+        });
+    }
+    Ok(json)
 }
 
 fn read_metadata_at(vol: BorrowedFd<'_>, id: &str) -> Result<Metadata, MetaReadError> {
