@@ -65,6 +65,8 @@ pub struct Config {
     /// How long set-aside (unusable) volume directories are kept before the
     /// sweep removes them.
     pub quarantine_grace: Duration,
+    /// `size=` of the tmpfs the driver mounts, in bytes.
+    pub tmpfs_size: u64,
 }
 
 /// What one publish may ask of the node. Each limit exceeded is an
@@ -359,6 +361,42 @@ pub struct Cli {
     /// removed, keys included, by the sweep once they are older than this (Go duration).
     #[arg(long, default_value = "24h", value_parser = parse_duration_flag)]
     pub quarantine_grace: Duration,
+
+    /// Size of the tmpfs mounted on `DATA_ROOT/inmemfs` (bytes, or with Ki, Mi, Gi); its
+    /// pages count against the container's memory limit, so keep it below that.
+    #[arg(long, default_value = "32Mi", value_parser = parse_size_flag)]
+    pub tmpfs_size: u64,
+}
+
+/// Parses a size: bytes, or a number with `Ki`, `Mi` or `Gi` (Kubernetes'
+/// binary suffixes), at least 1 MiB.
+pub fn parse_size_flag(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => t.split_at(i),
+        None => (t, ""),
+    };
+    let mult: u64 = match unit {
+        "" => 1,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "`{s}`: use bytes or a number with Ki, Mi or Gi, e.g. 32Mi"
+            ));
+        }
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}`: use bytes or a number with Ki, Mi or Gi, e.g. 32Mi"))?;
+    let bytes = n
+        .checked_mul(mult)
+        .ok_or_else(|| format!("`{s}` is too large"))?;
+    if bytes < 1 << 20 {
+        return Err(format!("`{s}` is below the smallest tmpfs size of 1Mi"));
+    }
+    Ok(bytes)
 }
 
 impl Cli {
@@ -394,6 +432,7 @@ impl Cli {
                 max_concurrent_large_rsa: self.max_concurrent_large_rsa as usize,
             },
             quarantine_grace: self.quarantine_grace,
+            tmpfs_size: self.tmpfs_size,
         }
     }
 }
@@ -422,6 +461,19 @@ mod tests {
                 .contains("Unix socket")
         );
         assert!(parse_endpoint("unix://").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size_flag("32Mi").unwrap(), 32 << 20);
+        assert_eq!(parse_size_flag("2097152").unwrap(), 2 << 20);
+        assert_eq!(parse_size_flag("1Gi").unwrap(), 1 << 30);
+        assert!(parse_size_flag("10").unwrap_err().contains("1Mi"));
+        assert!(
+            parse_size_flag("32MB")
+                .unwrap_err()
+                .contains("Ki, Mi or Gi")
+        );
     }
 
     #[test]

@@ -199,6 +199,7 @@ fn open_store(config: &Config) -> Result<Store, crate::RunError> {
         &config.data_root,
         cmcsi_store::StoreOptions {
             mount_tmpfs: config.mount_tmpfs,
+            tmpfs_size: Some(config.tmpfs_size),
         },
     )?;
     if config.mount_tmpfs && !store.is_tmpfs() {

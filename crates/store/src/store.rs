@@ -45,13 +45,24 @@ pub struct StoreOptions {
     /// there. Needs `CAP_SYS_ADMIN`; turn off for unprivileged use (keys then
     /// live on whatever file system the root is on).
     pub mount_tmpfs: bool,
+    /// `size=` of that tmpfs in bytes (rounded up to pages by the kernel): the
+    /// most memory keys and certificates may take. Its pages count against the
+    /// container's memory limit, so keep it below that. `None`: the kernel's
+    /// default (half of the node's memory).
+    pub tmpfs_size: Option<u64>,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { mount_tmpfs: true }
+        StoreOptions {
+            mount_tmpfs: true,
+            tmpfs_size: Some(DEFAULT_TMPFS_SIZE),
+        }
     }
 }
+
+/// Default [`StoreOptions::tmpfs_size`]: 32 MiB.
+pub const DEFAULT_TMPFS_SIZE: u64 = 32 * 1024 * 1024;
 
 /// One volume directory that [`Store::list`] could not use and set aside.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,6 +159,15 @@ impl Store {
             if mounted {
                 tracing::info!(path = %inmemfs.display(), "reusing the file system already mounted at the data root");
             } else {
+                let data = match options.tmpfs_size {
+                    Some(size) => format!("mode=0700,size={size}"),
+                    None => "mode=0700".to_owned(),
+                };
+                // Digits and ASCII only: never has an interior NUL.
+                let data = std::ffi::CString::new(data).map_err(|e| StoreError::Mount {
+                    path: inmemfs.clone(),
+                    source: io::Error::other(e),
+                })?;
                 rustix::mount::mount(
                     "tmpfs",
                     &inmemfs,
@@ -155,7 +175,7 @@ impl Store {
                     rustix::mount::MountFlags::NOSUID
                         | rustix::mount::MountFlags::NODEV
                         | rustix::mount::MountFlags::NOEXEC,
-                    c"mode=0700",
+                    data.as_c_str(),
                 )
                 .map_err(|e| StoreError::Mount {
                     path: inmemfs.clone(),

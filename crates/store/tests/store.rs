@@ -33,7 +33,14 @@ fn fresh_root_is_created_with_private_modes() {
 fn second_instance_is_refused_until_the_first_is_dropped() {
     let tmp = tempdir();
     let first = open_plain(tmp.path());
-    let err = Store::open(tmp.path(), StoreOptions { mount_tmpfs: false }).unwrap_err();
+    let err = Store::open(
+        tmp.path(),
+        StoreOptions {
+            mount_tmpfs: false,
+            tmpfs_size: None,
+        },
+    )
+    .unwrap_err();
     assert!(matches!(err, StoreError::AlreadyRunning { .. }), "{err:?}");
     let msg = err.to_string();
     assert!(msg.contains(&tmp.path().display().to_string()), "{msg}");
