@@ -14,7 +14,7 @@
 //! Flags: `--idle-seconds N` shortens the B5 idle window (default 60 s, the
 //! figure's definition), `--no-build` uses the release binaries as they are,
 //! `--only GROUP[,GROUP]` runs some groups (`keygen`, `b1` with B7, `b2`,
-//! `b3`, `b4` with B5 and B6) into `target/bench/report-partial.json`,
+//! `b3`, `b4` with B5 and B6, `b9`) into `target/bench/report-partial.json`,
 //! `--logs DIR` keeps each driver's log.
 
 mod measure;
@@ -52,9 +52,9 @@ pub struct Args {
     #[arg(long, hide = true)]
     out: Option<PathBuf>,
     /// Run only these groups (into target/bench/report-partial.json):
-    /// keygen, b1 (with B7), b2, b3, b4 (with B5 and B6).
+    /// keygen, b1 (with B7), b2, b3, b4 (with B5 and B6), b9.
     #[arg(long, value_name = "GROUP,...", value_delimiter = ',',
-          value_parser = ["keygen", "b1", "b2", "b3", "b4"])]
+          value_parser = ["keygen", "b1", "b2", "b3", "b4", "b9"])]
     only: Vec<String>,
     /// Keep each driver's log in this directory.
     #[arg(long, value_name = "DIR")]
@@ -190,6 +190,7 @@ const KEYS: &[(&str, &str)] = &[
     ("b7_creates_per_issuance", ""),
     ("b7_polling_reads", ""),
     ("b7_watches", ""),
+    ("b9_probe_p99_hostile_ms", "ms"),
 ];
 
 /// How one figure is judged.
@@ -276,6 +277,7 @@ fn checks(f: &measure::Figures) -> Vec<Check> {
         exactly("b7_creates_per_issuance", 1.0),
         exactly("b7_polling_reads", 0.0),
         exactly("b7_watches", 1.0),
+        at_most("b9_probe_p99_hostile_ms", "<= 200 ms".into(), 200.0),
     ]
 }
 
@@ -377,6 +379,7 @@ mod tests {
             ("b7_creates_per_issuance", 1.0),
             ("b7_polling_reads", 0.0),
             ("b7_watches", 2.0),
+            ("b9_probe_p99_hostile_ms", 12.0),
         ]
         .into_iter()
         .collect()
@@ -398,6 +401,8 @@ mod tests {
         assert_eq!(by("b7_polling_reads").ratio(), None);
         assert!(!by("b7_watches").pass());
         assert_eq!(by("b7_watches").ratio(), Some(2.0));
+        assert!(by("b9_probe_p99_hostile_ms").pass());
+        assert_eq!(by("b9_probe_p99_hostile_ms").limit_value(), 200.0);
     }
 
     #[test]
@@ -430,7 +435,8 @@ mod tests {
         assert!(a.no_build && !a.inner);
         assert_eq!(parse(&[]).unwrap().idle_seconds, 60.0);
         assert_eq!(parse(&["--only", "b1,b3"]).unwrap().only, ["b1", "b3"]);
-        assert!(parse(&["--only", "b9"]).is_err());
+        assert_eq!(parse(&["--only", "b9"]).unwrap().only, ["b9"]);
+        assert!(parse(&["--only", "b99"]).is_err());
         assert!(parse(&["--idle-seconds", "0"]).is_err());
         assert!(parse(&["--bogus"]).is_err());
         assert!(parse(&["--inner"]).is_err());

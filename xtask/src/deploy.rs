@@ -247,6 +247,16 @@ fn quantities(pairs: &[(&str, &str)]) -> BTreeMap<String, Quantity> {
         .collect()
 }
 
+/// The driver container's memory limit, MiB. The tmpfs holding the volumes' keys and
+/// certificates counts against it (tmpfs pages are charged to the container that writes
+/// them), so its size is derived from this figure: see [`TMPFS_SIZE_MIB`].
+pub const DRIVER_MEMORY_LIMIT_MIB: u32 = 64;
+
+/// `--tmpfs-size` of the driver, MiB: half the memory limit, leaving the other half for the
+/// process (B4: 20.9 MiB resident with 1,000 volumes), so a full tmpfs cannot push the
+/// driver past its limit. A volume's files take a few KiB: 32 MiB holds thousands.
+pub const TMPFS_SIZE_MIB: u32 = DRIVER_MEMORY_LIMIT_MIB / 2;
+
 /// Driver container requests and limits. From `cargo xtask bench` (B4: 11.5 MiB resident idle,
 /// 20.9 MiB with 1,000 managed volumes; B5: no measurable idle CPU). The request covers 1,000
 /// volumes with headroom; the limit leaves room for a burst of RSA generations and TLS buffers.
@@ -254,7 +264,10 @@ fn quantities(pairs: &[(&str, &str)]) -> BTreeMap<String, Quantity> {
 pub fn driver_resources() -> ResourceRequirements {
     ResourceRequirements {
         requests: Some(quantities(&[("cpu", "10m"), ("memory", "32Mi")])),
-        limits: Some(quantities(&[("memory", "64Mi")])),
+        limits: Some(quantities(&[(
+            "memory",
+            &format!("{DRIVER_MEMORY_LIMIT_MIB}Mi"),
+        )])),
         ..Default::default()
     }
 }
@@ -538,6 +551,7 @@ pub fn daemon_set(s: &Settings) -> DaemonSet {
         "--node-id=$(NODE_ID)".to_owned(),
         "--endpoint=unix:///plugin/csi.sock".to_owned(),
         format!("--data-root={DATA_ROOT_IN_CONTAINER}"),
+        format!("--tmpfs-size={TMPFS_SIZE_MIB}Mi"),
     ];
     cond_push(
         &mut args,

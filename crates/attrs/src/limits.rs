@@ -12,8 +12,17 @@ pub const MAX_LIST_VALUE_BYTES: usize = 64 * 1024;
 /// Most SANs of one kind (DNS, IP or URI).
 pub const MAX_SANS_PER_KIND: usize = 100;
 
-/// Most SANs of all kinds together.
+/// Most SANs of all kinds together: the default of
+/// [`ParseOptions::max_sans`](crate::ParseOptions::max_sans).
 pub const MAX_SANS_TOTAL: usize = 256;
+
+/// Default of [`ParseOptions::max_file_path_depth`](crate::ParseOptions::max_file_path_depth):
+/// most `/`-separated components in one file name (`certs/tls.crt` has 2).
+pub const DEFAULT_MAX_FILE_PATH_DEPTH: usize = 8;
+
+/// Default of [`ParseOptions::max_file_path_bytes`](crate::ParseOptions::max_file_path_bytes):
+/// most bytes in one file name, all components together.
+pub const DEFAULT_MAX_FILE_PATH_BYTES: usize = 1024;
 
 /// Most bytes in one DNS name.
 pub const MAX_DNS_NAME_BYTES: usize = 253;

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::limits;
 use crate::spec::Pkcs12Profile;
 
 /// Defaults for what the volume attributes leave out, and how strictly to
@@ -35,6 +36,14 @@ pub struct ParseOptions {
     /// The PKCS#12 protection when `pkcs12-profile` is not set: `Modern2023` for the
     /// original defaults, `LegacyRC2` (what the Go driver wrote) for its volumes.
     pub pkcs12_profile: Pkcs12Profile,
+    /// Most SANs of all kinds together (default [`limits::MAX_SANS_TOTAL`]; never more
+    /// than that, whatever is set here).
+    pub max_sans: usize,
+    /// Most `/`-separated components in one file name (default
+    /// [`limits::DEFAULT_MAX_FILE_PATH_DEPTH`]).
+    pub max_file_path_depth: usize,
+    /// Most bytes in one file name (default [`limits::DEFAULT_MAX_FILE_PATH_BYTES`]).
+    pub max_file_path_bytes: usize,
 }
 
 impl ParseOptions {
@@ -50,6 +59,9 @@ impl ParseOptions {
             require_san: true,
             tolerate_long_renew_before: false,
             pkcs12_profile: Pkcs12Profile::Modern2023,
+            max_sans: limits::MAX_SANS_TOTAL,
+            max_file_path_depth: limits::DEFAULT_MAX_FILE_PATH_DEPTH,
+            max_file_path_bytes: limits::DEFAULT_MAX_FILE_PATH_BYTES,
         }
     }
 
@@ -67,6 +79,9 @@ impl ParseOptions {
             require_san: false,
             tolerate_long_renew_before: true,
             pkcs12_profile: Pkcs12Profile::LegacyRc2,
+            max_sans: limits::MAX_SANS_TOTAL,
+            max_file_path_depth: limits::DEFAULT_MAX_FILE_PATH_DEPTH,
+            max_file_path_bytes: limits::DEFAULT_MAX_FILE_PATH_BYTES,
         }
     }
 }

@@ -62,7 +62,45 @@ pub struct Config {
     pub abandoned_sweep_interval: Duration,
     /// Kubernetes Events on Pods (`--events`, `--event-interval`, `--event-queue-size`).
     pub events: crate::events::EventsConfig,
+    /// Request limits of a publish (`--max-volume-context-bytes` and friends).
+    pub request_limits: RequestLimits,
+    /// How long set-aside (unusable) volume directories are kept before the
+    /// sweep removes them.
+    pub quarantine_grace: Duration,
+    /// `size=` of the tmpfs the driver mounts, in bytes.
+    pub tmpfs_size: u64,
 }
+
+/// What one publish may ask of the node. Each limit exceeded is an
+/// `INVALID_ARGUMENT` that names its flag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestLimits {
+    /// Most bytes of the volume context, keys and values together.
+    pub max_volume_context_bytes: usize,
+    /// Most SANs of all kinds together.
+    pub max_sans: usize,
+    /// Most `/`-separated components in one file name.
+    pub max_file_name_depth: usize,
+    /// Most bytes in one file name.
+    pub max_file_name_bytes: usize,
+    /// Most RSA keys above 4096 bits generated at once.
+    pub max_concurrent_large_rsa: usize,
+}
+
+impl Default for RequestLimits {
+    fn default() -> Self {
+        RequestLimits {
+            max_volume_context_bytes: DEFAULT_MAX_VOLUME_CONTEXT_BYTES,
+            max_sans: cmcsi_attrs::limits::MAX_SANS_TOTAL,
+            max_file_name_depth: cmcsi_attrs::limits::DEFAULT_MAX_FILE_PATH_DEPTH,
+            max_file_name_bytes: cmcsi_attrs::limits::DEFAULT_MAX_FILE_PATH_BYTES,
+            max_concurrent_large_rsa: 1,
+        }
+    }
+}
+
+/// Default of `--max-volume-context-bytes` (256 KiB).
+pub const DEFAULT_MAX_VOLUME_CONTEXT_BYTES: usize = 256 * 1024;
 
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -314,6 +352,68 @@ pub struct Cli {
     /// (issuance never waits for an Event).
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub event_queue_size: u32,
+    /// Most bytes of one volume's attributes (keys and values together, the
+    /// kubelet's included); a larger publish is refused before anything is stored
+    /// (at most 512 KiB, so the stored metadata stays readable).
+    #[arg(long, default_value_t = DEFAULT_MAX_VOLUME_CONTEXT_BYTES as u32, value_parser = clap::value_parser!(u32).range(4096..=512 * 1024))]
+    pub max_volume_context_bytes: u32,
+
+    /// Most SANs (dns-names, ip-sans and uri-sans together) in one volume (at most 256).
+    #[arg(long, default_value_t = cmcsi_attrs::limits::MAX_SANS_TOTAL as u32, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub max_sans: u32,
+
+    /// Most `/`-separated components in one file-name attribute (certs/tls.crt has 2).
+    #[arg(long, default_value_t = cmcsi_attrs::limits::DEFAULT_MAX_FILE_PATH_DEPTH as u32, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub max_file_name_depth: u32,
+
+    /// Most bytes in one file-name attribute.
+    #[arg(long, default_value_t = cmcsi_attrs::limits::DEFAULT_MAX_FILE_PATH_BYTES as u32, value_parser = clap::value_parser!(u32).range(16..=4096))]
+    pub max_file_name_bytes: u32,
+
+    /// Most RSA keys above 4096 bits (key-size 8192) generated at once; more wait.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub max_concurrent_large_rsa: u32,
+
+    /// Unusable volume directories set aside at start (`inmemfs/.quarantine`) are
+    /// removed, keys included, by the sweep once they are older than this (Go duration).
+    #[arg(long, default_value = "24h", value_parser = parse_duration_flag)]
+    pub quarantine_grace: Duration,
+
+    /// Size of the tmpfs mounted on `DATA_ROOT/inmemfs` (bytes, or with Ki, Mi, Gi); its
+    /// pages count against the container's memory limit, so keep it below that.
+    #[arg(long, default_value = "32Mi", value_parser = parse_size_flag)]
+    pub tmpfs_size: u64,
+}
+
+/// Parses a size: bytes, or a number with `Ki`, `Mi` or `Gi` (Kubernetes'
+/// binary suffixes), at least 1 MiB.
+pub fn parse_size_flag(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => t.split_at(i),
+        None => (t, ""),
+    };
+    let mult: u64 = match unit {
+        "" => 1,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "`{s}`: use bytes or a number with Ki, Mi or Gi, e.g. 32Mi"
+            ));
+        }
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}`: use bytes or a number with Ki, Mi or Gi, e.g. 32Mi"))?;
+    let bytes = n
+        .checked_mul(mult)
+        .ok_or_else(|| format!("`{s}` is too large"))?;
+    if bytes < 1 << 20 {
+        return Err(format!("`{s}` is below the smallest tmpfs size of 1Mi"));
+    }
+    Ok(bytes)
 }
 
 impl Cli {
@@ -346,6 +446,15 @@ impl Cli {
                 interval: self.event_interval,
                 queue_size: self.event_queue_size as usize,
             },
+            request_limits: RequestLimits {
+                max_volume_context_bytes: self.max_volume_context_bytes as usize,
+                max_sans: self.max_sans as usize,
+                max_file_name_depth: self.max_file_name_depth as usize,
+                max_file_name_bytes: self.max_file_name_bytes as usize,
+                max_concurrent_large_rsa: self.max_concurrent_large_rsa as usize,
+            },
+            quarantine_grace: self.quarantine_grace,
+            tmpfs_size: self.tmpfs_size,
         }
     }
 }
@@ -374,6 +483,19 @@ mod tests {
                 .contains("Unix socket")
         );
         assert!(parse_endpoint("unix://").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size_flag("32Mi").unwrap(), 32 << 20);
+        assert_eq!(parse_size_flag("2097152").unwrap(), 2 << 20);
+        assert_eq!(parse_size_flag("1Gi").unwrap(), 1 << 30);
+        assert!(parse_size_flag("10").unwrap_err().contains("1Mi"));
+        assert!(
+            parse_size_flag("32MB")
+                .unwrap_err()
+                .contains("Ki, Mi or Gi")
+        );
     }
 
     #[test]

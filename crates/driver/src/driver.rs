@@ -69,6 +69,7 @@ impl Driver {
             sizes: [(cmcsi_keygen::KeySpec::RSA_2048, config.key_pool_size)]
                 .into_iter()
                 .collect(),
+            max_concurrent_large_rsa: config.request_limits.max_concurrent_large_rsa,
             ..Default::default()
         })
         .map_err(|e| crate::RunError::Config(format!("key pool: {e}")))?;
@@ -209,6 +210,7 @@ fn open_store(config: &Config) -> Result<Store, crate::RunError> {
         &config.data_root,
         cmcsi_store::StoreOptions {
             mount_tmpfs: config.mount_tmpfs,
+            tmpfs_size: Some(config.tmpfs_size),
         },
     )?;
     if config.mount_tmpfs && !store.is_tmpfs() {

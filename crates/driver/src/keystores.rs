@@ -55,6 +55,17 @@ pub fn secrets_of(spec: &CertificateSpec) -> VolumeSecrets {
         .collect()
 }
 
+/// The parse options of a new volume: the original defaults with the node's
+/// request limits. (Stored volumes were checked against them when published
+/// and are read back with the library's defaults.)
+fn publish_options(limits: &crate::config::RequestLimits) -> ParseOptions {
+    let mut opts = ParseOptions::original();
+    opts.max_sans = limits.max_sans;
+    opts.max_file_path_depth = limits.max_file_name_depth;
+    opts.max_file_path_bytes = limits.max_file_name_bytes;
+    opts
+}
+
 impl Driver {
     /// The parsed spec for a publish: a new volume's context with the
     /// request's Secret data, or an existing volume's stored context with the
@@ -69,7 +80,7 @@ impl Driver {
             None => Ok(cmcsi_attrs::parse_with_secrets(
                 &req.context,
                 req.secrets.iter(),
-                &ParseOptions::original(),
+                &publish_options(&self.config.request_limits),
             )?),
             Some(meta) if !req.secrets.is_empty() => parsed_with(meta, req.secrets.iter()),
             Some(meta) => {

@@ -232,6 +232,24 @@ impl LiveStats for Live {
             p.refills as f64,
             true,
         ));
+        out.push((
+            "certmanager_csi_key_generations_running",
+            "Key generations for publishes and renewals running now (a cancelled publish's counts until it ends)",
+            p.inline_running as f64,
+            false,
+        ));
+        out.push((
+            "certmanager_csi_large_rsa_generations_running",
+            "Generations of RSA keys above 4096 bits running now (at most --max-concurrent-large-rsa)",
+            p.large_rsa_running as f64,
+            false,
+        ));
+        out.push((
+            "certmanager_csi_quarantined_volumes_removed",
+            "Set-aside volume directories removed after --quarantine-grace",
+            d.store.quarantine_removed() as f64,
+            true,
+        ));
         out
     }
 }

@@ -86,6 +86,24 @@ pub(crate) struct PublishRequest {
     pub(crate) deadline: Option<Instant>,
 }
 
+/// Refuses a volume context larger than `limit` bytes (keys and values
+/// together) before anything of it is parsed or stored.
+fn check_context_size(req: &NodePublishVolumeRequest, limit: usize) -> Result<(), DriverError> {
+    let size: usize = req
+        .volume_context
+        .iter()
+        .map(|(k, v)| k.len() + v.len())
+        .sum();
+    if size > limit {
+        return Err(DriverError::InvalidRequest(format!(
+            "the volume attributes total {size} bytes (keys and values); this node allows at most \
+             {limit} (--max-volume-context-bytes): shorten the attributes of \
+             pod.spec.volumes[].csi.volumeAttributes"
+        )));
+    }
+    Ok(())
+}
+
 impl TryFrom<NodePublishVolumeRequest> for PublishRequest {
     type Error = DriverError;
 
@@ -248,14 +266,16 @@ impl Node for NodeService {
             req.volume_context.get(keys::POD_NAMESPACE),
             req.volume_context.get(keys::POD_NAME),
         );
-        let result = match PublishRequest::try_from(req) {
-            Ok(req) => {
-                self.driver
-                    .publish(PublishRequest { deadline, ..req })
-                    .await
-            }
-            Err(e) => Err(e),
-        };
+        let limit = self.driver.config.request_limits.max_volume_context_bytes;
+        let result =
+            match check_context_size(&req, limit).and_then(|()| PublishRequest::try_from(req)) {
+                Ok(req) => {
+                    self.driver
+                        .publish(PublishRequest { deadline, ..req })
+                        .await
+                }
+                Err(e) => Err(e),
+            };
         let result = result
             .map(|()| Response::new(NodePublishVolumeResponse {}))
             .map_err(|e| e.to_status());

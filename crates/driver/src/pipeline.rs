@@ -247,7 +247,16 @@ impl Pipeline<'_> {
             Some(k) => k,
             None => self.pool.take(&key_spec).await?,
         };
-        let csr = keygen::build_csr(&key, &convert::csr_params(spec))?;
+        // Signing the CSR is CPU work (RSA-8192: tens of milliseconds): off
+        // the async workers, so health RPCs never wait behind it.
+        let params = convert::csr_params(spec);
+        let (key, csr) = tokio::task::spawn_blocking(move || {
+            let csr = keygen::build_csr(&key, &params);
+            (key, csr)
+        })
+        .await
+        .map_err(|e| DriverError::Mount(format!("CSR signing task failed: {e}")))?;
+        let csr = csr?;
 
         self.issuer
             .cleanup(volume_id, self.max_requests_per_volume.saturating_sub(1))

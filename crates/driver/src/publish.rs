@@ -218,10 +218,11 @@ impl Driver {
         if self.config.use_token_request {
             pipeline::token_of(&req.context)?;
         }
+        let context = stored_context(&req.context);
         let meta = match existing {
             Some(mut meta) => {
-                if meta.volume_context != req.context {
-                    meta.volume_context = req.context.clone();
+                if meta.volume_context != context {
+                    meta.volume_context = context;
                     let m = meta.clone();
                     self.on_store_locked(guard, move |s| s.write_metadata(&m))
                         .await?;
@@ -232,7 +233,7 @@ impl Driver {
                 let meta = pipeline::new_metadata(
                     &req.volume_id,
                     &req.target_path.to_string_lossy(),
-                    &req.context,
+                    &context,
                     req.mount_group,
                 );
                 let gid = spec.fs_group.or(req.mount_group);
@@ -274,7 +275,7 @@ impl Driver {
             let driver = Arc::clone(self);
             let id = req.volume_id.clone();
             let target = req.target_path.clone();
-            let context = req.context.clone();
+            let context = stored_context(&req.context);
             let state = Arc::clone(&state);
             async move { driver.republish_locked(&id, &target, context, &state).await }
         });
@@ -503,4 +504,16 @@ fn busy(volume_id: &str) -> DriverError {
     DriverError::Busy(format!(
         "another operation on volume {volume_id} is still in progress; the kubelet will retry"
     ))
+}
+
+/// The part of a volume context the store keeps: every key with a prefix
+/// (`csi.cert-manager.io/`, the kubelet's, annotation keys). A key without
+/// one means nothing to the driver; attrs warns about it at publish, and it
+/// is not stored, so it cannot grow the volume's metadata.
+pub(crate) fn stored_context(context: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    context
+        .iter()
+        .filter(|(k, _)| k.contains('/'))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }

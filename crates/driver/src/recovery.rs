@@ -103,6 +103,10 @@ impl Driver {
     /// are left to the kubelet's unpublish, which it replays after restarts.
     /// The removed volumes' CertificateRequests are deleted too.
     pub(crate) async fn sweep_abandoned(self: &Arc<Self>) -> usize {
+        let grace = self.config.quarantine_grace;
+        if let Err(e) = self.on_store(move |s| s.purge_quarantine(grace)).await {
+            tracing::warn!(error = %e, "could not remove set-aside volume directories");
+        }
         let driver = Arc::clone(self);
         let removed = match tokio::task::spawn_blocking(move || driver.remove_abandoned()).await {
             Ok(removed) => removed,

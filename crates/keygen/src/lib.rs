@@ -142,6 +142,6 @@ pub use error::{Error, Result};
 pub use jks::{JKS_ALIAS, JKS_CA_ALIAS, jks, jks_truststore};
 pub use key::PrivateKey;
 pub use pkcs12::{PKCS12_ALIAS, Pkcs12Profile, pkcs12, pkcs12_truststore};
-pub use pool::{KeyPool, PoolConfig, PoolStats};
+pub use pool::{KeyPool, LARGE_RSA_BITS, PoolConfig, PoolStats};
 pub use spec::{KeyEncoding, KeySpec, MAX_RSA_BITS, MIN_RSA_BITS};
 pub use zeroize::Zeroizing;

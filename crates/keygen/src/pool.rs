@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};
 
 use crate::{Error, KeySpec, PrivateKey, Result};
 
@@ -19,7 +19,20 @@ pub struct PoolConfig {
     /// generations in [`KeyPool::take`] are not counted: they are on a Pod's start path
     /// and must not queue behind refills.
     pub max_concurrent_generations: usize,
+    /// Most generations of RSA keys larger than [`LARGE_RSA_BITS`] running at once,
+    /// inline and background together (at least 1). One RSA-8192 key takes seconds of a
+    /// core; without this cap a handful of Pods asking for them would take every core.
+    pub max_concurrent_large_rsa: usize,
 }
+
+/// RSA keys with more bits than this count against
+/// [`PoolConfig::max_concurrent_large_rsa`].
+pub const LARGE_RSA_BITS: u32 = 4096;
+
+/// Keys whose [`KeyPool::take`] was cancelled while they were being generated, kept per
+/// spec for the next take of the same spec (which a retry of the same volume is), so a
+/// retry does not start a second generation of what is already made. More are dropped.
+const ORPHANS_KEPT: usize = 4;
 
 impl Default for PoolConfig {
     /// Four RSA-2048 keys (the default key spec, and the only slow one in common use),
@@ -29,6 +42,7 @@ impl Default for PoolConfig {
         PoolConfig {
             sizes: BTreeMap::from([(KeySpec::RSA_2048, 4)]),
             max_concurrent_generations: 1,
+            max_concurrent_large_rsa: 1,
         }
     }
 }
@@ -55,6 +69,14 @@ pub struct PoolStats {
     pub running: usize,
     /// Most background generations ever seen running at once.
     pub peak_running: usize,
+    /// Generations for [`KeyPool::take`] running now on blocking threads. A take that is
+    /// cancelled leaves its generation counted here until the thread finishes.
+    pub inline_running: usize,
+    /// Generations of RSA keys above [`LARGE_RSA_BITS`] running now, inline and
+    /// background together; never more than [`PoolConfig::max_concurrent_large_rsa`].
+    pub large_rsa_running: usize,
+    /// Keys made for a cancelled take and handed to a later take of the same spec.
+    pub orphans_adopted: u64,
 }
 
 type Generator = dyn Fn(&KeySpec) -> Result<PrivateKey> + Send + Sync;
@@ -84,6 +106,8 @@ struct Inner {
     targets: BTreeMap<KeySpec, usize>,
     slots: Mutex<HashMap<KeySpec, Slot>>,
     permits: Arc<Semaphore>,
+    /// Caps generations of RSA keys above [`LARGE_RSA_BITS`].
+    large_rsa: Arc<Semaphore>,
     generator: Arc<Generator>,
     /// Whether the generator is [`PrivateKey::generate`], whose non-RSA keys
     /// take tens of microseconds: cheaper made on the caller's thread than
@@ -100,6 +124,9 @@ struct Inner {
     refill_failures: AtomicU64,
     running: AtomicUsize,
     peak_running: AtomicUsize,
+    inline_running: AtomicUsize,
+    large_rsa_running: AtomicUsize,
+    orphans_adopted: AtomicU64,
     /// Number of scheduled, unfinished background generations.
     pending: watch::Sender<usize>,
 }
@@ -107,6 +134,8 @@ struct Inner {
 #[derive(Default)]
 struct Slot {
     keys: VecDeque<PrivateKey>,
+    /// Keys made for cancelled takes (at most [`ORPHANS_KEPT`]).
+    orphans: VecDeque<PrivateKey>,
     scheduled: usize,
 }
 
@@ -149,6 +178,7 @@ impl KeyPool {
                 targets,
                 slots: Mutex::new(HashMap::new()),
                 permits: Arc::new(Semaphore::new(config.max_concurrent_generations.max(1))),
+                large_rsa: Arc::new(Semaphore::new(config.max_concurrent_large_rsa.max(1))),
                 generator: Arc::new(generator),
                 inline_cheap: false,
                 inline: watch::channel(0).0,
@@ -159,6 +189,9 @@ impl KeyPool {
                 refill_failures: AtomicU64::new(0),
                 running: AtomicUsize::new(0),
                 peak_running: AtomicUsize::new(0),
+                inline_running: AtomicUsize::new(0),
+                large_rsa_running: AtomicUsize::new(0),
+                orphans_adopted: AtomicU64::new(0),
                 pending,
             }),
         })
@@ -168,7 +201,15 @@ impl KeyPool {
     /// now (a miss): on a blocking thread, except non-RSA keys of the default generator,
     /// which are made in place (they take tens of microseconds). Either way, schedules
     /// background refills.
+    ///
+    /// RSA keys above [`LARGE_RSA_BITS`] wait for one of
+    /// [`PoolConfig::max_concurrent_large_rsa`] permits; the permit moves into the blocking
+    /// thread, so cancelling the take never frees it while the key is still being made.
+    /// A take cancelled mid-generation leaves its key for the next take of the same spec.
     pub async fn take(&self, spec: &KeySpec) -> Result<PrivateKey> {
+        if let Some(key) = self.inner.adopt(spec) {
+            return Ok(key);
+        }
         let pooled = self.inner.targets.contains_key(spec);
         let key = if pooled {
             self.inner
@@ -196,14 +237,26 @@ impl KeyPool {
         // Counted before the refill is scheduled, so that refill waits for us.
         let _inline = InlineGeneration::start(&self.inner);
         self.fill();
-        let generator = Arc::clone(&self.inner.generator);
         let spec = *spec;
-        tokio::task::spawn_blocking(move || generator(&spec))
-            .await
-            .map_err(|e| Error::Generate {
-                spec,
-                reason: format!("generator task failed: {e}"),
-            })?
+        let large = self.inner.large_permit(&spec).await?;
+        if large.is_some() {
+            // While we waited, a cancelled take of this spec may have finished its key.
+            if let Some(key) = self.inner.adopt(&spec) {
+                return Ok(key);
+            }
+        }
+        let (tx, rx) = oneshot::channel();
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let result = inner.generate(&spec, large, &inner.inline_running);
+            if let Err(Ok(key)) = tx.send(result) {
+                inner.keep_orphan(spec, key);
+            }
+        });
+        rx.await.map_err(|e| Error::Generate {
+            spec,
+            reason: format!("generator task failed: {e}"),
+        })?
     }
 
     /// Schedules background generations until every pooled spec has its configured number
@@ -268,7 +321,26 @@ impl KeyPool {
             pending: *i.pending.borrow(),
             running: i.running.load(Ordering::Relaxed),
             peak_running: i.peak_running.load(Ordering::Relaxed),
+            inline_running: i.inline_running.load(Ordering::SeqCst),
+            large_rsa_running: i.large_rsa_running.load(Ordering::SeqCst),
+            orphans_adopted: i.orphans_adopted.load(Ordering::Relaxed),
         }
+    }
+}
+
+/// Counts itself in a gauge while it lives (also when the thread unwinds).
+struct Counted<'a>(&'a AtomicUsize);
+
+impl<'a> Counted<'a> {
+    fn start(gauge: &'a AtomicUsize) -> Self {
+        gauge.fetch_add(1, Ordering::SeqCst);
+        Counted(gauge)
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -295,6 +367,50 @@ impl Inner {
         self.slots.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// A permit of the large-RSA cap when `spec` needs one.
+    async fn large_permit(&self, spec: &KeySpec) -> Result<Option<OwnedSemaphorePermit>> {
+        if !matches!(spec, KeySpec::Rsa { bits } if *bits > LARGE_RSA_BITS) {
+            return Ok(None);
+        }
+        Arc::clone(&self.large_rsa)
+            .acquire_owned()
+            .await
+            .map(Some)
+            .map_err(|_| Error::Generate {
+                spec: *spec,
+                reason: "key pool is shut down".into(),
+            })
+    }
+
+    /// Runs the generator on this (blocking) thread, counted in `gauge` (and in the
+    /// large-RSA gauge while `large` is held), and releases `large` when done.
+    fn generate(
+        &self,
+        spec: &KeySpec,
+        large: Option<OwnedSemaphorePermit>,
+        gauge: &AtomicUsize,
+    ) -> Result<PrivateKey> {
+        let _running = Counted::start(gauge);
+        let _large = large.map(|p| (p, Counted::start(&self.large_rsa_running)));
+        (self.generator)(spec)
+    }
+
+    /// A key left by a cancelled take of `spec`, if any.
+    fn adopt(&self, spec: &KeySpec) -> Option<PrivateKey> {
+        let key = self.lock().get_mut(spec)?.orphans.pop_front()?;
+        self.orphans_adopted.fetch_add(1, Ordering::Relaxed);
+        Some(key)
+    }
+
+    /// Keeps the key of a cancelled take for the next take of `spec`.
+    fn keep_orphan(&self, spec: KeySpec, key: PrivateKey) {
+        let mut slots = self.lock();
+        let slot = slots.entry(spec).or_default();
+        if slot.orphans.len() < ORPHANS_KEPT {
+            slot.orphans.push_back(key);
+        }
+    }
+
     async fn refill_one(self: Arc<Self>, spec: KeySpec) {
         // Yield to takes generating inline (the sender lives in `self`).
         let _ = self.inline.subscribe().wait_for(|n| *n == 0).await;
@@ -302,8 +418,19 @@ impl Inner {
             Ok(permit) => {
                 let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
                 self.peak_running.fetch_max(now, Ordering::SeqCst);
-                let generator = Arc::clone(&self.generator);
-                let res = tokio::task::spawn_blocking(move || generator(&spec)).await;
+                let res = match self.large_permit(&spec).await {
+                    Ok(large) => {
+                        let inner = Arc::clone(&self);
+                        tokio::task::spawn_blocking(move || {
+                            // Background generations are counted in `running` by the
+                            // caller; this gauge is a throwaway.
+                            let unused = AtomicUsize::new(0);
+                            inner.generate(&spec, large, &unused)
+                        })
+                        .await
+                    }
+                    Err(e) => Ok(Err(e)),
+                };
                 self.running.fetch_sub(1, Ordering::SeqCst);
                 drop(permit);
                 res.unwrap_or_else(|e| {

@@ -14,6 +14,7 @@ fn config(spec: KeySpec, size: usize, max_concurrent: usize) -> PoolConfig {
     PoolConfig {
         sizes: BTreeMap::from([(spec, size)]),
         max_concurrent_generations: max_concurrent,
+        max_concurrent_large_rsa: 1,
     }
 }
 
@@ -230,4 +231,85 @@ fn invalid_specs_are_refused_and_fill_needs_a_runtime() {
     // Size 0 means "not pooled".
     let pool = KeyPool::new(config(KeySpec::Ed25519, 0, 1)).unwrap();
     assert_eq!(pool.target(&KeySpec::Ed25519), 0);
+}
+
+/// A generator that sleeps `delay` per key and counts its calls; it returns a cheap
+/// Ed25519 key whatever the spec, so large-RSA tests do not spend real seconds.
+fn slow_pool(config: PoolConfig, delay: Duration) -> (Arc<AtomicUsize>, KeyPool) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = Arc::clone(&calls);
+    let pool = KeyPool::with_generator(config, move |_spec| {
+        c.fetch_add(1, Ordering::SeqCst);
+        std::thread::sleep(delay);
+        PrivateKey::generate(&KeySpec::Ed25519)
+    })
+    .unwrap();
+    (calls, pool)
+}
+
+const RSA_8192: KeySpec = KeySpec::Rsa { bits: 8192 };
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_large_rsa_takes_stay_within_the_cap_and_a_retry_joins_the_key() {
+    let config = PoolConfig {
+        sizes: BTreeMap::new(),
+        max_concurrent_generations: 1,
+        max_concurrent_large_rsa: 1,
+    };
+    let (calls, pool) = slow_pool(config, Duration::from_millis(400));
+    let takes: Vec<_> = (0..20)
+        .map(|_| {
+            let p = pool.clone();
+            tokio::spawn(async move { p.take(&RSA_8192).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(pool.stats().large_rsa_running, 1);
+    for t in &takes {
+        t.abort();
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Cancelled: the one generation already running finishes; none of the others start.
+    assert!(pool.stats().large_rsa_running <= 1);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let stats = pool.stats();
+    assert_eq!(stats.large_rsa_running, 0);
+    assert_eq!(stats.inline_running, 0);
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "only the first take generated"
+    );
+
+    // The retry gets the key the cancelled take left, without generating again.
+    pool.take(&RSA_8192).await.unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(pool.stats().orphans_adopted, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_rsa_cap_bounds_concurrent_takes_but_not_small_keys() {
+    let config = PoolConfig {
+        sizes: BTreeMap::new(),
+        max_concurrent_generations: 1,
+        max_concurrent_large_rsa: 2,
+    };
+    let (_calls, pool) = slow_pool(config, Duration::from_millis(300));
+    let mut takes = Vec::new();
+    for _ in 0..4 {
+        let p = pool.clone();
+        takes.push(tokio::spawn(async move { p.take(&RSA_8192).await }));
+    }
+    let p = pool.clone();
+    takes.push(tokio::spawn(
+        async move { p.take(&KeySpec::RSA_2048).await },
+    ));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let stats = pool.stats();
+    assert_eq!(stats.large_rsa_running, 2);
+    assert_eq!(stats.inline_running, 3, "two large and the RSA-2048 take");
+    for t in takes {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(pool.stats().large_rsa_running, 0);
 }

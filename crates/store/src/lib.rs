@@ -51,7 +51,7 @@
 //! # let tmp = tempfile::tempdir()?;
 //! # let data_root = tmp.path();
 //! // In the driver: mount_tmpfs: true (the default), which needs CAP_SYS_ADMIN.
-//! let store = Store::open(data_root, StoreOptions { mount_tmpfs: false })?;
+//! let store = Store::open(data_root, StoreOptions { mount_tmpfs: false, tmpfs_size: None })?;
 //!
 //! let id = "csi-0123456789abcdef";
 //! let mut meta = Metadata::new(id, "/var/lib/kubelet/pods/p/volumes/v/mount");
@@ -101,6 +101,6 @@ pub use names::{
 pub use secret_json::to_json_zeroizing;
 pub use secrets::{SECRETS_FILE, VolumeSecrets};
 pub use store::{
-    DATA_DIR, INMEMFS_DIR, LOCK_FILE, METADATA_FILE, QUARANTINE_DIR, Recovery, SetAside, Store,
-    StoreOptions,
+    DATA_DIR, DEFAULT_TMPFS_SIZE, INMEMFS_DIR, LOCK_FILE, METADATA_FILE, QUARANTINE_DIR, Recovery,
+    SetAside, Store, StoreOptions,
 };

@@ -45,13 +45,24 @@ pub struct StoreOptions {
     /// there. Needs `CAP_SYS_ADMIN`; turn off for unprivileged use (keys then
     /// live on whatever file system the root is on).
     pub mount_tmpfs: bool,
+    /// `size=` of that tmpfs in bytes (rounded up to pages by the kernel): the
+    /// most memory keys and certificates may take. Its pages count against the
+    /// container's memory limit, so keep it below that. `None`: the kernel's
+    /// default (half of the node's memory).
+    pub tmpfs_size: Option<u64>,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { mount_tmpfs: true }
+        StoreOptions {
+            mount_tmpfs: true,
+            tmpfs_size: Some(DEFAULT_TMPFS_SIZE),
+        }
     }
 }
+
+/// Default [`StoreOptions::tmpfs_size`]: 32 MiB.
+pub const DEFAULT_TMPFS_SIZE: u64 = 32 * 1024 * 1024;
 
 /// One volume directory that [`Store::list`] could not use and set aside.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,6 +94,8 @@ pub struct Store {
     inmemfs: PathBuf,
     inmemfs_fd: OwnedFd,
     is_tmpfs: bool,
+    /// Set-aside entries removed by [`Store::purge_quarantine`] since open.
+    quarantine_removed: std::sync::atomic::AtomicU64,
     _lock: File,
 }
 
@@ -146,6 +159,15 @@ impl Store {
             if mounted {
                 tracing::info!(path = %inmemfs.display(), "reusing the file system already mounted at the data root");
             } else {
+                let data = match options.tmpfs_size {
+                    Some(size) => format!("mode=0700,size={size}"),
+                    None => "mode=0700".to_owned(),
+                };
+                // Digits and ASCII only: never has an interior NUL.
+                let data = std::ffi::CString::new(data).map_err(|e| StoreError::Mount {
+                    path: inmemfs.clone(),
+                    source: io::Error::other(e),
+                })?;
                 rustix::mount::mount(
                     "tmpfs",
                     &inmemfs,
@@ -153,7 +175,7 @@ impl Store {
                     rustix::mount::MountFlags::NOSUID
                         | rustix::mount::MountFlags::NODEV
                         | rustix::mount::MountFlags::NOEXEC,
-                    c"mode=0700",
+                    data.as_c_str(),
                 )
                 .map_err(|e| StoreError::Mount {
                     path: inmemfs.clone(),
@@ -185,6 +207,7 @@ impl Store {
             inmemfs,
             inmemfs_fd,
             is_tmpfs,
+            quarantine_removed: std::sync::atomic::AtomicU64::new(0),
             _lock: lock,
         })
     }
@@ -278,10 +301,7 @@ impl Store {
         if self.volume_exists(id)? {
             return Ok(false);
         }
-        let json = meta.to_json().map_err(|e| StoreError::Metadata {
-            id: id.to_owned(),
-            reason: e.to_string(),
-        })?;
+        let json = encode_metadata(meta)?;
         let tmp = format!("{CREATING_PREFIX}{id}");
         let tmp_path = self.inmemfs.join(&tmp);
         let dev = self.dev()?;
@@ -323,10 +343,7 @@ impl Store {
     pub fn write_metadata(&self, meta: &Metadata) -> Result<(), StoreError> {
         let id = meta.volume_id.as_str();
         let vol = self.open_volume(id)?;
-        let json = meta.to_json().map_err(|e| StoreError::Metadata {
-            id: id.to_owned(),
-            reason: e.to_string(),
-        })?;
+        let json = encode_metadata(meta)?;
         fsops::write_file_atomic(vol.as_fd(), METADATA_FILE, &json, METADATA_MODE)
             .map_err(|e| StoreError::io("write", self.volume_path(id).join(METADATA_FILE), e))
     }
@@ -585,6 +602,65 @@ impl Store {
         });
     }
 
+    /// Removes the entries of `inmemfs/.quarantine/` set aside more than
+    /// `grace` ago (their keys included), returning how many went. The time
+    /// an entry was set aside is the stamp in its name; an entry without one
+    /// counts from its inode's change time (which the move set).
+    pub fn purge_quarantine(&self, grace: std::time::Duration) -> Result<usize, StoreError> {
+        let qpath = self.inmemfs.join(QUARANTINE_DIR);
+        let q = match rustix::fs::openat(
+            self.root_fd(),
+            QUARANTINE_DIR,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => return Ok(0),
+            Err(e) => return Err(StoreError::io("open", &qpath, e)),
+        };
+        let dev = self.dev()?;
+        let now = SystemTime::now();
+        let mut removed = 0;
+        for (name, _) in
+            fsops::list_dir(q.as_fd()).map_err(|e| StoreError::io("list", &qpath, e))?
+        {
+            let set_aside = stamp_of(&name).or_else(|| {
+                let st =
+                    rustix::fs::statat(&q, name.as_os_str(), rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+                        .ok()?;
+                let secs = u64::try_from(st.st_ctime).ok()?;
+                Some(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+            });
+            let old = set_aside.is_none_or(|t| now.duration_since(t).is_ok_and(|age| age > grace));
+            if !old {
+                continue;
+            }
+            match fsops::remove_tree_at(q.as_fd(), &name, dev) {
+                Ok(()) => removed += 1,
+                Err(e) => {
+                    tracing::warn!(name = %name.to_string_lossy(), error = %e, "could not remove a set-aside entry")
+                }
+            }
+        }
+        self.quarantine_removed
+            .fetch_add(removed as u64, std::sync::atomic::Ordering::Relaxed);
+        if removed > 0 {
+            tracing::info!(
+                removed,
+                grace_s = grace.as_secs(),
+                "removed set-aside entries past their grace period"
+            );
+        }
+        Ok(removed)
+    }
+
+    /// How many set-aside entries [`Store::purge_quarantine`] removed since
+    /// the store was opened (a counter for metrics).
+    pub fn quarantine_removed(&self) -> u64 {
+        self.quarantine_removed
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn move_to_quarantine(&self, name: &OsString) -> io::Result<PathBuf> {
         let q = fsops::ensure_dir_at(self.root_fd(), QUARANTINE_DIR, 0o700)?;
         let base: String = name
@@ -643,6 +719,26 @@ enum MetaReadError {
     Bad(String),
 }
 
+/// Encodes `meta`, refusing metadata larger than what
+/// [`Store::read_metadata`] accepts, so nothing is written that cannot be
+/// read back.
+fn encode_metadata(meta: &Metadata) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+    let json = meta.to_json().map_err(|e| StoreError::Metadata {
+        id: meta.volume_id.clone(),
+        reason: e.to_string(),
+    })?;
+    if json.len() > MAX_METADATA {
+        return Err(StoreError::Metadata {
+            id: meta.volume_id.clone(),
+            reason: format!(
+                "is {} bytes; at most {MAX_METADATA} are kept per volume (shorten the volume context)",
+                json.len()
+            ),
+        });
+    }
+    Ok(json)
+}
+
 fn read_metadata_at(vol: BorrowedFd<'_>, id: &str) -> Result<Metadata, MetaReadError> {
     let bytes = match fsops::read_file_at(vol, METADATA_FILE) {
         Ok(Some(b)) => b,
@@ -666,4 +762,16 @@ fn read_metadata_at(vol: BorrowedFd<'_>, id: &str) -> Result<Metadata, MetaReadE
 
 fn libc_nofollow() -> i32 {
     OFlags::NOFOLLOW.bits() as i32
+}
+
+/// The time in a quarantine entry's name (`<base>.<unix nanoseconds>.<attempt>`).
+fn stamp_of(name: &OsString) -> Option<SystemTime> {
+    let name = name.to_str()?;
+    let mut parts = name.rsplit('.');
+    parts.next()?.parse::<u32>().ok()?;
+    let nanos = parts.next()?.parse::<u64>().ok()?;
+    if nanos == 0 {
+        return None;
+    }
+    Some(SystemTime::UNIX_EPOCH + std::time::Duration::from_nanos(nanos))
 }

@@ -53,7 +53,14 @@ fn crash_child_writer() {
     let Some(root) = std::env::var_os(CHILD_ENV) else {
         return;
     };
-    let store = Store::open(Path::new(&root), StoreOptions { mount_tmpfs: false }).unwrap();
+    let store = Store::open(
+        Path::new(&root),
+        StoreOptions {
+            mount_tmpfs: false,
+            tmpfs_size: None,
+        },
+    )
+    .unwrap();
     let mut meta = match store.read_metadata(VOLUME) {
         Ok(m) => m,
         Err(_) => {
@@ -174,7 +181,14 @@ fn sigkill_at_random_points_never_leaves_a_mixed_set() {
         assert!(!status.success(), "child {kill} exited by itself: {status}");
 
         // The dead child's lock is gone with it.
-        let store = Store::open(&root, StoreOptions { mount_tmpfs: false }).unwrap();
+        let store = Store::open(
+            &root,
+            StoreOptions {
+                mount_tmpfs: false,
+                tmpfs_size: None,
+            },
+        )
+        .unwrap();
         let visible = check_visible(&store);
         let meta = store.read_metadata(VOLUME).unwrap();
         let meta_gen: u64 = meta.volume_context["generation"].parse().unwrap();
@@ -201,7 +215,14 @@ fn sigkill_at_random_points_never_leaves_a_mixed_set() {
     println!("{KILLS} kills, last visible generation {last_visible}");
     assert!(last_visible > 1, "the child never got to write");
     // Whatever the kills left behind is cleaned up by the next write.
-    let store = Store::open(&root, StoreOptions { mount_tmpfs: false }).unwrap();
+    let store = Store::open(
+        &root,
+        StoreOptions {
+            mount_tmpfs: false,
+            tmpfs_size: None,
+        },
+    )
+    .unwrap();
     store
         .write_files(VOLUME, &generation_set(last_visible + 1), None)
         .unwrap();

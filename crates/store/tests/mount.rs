@@ -23,7 +23,7 @@ fn mount_count(path: &Path) -> usize {
 }
 
 fn open_mounting(root: &Path) -> Store {
-    Store::open(root, StoreOptions { mount_tmpfs: true }).unwrap()
+    Store::open(root, StoreOptions::default()).unwrap()
 }
 
 #[test]
@@ -45,6 +45,11 @@ fn fresh_root_gets_a_private_tmpfs() {
         for opt in ["nosuid", "nodev", "noexec"] {
             assert!(line.contains(opt), "{opt} missing: {line}");
         }
+        // Bounded: the default size, not half of the node's memory.
+        let fs = rustix::fs::statfs(&inmemfs).unwrap();
+        #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+        let bytes = u64::try_from(fs.f_blocks as i128 * fs.f_bsize as i128).unwrap();
+        assert_eq!(bytes, cmcsi_store::DEFAULT_TMPFS_SIZE, "{line}");
         // Reopening (a driver restart) does not stack a second tmpfs.
         drop(store);
         let store = open_mounting(&root);
@@ -66,7 +71,14 @@ fn existing_tmpfs_is_reused_with_its_volumes() {
         rustix::mount::mount("tmpfs", &inmemfs, "tmpfs", MountFlags::empty(), None).unwrap();
         let id = kubelet_id(1);
         {
-            let earlier = Store::open(root, StoreOptions { mount_tmpfs: false }).unwrap();
+            let earlier = Store::open(
+                root,
+                StoreOptions {
+                    mount_tmpfs: false,
+                    tmpfs_size: None,
+                },
+            )
+            .unwrap();
             new_volume(&earlier, &id);
             earlier
                 .write_files(&id, &set(&[("tls.crt", "before restart")]), None)

@@ -33,7 +33,14 @@ fn fresh_root_is_created_with_private_modes() {
 fn second_instance_is_refused_until_the_first_is_dropped() {
     let tmp = tempdir();
     let first = open_plain(tmp.path());
-    let err = Store::open(tmp.path(), StoreOptions { mount_tmpfs: false }).unwrap_err();
+    let err = Store::open(
+        tmp.path(),
+        StoreOptions {
+            mount_tmpfs: false,
+            tmpfs_size: None,
+        },
+    )
+    .unwrap_err();
     assert!(matches!(err, StoreError::AlreadyRunning { .. }), "{err:?}");
     let msg = err.to_string();
     assert!(msg.contains(&tmp.path().display().to_string()), "{msg}");
@@ -829,4 +836,52 @@ fn volume_ids_lists_volumes_and_changes_nothing() {
     assert!(inmem.join("bad name").is_dir());
     store.remove_volume(&a).unwrap();
     assert_eq!(store.volume_ids().unwrap(), vec![b]);
+}
+
+#[test]
+fn metadata_too_large_to_read_back_is_never_written() {
+    let tmp = tempdir();
+    let store = open_plain(tmp.path());
+    // A new volume with an oversized context: refused, and no directory is left.
+    let id = kubelet_id(41);
+    let mut big = Metadata::new(&id, "/t");
+    big.volume_context
+        .insert("example.com/blob".into(), "x".repeat(1_100_000));
+    let err = store.create_volume(&big, None).unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Metadata { reason, .. } if reason.contains("at most 1048576")),
+        "{err}"
+    );
+    assert!(!store.volume_exists(&id).unwrap());
+    // An existing volume keeps its readable metadata when a rewrite is too large.
+    let id = kubelet_id(42);
+    let small = new_volume(&store, &id);
+    let mut grown = small.clone();
+    grown
+        .volume_context
+        .insert("example.com/blob".into(), "x".repeat(1_100_000));
+    assert!(store.write_metadata(&grown).is_err());
+    assert_eq!(store.read_metadata(&id).unwrap(), small);
+}
+
+#[test]
+fn set_aside_entries_are_purged_after_the_grace_period() {
+    let tmp = tempdir();
+    let store = open_plain(tmp.path());
+    let q = tmp.path().join("inmemfs/.quarantine");
+    std::fs::create_dir_all(q.join("old-vol.1000000000.0/data")).unwrap();
+    std::fs::write(q.join("old-vol.1000000000.0/key.pem"), b"k").unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let fresh = format!("new-vol.{now}.0");
+    std::fs::create_dir_all(q.join(&fresh)).unwrap();
+    assert_eq!(
+        store.purge_quarantine(Duration::from_secs(3600)).unwrap(),
+        1
+    );
+    assert!(!q.join("old-vol.1000000000.0").exists());
+    assert!(q.join(&fresh).exists(), "younger than the grace period");
+    assert_eq!(store.quarantine_removed(), 1);
 }

@@ -52,7 +52,7 @@ pub struct Options {
     pub driver: PathBuf,
     /// The B5 idle window (60 s unless shortened for a quick look).
     pub idle_window: Duration,
-    /// Run only these groups (`keygen`, `b1`, `b2`, `b3`, `b4`; B7 comes
+    /// Run only these groups (`keygen`, `b1`, `b2`, `b3`, `b4`, `b9`; B7 comes
     /// with B1, B5 and B6 with B4); empty means all.
     pub only: Vec<String>,
     /// Copy each driver's log here (named by group) when it stops.
@@ -112,6 +112,9 @@ pub async fn all(opts: &Options) -> Result<Figures> {
     }
     if opts.wants("b4") {
         b4_b5_b6(opts, &mut f).await?;
+    }
+    if opts.wants("b9") {
+        b9(opts, &mut f).await?;
     }
     Ok(f)
 }
@@ -713,6 +716,79 @@ async fn b4_b5_b6(opts: &Options, f: &mut Figures) -> Result<()> {
 }
 
 /// Calls Probe until it answers `ready`.
+/// B9: hostile publishes (RSA-8192 keys, the deepest and longest file names
+/// the limits allow, each cancelled by its client after a while, then
+/// retried) while `Probe` is timed; a `Probe` slower than the livenessprobe
+/// sidecar's 3 s timeout restarts the driver.
+async fn b9(opts: &Options, f: &mut Figures) -> Result<()> {
+    const HOSTILE: usize = 8;
+    const WINDOW: Duration = Duration::from_secs(20);
+    step(&format!(
+        "B9: Probe latency during {HOSTILE} hostile publishes for {} s",
+        WINDOW.as_secs()
+    ));
+    let node = Node::start(opts, "b9", &[], false).await?;
+    let component = "n".repeat(120);
+    let deepest = |leaf: &str| {
+        let mut parts = vec![component.as_str(); 7];
+        parts.push(leaf);
+        parts.join("/")
+    };
+    let (crt, key, ca) = (deepest("c.pem"), deepest("k.pem"), deepest("a.pem"));
+    let until = Instant::now() + WINDOW;
+    let mut hostile = Vec::new();
+    for i in 0..HOSTILE {
+        let attrs: Vec<(String, String)> = [
+            ("csi.cert-manager.io/issuer-name", ISSUER),
+            ("csi.cert-manager.io/dns-names", "hostile.example.com"),
+            ("csi.cert-manager.io/key-size", "8192"),
+            ("csi.cert-manager.io/certificate-file", crt.as_str()),
+            ("csi.cert-manager.io/privatekey-file", key.as_str()),
+            ("csi.cert-manager.io/ca-file", ca.as_str()),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        let volume = volume_id(9, i);
+        let req = publish_request(
+            &volume,
+            &node.prepare(&volume)?,
+            Pod::new(NAMESPACE, &format!("b9-{i}")).context(
+                &attrs
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect::<Vec<_>>(),
+            ),
+        );
+        let channel = node.channel.clone();
+        hostile.push(tokio::spawn(async move {
+            while Instant::now() < until {
+                let mut client = NodeClient::new(channel.clone());
+                // The client gives up after 2 s and tries again, as the kubelet does.
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(2),
+                    client.node_publish_volume(req.clone()),
+                )
+                .await;
+            }
+        }));
+    }
+    let mut identity = cmcsi_testkit::identity_client(&node.driver.socket).await?;
+    let mut lat = Vec::new();
+    while Instant::now() < until {
+        let t0 = Instant::now();
+        identity.probe(ProbeRequest {}).await?;
+        lat.push(t0.elapsed());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for h in hostile {
+        h.await?;
+    }
+    f.insert("b9_probe_p99_hostile_ms", sys::percentile_ms(&lat, 99.0));
+    f.insert("b9_probe_max_hostile_ms", sys::percentile_ms(&lat, 100.0));
+    node.stop().await
+}
+
 async fn probe_until_ready(socket: &Path) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {

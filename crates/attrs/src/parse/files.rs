@@ -53,7 +53,7 @@ impl Parser<'_> {
     pub(super) fn file(&mut self, key: &'static str, default: &str) -> (String, bool) {
         let name = self.get(key).unwrap_or(default);
         let ok = match validate::file_path(name) {
-            Ok(()) => true,
+            Ok(()) => self.file_path_within_limits(key, name),
             Err(problem) => {
                 self.invalid(
                     key,
@@ -65,6 +65,33 @@ impl Parser<'_> {
             }
         };
         (name.to_owned(), ok && !self.too_large.contains(key))
+    }
+
+    /// Checks `name`'s depth and length against the options' limits.
+    fn file_path_within_limits(&mut self, key: &str, name: &str) -> bool {
+        let depth = name.split('/').count();
+        let (max_depth, max_bytes) = (self.opts.max_file_path_depth, self.opts.max_file_path_bytes);
+        let mut ok = true;
+        if depth > max_depth {
+            self.too_large(
+                key,
+                format!(
+                    "the file name has {depth} path components; at most {max_depth} are allowed (the node's --max-file-name-depth limit): use a shallower path"
+                ),
+            );
+            ok = false;
+        }
+        if name.len() > max_bytes {
+            self.too_large(
+                key,
+                format!(
+                    "the file name is {} bytes; at most {max_bytes} are allowed (the node's --max-file-name-bytes limit): use a shorter path",
+                    name.len()
+                ),
+            );
+            ok = false;
+        }
+        ok
     }
 
     pub(super) fn files(&mut self) -> Files {

@@ -137,12 +137,12 @@ impl Parser<'_> {
             validate::uri_san(s).map(|()| s.to_owned())
         }, "accepted: absolute URIs such as spiffe://cluster.local/ns/shop/sa/web, comma-separated");
         let total = dns.len() + ips.len() + uris.len();
-        if total > limits::MAX_SANS_TOTAL {
+        let max_sans = self.opts.max_sans.min(limits::MAX_SANS_TOTAL);
+        if total > max_sans {
             self.too_large(
                 keys::DNS_NAMES,
                 format!(
-                    "{total} SANs in dns-names, ip-sans and uri-sans together; at most {} are allowed",
-                    limits::MAX_SANS_TOTAL
+                    "{total} SANs in dns-names, ip-sans and uri-sans together; at most {max_sans} are allowed (the node's --max-sans limit): split the names over several volumes"
                 ),
             );
         }

@@ -1562,3 +1562,36 @@ fn error_text_of_bad_inputs() {
     }
     assert!(seen.len() >= 60, "{}", seen.len());
 }
+
+#[test]
+fn file_name_depth_and_length_limits_are_options() {
+    let deep = ["d"; limits::DEFAULT_MAX_FILE_PATH_DEPTH + 1].join("/");
+    let long = vec!["x".repeat(200); 6].join("/");
+    let e = err(&[(keys::CERTIFICATE_FILE, &deep), (keys::CA_FILE, &long)]);
+    let text = e.to_string();
+    // Both problems at once, each naming the limit to change.
+    assert!(
+        e.mentions(keys::CERTIFICATE_FILE) && e.mentions(keys::CA_FILE),
+        "{text}"
+    );
+    assert!(text.contains("9 path components; at most 8"), "{text}");
+    assert!(text.contains("--max-file-name-depth"), "{text}");
+    assert!(text.contains("at most 1024 are allowed"), "{text}");
+    assert!(text.contains("--max-file-name-bytes"), "{text}");
+    // Within the default: accepted; a node may lower the limits.
+    let ok_depth = ["d"; limits::DEFAULT_MAX_FILE_PATH_DEPTH].join("/");
+    ok(&[(keys::CERTIFICATE_FILE, &ok_depth)]);
+    let mut opts = ParseOptions::original();
+    opts.max_file_path_depth = 2;
+    opts.max_sans = 1;
+    let ctx = with(&[
+        (keys::CERTIFICATE_FILE, "a/b/c.pem"),
+        (keys::DNS_NAMES, "a.example.com,b.example.com"),
+    ]);
+    let text = parse_with(&ctx, &opts).unwrap_err().to_string();
+    assert!(text.contains("3 path components; at most 2"), "{text}");
+    assert!(
+        text.contains("2 SANs") && text.contains("--max-sans"),
+        "{text}"
+    );
+}

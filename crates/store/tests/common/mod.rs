@@ -57,7 +57,14 @@ pub fn tempdir() -> TestDir {
 
 /// Opens a store without mounting anything.
 pub fn open_plain(root: &Path) -> Store {
-    Store::open(root, StoreOptions { mount_tmpfs: false }).unwrap()
+    Store::open(
+        root,
+        StoreOptions {
+            mount_tmpfs: false,
+            tmpfs_size: None,
+        },
+    )
+    .unwrap()
 }
 
 pub fn is_root() -> bool {

@@ -1,0 +1,254 @@
+//! Request limits against the real binary and the fake API: a hostile
+//! volume context is refused before anything is stored, nested file names
+//! do not stall the health RPCs, and cancelled publishes of large RSA keys
+//! leave no more generations running than `--max-concurrent-large-rsa`.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use cmcsi_proto::v1 as csi;
+use cmcsi_testkit::in_mount_namespace;
+use common::{Harness, Pod};
+use tonic::Code;
+
+const ISSUER: (&str, &str) = ("csi.cert-manager.io/issuer-name", "ca-issuer");
+const DNS: (&str, &str) = ("csi.cert-manager.io/dns-names", "h.example.com");
+
+fn free_address() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("127.0.0.1:{port}")
+}
+
+fn scrape(addr: &str, name: &str) -> Option<f64> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.lines().find_map(|l| {
+        let (n, v) = l.split_once(' ')?;
+        (n == name).then(|| v.trim().parse().ok()).flatten()
+    })
+}
+
+/// Entries of the data root's volume directory (the tmpfs).
+fn volumes_in(data_root: &Path) -> Vec<String> {
+    match std::fs::read_dir(data_root.join("inmemfs")) {
+        Ok(entries) => entries
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+#[test]
+fn oversized_volume_context_is_refused_and_nothing_is_stored() {
+    in_mount_namespace!(async {
+        let h = Harness::start(&[]).await;
+        let pod = Pod::new("ns", "big");
+        // 1.6 MB in one annotation-like key: far past the 256 KiB default.
+        let huge = "x".repeat(1_600_000);
+        let err = h
+            .publish(
+                "csi-big",
+                &pod,
+                &[ISSUER, DNS, ("example.com/blob", huge.as_str())],
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+        assert!(
+            err.message().contains("--max-volume-context-bytes")
+                && err.message().contains("at most 262144"),
+            "{}",
+            err.message()
+        );
+        assert!(
+            volumes_in(&h.data_root).is_empty(),
+            "{:?}",
+            volumes_in(&h.data_root)
+        );
+        assert!(
+            h.api.requests("ns").is_empty(),
+            "no CertificateRequest created"
+        );
+        // A normal publish still works afterwards.
+        h.publish("csi-small", &pod, &[ISSUER, DNS]).await.unwrap();
+    });
+}
+
+#[test]
+fn nested_file_names_are_bounded_and_probe_stays_fast() {
+    in_mount_namespace!(async {
+        let h = Harness::start(&[]).await;
+        let pod = Pod::new("ns", "deep");
+        // Past the depth limit: refused, naming the flag.
+        let too_deep = vec!["d"; 2000].join("/");
+        let err = h
+            .publish(
+                "csi-too-deep",
+                &pod,
+                &[
+                    ISSUER,
+                    DNS,
+                    ("csi.cert-manager.io/certificate-file", &too_deep),
+                ],
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+        assert!(
+            err.message().contains("--max-file-name-depth"),
+            "{}",
+            err.message()
+        );
+
+        // Two publishes with the deepest and longest names allowed, while
+        // Probe is timed.
+        let component = "n".repeat(120);
+        let deepest = |leaf: &str| {
+            let mut parts = vec![component.as_str(); 7];
+            parts.push(leaf);
+            parts.join("/")
+        };
+        let (crt, key, ca) = (deepest("c.pem"), deepest("k.pem"), deepest("a.pem"));
+        let socket = h.socket();
+        let probe = tokio::spawn(async move {
+            let mut identity = cmcsi_testkit::identity_client(&socket).await.unwrap();
+            let mut worst = Duration::ZERO;
+            let until = Instant::now() + Duration::from_secs(4);
+            while Instant::now() < until {
+                let t = Instant::now();
+                identity.probe(csi::ProbeRequest {}).await.unwrap();
+                worst = worst.max(t.elapsed());
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            worst
+        });
+        let attrs = [
+            ISSUER,
+            DNS,
+            ("csi.cert-manager.io/certificate-file", crt.as_str()),
+            ("csi.cert-manager.io/privatekey-file", key.as_str()),
+            ("csi.cert-manager.io/ca-file", ca.as_str()),
+        ];
+        let pod2 = Pod::new("ns", "deep2");
+        let (a, b) = tokio::join!(
+            h.publish("csi-deep-1", &pod, &attrs),
+            h.publish("csi-deep-2", &pod2, &attrs)
+        );
+        let target = a.unwrap();
+        b.unwrap();
+        assert!(!common::read(&target, &crt).is_empty());
+        let worst = probe.await.unwrap();
+        assert!(
+            worst < Duration::from_millis(200),
+            "Probe p100 {worst:?} during nested publishes"
+        );
+    });
+}
+
+#[test]
+fn cancelled_large_rsa_publishes_leave_at_most_the_limit_running() {
+    in_mount_namespace!(async {
+        let addr = free_address();
+        let h = Harness::start(&[
+            "--metrics-bind-address",
+            &addr,
+            "--max-concurrent-large-rsa",
+            "1",
+        ])
+        .await;
+        let socket = h.socket();
+        let mut publishes = Vec::new();
+        for i in 0..20 {
+            let vol = format!("csi-rsa-{i}");
+            let pod = Pod::new("ns", &format!("rsa-{i}"));
+            let req = Harness::request(
+                &vol,
+                &h.target(&vol),
+                pod.context(&[ISSUER, DNS, ("csi.cert-manager.io/key-size", "8192")]),
+            );
+            let socket = socket.clone();
+            publishes.push(tokio::spawn(async move {
+                // The client gives up, as the kubelet does at its deadline.
+                let _ = tokio::time::timeout(
+                    Duration::from_millis(500),
+                    common::publish_at(&socket, req),
+                )
+                .await;
+            }));
+        }
+        for p in publishes {
+            p.await.unwrap();
+        }
+        // Sample the gauges for a while after every client went away: the
+        // cap holds, and at most that one generation is still running.
+        let until = Instant::now() + Duration::from_secs(5);
+        let mut seen = 0.0_f64;
+        while Instant::now() < until {
+            let large = scrape(&addr, "certmanager_csi_large_rsa_generations_running").unwrap();
+            let all = scrape(&addr, "certmanager_csi_key_generations_running").unwrap();
+            assert!(large <= 1.0, "{large} large RSA generations running");
+            assert!(all <= 1.0, "{all} inline generations running");
+            seen = seen.max(large);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // The gauge is read, not always zero: the first generation (seconds
+        // for RSA-8192) was seen running, or had finished already.
+        assert!(seen <= 1.0);
+        assert!(h.serving().await);
+    });
+}
+
+#[test]
+fn set_aside_volume_older_than_the_grace_period_is_removed_after_a_restart() {
+    in_mount_namespace!(async {
+        let addr = free_address();
+        let mut h =
+            Harness::start(&["--metrics-bind-address", &addr, "--quarantine-grace", "1s"]).await;
+        // A volume directory whose metadata cannot be read, with a key beside it.
+        let bad = h.volume_dir("csi-broken");
+        std::fs::create_dir_all(&bad).unwrap();
+        std::fs::write(bad.join("metadata.json"), b"{ not json").unwrap();
+        std::fs::write(bad.join("pending-request.json"), b"secret key material").unwrap();
+        let quarantine = h.data_root.join("inmemfs/.quarantine");
+
+        // The restart sets it aside; it is younger than the grace period.
+        h.restart_driver().await;
+        assert!(!bad.exists());
+        let entries = || -> usize {
+            std::fs::read_dir(&quarantine)
+                .map(|d| d.count())
+                .unwrap_or(0)
+        };
+        assert_eq!(entries(), 1, "set aside, not yet removed");
+
+        // Past the grace period, the next start's sweep removes it.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        h.restart_driver().await;
+        common::eventually(
+            "the set-aside volume removed",
+            Duration::from_secs(10),
+            || entries() == 0,
+        )
+        .await;
+        common::eventually("the removal counted", Duration::from_secs(10), || {
+            scrape(&addr, "certmanager_csi_quarantined_volumes_removed_total") == Some(1.0)
+        })
+        .await;
+        assert!(h.serving().await);
+    });
+}
