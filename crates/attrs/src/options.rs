@@ -1,5 +1,6 @@
 //! [`ParseOptions`]: defaults and leniency.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use crate::spec::Pkcs12Profile;
@@ -35,6 +36,10 @@ pub struct ParseOptions {
     /// The PKCS#12 protection when `pkcs12-profile` is not set: `Modern2023` for the
     /// original defaults, `LegacyRC2` (what the Go driver wrote) for its volumes.
     pub pkcs12_profile: Pkcs12Profile,
+    /// The Pod's IP addresses (API order, the primary first), for `${POD_IP}`
+    /// and `${POD_IPS}`; `None` (the default) while unknown, when those
+    /// variables are errors.
+    pub pod_ips: Option<Vec<IpAddr>>,
 }
 
 impl ParseOptions {
@@ -50,6 +55,7 @@ impl ParseOptions {
             require_san: true,
             tolerate_long_renew_before: false,
             pkcs12_profile: Pkcs12Profile::Modern2023,
+            pod_ips: None,
         }
     }
 
@@ -67,7 +73,17 @@ impl ParseOptions {
             require_san: false,
             tolerate_long_renew_before: true,
             pkcs12_profile: Pkcs12Profile::LegacyRc2,
+            pod_ips: None,
         }
+    }
+}
+
+impl ParseOptions {
+    /// The same options with the Pod's IP addresses for `${POD_IP}` and `${POD_IPS}`.
+    #[must_use]
+    pub fn with_pod_ips(mut self, ips: Vec<IpAddr>) -> Self {
+        self.pod_ips = (!ips.is_empty()).then_some(ips);
+        self
     }
 }
 

@@ -75,6 +75,7 @@ mod client;
 mod connection;
 mod error;
 mod hash;
+mod pods;
 mod ratelimit;
 mod state;
 mod token;
@@ -84,7 +85,8 @@ pub use cache::WatchHealth;
 pub use client::{
     Issued, IssuerClient, IssuerOptions, NewRequest, PodRef, RequestKey, Submitted, generate_name,
 };
-pub use connection::{ApiConnection, client_from_config};
+pub use connection::{ApiConnection, ConnectionOverrides, client_from_config, client_from_config_with};
+pub use pods::{PodFacts, PodWatch};
 pub use error::{Cause, ConfigError, IssueError};
 pub use hash::label_hash;
 pub use ratelimit::{DEFAULT_BURST, DEFAULT_QPS, RateLimit, RateLimited};
