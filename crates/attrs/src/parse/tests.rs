@@ -355,7 +355,7 @@ fn template_errors_name_the_known_variables() {
     let text = err_text(&[(keys::DNS_NAMES, "${HOSTNAME}.svc")]);
     assert_eq!(
         text,
-        "invalid volume attribute: csi.cert-manager.io/dns-names=\"${HOSTNAME}.svc\": unknown variable ${HOSTNAME}; known variables: ${POD_NAME}, ${POD_NAMESPACE}, ${POD_UID}, ${SERVICE_ACCOUNT_NAME}, ${POD_IP}, ${POD_IPS} (write $$ for a literal $)"
+        "invalid volume attribute: csi.cert-manager.io/dns-names=\"${HOSTNAME}.svc\": unknown variable ${HOSTNAME} (did you mean ${POD_NAME}?); known variables: ${POD_NAME}, ${POD_NAMESPACE}, ${POD_UID}, ${SERVICE_ACCOUNT_NAME}, ${POD_IP}, ${POD_IPS} (write $$ for a literal $)"
     );
 }
 
