@@ -216,8 +216,9 @@ fn open_store(config: &Config) -> Result<Store, crate::RunError> {
 /// The Kubernetes side, or why there is none (the driver then serves the
 /// volumes it has but issues nothing).
 async fn connect(config: &Config) -> Result<Kube, String> {
-    match cmcsi_issuer_client::client_from_config(
+    match cmcsi_issuer_client::client_from_config_with(
         config.kubeconfig.clone(),
+        &config.connection,
         config.kube_api_qps,
         config.kube_api_burst,
     )

@@ -85,7 +85,9 @@ const GATE_FORMS: &str =
 pub fn parse_gate(s: &str) -> Result<Gate, String> {
     let s = s.trim();
     let Some((kind, arg)) = s.split_once(':') else {
-        return Err(format!("readiness gate `{s}` has no `kind:` prefix; {GATE_FORMS}"));
+        return Err(format!(
+            "readiness gate `{s}` has no `kind:` prefix; {GATE_FORMS}"
+        ));
     };
     match kind {
         "pod-ip" => match arg.to_ascii_lowercase().as_str() {
@@ -131,7 +133,9 @@ pub fn parse_gate(s: &str) -> Result<Gate, String> {
             }
             Ok(Gate::PodAnnotation(arg.to_owned()))
         }
-        _ => Err(format!("unknown readiness gate kind `{kind}` in `{s}`; {GATE_FORMS}")),
+        _ => Err(format!(
+            "unknown readiness gate kind `{kind}` in `{s}`; {GATE_FORMS}"
+        )),
     }
 }
 
@@ -251,7 +255,11 @@ impl GateBackoff {
         let base = self.base(attempt);
         let with = base.as_secs_f64() * (1.0 + self.jitter * unit.clamp(0.0, 1.0));
         let d = Duration::from_secs_f64(with);
-        if self.cap.is_zero() { d } else { d.min(self.cap) }
+        if self.cap.is_zero() {
+            d
+        } else {
+            d.min(self.cap)
+        }
     }
 }
 
@@ -266,8 +274,14 @@ mod tests {
 
     #[test]
     fn parses_every_form() {
-        assert_eq!(parse_gate("pod-ip:any").unwrap(), Gate::PodIp(IpFamily::Any));
-        assert_eq!(parse_gate("pod-ip:IPv6").unwrap(), Gate::PodIp(IpFamily::Ipv6));
+        assert_eq!(
+            parse_gate("pod-ip:any").unwrap(),
+            Gate::PodIp(IpFamily::Any)
+        );
+        assert_eq!(
+            parse_gate("pod-ip:IPv6").unwrap(),
+            Gate::PodIp(IpFamily::Ipv6)
+        );
         assert_eq!(
             parse_gate("pod-condition:Ready").unwrap(),
             Gate::PodCondition {
@@ -296,7 +310,11 @@ mod tests {
         ] {
             assert!(parse_gate(bad).is_err(), "{bad}");
         }
-        assert!(parse_gate("pod-ip:ipv5").unwrap_err().contains("any, ipv4 or ipv6"));
+        assert!(
+            parse_gate("pod-ip:ipv5")
+                .unwrap_err()
+                .contains("any, ipv4 or ipv6")
+        );
     }
 
     #[test]
@@ -326,7 +344,10 @@ mod tests {
         assert!(ann.holds(&p));
 
         let gates = [any, ready, parse_gate("pod-annotation:c").unwrap()];
-        assert_eq!(first_failing(&gates, &p).unwrap().to_string(), "pod-annotation:c");
+        assert_eq!(
+            first_failing(&gates, &p).unwrap().to_string(),
+            "pod-annotation:c"
+        );
         assert!(first_failing(&gates[..2], &p).is_none());
     }
 

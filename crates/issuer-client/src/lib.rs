@@ -85,11 +85,15 @@ pub use cache::WatchHealth;
 pub use client::{
     Issued, IssuerClient, IssuerOptions, NewRequest, PodRef, RequestKey, Submitted, generate_name,
 };
-pub use connection::{ApiConnection, ConnectionOverrides, client_from_config, client_from_config_with};
-pub use pods::{PodFacts, PodWatch};
+pub use connection::{
+    ApiConnection, ConnectionOverrides, client_from_config, client_from_config_with,
+};
 pub use error::{Cause, ConfigError, IssueError};
 pub use hash::label_hash;
+pub use pods::{PodFacts, PodWatch};
 pub use ratelimit::{DEFAULT_BURST, DEFAULT_QPS, RateLimit, RateLimited};
+/// The token type of [`ConnectionOverrides::token`].
+pub use secrecy::SecretString;
 pub use state::{Phase, RequestState};
 pub use token::{SERVICE_ACCOUNT_TOKENS_KEY, SecretToken, TokenError};
 pub use types::{

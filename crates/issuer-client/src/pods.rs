@@ -248,7 +248,12 @@ mod tests {
     fn keeps_only_what_gates_read_and_relists_drop_vanished_pods() {
         let s = shared();
         s.handle(Event::Apply(pod("a", &["10.0.0.1", "fd00::1"])));
-        let a = s.lock().pods.get(&("ns".into(), "a".into())).cloned().unwrap();
+        let a = s
+            .lock()
+            .pods
+            .get(&("ns".into(), "a".into()))
+            .cloned()
+            .unwrap();
         assert_eq!(a.pod_ips.len(), 2);
         assert_eq!(a.conditions, vec![("Ready".to_owned(), "True".to_owned())]);
         assert_eq!(a.annotations.len(), 1);
