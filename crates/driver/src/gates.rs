@@ -14,6 +14,153 @@ use std::time::Duration;
 
 use cmcsi_issuer_client::PodFacts;
 
+use crate::driver::Driver;
+use crate::error::DriverError;
+
+/// Addresses that stand in for the Pod's while a `${POD_IP}` volume is only
+/// validated (at publish, before the Pod has an address): documentation
+/// addresses (RFC 5737, RFC 3849), never issued.
+pub(crate) const VALIDATION_IPS: [IpAddr; 2] = [
+    IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1)),
+    IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1)),
+];
+
+impl Driver {
+    /// Whether issuing for this volume needs the Pod's state from the API.
+    pub(crate) fn needs_pod(&self, context: &std::collections::BTreeMap<String, String>) -> bool {
+        !self.config.pod_readiness_gates.is_empty() || cmcsi_attrs::uses_pod_ip(context)
+    }
+
+    /// Checks the volume's gates (and, for `${POD_IP}`, that the Pod has an
+    /// address) and returns the Pod's IPs. `Ok(None)` when the volume needs
+    /// no Pod state.
+    pub(crate) fn pod_ready(
+        &self,
+        context: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Option<Vec<IpAddr>>, DriverError> {
+        if !self.needs_pod(context) {
+            return Ok(None);
+        }
+        let pods = self.pods()?;
+        let (Some(ns), Some(name)) = (
+            context.get(cmcsi_attrs::keys::POD_NAMESPACE),
+            context.get(cmcsi_attrs::keys::POD_NAME),
+        ) else {
+            return Err(DriverError::InvalidRequest(
+                "readiness gates and ${POD_IP} need the Pod's name and namespace in the volume \
+                 context: the CSIDriver object must set podInfoOnMount: true"
+                    .into(),
+            ));
+        };
+        let Some(pod) = pods.get(ns, name) else {
+            return Err(DriverError::PodNotReady(format!(
+                "Pod {ns}/{name} is not yet known to the driver's Pod watch"
+            )));
+        };
+        if let Some(gate) = first_failing(&self.config.pod_readiness_gates, &pod) {
+            return Err(DriverError::PodNotReady(format!(
+                "Pod {ns}/{name} does not yet meet readiness gate {gate}"
+            )));
+        }
+        if cmcsi_attrs::uses_pod_ip(context) && pod.pod_ips.is_empty() {
+            return Err(DriverError::PodNotReady(format!(
+                "Pod {ns}/{name} has no IP address yet for ${{POD_IP}}"
+            )));
+        }
+        Ok(Some(pod.pod_ips))
+    }
+
+    /// The node's Pod watch, started at the first need.
+    pub(crate) fn pods(&self) -> Result<cmcsi_issuer_client::PodWatch, DriverError> {
+        let kube = self
+            .kube
+            .as_ref()
+            .map_err(|e| DriverError::NoKubernetes(e.clone()))?;
+        Ok(kube
+            .pods
+            .get_or_init(|| {
+                tracing::info!(node = %self.config.node_id, "starting the node's Pod watch");
+                cmcsi_issuer_client::PodWatch::start(
+                    kube.issuer.client().clone(),
+                    &self.config.node_id,
+                    annotation_keys(&self.config.pod_readiness_gates),
+                )
+            })
+            .clone())
+    }
+
+    /// Hands a gated volume to the renewer once its Pod is ready: checks at
+    /// every change of the node's Pods, and at least after each gate-backoff
+    /// delay. Replaces an earlier wait for the same volume; ended by
+    /// [`Driver::cancel_gate_wait`] (unpublish).
+    pub(crate) fn spawn_gate_wait(
+        self: &std::sync::Arc<Self>,
+        volume_id: &str,
+        context: std::collections::BTreeMap<String, String>,
+        disable_auto_renew: bool,
+    ) {
+        let weak = std::sync::Arc::downgrade(self);
+        let id = volume_id.to_owned();
+        let mut changes = self.pods().ok().map(|p| p.changes());
+        let backoff = self.config.gate_backoff;
+        let task = tokio::spawn(async move {
+            let mut attempt = 0u32;
+            loop {
+                let Some(driver) = weak.upgrade() else { return };
+                match driver.pod_ready(&context) {
+                    Ok(_) => {
+                        tracing::info!(volume = %id, "Pod ready; issuing");
+                        driver
+                            .renewer()
+                            .manage_pending(id.as_str(), disable_auto_renew);
+                        driver.gate_waits_lock().remove(&id);
+                        return;
+                    }
+                    Err(e) => tracing::debug!(volume = %id, reason = %e, "waiting for the Pod"),
+                }
+                drop(driver);
+                let unit = f64::from(getrandom_u32() % 10_000) / 10_000.0;
+                let delay = backoff.delay(attempt, unit);
+                attempt = attempt.saturating_add(1);
+                match &mut changes {
+                    Some(rx) => {
+                        tokio::select! {
+                            _ = tokio::time::sleep(delay) => {}
+                            r = rx.changed() => if r.is_err() { tokio::time::sleep(delay).await },
+                        }
+                    }
+                    None => tokio::time::sleep(delay).await,
+                }
+            }
+        });
+        if let Some(old) = self
+            .gate_waits_lock()
+            .insert(volume_id.to_owned(), task.abort_handle())
+        {
+            old.abort();
+        }
+    }
+
+    /// Ends the gate wait of a volume, if any.
+    pub(crate) fn cancel_gate_wait(&self, volume_id: &str) {
+        if let Some(h) = self.gate_waits_lock().remove(volume_id) {
+            h.abort();
+        }
+    }
+
+    fn gate_waits_lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, tokio::task::AbortHandle>>
+    {
+        self.gate_waits.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A random draw for the gate backoff's jitter (0 when the OS has none).
+fn getrandom_u32() -> u32 {
+    getrandom::u32().unwrap_or(0)
+}
+
 /// Which address family a `pod-ip` gate asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IpFamily {
@@ -216,7 +363,7 @@ impl GateBackoff {
         if self.duration.is_zero() {
             return Err("--gate-backoff-duration must be greater than 0".into());
         }
-        if !(self.factor >= 1.0) || !self.factor.is_finite() {
+        if self.factor.is_nan() || self.factor < 1.0 || !self.factor.is_finite() {
             return Err(format!(
                 "--gate-backoff-factor must be at least 1, not {}",
                 self.factor
@@ -369,8 +516,10 @@ mod tests {
         assert!(bad(|b| b.factor = 0.5).contains("factor"));
         assert!(bad(|b| b.jitter = 1.5).contains("jitter"));
         assert!(bad(|b| b.cap = Duration::from_millis(500)).contains("cap"));
-        let mut open = GateBackoff::default();
-        open.cap = Duration::ZERO;
+        let open = GateBackoff {
+            cap: Duration::ZERO,
+            ..GateBackoff::default()
+        };
         open.validate().unwrap();
         assert_eq!(open.base(5), Duration::from_secs(32));
     }
