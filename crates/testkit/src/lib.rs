@@ -69,6 +69,7 @@ mod issuer;
 pub mod kubelet;
 pub mod mount_ns;
 mod patch;
+mod pods;
 pub mod selector;
 mod server;
 mod state;
