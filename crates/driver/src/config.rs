@@ -799,4 +799,46 @@ mod tests {
         let shown = format!("{c:?}");
         assert!(!shown.contains("sekret"), "{shown}");
     }
+
+    #[test]
+    fn help_lists_every_go_flag() {
+        let help = <Cli as clap::CommandFactory>::command()
+            .render_long_help()
+            .to_string();
+        for flag in [
+            "-v, --log-level",
+            "--node-id",
+            "--endpoint",
+            "--driver-name",
+            "--data-root",
+            "--use-token-request",
+            "--metrics-bind-address",
+            "--continue-on-not-ready",
+            "--kube-api-qps",
+            "--kube-api-burst",
+            "--pod-readiness-gate",
+            "--gate-backoff-duration",
+            "--gate-backoff-factor",
+            "--gate-backoff-jitter",
+            "--gate-backoff-cap",
+            "--kubeconfig",
+            "--context",
+            "--cluster",
+            "--user",
+            "-s, --server",
+            "--token",
+            "--certificate-authority",
+            "--client-certificate",
+            "--client-key",
+            "--insecure-skip-tls-verify",
+            "--tls-server-name",
+            "--as ",
+            "--as-group",
+            "--as-uid",
+            "--request-timeout",
+            "--go-defaults",
+        ] {
+            assert!(help.contains(flag), "--help lacks {flag}");
+        }
+    }
 }
