@@ -287,3 +287,45 @@ impl ApiConnection {
 fn build(config: kube::Config, limit: &RateLimit) -> Result<kube::Client, kube::Error> {
     Ok(ClientBuilder::try_from(config)?.with_layer(limit).build())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_apply_to_a_loaded_config() {
+        let mut config = kube::Config::new("https://old:6443".parse().unwrap());
+        let o = ConnectionOverrides {
+            server: Some("https://10.0.0.1:6443".into()),
+            token: Some(secrecy::SecretString::from("tok".to_owned())),
+            certificate_authority: Some(PathBuf::from("/ca.pem")),
+            client_certificate: Some(PathBuf::from("/c.pem")),
+            client_key: Some(PathBuf::from("/k.pem")),
+            insecure_skip_tls_verify: true,
+            tls_server_name: Some("api".into()),
+            impersonate: Some("alice".into()),
+            impersonate_groups: vec!["g".into()],
+            impersonate_uid: Some("42".into()),
+            request_timeout: Some(std::time::Duration::from_secs(5)),
+            ..Default::default()
+        };
+        o.apply(&mut config).unwrap();
+        assert_eq!(config.cluster_url.host(), Some("10.0.0.1"));
+        assert!(config.auth_info.token.is_some());
+        assert_eq!(config.root_cert_file, Some(PathBuf::from("/ca.pem")));
+        assert_eq!(config.auth_info.client_key.as_deref(), Some("/k.pem"));
+        assert!(config.accept_invalid_certs);
+        assert_eq!(config.tls_server_name.as_deref(), Some("api"));
+        assert_eq!(config.auth_info.impersonate.as_deref(), Some("alice"));
+        assert_eq!(config.auth_info.impersonate_uid.as_deref(), Some("42"));
+        assert_eq!(config.read_timeout, Some(std::time::Duration::from_secs(5)));
+        assert!(!format!("{o:?}").contains("tok\""));
+
+        let bad = ConnectionOverrides {
+            server: Some("not a url".into()),
+            ..Default::default()
+        };
+        let err = bad.apply(&mut config).unwrap_err().to_string();
+        assert!(err.contains("--server"), "{err}");
+    }
+}
