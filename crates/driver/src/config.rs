@@ -322,9 +322,14 @@ pub struct Cli {
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value_t = false, default_missing_value = "true")]
     pub continue_on_not_ready: bool,
 
-    /// Serve Prometheus metrics at /metrics on this address: :9402 (all interfaces,
-    /// IPv6 and IPv4), [::1]:9402, 127.0.0.1:9402, localhost:9402; 0 = off.
-    #[arg(long, default_value = "0", value_parser = parse_bind_address)]
+    /// Serve Prometheus metrics at /metrics on this address (see `parse_bind_address`).
+    #[arg(
+        long,
+        default_value = "0",
+        value_parser = parse_bind_address,
+        help = "Serve Prometheus metrics at /metrics on this address: :9402 (all interfaces, \
+                IPv6 and IPv4), [::1]:9402, 127.0.0.1:9402, localhost:9402; 0 = off"
+    )]
     pub metrics_bind_address: BindAddress,
 
     /// Requests per second towards the Kubernetes API (0 = built-in default of 50).
