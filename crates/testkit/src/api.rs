@@ -601,7 +601,8 @@ impl FakeApi {
         });
     }
 
-    /// Sets a Pod's `status.podIPs` (and `status.podIP`, the first).
+    /// Sets a Pod's `status.podIPs` (and `status.podIP`, the first). Call
+    /// [`FakeApi::put_pod`] first: a Pod made here has no node.
     pub fn set_pod_ips(&self, ns: &str, name: &str, ips: &[&str]) {
         lock(&self.shared.pods).update(ns, name, "", |p| {
             p["status"]["podIPs"] = ips.iter().map(|ip| serde_json::json!({"ip": ip})).collect();

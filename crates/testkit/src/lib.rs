@@ -22,7 +22,12 @@
 //! - A standalone server for demos: `cargo run -p cmcsi-testkit -- serve
 //!   --kubeconfig-out PATH`.
 //!
-//! It is not a Kubernetes API server: only CertificateRequests exist, there is
+//! - Core v1 Pods for the driver's node-scoped Pod watch (get, list and watch
+//!   with `fieldSelector=spec.nodeName=...`), set up by tests with
+//!   [`FakeApi::put_pod`], [`FakeApi::set_pod_ips`],
+//!   [`FakeApi::set_pod_condition`] and [`FakeApi::set_pod_annotation`].
+//!
+//! It is not a Kubernetes API server: only CertificateRequests (and read-only Pods) exist, there is
 //! no RBAC, admission, garbage collection or protobuf. It serves plain HTTP,
 //! or HTTPS with [`Builder::tls`] (tokens and client certificates).
 //!

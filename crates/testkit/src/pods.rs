@@ -117,3 +117,41 @@ impl Pods {
         rx
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_and_watches_only_the_nodes_pods() {
+        let mut pods = Pods::default();
+        let q = |s: &str| HashMap::from([("fieldSelector".to_owned(), s.to_owned())]);
+        assert_eq!(
+            node_selector(&q("spec.nodeName=node-a"))
+                .unwrap()
+                .as_deref(),
+            Some("node-a")
+        );
+        assert!(node_selector(&q("status.phase=Running")).is_err());
+        let mut rx = pods.watch(None, Some("node-a".into()));
+        pods.update("ns", "a", "node-a", |_| {});
+        pods.update("ns", "b", "node-b", |_| {});
+        pods.update("ns", "a", "", |p| {
+            p["status"]["podIPs"] = json!([{"ip": "10.0.0.1"}])
+        });
+        let list = pods.list(None, Some("node-a"));
+        assert_eq!(list["items"].as_array().unwrap().len(), 1);
+        let first = String::from_utf8(rx.try_recv().unwrap().to_vec()).unwrap();
+        assert!(
+            first.contains("ADDED") && first.contains("\"a\""),
+            "{first}"
+        );
+        let second = String::from_utf8(rx.try_recv().unwrap().to_vec()).unwrap();
+        assert!(
+            second.contains("MODIFIED") && second.contains("10.0.0.1"),
+            "{second}"
+        );
+        assert!(rx.try_recv().is_err(), "node-b's Pod is not sent");
+    }
+}
