@@ -52,7 +52,12 @@ impl Driver {
                     .into(),
             ));
         };
-        let Some(pod) = pods.get(ns, name) else {
+        let uid = context.get(cmcsi_attrs::keys::POD_UID);
+        // A Pod of the same name but another uid is not this volume's Pod.
+        let pod = pods
+            .get(ns, name)
+            .filter(|p| uid.is_none_or(|u| p.uid.is_empty() || *u == p.uid));
+        let Some(pod) = pod else {
             return Err(DriverError::PodNotReady(format!(
                 "Pod {ns}/{name} is not yet known to the driver's Pod watch"
             )));

@@ -60,7 +60,7 @@ fn gated_volume_is_mounted_empty_and_issued_once_the_pod_is_ready() {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let h = Harness::start(&args).await;
         let pod = Pod::new("ns", "gated");
-        h.api.put_pod("ns", "gated", "node-a");
+        h.api.put_pod("ns", "gated", &pod.uid, "node-a");
         let volume = "csi-gated";
         let target = h
             .publish(

@@ -593,11 +593,13 @@ impl FakeApi {
         }
     }
 
-    /// Creates Pod `ns/name` on node `node` (Pending, no IP, no conditions),
-    /// or moves it there. The driver's Pod watch sees it.
-    pub fn put_pod(&self, ns: &str, name: &str, node: &str) {
+    /// Creates Pod `ns/name` with `uid` on node `node` (Pending, no IP, no
+    /// conditions), or moves it there. The driver's Pod watch sees it; the
+    /// driver matches it to a volume by name, namespace and uid.
+    pub fn put_pod(&self, ns: &str, name: &str, uid: &str, node: &str) {
         lock(&self.shared.pods).update(ns, name, node, |p| {
             p["spec"]["nodeName"] = serde_json::json!(node);
+            p["metadata"]["uid"] = serde_json::json!(uid);
         });
     }
 
