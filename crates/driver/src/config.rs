@@ -428,8 +428,8 @@ pub struct Cli {
     pub server: Option<String>,
 
     /// kubectl: a bearer token for the API server (never logged; prefer a kubeconfig).
-    #[arg(long, hide_env_values = true)]
-    pub token: Option<String>,
+    #[arg(long, value_parser = parse_secret)]
+    pub token: Option<cmcsi_issuer_client::SecretString>,
 
     /// kubectl: a PEM file of CA certificates for the API server.
     #[arg(long)]
@@ -520,7 +520,7 @@ impl Cli {
             c.cluster = self.cluster;
             c.user = self.user;
             c.server = self.server;
-            c.token = self.token.map(secrecy_string);
+            c.token = self.token;
             c.certificate_authority = self.certificate_authority;
             c.client_certificate = self.client_certificate;
             c.client_key = self.client_key;
@@ -562,8 +562,9 @@ impl Cli {
     }
 }
 
-fn secrecy_string(s: String) -> cmcsi_issuer_client::SecretString {
-    cmcsi_issuer_client::SecretString::from(s)
+/// `--token`: kept as a secret from the start, so no `Debug` shows it.
+fn parse_secret(s: &str) -> Result<cmcsi_issuer_client::SecretString, String> {
+    Ok(cmcsi_issuer_client::SecretString::from(s.to_owned()))
 }
 
 #[cfg(test)]
@@ -802,6 +803,11 @@ mod tests {
         assert!(k.insecure_skip_tls_verify);
         assert_eq!(c.log_level, LogLevel::Debug);
         let shown = format!("{c:?}");
+        assert!(!shown.contains("sekret"), "{shown}");
+        let cli =
+            Cli::try_parse_from(["x", "--node-id", "n", "--endpoint", "/s", "--token=sekret"])
+                .unwrap();
+        let shown = format!("{cli:?}");
         assert!(!shown.contains("sekret"), "{shown}");
     }
 
