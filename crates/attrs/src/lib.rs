@@ -116,5 +116,5 @@ pub use spec::{
     SubjectAttribute, SubjectFields,
 };
 pub use subject::ATTRIBUTE_TYPES;
-pub use template::VARIABLES;
+pub use template::{VARIABLES, uses_pod_ip};
 pub use usage::{KeyUsage, UnknownKeyUsage};

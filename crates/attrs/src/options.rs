@@ -1,5 +1,6 @@
 //! [`ParseOptions`]: defaults and leniency.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use crate::limits;
@@ -44,6 +45,10 @@ pub struct ParseOptions {
     pub max_file_path_depth: usize,
     /// Most bytes in one file name (default [`limits::DEFAULT_MAX_FILE_PATH_BYTES`]).
     pub max_file_path_bytes: usize,
+    /// The Pod's IP addresses (API order, the primary first), for `${POD_IP}`
+    /// and `${POD_IPS}`; `None` (the default) while unknown, when those
+    /// variables are errors.
+    pub pod_ips: Option<Vec<IpAddr>>,
 }
 
 impl ParseOptions {
@@ -62,6 +67,7 @@ impl ParseOptions {
             max_sans: limits::MAX_SANS_TOTAL,
             max_file_path_depth: limits::DEFAULT_MAX_FILE_PATH_DEPTH,
             max_file_path_bytes: limits::DEFAULT_MAX_FILE_PATH_BYTES,
+            pod_ips: None,
         }
     }
 
@@ -82,7 +88,17 @@ impl ParseOptions {
             max_sans: limits::MAX_SANS_TOTAL,
             max_file_path_depth: limits::DEFAULT_MAX_FILE_PATH_DEPTH,
             max_file_path_bytes: limits::DEFAULT_MAX_FILE_PATH_BYTES,
+            pod_ips: None,
         }
+    }
+}
+
+impl ParseOptions {
+    /// The same options with the Pod's IP addresses for `${POD_IP}` and `${POD_IPS}`.
+    #[must_use]
+    pub fn with_pod_ips(mut self, ips: Vec<IpAddr>) -> Self {
+        self.pod_ips = (!ips.is_empty()).then_some(ips);
+        self
     }
 }
 

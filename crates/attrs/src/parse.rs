@@ -264,7 +264,12 @@ impl<'a> Parser<'a> {
     /// A templated attribute's value, expanded, length-checked again.
     fn templated(&mut self, key: &str) -> Option<String> {
         let raw = self.get(key)?;
-        match template::expand(raw, &self.pod) {
+        let ips = self
+            .opts
+            .pod_ips
+            .as_deref()
+            .and_then(template::PodIpVars::new);
+        match template::expand(raw, &self.pod, ips.as_ref()) {
             Ok(expanded) => {
                 let max = if LIST_KEYS.contains(&key) {
                     limits::MAX_LIST_VALUE_BYTES

@@ -17,8 +17,8 @@ pub struct Config {
     /// This node's name (`spec.nodeName`), returned by `NodeGetInfo` and
     /// hashed into the labels of every CertificateRequest the driver creates.
     pub node_id: String,
-    /// Path of the Unix socket the kubelet talks to.
-    pub endpoint: PathBuf,
+    /// Where the kubelet talks to the driver: a Unix socket, or TCP.
+    pub endpoint: Endpoint,
     /// The CSI driver name (`csi.cert-manager.io`).
     pub driver_name: String,
     /// The node data root; keys and certificates live in `<data_root>/inmemfs`.
@@ -69,6 +69,35 @@ pub struct Config {
     pub quarantine_grace: Duration,
     /// `size=` of the tmpfs the driver mounts, in bytes.
     pub tmpfs_size: u64,
+    // ---- Go driver compatibility ----
+    /// `--pod-readiness-gate`: all must hold before a volume is issued.
+    pub pod_readiness_gates: Vec<crate::gates::Gate>,
+    /// `--gate-backoff-*`: the delay between checks of a volume's gates.
+    pub gate_backoff: crate::gates::GateBackoff,
+    /// `--go-defaults`: new volumes get the Go driver's defaults (`tls.crt`,
+    /// `tls.key`, `ca.crt`, 2160h, `LegacyRC2` PKCS#12).
+    pub go_defaults: bool,
+    /// kubectl's connection flags (`--context`, `--server`, `--token`, ...).
+    pub connection: cmcsi_issuer_client::ConnectionOverrides,
+}
+
+/// Where the CSI gRPC service listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// A Unix socket at this path (0600).
+    Unix(PathBuf),
+    /// TCP on `host:port` (`tcp://host:port`, as csi-lib accepts); no TLS,
+    /// so only for a loopback address or a private network.
+    Tcp(String),
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::Unix(p) => write!(f, "unix://{}", p.display()),
+            Endpoint::Tcp(a) => write!(f, "tcp://{a}"),
+        }
+    }
 }
 
 /// What one publish may ask of the node. Each limit exceeded is an
@@ -111,7 +140,8 @@ pub enum LogFormat {
     Json,
 }
 
-/// Log verbosity: a level name, or the Go driver's numeric `-v` levels.
+/// Log verbosity: a level name, or the Go driver's numeric `-v` levels as
+/// klog uses them: 0 and 1 (and below) info, 2 to 4 debug, 5 and above trace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogLevel {
     /// Errors only.
@@ -143,16 +173,23 @@ impl std::str::FromStr for LogLevel {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Ok(n) = s.trim().parse::<i64>() {
+            return Ok(match n {
+                ..=1 => LogLevel::Info,
+                2..=4 => LogLevel::Debug,
+                _ => LogLevel::Trace,
+            });
+        }
         Ok(match s.to_ascii_lowercase().as_str() {
             "error" => LogLevel::Error,
             "warn" | "warning" => LogLevel::Warn,
-            "info" | "0" | "1" => LogLevel::Info,
-            "debug" | "2" | "3" => LogLevel::Debug,
-            "trace" | "4" | "5" => LogLevel::Trace,
+            "info" => LogLevel::Info,
+            "debug" => LogLevel::Debug,
+            "trace" => LogLevel::Trace,
             _ => {
                 return Err(format!(
                     "unknown log level `{s}`: use error, warn, info, debug or trace \
-                     (or the Go driver's numbers 0-5)"
+                     (or a klog -v number: 0-1 info, 2-4 debug, 5 and above trace)"
                 ));
             }
         })
@@ -161,14 +198,26 @@ impl std::str::FromStr for LogLevel {
 
 /// Parses `--endpoint`: `unix:///abs/path`, `unix://relative/path` (as the Go
 /// chart passes it, resolved against the working directory, like csi-lib
-/// does) or a plain path.
-pub fn parse_endpoint(s: &str) -> Result<PathBuf, String> {
+/// does), a plain path, or `tcp://host:port`.
+pub fn parse_endpoint(s: &str) -> Result<Endpoint, String> {
+    if let Some(addr) = s.strip_prefix("tcp://") {
+        let addr = addr.trim_end_matches('/');
+        let ok = addr
+            .rsplit_once(':')
+            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+        if !ok {
+            return Err(format!(
+                "endpoint `{s}` is not tcp://host:port: use e.g. tcp://127.0.0.1:10000"
+            ));
+        }
+        return Ok(Endpoint::Tcp(addr.to_string()));
+    }
     let path = if let Some(rest) = s.strip_prefix("unix://") {
         rest
     } else if s.contains("://") {
         return Err(format!(
-            "unsupported endpoint `{s}`: the driver serves CSI only on a Unix socket; \
-             use unix:///csi/csi.sock or a plain path"
+            "unsupported endpoint `{s}`: use unix:///csi/csi.sock, a plain path, \
+             or tcp://host:port"
         ));
     } else {
         s
@@ -181,34 +230,49 @@ pub fn parse_endpoint(s: &str) -> Result<PathBuf, String> {
     if path.contains('\0') {
         return Err("endpoint contains a NUL byte".to_string());
     }
-    Ok(PathBuf::from(path))
+    Ok(Endpoint::Unix(PathBuf::from(path)))
 }
 
 /// An optional listen address (`--metrics-bind-address`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BindAddress(pub Option<SocketAddr>);
 
-/// Parses `--metrics-bind-address`: `0` (off), `:9402` (all interfaces) or
-/// `host:port`.
+/// Parses `--metrics-bind-address`: `0` (off), `:9402` (all interfaces,
+/// IPv6 and IPv4: `[::]:9402`, falling back to `0.0.0.0` where the node has
+/// no IPv6), `host:port` with an IPv4 address, `[ipv6]:port`, or a host name
+/// (resolved once, at start).
 pub fn parse_bind_address(s: &str) -> Result<BindAddress, String> {
     parse_socket_address(s).map(BindAddress)
 }
 
 fn parse_socket_address(s: &str) -> Result<Option<SocketAddr>, String> {
+    use std::net::ToSocketAddrs;
     let s = s.trim();
     if s.is_empty() || s == "0" {
         return Ok(None);
     }
-    let full = if let Some(port) = s.strip_prefix(':') {
-        format!("0.0.0.0:{port}")
-    } else {
-        s.to_string()
-    };
-    full.parse::<SocketAddr>().map(Some).map_err(|_| {
-        format!(
-            "invalid address `{s}`: use 0 to disable, :9402, or host:port such as 127.0.0.1:9402"
-        )
-    })
+    let hint = "use 0 to disable, :9402, [::]:9402, or host:port such as 127.0.0.1:9402";
+    if let Some(port) = s.strip_prefix(':') {
+        let port: u16 = port
+            .parse()
+            .map_err(|_| format!("invalid address `{s}`: `{port}` is not a port; {hint}"))?;
+        return Ok(Some(SocketAddr::from((
+            std::net::Ipv6Addr::UNSPECIFIED,
+            port,
+        ))));
+    }
+    if let Ok(addr) = s.parse::<SocketAddr>() {
+        return Ok(Some(addr));
+    }
+    match s.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => s
+            .to_socket_addrs()
+            .map_err(|e| format!("invalid address `{s}`: cannot resolve `{host}`: {e}; {hint}"))?
+            .next()
+            .map(Some)
+            .ok_or_else(|| format!("invalid address `{s}`: `{host}` has no address; {hint}")),
+        _ => Err(format!("invalid address `{s}`: {hint}")),
+    }
 }
 
 /// Parses a duration in Go's syntax (`60s`, `1m30s`, `2h`), as the Go
@@ -227,6 +291,11 @@ pub fn parse_interval_flag(s: &str) -> Result<Duration, String> {
         return Ok(Duration::ZERO);
     }
     cmcsi_attrs::parse_go_duration(s).map_err(|e| e.to_string())
+}
+
+/// A Go duration flag that may be `0` (`--gate-backoff-cap`).
+fn parse_any_duration(s: &str) -> Result<Duration, String> {
+    parse_interval_flag(s)
 }
 
 fn parse_node_id(s: &str) -> Result<String, String> {
@@ -252,9 +321,10 @@ pub struct Cli {
     #[arg(long, env = "NODE_ID", value_parser = parse_node_id)]
     pub node_id: String,
 
-    /// CSI endpoint: unix:///csi/csi.sock, unix://relative/path or a plain path.
+    /// CSI endpoint: unix:///csi/csi.sock, unix://relative/path, a plain path,
+    /// or tcp://host:port (no TLS: loopback or a private network only).
     #[arg(long, env = "CSI_ENDPOINT", value_parser = parse_endpoint)]
-    pub endpoint: PathBuf,
+    pub endpoint: Endpoint,
 
     /// Name this driver registers as; must match the CSIDriver object.
     #[arg(long, default_value = DEFAULT_DRIVER_NAME)]
@@ -268,8 +338,14 @@ pub struct Cli {
     #[arg(long, env = "KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
 
-    /// Log level: error, warn, info, debug, trace (or 0-5 as with the Go driver's -v).
-    #[arg(long, short = 'v', default_value = "info")]
+    /// Log level: error, warn, info, debug, trace, or a klog -v number as the
+    /// Go driver takes (0-1 info, 2-4 debug, 5 and above trace).
+    #[arg(
+        long,
+        short = 'v',
+        default_value = "info",
+        allow_negative_numbers = true
+    )]
     pub log_level: LogLevel,
 
     /// Log format.
@@ -286,8 +362,14 @@ pub struct Cli {
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value_t = false, default_missing_value = "true")]
     pub continue_on_not_ready: bool,
 
-    /// Serve Prometheus metrics at /metrics on this address (:9402, host:port; 0 = off).
-    #[arg(long, default_value = "0", value_parser = parse_bind_address)]
+    /// Serve Prometheus metrics at /metrics on this address (see `parse_bind_address`).
+    #[arg(
+        long,
+        default_value = "0",
+        value_parser = parse_bind_address,
+        help = "Serve Prometheus metrics at /metrics on this address: :9402 (all interfaces, \
+                IPv6 and IPv4), [::1]:9402, 127.0.0.1:9402, localhost:9402; 0 = off"
+    )]
     pub metrics_bind_address: BindAddress,
 
     /// Requests per second towards the Kubernetes API (0 = built-in default of 50).
@@ -383,6 +465,94 @@ pub struct Cli {
     /// pages count against the container's memory limit, so keep it below that.
     #[arg(long, default_value = "32Mi", value_parser = parse_size_flag)]
     pub tmpfs_size: u64,
+    // ---- Go driver compatibility: readiness gates, Go defaults, kubectl's connection flags ----
+    /// A condition the Pod must meet before its volume is issued (repeatable; all
+    /// must hold): pod-ip:any|ipv4|ipv6, pod-condition:Type[=True|False|Unknown]
+    /// (default True), pod-annotation:key (non-empty value). Needs
+    /// --continue-on-not-ready=true: the volume is mounted empty and filled once
+    /// the gates hold. Starts a watch of this node's Pods.
+    #[arg(long = "pod-readiness-gate", value_parser = crate::gates::parse_gate)]
+    pub pod_readiness_gates: Vec<crate::gates::Gate>,
+
+    /// First delay between checks of a volume's gates (Go duration, > 0; default 1s).
+    /// Setting any --gate-backoff-* flag sets all four (the others keep their defaults).
+    #[arg(long, value_parser = parse_any_duration)]
+    pub gate_backoff_duration: Option<Duration>,
+
+    /// Each delay between gate checks is the previous times this (>= 1; default 2).
+    #[arg(long)]
+    pub gate_backoff_factor: Option<f64>,
+
+    /// Up to this fraction of a gate delay is added at random (0 to 1; default 0.5).
+    #[arg(long)]
+    pub gate_backoff_jitter: Option<f64>,
+
+    /// Gate delays stop growing here (Go duration; 0 = no cap, else >= the duration; default 10s).
+    #[arg(long, value_parser = parse_any_duration)]
+    pub gate_backoff_cap: Option<Duration>,
+
+    /// New volumes that do not name their files or lifetime get the Go driver's
+    /// defaults: tls.crt, tls.key, ca.crt, 2160h, LegacyRC2 PKCS#12 (and its
+    /// tolerance of unknown attributes), instead of crt.pem, key.pem, ca.pem, 720h.
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value_t = false, default_missing_value = "true")]
+    pub go_defaults: bool,
+
+    /// kubectl: the kubeconfig context to use.
+    #[arg(long)]
+    pub context: Option<String>,
+
+    /// kubectl: the kubeconfig cluster to use.
+    #[arg(long)]
+    pub cluster: Option<String>,
+
+    /// kubectl: the kubeconfig user to use.
+    #[arg(long)]
+    pub user: Option<String>,
+
+    /// kubectl: the API server's address (overrides the kubeconfig's or in-cluster one).
+    #[arg(long, short = 's')]
+    pub server: Option<String>,
+
+    /// kubectl: a bearer token for the API server (never logged; prefer a kubeconfig).
+    #[arg(long, value_parser = parse_secret)]
+    pub token: Option<cmcsi_issuer_client::SecretString>,
+
+    /// kubectl: a PEM file of CA certificates for the API server.
+    #[arg(long)]
+    pub certificate_authority: Option<PathBuf>,
+
+    /// kubectl: a PEM client certificate file.
+    #[arg(long)]
+    pub client_certificate: Option<PathBuf>,
+
+    /// kubectl: the client certificate's PEM key file.
+    #[arg(long)]
+    pub client_key: Option<PathBuf>,
+
+    /// kubectl: do not check the API server's certificate (insecure).
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value_t = false, default_missing_value = "true")]
+    pub insecure_skip_tls_verify: bool,
+
+    /// kubectl: the name to check the API server's certificate for.
+    #[arg(long)]
+    pub tls_server_name: Option<String>,
+
+    /// kubectl: the user to impersonate.
+    #[arg(long = "as")]
+    pub as_user: Option<String>,
+
+    /// kubectl: a group to impersonate (repeatable).
+    #[arg(long = "as-group")]
+    pub as_group: Vec<String>,
+
+    /// kubectl: the uid to impersonate.
+    #[arg(long = "as-uid")]
+    pub as_uid: Option<String>,
+
+    /// kubectl: the timeout of each API request (Go duration, or a number of
+    /// seconds; 0 = none, the default). Watches are renewed by the driver itself.
+    #[arg(long, default_value = "0", value_parser = parse_request_timeout)]
+    pub request_timeout: Duration,
 }
 
 /// Parses a size: bytes, or a number with `Ki`, `Mi` or `Gi` (Kubernetes'
@@ -416,9 +586,69 @@ pub fn parse_size_flag(s: &str) -> Result<u64, String> {
     Ok(bytes)
 }
 
+/// `--request-timeout`: kubectl takes `30s`, `1m` or a bare number of seconds.
+fn parse_request_timeout(s: &str) -> Result<Duration, String> {
+    if let Ok(n) = s.trim().parse::<u64>() {
+        return Ok(Duration::from_secs(n));
+    }
+    parse_interval_flag(s)
+}
+
+/// Why the flags cannot be used together.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct FlagError(String);
+
 impl Cli {
-    /// Turns the parsed flags into the driver's configuration.
+    /// Turns the parsed flags into the driver's configuration. Panics never;
+    /// flag combinations the Go driver refuses are refused by
+    /// [`Cli::try_into_config`].
     pub fn into_config(self) -> Config {
+        self.build()
+    }
+
+    /// Like [`Cli::into_config`], with the Go driver's start-up checks:
+    /// readiness gates need `--continue-on-not-ready=true`, and the gate
+    /// backoff must be valid.
+    pub fn try_into_config(self) -> Result<Config, FlagError> {
+        let config = self.build();
+        if !config.pod_readiness_gates.is_empty() && !config.continue_on_not_ready {
+            return Err(FlagError(
+                "--pod-readiness-gate needs --continue-on-not-ready=true: a volume whose gates \
+                 do not hold yet is mounted empty and filled once they hold"
+                    .into(),
+            ));
+        }
+        config.gate_backoff.validate().map_err(FlagError)?;
+        Ok(config)
+    }
+
+    fn build(self) -> Config {
+        let defaults = crate::gates::GateBackoff::default();
+        let gate_backoff = crate::gates::GateBackoff {
+            duration: self.gate_backoff_duration.unwrap_or(defaults.duration),
+            factor: self.gate_backoff_factor.unwrap_or(defaults.factor),
+            jitter: self.gate_backoff_jitter.unwrap_or(defaults.jitter),
+            cap: self.gate_backoff_cap.unwrap_or(defaults.cap),
+        };
+        let connection = {
+            let mut c = cmcsi_issuer_client::ConnectionOverrides::default();
+            c.context = self.context;
+            c.cluster = self.cluster;
+            c.user = self.user;
+            c.server = self.server;
+            c.token = self.token;
+            c.certificate_authority = self.certificate_authority;
+            c.client_certificate = self.client_certificate;
+            c.client_key = self.client_key;
+            c.insecure_skip_tls_verify = self.insecure_skip_tls_verify;
+            c.tls_server_name = self.tls_server_name;
+            c.impersonate = self.as_user;
+            c.impersonate_groups = self.as_group;
+            c.impersonate_uid = self.as_uid;
+            c.request_timeout = (!self.request_timeout.is_zero()).then_some(self.request_timeout);
+            c
+        };
         Config {
             node_id: self.node_id,
             endpoint: self.endpoint,
@@ -455,8 +685,17 @@ impl Cli {
             },
             quarantine_grace: self.quarantine_grace,
             tmpfs_size: self.tmpfs_size,
+            pod_readiness_gates: self.pod_readiness_gates,
+            gate_backoff,
+            go_defaults: self.go_defaults,
+            connection,
         }
     }
+}
+
+/// `--token`: kept as a secret from the start, so no `Debug` shows it.
+fn parse_secret(s: &str) -> Result<cmcsi_issuer_client::SecretString, String> {
+    Ok(cmcsi_issuer_client::SecretString::from(s.to_owned()))
 }
 
 #[cfg(test)]
@@ -465,22 +704,36 @@ mod tests {
 
     #[test]
     fn endpoints() {
+        let unix = |p: &str| Endpoint::Unix(PathBuf::from(p));
         assert_eq!(
             parse_endpoint("unix:///csi/csi.sock").unwrap(),
-            PathBuf::from("/csi/csi.sock")
+            unix("/csi/csi.sock")
         );
         assert_eq!(
             parse_endpoint("unix://plugin/csi.sock").unwrap(),
-            PathBuf::from("plugin/csi.sock")
+            unix("plugin/csi.sock")
         );
         assert_eq!(
             parse_endpoint("/run/csi.sock").unwrap(),
-            PathBuf::from("/run/csi.sock")
+            unix("/run/csi.sock")
+        );
+        assert_eq!(
+            parse_endpoint("tcp://127.0.0.1:10000").unwrap(),
+            Endpoint::Tcp("127.0.0.1:10000".into())
+        );
+        assert_eq!(
+            parse_endpoint("tcp://[::1]:10000").unwrap(),
+            Endpoint::Tcp("[::1]:10000".into())
         );
         assert!(
-            parse_endpoint("tcp://127.0.0.1:10000")
+            parse_endpoint("tcp://nowhere")
                 .unwrap_err()
-                .contains("Unix socket")
+                .contains("host:port")
+        );
+        assert!(
+            parse_endpoint("http://x")
+                .unwrap_err()
+                .contains("tcp://host:port")
         );
         assert!(parse_endpoint("unix://").is_err());
     }
@@ -503,6 +756,10 @@ mod tests {
         assert_eq!("1".parse::<LogLevel>().unwrap(), LogLevel::Info);
         assert_eq!("DEBUG".parse::<LogLevel>().unwrap(), LogLevel::Debug);
         assert_eq!("5".parse::<LogLevel>().unwrap(), LogLevel::Trace);
+        assert_eq!("4".parse::<LogLevel>().unwrap(), LogLevel::Debug);
+        assert_eq!("10".parse::<LogLevel>().unwrap(), LogLevel::Trace);
+        assert_eq!("-1".parse::<LogLevel>().unwrap(), LogLevel::Info);
+        assert_eq!("0".parse::<LogLevel>().unwrap(), LogLevel::Info);
         assert!("loud".parse::<LogLevel>().is_err());
     }
 
@@ -527,8 +784,20 @@ mod tests {
         assert_eq!(parse_socket_address("0").unwrap(), None);
         assert_eq!(
             parse_socket_address(":9402").unwrap(),
-            Some("0.0.0.0:9402".parse().unwrap())
+            Some("[::]:9402".parse().unwrap())
         );
+        assert_eq!(
+            parse_socket_address("[::]:9402").unwrap(),
+            Some("[::]:9402".parse().unwrap())
+        );
+        assert_eq!(
+            parse_socket_address("localhost:9402")
+                .unwrap()
+                .unwrap()
+                .port(),
+            9402
+        );
+        assert!(parse_socket_address(":x").unwrap_err().contains("port"));
         assert_eq!(
             parse_bind_address("127.0.0.1:1").unwrap(),
             BindAddress(Some("127.0.0.1:1".parse().unwrap()))
@@ -586,5 +855,162 @@ mod tests {
     fn missing_node_id_is_an_error() {
         let err = Cli::try_parse_from(["x", "--endpoint", "/tmp/x.sock"]).unwrap_err();
         assert!(err.to_string().contains("--node-id"), "{err}");
+    }
+
+    /// The container args the Go chart (v0.16) renders with every option set.
+    pub(crate) const GO_CHART_ARGS: &[&str] = &[
+        "cert-manager-csi-driver",
+        "--log-level=5",
+        "--driver-name=csi.cert-manager.io",
+        "--node-id=node-a",
+        "--endpoint=unix://plugin/csi.sock",
+        "--data-root=csi-data-dir",
+        "--use-token-request=false",
+        "--continue-on-not-ready=true",
+        "--kube-api-qps=20",
+        "--kube-api-burst=40",
+        "--pod-readiness-gate=pod-ip:any",
+        "--pod-readiness-gate=pod-condition:Ready",
+        "--gate-backoff-duration=2s",
+        "--gate-backoff-factor=1.5",
+        "--gate-backoff-jitter=0.1",
+        "--gate-backoff-cap=20s",
+        "--metrics-bind-address=:9402",
+    ];
+
+    #[test]
+    fn the_go_charts_args_parse_with_their_meaning() {
+        let c = Cli::try_parse_from(GO_CHART_ARGS)
+            .unwrap()
+            .try_into_config()
+            .unwrap();
+        assert_eq!(c.log_level, LogLevel::Trace);
+        assert_eq!(c.pod_readiness_gates.len(), 2);
+        assert_eq!(c.gate_backoff.duration, Duration::from_secs(2));
+        assert_eq!(c.gate_backoff.factor, 1.5);
+        assert_eq!(c.gate_backoff.jitter, 0.1);
+        assert_eq!(c.gate_backoff.cap, Duration::from_secs(20));
+        assert_eq!(c.kube_api_qps, 20.0);
+        assert_eq!(c.metrics_bind_address, Some("[::]:9402".parse().unwrap()));
+        assert!(c.continue_on_not_ready && !c.go_defaults);
+    }
+
+    #[test]
+    fn gates_need_continue_on_not_ready_and_a_valid_backoff() {
+        let base = ["x", "--node-id", "n", "--endpoint", "/s"];
+        let mut args = base.to_vec();
+        args.push("--pod-readiness-gate=pod-ip:any");
+        let err = Cli::try_parse_from(&args)
+            .unwrap()
+            .try_into_config()
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("--continue-on-not-ready=true"),
+            "{err}"
+        );
+        args.push("--continue-on-not-ready");
+        args.push("--gate-backoff-cap=500ms");
+        let err = Cli::try_parse_from(&args)
+            .unwrap()
+            .try_into_config()
+            .unwrap_err();
+        assert!(err.to_string().contains("--gate-backoff-cap"), "{err}");
+        let mut args = base.to_vec();
+        args.push("--pod-readiness-gate=pod-ip:ipv5");
+        let err = Cli::try_parse_from(&args).unwrap_err().to_string();
+        assert!(err.contains("any, ipv4 or ipv6"), "{err}");
+        let c = Cli::try_parse_from(base)
+            .unwrap()
+            .try_into_config()
+            .unwrap();
+        assert_eq!(c.gate_backoff, crate::gates::GateBackoff::default());
+    }
+
+    #[test]
+    fn kubectl_connection_flags_are_accepted() {
+        let c = Cli::try_parse_from([
+            "x",
+            "--node-id",
+            "n",
+            "--endpoint",
+            "/s",
+            "--kubeconfig=/k",
+            "--context=c",
+            "--cluster=cl",
+            "--user=u",
+            "-s",
+            "https://10.0.0.1:6443",
+            "--token=sekret",
+            "--certificate-authority=/ca.pem",
+            "--client-certificate=/c.pem",
+            "--client-key=/k.pem",
+            "--insecure-skip-tls-verify",
+            "--tls-server-name=api",
+            "--as=alice",
+            "--as-group=g1",
+            "--as-group=g2",
+            "--as-uid=42",
+            "--request-timeout=30",
+            "-v",
+            "3",
+        ])
+        .unwrap()
+        .try_into_config()
+        .unwrap();
+        let k = &c.connection;
+        assert_eq!(k.server.as_deref(), Some("https://10.0.0.1:6443"));
+        assert_eq!(k.impersonate_groups, ["g1", "g2"]);
+        assert_eq!(k.request_timeout, Some(Duration::from_secs(30)));
+        assert!(k.insecure_skip_tls_verify);
+        assert_eq!(c.log_level, LogLevel::Debug);
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("sekret"), "{shown}");
+        let cli =
+            Cli::try_parse_from(["x", "--node-id", "n", "--endpoint", "/s", "--token=sekret"])
+                .unwrap();
+        let shown = format!("{cli:?}");
+        assert!(!shown.contains("sekret"), "{shown}");
+    }
+
+    #[test]
+    fn help_lists_every_go_flag() {
+        let help = <Cli as clap::CommandFactory>::command()
+            .render_long_help()
+            .to_string();
+        for flag in [
+            "-v, --log-level",
+            "--node-id",
+            "--endpoint",
+            "--driver-name",
+            "--data-root",
+            "--use-token-request",
+            "--metrics-bind-address",
+            "--continue-on-not-ready",
+            "--kube-api-qps",
+            "--kube-api-burst",
+            "--pod-readiness-gate",
+            "--gate-backoff-duration",
+            "--gate-backoff-factor",
+            "--gate-backoff-jitter",
+            "--gate-backoff-cap",
+            "--kubeconfig",
+            "--context",
+            "--cluster",
+            "--user",
+            "-s, --server",
+            "--token",
+            "--certificate-authority",
+            "--client-certificate",
+            "--client-key",
+            "--insecure-skip-tls-verify",
+            "--tls-server-name",
+            "--as ",
+            "--as-group",
+            "--as-uid",
+            "--request-timeout",
+            "--go-defaults",
+        ] {
+            assert!(help.contains(flag), "--help lacks {flag}");
+        }
     }
 }

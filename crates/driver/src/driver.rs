@@ -19,6 +19,8 @@ use crate::pipeline::Pipeline;
 pub(crate) struct Kube {
     pub(crate) issuer: IssuerClient,
     pub(crate) recorder: cmcsi_issuer_client::EventRecorder,
+    /// The node's Pod watch, started when readiness gates or `${POD_IP}` first need it.
+    pub(crate) pods: OnceLock<cmcsi_issuer_client::PodWatch>,
 }
 
 /// The driver: store, key pool, cert-manager client, renewer, metrics.
@@ -31,6 +33,11 @@ pub struct Driver {
     pub(crate) locks: VolumeLocks,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) events: crate::events::Events,
+    /// Volumes waiting for their Pod's readiness gates (see `gates`).
+    pub(crate) gate_waits:
+        std::sync::Mutex<std::collections::HashMap<String, tokio::task::AbortHandle>>,
+    /// The driver itself, for tasks it starts (the gate waits).
+    this: Weak<Driver>,
 }
 
 impl std::fmt::Debug for Driver {
@@ -93,6 +100,8 @@ impl Driver {
                 renewer: OnceLock::new(),
                 locks: VolumeLocks::default(),
                 metrics,
+                gate_waits: Default::default(),
+                this: weak.clone(),
             }
         });
         let renewer = Renewer::start(
@@ -113,6 +122,11 @@ impl Driver {
         // first Pods on a fresh node find them ready.
         driver.pool.fill();
         Ok(driver)
+    }
+
+    /// The driver as shared, while it is.
+    pub(crate) fn me(&self) -> Option<Arc<Driver>> {
+        self.this.upgrade()
     }
 
     pub(crate) fn renewer(&self) -> &Renewer {
@@ -138,6 +152,7 @@ impl Driver {
             pool: &self.pool,
             issuer: &kube.issuer,
             use_token_request: self.config.use_token_request,
+            pod_ips: None,
             max_requests_per_volume: self.config.max_requests_per_volume,
             planner: self.renewer().planner(),
             timeout: self.config.issuance_timeout,
@@ -232,22 +247,35 @@ async fn connect(
     config: &Config,
     client_metrics: &crate::metrics::ClientMetrics,
 ) -> Result<Kube, String> {
-    let connection = cmcsi_issuer_client::client_from_config(
+    let connection = cmcsi_issuer_client::client_from_config_with(
         config.kubeconfig.clone(),
+        &config.connection,
         config.kube_api_qps,
         config.kube_api_burst,
     )
     .await
     .and_then(|c| c.with_observer(Arc::new(client_metrics.clone())));
     match connection {
-        Ok(connection) => Ok(Kube {
-            recorder: cmcsi_issuer_client::EventRecorder::new(
-                &connection,
-                &config.driver_name,
-                &config.node_id,
-            ),
-            issuer: IssuerClient::new(connection, &config.node_id),
-        }),
+        Ok(connection) => {
+            let kube = Kube {
+                recorder: cmcsi_issuer_client::EventRecorder::new(
+                    &connection,
+                    &config.driver_name,
+                    &config.node_id,
+                ),
+                issuer: IssuerClient::new(connection, &config.node_id),
+                pods: OnceLock::new(),
+            };
+            if !config.pod_readiness_gates.is_empty() {
+                // Gates apply to every volume: watch the node's Pods from the start.
+                let _ = kube.pods.set(cmcsi_issuer_client::PodWatch::start(
+                    kube.issuer.client().clone(),
+                    &config.node_id,
+                    crate::gates::annotation_keys(&config.pod_readiness_gates),
+                ));
+            }
+            Ok(kube)
+        }
         Err(e) => {
             tracing::error!(error = %e, "no Kubernetes API configuration; serving existing volumes only");
             Err(e.to_string())

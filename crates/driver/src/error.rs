@@ -37,6 +37,10 @@ pub enum DriverError {
     /// Mounting or unmounting the volume failed.
     #[error("{0}")]
     Mount(String),
+    /// The Pod does not yet meet its readiness gates, or has no IP address
+    /// for `${POD_IP}`; retried with the gate backoff.
+    #[error("{0}")]
+    PodNotReady(String),
     /// A blocking task the driver started (store IO) was cancelled, which
     /// happens only while the runtime shuts down.
     #[error("{0} was cancelled because the driver is shutting down; the kubelet will retry")]
@@ -65,7 +69,7 @@ impl DriverError {
                 Cause::Deleted => Status::aborted(msg),
                 Cause::Internal => Status::internal(msg),
             },
-            DriverError::Worker(_) => Status::unavailable(msg),
+            DriverError::Worker(_) | DriverError::PodNotReady(_) => Status::unavailable(msg),
             DriverError::Store(_) | DriverError::Key(_) | DriverError::Mount(_) => {
                 Status::internal(msg)
             }

@@ -22,8 +22,35 @@ use crate::pipeline::options_of;
 /// The spec of a stored volume, its Secret-backed passwords read from the
 /// store's secrets file. Blocking: call it on the blocking pool.
 pub fn stored_spec(store: &Store, meta: &Metadata) -> Result<CertificateSpec, DriverError> {
+    stored_spec_ips(store, meta, None)
+}
+
+/// [`stored_spec`] with the Pod's IP addresses for `${POD_IP}` (`None`:
+/// stand-in addresses, for a spec that is only looked at, never issued).
+pub fn stored_spec_ips(
+    store: &Store,
+    meta: &Metadata,
+    pod_ips: Option<Vec<std::net::IpAddr>>,
+) -> Result<CertificateSpec, DriverError> {
     let secrets = store.read_secrets(&meta.volume_id)?;
-    spec_with(meta, secrets.iter())
+    let options = with_ips(options_of(meta), &meta.volume_context, pod_ips);
+    Ok(cmcsi_attrs::parse_with_secrets(&meta.volume_context, secrets.iter(), &options)?.spec)
+}
+
+/// `options` with the Pod's IPs, or for a volume that uses `${POD_IP}`, the
+/// stand-in addresses (validation only).
+pub(crate) fn with_ips(
+    options: ParseOptions,
+    context: &std::collections::BTreeMap<String, String>,
+    pod_ips: Option<Vec<std::net::IpAddr>>,
+) -> ParseOptions {
+    match pod_ips {
+        Some(ips) => options.with_pod_ips(ips),
+        None if cmcsi_attrs::uses_pod_ip(context) => {
+            options.with_pod_ips(crate::gates::VALIDATION_IPS.to_vec())
+        }
+        None => options,
+    }
 }
 
 /// The spec of a stored volume given the Secret data to resolve passwords with.
@@ -41,7 +68,7 @@ fn parsed_with<'a>(
     Ok(cmcsi_attrs::parse_with_secrets(
         &meta.volume_context,
         secrets,
-        &options_of(meta),
+        &with_ips(options_of(meta), &meta.volume_context, None),
     )?)
 }
 
@@ -58,8 +85,7 @@ pub fn secrets_of(spec: &CertificateSpec) -> VolumeSecrets {
 /// The parse options of a new volume: the original defaults with the node's
 /// request limits. (Stored volumes were checked against them when published
 /// and are read back with the library's defaults.)
-fn publish_options(limits: &crate::config::RequestLimits) -> ParseOptions {
-    let mut opts = ParseOptions::original();
+fn publish_options(mut opts: ParseOptions, limits: &crate::config::RequestLimits) -> ParseOptions {
     opts.max_sans = limits.max_sans;
     opts.max_file_path_depth = limits.max_file_name_depth;
     opts.max_file_path_bytes = limits.max_file_name_bytes;
@@ -77,11 +103,22 @@ impl Driver {
         existing: Option<&Metadata>,
     ) -> Result<Parsed, DriverError> {
         match existing {
-            None => Ok(cmcsi_attrs::parse_with_secrets(
-                &req.context,
-                req.secrets.iter(),
-                &publish_options(&self.config.request_limits),
-            )?),
+            None => {
+                let defaults = if self.config.go_defaults {
+                    ParseOptions::go_driver()
+                } else {
+                    ParseOptions::original()
+                };
+                Ok(cmcsi_attrs::parse_with_secrets(
+                    &req.context,
+                    req.secrets.iter(),
+                    &with_ips(
+                        publish_options(defaults, &self.config.request_limits),
+                        &req.context,
+                        None,
+                    ),
+                )?)
+            }
             Some(meta) if !req.secrets.is_empty() => parsed_with(meta, req.secrets.iter()),
             Some(meta) => {
                 let id = meta.volume_id.clone();

@@ -23,6 +23,7 @@ pub mod convert;
 pub mod driver;
 pub mod error;
 pub mod events;
+pub mod gates;
 pub mod hardening;
 pub mod identity;
 pub mod keystores;
@@ -109,9 +110,7 @@ pub async fn run_until(
     if let Some(addr) = config.metrics_bind_address {
         let metrics = driver.metrics();
         let mut rx = stop_rx.clone();
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(RunError::Metrics)?;
+        let listener = bind_metrics(addr).await.map_err(RunError::Metrics)?;
         tokio::spawn(async move {
             let stop = async move {
                 let _ = rx.wait_for(|s| *s).await;
@@ -121,9 +120,8 @@ pub async fn run_until(
             }
         });
     }
-    let listener = socket::bind(&config.endpoint)?;
     tracing::info!(
-        endpoint = %config.endpoint.display(),
+        endpoint = %config.endpoint,
         driver = %config.driver_name,
         node = %config.node_id,
         version = env!("CARGO_PKG_VERSION"),
@@ -131,14 +129,46 @@ pub async fn run_until(
     );
     let identity = identity::IdentityService::new(config.driver_name.clone());
     let node = node::NodeService::new(config.node_id.clone(), Arc::clone(&driver));
-    let result = tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
         .add_service(IdentityServer::new(identity))
-        .add_service(NodeServer::new(node))
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
-        .await;
-    socket::remove(&config.endpoint);
+        .add_service(NodeServer::new(node));
+    let result = match &config.endpoint {
+        config::Endpoint::Unix(path) => {
+            let listener = socket::bind(path)?;
+            let r = router
+                .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+                .await;
+            socket::remove(path);
+            r
+        }
+        config::Endpoint::Tcp(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr.as_str())
+                .await
+                .map_err(|e| RunError::Config(format!("cannot listen on tcp://{addr}: {e}")))?;
+            router
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::TcpListenerStream::new(listener),
+                    shutdown,
+                )
+                .await
+        }
+    };
     let _ = stop_tx.send(true);
     driver.shutdown();
     tracing::info!("stopped");
     Ok(result?)
+}
+
+/// Binds the metrics listener. `[::]` listens on IPv6 and IPv4 (the kernel's
+/// default dual-stack socket); on a node without IPv6 it falls back to
+/// `0.0.0.0`.
+async fn bind_metrics(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    match tokio::net::TcpListener::bind(addr).await {
+        Err(e) if addr.ip() == std::net::Ipv6Addr::UNSPECIFIED => {
+            let v4 = std::net::SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, addr.port()));
+            tracing::warn!(error = %e, "cannot listen on [::]; metrics on 0.0.0.0 only");
+            tokio::net::TcpListener::bind(v4).await
+        }
+        other => other,
+    }
 }

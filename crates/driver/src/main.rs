@@ -6,7 +6,13 @@ fn main() -> std::process::ExitCode {
     // Before anything holds a key: no core dumps, not dumpable.
     let hardening = cmcsi_driver::hardening::apply();
     let cli = cmcsi_driver::config::Cli::parse();
-    let config = cli.into_config();
+    let config = match cli.try_into_config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     cmcsi_driver::logging::init(config.log_level, config.log_format);
     cmcsi_driver::hardening::log(&hardening);
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -112,6 +112,9 @@ pub struct Pipeline<'a> {
     pub issuer: &'a IssuerClient,
     /// Whether requests are created with the Pod's token.
     pub use_token_request: bool,
+    /// The Pod's IP addresses for `${POD_IP}` / `${POD_IPS}`, read from the
+    /// node's Pod watch just before this issuance.
+    pub pod_ips: Option<Vec<std::net::IpAddr>>,
     /// Requests kept per volume.
     pub max_requests_per_volume: usize,
     /// Computes the next due time from a lifetime.
@@ -130,7 +133,7 @@ impl Pipeline<'_> {
     // bottom in one place; the steps themselves are helpers.
     pub async fn issue(&self, volume_id: &str) -> Result<Issued, DriverError> {
         let mut meta = self.store.read_metadata(volume_id)?;
-        let spec = crate::keystores::stored_spec(self.store, &meta)?;
+        let spec = crate::keystores::stored_spec_ips(self.store, &meta, self.pod_ips.clone())?;
         let namespace = spec.pod.namespace.clone().ok_or_else(|| {
             DriverError::InvalidRequest(
                 "the volume context has no csi.storage.k8s.io/pod.namespace: the CSIDriver \
@@ -377,13 +380,21 @@ pub fn lifetime_of(
 }
 
 /// Metadata for a volume seen for the first time.
+///
+/// With `go_defaults` the metadata is written as the Go driver writes it (no
+/// format marker), so the volume keeps the Go driver's defaults for good,
+/// also after a restart without `--go-defaults`.
 pub fn new_metadata(
     volume_id: &str,
     target_path: &str,
     context: &BTreeMap<String, String>,
     mount_group: Option<u32>,
+    go_defaults: bool,
 ) -> Metadata {
     let mut meta = Metadata::new(volume_id, target_path);
+    if go_defaults {
+        meta.format = cmcsi_store::MetadataFormat::GoDriver;
+    }
     meta.volume_context = context.clone();
     meta.volume_mount_group = mount_group.map(|g| g.to_string());
     meta

@@ -28,7 +28,13 @@ impl Driver {
     ) -> Result<pipeline::Issued, DriverError> {
         let started = Instant::now();
         let result = match self.pipeline() {
-            Ok(p) => p.issue(volume_id).await,
+            Ok(mut p) => match self.pod_ips_for(volume_id).await {
+                Ok(ips) => {
+                    p.pod_ips = ips;
+                    p.issue(volume_id).await
+                }
+                Err(e) => Err(e),
+            },
             Err(e) => Err(e),
         };
         let ms = started.elapsed().as_millis() as u64;
@@ -101,6 +107,16 @@ impl Driver {
         result
     }
 
+    /// For a volume with readiness gates or `${POD_IP}`: checks its Pod
+    /// (every issuance, renewals too, re-reads the IP) and returns its IPs.
+    async fn pod_ips_for(
+        &self,
+        volume_id: &str,
+    ) -> Result<Option<Vec<std::net::IpAddr>>, DriverError> {
+        let meta = self.read_metadata(volume_id).await?;
+        self.pod_ready(&meta.volume_context)
+    }
+
     /// A renewal (or background first issuance) called by the renewer.
     pub(crate) async fn renew(
         &self,
@@ -160,6 +176,15 @@ impl Driver {
             return done;
         }
 
+        if self.needs_pod(&req.context) && !self.config.continue_on_not_ready {
+            return Err(DriverError::InvalidRequest(
+                "this volume uses ${POD_IP} or ${POD_IPS}, but the Pod's IP address is \
+                 assigned only after its volumes are mounted: start the driver with \
+                 --continue-on-not-ready=true (it then mounts the volume empty and issues \
+                 once the Pod has an address), or remove the variable"
+                    .into(),
+            ));
+        }
         let Some(guard) = self
             .locks
             .lock(volume_id, self.config.issuance_timeout)
@@ -170,7 +195,23 @@ impl Driver {
         let (meta, spec) = self.prepare(&req, &guard).await?;
 
         if meta.next_issuance_time.is_none() {
-            if self.config.continue_on_not_ready {
+            if self.config.continue_on_not_ready && self.needs_pod(&req.context) {
+                match self.pod_ready(&req.context) {
+                    Ok(_) => self
+                        .renewer()
+                        .manage_pending(volume_id, spec.disable_auto_renew),
+                    Err(e) => {
+                        tracing::info!(volume = volume_id, reason = %e, "mounted empty; issuing once the Pod is ready");
+                        if let Some(me) = self.me() {
+                            me.spawn_gate_wait(
+                                volume_id,
+                                req.context.clone(),
+                                spec.disable_auto_renew,
+                            );
+                        }
+                    }
+                }
+            } else if self.config.continue_on_not_ready {
                 self.renewer()
                     .manage_pending(volume_id, spec.disable_auto_renew);
             } else {
@@ -235,6 +276,7 @@ impl Driver {
                     &req.target_path.to_string_lossy(),
                     &context,
                     req.mount_group,
+                    self.config.go_defaults,
                 );
                 let gid = spec.fs_group.or(req.mount_group);
                 let m = meta.clone();
@@ -438,6 +480,7 @@ impl Driver {
         let target = req.target_path.as_path();
         // Cancel a renewal in flight before waiting for the lock.
         self.renewer().forget(volume_id);
+        self.cancel_gate_wait(volume_id);
         let Some(guard) = self
             .locks
             .lock(volume_id, self.config.issuance_timeout)

@@ -50,6 +50,15 @@ impl Driver {
                 }
             }
             let disable = f.spec.as_ref().is_some_and(|s| s.disable_auto_renew);
+            // Mounted empty, waiting for its Pod's gates or IP: wait again
+            // (with the gate backoff) rather than fail renewals meanwhile.
+            if f.meta.next_issuance_time.is_none()
+                && self.needs_pod(&f.meta.volume_context)
+                && let Some(me) = self.me()
+            {
+                me.spawn_gate_wait(&f.meta.volume_id, f.meta.volume_context.clone(), disable);
+                continue;
+            }
             let volume = RestoredVolume::new(
                 f.meta.volume_id.as_str(),
                 f.meta.next_issuance_time,

@@ -270,12 +270,22 @@ fn sigterm_stops_gracefully_and_removes_the_socket() {
 #[test]
 fn bad_flags_exit_with_code_2_and_say_why() {
     let out = Command::new(BIN)
-        .args(["--node-id", "n", "--endpoint", "tcp://127.0.0.1:1"])
+        .args(["--node-id", "n", "--endpoint", "http://127.0.0.1:1"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("Unix socket"), "{stderr}");
+    assert!(stderr.contains("tcp://host:port"), "{stderr}");
+
+    // Gates without --continue-on-not-ready: refused at start, as in Go.
+    let out = Command::new(BIN)
+        .args(["--node-id", "n", "--endpoint", "/tmp/x.sock"])
+        .arg("--pod-readiness-gate=pod-ip:any")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--continue-on-not-ready=true"), "{stderr}");
 
     let out = Command::new(BIN)
         .args(["--endpoint", "/tmp/x.sock"])
@@ -284,4 +294,47 @@ fn bad_flags_exit_with_code_2_and_say_why() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--node-id"));
+}
+
+/// `tcp://host:port` endpoints (as csi-lib accepts): CSI served over TCP.
+#[tokio::test]
+async fn tcp_endpoint_serves_csi() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(BIN)
+        .args(["--node-id", "node-a", "--mount-tmpfs=false"])
+        .arg(format!("--endpoint=tcp://127.0.0.1:{port}"))
+        .arg("--data-root")
+        .arg(dir.path().join("data"))
+        .env("KUBECONFIG", dir.path().join("missing-kubeconfig"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let channel = loop {
+        match Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+            .unwrap()
+            .connect()
+            .await
+        {
+            Ok(c) => break c,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("driver does not serve tcp://127.0.0.1:{port}: {e}"),
+        }
+    };
+    let info = IdentityClient::new(channel)
+        .get_plugin_info(csi::GetPluginInfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(info.name, "csi.cert-manager.io");
+    let _ = child.kill();
+    let _ = child.wait();
 }

@@ -273,6 +273,12 @@ impl IssuerClient {
         }
     }
 
+    /// The driver's own API client (rate limited), for other watches of the
+    /// same connection (the node's Pods).
+    pub fn client(&self) -> &kube::Client {
+        &self.inner.client
+    }
+
     /// The node id this client labels and watches requests for.
     pub fn node_id(&self) -> &str {
         &self.inner.node_id

@@ -53,8 +53,141 @@ pub async fn client_from_config(
     ApiConnection::new(config, qps, burst)
 }
 
+/// kubectl's connection flags (`--context`, `--server`, `--token`, `--as`,
+/// ...), applied over whatever configuration is loaded, as kubectl applies
+/// them. `Debug` never shows the token.
+#[derive(Clone, Default)]
+#[non_exhaustive]
+pub struct ConnectionOverrides {
+    /// `--context`: the kubeconfig context to use.
+    pub context: Option<String>,
+    /// `--cluster`: the kubeconfig cluster to use.
+    pub cluster: Option<String>,
+    /// `--user`: the kubeconfig user to use.
+    pub user: Option<String>,
+    /// `--server`: the API server's address.
+    pub server: Option<String>,
+    /// `--token`: a bearer token.
+    pub token: Option<secrecy::SecretString>,
+    /// `--certificate-authority`: a PEM file of CA certificates for the server.
+    pub certificate_authority: Option<PathBuf>,
+    /// `--client-certificate`: a PEM client certificate file.
+    pub client_certificate: Option<PathBuf>,
+    /// `--client-key`: its PEM key file.
+    pub client_key: Option<PathBuf>,
+    /// `--insecure-skip-tls-verify`: do not check the server's certificate.
+    pub insecure_skip_tls_verify: bool,
+    /// `--tls-server-name`: the name to check the server's certificate for.
+    pub tls_server_name: Option<String>,
+    /// `--as`: the user to impersonate.
+    pub impersonate: Option<String>,
+    /// `--as-group`: the groups to impersonate.
+    pub impersonate_groups: Vec<String>,
+    /// `--as-uid`: the uid to impersonate.
+    pub impersonate_uid: Option<String>,
+    /// `--request-timeout`: the timeout of each API request (`None`: no timeout).
+    pub request_timeout: Option<std::time::Duration>,
+}
+
+impl std::fmt::Debug for ConnectionOverrides {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionOverrides")
+            .field("context", &self.context)
+            .field("cluster", &self.cluster)
+            .field("user", &self.user)
+            .field("server", &self.server)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("certificate_authority", &self.certificate_authority)
+            .field("client_certificate", &self.client_certificate)
+            .field("client_key", &self.client_key)
+            .field("insecure_skip_tls_verify", &self.insecure_skip_tls_verify)
+            .field("tls_server_name", &self.tls_server_name)
+            .field("impersonate", &self.impersonate)
+            .field("impersonate_groups", &self.impersonate_groups)
+            .field("impersonate_uid", &self.impersonate_uid)
+            .field("request_timeout", &self.request_timeout)
+            .finish()
+    }
+}
+
+impl ConnectionOverrides {
+    /// Applies the overrides that act on a loaded configuration.
+    pub fn apply(&self, config: &mut kube::Config) -> Result<(), ConfigError> {
+        if let Some(server) = &self.server {
+            config.cluster_url = server.parse().map_err(|e| ConfigError::Override {
+                flag: "--server",
+                problem: format!("`{server}` is not a URL ({e}); use e.g. https://10.0.0.1:6443"),
+            })?;
+        }
+        if let Some(token) = &self.token {
+            config.auth_info.token = Some(token.clone());
+            config.auth_info.token_file = None;
+        }
+        if let Some(ca) = &self.certificate_authority {
+            // kube re-reads this file, as it does the in-cluster CA.
+            config.root_cert_file = Some(ca.clone());
+            config.root_cert = None;
+        }
+        if let Some(cert) = &self.client_certificate {
+            config.auth_info.client_certificate = Some(cert.to_string_lossy().into_owned());
+            config.auth_info.client_certificate_data = None;
+        }
+        if let Some(key) = &self.client_key {
+            config.auth_info.client_key = Some(key.to_string_lossy().into_owned());
+            config.auth_info.client_key_data = None;
+        }
+        if self.insecure_skip_tls_verify {
+            config.accept_invalid_certs = true;
+        }
+        if let Some(name) = &self.tls_server_name {
+            config.tls_server_name = Some(name.clone());
+        }
+        if let Some(user) = &self.impersonate {
+            config.auth_info.impersonate = Some(user.clone());
+        }
+        if !self.impersonate_groups.is_empty() {
+            config.auth_info.impersonate_groups = Some(self.impersonate_groups.clone());
+        }
+        if let Some(uid) = &self.impersonate_uid {
+            config.auth_info.impersonate_uid = Some(uid.clone());
+        }
+        if let Some(t) = self.request_timeout {
+            config.read_timeout = Some(t);
+            config.write_timeout = Some(t);
+        }
+        Ok(())
+    }
+
+    fn kubeconfig_options(&self) -> KubeConfigOptions {
+        KubeConfigOptions {
+            context: self.context.clone(),
+            cluster: self.cluster.clone(),
+            user: self.user.clone(),
+        }
+    }
+}
+
+/// [`client_from_config`] with kubectl's connection flags applied.
+pub async fn client_from_config_with(
+    kubeconfig: Option<PathBuf>,
+    overrides: &ConnectionOverrides,
+    qps: f32,
+    burst: u32,
+) -> Result<ApiConnection, ConfigError> {
+    let mut config = load_config_with(kubeconfig, &overrides.kubeconfig_options()).await?;
+    overrides.apply(&mut config)?;
+    ApiConnection::new(config, qps, burst)
+}
+
 async fn load_config(kubeconfig: Option<PathBuf>) -> Result<kube::Config, ConfigError> {
-    let options = KubeConfigOptions::default();
+    load_config_with(kubeconfig, &KubeConfigOptions::default()).await
+}
+
+async fn load_config_with(
+    kubeconfig: Option<PathBuf>,
+    options: &KubeConfigOptions,
+) -> Result<kube::Config, ConfigError> {
+    let options = options.clone();
     if let Some(path) = kubeconfig {
         let kc = Kubeconfig::read_from(&path).map_err(|source| ConfigError::Kubeconfig {
             path: path.clone(),
@@ -74,7 +207,21 @@ async fn load_config(kubeconfig: Option<PathBuf>) -> Result<kube::Config, Config
             });
     }
     match kube::Config::incluster() {
-        Ok(config) => Ok(config),
+        Ok(config) => {
+            for (flag, set) in [
+                ("--context", options.context.is_some()),
+                ("--cluster", options.cluster.is_some()),
+                ("--user", options.user.is_some()),
+            ] {
+                if set {
+                    tracing::warn!(
+                        flag,
+                        "ignored: there is no kubeconfig (in-cluster configuration), so it names nothing"
+                    );
+                }
+            }
+            Ok(config)
+        }
         Err(in_cluster) => {
             kube::Config::from_kubeconfig(&options)
                 .await
@@ -260,5 +407,47 @@ where
             });
             result
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_apply_to_a_loaded_config() {
+        let mut config = kube::Config::new("https://old:6443".parse().unwrap());
+        let o = ConnectionOverrides {
+            server: Some("https://10.0.0.1:6443".into()),
+            token: Some(secrecy::SecretString::from("tok".to_owned())),
+            certificate_authority: Some(PathBuf::from("/ca.pem")),
+            client_certificate: Some(PathBuf::from("/c.pem")),
+            client_key: Some(PathBuf::from("/k.pem")),
+            insecure_skip_tls_verify: true,
+            tls_server_name: Some("api".into()),
+            impersonate: Some("alice".into()),
+            impersonate_groups: vec!["g".into()],
+            impersonate_uid: Some("42".into()),
+            request_timeout: Some(std::time::Duration::from_secs(5)),
+            ..Default::default()
+        };
+        o.apply(&mut config).unwrap();
+        assert_eq!(config.cluster_url.host(), Some("10.0.0.1"));
+        assert!(config.auth_info.token.is_some());
+        assert_eq!(config.root_cert_file, Some(PathBuf::from("/ca.pem")));
+        assert_eq!(config.auth_info.client_key.as_deref(), Some("/k.pem"));
+        assert!(config.accept_invalid_certs);
+        assert_eq!(config.tls_server_name.as_deref(), Some("api"));
+        assert_eq!(config.auth_info.impersonate.as_deref(), Some("alice"));
+        assert_eq!(config.auth_info.impersonate_uid.as_deref(), Some("42"));
+        assert_eq!(config.read_timeout, Some(std::time::Duration::from_secs(5)));
+        assert!(!format!("{o:?}").contains("tok\""));
+
+        let bad = ConnectionOverrides {
+            server: Some("not a url".into()),
+            ..Default::default()
+        };
+        let err = bad.apply(&mut config).unwrap_err().to_string();
+        assert!(err.contains("--server"), "{err}");
     }
 }

@@ -320,6 +320,14 @@ pub enum ConfigError {
         /// Why the default kubeconfig failed.
         kubeconfig: String,
     },
+    /// A connection flag could not be applied.
+    #[error("{flag}: {problem}")]
+    Override {
+        /// The flag.
+        flag: &'static str,
+        /// What was wrong and what to pass instead.
+        problem: String,
+    },
     /// The configuration was found but no client could be built from it.
     #[error("cannot build a Kubernetes client: {0}")]
     Client(#[source] kube::Error),

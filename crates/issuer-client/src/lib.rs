@@ -76,6 +76,7 @@ mod connection;
 mod error;
 mod events;
 mod hash;
+mod pods;
 mod ratelimit;
 mod state;
 mod token;
@@ -85,11 +86,17 @@ pub use cache::WatchHealth;
 pub use client::{
     Issued, IssuerClient, IssuerOptions, NewRequest, PodRef, RequestKey, Submitted, generate_name,
 };
-pub use connection::{ApiCall, ApiConnection, ApiObserver, client_from_config};
+pub use connection::{
+    ApiCall, ApiConnection, ApiObserver, ConnectionOverrides, client_from_config,
+    client_from_config_with,
+};
 pub use error::{Cause, ConfigError, IssueError};
 pub use events::{EventRecorder, MAX_NOTE_BYTES, PodEvent, PodObject, Severity};
 pub use hash::label_hash;
+pub use pods::{PodFacts, PodWatch};
 pub use ratelimit::{DEFAULT_BURST, DEFAULT_QPS, RateLimit, RateLimited};
+/// The token type of [`ConnectionOverrides::token`].
+pub use secrecy::SecretString;
 pub use state::{Phase, RequestState};
 pub use token::{SERVICE_ACCOUNT_TOKENS_KEY, SecretToken, TokenError};
 pub use types::{

@@ -141,6 +141,8 @@ pub(crate) struct Shared {
     pub changed: watch::Sender<u64>,
     /// Set when serving HTTPS.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Core v1 Pods (for the driver's node-scoped Pod watch).
+    pub pods: Mutex<crate::pods::Pods>,
 }
 
 impl Shared {
@@ -289,6 +291,7 @@ impl Builder {
                 UserInfo::new(DEFAULT_USERNAME),
             )])),
             counts: Mutex::new(BTreeMap::new()),
+            pods: Mutex::new(crate::pods::Pods::default()),
             faults: Mutex::new(VecDeque::new()),
             events: Mutex::new(BTreeMap::new()),
             event_writes: std::sync::atomic::AtomicU64::new(0),
@@ -618,6 +621,52 @@ impl FakeApi {
         Counts {
             by: lock(&self.shared.counts).clone(),
         }
+    }
+
+    /// Creates Pod `ns/name` with `uid` on node `node` (Pending, no IP, no
+    /// conditions), or moves it there. The driver's Pod watch sees it; the
+    /// driver matches it to a volume by name, namespace and uid.
+    pub fn put_pod(&self, ns: &str, name: &str, uid: &str, node: &str) {
+        lock(&self.shared.pods).update(ns, name, node, |p| {
+            p["spec"]["nodeName"] = serde_json::json!(node);
+            p["metadata"]["uid"] = serde_json::json!(uid);
+        });
+    }
+
+    /// Sets a Pod's `status.podIPs` (and `status.podIP`, the first). Call
+    /// [`FakeApi::put_pod`] first: a Pod made here has no node.
+    pub fn set_pod_ips(&self, ns: &str, name: &str, ips: &[&str]) {
+        lock(&self.shared.pods).update(ns, name, "", |p| {
+            p["status"]["podIPs"] = ips.iter().map(|ip| serde_json::json!({"ip": ip})).collect();
+            p["status"]["podIP"] = ips.first().map_or(Value::Null, |ip| serde_json::json!(ip));
+        });
+    }
+
+    /// Sets (or adds) a Pod's condition `type_` to `status` (`True`, `False`, `Unknown`).
+    pub fn set_pod_condition(&self, ns: &str, name: &str, type_: &str, status: &str) {
+        lock(&self.shared.pods).update(ns, name, "", |p| {
+            let conditions = p["status"]["conditions"].as_array_mut();
+            let entry = serde_json::json!({"type": type_, "status": status});
+            match conditions {
+                Some(cs) => match cs.iter_mut().find(|c| c["type"] == type_) {
+                    Some(c) => *c = entry,
+                    None => cs.push(entry),
+                },
+                None => p["status"]["conditions"] = serde_json::json!([entry]),
+            }
+        });
+    }
+
+    /// Sets a Pod's annotation `key` to `value`.
+    pub fn set_pod_annotation(&self, ns: &str, name: &str, key: &str, value: &str) {
+        lock(&self.shared.pods).update(ns, name, "", |p| {
+            p["metadata"]["annotations"][key] = serde_json::json!(value);
+        });
+    }
+
+    /// Deletes a Pod.
+    pub fn delete_pod(&self, ns: &str, name: &str) {
+        lock(&self.shared.pods).delete(ns, name);
     }
 
     /// Forgets the request counts.

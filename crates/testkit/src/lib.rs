@@ -26,8 +26,13 @@
 //! - A standalone server for demos: `cargo run -p cmcsi-testkit -- serve
 //!   --kubeconfig-out PATH`.
 //!
-//! It is not a Kubernetes API server: only CertificateRequests (and recorded
-//! Events) exist, there is
+//! - Core v1 Pods for the driver's node-scoped Pod watch (get, list and watch
+//!   with `fieldSelector=spec.nodeName=...`), set up by tests with
+//!   [`FakeApi::put_pod`], [`FakeApi::set_pod_ips`],
+//!   [`FakeApi::set_pod_condition`] and [`FakeApi::set_pod_annotation`].
+//!
+//! It is not a Kubernetes API server: only CertificateRequests, recorded Events and
+//! read-only Pods exist, there is
 //! no RBAC, admission, garbage collection or protobuf. It serves plain HTTP,
 //! or HTTPS with [`Builder::tls`] (tokens and client certificates).
 //!
@@ -74,6 +79,7 @@ mod issuer;
 pub mod kubelet;
 pub mod mount_ns;
 mod patch;
+mod pods;
 pub mod selector;
 mod server;
 mod state;

@@ -129,10 +129,10 @@ impl Parser<'_> {
         let dns = self.san_list(keys::DNS_NAMES, true, |s| {
             validate::dns_san(s).map(|()| s.to_owned())
         }, "accepted: DNS names such as web.shop.svc.cluster.local or *.example.com, comma-separated");
-        let ips = self.san_list(keys::IP_SANS, false, |s| {
+        let ips = self.san_list(keys::IP_SANS, true, |s| {
             s.parse::<IpAddr>()
                 .map_err(|_| "not an IP address".to_owned())
-        }, "accepted: IPv4 or IPv6 addresses such as 192.0.2.1 or 2001:db8::1, comma-separated (ip-sans is not templated)");
+        }, "accepted: IPv4 or IPv6 addresses such as 192.0.2.1 or 2001:db8::1, comma-separated, or ${POD_IP} / ${POD_IPS}");
         let uris = self.san_list(keys::URI_SANS, true, |s| {
             validate::uri_san(s).map(|()| s.to_owned())
         }, "accepted: absolute URIs such as spiffe://cluster.local/ns/shop/sa/web, comma-separated");

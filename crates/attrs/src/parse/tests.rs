@@ -228,11 +228,22 @@ fn a_san_is_required() {
 }
 
 #[test]
-fn ip_sans_are_not_templated() {
+fn ip_sans_take_the_pods_ip() {
     let text = err_text(&[(keys::IP_SANS, "${POD_IP}")]);
-    assert!(
-        text.contains("variables are not expanded in this attribute"),
-        "{text}"
+    assert!(text.contains("--continue-on-not-ready"), "{text}");
+    let mut ctx = base();
+    ctx.insert(keys::IP_SANS.to_owned(), "${POD_IPS}".to_owned());
+    let opts = ParseOptions::original().with_pod_ips(vec![
+        "fd00::7".parse().unwrap(),
+        "10.1.2.3".parse().unwrap(),
+    ]);
+    let spec = crate::parse_with(&ctx, &opts).unwrap();
+    assert_eq!(
+        spec.ip_sans,
+        vec![
+            "10.1.2.3".parse::<IpAddr>().unwrap(),
+            "fd00::7".parse().unwrap()
+        ]
     );
 }
 
@@ -341,10 +352,10 @@ fn literal_subject_is_templated() {
 
 #[test]
 fn template_errors_name_the_known_variables() {
-    let text = err_text(&[(keys::DNS_NAMES, "${POD_IP}.svc")]);
+    let text = err_text(&[(keys::DNS_NAMES, "${HOSTNAME}.svc")]);
     assert_eq!(
         text,
-        "invalid volume attribute: csi.cert-manager.io/dns-names=\"${POD_IP}.svc\": unknown variable ${POD_IP} (the Pod's IP address is not known when its volumes are mounted); known variables: ${POD_NAME}, ${POD_NAMESPACE}, ${POD_UID}, ${SERVICE_ACCOUNT_NAME} (write $$ for a literal $)"
+        "invalid volume attribute: csi.cert-manager.io/dns-names=\"${HOSTNAME}.svc\": unknown variable ${HOSTNAME} (did you mean ${POD_NAME}?); known variables: ${POD_NAME}, ${POD_NAMESPACE}, ${POD_UID}, ${SERVICE_ACCOUNT_NAME}, ${POD_IP}, ${POD_IPS} (write $$ for a literal $)"
     );
 }
 
