@@ -60,6 +60,12 @@ pub struct Config {
     /// How often never-issued volumes whose Pod is gone are removed from the
     /// store (`ZERO` = only at start).
     pub abandoned_sweep_interval: Duration,
+    /// Most CertificateRequests the node-wide watch holds at once.
+    pub max_watched_requests: usize,
+    /// A volume is issued at most once per this interval.
+    pub min_issuance_interval: Duration,
+    /// Node-wide renewals started per second (first issuances are not limited).
+    pub max_renewals_per_second: f64,
 }
 
 /// Log line format.
@@ -296,6 +302,43 @@ pub struct Cli {
     /// always done at start; 0 = only at start (Go duration).
     #[arg(long, default_value = "5m", value_parser = parse_interval_flag)]
     pub abandoned_volume_sweep_interval: Duration,
+
+    /// Most CertificateRequests the node-wide watch holds; further ones are
+    /// ignored (counted in certmanager_csi_watch_ignored_requests, logged once).
+    #[arg(long, default_value_t = cmcsi_issuer_client::DEFAULT_MAX_WATCHED_REQUESTS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
+    pub max_watched_requests: usize,
+
+    /// A volume is issued at most once per this interval, however short its
+    /// certificate's duration; a certificate already due when issued is
+    /// renewed after this interval (Go duration, at least 1s).
+    #[arg(long, default_value = "10s", value_parser = parse_min_issuance_interval)]
+    pub min_issuance_interval: Duration,
+
+    /// Renewals started per second on this node, so that first issuances
+    /// keep the API budget under load (first issuances are not limited).
+    #[arg(long, default_value_t = 5.0, value_parser = parse_renewal_rate)]
+    pub max_renewals_per_second: f64,
+}
+
+fn parse_min_issuance_interval(s: &str) -> Result<Duration, String> {
+    let d = parse_duration_flag(s)?;
+    if d < Duration::from_secs(1) {
+        return Err(format!(
+            "--min-issuance-interval must be at least 1s (got {s}): a shorter floor lets one \
+             volume create requests in a tight loop"
+        ));
+    }
+    Ok(d)
+}
+
+fn parse_renewal_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && (0.01..=10_000.0).contains(&r) => Ok(r),
+        _ => Err(format!(
+            "--max-renewals-per-second must be a number from 0.01 to 10000 (got {s})"
+        )),
+    }
 }
 
 impl Cli {
@@ -323,6 +366,9 @@ impl Cli {
             renewal_backoff_initial: self.renewal_backoff_initial,
             renewal_backoff_max: self.renewal_backoff_max.max(self.renewal_backoff_initial),
             abandoned_sweep_interval: self.abandoned_volume_sweep_interval,
+            max_watched_requests: self.max_watched_requests,
+            min_issuance_interval: self.min_issuance_interval,
+            max_renewals_per_second: self.max_renewals_per_second,
         }
     }
 }

@@ -62,7 +62,7 @@ impl Driver {
     /// Opens the store, connects (lazily) to Kubernetes, starts the renewer
     /// and recovers every stored volume.
     pub async fn start(config: Config) -> Result<Arc<Driver>, crate::RunError> {
-        let store = open_store(&config)?;
+        let store = Arc::new(open_store(&config)?);
         let pool = KeyPool::new(cmcsi_keygen::PoolConfig {
             sizes: [(cmcsi_keygen::KeySpec::RSA_2048, config.key_pool_size)]
                 .into_iter()
@@ -70,12 +70,12 @@ impl Driver {
             ..Default::default()
         })
         .map_err(|e| crate::RunError::Config(format!("key pool: {e}")))?;
-        let kube = connect(&config).await;
+        let kube = connect(&config, &store).await;
         let driver = Arc::new_cyclic(|weak: &Weak<Driver>| {
             let metrics = Arc::new(Metrics::new(Some(Arc::new(Live(weak.clone())))));
             Driver {
                 config,
-                store: Arc::new(store),
+                store,
                 pool,
                 kube,
                 renewer: OnceLock::new(),
@@ -90,6 +90,8 @@ impl Driver {
                 recovery_spread: driver.config.recovery_spread,
                 backoff_initial: driver.config.renewal_backoff_initial,
                 backoff_cap: driver.config.renewal_backoff_max,
+                min_interval: driver.config.min_issuance_interval,
+                renewal_rate: Some(driver.config.max_renewals_per_second),
                 ..Default::default()
             },
         )
@@ -214,8 +216,9 @@ fn open_store(config: &Config) -> Result<Store, crate::RunError> {
 }
 
 /// The Kubernetes side, or why there is none (the driver then serves the
-/// volumes it has but issues nothing).
-async fn connect(config: &Config) -> Result<Kube, String> {
+/// volumes it has but issues nothing). The watch keeps only the requests
+/// of the volumes in the store (and of those published later).
+async fn connect(config: &Config, store: &Arc<Store>) -> Result<Kube, String> {
     match cmcsi_issuer_client::client_from_config(
         config.kubeconfig.clone(),
         config.kube_api_qps,
@@ -223,12 +226,41 @@ async fn connect(config: &Config) -> Result<Kube, String> {
     )
     .await
     {
-        Ok(connection) => Ok(Kube {
-            issuer: IssuerClient::new(connection, &config.node_id),
-        }),
+        Ok(connection) => {
+            let store = Arc::clone(store);
+            let volumes = tokio::task::spawn_blocking(move || stored_volumes(&store))
+                .await
+                .unwrap_or_default();
+            let options = cmcsi_issuer_client::IssuerOptions::default()
+                .max_watched_requests(config.max_watched_requests)
+                .managed_volumes(volumes);
+            Ok(Kube {
+                issuer: IssuerClient::with_options(connection, &config.node_id, options),
+            })
+        }
         Err(e) => {
             tracing::error!(error = %e, "no Kubernetes API configuration; serving existing volumes only");
             Err(e.to_string())
         }
     }
+}
+
+/// The volumes in the store, as the watch needs them: id, the Pod's
+/// namespace and uid from the stored context. Unreadable volumes are left
+/// to recovery, which reports them. Blocking (store IO).
+fn stored_volumes(store: &Store) -> Vec<cmcsi_issuer_client::ManagedVolume> {
+    use cmcsi_attrs::keys;
+    let Ok(ids) = store.volume_ids() else {
+        return Vec::new();
+    };
+    ids.iter()
+        .filter_map(|id| {
+            let meta = store.read_metadata(id).ok()?;
+            Some(cmcsi_issuer_client::ManagedVolume {
+                volume_id: id.clone(),
+                namespace: meta.volume_context.get(keys::POD_NAMESPACE)?.clone(),
+                pod_uid: meta.volume_context.get(keys::POD_UID).cloned(),
+            })
+        })
+        .collect()
 }

@@ -207,6 +207,22 @@ impl LiveStats for Live {
                 false,
             ));
         }
+        if let Ok(kube) = &d.kube {
+            let ignored = kube.issuer.ignored_requests();
+            out.push((
+                "certmanager_csi_watch_ignored_requests",
+                "CertificateRequests labelled for this node that the watch did not keep: \
+                 not made for a volume of this node, or over --max-watched-requests",
+                (ignored.foreign + ignored.over_limit) as f64,
+                true,
+            ));
+            out.push((
+                "certmanager_csi_watched_requests",
+                "CertificateRequests the node-wide watch holds now",
+                kube.issuer.cached_requests() as f64,
+                false,
+            ));
+        }
         let p = d.pool.stats();
         out.push((
             "certmanager_csi_key_pool_hits",

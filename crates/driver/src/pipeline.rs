@@ -152,6 +152,13 @@ impl Pipeline<'_> {
             None
         };
 
+        // The watch keeps only requests of volumes it was told of: register
+        // this one before its first request is created.
+        self.issuer.manage_volume(ic::ManagedVolume {
+            volume_id: volume_id.to_owned(),
+            namespace: namespace.clone(),
+            pod_uid: spec.pod.uid.clone(),
+        });
         self.issuer.wait_synced(self.timeout).await?;
         // `pkcs8` is the key's PKCS#8 PEM as recorded with the request,
         // reused for the key file (encoding costs a public-key derivation).

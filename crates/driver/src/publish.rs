@@ -280,6 +280,9 @@ impl Driver {
             return Err(busy(volume_id));
         };
         self.renewer().forget(volume_id);
+        if let Ok(kube) = &self.kube {
+            kube.issuer.forget_volume(volume_id);
+        }
         if let Ok(meta) = self.read_metadata(volume_id).await
             && let Ok(spec) = pipeline::spec_of(&meta)
         {

@@ -124,6 +124,7 @@ impl Driver {
                 if let Err(e) = kube.issuer.cleanup(id, 0).await {
                     tracing::warn!(volume = %id, error = %e, "could not delete the CertificateRequest of an abandoned volume");
                 }
+                kube.issuer.forget_volume(id);
             }
         }
         removed.len()

@@ -85,6 +85,85 @@ impl kube::Resource for CertificateRequest {
     }
 }
 
+/// The form the node-wide watch decodes: a [`CertificateRequest`] without
+/// the parts the driver never reads. `spec.request` (the CSR, up to the API
+/// server's object size limit) and the identity fields cert-manager copies
+/// into the spec are skipped while decoding, so a large request costs a
+/// transient line buffer and nothing more. Converted into a
+/// [`CertificateRequest`] (with an empty `spec.request`) for the cache.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub(crate) struct WatchedRequest {
+    #[serde(default)]
+    metadata: ObjectMeta,
+    #[serde(default)]
+    spec: WatchedSpec,
+    #[serde(default)]
+    status: Option<CertificateRequestStatus>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WatchedSpec {
+    #[serde(default)]
+    issuer_ref: IssuerRef,
+    #[serde(default)]
+    duration: Option<String>,
+    #[serde(default, rename = "isCA")]
+    is_ca: bool,
+    #[serde(default)]
+    usages: Vec<String>,
+}
+
+impl From<WatchedRequest> for CertificateRequest {
+    fn from(w: WatchedRequest) -> Self {
+        let WatchedSpec {
+            issuer_ref,
+            duration,
+            is_ca,
+            usages,
+        } = w.spec;
+        CertificateRequest {
+            types: Some(TypeMeta {
+                api_version: format!("{GROUP}/{VERSION}"),
+                kind: KIND.to_owned(),
+            }),
+            metadata: w.metadata,
+            spec: CertificateRequestSpec {
+                issuer_ref,
+                duration,
+                is_ca,
+                usages,
+                ..Default::default()
+            },
+            status: w.status,
+        }
+    }
+}
+
+impl kube::Resource for WatchedRequest {
+    type DynamicType = ();
+    type Scope = NamespaceResourceScope;
+
+    fn kind(_: &()) -> Cow<'_, str> {
+        Cow::Borrowed(KIND)
+    }
+    fn group(_: &()) -> Cow<'_, str> {
+        Cow::Borrowed(GROUP)
+    }
+    fn version(_: &()) -> Cow<'_, str> {
+        Cow::Borrowed(VERSION)
+    }
+    fn plural(_: &()) -> Cow<'_, str> {
+        Cow::Borrowed(PLURAL)
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
 /// The `spec` of a [`CertificateRequest`].
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
