@@ -66,6 +66,9 @@ pub struct Config {
     pub min_issuance_interval: Duration,
     /// Node-wide renewals started per second (first issuances are not limited).
     pub max_renewals_per_second: f64,
+    /// Distinct issuers (name, kind, group) the per-issuer counters label;
+    /// further ones are counted under `other`.
+    pub max_issuer_label_values: usize,
 }
 
 /// Log line format.
@@ -319,6 +322,13 @@ pub struct Cli {
     /// keep the API budget under load (first issuances are not limited).
     #[arg(long, default_value_t = 5.0, value_parser = parse_renewal_rate)]
     pub max_renewals_per_second: f64,
+
+    /// Distinct issuers (name, kind, group) the per-issuer counters carry as
+    /// labels; the issuer names come from Pods, so further ones are counted
+    /// under issuer_name="other" (and kind and group "other").
+    #[arg(long, default_value_t = crate::metrics::DEFAULT_MAX_ISSUER_LABEL_VALUES,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000))]
+    pub max_issuer_label_values: usize,
 }
 
 fn parse_min_issuance_interval(s: &str) -> Result<Duration, String> {
@@ -369,6 +379,7 @@ impl Cli {
             max_watched_requests: self.max_watched_requests,
             min_issuance_interval: self.min_issuance_interval,
             max_renewals_per_second: self.max_renewals_per_second,
+            max_issuer_label_values: self.max_issuer_label_values,
         }
     }
 }

@@ -72,7 +72,10 @@ impl Driver {
         .map_err(|e| crate::RunError::Config(format!("key pool: {e}")))?;
         let kube = connect(&config, &store).await;
         let driver = Arc::new_cyclic(|weak: &Weak<Driver>| {
-            let metrics = Arc::new(Metrics::new(Some(Arc::new(Live(weak.clone())))));
+            let metrics = Arc::new(Metrics::new(
+                Some(Arc::new(Live(weak.clone()))),
+                config.max_issuer_label_values,
+            ));
             Driver {
                 config,
                 store,

@@ -108,6 +108,8 @@ pub struct Issued {
     pub renew_before: Option<Duration>,
     /// The volume's spec.
     pub spec: CertificateSpec,
+    /// The volume's target path (the Pod's volume name is in it).
+    pub target_path: String,
 }
 
 /// Everything one issuance needs.
@@ -210,6 +212,7 @@ impl Pipeline<'_> {
             next_issuance: Some(next),
             renew_before: spec.renew_before,
             spec,
+            target_path: meta.target_path.clone(),
         })
     }
 

@@ -12,7 +12,7 @@ use cmcsi_store::{Metadata, StoreError};
 use crate::driver::Driver;
 use crate::error::DriverError;
 use crate::locks::VolumeGuard;
-use crate::metrics::{cert_labels, issuer_labels, jiff_like, unix_seconds};
+use crate::metrics::{cert_labels, jiff_like, unix_seconds};
 use crate::mount;
 use crate::node::{PublishRequest, UnpublishRequest};
 use crate::pipeline;
@@ -31,9 +31,9 @@ impl Driver {
         let ms = started.elapsed().as_millis() as u64;
         match &result {
             Ok(issued) => {
-                let labels = issuer_labels(&issued.spec);
+                let labels = self.metrics.issuer_labels(&issued.spec);
                 self.metrics.issue_requests.get_or_create(&labels).inc();
-                let cert = cert_labels(&issued.spec);
+                let cert = cert_labels(&issued.spec, &issued.target_path);
                 self.metrics
                     .expiration
                     .get_or_create(&cert)
@@ -61,7 +61,7 @@ impl Driver {
                 if let Ok(meta) = self.read_metadata(volume_id).await
                     && let Ok(spec) = pipeline::spec_of(&meta)
                 {
-                    let labels = issuer_labels(&spec);
+                    let labels = self.metrics.issuer_labels(&spec);
                     self.metrics.issue_requests.get_or_create(&labels).inc();
                     self.metrics.issue_errors.get_or_create(&labels).inc();
                 }
@@ -286,7 +286,7 @@ impl Driver {
         if let Ok(meta) = self.read_metadata(volume_id).await
             && let Ok(spec) = pipeline::spec_of(&meta)
         {
-            let labels = cert_labels(&spec);
+            let labels = cert_labels(&spec, &meta.target_path);
             self.metrics.expiration.remove(&labels);
             self.metrics.renewal.remove(&labels);
         }

@@ -35,7 +35,7 @@ impl Driver {
         let mut restored = Vec::with_capacity(found.len());
         for f in found {
             if let (Some(spec), Some(not_after)) = (&f.spec, f.not_after) {
-                let cert = cert_labels(spec);
+                let cert = cert_labels(spec, &f.meta.target_path);
                 self.metrics
                     .expiration
                     .get_or_create(&cert)
