@@ -209,3 +209,43 @@ fn one_second_duration_is_issued_at_most_once_per_floor() {
         },
     );
 }
+
+#[test]
+fn two_volumes_of_one_pod_are_two_series() {
+    in_namespace("two_volumes_of_one_pod_are_two_series", || async {
+        let addr = free_addr();
+        let h = Harness::start(&["--metrics-bind-address", &addr]).await;
+        let pod = Pod::new("ns", "two-volumes");
+        let pod_dir = h.dir.path().join("pods").join(&pod.uid);
+        let target = |name: &str| pod_dir.join(format!("volumes/kubernetes.io~csi/{name}/mount"));
+        for (volume, name) in [("csi-two-a", "tls"), ("csi-two-b", "mtls")] {
+            let req = Harness::request(volume, &target(name), pod.context(&[ISSUER, DNS]));
+            h.node().await.node_publish_volume(req).await.unwrap();
+        }
+        let series = |body: &str, volume: &str| {
+            body.lines()
+                .filter(|l| {
+                    l.starts_with(
+                        "certmanager_csi_certificate_request_expiration_timestamp_seconds{",
+                    ) && l.contains("pod=\"two-volumes\"")
+                        && l.contains(&format!("volume=\"{volume}\""))
+                })
+                .count()
+        };
+        let body = http_get(&addr, "/metrics");
+        assert_eq!(
+            (series(&body, "tls"), series(&body, "mtls")),
+            (1, 1),
+            "{body}"
+        );
+        common::unpublish_at(&h.socket(), "csi-two-a", &target("tls"))
+            .await
+            .unwrap();
+        let body = http_get(&addr, "/metrics");
+        assert_eq!(
+            (series(&body, "tls"), series(&body, "mtls")),
+            (0, 1),
+            "unpublishing one volume removes only its series:\n{body}"
+        );
+    });
+}
