@@ -14,7 +14,8 @@
 //! Flags: `--idle-seconds N` shortens the B5 idle window (default 60 s, the
 //! figure's definition), `--no-build` uses the release binaries as they are,
 //! `--only GROUP[,GROUP]` runs some groups (`keygen`, `b1` with B7, `b2`,
-//! `b3`, `b4` with B5 and B6) into `target/bench/report-partial.json`,
+//! `b3`, `b4` with B5 and B6, `tenants` with B8 and B10) into
+//! `target/bench/report-partial.json`,
 //! `--logs DIR` keeps each driver's log.
 
 mod measure;
@@ -77,8 +78,8 @@ fn parse(args: &[String]) -> Result<Args> {
             "--only" => {
                 let v = value("--only")?;
                 for g in v.split(',').map(str::trim).filter(|g| !g.is_empty()) {
-                    if !["keygen", "b1", "b2", "b3", "b4"].contains(&g) {
-                        bail!("--only `{g}`: groups are keygen, b1, b2, b3, b4");
+                    if !["keygen", "b1", "b2", "b3", "b4", "tenants"].contains(&g) {
+                        bail!("--only `{g}`: groups are keygen, b1, b2, b3, b4, tenants");
                     }
                     a.only.push(g.to_string());
                 }
@@ -218,6 +219,8 @@ const KEYS: &[(&str, &str)] = &[
     ("b7_creates_per_issuance", ""),
     ("b7_polling_reads", ""),
     ("b7_watches", ""),
+    ("b8_rss_growth_mib", "MiB"),
+    ("b10_publish_p50_ratio", ""),
 ];
 
 /// How one figure is judged.
@@ -304,6 +307,8 @@ fn checks(f: &measure::Figures) -> Vec<Check> {
         exactly("b7_creates_per_issuance", 1.0),
         exactly("b7_polling_reads", 0.0),
         exactly("b7_watches", 1.0),
+        at_most("b8_rss_growth_mib", "< 8 MiB".into(), 8.0),
+        at_most("b10_publish_p50_ratio", "<= 1.5".into(), 1.5),
     ]
 }
 
@@ -405,6 +410,8 @@ mod tests {
             ("b7_creates_per_issuance", 1.0),
             ("b7_polling_reads", 0.0),
             ("b7_watches", 2.0),
+            ("b8_rss_growth_mib", 1.0),
+            ("b10_publish_p50_ratio", 1.1),
         ]
         .into_iter()
         .collect()
