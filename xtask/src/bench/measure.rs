@@ -749,43 +749,6 @@ fn recovered(log: &str) -> Option<(f64, f64)> {
         })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn recovery_line_is_found() {
-        let log = concat!(
-            "{\"level\":\"INFO\",\"message\":\"recovered stored volumes\",\"volumes\":3,\"duration_ms\":1}\n",
-            "not json\n",
-            "{\"level\":\"INFO\",\"message\":\"recovered stored volumes\",\"volumes\":1000,\"duration_ms\":42}\n",
-            "{\"level\":\"INFO\",\"message\":\"serving CSI\"}\n",
-        );
-        assert_eq!(recovered(log), Some((1000.0, 42.0)));
-        assert_eq!(recovered("{\"message\":\"serving CSI\"}"), None);
-    }
-
-    #[test]
-    fn volume_ids_are_kubelet_shaped_and_distinct() {
-        let a = volume_id(1, 0);
-        assert_eq!(a.len(), 4 + 64);
-        assert!(a.starts_with("csi-"));
-        assert_ne!(a, volume_id(2, 0));
-        assert_ne!(a, volume_id(1, 1));
-    }
-
-    #[test]
-    fn readiness() {
-        assert!(is_ready(
-            &json!({"status": {"conditions": [{"type": "Approved", "status": "True"}, {"type": "Ready", "status": "True"}]}})
-        ));
-        assert!(!is_ready(
-            &json!({"status": {"conditions": [{"type": "Ready", "status": "False"}]}})
-        ));
-        assert!(!is_ready(&json!({})));
-    }
-}
-
 // ---- Hostile tenants: B8 (foreign-request flood) and B10 (tight renewals) ----
 
 /// B8: foreign requests labelled for the node, and the size of each CSR field.
@@ -910,4 +873,41 @@ async fn b10(opts: &Options, f: &mut Figures) -> Result<()> {
 async fn b10_publish(node: &Node, n: usize, attrs: &[(&str, &str)]) -> Result<Duration> {
     let pod = Pod::new(NAMESPACE, &format!("b10-{n}"));
     node.publish(&volume_id(10, n), &pod, attrs).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recovery_line_is_found() {
+        let log = concat!(
+            "{\"level\":\"INFO\",\"message\":\"recovered stored volumes\",\"volumes\":3,\"duration_ms\":1}\n",
+            "not json\n",
+            "{\"level\":\"INFO\",\"message\":\"recovered stored volumes\",\"volumes\":1000,\"duration_ms\":42}\n",
+            "{\"level\":\"INFO\",\"message\":\"serving CSI\"}\n",
+        );
+        assert_eq!(recovered(log), Some((1000.0, 42.0)));
+        assert_eq!(recovered("{\"message\":\"serving CSI\"}"), None);
+    }
+
+    #[test]
+    fn volume_ids_are_kubelet_shaped_and_distinct() {
+        let a = volume_id(1, 0);
+        assert_eq!(a.len(), 4 + 64);
+        assert!(a.starts_with("csi-"));
+        assert_ne!(a, volume_id(2, 0));
+        assert_ne!(a, volume_id(1, 1));
+    }
+
+    #[test]
+    fn readiness() {
+        assert!(is_ready(
+            &json!({"status": {"conditions": [{"type": "Approved", "status": "True"}, {"type": "Ready", "status": "True"}]}})
+        ));
+        assert!(!is_ready(
+            &json!({"status": {"conditions": [{"type": "Ready", "status": "False"}]}})
+        ));
+        assert!(!is_ready(&json!({})));
+    }
 }
