@@ -191,8 +191,8 @@ impl Admission {
 
 /// Drops what the driver never reads from a kept object: managed fields,
 /// labels and annotations other than its own, finalizers, owners other than
-/// Pods, and the spec's CSR and identity fields (already skipped when
-/// decoding a [`WatchedRequest`]).
+/// Pods, and the spec's CSR and the creator's groups, uid and extra fields
+/// (already skipped when decoding a [`WatchedRequest`]).
 fn slim(cr: &mut CertificateRequest) {
     let meta = &mut cr.metadata;
     meta.managed_fields = None;
@@ -209,7 +209,6 @@ fn slim(cr: &mut CertificateRequest) {
     }
     let spec = &mut cr.spec;
     spec.request = Vec::new();
-    spec.username = None;
     spec.uid = None;
     spec.groups = Vec::new();
     spec.extra.clear();

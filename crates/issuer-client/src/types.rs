@@ -87,8 +87,9 @@ impl kube::Resource for CertificateRequest {
 
 /// The form the node-wide watch decodes: a [`CertificateRequest`] without
 /// the parts the driver never reads. `spec.request` (the CSR, up to the API
-/// server's object size limit) and the identity fields cert-manager copies
-/// into the spec are skipped while decoding, so a large request costs a
+/// server's object size limit) and the creator's groups, uid and extra
+/// fields are skipped while decoding (its user name is kept, to tell who
+/// made a request), so a large request costs a
 /// transient line buffer and nothing more. Converted into a
 /// [`CertificateRequest`] (with an empty `spec.request`) for the cache.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -112,6 +113,8 @@ struct WatchedSpec {
     is_ca: bool,
     #[serde(default)]
     usages: Vec<String>,
+    #[serde(default)]
+    username: Option<String>,
 }
 
 impl From<WatchedRequest> for CertificateRequest {
@@ -121,6 +124,7 @@ impl From<WatchedRequest> for CertificateRequest {
             duration,
             is_ca,
             usages,
+            username,
         } = w.spec;
         CertificateRequest {
             types: Some(TypeMeta {
@@ -133,6 +137,7 @@ impl From<WatchedRequest> for CertificateRequest {
                 duration,
                 is_ca,
                 usages,
+                username,
                 ..Default::default()
             },
             status: w.status,
