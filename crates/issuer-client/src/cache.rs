@@ -614,6 +614,101 @@ mod tests {
         assert!(cache.get("ns", "c").is_none());
     }
 
+    fn labelled(ns: &str, name: &str, volume: &str, owner: &str) -> CertificateRequest {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, OwnerReference};
+        let mut c = cr(name, &format!("uid-{name}"));
+        c.metadata.namespace = Some(ns.into());
+        c.metadata.labels = Some(
+            [
+                (LABEL_NODE_ID_HASH.to_owned(), label_hash("node-a")),
+                (LABEL_VOLUME_ID_HASH.to_owned(), label_hash(volume)),
+                ("noise.example.com/x".to_owned(), "y".repeat(60)),
+            ]
+            .into(),
+        );
+        c.metadata.annotations = Some(
+            [
+                (ANNOTATION_VOLUME_ID.to_owned(), volume.to_owned()),
+                ("noise.example.com/big".to_owned(), "z".repeat(100_000)),
+            ]
+            .into(),
+        );
+        c.metadata.owner_references = Some(vec![OwnerReference {
+            kind: "Pod".into(),
+            uid: owner.into(),
+            ..Default::default()
+        }]);
+        c.metadata.managed_fields = Some(vec![ManagedFieldsEntry::default()]);
+        c.spec.request = vec![b'A'; 100_000];
+        c
+    }
+
+    fn managed(volume: &str, ns: &str, pod_uid: &str) -> ManagedVolume {
+        ManagedVolume {
+            volume_id: volume.into(),
+            namespace: ns.into(),
+            pod_uid: Some(pod_uid.into()),
+        }
+    }
+
+    #[test]
+    fn only_requests_of_managed_volumes_are_kept_slimmed() {
+        let cache = Cache::with_admission(Admission::new(
+            true,
+            100,
+            [managed("csi-mine", "app", "pod-1")],
+        ));
+        cache.handle(Event::Init);
+        cache.handle(Event::InitApply(labelled("app", "ok", "csi-mine", "pod-1")));
+        // Another namespace, another owner, another volume: all foreign.
+        cache.handle(Event::InitApply(labelled(
+            "evil", "ns", "csi-mine", "pod-1",
+        )));
+        cache.handle(Event::InitApply(labelled(
+            "app", "owner", "csi-mine", "pod-2",
+        )));
+        cache.handle(Event::InitApply(labelled(
+            "app",
+            "vol",
+            "csi-other",
+            "pod-1",
+        )));
+        cache.handle(Event::InitDone);
+        assert_eq!(cache.len(), 1);
+        assert_eq!(cache.admission.ignored().foreign, 3);
+        let kept = cache.get("app", "ok").unwrap().object;
+        assert!(kept.spec.request.is_empty(), "the CSR is not kept");
+        assert!(kept.metadata.managed_fields.is_none());
+        assert_eq!(kept.metadata.labels.as_ref().unwrap().len(), 2);
+        assert_eq!(kept.metadata.annotations.as_ref().unwrap().len(), 1);
+
+        // A volume registered later: its new requests are kept; forgotten:
+        // they are dropped.
+        cache.admission.manage(managed("csi-late", "app", "pod-3"));
+        cache.handle(Event::Apply(labelled("app", "late", "csi-late", "pod-3")));
+        assert!(cache.get("app", "late").is_some());
+        cache.admission.forget("csi-late");
+        cache.drop_unowned("csi-late");
+        assert!(cache.get("app", "late").is_none());
+        assert!(cache.get("app", "ok").is_some());
+    }
+
+    #[test]
+    fn the_cache_holds_at_most_its_limit() {
+        let cache = Cache::with_admission(Admission::new(false, 2, []));
+        for name in ["a", "b", "c", "d"] {
+            cache.handle(Event::Apply(labelled("ns", name, "v", "p")));
+        }
+        assert_eq!(cache.len(), 2);
+        assert_eq!(cache.admission.ignored().over_limit, 2);
+        // Updates of held requests still apply; a delete makes room.
+        cache.handle(Event::Apply(labelled("ns", "a", "v", "p")));
+        cache.handle(Event::Delete(labelled("ns", "b", "v", "p")));
+        cache.handle(Event::Apply(labelled("ns", "c", "v", "p")));
+        assert!(cache.get("ns", "c").is_some());
+        assert_eq!(cache.admission.ignored().over_limit, 2);
+    }
+
     #[test]
     fn unseen_slots_are_released() {
         let cache = Cache::new();
