@@ -14,7 +14,8 @@
 //! Flags: `--idle-seconds N` shortens the B5 idle window (default 60 s, the
 //! figure's definition), `--no-build` uses the release binaries as they are,
 //! `--only GROUP[,GROUP]` runs some groups (`keygen`, `b1` with B7, `b2`,
-//! `b3`, `b4` with B5 and B6, `b9`) into `target/bench/report-partial.json`,
+//! `b3`, `b4` with B5 and B6, `b9`, `tenants` with B8 and B10) into
+//! `target/bench/report-partial.json`,
 //! `--logs DIR` keeps each driver's log.
 
 mod measure;
@@ -52,9 +53,9 @@ pub struct Args {
     #[arg(long, hide = true)]
     out: Option<PathBuf>,
     /// Run only these groups (into target/bench/report-partial.json):
-    /// keygen, b1 (with B7), b2, b3, b4 (with B5 and B6), b9.
+    /// keygen, b1 (with B7), b2, b3, b4 (with B5 and B6), b9, tenants (B8 and B10).
     #[arg(long, value_name = "GROUP,...", value_delimiter = ',',
-          value_parser = ["keygen", "b1", "b2", "b3", "b4", "b9"])]
+          value_parser = ["keygen", "b1", "b2", "b3", "b4", "b9", "tenants"])]
     only: Vec<String>,
     /// Keep each driver's log in this directory.
     #[arg(long, value_name = "DIR")]
@@ -191,6 +192,8 @@ const KEYS: &[(&str, &str)] = &[
     ("b7_polling_reads", ""),
     ("b7_watches", ""),
     ("b9_probe_p99_hostile_ms", "ms"),
+    ("b8_rss_growth_mib", "MiB"),
+    ("b10_publish_p50_ratio", ""),
 ];
 
 /// How one figure is judged.
@@ -278,6 +281,8 @@ fn checks(f: &measure::Figures) -> Vec<Check> {
         exactly("b7_polling_reads", 0.0),
         exactly("b7_watches", 1.0),
         at_most("b9_probe_p99_hostile_ms", "<= 200 ms".into(), 200.0),
+        at_most("b8_rss_growth_mib", "< 8 MiB".into(), 8.0),
+        at_most("b10_publish_p50_ratio", "<= 1.5".into(), 1.5),
     ]
 }
 
@@ -380,6 +385,8 @@ mod tests {
             ("b7_polling_reads", 0.0),
             ("b7_watches", 2.0),
             ("b9_probe_p99_hostile_ms", 12.0),
+            ("b8_rss_growth_mib", 1.0),
+            ("b10_publish_p50_ratio", 1.1),
         ]
         .into_iter()
         .collect()

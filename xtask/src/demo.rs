@@ -234,7 +234,7 @@ async fn inner(driver_bin: &Path) -> Result<()> {
     );
 
     println!(
-        "== A short-lived certificate renewing live (duration 6s, renewed at 2/3 of its life):"
+        "== A short-lived certificate renewing live (duration 18s, renewed at 2/3 of its life):"
     );
     let pod = Pod::new("sandbox", "short-lived-0");
     let vol = volume_id(&pod);
@@ -248,7 +248,7 @@ async fn inner(driver_bin: &Path) -> Result<()> {
         pod.context(&[
             ("csi.cert-manager.io/issuer-name", "ca-issuer"),
             ("csi.cert-manager.io/dns-names", "${POD_NAME}.sandbox.svc"),
-            ("csi.cert-manager.io/duration", "6s"),
+            ("csi.cert-manager.io/duration", "18s"),
             ("csi.cert-manager.io/key-algorithm", "ECDSA"),
         ]),
     ))

@@ -79,6 +79,15 @@ pub struct Config {
     pub go_defaults: bool,
     /// kubectl's connection flags (`--context`, `--server`, `--token`, ...).
     pub connection: cmcsi_issuer_client::ConnectionOverrides,
+    /// Most CertificateRequests the node-wide watch holds at once.
+    pub max_watched_requests: usize,
+    /// A volume is issued at most once per this interval.
+    pub min_issuance_interval: Duration,
+    /// Node-wide renewals started per second (first issuances are not limited).
+    pub max_renewals_per_second: f64,
+    /// Distinct issuers (name, kind, group) the per-issuer counters label;
+    /// further ones are counted under `other`.
+    pub max_issuer_label_values: usize,
 }
 
 /// Where the CSI gRPC service listens.
@@ -553,6 +562,49 @@ pub struct Cli {
     /// seconds; 0 = none, the default). Watches are renewed by the driver itself.
     #[arg(long, default_value = "0", value_parser = parse_request_timeout)]
     pub request_timeout: Duration,
+    /// Most CertificateRequests the node-wide watch holds; further ones are
+    /// ignored (counted in certmanager_csi_watch_ignored_requests, logged once).
+    #[arg(long, default_value_t = cmcsi_issuer_client::DEFAULT_MAX_WATCHED_REQUESTS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
+    pub max_watched_requests: usize,
+
+    /// A volume is issued at most once per this interval, however short its
+    /// certificate's duration; a certificate already due when issued is
+    /// renewed after this interval (Go duration, at least 1s).
+    #[arg(long, default_value = "10s", value_parser = parse_min_issuance_interval)]
+    pub min_issuance_interval: Duration,
+
+    /// Renewals started per second on this node, so that first issuances
+    /// keep the API budget under load (first issuances are not limited).
+    #[arg(long, default_value_t = 5.0, value_parser = parse_renewal_rate)]
+    pub max_renewals_per_second: f64,
+
+    /// Distinct issuers (name, kind, group) the per-issuer counters carry as
+    /// labels; the issuer names come from Pods, so further ones are counted
+    /// under issuer_name="other" (and kind and group "other").
+    #[arg(long, default_value_t = crate::metrics::DEFAULT_MAX_ISSUER_LABEL_VALUES,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000))]
+    pub max_issuer_label_values: usize,
+}
+
+fn parse_min_issuance_interval(s: &str) -> Result<Duration, String> {
+    let d = parse_duration_flag(s)?;
+    if d < Duration::from_secs(1) {
+        return Err(format!(
+            "--min-issuance-interval must be at least 1s (got {s}): a shorter floor lets one \
+             volume create requests in a tight loop"
+        ));
+    }
+    Ok(d)
+}
+
+fn parse_renewal_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && (0.01..=10_000.0).contains(&r) => Ok(r),
+        _ => Err(format!(
+            "--max-renewals-per-second must be a number from 0.01 to 10000 (got {s})"
+        )),
+    }
 }
 
 /// Parses a size: bytes, or a number with `Ki`, `Mi` or `Gi` (Kubernetes'
@@ -689,6 +741,10 @@ impl Cli {
             gate_backoff,
             go_defaults: self.go_defaults,
             connection,
+            max_watched_requests: self.max_watched_requests,
+            min_issuance_interval: self.min_issuance_interval,
+            max_renewals_per_second: self.max_renewals_per_second,
+            max_issuer_label_values: self.max_issuer_label_values,
         }
     }
 }

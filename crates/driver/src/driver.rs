@@ -71,7 +71,7 @@ impl Driver {
     /// Opens the store, connects (lazily) to Kubernetes, starts the renewer
     /// and recovers every stored volume.
     pub async fn start(config: Config) -> Result<Arc<Driver>, crate::RunError> {
-        let store = open_store(&config)?;
+        let store = Arc::new(open_store(&config)?);
         let pool = KeyPool::new(cmcsi_keygen::PoolConfig {
             sizes: [(cmcsi_keygen::KeySpec::RSA_2048, config.key_pool_size)]
                 .into_iter()
@@ -81,20 +81,23 @@ impl Driver {
         })
         .map_err(|e| crate::RunError::Config(format!("key pool: {e}")))?;
         let client_metrics = crate::metrics::ClientMetrics::default();
-        let kube = connect(&config, &client_metrics).await;
+        let kube = connect(&config, &store, &client_metrics).await;
         let events = crate::events::Events::start(
             config.events,
             kube.as_ref().ok().map(|k| k.recorder.clone()),
         );
         let driver = Arc::new_cyclic(|weak: &Weak<Driver>| {
             let metrics = Arc::new(
-                Metrics::new(Some(Arc::new(Live(weak.clone()))))
-                    .with_runtime_series(&client_metrics),
+                Metrics::new(
+                    Some(Arc::new(Live(weak.clone()))),
+                    config.max_issuer_label_values,
+                )
+                .with_runtime_series(&client_metrics),
             );
             Driver {
                 events,
                 config,
-                store: Arc::new(store),
+                store,
                 pool,
                 kube,
                 renewer: OnceLock::new(),
@@ -111,6 +114,8 @@ impl Driver {
                 recovery_spread: driver.config.recovery_spread,
                 backoff_initial: driver.config.renewal_backoff_initial,
                 backoff_cap: driver.config.renewal_backoff_max,
+                min_interval: driver.config.min_issuance_interval,
+                renewal_rate: Some(driver.config.max_renewals_per_second),
                 ..Default::default()
             },
         )
@@ -242,9 +247,11 @@ fn open_store(config: &Config) -> Result<Store, crate::RunError> {
 }
 
 /// The Kubernetes side, or why there is none (the driver then serves the
-/// volumes it has but issues nothing).
+/// volumes it has but issues nothing). The watch keeps only the requests
+/// of the volumes in the store (and of those published later).
 async fn connect(
     config: &Config,
+    store: &Arc<Store>,
     client_metrics: &crate::metrics::ClientMetrics,
 ) -> Result<Kube, String> {
     let connection = cmcsi_issuer_client::client_from_config_with(
@@ -257,13 +264,20 @@ async fn connect(
     .and_then(|c| c.with_observer(Arc::new(client_metrics.clone())));
     match connection {
         Ok(connection) => {
+            let store = Arc::clone(store);
+            let volumes = tokio::task::spawn_blocking(move || stored_volumes(&store))
+                .await
+                .unwrap_or_default();
+            let options = cmcsi_issuer_client::IssuerOptions::default()
+                .max_watched_requests(config.max_watched_requests)
+                .managed_volumes(volumes);
             let kube = Kube {
                 recorder: cmcsi_issuer_client::EventRecorder::new(
                     &connection,
                     &config.driver_name,
                     &config.node_id,
                 ),
-                issuer: IssuerClient::new(connection, &config.node_id),
+                issuer: IssuerClient::with_options(connection, &config.node_id, options),
                 pods: OnceLock::new(),
             };
             if !config.pod_readiness_gates.is_empty() {
@@ -281,4 +295,24 @@ async fn connect(
             Err(e.to_string())
         }
     }
+}
+
+/// The volumes in the store, as the watch needs them: id, the Pod's
+/// namespace and uid from the stored context. Unreadable volumes are left
+/// to recovery, which reports them. Blocking (store IO).
+fn stored_volumes(store: &Store) -> Vec<cmcsi_issuer_client::ManagedVolume> {
+    use cmcsi_attrs::keys;
+    let Ok(ids) = store.volume_ids() else {
+        return Vec::new();
+    };
+    ids.iter()
+        .filter_map(|id| {
+            let meta = store.read_metadata(id).ok()?;
+            Some(cmcsi_issuer_client::ManagedVolume {
+                volume_id: id.clone(),
+                namespace: meta.volume_context.get(keys::POD_NAMESPACE)?.clone(),
+                pod_uid: meta.volume_context.get(keys::POD_UID).cloned(),
+            })
+        })
+        .collect()
 }

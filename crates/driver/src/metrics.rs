@@ -1,10 +1,14 @@
 //! Prometheus metrics (`prometheus-client`), served as text at `/metrics`.
 //!
-//! Names follow csi-lib's where one exists. Labels are bounded: namespace,
-//! Pod and issuer, never a raw volume id; per-Pod series are removed when the
-//! volume is unpublished.
+//! Names follow csi-lib's where one exists. Labels are bounded: the
+//! per-issuer counters carry at most `--max-issuer-label-values` distinct
+//! issuers (the rest count as `other`, since the issuer name comes from the
+//! Pod); per-volume series are named by namespace, Pod and the Pod's volume
+//! name, never a raw volume id, and are removed when the volume is
+//! unpublished.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
@@ -27,13 +31,22 @@ pub struct IssuerLabels {
     pub issuer_group: String,
 }
 
-/// Labels of per-certificate gauges.
+/// Default of `--max-issuer-label-values`.
+pub const DEFAULT_MAX_ISSUER_LABEL_VALUES: usize = 100;
+
+/// The label value issuers over the limit are counted under.
+pub const OTHER_ISSUER: &str = "other";
+
+/// Labels of per-certificate gauges: one series per volume.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CertLabels {
     /// The Pod's namespace.
     pub namespace: String,
     /// The Pod's name.
     pub pod: String,
+    /// The volume's name in the Pod spec (from the target path), so two
+    /// volumes of one Pod are two series.
+    pub volume: String,
     /// `issuerRef.name`.
     pub issuer_name: String,
     /// `issuerRef.kind`.
@@ -82,11 +95,15 @@ pub struct Metrics {
     pub renewal: Family<CertLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     /// NodePublishVolume latency.
     pub publish_seconds: Histogram,
+    /// Issuers (name, kind, group) given their own label values so far.
+    issuers: Mutex<HashSet<(String, String, String)>>,
+    max_issuers: usize,
 }
 
 impl Metrics {
-    /// A fresh set of metrics; `live` is read at every scrape.
-    pub fn new(live: Option<Arc<dyn LiveStats>>) -> Self {
+    /// A fresh set of metrics; `live` is read at every scrape; at most
+    /// `max_issuers` distinct issuers label the per-issuer counters.
+    pub fn new(live: Option<Arc<dyn LiveStats>>, max_issuers: usize) -> Self {
         let mut registry = Registry::default();
         let issue_requests = Family::<IssuerLabels, Counter>::default();
         registry.register(
@@ -128,6 +145,48 @@ impl Metrics {
             expiration,
             renewal,
             publish_seconds,
+            issuers: Mutex::new(HashSet::new()),
+            max_issuers,
+        }
+    }
+
+    /// The per-issuer labels for `spec`: its issuer, if it is among the
+    /// first `max_issuers` seen, else `other` (logged the first time).
+    pub(crate) fn issuer_labels(&self, spec: &cmcsi_attrs::CertificateSpec) -> IssuerLabels {
+        let issuer = (
+            spec.issuer.name.clone(),
+            spec.issuer.kind.clone(),
+            spec.issuer.group.clone(),
+        );
+        let mut seen = self.issuers.lock().unwrap_or_else(PoisonError::into_inner);
+        let (issuer_name, issuer_kind, issuer_group) =
+            if seen.contains(&issuer) || seen.len() < self.max_issuers {
+                seen.insert(issuer.clone());
+                issuer
+            } else {
+                if seen.insert((
+                    OTHER_ISSUER.into(),
+                    OTHER_ISSUER.into(),
+                    OTHER_ISSUER.into(),
+                )) {
+                    tracing::warn!(
+                        limit = self.max_issuers,
+                        "more distinct issuers than --max-issuer-label-values={}; further ones \
+                         are counted under issuer_name=\"other\" (raise the flag to see them)",
+                        self.max_issuers
+                    );
+                }
+                (
+                    OTHER_ISSUER.into(),
+                    OTHER_ISSUER.into(),
+                    OTHER_ISSUER.into(),
+                )
+            };
+        IssuerLabels {
+            namespace: spec.pod.namespace.clone().unwrap_or_default(),
+            issuer_name,
+            issuer_kind,
+            issuer_group,
         }
     }
 
@@ -207,6 +266,22 @@ impl LiveStats for Live {
                 false,
             ));
         }
+        if let Ok(kube) = &d.kube {
+            let ignored = kube.issuer.ignored_requests();
+            out.push((
+                "certmanager_csi_watch_ignored_requests",
+                "CertificateRequests labelled for this node that the watch did not keep: \
+                 not made for a volume of this node, or over --max-watched-requests",
+                (ignored.foreign + ignored.over_limit) as f64,
+                true,
+            ));
+            out.push((
+                "certmanager_csi_watched_requests",
+                "CertificateRequests the node-wide watch holds now",
+                kube.issuer.cached_requests() as f64,
+                false,
+            ));
+        }
         let p = d.pool.stats();
         out.push((
             "certmanager_csi_key_pool_hits",
@@ -254,19 +329,12 @@ impl LiveStats for Live {
     }
 }
 
-pub(crate) fn issuer_labels(spec: &cmcsi_attrs::CertificateSpec) -> IssuerLabels {
-    IssuerLabels {
-        namespace: spec.pod.namespace.clone().unwrap_or_default(),
-        issuer_name: spec.issuer.name.clone(),
-        issuer_kind: spec.issuer.kind.clone(),
-        issuer_group: spec.issuer.group.clone(),
-    }
-}
-
-pub(crate) fn cert_labels(spec: &cmcsi_attrs::CertificateSpec) -> CertLabels {
+/// The per-volume labels of a volume published at `target_path`.
+pub(crate) fn cert_labels(spec: &cmcsi_attrs::CertificateSpec, target_path: &str) -> CertLabels {
     CertLabels {
         namespace: spec.pod.namespace.clone().unwrap_or_default(),
         pod: spec.pod.name.clone().unwrap_or_default(),
+        volume: pod_volume_name(target_path),
         issuer_name: spec.issuer.name.clone(),
         issuer_kind: spec.issuer.kind.clone(),
         issuer_group: spec.issuer.group.clone(),
@@ -528,7 +596,9 @@ mod runtime_series_tests {
                 elapsed: std::time::Duration::from_millis(20),
             },
         );
-        let text = Metrics::new(None).with_runtime_series(&client).encode();
+        let text = Metrics::new(None, DEFAULT_MAX_ISSUER_LABEL_VALUES)
+            .with_runtime_series(&client)
+            .encode();
         for want in [
             "process_resident_memory_bytes ",
             "process_cpu_seconds_total ",
@@ -542,5 +612,79 @@ mod runtime_series_tests {
         ] {
             assert!(text.contains(want), "missing {want} in\n{text}");
         }
+    }
+}
+
+/// The Pod's name for a volume, from the kubelet's target path
+/// `.../pods/<uid>/volumes/kubernetes.io~csi/<volume-name>/mount`; the last
+/// component when the path has another shape.
+pub(crate) fn pod_volume_name(target_path: &str) -> String {
+    let path = std::path::Path::new(target_path);
+    let dir = match path.file_name() {
+        Some(last) if last == "mount" => path.parent().unwrap_or(path),
+        _ => path,
+    };
+    dir.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(issuer: &str) -> cmcsi_attrs::CertificateSpec {
+        let ctx: std::collections::BTreeMap<String, String> = [
+            ("csi.cert-manager.io/issuer-name", issuer),
+            ("csi.cert-manager.io/dns-names", "a.example.com"),
+            ("csi.storage.k8s.io/pod.namespace", "ns"),
+            ("csi.storage.k8s.io/pod.name", "p"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        match cmcsi_attrs::parse(&ctx) {
+            Ok(spec) => spec,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn issuer_values_are_capped_into_other() {
+        let m = Metrics::new(None, 2);
+        assert_eq!(m.issuer_labels(&spec("a")).issuer_name, "a");
+        assert_eq!(m.issuer_labels(&spec("b")).issuer_name, "b");
+        let over = m.issuer_labels(&spec("c"));
+        assert_eq!(
+            (over.issuer_name.as_str(), over.issuer_kind.as_str()),
+            (OTHER_ISSUER, OTHER_ISSUER)
+        );
+        assert_eq!(m.issuer_labels(&spec("d")).issuer_name, OTHER_ISSUER);
+        // Those already seen keep their own values.
+        assert_eq!(m.issuer_labels(&spec("a")).issuer_name, "a");
+        for i in 0..500 {
+            m.issue_requests
+                .get_or_create(&m.issuer_labels(&spec(&format!("x{i}"))))
+                .inc();
+        }
+        let text = m.encode();
+        let series = text
+            .lines()
+            .filter(|l| l.starts_with("certmanager_csi_issue_requests_total{"))
+            .count();
+        assert_eq!(series, 1, "{text}");
+    }
+
+    #[test]
+    fn volume_names_come_from_the_target_path() {
+        assert_eq!(
+            pod_volume_name("/var/lib/kubelet/pods/u-1/volumes/kubernetes.io~csi/tls/mount"),
+            "tls"
+        );
+        assert_eq!(pod_volume_name("/somewhere/else"), "else");
+        assert_eq!(pod_volume_name(""), "");
+        let a = cert_labels(&spec("a"), "/p/u/volumes/kubernetes.io~csi/tls/mount");
+        let b = cert_labels(&spec("a"), "/p/u/volumes/kubernetes.io~csi/mtls/mount");
+        assert_ne!(a, b, "two volumes of one Pod are two series");
     }
 }

@@ -100,6 +100,8 @@ pub struct Issued {
     pub renew_before: Option<Duration>,
     /// The volume's spec.
     pub spec: CertificateSpec,
+    /// The volume's target path (the Pod's volume name is in it).
+    pub target_path: String,
 }
 
 /// Everything one issuance needs.
@@ -147,6 +149,13 @@ impl Pipeline<'_> {
             None
         };
 
+        // The watch keeps only requests of volumes it was told of: register
+        // this one before its first request is created.
+        self.issuer.manage_volume(ic::ManagedVolume {
+            volume_id: volume_id.to_owned(),
+            namespace: namespace.clone(),
+            pod_uid: spec.pod.uid.clone(),
+        });
         self.issuer.wait_synced(self.timeout).await?;
         // `pkcs8` is the key's PKCS#8 PEM as recorded with the request,
         // reused for the key file (encoding costs a public-key derivation).
@@ -198,6 +207,7 @@ impl Pipeline<'_> {
             next_issuance: Some(next),
             renew_before: spec.renew_before,
             spec,
+            target_path: meta.target_path.clone(),
         })
     }
 

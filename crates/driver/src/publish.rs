@@ -15,7 +15,7 @@ use crate::driver::Driver;
 use crate::error::DriverError;
 use crate::events;
 use crate::locks::VolumeGuard;
-use crate::metrics::{cert_labels, issuer_labels, jiff_like, unix_seconds};
+use crate::metrics::{cert_labels, jiff_like, unix_seconds};
 use crate::mount;
 use crate::node::{PublishRequest, UnpublishRequest};
 use crate::pipeline;
@@ -40,9 +40,9 @@ impl Driver {
         let ms = started.elapsed().as_millis() as u64;
         match &result {
             Ok(issued) => {
-                let labels = issuer_labels(&issued.spec);
+                let labels = self.metrics.issuer_labels(&issued.spec);
                 self.metrics.issue_requests.get_or_create(&labels).inc();
-                let cert = cert_labels(&issued.spec);
+                let cert = cert_labels(&issued.spec, &issued.target_path);
                 self.metrics
                     .expiration
                     .get_or_create(&cert)
@@ -78,7 +78,7 @@ impl Driver {
                     && let renewal_due = meta.next_issuance_time
                     && let Ok(spec) = self.stored_spec(meta).await
                 {
-                    let labels = issuer_labels(&spec);
+                    let labels = self.metrics.issuer_labels(&spec);
                     self.metrics.issue_requests.get_or_create(&labels).inc();
                     self.metrics.issue_errors.get_or_create(&labels).inc();
                     pod = events::pod_of(&spec);
@@ -490,10 +490,14 @@ impl Driver {
         };
         self.renewer().forget(volume_id);
         self.events.forget(volume_id);
+        if let Ok(kube) = &self.kube {
+            kube.issuer.forget_volume(volume_id);
+        }
         if let Ok(meta) = self.read_metadata(volume_id).await
+            && let target_path = meta.target_path.clone()
             && let Ok(spec) = self.stored_spec(meta).await
         {
-            let labels = cert_labels(&spec);
+            let labels = cert_labels(&spec, &target_path);
             self.metrics.expiration.remove(&labels);
             self.metrics.renewal.remove(&labels);
         }

@@ -37,7 +37,7 @@ impl Driver {
                 self.events.remember_expiry(&f.meta.volume_id, not_after);
             }
             if let (Some(spec), Some(not_after)) = (&f.spec, f.not_after) {
-                let cert = cert_labels(spec);
+                let cert = cert_labels(spec, &f.meta.target_path);
                 self.metrics
                     .expiration
                     .get_or_create(&cert)
@@ -139,6 +139,7 @@ impl Driver {
                 if let Err(e) = kube.issuer.cleanup(id, 0).await {
                     tracing::warn!(volume = %id, pod, namespace, error = %e, "could not delete the CertificateRequest of an abandoned volume");
                 }
+                kube.issuer.forget_volume(id);
             }
         }
         removed.len()

@@ -3,6 +3,7 @@
 //! woken only by changes to the request it waits for.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -13,7 +14,8 @@ use kube::runtime::watcher::{self, Event};
 use tokio::sync::watch;
 
 use crate::state::RequestState;
-use crate::types::CertificateRequest;
+use crate::types::{CertificateRequest, WatchedRequest};
+use crate::{ANNOTATION_VOLUME_ID, LABEL_NODE_ID_HASH, LABEL_VOLUME_ID_HASH, label_hash};
 
 /// What the watch last knew of one request.
 #[derive(Clone, Debug)]
@@ -54,10 +56,169 @@ pub struct WatchHealth {
     pub last_error: Option<String>,
 }
 
+/// A volume whose requests the watch keeps (see
+/// [`IssuerOptions::managed_volumes`](crate::IssuerOptions::managed_volumes)).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ManagedVolume {
+    /// The CSI volume id.
+    pub volume_id: String,
+    /// The Pod's namespace, where the volume's requests are created.
+    pub namespace: String,
+    /// The Pod's uid, the owner of the volume's requests; `None` skips the
+    /// owner check (a context without `csi.storage.k8s.io/pod.uid`).
+    pub pod_uid: Option<String>,
+}
+
+impl ManagedVolume {
+    /// Whether `cr` was made for this volume: same namespace, the volume's
+    /// hash label, the volume's id in the annotation (or none, as the Go
+    /// driver writes), and the volume's Pod among its owners.
+    fn owns(&self, cr: &CertificateRequest) -> bool {
+        let meta = &cr.metadata;
+        if meta.namespace.as_deref() != Some(self.namespace.as_str()) {
+            return false;
+        }
+        let labelled = meta
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(LABEL_VOLUME_ID_HASH))
+            .is_some_and(|h| *h == label_hash(&self.volume_id));
+        let annotated = meta
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(ANNOTATION_VOLUME_ID))
+            .is_none_or(|v| *v == self.volume_id);
+        let owned = self.pod_uid.as_ref().is_none_or(|uid| {
+            meta.owner_references
+                .iter()
+                .flatten()
+                .any(|o| o.kind == "Pod" && o.uid == *uid)
+        });
+        labelled && annotated && owned
+    }
+}
+
+/// Counts of requests the watch saw but does not keep.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct IgnoredRequests {
+    /// Labelled for this node but not made for a volume it manages.
+    pub foreign: u64,
+    /// Refused because the cache already held its maximum.
+    pub over_limit: u64,
+}
+
+/// What the cache admits: only requests of managed volumes (when
+/// `managed_only`), and at most `max` of them.
+pub(crate) struct Admission {
+    managed_only: bool,
+    max: usize,
+    /// Managed volumes by their hash label value.
+    volumes: Mutex<HashMap<String, Vec<ManagedVolume>>>,
+    foreign: AtomicU64,
+    over_limit: AtomicU64,
+    /// Set while the limit is hit, so the warning is logged once per episode.
+    full: AtomicBool,
+}
+
+impl Admission {
+    pub(crate) fn new(
+        managed_only: bool,
+        max: usize,
+        volumes: impl IntoIterator<Item = ManagedVolume>,
+    ) -> Self {
+        let admission = Self {
+            managed_only,
+            max,
+            volumes: Mutex::new(HashMap::new()),
+            foreign: AtomicU64::new(0),
+            over_limit: AtomicU64::new(0),
+            full: AtomicBool::new(false),
+        };
+        for v in volumes {
+            admission.manage(v);
+        }
+        admission
+    }
+
+    fn volumes(&self) -> MutexGuard<'_, HashMap<String, Vec<ManagedVolume>>> {
+        self.volumes.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn manage(&self, volume: ManagedVolume) {
+        let mut volumes = self.volumes();
+        let same = volumes.entry(label_hash(&volume.volume_id)).or_default();
+        same.retain(|v| v.volume_id != volume.volume_id);
+        same.push(volume);
+    }
+
+    pub(crate) fn forget(&self, volume_id: &str) {
+        let hash = label_hash(volume_id);
+        let mut volumes = self.volumes();
+        if let Some(same) = volumes.get_mut(&hash) {
+            same.retain(|v| v.volume_id != volume_id);
+            if same.is_empty() {
+                volumes.remove(&hash);
+            }
+        }
+    }
+
+    /// Whether `cr` belongs to a managed volume (always, without `managed_only`).
+    fn belongs(&self, cr: &CertificateRequest) -> bool {
+        if !self.managed_only {
+            return true;
+        }
+        let Some(hash) = cr
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(LABEL_VOLUME_ID_HASH))
+        else {
+            return false;
+        };
+        self.volumes()
+            .get(hash)
+            .is_some_and(|same| same.iter().any(|v| v.owns(cr)))
+    }
+
+    pub(crate) fn ignored(&self) -> IgnoredRequests {
+        IgnoredRequests {
+            foreign: self.foreign.load(Ordering::Relaxed),
+            over_limit: self.over_limit.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Drops what the driver never reads from a kept object: managed fields,
+/// labels and annotations other than its own, finalizers, owners other than
+/// Pods, and the spec's CSR and the creator's groups, uid and extra fields
+/// (already skipped when decoding a [`WatchedRequest`]).
+fn slim(cr: &mut CertificateRequest) {
+    let meta = &mut cr.metadata;
+    meta.managed_fields = None;
+    meta.finalizers = None;
+    meta.generate_name = None;
+    if let Some(labels) = meta.labels.as_mut() {
+        labels.retain(|k, _| k == LABEL_NODE_ID_HASH || k == LABEL_VOLUME_ID_HASH);
+    }
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.retain(|k, _| k == ANNOTATION_VOLUME_ID);
+    }
+    if let Some(owners) = meta.owner_references.as_mut() {
+        owners.retain(|o| o.kind == "Pod");
+    }
+    let spec = &mut cr.spec;
+    spec.request = Vec::new();
+    spec.uid = None;
+    spec.groups = Vec::new();
+    spec.extra.clear();
+}
+
 /// The shared cache the watch task writes and the client reads.
 pub(crate) struct Cache {
     inner: Mutex<Inner>,
     health: watch::Sender<WatchHealth>,
+    pub(crate) admission: Admission,
 }
 
 fn key_of(cr: &CertificateRequest) -> Option<Key> {
@@ -65,11 +226,54 @@ fn key_of(cr: &CertificateRequest) -> Option<Key> {
 }
 
 impl Cache {
+    /// A cache that keeps every request it is shown, up to `usize::MAX`.
+    #[cfg(test)]
     pub(crate) fn new() -> Self {
+        Self::with_admission(Admission::new(false, usize::MAX, []))
+    }
+
+    pub(crate) fn with_admission(admission: Admission) -> Self {
         Self {
             inner: Mutex::new(Inner::default()),
             health: watch::Sender::new(WatchHealth::default()),
+            admission,
         }
+    }
+
+    /// Slims `cr` and decides whether it may be kept: it must belong to a
+    /// managed volume, and a request not held yet must fit under the limit
+    /// (`held`: already held; `present`: how many are held now). Counts what
+    /// it refuses.
+    fn admit(&self, key: &Key, cr: &mut CertificateRequest, held: bool, present: usize) -> bool {
+        if !self.admission.belongs(cr) {
+            self.admission.foreign.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(
+                namespace = %key.0,
+                name = %key.1,
+                "ignoring a CertificateRequest labelled for this node that no volume of this node made"
+            );
+            return false;
+        }
+        if !held && present >= self.admission.max {
+            self.admission.over_limit.fetch_add(1, Ordering::Relaxed);
+            if !self.admission.full.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    limit = self.admission.max,
+                    namespace = %key.0,
+                    name = %key.1,
+                    "the CertificateRequest watch holds --max-watched-requests={} requests; \
+                     ignoring further ones until some are deleted (raise the flag if this \
+                     node really has that many)",
+                    self.admission.max
+                );
+            }
+            return false;
+        }
+        if !held {
+            self.admission.full.store(false, Ordering::Relaxed);
+        }
+        slim(cr);
+        true
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -89,14 +293,22 @@ impl Cache {
         let mut inner = self.lock();
         match event {
             Event::Init => inner.relist = Some(HashMap::new()),
-            Event::InitApply(cr) => {
+            Event::InitApply(mut cr) => {
                 if let Some(key) = key_of(&cr) {
-                    let cr = Arc::new(cr);
-                    match inner.relist.as_mut() {
-                        Some(buffer) => {
-                            buffer.insert(key, cr);
+                    // During a relist the new list is what counts, so the
+                    // limit applies to the buffer, not to what it replaces.
+                    let (held, present) = match inner.relist.as_ref() {
+                        Some(buffer) => (buffer.contains_key(&key), buffer.len()),
+                        None => (inner.holds(&key), inner.present()),
+                    };
+                    if self.admit(&key, &mut cr, held, present) {
+                        let cr = Arc::new(cr);
+                        match inner.relist.as_mut() {
+                            Some(buffer) => {
+                                buffer.insert(key, cr);
+                            }
+                            None => inner.apply(key, cr),
                         }
-                        None => inner.apply(key, cr),
                     }
                 }
             }
@@ -125,9 +337,16 @@ impl Cache {
                 });
                 return;
             }
-            Event::Apply(cr) => {
+            Event::Apply(mut cr) => {
                 if let Some(key) = key_of(&cr) {
-                    inner.apply(key, Arc::new(cr));
+                    let (held, present) = (inner.holds(&key), inner.present());
+                    if self.admit(&key, &mut cr, held, present) {
+                        inner.apply(key, Arc::new(cr));
+                    } else if inner.entries.contains_key(&key) {
+                        // It no longer qualifies (its volume was forgotten,
+                        // or a label changed): drop what was held.
+                        inner.delete(&key);
+                    }
                 }
             }
             Event::Delete(cr) => {
@@ -206,15 +425,53 @@ impl Cache {
 
     /// Number of present requests.
     pub(crate) fn len(&self) -> usize {
-        self.lock()
+        self.lock().present()
+    }
+
+    /// Drops every held request of `volume_id` that no managed volume owns
+    /// any more (after [`Admission::forget`]).
+    pub(crate) fn drop_unowned(&self, volume_id: &str) {
+        let hash = label_hash(volume_id);
+        let mut inner = self.lock();
+        let gone: Vec<Key> = inner
             .entries
-            .values()
-            .filter(|e| matches!(*e.tx.borrow(), Slot::Present(_)))
-            .count()
+            .iter()
+            .filter(|(_, e)| match &*e.tx.borrow() {
+                Slot::Present(cr) => {
+                    cr.metadata
+                        .labels
+                        .as_ref()
+                        .and_then(|l| l.get(LABEL_VOLUME_ID_HASH))
+                        == Some(&hash)
+                        && !self.admission.belongs(cr)
+                }
+                _ => false,
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in gone {
+            inner.delete(&key);
+        }
+        if inner.present() < self.admission.max {
+            self.admission.full.store(false, Ordering::Relaxed);
+        }
     }
 }
 
 impl Inner {
+    fn holds(&self, key: &Key) -> bool {
+        self.entries
+            .get(key)
+            .is_some_and(|e| matches!(*e.tx.borrow(), Slot::Present(_)))
+    }
+
+    fn present(&self) -> usize {
+        self.entries
+            .values()
+            .filter(|e| matches!(*e.tx.borrow(), Slot::Present(_)))
+            .count()
+    }
+
     fn apply(&mut self, key: Key, cr: Arc<CertificateRequest>) {
         self.next_seq += 1;
         let seq = self.next_seq;
@@ -280,9 +537,19 @@ impl Backoff for WatchBackoff {
     }
 }
 
+fn into_request(event: Event<WatchedRequest>) -> Event<CertificateRequest> {
+    match event {
+        Event::Init => Event::Init,
+        Event::InitApply(w) => Event::InitApply(w.into()),
+        Event::InitDone => Event::InitDone,
+        Event::Apply(w) => Event::Apply(w.into()),
+        Event::Delete(w) => Event::Delete(w.into()),
+    }
+}
+
 /// Runs the watch forever, feeding `cache`.
 pub(crate) async fn run(
-    api: kube::Api<CertificateRequest>,
+    api: kube::Api<WatchedRequest>,
     config: watcher::Config,
     backoff: WatchBackoff,
     cache: Arc<Cache>,
@@ -291,7 +558,7 @@ pub(crate) async fn run(
     let mut stream = std::pin::pin!(stream);
     while let Some(event) = stream.next().await {
         match event {
-            Ok(event) => cache.handle(event),
+            Ok(event) => cache.handle(into_request(event)),
             Err(err) => cache.record_error(&err),
         }
     }
@@ -345,6 +612,101 @@ mod tests {
         cache.handle(Event::Delete(cr("c", "3")));
         assert!(matches!(*rx_waiting.borrow_and_update(), Slot::Deleted));
         assert!(cache.get("ns", "c").is_none());
+    }
+
+    fn labelled(ns: &str, name: &str, volume: &str, owner: &str) -> CertificateRequest {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, OwnerReference};
+        let mut c = cr(name, &format!("uid-{name}"));
+        c.metadata.namespace = Some(ns.into());
+        c.metadata.labels = Some(
+            [
+                (LABEL_NODE_ID_HASH.to_owned(), label_hash("node-a")),
+                (LABEL_VOLUME_ID_HASH.to_owned(), label_hash(volume)),
+                ("noise.example.com/x".to_owned(), "y".repeat(60)),
+            ]
+            .into(),
+        );
+        c.metadata.annotations = Some(
+            [
+                (ANNOTATION_VOLUME_ID.to_owned(), volume.to_owned()),
+                ("noise.example.com/big".to_owned(), "z".repeat(100_000)),
+            ]
+            .into(),
+        );
+        c.metadata.owner_references = Some(vec![OwnerReference {
+            kind: "Pod".into(),
+            uid: owner.into(),
+            ..Default::default()
+        }]);
+        c.metadata.managed_fields = Some(vec![ManagedFieldsEntry::default()]);
+        c.spec.request = vec![b'A'; 100_000];
+        c
+    }
+
+    fn managed(volume: &str, ns: &str, pod_uid: &str) -> ManagedVolume {
+        ManagedVolume {
+            volume_id: volume.into(),
+            namespace: ns.into(),
+            pod_uid: Some(pod_uid.into()),
+        }
+    }
+
+    #[test]
+    fn only_requests_of_managed_volumes_are_kept_slimmed() {
+        let cache = Cache::with_admission(Admission::new(
+            true,
+            100,
+            [managed("csi-mine", "app", "pod-1")],
+        ));
+        cache.handle(Event::Init);
+        cache.handle(Event::InitApply(labelled("app", "ok", "csi-mine", "pod-1")));
+        // Another namespace, another owner, another volume: all foreign.
+        cache.handle(Event::InitApply(labelled(
+            "evil", "ns", "csi-mine", "pod-1",
+        )));
+        cache.handle(Event::InitApply(labelled(
+            "app", "owner", "csi-mine", "pod-2",
+        )));
+        cache.handle(Event::InitApply(labelled(
+            "app",
+            "vol",
+            "csi-other",
+            "pod-1",
+        )));
+        cache.handle(Event::InitDone);
+        assert_eq!(cache.len(), 1);
+        assert_eq!(cache.admission.ignored().foreign, 3);
+        let kept = cache.get("app", "ok").unwrap().object;
+        assert!(kept.spec.request.is_empty(), "the CSR is not kept");
+        assert!(kept.metadata.managed_fields.is_none());
+        assert_eq!(kept.metadata.labels.as_ref().unwrap().len(), 2);
+        assert_eq!(kept.metadata.annotations.as_ref().unwrap().len(), 1);
+
+        // A volume registered later: its new requests are kept; forgotten:
+        // they are dropped.
+        cache.admission.manage(managed("csi-late", "app", "pod-3"));
+        cache.handle(Event::Apply(labelled("app", "late", "csi-late", "pod-3")));
+        assert!(cache.get("app", "late").is_some());
+        cache.admission.forget("csi-late");
+        cache.drop_unowned("csi-late");
+        assert!(cache.get("app", "late").is_none());
+        assert!(cache.get("app", "ok").is_some());
+    }
+
+    #[test]
+    fn the_cache_holds_at_most_its_limit() {
+        let cache = Cache::with_admission(Admission::new(false, 2, []));
+        for name in ["a", "b", "c", "d"] {
+            cache.handle(Event::Apply(labelled("ns", name, "v", "p")));
+        }
+        assert_eq!(cache.len(), 2);
+        assert_eq!(cache.admission.ignored().over_limit, 2);
+        // Updates of held requests still apply; a delete makes room.
+        cache.handle(Event::Apply(labelled("ns", "a", "v", "p")));
+        cache.handle(Event::Delete(labelled("ns", "b", "v", "p")));
+        cache.handle(Event::Apply(labelled("ns", "c", "v", "p")));
+        assert!(cache.get("ns", "c").is_some());
+        assert_eq!(cache.admission.ignored().over_limit, 2);
     }
 
     #[test]

@@ -10,12 +10,14 @@ use kube::runtime::watcher;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::cache::{self, Cache, Slot, WatchHealth};
+use crate::cache::{self, Admission, Cache, IgnoredRequests, ManagedVolume, Slot, WatchHealth};
 use crate::connection::ApiConnection;
 use crate::error::IssueError;
 use crate::state::{Phase, RequestState};
 use crate::token::SecretToken;
-use crate::types::{CertificateRequest, CertificateRequestSpec, IssuerRef, go_duration};
+use crate::types::{
+    CertificateRequest, CertificateRequestSpec, IssuerRef, WatchedRequest, go_duration,
+};
 use crate::{ANNOTATION_VOLUME_ID, LABEL_NODE_ID_HASH, LABEL_VOLUME_ID_HASH, label_hash};
 
 /// Tuning for an [`IssuerClient`]. `Default` suits production.
@@ -31,7 +33,19 @@ pub struct IssuerOptions {
     /// Server-side timeout of one watch call, after which it is resumed
     /// from the last resource version (default 290 s, kube-runtime's).
     pub watch_timeout: Option<u32>,
+    /// Most requests the watch holds at once (default
+    /// [`DEFAULT_MAX_WATCHED_REQUESTS`]); further ones are ignored, counted
+    /// in [`IgnoredRequests::over_limit`], and logged once per episode.
+    pub max_watched_requests: usize,
+    /// `Some`: keep only requests of these volumes and those added later
+    /// with [`IssuerClient::manage_volume`] (a node's driver); `None`
+    /// (default): keep every request labelled for the node.
+    pub managed_volumes: Option<Vec<ManagedVolume>>,
 }
+
+/// Default of [`IssuerOptions::max_watched_requests`]: room for 1000
+/// volumes with two requests each, and then some.
+pub const DEFAULT_MAX_WATCHED_REQUESTS: usize = 4096;
 
 impl Default for IssuerOptions {
     fn default() -> Self {
@@ -40,6 +54,8 @@ impl Default for IssuerOptions {
             watch_backoff_min: Duration::from_millis(800),
             watch_backoff_max: Duration::from_secs(30),
             watch_timeout: None,
+            max_watched_requests: DEFAULT_MAX_WATCHED_REQUESTS,
+            managed_volumes: None,
         }
     }
 }
@@ -61,6 +77,23 @@ impl IssuerOptions {
     /// Sets the server-side timeout of one watch call, in seconds.
     pub fn watch_timeout(mut self, seconds: u32) -> Self {
         self.watch_timeout = Some(seconds);
+        self
+    }
+
+    /// Sets [`IssuerOptions::max_watched_requests`].
+    pub fn max_watched_requests(mut self, max: usize) -> Self {
+        self.max_watched_requests = max;
+        self
+    }
+
+    /// Keeps only the requests of managed volumes: these, and those added
+    /// with [`IssuerClient::manage_volume`]. Anyone who may create a
+    /// CertificateRequest can put a node's label on it, so a node's driver
+    /// passes the volumes it holds at start and registers each new volume
+    /// before creating its first request; the rest are counted in
+    /// [`IgnoredRequests::foreign`] and never held.
+    pub fn managed_volumes(mut self, volumes: impl IntoIterator<Item = ManagedVolume>) -> Self {
+        self.managed_volumes = Some(volumes.into_iter().collect());
         self
     }
 }
@@ -250,13 +283,18 @@ impl IssuerClient {
         options: IssuerOptions,
     ) -> Self {
         let node_hash = label_hash(&node_id);
-        let cache = Arc::new(Cache::new());
+        let admission = Admission::new(
+            options.managed_volumes.is_some(),
+            options.max_watched_requests,
+            options.managed_volumes.clone().unwrap_or_default(),
+        );
+        let cache = Arc::new(Cache::with_admission(admission));
         let mut config = watcher::Config::default()
             .labels(&format!("{LABEL_NODE_ID_HASH}={node_hash}"))
             // Served from the API server's watch cache, as client-go informers list.
             .any_semantic();
         config.timeout = options.watch_timeout;
-        let api = kube::Api::<CertificateRequest>::all(client.clone());
+        let api = kube::Api::<WatchedRequest>::all(client.clone());
         let backoff =
             cache::WatchBackoff::new(options.watch_backoff_min, options.watch_backoff_max);
         let task = tokio::spawn(cache::run(api, config, backoff, cache.clone()));
@@ -292,6 +330,26 @@ impl IssuerClient {
     /// How many of the node's requests the watch currently holds.
     pub fn cached_requests(&self) -> usize {
         self.inner.cache.len()
+    }
+
+    /// Requests the watch saw but did not keep, by reason.
+    pub fn ignored_requests(&self) -> IgnoredRequests {
+        self.inner.cache.admission.ignored()
+    }
+
+    /// Keeps the requests of `volume` from now on (with
+    /// [`IssuerOptions::managed_volumes`]; without it every request is kept
+    /// anyway). Call before creating the volume's first request: one the
+    /// watch already ignored is seen again only when it changes or at the
+    /// next relist.
+    pub fn manage_volume(&self, volume: ManagedVolume) {
+        self.inner.cache.admission.manage(volume);
+    }
+
+    /// Stops keeping the requests of `volume_id` and drops those held.
+    pub fn forget_volume(&self, volume_id: &str) {
+        self.inner.cache.admission.forget(volume_id);
+        self.inner.cache.drop_unowned(volume_id);
     }
 
     /// The watch's health.

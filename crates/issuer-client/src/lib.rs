@@ -82,9 +82,10 @@ mod state;
 mod token;
 mod types;
 
-pub use cache::WatchHealth;
+pub use cache::{IgnoredRequests, ManagedVolume, WatchHealth};
 pub use client::{
-    Issued, IssuerClient, IssuerOptions, NewRequest, PodRef, RequestKey, Submitted, generate_name,
+    DEFAULT_MAX_WATCHED_REQUESTS, Issued, IssuerClient, IssuerOptions, NewRequest, PodRef,
+    RequestKey, Submitted, generate_name,
 };
 pub use connection::{
     ApiCall, ApiConnection, ApiObserver, ConnectionOverrides, client_from_config,

@@ -85,6 +85,90 @@ impl kube::Resource for CertificateRequest {
     }
 }
 
+/// The form the node-wide watch decodes: a [`CertificateRequest`] without
+/// the parts the driver never reads. `spec.request` (the CSR, up to the API
+/// server's object size limit) and the creator's groups, uid and extra
+/// fields are skipped while decoding (its user name is kept, to tell who
+/// made a request), so a large request costs a
+/// transient line buffer and nothing more. Converted into a
+/// [`CertificateRequest`] (with an empty `spec.request`) for the cache.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub(crate) struct WatchedRequest {
+    #[serde(default)]
+    metadata: ObjectMeta,
+    #[serde(default)]
+    spec: WatchedSpec,
+    #[serde(default)]
+    status: Option<CertificateRequestStatus>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WatchedSpec {
+    #[serde(default)]
+    issuer_ref: IssuerRef,
+    #[serde(default)]
+    duration: Option<String>,
+    #[serde(default, rename = "isCA")]
+    is_ca: bool,
+    #[serde(default)]
+    usages: Vec<String>,
+    #[serde(default)]
+    username: Option<String>,
+}
+
+impl From<WatchedRequest> for CertificateRequest {
+    fn from(w: WatchedRequest) -> Self {
+        let WatchedSpec {
+            issuer_ref,
+            duration,
+            is_ca,
+            usages,
+            username,
+        } = w.spec;
+        CertificateRequest {
+            types: Some(TypeMeta {
+                api_version: format!("{GROUP}/{VERSION}"),
+                kind: KIND.to_owned(),
+            }),
+            metadata: w.metadata,
+            spec: CertificateRequestSpec {
+                issuer_ref,
+                duration,
+                is_ca,
+                usages,
+                username,
+                ..Default::default()
+            },
+            status: w.status,
+        }
+    }
+}
+
+impl kube::Resource for WatchedRequest {
+    type DynamicType = ();
+    type Scope = NamespaceResourceScope;
+
+    fn kind(_: &()) -> Cow<'_, str> {
+        Cow::Borrowed(KIND)
+    }
+    fn group(_: &()) -> Cow<'_, str> {
+        Cow::Borrowed(GROUP)
+    }
+    fn version(_: &()) -> Cow<'_, str> {
+        Cow::Borrowed(VERSION)
+    }
+    fn plural(_: &()) -> Cow<'_, str> {
+        Cow::Borrowed(PLURAL)
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
 /// The `spec` of a [`CertificateRequest`].
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

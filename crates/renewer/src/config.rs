@@ -41,6 +41,17 @@ pub struct RenewerConfig {
     /// An attempt running longer than this fails (and frees its permit).
     /// `None` waits for ever. Default 60 s (the Go driver's).
     pub issue_timeout: Option<Duration>,
+    /// A volume is issued at most once per this interval: every due time
+    /// (renewal, retry, [`Renewer::issue_now`](crate::Renewer::issue_now))
+    /// is moved to at least this long after the volume's last attempt
+    /// started, so a certificate already due when issued (a `duration` of a
+    /// second) is renewed after the interval, not at once. Default zero (no
+    /// floor); the driver's `--min-issuance-interval` sets it (10 s).
+    pub min_interval: Duration,
+    /// Renewals (not first issuances) started per second, node-wide, spaced
+    /// evenly; `None` (default) does not limit them. Keeps the API budget for
+    /// first issuances when many renewals fall due together.
+    pub renewal_rate: Option<f64>,
     /// Where wall time comes from. Default [`Clock::system`].
     pub clock: Clock,
     /// Seed for every random choice (jitter, backoff, recovery spread); `None`
@@ -60,6 +71,8 @@ impl Default for RenewerConfig {
             backoff_jitter: 0.5,
             recovery_spread: Duration::from_secs(120),
             issue_timeout: Some(Duration::from_secs(60)),
+            min_interval: Duration::ZERO,
+            renewal_rate: None,
             clock: Clock::system(),
             seed: None,
         }
@@ -107,6 +120,12 @@ impl RenewerConfig {
         }
         if self.issue_timeout.is_some_and(|t| t.is_zero()) {
             return bad("issue_timeout", "must be more than zero");
+        }
+        if self
+            .renewal_rate
+            .is_some_and(|r| !(r.is_finite() && r >= 0.001))
+        {
+            return bad("renewal_rate", "must be a finite number of at least 0.001");
         }
         Ok(())
     }

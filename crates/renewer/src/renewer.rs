@@ -100,6 +100,8 @@ struct Inner {
     events: broadcast::Sender<IssuanceEvent>,
     rng: Mutex<SmallRng>,
     wakeups: AtomicU64,
+    /// The earliest instant the next renewal may start (with `renewal_rate`).
+    next_renewal: Mutex<Instant>,
 }
 
 #[derive(Default)]
@@ -123,6 +125,8 @@ struct Entry {
     attempt: Option<Attempt>,
     attempts: u32,
     last_error: Option<String>,
+    /// When the volume's last issuance started (wall time), for the floor.
+    last_issued: Option<SystemTime>,
 }
 
 struct Slot {
@@ -155,6 +159,7 @@ impl Entry {
             attempt: None,
             attempts: 0,
             last_error: None,
+            last_issued: None,
         }
     }
 }
@@ -190,6 +195,7 @@ impl Renewer {
             wake: Notify::new(),
             events: broadcast::channel(EVENT_CAPACITY).0,
             wakeups: AtomicU64::new(0),
+            next_renewal: Mutex::new(Instant::now()),
         });
         runtime.spawn(Arc::clone(&inner).run_scheduler());
         Ok(Self {
@@ -214,15 +220,17 @@ impl Renewer {
         let volume = volume.into();
         let inner = self.inner();
         let mut st = lock(&inner.state);
+        let now = inner.config.clock.now();
         let entry = st.replace_entry(&volume, disable_auto_renew);
         entry.has_certificate = true;
         entry.not_after = Some(lifetime.not_after);
+        // The caller has just issued it: the floor counts from now.
+        entry.last_issued = Some(now);
         if disable_auto_renew {
             return None;
         }
         let due = inner.planner.next_issuance(&volume, &lifetime);
-        inner.schedule(&mut st, &volume, due, IssueReason::Renewal);
-        Some(due)
+        Some(inner.schedule(&mut st, &volume, due, IssueReason::Renewal))
     }
 
     /// Starts managing `volume` that has no certificate yet, due at once: the
@@ -402,8 +410,16 @@ impl State {
 }
 
 impl Inner {
-    /// Puts `volume` in the schedule at `due`, replacing its previous slot.
-    fn schedule(&self, st: &mut State, volume: &VolumeId, due: SystemTime, reason: IssueReason) {
+    /// Puts `volume` in the schedule at `due`, replacing its previous slot;
+    /// never sooner than `min_interval` after its last attempt started.
+    /// Returns the due time used.
+    fn schedule(
+        &self,
+        st: &mut State,
+        volume: &VolumeId,
+        due: SystemTime,
+        reason: IssueReason,
+    ) -> SystemTime {
         let State {
             volumes,
             queue,
@@ -411,7 +427,22 @@ impl Inner {
             ..
         } = st;
         let Some(entry) = volumes.get_mut(volume) else {
-            return;
+            return due;
+        };
+        let floor = entry
+            .last_issued
+            .map(|last| last + self.config.min_interval);
+        let due = match floor {
+            Some(floor) if floor > due => {
+                tracing::debug!(
+                    volume = %volume,
+                    %reason,
+                    due = %timestamp(floor),
+                    "due sooner than the minimum issuance interval allows; moved to the floor"
+                );
+                floor
+            }
+            _ => due,
         };
         if let Some(old) = entry.slot.take() {
             queue.remove(&old.key);
@@ -430,6 +461,25 @@ impl Inner {
         if earliest {
             self.wake.notify_one();
         }
+        due
+    }
+
+    /// With `renewal_rate`, waits for this renewal's turn: starts are spaced
+    /// `1/rate` apart, node-wide. Written by hand (a reservation on tokio's
+    /// clock, so paused-time tests see it) rather than with a rate-limiting
+    /// crate: a dozen lines against one more dependency for one call site.
+    async fn pace_renewal(&self) {
+        let Some(rate) = self.config.renewal_rate else {
+            return;
+        };
+        let spacing = Duration::from_secs_f64(1.0 / rate);
+        let at = {
+            let mut next = lock(&self.next_renewal);
+            let at = (*next).max(Instant::now());
+            *next = at + spacing;
+            at
+        };
+        tokio::time::sleep_until(at).await;
     }
 
     fn shutdown(&self) {
@@ -523,11 +573,16 @@ impl Inner {
         priority: Priority,
         cancelled: Arc<AtomicBool>,
     ) {
+        if priority == Priority::Renewal {
+            self.pace_renewal().await;
+        }
         let permit = self.limiter.acquire(priority).await;
         {
+            let now = self.config.clock.now();
             let mut st = lock(&self.state);
             match st.volumes.get_mut(&volume) {
                 Some(e) if e.generation == generation && !cancelled.load(Ordering::SeqCst) => {
+                    e.last_issued = Some(now);
                     if let Some(a) = e.attempt.as_mut() {
                         a.in_flight = true;
                     }
@@ -587,11 +642,10 @@ impl Inner {
                 entry.last_error = None;
                 entry.has_certificate = true;
                 entry.not_after = Some(lifetime.not_after);
-                let next_due = (!entry.disable_auto_renew)
+                let planned = (!entry.disable_auto_renew)
                     .then(|| self.planner.next_issuance(&volume, &lifetime));
-                if let Some(due) = next_due {
-                    self.schedule(&mut st, &volume, due, IssueReason::Renewal);
-                }
+                let next_due =
+                    planned.map(|due| self.schedule(&mut st, &volume, due, IssueReason::Renewal));
                 tracing::info!(
                     volume = %volume,
                     %reason,
@@ -611,9 +665,8 @@ impl Inner {
                 entry.last_error = Some(message.clone());
                 let unit: f64 = lock(&self.rng).random();
                 let delay: Duration = self.config.backoff_delay(attempts, unit);
-                let retry_at = now + delay;
                 let expired_at = entry.not_after.filter(|na| now > *na);
-                self.schedule(&mut st, &volume, retry_at, IssueReason::Retry);
+                let retry_at = self.schedule(&mut st, &volume, now + delay, IssueReason::Retry);
                 match expired_at {
                     Some(na) => tracing::error!(
                         volume = %volume,

@@ -116,6 +116,10 @@ pub async fn all(opts: &Options) -> Result<Figures> {
     if opts.wants("b9") {
         b9(opts, &mut f).await?;
     }
+    if opts.wants("tenants") {
+        b8(opts, &mut f).await?;
+        b10(opts, &mut f).await?;
+    }
     Ok(f)
 }
 
@@ -819,6 +823,132 @@ fn recovered(log: &str) -> Option<(f64, f64)> {
                 v["duration_ms"].as_f64().unwrap_or(f64::NAN),
             )
         })
+}
+
+// ---- Hostile tenants: B8 (foreign-request flood) and B10 (tight renewals) ----
+
+/// B8: foreign requests labelled for the node, and the size of each CSR field.
+const B8_FLOOD: usize = 150;
+const B8_REQUEST_BYTES: usize = 700 * 1024;
+/// B10: `duration: 1s` volumes on the node, and publishes sampled with and
+/// without them, spaced so the samples span a whole issuance floor.
+const B10_TIGHT_VOLUMES: usize = 20;
+const B10_SAMPLES: usize = 40;
+const B10_GAP: Duration = Duration::from_millis(250);
+
+/// B8: the driver's RSS growth while 150 foreign 0.7 MB requests labelled
+/// for its node arrive on its watch (created by another identity in another
+/// namespace), after one warm-up publish.
+async fn b8(opts: &Options, f: &mut Figures) -> Result<()> {
+    step(&format!(
+        "B8: {B8_FLOOD} foreign {} KiB requests labelled for the node",
+        B8_REQUEST_BYTES / 1024
+    ));
+    let node = Node::start(opts, "b8", &[], true).await?;
+    node.wait_pool(DEFAULT_POOL_SIZE).await?;
+    let pod = Pod::new(NAMESPACE, "b8-warm");
+    node.publish(&volume_id(8, 0), &pod, &ecdsa_attrs()).await?;
+    node.wait_quiet().await?;
+    let before = sys::rss_mib(node.pid()?)?;
+    use base64::Engine as _;
+    let csr =
+        base64::engine::general_purpose::STANDARD.encode(vec![b'A'; B8_REQUEST_BYTES * 3 / 4]);
+    for i in 0..B8_FLOOD {
+        let volume = format!("csi-foreign-{i:04}");
+        let obj = json!({
+            "apiVersion": "cert-manager.io/v1",
+            "kind": "CertificateRequest",
+            "metadata": {
+                "name": format!("flood-{i:04}"),
+                "namespace": "intruder",
+                "labels": {
+                    "csi.cert-manager.io/node-id-hash": cmcsi_issuer_client::label_hash("bench-node"),
+                    "csi.cert-manager.io/volume-id-hash": cmcsi_issuer_client::label_hash(&volume),
+                },
+                "annotations": {"csi.cert-manager.io/volume-id": volume},
+            },
+            "spec": {"request": csr, "issuerRef": {"name": "no-such-issuer"}},
+        });
+        node.api
+            .insert_request("intruder", obj, "system:serviceaccount:intruder:default")
+            .map_err(|e| anyhow!("creating a foreign request: {e}"))?;
+    }
+    let started = Instant::now();
+    loop {
+        let ignored = node
+            .metric("certmanager_csi_watch_ignored_requests_total")
+            .await
+            .unwrap_or(0.0);
+        if ignored >= B8_FLOOD as f64 {
+            break;
+        }
+        ensure!(
+            started.elapsed() < Duration::from_secs(120),
+            "the driver saw {ignored} of the {B8_FLOOD} foreign requests within 2 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    node.wait_quiet().await?;
+    let after = sys::rss_mib(node.pid()?)?;
+    f.insert("b8_rss_growth_mib", (after - before).max(0.0));
+    f.insert("b8_rss_before_mib", before);
+    f.insert(
+        "b8_watched_requests",
+        node.metric("certmanager_csi_watched_requests").await?,
+    );
+    // A normal publish still works.
+    let pod = Pod::new(NAMESPACE, "b8-after");
+    node.publish(&volume_id(8, 1), &pod, &ecdsa_attrs()).await?;
+    node.stop().await
+}
+
+/// B10: p50 of a normal first publish with 20 `duration: 1s` volumes on
+/// the node, as a ratio to the same figure on the same node before they
+/// were published.
+async fn b10(opts: &Options, f: &mut Figures) -> Result<()> {
+    step("B10: first publishes without, then with 20 duration: 1s volumes");
+    let node = Node::start(opts, "b10", &[], true).await?;
+    node.wait_pool(DEFAULT_POOL_SIZE).await?;
+    let attrs = ecdsa_attrs();
+    let mut n = 0;
+    let mut quiet = Vec::with_capacity(B10_SAMPLES);
+    for _ in 0..B10_SAMPLES {
+        n += 1;
+        quiet.push(b10_publish(&node, n, &attrs).await?);
+        tokio::time::sleep(B10_GAP).await;
+    }
+    let mut tight = rsa_attrs();
+    tight.push(("csi.cert-manager.io/key-algorithm", "ECDSA"));
+    tight.push(("csi.cert-manager.io/duration", "1s"));
+    for i in 0..B10_TIGHT_VOLUMES {
+        let pod = Pod::new(NAMESPACE, &format!("b10-tight-{i}"));
+        node.publish(&volume_id(11, i), &pod, &tight).await?;
+    }
+    let creates0 = node.api.counts().verb(Verb::Create);
+    let t0 = Instant::now();
+    let mut loaded = Vec::with_capacity(B10_SAMPLES);
+    for _ in 0..B10_SAMPLES {
+        n += 1;
+        loaded.push(b10_publish(&node, n, &attrs).await?);
+        tokio::time::sleep(B10_GAP).await;
+    }
+    let renewals = node.api.counts().verb(Verb::Create) - creates0 - B10_SAMPLES as u64;
+    let quiet_p50 = sys::percentile_ms(&quiet, 50.0);
+    let loaded_p50 = sys::percentile_ms(&loaded, 50.0);
+    f.insert("b10_publish_quiet_p50_ms", quiet_p50);
+    f.insert("b10_publish_loaded_p50_ms", loaded_p50);
+    f.insert("b10_publish_p50_ratio", loaded_p50 / quiet_p50);
+    f.insert(
+        "b10_tight_renewals_per_s",
+        renewals as f64 / t0.elapsed().as_secs_f64(),
+    );
+    node.stop().await
+}
+
+/// One B10 sample: a first publish of a fresh ECDSA volume.
+async fn b10_publish(node: &Node, n: usize, attrs: &[(&str, &str)]) -> Result<Duration> {
+    let pod = Pod::new(NAMESPACE, &format!("b10-{n}"));
+    node.publish(&volume_id(10, n), &pod, attrs).await
 }
 
 #[cfg(test)]
