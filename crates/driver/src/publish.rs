@@ -491,6 +491,13 @@ impl Driver {
         self.renewer().forget(volume_id);
         self.events.forget(volume_id);
         if let Ok(kube) = &self.kube {
+            // The volume's requests go with it: the watch stops keeping them
+            // below, so a later publish of the same volume id could not see
+            // (and so never clean up) requests made before. A failure here
+            // never fails the unpublish; the Pod's deletion collects them.
+            if let Err(e) = kube.issuer.cleanup(volume_id, 0).await {
+                tracing::warn!(volume = volume_id, error = %e, "could not delete the volume's CertificateRequests");
+            }
             kube.issuer.forget_volume(volume_id);
         }
         if let Ok(meta) = self.read_metadata(volume_id).await

@@ -163,6 +163,10 @@ fn failing_renewal_gives_one_event_then_renewed() {
             "100ms",
             "--renewal-backoff-max",
             "200ms",
+            // The floor between two issuances of a volume (default 10s) at
+            // its smallest, so 20 retries fit in the test.
+            "--min-issuance-interval",
+            "1s",
         ])
         .await;
         let pod = Pod::new("ns", "renewing");
