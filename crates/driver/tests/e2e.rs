@@ -11,7 +11,7 @@ use std::time::Duration;
 use cmcsi_keygen::{ChainSummary, PrivateKey};
 use cmcsi_testkit::in_mount_namespace;
 use cmcsi_testkit::{FakeApi, Script, Verb};
-use common::{Harness, Pod, TOKEN, eventually, fake_api, is_mounted, read};
+use common::{Harness, Pod, TOKEN, eventually, fake_api, http_get, is_mounted, read};
 use tonic::Code;
 
 const ISSUER: (&str, &str) = ("csi.cert-manager.io/issuer-name", "ca-issuer");
@@ -578,20 +578,6 @@ fn token_request_identity() {
         assert!(st.message().contains("token"), "{}", st.message());
     });
 }
-
-fn http_get(addr: &str, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
-}
-
 #[test]
 fn continue_on_not_ready_and_metrics() {
     in_mount_namespace!(async {

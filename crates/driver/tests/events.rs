@@ -21,20 +21,6 @@ fn free_addr() -> String {
         .port();
     format!("127.0.0.1:{port}")
 }
-
-fn http_get(addr: &str, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
-}
-
 /// The Events on `pod` with this reason.
 fn with_reason(h: &Harness, pod: &Pod, reason: &str) -> Vec<Value> {
     h.api

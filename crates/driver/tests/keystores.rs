@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use cmcsi_keygen::ChainSummary;
 use cmcsi_testkit::in_mount_namespace;
-use common::{Harness, Pod, eventually, read};
+use common::{Harness, Pod, eventually, http_get, read};
 
 const P12_PASSWORD: &str = "p12-from-Secret-9f8e7d6c5b4a";
 const JKS_PASSWORD: &str = "jks-from-Secret-1a2b3c4d5e6f";
@@ -67,20 +67,6 @@ fn run(cmd: &str, args: &[&str], dir: &Path) -> Result<Vec<u8>, String> {
         ))
     }
 }
-
-fn http_get(addr: &str, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
-}
-
 fn has_keytool() -> bool {
     Command::new("keytool").arg("-help").output().is_ok()
 }

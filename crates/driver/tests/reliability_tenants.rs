@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use cmcsi_testkit::Verb;
 use cmcsi_testkit::in_mount_namespace;
-use common::{Harness, Pod, is_mounted, requests_for};
+use common::{Harness, Pod, http_get, is_mounted, requests_for};
 
 const ISSUER: (&str, &str) = ("csi.cert-manager.io/issuer-name", "ca-issuer");
 const DNS: (&str, &str) = ("csi.cert-manager.io/dns-names", "t.example.com");
@@ -33,20 +33,6 @@ fn free_addr() -> String {
         .port();
     format!("127.0.0.1:{port}")
 }
-
-fn http_get(addr: &str, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
-}
-
 /// The value of an unlabelled series in a `/metrics` body.
 fn metric(body: &str, name: &str) -> Option<f64> {
     body.lines()

@@ -10,30 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use cmcsi_keygen::ChainSummary;
 use cmcsi_testkit::Script;
 use cmcsi_testkit::in_mount_namespace;
-use common::{Harness, Pod, read};
-
-fn free_port_address() -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    format!("127.0.0.1:{port}")
-}
-
-fn http_get(addr: &str, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
-}
-
+use common::{Harness, Pod, free_port_address, http_get, read};
 /// The value of the first series of `body` whose line starts with `prefix`.
 fn series_value(body: &str, prefix: &str) -> Option<f64> {
     body.lines()

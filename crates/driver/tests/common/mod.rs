@@ -504,3 +504,27 @@ pub async fn unpublish_at(socket: &Path, volume: &str, target: &Path) -> Result<
     .await
     .map(|_| ())
 }
+
+/// A free `127.0.0.1:<port>` (for the driver's metrics endpoint).
+pub fn free_port_address() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("127.0.0.1:{port}")
+}
+
+/// A plain HTTP/1.1 GET of `path` on `addr`; the whole response, headers included.
+pub fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
