@@ -1,6 +1,7 @@
 //! The driver's state, start-up and shutdown. Its jobs live beside it:
 //! request handling in `publish`, recovery and the sweep in `recovery`,
-//! metric names and labels in `metrics`.
+//! metric names and labels in `metrics`, the start-up steps that need no
+//! driver yet (store, Kubernetes connection) in `startup`.
 
 use std::sync::{Arc, OnceLock, Weak};
 
@@ -71,7 +72,7 @@ impl Driver {
     /// Opens the store, connects (lazily) to Kubernetes, starts the renewer
     /// and recovers every stored volume.
     pub async fn start(config: Config) -> Result<Arc<Driver>, crate::RunError> {
-        let store = Arc::new(open_store(&config)?);
+        let store = Arc::new(crate::startup::open_store(&config)?);
         let pool = KeyPool::new(cmcsi_keygen::PoolConfig {
             sizes: [(cmcsi_keygen::KeySpec::RSA_2048, config.key_pool_size)]
                 .into_iter()
@@ -81,7 +82,7 @@ impl Driver {
         })
         .map_err(|e| crate::RunError::Config(format!("key pool: {e}")))?;
         let client_metrics = crate::metrics::ClientMetrics::default();
-        let kube = connect(&config, &store, &client_metrics).await;
+        let kube = crate::startup::connect(&config, &store, &client_metrics).await;
         let events = crate::events::Events::start(
             config.events,
             kube.as_ref().ok().map(|k| k.recorder.clone()),
@@ -154,6 +155,7 @@ impl Driver {
             .map_err(|e| DriverError::NoKubernetes(e.clone()))?;
         Ok(Pipeline {
             store: &self.store,
+            guard: None,
             pool: &self.pool,
             issuer: &kube.issuer,
             use_token_request: self.config.use_token_request,
@@ -164,7 +166,6 @@ impl Driver {
         })
     }
 
-    /// One issuance with metrics and a log line.
     /// Runs store IO on Tokio's blocking pool, as the store asks of async
     /// callers, so a slow file system never stalls the async workers that
     /// serve other volumes and the health RPCs.
@@ -221,98 +222,4 @@ impl Driver {
             r.shutdown();
         }
     }
-}
-
-/// Opens the data root; with `--mount-tmpfs`, refuses one that is already a
-/// mount point of another file system.
-fn open_store(config: &Config) -> Result<Store, crate::RunError> {
-    let store = Store::open(
-        &config.data_root,
-        cmcsi_store::StoreOptions {
-            mount_tmpfs: config.mount_tmpfs,
-            tmpfs_size: Some(config.tmpfs_size),
-        },
-    )?;
-    if config.mount_tmpfs && !store.is_tmpfs() {
-        // Something other than a tmpfs is already mounted there: with
-        // --mount-tmpfs the keys must never reach a disk, so refuse.
-        return Err(crate::RunError::Config(format!(
-            "{} is already a mount point but not a tmpfs, so private keys would be \
-             written to disk; unmount it, or pass --mount-tmpfs=false to accept keys on \
-             that file system",
-            config.data_root.join(cmcsi_store::INMEMFS_DIR).display()
-        )));
-    }
-    Ok(store)
-}
-
-/// The Kubernetes side, or why there is none (the driver then serves the
-/// volumes it has but issues nothing). The watch keeps only the requests
-/// of the volumes in the store (and of those published later).
-async fn connect(
-    config: &Config,
-    store: &Arc<Store>,
-    client_metrics: &crate::metrics::ClientMetrics,
-) -> Result<Kube, String> {
-    let connection = cmcsi_issuer_client::client_from_config_with(
-        config.kubeconfig.clone(),
-        &config.connection,
-        config.kube_api_qps,
-        config.kube_api_burst,
-    )
-    .await
-    .and_then(|c| c.with_observer(Arc::new(client_metrics.clone())));
-    match connection {
-        Ok(connection) => {
-            let store = Arc::clone(store);
-            let volumes = tokio::task::spawn_blocking(move || stored_volumes(&store))
-                .await
-                .unwrap_or_default();
-            let options = cmcsi_issuer_client::IssuerOptions::default()
-                .max_watched_requests(config.max_watched_requests)
-                .managed_volumes(volumes);
-            let kube = Kube {
-                recorder: cmcsi_issuer_client::EventRecorder::new(
-                    &connection,
-                    &config.driver_name,
-                    &config.node_id,
-                ),
-                issuer: IssuerClient::with_options(connection, &config.node_id, options),
-                pods: OnceLock::new(),
-            };
-            if !config.pod_readiness_gates.is_empty() {
-                // Gates apply to every volume: watch the node's Pods from the start.
-                let _ = kube.pods.set(cmcsi_issuer_client::PodWatch::start(
-                    kube.issuer.client().clone(),
-                    &config.node_id,
-                    crate::gates::annotation_keys(&config.pod_readiness_gates),
-                ));
-            }
-            Ok(kube)
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "no Kubernetes API configuration; serving existing volumes only");
-            Err(e.to_string())
-        }
-    }
-}
-
-/// The volumes in the store, as the watch needs them: id, the Pod's
-/// namespace and uid from the stored context. Unreadable volumes are left
-/// to recovery, which reports them. Blocking (store IO).
-fn stored_volumes(store: &Store) -> Vec<cmcsi_issuer_client::ManagedVolume> {
-    use cmcsi_attrs::keys;
-    let Ok(ids) = store.volume_ids() else {
-        return Vec::new();
-    };
-    ids.iter()
-        .filter_map(|id| {
-            let meta = store.read_metadata(id).ok()?;
-            Some(cmcsi_issuer_client::ManagedVolume {
-                volume_id: id.clone(),
-                namespace: meta.volume_context.get(keys::POD_NAMESPACE)?.clone(),
-                pod_uid: meta.volume_context.get(keys::POD_UID).cloned(),
-            })
-        })
-        .collect()
 }

@@ -27,7 +27,7 @@ pub mod gates;
 pub mod hardening;
 pub mod identity;
 pub mod keystores;
-mod locks;
+pub mod locks;
 pub mod logging;
 pub mod metrics;
 pub mod mount;
@@ -37,6 +37,7 @@ mod publish;
 mod recovery;
 mod rpclog;
 pub mod socket;
+mod startup;
 
 use cmcsi_proto::v1::identity_server::IdentityServer;
 use cmcsi_proto::v1::node_server::NodeServer;

@@ -3,6 +3,7 @@
 //! metadata with the next due time.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use cmcsi_attrs::{CertificateSpec, ParseOptions};
@@ -13,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::convert;
 use crate::error::DriverError;
+use crate::locks::VolumeGuard;
 
 /// Name of the private side file holding an in-flight request and its key,
 /// so a restarted driver resumes the request instead of asking again (Go
@@ -106,8 +108,15 @@ pub struct Issued {
 
 /// Everything one issuance needs.
 pub struct Pipeline<'a> {
-    /// The node store.
-    pub store: &'a Store,
+    /// The node store. Every read and write of it, and the CPU work on
+    /// keys and certificates, runs on Tokio's blocking pool, so one
+    /// tenant's publish never holds up the async workers that serve the
+    /// health RPCs and every other volume.
+    pub store: &'a Arc<Store>,
+    /// The volume's lock, held by each blocking task the pipeline starts, so
+    /// an issuance the kubelet gives up on cannot release the lock while a
+    /// file set is still being written (an unpublish would race it).
+    pub guard: Option<VolumeGuard>,
     /// The key pool.
     pub pool: &'a keygen::KeyPool,
     /// The CertificateRequest client.
@@ -134,8 +143,14 @@ impl Pipeline<'_> {
     // record) is what makes a crash at any point safe, so it reads top to
     // bottom in one place; the steps themselves are helpers.
     pub async fn issue(&self, volume_id: &str) -> Result<Issued, DriverError> {
-        let mut meta = self.store.read_metadata(volume_id)?;
-        let spec = crate::keystores::stored_spec_ips(self.store, &meta, self.pod_ips.clone())?;
+        let (id, pod_ips) = (volume_id.to_owned(), self.pod_ips.clone());
+        let (mut meta, spec) = self
+            .blocking(move |s| {
+                let meta = s.read_metadata(&id)?;
+                let spec = crate::keystores::stored_spec_ips(s, &meta, pod_ips)?;
+                Ok((meta, spec))
+            })
+            .await?;
         let namespace = spec.pod.namespace.clone().ok_or_else(|| {
             DriverError::InvalidRequest(
                 "the volume context has no csi.storage.k8s.io/pod.namespace: the CSIDriver \
@@ -159,7 +174,7 @@ impl Pipeline<'_> {
         self.issuer.wait_synced(self.timeout).await?;
         // `pkcs8` is the key's PKCS#8 PEM as recorded with the request,
         // reused for the key file (encoding costs a public-key derivation).
-        let (key, name, pkcs8) = match self.resumable(volume_id)? {
+        let (key, name, pkcs8) = match self.resumable(volume_id).await? {
             Some(p) => p,
             None => {
                 self.submit(volume_id, &spec, &namespace, token.as_ref())
@@ -176,45 +191,81 @@ impl Pipeline<'_> {
                 // A request that can never succeed is not resumed; a timed-out
                 // one is (the next attempt waits on the same request).
                 if !matches!(e, ic::IssueError::TimedOut { .. }) {
-                    self.store.remove_private(volume_id, PENDING_FILE)?;
+                    self.remove_pending(volume_id).await?;
                 }
                 return Err(e.into());
             }
         };
 
-        let summary = ChainSummary::from_pem(&issued.certificate_pem)?;
-        if !summary.leaf_matches_key(&key) {
-            self.store.remove_private(volume_id, PENDING_FILE)?;
-            return Err(DriverError::Key(keygen::Error::LeafKeyMismatch));
-        }
+        // Checking the chain, encoding the keystores (PBKDF2 for PKCS#12)
+        // and writing: one blocking task, in the crash-safe order.
+        let (id, planner) = (volume_id.to_owned(), self.planner.clone());
+        self.blocking(move |s| {
+            let summary = ChainSummary::from_pem(&issued.certificate_pem)?;
+            if !summary.leaf_matches_key(&key) {
+                s.remove_private(&id, PENDING_FILE)?;
+                return Err(DriverError::Key(keygen::Error::LeafKeyMismatch));
+            }
+            let files = file_set(&spec, &key, pkcs8, &issued, &summary)?;
+            let gid = spec.fs_group.or_else(|| {
+                meta.volume_mount_group
+                    .as_deref()
+                    .and_then(|g| g.parse::<u32>().ok())
+            });
+            s.write_files(&id, &files, gid)?;
 
-        let files = file_set(&spec, &key, pkcs8, &issued, &summary)?;
-        let gid = spec.fs_group.or_else(|| {
-            meta.volume_mount_group
-                .as_deref()
-                .and_then(|g| g.parse::<u32>().ok())
-        });
-        self.store.write_files(volume_id, &files, gid)?;
-
-        let lifetime = lifetime_of(&summary, spec.renew_before);
-        let next = self.planner.next_issuance(&volume_id.into(), &lifetime);
-        meta.next_issuance_time = Some(next);
-        self.store.write_metadata(&meta)?;
-        self.store.remove_private(volume_id, PENDING_FILE)?;
-        Ok(Issued {
-            summary,
-            request: name,
-            next_issuance: Some(next),
-            renew_before: spec.renew_before,
-            spec,
-            target_path: meta.target_path.clone(),
+            let lifetime = lifetime_of(&summary, spec.renew_before);
+            let next = planner.next_issuance(&id.as_str().into(), &lifetime);
+            meta.next_issuance_time = Some(next);
+            s.write_metadata(&meta)?;
+            s.remove_private(&id, PENDING_FILE)?;
+            Ok(Issued {
+                summary,
+                request: name,
+                next_issuance: Some(next),
+                renew_before: spec.renew_before,
+                spec,
+                target_path: meta.target_path,
+            })
         })
+        .await
+    }
+
+    /// Runs `f` on Tokio's blocking pool with the store, holding the
+    /// volume's lock until it returns (see [`Pipeline::guard`]).
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, DriverError> + Send + 'static,
+    ) -> Result<T, DriverError> {
+        let store = Arc::clone(self.store);
+        let held = self.guard.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            let result = f(&store);
+            drop(held);
+            result
+        });
+        match task.await {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(DriverError::Worker(format!("issuance task: {e}"))),
+        }
+    }
+
+    /// Drops the volume's pending-request record.
+    async fn remove_pending(&self, volume_id: &str) -> Result<(), DriverError> {
+        let id = volume_id.to_owned();
+        self.blocking(move |s| Ok(s.remove_private(&id, PENDING_FILE).map(drop)?))
+            .await
     }
 
     /// The volume's in-flight request, if it still exists and can still be
     /// issued, with the key it was made for.
-    fn resumable(&self, volume_id: &str) -> Result<Option<Submitted>, DriverError> {
-        let Some(raw) = self.store.read_private(volume_id, PENDING_FILE)? else {
+    async fn resumable(&self, volume_id: &str) -> Result<Option<Submitted>, DriverError> {
+        let id = volume_id.to_owned();
+        let Some(raw) = self
+            .blocking(move |s| Ok(s.read_private(&id, PENDING_FILE)?))
+            .await?
+        else {
             return Ok(None);
         };
         let (namespace, name, key_pem) = match decode_pending(&raw) {
@@ -224,7 +275,7 @@ impl Pipeline<'_> {
                     volume = volume_id,
                     "discarding unreadable pending-request record"
                 );
-                self.store.remove_private(volume_id, PENDING_FILE)?;
+                self.remove_pending(volume_id).await?;
                 return Ok(None);
             }
         };
@@ -233,10 +284,13 @@ impl Pipeline<'_> {
             .state(&namespace, &name)
             .is_some_and(|s| !s.phase.is_terminal() || s.issued().is_some());
         if !live {
-            self.store.remove_private(volume_id, PENDING_FILE)?;
+            self.remove_pending(volume_id).await?;
             return Ok(None);
         }
-        let key = PrivateKey::from_pem_any(&key_pem)?;
+        // Parsing (and checking) a large RSA key takes milliseconds.
+        let (key, key_pem) = self
+            .blocking(move |_| Ok((PrivateKey::from_pem_any(&key_pem)?, key_pem)))
+            .await?;
         tracing::info!(
             volume = volume_id,
             request = %name,
@@ -256,37 +310,42 @@ impl Pipeline<'_> {
         token: Option<&SecretToken>,
     ) -> Result<Submitted, DriverError> {
         let key_spec = convert::key_spec(spec);
-        let key = match self.reused_key(volume_id, spec, key_spec)? {
+        let key = match self.reused_key(volume_id, spec, key_spec).await? {
             Some(k) => k,
             None => self.pool.take(&key_spec).await?,
         };
         // Signing the CSR is CPU work (RSA-8192: tens of milliseconds): off
         // the async workers, so health RPCs never wait behind it.
         let params = convert::csr_params(spec);
-        let (key, csr) = tokio::task::spawn_blocking(move || {
-            let csr = keygen::build_csr(&key, &params);
-            (key, csr)
-        })
-        .await
-        .map_err(|e| DriverError::Mount(format!("CSR signing task failed: {e}")))?;
-        let csr = csr?;
+        let (key, csr) = self
+            .blocking(move |_| {
+                let csr = keygen::build_csr(&key, &params)?;
+                Ok((key, csr))
+            })
+            .await?;
 
         self.issuer
             .cleanup(volume_id, self.max_requests_per_volume.saturating_sub(1))
             .await?;
 
         let name = ic::generate_name(spec.pod.name.as_deref().unwrap_or_default())?;
-        let pkcs8 = key.to_pem(keygen::KeyEncoding::Pkcs8)?;
-        let record = encode_pending(namespace, &name, &pkcs8)
-            .map_err(|e| DriverError::Mount(format!("encoding pending record: {e}")))?;
-        self.store.write_private(volume_id, PENDING_FILE, &record)?;
+        let (id, ns, request) = (volume_id.to_owned(), namespace.to_owned(), name.clone());
+        let (key, pkcs8) = self
+            .blocking(move |s| {
+                let pkcs8 = key.to_pem(keygen::KeyEncoding::Pkcs8)?;
+                let record = encode_pending(&ns, &request, &pkcs8)
+                    .map_err(|e| DriverError::Mount(format!("encoding pending record: {e}")))?;
+                s.write_private(&id, PENDING_FILE, &record)?;
+                Ok((key, pkcs8))
+            })
+            .await?;
 
         let req = convert::new_request(volume_id, spec, namespace, &name, csr);
         match self.issuer.submit(req, token).await {
             Ok(_) => Ok((key, name, pkcs8)),
             Err(e) => {
                 if !e.is_retryable() {
-                    self.store.remove_private(volume_id, PENDING_FILE)?;
+                    self.remove_pending(volume_id).await?;
                 }
                 Err(e.into())
             }
@@ -295,7 +354,7 @@ impl Pipeline<'_> {
 
     /// With `reuse-private-key`, the key currently in the volume, if it still
     /// matches the spec (a changed spec gets a new key, and says so).
-    fn reused_key(
+    async fn reused_key(
         &self,
         volume_id: &str,
         spec: &CertificateSpec,
@@ -304,34 +363,37 @@ impl Pipeline<'_> {
         if !spec.reuse_private_key {
             return Ok(None);
         }
-        let current = match self
-            .store
-            .read_current_file(volume_id, &spec.files.private_key)
-        {
-            Ok(Some(bytes)) => bytes,
-            Ok(None) | Err(StoreError::VolumeNotFound { .. }) => return Ok(None),
-            Err(e) => return Err(e.into()),
-        };
-        let Ok(pem) = std::str::from_utf8(&current) else {
-            tracing::warn!(
-                volume = volume_id,
-                pod = spec.pod.name.as_deref().unwrap_or(""),
-                namespace = spec.pod.namespace.as_deref().unwrap_or(""),
-                "current key file is not PEM; generating a new key"
-            );
-            return Ok(None);
-        };
-        match PrivateKey::from_pem(pem, &key_spec) {
-            Ok(k) => Ok(Some(k)),
-            Err(e) => {
-                tracing::info!(
-                    volume = volume_id,
-                    reason = %e,
-                    "not reusing the current key; generating a new one"
+        let (id, file) = (volume_id.to_owned(), spec.files.private_key.clone());
+        let pod = spec.pod.name.clone().unwrap_or_default();
+        let namespace = spec.pod.namespace.clone().unwrap_or_default();
+        self.blocking(move |s| {
+            let current = match s.read_current_file(&id, &file) {
+                Ok(Some(bytes)) => bytes,
+                Ok(None) | Err(StoreError::VolumeNotFound { .. }) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            };
+            let Ok(pem) = std::str::from_utf8(&current) else {
+                tracing::warn!(
+                    volume = id,
+                    pod,
+                    namespace,
+                    "current key file is not PEM; generating a new key"
                 );
-                Ok(None)
+                return Ok(None);
+            };
+            match PrivateKey::from_pem(pem, &key_spec) {
+                Ok(k) => Ok(Some(k)),
+                Err(e) => {
+                    tracing::info!(
+                        volume = id,
+                        reason = %e,
+                        "not reusing the current key; generating a new one"
+                    );
+                    Ok(None)
+                }
             }
-        }
+        })
+        .await
     }
 }
 

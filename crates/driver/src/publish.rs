@@ -21,16 +21,20 @@ use crate::node::{PublishRequest, UnpublishRequest};
 use crate::pipeline;
 
 impl Driver {
+    /// One issuance with metrics, an Event and a log line, made under the
+    /// volume's lock (`guard`).
     pub(crate) async fn issue_logged(
         &self,
         volume_id: &str,
         why: &str,
+        guard: &VolumeGuard,
     ) -> Result<pipeline::Issued, DriverError> {
         let started = Instant::now();
         let result = match self.pipeline() {
             Ok(mut p) => match self.pod_ips_for(volume_id).await {
                 Ok(ips) => {
                     p.pod_ips = ips;
+                    p.guard = Some(guard.clone());
                     p.issue(volume_id).await
                 }
                 Err(e) => Err(e),
@@ -124,7 +128,7 @@ impl Driver {
         reason: IssueReason,
     ) -> Result<Lifetime, IssueFailure> {
         // Wait behind a publish or unpublish of the same volume.
-        let Some(_guard) = self
+        let Some(guard) = self
             .locks
             .lock(volume_id, self.config.issuance_timeout)
             .await
@@ -150,7 +154,7 @@ impl Driver {
             Err(e) => return Err(IssueFailure::new(e.to_string())),
         }
         let why = reason.to_string();
-        self.issue_logged(volume_id, &why)
+        self.issue_logged(volume_id, &why, &guard)
             .await
             .map(|i| pipeline::lifetime_of(&i.summary, i.renew_before))
             .map_err(|e| IssueFailure::new(e.to_string()))
@@ -216,7 +220,7 @@ impl Driver {
                     .manage_pending(volume_id, spec.disable_auto_renew);
             } else {
                 let _permit = self.renewer().acquire_first_issuance().await;
-                let issued = self.issue_logged(volume_id, "first").await?;
+                let issued = self.issue_logged(volume_id, "first", &guard).await?;
                 self.renewer().manage(
                     volume_id,
                     pipeline::lifetime_of(&issued.summary, issued.renew_before),

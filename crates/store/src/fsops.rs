@@ -21,9 +21,28 @@ pub(crate) fn mode(bits: u32) -> Mode {
     Mode::from_raw_mode(bits)
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Opens made through [`openat`] on this thread, so tests can check that
+    /// a walk opens each directory once, not once per name below it.
+    pub(crate) static OPENS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// `openat(2)`; every open below the data root goes through here.
+pub(crate) fn openat(
+    dir: BorrowedFd<'_>,
+    name: impl rustix::path::Arg,
+    flags: OFlags,
+    bits: Mode,
+) -> rustix::io::Result<OwnedFd> {
+    #[cfg(test)]
+    OPENS.with(|n| n.set(n.get() + 1));
+    rustix::fs::openat(dir, name, flags, bits)
+}
+
 /// Opens the directory `name` inside `dir`, refusing symlinks.
 pub(crate) fn open_dir_at(dir: BorrowedFd<'_>, name: &str) -> io::Result<OwnedFd> {
-    Ok(rustix::fs::openat(
+    Ok(openat(
         dir,
         name,
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
@@ -50,7 +69,7 @@ pub(crate) fn read_file_at(
     dir: BorrowedFd<'_>,
     name: &str,
 ) -> io::Result<Option<Zeroizing<Vec<u8>>>> {
-    let fd = match rustix::fs::openat(
+    let fd = match openat(
         dir,
         name,
         OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
@@ -97,7 +116,7 @@ pub(crate) fn write_file_atomic(
     file_mode: u32,
 ) -> io::Result<()> {
     let tmp = format!(".{name}.tmp");
-    let fd = rustix::fs::openat(
+    let fd = openat(
         dir,
         tmp.as_str(),
         OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC,
@@ -148,7 +167,7 @@ pub(crate) fn remove_tree_at(parent: BorrowedFd<'_>, name: &OsString, dev: u64) 
             "is another mount; the store does not remove anything across mounts",
         ));
     }
-    let fd = rustix::fs::openat(
+    let fd = openat(
         parent,
         name.as_os_str(),
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,

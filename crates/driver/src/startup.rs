@@ -1,0 +1,106 @@
+//! Start-up steps of [`Driver::start`](crate::driver::Driver::start) that
+//! need no driver yet: opening the node store (and refusing keys on a disk)
+//! and connecting to Kubernetes with the watch primed from the stored
+//! volumes.
+
+use std::sync::{Arc, OnceLock};
+
+use cmcsi_issuer_client::IssuerClient;
+use cmcsi_store::Store;
+
+use crate::config::Config;
+use crate::driver::Kube;
+
+/// Opens the data root; with `--mount-tmpfs`, refuses one that is already a
+/// mount point of another file system.
+pub(crate) fn open_store(config: &Config) -> Result<Store, crate::RunError> {
+    let store = Store::open(
+        &config.data_root,
+        cmcsi_store::StoreOptions {
+            mount_tmpfs: config.mount_tmpfs,
+            tmpfs_size: Some(config.tmpfs_size),
+        },
+    )?;
+    if config.mount_tmpfs && !store.is_tmpfs() {
+        // Something other than a tmpfs is already mounted there: with
+        // --mount-tmpfs the keys must never reach a disk, so refuse.
+        return Err(crate::RunError::Config(format!(
+            "{} is already a mount point but not a tmpfs, so private keys would be \
+             written to disk; unmount it, or pass --mount-tmpfs=false to accept keys on \
+             that file system",
+            config.data_root.join(cmcsi_store::INMEMFS_DIR).display()
+        )));
+    }
+    Ok(store)
+}
+
+/// The Kubernetes side, or why there is none (the driver then serves the
+/// volumes it has but issues nothing). The watch keeps only the requests
+/// of the volumes in the store (and of those published later).
+pub(crate) async fn connect(
+    config: &Config,
+    store: &Arc<Store>,
+    client_metrics: &crate::metrics::ClientMetrics,
+) -> Result<Kube, String> {
+    let connection = cmcsi_issuer_client::client_from_config_with(
+        config.kubeconfig.clone(),
+        &config.connection,
+        config.kube_api_qps,
+        config.kube_api_burst,
+    )
+    .await
+    .and_then(|c| c.with_observer(Arc::new(client_metrics.clone())));
+    match connection {
+        Ok(connection) => {
+            let store = Arc::clone(store);
+            let volumes = tokio::task::spawn_blocking(move || stored_volumes(&store))
+                .await
+                .unwrap_or_default();
+            let options = cmcsi_issuer_client::IssuerOptions::default()
+                .max_watched_requests(config.max_watched_requests)
+                .managed_volumes(volumes);
+            let kube = Kube {
+                recorder: cmcsi_issuer_client::EventRecorder::new(
+                    &connection,
+                    &config.driver_name,
+                    &config.node_id,
+                ),
+                issuer: IssuerClient::with_options(connection, &config.node_id, options),
+                pods: OnceLock::new(),
+            };
+            if !config.pod_readiness_gates.is_empty() {
+                // Gates apply to every volume: watch the node's Pods from the start.
+                let _ = kube.pods.set(cmcsi_issuer_client::PodWatch::start(
+                    kube.issuer.client().clone(),
+                    &config.node_id,
+                    crate::gates::annotation_keys(&config.pod_readiness_gates),
+                ));
+            }
+            Ok(kube)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "no Kubernetes API configuration; serving existing volumes only");
+            Err(e.to_string())
+        }
+    }
+}
+
+/// The volumes in the store, as the watch needs them: id, the Pod's
+/// namespace and uid from the stored context. Unreadable volumes are left
+/// to recovery, which reports them. Blocking (store IO).
+fn stored_volumes(store: &Store) -> Vec<cmcsi_issuer_client::ManagedVolume> {
+    use cmcsi_attrs::keys;
+    let Ok(ids) = store.volume_ids() else {
+        return Vec::new();
+    };
+    ids.iter()
+        .filter_map(|id| {
+            let meta = store.read_metadata(id).ok()?;
+            Some(cmcsi_issuer_client::ManagedVolume {
+                volume_id: id.clone(),
+                namespace: meta.volume_context.get(keys::POD_NAMESPACE)?.clone(),
+                pod_uid: meta.volume_context.get(keys::POD_UID).cloned(),
+            })
+        })
+        .collect()
+}
