@@ -7,6 +7,22 @@ use std::time::Duration;
 
 use clap::{ArgAction, Parser, ValueEnum};
 
+mod connection;
+mod events;
+mod gates;
+mod limits;
+mod parse;
+
+pub use connection::ConnectionFlags;
+pub use events::EventFlags;
+pub use gates::GateFlags;
+pub use limits::{DEFAULT_MAX_VOLUME_CONTEXT_BYTES, LimitFlags, RequestLimits};
+pub use parse::{
+    BindAddress, parse_bind_address, parse_duration_flag, parse_endpoint, parse_interval_flag,
+    parse_size_flag,
+};
+use parse::{parse_min_issuance_interval, parse_node_id, parse_renewal_rate};
+
 /// The default CSI driver name, as registered by the `CSIDriver` object.
 pub const DEFAULT_DRIVER_NAME: &str = "csi.cert-manager.io";
 
@@ -109,37 +125,6 @@ impl std::fmt::Display for Endpoint {
     }
 }
 
-/// What one publish may ask of the node. Each limit exceeded is an
-/// `INVALID_ARGUMENT` that names its flag.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestLimits {
-    /// Most bytes of the volume context, keys and values together.
-    pub max_volume_context_bytes: usize,
-    /// Most SANs of all kinds together.
-    pub max_sans: usize,
-    /// Most `/`-separated components in one file name.
-    pub max_file_name_depth: usize,
-    /// Most bytes in one file name.
-    pub max_file_name_bytes: usize,
-    /// Most RSA keys above 4096 bits generated at once.
-    pub max_concurrent_large_rsa: usize,
-}
-
-impl Default for RequestLimits {
-    fn default() -> Self {
-        RequestLimits {
-            max_volume_context_bytes: DEFAULT_MAX_VOLUME_CONTEXT_BYTES,
-            max_sans: cmcsi_attrs::limits::MAX_SANS_TOTAL,
-            max_file_name_depth: cmcsi_attrs::limits::DEFAULT_MAX_FILE_PATH_DEPTH,
-            max_file_name_bytes: cmcsi_attrs::limits::DEFAULT_MAX_FILE_PATH_BYTES,
-            max_concurrent_large_rsa: 1,
-        }
-    }
-}
-
-/// Default of `--max-volume-context-bytes` (256 KiB).
-pub const DEFAULT_MAX_VOLUME_CONTEXT_BYTES: usize = 256 * 1024;
-
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -203,118 +188,6 @@ impl std::str::FromStr for LogLevel {
             }
         })
     }
-}
-
-/// Parses `--endpoint`: `unix:///abs/path`, `unix://relative/path` (as the Go
-/// chart passes it, resolved against the working directory, like csi-lib
-/// does), a plain path, or `tcp://host:port`.
-pub fn parse_endpoint(s: &str) -> Result<Endpoint, String> {
-    if let Some(addr) = s.strip_prefix("tcp://") {
-        let addr = addr.trim_end_matches('/');
-        let ok = addr
-            .rsplit_once(':')
-            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
-        if !ok {
-            return Err(format!(
-                "endpoint `{s}` is not tcp://host:port: use e.g. tcp://127.0.0.1:10000"
-            ));
-        }
-        return Ok(Endpoint::Tcp(addr.to_string()));
-    }
-    let path = if let Some(rest) = s.strip_prefix("unix://") {
-        rest
-    } else if s.contains("://") {
-        return Err(format!(
-            "unsupported endpoint `{s}`: use unix:///csi/csi.sock, a plain path, \
-             or tcp://host:port"
-        ));
-    } else {
-        s
-    };
-    if path.is_empty() {
-        return Err(format!(
-            "endpoint `{s}` names no socket path: use e.g. unix:///csi/csi.sock"
-        ));
-    }
-    if path.contains('\0') {
-        return Err("endpoint contains a NUL byte".to_string());
-    }
-    Ok(Endpoint::Unix(PathBuf::from(path)))
-}
-
-/// An optional listen address (`--metrics-bind-address`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BindAddress(pub Option<SocketAddr>);
-
-/// Parses `--metrics-bind-address`: `0` (off), `:9402` (all interfaces,
-/// IPv6 and IPv4: `[::]:9402`, falling back to `0.0.0.0` where the node has
-/// no IPv6), `host:port` with an IPv4 address, `[ipv6]:port`, or a host name
-/// (resolved once, at start).
-pub fn parse_bind_address(s: &str) -> Result<BindAddress, String> {
-    parse_socket_address(s).map(BindAddress)
-}
-
-fn parse_socket_address(s: &str) -> Result<Option<SocketAddr>, String> {
-    use std::net::ToSocketAddrs;
-    let s = s.trim();
-    if s.is_empty() || s == "0" {
-        return Ok(None);
-    }
-    let hint = "use 0 to disable, :9402, [::]:9402, or host:port such as 127.0.0.1:9402";
-    if let Some(port) = s.strip_prefix(':') {
-        let port: u16 = port
-            .parse()
-            .map_err(|_| format!("invalid address `{s}`: `{port}` is not a port; {hint}"))?;
-        return Ok(Some(SocketAddr::from((
-            std::net::Ipv6Addr::UNSPECIFIED,
-            port,
-        ))));
-    }
-    if let Ok(addr) = s.parse::<SocketAddr>() {
-        return Ok(Some(addr));
-    }
-    match s.rsplit_once(':') {
-        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => s
-            .to_socket_addrs()
-            .map_err(|e| format!("invalid address `{s}`: cannot resolve `{host}`: {e}; {hint}"))?
-            .next()
-            .map(Some)
-            .ok_or_else(|| format!("invalid address `{s}`: `{host}` has no address; {hint}")),
-        _ => Err(format!("invalid address `{s}`: {hint}")),
-    }
-}
-
-/// Parses a duration in Go's syntax (`60s`, `1m30s`, `2h`), as the Go
-/// driver's flags do.
-pub fn parse_duration_flag(s: &str) -> Result<Duration, String> {
-    let d = cmcsi_attrs::parse_go_duration(s).map_err(|e| e.to_string())?;
-    if d.is_zero() {
-        return Err(format!("`{s}` must be longer than zero"));
-    }
-    Ok(d)
-}
-
-/// A Go duration flag where `0` means "off".
-pub fn parse_interval_flag(s: &str) -> Result<Duration, String> {
-    if s.trim() == "0" {
-        return Ok(Duration::ZERO);
-    }
-    cmcsi_attrs::parse_go_duration(s).map_err(|e| e.to_string())
-}
-
-/// A Go duration flag that may be `0` (`--gate-backoff-cap`).
-fn parse_any_duration(s: &str) -> Result<Duration, String> {
-    parse_interval_flag(s)
-}
-
-fn parse_node_id(s: &str) -> Result<String, String> {
-    let s = s.trim();
-    if s.is_empty() {
-        return Err("the node id must not be empty: pass the node's name \
-                    (in a DaemonSet: the spec.nodeName field reference)"
-            .to_string());
-    }
-    Ok(s.to_string())
 }
 
 /// Command-line flags of `cert-manager-csi-driver`.
@@ -428,42 +301,13 @@ pub struct Cli {
     #[arg(long, default_value = "5m", value_parser = parse_interval_flag)]
     pub abandoned_volume_sweep_interval: Duration,
 
-    /// Record Kubernetes Events (events.k8s.io/v1) on the Pod when its
-    /// certificate cannot be issued or renewed, is overdue or expired, and
-    /// when it is renewed again after failures.
-    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value_t = true, default_missing_value = "true")]
-    pub events: bool,
+    /// `--events`, `--event-interval`, `--event-queue-size`.
+    #[command(flatten)]
+    pub events: EventFlags,
 
-    /// At most one Event per volume and reason in this interval, however often
-    /// issuance is retried; repeats are counted in the next one (Go duration).
-    #[arg(long, default_value = "5m", value_parser = parse_duration_flag)]
-    pub event_interval: Duration,
-
-    /// Events waiting to be sent to the API; when full, new ones are dropped
-    /// (issuance never waits for an Event).
-    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    pub event_queue_size: u32,
-    /// Most bytes of one volume's attributes (keys and values together, the
-    /// kubelet's included); a larger publish is refused before anything is stored
-    /// (at most 512 KiB, so the stored metadata stays readable).
-    #[arg(long, default_value_t = DEFAULT_MAX_VOLUME_CONTEXT_BYTES as u32, value_parser = clap::value_parser!(u32).range(4096..=512 * 1024))]
-    pub max_volume_context_bytes: u32,
-
-    /// Most SANs (dns-names, ip-sans and uri-sans together) in one volume (at most 256).
-    #[arg(long, default_value_t = cmcsi_attrs::limits::MAX_SANS_TOTAL as u32, value_parser = clap::value_parser!(u32).range(1..=256))]
-    pub max_sans: u32,
-
-    /// Most `/`-separated components in one file-name attribute (certs/tls.crt has 2).
-    #[arg(long, default_value_t = cmcsi_attrs::limits::DEFAULT_MAX_FILE_PATH_DEPTH as u32, value_parser = clap::value_parser!(u32).range(1..=64))]
-    pub max_file_name_depth: u32,
-
-    /// Most bytes in one file-name attribute.
-    #[arg(long, default_value_t = cmcsi_attrs::limits::DEFAULT_MAX_FILE_PATH_BYTES as u32, value_parser = clap::value_parser!(u32).range(16..=4096))]
-    pub max_file_name_bytes: u32,
-
-    /// Most RSA keys above 4096 bits (key-size 8192) generated at once; more wait.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
-    pub max_concurrent_large_rsa: u32,
+    /// `--max-volume-context-bytes` and the other limits of one publish.
+    #[command(flatten)]
+    pub limits: LimitFlags,
 
     /// Unusable volume directories set aside at start (`inmemfs/.quarantine`) are
     /// removed, keys included, by the sweep once they are older than this (Go duration).
@@ -475,30 +319,9 @@ pub struct Cli {
     #[arg(long, default_value = "32Mi", value_parser = parse_size_flag)]
     pub tmpfs_size: u64,
     // ---- Go driver compatibility: readiness gates, Go defaults, kubectl's connection flags ----
-    /// A condition the Pod must meet before its volume is issued (repeatable; all
-    /// must hold): pod-ip:any|ipv4|ipv6, pod-condition:Type[=True|False|Unknown]
-    /// (default True), pod-annotation:key (non-empty value). Needs
-    /// --continue-on-not-ready=true: the volume is mounted empty and filled once
-    /// the gates hold. Starts a watch of this node's Pods.
-    #[arg(long = "pod-readiness-gate", value_parser = crate::gates::parse_gate)]
-    pub pod_readiness_gates: Vec<crate::gates::Gate>,
-
-    /// First delay between checks of a volume's gates (Go duration, > 0; default 1s).
-    /// Setting any --gate-backoff-* flag sets all four (the others keep their defaults).
-    #[arg(long, value_parser = parse_any_duration)]
-    pub gate_backoff_duration: Option<Duration>,
-
-    /// Each delay between gate checks is the previous times this (>= 1; default 2).
-    #[arg(long)]
-    pub gate_backoff_factor: Option<f64>,
-
-    /// Up to this fraction of a gate delay is added at random (0 to 1; default 0.5).
-    #[arg(long)]
-    pub gate_backoff_jitter: Option<f64>,
-
-    /// Gate delays stop growing here (Go duration; 0 = no cap, else >= the duration; default 10s).
-    #[arg(long, value_parser = parse_any_duration)]
-    pub gate_backoff_cap: Option<Duration>,
+    /// `--pod-readiness-gate` and `--gate-backoff-*`.
+    #[command(flatten)]
+    pub gates: GateFlags,
 
     /// New volumes that do not name their files or lifetime get the Go driver's
     /// defaults: tls.crt, tls.key, ca.crt, 2160h, LegacyRC2 PKCS#12 (and its
@@ -506,62 +329,9 @@ pub struct Cli {
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value_t = false, default_missing_value = "true")]
     pub go_defaults: bool,
 
-    /// kubectl: the kubeconfig context to use.
-    #[arg(long)]
-    pub context: Option<String>,
-
-    /// kubectl: the kubeconfig cluster to use.
-    #[arg(long)]
-    pub cluster: Option<String>,
-
-    /// kubectl: the kubeconfig user to use.
-    #[arg(long)]
-    pub user: Option<String>,
-
-    /// kubectl: the API server's address (overrides the kubeconfig's or in-cluster one).
-    #[arg(long, short = 's')]
-    pub server: Option<String>,
-
-    /// kubectl: a bearer token for the API server (never logged; prefer a kubeconfig).
-    #[arg(long, value_parser = parse_secret)]
-    pub token: Option<cmcsi_issuer_client::SecretString>,
-
-    /// kubectl: a PEM file of CA certificates for the API server.
-    #[arg(long)]
-    pub certificate_authority: Option<PathBuf>,
-
-    /// kubectl: a PEM client certificate file.
-    #[arg(long)]
-    pub client_certificate: Option<PathBuf>,
-
-    /// kubectl: the client certificate's PEM key file.
-    #[arg(long)]
-    pub client_key: Option<PathBuf>,
-
-    /// kubectl: do not check the API server's certificate (insecure).
-    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value_t = false, default_missing_value = "true")]
-    pub insecure_skip_tls_verify: bool,
-
-    /// kubectl: the name to check the API server's certificate for.
-    #[arg(long)]
-    pub tls_server_name: Option<String>,
-
-    /// kubectl: the user to impersonate.
-    #[arg(long = "as")]
-    pub as_user: Option<String>,
-
-    /// kubectl: a group to impersonate (repeatable).
-    #[arg(long = "as-group")]
-    pub as_group: Vec<String>,
-
-    /// kubectl: the uid to impersonate.
-    #[arg(long = "as-uid")]
-    pub as_uid: Option<String>,
-
-    /// kubectl: the timeout of each API request (Go duration, or a number of
-    /// seconds; 0 = none, the default). Watches are renewed by the driver itself.
-    #[arg(long, default_value = "0", value_parser = parse_request_timeout)]
-    pub request_timeout: Duration,
+    /// kubectl's connection flags (`--context`, `--server`, `--token`, ...).
+    #[command(flatten)]
+    pub connection: ConnectionFlags,
     /// Most CertificateRequests the node-wide watch holds; further ones are
     /// ignored (counted in certmanager_csi_watch_ignored_requests, logged once).
     #[arg(long, default_value_t = cmcsi_issuer_client::DEFAULT_MAX_WATCHED_REQUESTS,
@@ -585,65 +355,6 @@ pub struct Cli {
     #[arg(long, default_value_t = crate::metrics::DEFAULT_MAX_ISSUER_LABEL_VALUES,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000))]
     pub max_issuer_label_values: usize,
-}
-
-fn parse_min_issuance_interval(s: &str) -> Result<Duration, String> {
-    let d = parse_duration_flag(s)?;
-    if d < Duration::from_secs(1) {
-        return Err(format!(
-            "--min-issuance-interval must be at least 1s (got {s}): a shorter floor lets one \
-             volume create requests in a tight loop"
-        ));
-    }
-    Ok(d)
-}
-
-fn parse_renewal_rate(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(r) if r.is_finite() && (0.01..=10_000.0).contains(&r) => Ok(r),
-        _ => Err(format!(
-            "--max-renewals-per-second must be a number from 0.01 to 10000 (got {s})"
-        )),
-    }
-}
-
-/// Parses a size: bytes, or a number with `Ki`, `Mi` or `Gi` (Kubernetes'
-/// binary suffixes), at least 1 MiB.
-pub fn parse_size_flag(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let (num, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => t.split_at(i),
-        None => (t, ""),
-    };
-    let mult: u64 = match unit {
-        "" => 1,
-        "Ki" => 1 << 10,
-        "Mi" => 1 << 20,
-        "Gi" => 1 << 30,
-        _ => {
-            return Err(format!(
-                "`{s}`: use bytes or a number with Ki, Mi or Gi, e.g. 32Mi"
-            ));
-        }
-    };
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("`{s}`: use bytes or a number with Ki, Mi or Gi, e.g. 32Mi"))?;
-    let bytes = n
-        .checked_mul(mult)
-        .ok_or_else(|| format!("`{s}` is too large"))?;
-    if bytes < 1 << 20 {
-        return Err(format!("`{s}` is below the smallest tmpfs size of 1Mi"));
-    }
-    Ok(bytes)
-}
-
-/// `--request-timeout`: kubectl takes `30s`, `1m` or a bare number of seconds.
-fn parse_request_timeout(s: &str) -> Result<Duration, String> {
-    if let Ok(n) = s.trim().parse::<u64>() {
-        return Ok(Duration::from_secs(n));
-    }
-    parse_interval_flag(s)
 }
 
 /// Why the flags cannot be used together.
@@ -676,31 +387,7 @@ impl Cli {
     }
 
     fn build(self) -> Config {
-        let defaults = crate::gates::GateBackoff::default();
-        let gate_backoff = crate::gates::GateBackoff {
-            duration: self.gate_backoff_duration.unwrap_or(defaults.duration),
-            factor: self.gate_backoff_factor.unwrap_or(defaults.factor),
-            jitter: self.gate_backoff_jitter.unwrap_or(defaults.jitter),
-            cap: self.gate_backoff_cap.unwrap_or(defaults.cap),
-        };
-        let connection = {
-            let mut c = cmcsi_issuer_client::ConnectionOverrides::default();
-            c.context = self.context;
-            c.cluster = self.cluster;
-            c.user = self.user;
-            c.server = self.server;
-            c.token = self.token;
-            c.certificate_authority = self.certificate_authority;
-            c.client_certificate = self.client_certificate;
-            c.client_key = self.client_key;
-            c.insecure_skip_tls_verify = self.insecure_skip_tls_verify;
-            c.tls_server_name = self.tls_server_name;
-            c.impersonate = self.as_user;
-            c.impersonate_groups = self.as_group;
-            c.impersonate_uid = self.as_uid;
-            c.request_timeout = (!self.request_timeout.is_zero()).then_some(self.request_timeout);
-            c
-        };
+        let gate_backoff = self.gates.backoff();
         Config {
             node_id: self.node_id,
             endpoint: self.endpoint,
@@ -723,24 +410,14 @@ impl Cli {
             renewal_backoff_initial: self.renewal_backoff_initial,
             renewal_backoff_max: self.renewal_backoff_max.max(self.renewal_backoff_initial),
             abandoned_sweep_interval: self.abandoned_volume_sweep_interval,
-            events: crate::events::EventsConfig {
-                enabled: self.events,
-                interval: self.event_interval,
-                queue_size: self.event_queue_size as usize,
-            },
-            request_limits: RequestLimits {
-                max_volume_context_bytes: self.max_volume_context_bytes as usize,
-                max_sans: self.max_sans as usize,
-                max_file_name_depth: self.max_file_name_depth as usize,
-                max_file_name_bytes: self.max_file_name_bytes as usize,
-                max_concurrent_large_rsa: self.max_concurrent_large_rsa as usize,
-            },
+            events: self.events.into_config(),
+            request_limits: self.limits.into_limits(),
             quarantine_grace: self.quarantine_grace,
             tmpfs_size: self.tmpfs_size,
-            pod_readiness_gates: self.pod_readiness_gates,
+            pod_readiness_gates: self.gates.pod_readiness_gates,
             gate_backoff,
             go_defaults: self.go_defaults,
-            connection,
+            connection: self.connection.into_overrides(),
             max_watched_requests: self.max_watched_requests,
             min_issuance_interval: self.min_issuance_interval,
             max_renewals_per_second: self.max_renewals_per_second,
@@ -749,324 +426,5 @@ impl Cli {
     }
 }
 
-/// `--token`: kept as a secret from the start, so no `Debug` shows it.
-fn parse_secret(s: &str) -> Result<cmcsi_issuer_client::SecretString, String> {
-    Ok(cmcsi_issuer_client::SecretString::from(s.to_owned()))
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn endpoints() {
-        let unix = |p: &str| Endpoint::Unix(PathBuf::from(p));
-        assert_eq!(
-            parse_endpoint("unix:///csi/csi.sock").unwrap(),
-            unix("/csi/csi.sock")
-        );
-        assert_eq!(
-            parse_endpoint("unix://plugin/csi.sock").unwrap(),
-            unix("plugin/csi.sock")
-        );
-        assert_eq!(
-            parse_endpoint("/run/csi.sock").unwrap(),
-            unix("/run/csi.sock")
-        );
-        assert_eq!(
-            parse_endpoint("tcp://127.0.0.1:10000").unwrap(),
-            Endpoint::Tcp("127.0.0.1:10000".into())
-        );
-        assert_eq!(
-            parse_endpoint("tcp://[::1]:10000").unwrap(),
-            Endpoint::Tcp("[::1]:10000".into())
-        );
-        assert!(
-            parse_endpoint("tcp://nowhere")
-                .unwrap_err()
-                .contains("host:port")
-        );
-        assert!(
-            parse_endpoint("http://x")
-                .unwrap_err()
-                .contains("tcp://host:port")
-        );
-        assert!(parse_endpoint("unix://").is_err());
-    }
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size_flag("32Mi").unwrap(), 32 << 20);
-        assert_eq!(parse_size_flag("2097152").unwrap(), 2 << 20);
-        assert_eq!(parse_size_flag("1Gi").unwrap(), 1 << 30);
-        assert!(parse_size_flag("10").unwrap_err().contains("1Mi"));
-        assert!(
-            parse_size_flag("32MB")
-                .unwrap_err()
-                .contains("Ki, Mi or Gi")
-        );
-    }
-
-    #[test]
-    fn log_levels() {
-        assert_eq!("1".parse::<LogLevel>().unwrap(), LogLevel::Info);
-        assert_eq!("DEBUG".parse::<LogLevel>().unwrap(), LogLevel::Debug);
-        assert_eq!("5".parse::<LogLevel>().unwrap(), LogLevel::Trace);
-        assert_eq!("4".parse::<LogLevel>().unwrap(), LogLevel::Debug);
-        assert_eq!("10".parse::<LogLevel>().unwrap(), LogLevel::Trace);
-        assert_eq!("-1".parse::<LogLevel>().unwrap(), LogLevel::Info);
-        assert_eq!("0".parse::<LogLevel>().unwrap(), LogLevel::Info);
-        assert!("loud".parse::<LogLevel>().is_err());
-    }
-
-    #[test]
-    fn flags_parse_with_defaults() {
-        let cli = Cli::try_parse_from([
-            "cert-manager-csi-driver",
-            "--node-id",
-            "node-a",
-            "--endpoint",
-            "unix:///tmp/x.sock",
-        ])
-        .unwrap();
-        let c = cli.into_config();
-        assert_eq!(c.driver_name, DEFAULT_DRIVER_NAME);
-        assert_eq!(c.data_root, PathBuf::from("/csi-data-dir"));
-        assert_eq!(c.log_format, LogFormat::Text);
-    }
-
-    #[test]
-    fn bind_addresses() {
-        assert_eq!(parse_socket_address("0").unwrap(), None);
-        assert_eq!(
-            parse_socket_address(":9402").unwrap(),
-            Some("[::]:9402".parse().unwrap())
-        );
-        assert_eq!(
-            parse_socket_address("[::]:9402").unwrap(),
-            Some("[::]:9402".parse().unwrap())
-        );
-        assert_eq!(
-            parse_socket_address("localhost:9402")
-                .unwrap()
-                .unwrap()
-                .port(),
-            9402
-        );
-        assert!(parse_socket_address(":x").unwrap_err().contains("port"));
-        assert_eq!(
-            parse_bind_address("127.0.0.1:1").unwrap(),
-            BindAddress(Some("127.0.0.1:1".parse().unwrap()))
-        );
-        assert!(
-            parse_socket_address("nowhere")
-                .unwrap_err()
-                .contains(":9402")
-        );
-    }
-
-    #[test]
-    fn boolean_flags_take_go_forms() {
-        let base = ["x", "--node-id", "n", "--endpoint", "/s"];
-        let c = Cli::try_parse_from(base).unwrap().into_config();
-        assert!(!c.use_token_request && c.mount_tmpfs && !c.continue_on_not_ready);
-        assert_eq!(c.issuance_timeout, Duration::from_secs(60));
-        assert_eq!(c.renewal_backoff_initial, Duration::from_secs(30));
-        assert_eq!(c.renewal_backoff_max, Duration::from_secs(300));
-        assert_eq!(c.abandoned_sweep_interval, Duration::from_secs(300));
-        let mut args = base.to_vec();
-        args.extend([
-            "--use-token-request",
-            "--mount-tmpfs=false",
-            "--continue-on-not-ready=true",
-            "--abandoned-volume-sweep-interval=0",
-        ]);
-        let c = Cli::try_parse_from(args).unwrap().into_config();
-        assert!(c.use_token_request && !c.mount_tmpfs && c.continue_on_not_ready);
-        assert_eq!(c.abandoned_sweep_interval, Duration::ZERO);
-        let mut args = base.to_vec();
-        args.push("--abandoned-volume-sweep-interval=soon");
-        let err = Cli::try_parse_from(args).unwrap_err().to_string();
-        assert!(err.contains("abandoned-volume-sweep-interval"), "{err}");
-    }
-
-    #[test]
-    fn event_flags() {
-        let base = ["x", "--node-id", "n", "--endpoint", "/s"];
-        let c = Cli::try_parse_from(base).unwrap().into_config();
-        assert_eq!(c.events, crate::events::EventsConfig::default());
-        let mut args = base.to_vec();
-        args.extend([
-            "--events=false",
-            "--event-interval=1m",
-            "--event-queue-size=8",
-        ]);
-        let c = Cli::try_parse_from(args).unwrap().into_config();
-        assert!(!c.events.enabled);
-        assert_eq!(c.events.interval, Duration::from_secs(60));
-        assert_eq!(c.events.queue_size, 8);
-    }
-
-    #[test]
-    fn missing_node_id_is_an_error() {
-        let err = Cli::try_parse_from(["x", "--endpoint", "/tmp/x.sock"]).unwrap_err();
-        assert!(err.to_string().contains("--node-id"), "{err}");
-    }
-
-    /// The container args the Go chart (v0.16) renders with every option set.
-    pub(crate) const GO_CHART_ARGS: &[&str] = &[
-        "cert-manager-csi-driver",
-        "--log-level=5",
-        "--driver-name=csi.cert-manager.io",
-        "--node-id=node-a",
-        "--endpoint=unix://plugin/csi.sock",
-        "--data-root=csi-data-dir",
-        "--use-token-request=false",
-        "--continue-on-not-ready=true",
-        "--kube-api-qps=20",
-        "--kube-api-burst=40",
-        "--pod-readiness-gate=pod-ip:any",
-        "--pod-readiness-gate=pod-condition:Ready",
-        "--gate-backoff-duration=2s",
-        "--gate-backoff-factor=1.5",
-        "--gate-backoff-jitter=0.1",
-        "--gate-backoff-cap=20s",
-        "--metrics-bind-address=:9402",
-    ];
-
-    #[test]
-    fn the_go_charts_args_parse_with_their_meaning() {
-        let c = Cli::try_parse_from(GO_CHART_ARGS)
-            .unwrap()
-            .try_into_config()
-            .unwrap();
-        assert_eq!(c.log_level, LogLevel::Trace);
-        assert_eq!(c.pod_readiness_gates.len(), 2);
-        assert_eq!(c.gate_backoff.duration, Duration::from_secs(2));
-        assert_eq!(c.gate_backoff.factor, 1.5);
-        assert_eq!(c.gate_backoff.jitter, 0.1);
-        assert_eq!(c.gate_backoff.cap, Duration::from_secs(20));
-        assert_eq!(c.kube_api_qps, 20.0);
-        assert_eq!(c.metrics_bind_address, Some("[::]:9402".parse().unwrap()));
-        assert!(c.continue_on_not_ready && !c.go_defaults);
-    }
-
-    #[test]
-    fn gates_need_continue_on_not_ready_and_a_valid_backoff() {
-        let base = ["x", "--node-id", "n", "--endpoint", "/s"];
-        let mut args = base.to_vec();
-        args.push("--pod-readiness-gate=pod-ip:any");
-        let err = Cli::try_parse_from(&args)
-            .unwrap()
-            .try_into_config()
-            .unwrap_err();
-        assert!(
-            err.to_string().contains("--continue-on-not-ready=true"),
-            "{err}"
-        );
-        args.push("--continue-on-not-ready");
-        args.push("--gate-backoff-cap=500ms");
-        let err = Cli::try_parse_from(&args)
-            .unwrap()
-            .try_into_config()
-            .unwrap_err();
-        assert!(err.to_string().contains("--gate-backoff-cap"), "{err}");
-        let mut args = base.to_vec();
-        args.push("--pod-readiness-gate=pod-ip:ipv5");
-        let err = Cli::try_parse_from(&args).unwrap_err().to_string();
-        assert!(err.contains("any, ipv4 or ipv6"), "{err}");
-        let c = Cli::try_parse_from(base)
-            .unwrap()
-            .try_into_config()
-            .unwrap();
-        assert_eq!(c.gate_backoff, crate::gates::GateBackoff::default());
-    }
-
-    #[test]
-    fn kubectl_connection_flags_are_accepted() {
-        let c = Cli::try_parse_from([
-            "x",
-            "--node-id",
-            "n",
-            "--endpoint",
-            "/s",
-            "--kubeconfig=/k",
-            "--context=c",
-            "--cluster=cl",
-            "--user=u",
-            "-s",
-            "https://10.0.0.1:6443",
-            "--token=sekret",
-            "--certificate-authority=/ca.pem",
-            "--client-certificate=/c.pem",
-            "--client-key=/k.pem",
-            "--insecure-skip-tls-verify",
-            "--tls-server-name=api",
-            "--as=alice",
-            "--as-group=g1",
-            "--as-group=g2",
-            "--as-uid=42",
-            "--request-timeout=30",
-            "-v",
-            "3",
-        ])
-        .unwrap()
-        .try_into_config()
-        .unwrap();
-        let k = &c.connection;
-        assert_eq!(k.server.as_deref(), Some("https://10.0.0.1:6443"));
-        assert_eq!(k.impersonate_groups, ["g1", "g2"]);
-        assert_eq!(k.request_timeout, Some(Duration::from_secs(30)));
-        assert!(k.insecure_skip_tls_verify);
-        assert_eq!(c.log_level, LogLevel::Debug);
-        let shown = format!("{c:?}");
-        assert!(!shown.contains("sekret"), "{shown}");
-        let cli =
-            Cli::try_parse_from(["x", "--node-id", "n", "--endpoint", "/s", "--token=sekret"])
-                .unwrap();
-        let shown = format!("{cli:?}");
-        assert!(!shown.contains("sekret"), "{shown}");
-    }
-
-    #[test]
-    fn help_lists_every_go_flag() {
-        let help = <Cli as clap::CommandFactory>::command()
-            .render_long_help()
-            .to_string();
-        for flag in [
-            "-v, --log-level",
-            "--node-id",
-            "--endpoint",
-            "--driver-name",
-            "--data-root",
-            "--use-token-request",
-            "--metrics-bind-address",
-            "--continue-on-not-ready",
-            "--kube-api-qps",
-            "--kube-api-burst",
-            "--pod-readiness-gate",
-            "--gate-backoff-duration",
-            "--gate-backoff-factor",
-            "--gate-backoff-jitter",
-            "--gate-backoff-cap",
-            "--kubeconfig",
-            "--context",
-            "--cluster",
-            "--user",
-            "-s, --server",
-            "--token",
-            "--certificate-authority",
-            "--client-certificate",
-            "--client-key",
-            "--insecure-skip-tls-verify",
-            "--tls-server-name",
-            "--as ",
-            "--as-group",
-            "--as-uid",
-            "--request-timeout",
-            "--go-defaults",
-        ] {
-            assert!(help.contains(flag), "--help lacks {flag}");
-        }
-    }
-}
+mod tests;

@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{DeleteParams, PostParams, Preconditions};
 use kube::runtime::watcher;
 use tokio::task::JoinHandle;
@@ -15,10 +14,12 @@ use crate::connection::ApiConnection;
 use crate::error::IssueError;
 use crate::state::{Phase, RequestState};
 use crate::token::SecretToken;
-use crate::types::{
-    CertificateRequest, CertificateRequestSpec, IssuerRef, WatchedRequest, go_duration,
-};
+use crate::types::{CertificateRequest, IssuerRef, WatchedRequest};
 use crate::{ANNOTATION_VOLUME_ID, LABEL_NODE_ID_HASH, LABEL_VOLUME_ID_HASH, label_hash};
+
+mod request;
+
+pub use request::generate_name;
 
 /// Tuning for an [`IssuerClient`]. `Default` suits production.
 #[derive(Clone, Debug)]
@@ -383,7 +384,7 @@ impl IssuerClient {
         request: NewRequest,
         token: Option<&SecretToken>,
     ) -> Result<Submitted, IssueError> {
-        validate(&request)?;
+        request::validate(&request)?;
         let token_mode = token.is_some();
         let client = match token {
             None => self.inner.client.clone(),
@@ -399,7 +400,7 @@ impl IssuerClient {
                 })?
             }
         };
-        let cr = self.build(request)?;
+        let cr = request::certificate_request(request, &self.inner.node_hash)?;
         let namespace = cr.metadata.namespace.clone().unwrap_or_default();
         let name = cr.metadata.name.clone().unwrap_or_default();
         let action = format!("creating CertificateRequest {namespace}/{name}");
@@ -425,52 +426,6 @@ impl IssuerClient {
             name,
             uid: created.metadata.uid.unwrap_or_default(),
         })
-    }
-
-    fn build(&self, request: NewRequest) -> Result<CertificateRequest, IssueError> {
-        let NewRequest {
-            name,
-            namespace,
-            csr_pem,
-            issuer_ref,
-            duration,
-            is_ca,
-            usages,
-            mut annotations,
-            volume_id,
-            pod,
-        } = request;
-        let labels = BTreeMap::from([
-            (LABEL_NODE_ID_HASH.to_owned(), self.inner.node_hash.clone()),
-            (LABEL_VOLUME_ID_HASH.to_owned(), label_hash(&volume_id)),
-        ]);
-        annotations.insert(ANNOTATION_VOLUME_ID.to_owned(), volume_id);
-        let metadata = ObjectMeta {
-            name: Some(match name {
-                Some(n) => n,
-                None => generate_name(&pod.name)?,
-            }),
-            namespace: Some(namespace),
-            labels: Some(labels),
-            annotations: Some(annotations),
-            owner_references: Some(vec![OwnerReference {
-                api_version: "v1".into(),
-                kind: "Pod".into(),
-                name: pod.name,
-                uid: pod.uid,
-                ..Default::default()
-            }]),
-            ..Default::default()
-        };
-        let spec = CertificateRequestSpec {
-            request: csr_pem,
-            issuer_ref,
-            duration: duration.map(go_duration),
-            is_ca,
-            usages,
-            ..Default::default()
-        };
-        Ok(CertificateRequest::new(metadata, spec))
     }
 
     /// Waits (through the node-wide watch, no polling) until the request is
@@ -678,86 +633,5 @@ fn annotation<'a>(cr: &'a CertificateRequest, key: &str) -> Option<&'a str> {
         .map(String::as_str)
 }
 
-fn validate(r: &NewRequest) -> Result<(), IssueError> {
-    let mut problems = Vec::new();
-    if r.namespace.is_empty() {
-        problems.push("namespace is empty");
-    }
-    if r.volume_id.is_empty() {
-        problems.push("volume id is empty");
-    }
-    if r.pod.name.is_empty() || r.pod.uid.is_empty() {
-        problems.push("pod name and uid are required (for the owner reference)");
-    }
-    if r.issuer_ref.name.is_empty() {
-        problems.push("issuer name is empty");
-    }
-    if r.csr_pem.is_empty() {
-        problems.push("CSR is empty");
-    }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(IssueError::InvalidInput(problems.join("; ")))
-    }
-}
-
-/// A fresh request name for a Pod: `<pod name, up to 52 chars>-<10 random
-/// characters>`, readable in `kubectl get`.
-pub fn generate_name(pod_name: &str) -> Result<String, IssueError> {
-    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    let mut random = [0u8; 10];
-    getrandom::fill(&mut random)
-        .map_err(|e| IssueError::InvalidInput(format!("no randomness for a name: {e}")))?;
-    let suffix: String = random
-        .iter()
-        .map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]))
-        .collect();
-    let prefix: String = pod_name
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '.')
-        .map(|c| c.to_ascii_lowercase())
-        .take(52)
-        .collect();
-    let prefix = prefix.trim_matches(|c: char| c == '-' || c == '.');
-    Ok(if prefix.is_empty() {
-        suffix
-    } else {
-        format!("{prefix}-{suffix}")
-    })
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn generated_names_are_valid_and_unique() {
-        let long = "a".repeat(300);
-        for pod in ["my-app-7d9f", "My.App", "", "--x--", long.as_str()] {
-            let a = generate_name(pod).unwrap();
-            let b = generate_name(pod).unwrap();
-            assert_ne!(a, b);
-            assert!(a.len() <= 63, "{a}");
-            assert!(
-                a.chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.'),
-                "{a}"
-            );
-            assert!(a.starts_with(|c: char| c.is_ascii_alphanumeric()), "{a}");
-        }
-        assert!(
-            generate_name("my-app-7d9f")
-                .unwrap()
-                .starts_with("my-app-7d9f-")
-        );
-    }
-
-    #[test]
-    fn validation_lists_every_problem() {
-        let err = validate(&NewRequest::default()).unwrap_err().to_string();
-        for part in ["namespace", "volume id", "pod name", "issuer name", "CSR"] {
-            assert!(err.contains(part), "{err}");
-        }
-    }
-}
+mod tests;

@@ -1,323 +1,28 @@
 //! [`FakeApi`]: the handle tests hold on the fake API server.
 
-use crate::ca::TestCa;
-use crate::issuer::{self, IssuerState, Script};
-use crate::server;
-use crate::state::{State, UserInfo};
+mod builder;
+mod shared;
+mod types;
+
+pub use builder::Builder;
+pub(crate) use shared::{Ctl, FaultRule, Shared, lock};
+pub use types::{Counts, Error, Fault, Verb};
+
+use crate::issuer::{self, Script};
+use crate::state::UserInfo;
 pub use crate::tls::kubeconfig_json;
-use crate::tls::tls_acceptor;
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 
 /// The token [`FakeApi::client`] and the standalone server's kubeconfig use.
 pub const DEFAULT_TOKEN: &str = "testkit-driver-token";
 /// The identity [`DEFAULT_TOKEN`] stands for.
 pub const DEFAULT_USERNAME: &str = "system:serviceaccount:cert-manager:cert-manager-csi-driver";
-
-/// Errors of the test kit itself (not of the API it serves).
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// Binding, accepting or writing a file failed.
-    #[error("I/O error: {0}")]
-    Io(#[from] std::io::Error),
-    /// The test CA could not be created.
-    #[error("test CA: {0}")]
-    Ca(#[from] crate::ca::CaError),
-    /// Building a kube client failed.
-    #[error("kube client: {0}")]
-    Kube(String),
-    /// A wait helper timed out.
-    #[error("timed out after {0:?} waiting for a condition")]
-    Timeout(Duration),
-    /// The server task is gone.
-    #[error("the fake API server has stopped")]
-    Stopped,
-    /// The HTTPS set-up failed.
-    #[error("TLS: {0}")]
-    Tls(String),
-}
-
-/// The kind of an API request, as the API server's audit log names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[non_exhaustive]
-pub enum Verb {
-    /// POST of a new object.
-    Create,
-    /// GET of one object.
-    Get,
-    /// GET of a collection.
-    List,
-    /// GET of a collection with `watch=true`.
-    Watch,
-    /// PUT.
-    Update,
-    /// PATCH.
-    Patch,
-    /// DELETE of one object.
-    Delete,
-    /// DELETE of a collection.
-    DeleteCollection,
-    /// Discovery and `/version`.
-    Discovery,
-}
-
-/// A snapshot of request counts.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Counts {
-    by: BTreeMap<(Verb, String), u64>,
-}
-
-impl Counts {
-    /// Requests of this verb, any resource.
-    pub fn verb(&self, verb: Verb) -> u64 {
-        self.by
-            .iter()
-            .filter(|((v, _), _)| *v == verb)
-            .map(|(_, n)| n)
-            .sum()
-    }
-
-    /// Requests of this verb on this resource (`certificaterequests`,
-    /// `certificaterequests/status`, or a discovery path such as `/version`).
-    pub fn of(&self, verb: Verb, resource: &str) -> u64 {
-        self.by
-            .get(&(verb, resource.to_string()))
-            .copied()
-            .unwrap_or(0)
-    }
-
-    /// All requests.
-    pub fn total(&self) -> u64 {
-        self.by.values().sum()
-    }
-
-    /// Every (verb, resource) pair with its count.
-    pub fn iter(&self) -> impl Iterator<Item = (Verb, &str, u64)> {
-        self.by.iter().map(|((v, r), n)| (*v, r.as_str(), *n))
-    }
-}
-
-/// An injected API failure.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Fault {
-    /// Answer with this HTTP status (e.g. 500, 503) and a `Status` body.
-    Status(u16),
-    /// Answer `429 Too Many Requests` with `Retry-After: <secs>`.
-    TooManyRequests {
-        /// The `Retry-After` header, in seconds.
-        retry_after_secs: u64,
-    },
-}
-
-pub(crate) struct FaultRule {
-    pub remaining: u64,
-    pub verb: Option<Verb>,
-    pub fault: Fault,
-}
-
-/// Everything behind the lock the server, the issuer and the handle share.
-pub(crate) struct Shared {
-    state: Mutex<State>,
-    pub issuer: Mutex<IssuerState>,
-    pub ca: TestCa,
-    pub tokens: Mutex<HashMap<String, UserInfo>>,
-    pub counts: Mutex<BTreeMap<(Verb, String), u64>>,
-    pub faults: Mutex<VecDeque<FaultRule>>,
-    /// `events.k8s.io/v1` Events by namespace and name, as last written.
-    pub events: Mutex<BTreeMap<(String, String), Value>>,
-    /// Event POSTs and PATCHes received (not in `counts`, never faulted).
-    pub event_writes: std::sync::atomic::AtomicU64,
-    /// End watches after the client's `timeoutSeconds`, as the API server does.
-    pub honour_watch_timeouts: AtomicBool,
-    /// Bumped on every store change, for the wait helpers.
-    pub changed: watch::Sender<u64>,
-    /// Set when serving HTTPS.
-    pub tls: Option<tokio_rustls::TlsAcceptor>,
-    /// Core v1 Pods (for the driver's node-scoped Pod watch).
-    pub pods: Mutex<crate::pods::Pods>,
-}
-
-impl Shared {
-    pub fn state(&self) -> StateGuard<'_> {
-        StateGuard {
-            guard: self.state.lock().unwrap_or_else(|e| e.into_inner()),
-            changed: &self.changed,
-        }
-    }
-}
-
-/// A lock on the store that wakes the wait helpers when released.
-pub(crate) struct StateGuard<'a> {
-    guard: MutexGuard<'a, State>,
-    changed: &'a watch::Sender<u64>,
-}
-
-impl std::ops::Deref for StateGuard<'_> {
-    type Target = State;
-    fn deref(&self) -> &State {
-        &self.guard
-    }
-}
-
-impl std::ops::DerefMut for StateGuard<'_> {
-    fn deref_mut(&mut self) -> &mut State {
-        &mut self.guard
-    }
-}
-
-impl Drop for StateGuard<'_> {
-    fn drop(&mut self) {
-        let rv = self.guard.rv;
-        self.changed.send_if_modified(|old| {
-            let changed = *old != rv;
-            *old = rv;
-            changed
-        });
-    }
-}
-
-pub(crate) enum Ctl {
-    Down(oneshot::Sender<()>),
-    Up(oneshot::Sender<std::io::Result<()>>),
-    Shutdown(oneshot::Sender<()>),
-}
-
-/// Options for [`FakeApi::builder`].
-#[derive(Debug, Clone)]
-pub struct Builder {
-    port: u16,
-    history_limit: usize,
-    default_script: Option<Script>,
-    scripts: HashMap<String, Script>,
-    bookmark_interval: Option<Duration>,
-    honour_watch_timeouts: bool,
-    tls: bool,
-}
-
-impl Default for Builder {
-    fn default() -> Self {
-        Self {
-            port: 0,
-            history_limit: 10_000,
-            default_script: None,
-            scripts: HashMap::new(),
-            bookmark_interval: None,
-            honour_watch_timeouts: true,
-            tls: false,
-        }
-    }
-}
-
-impl Builder {
-    /// Listen on this port of 127.0.0.1 (default 0: any free port).
-    pub fn port(mut self, port: u16) -> Self {
-        self.port = port;
-        self
-    }
-
-    /// How many events the server keeps for watches that resume from an older
-    /// resourceVersion (default 10 000); older ones get `410 Gone`.
-    pub fn watch_history_limit(mut self, n: usize) -> Self {
-        self.history_limit = n;
-        self
-    }
-
-    /// The script for issuer names without their own (default: none, so such
-    /// requests stay pending as with real cert-manager).
-    pub fn default_script(mut self, script: Script) -> Self {
-        self.default_script = Some(script);
-        self
-    }
-
-    /// The script for one issuer name.
-    pub fn issuer(mut self, name: impl Into<String>, script: Script) -> Self {
-        self.scripts.insert(name.into(), script);
-        self
-    }
-
-    /// Send a BOOKMARK to watches that allow them this often (default: never;
-    /// see [`FakeApi::send_bookmarks`]).
-    pub fn bookmark_interval(mut self, every: Duration) -> Self {
-        self.bookmark_interval = Some(every);
-        self
-    }
-
-    /// Whether watches end after the client's `timeoutSeconds` (default
-    /// true, as the API server does; kube's watcher asks for 290 s and then
-    /// re-watches). Turn it off in paused-time tests that count watches,
-    /// where virtual time can pass 290 s in an instant.
-    pub fn honour_watch_timeouts(mut self, yes: bool) -> Self {
-        self.honour_watch_timeouts = yes;
-        self
-    }
-
-    /// Serve HTTPS, as a real API server does: the server certificate (for
-    /// 127.0.0.1) is issued by the test CA ([`FakeApi::ca_pem`]), which
-    /// [`FakeApi::kubeconfig`] names as `certificate-authority-data`. Client
-    /// certificates from the same CA are accepted, their CN as the user name
-    /// (see [`FakeApi::client_cert_kubeconfig`]).
-    pub fn tls(mut self) -> Self {
-        self.tls = true;
-        self
-    }
-
-    /// Binds the listener and starts serving. Must be called inside a tokio runtime.
-    pub async fn start(self) -> Result<FakeApi, Error> {
-        let ca = TestCa::new()?;
-        let tls = if self.tls {
-            Some(tls_acceptor(&ca)?)
-        } else {
-            None
-        };
-        let (changed, _) = watch::channel(0);
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State::new(self.history_limit)),
-            issuer: Mutex::new(IssuerState {
-                scripts: self.scripts,
-                default: self.default_script,
-                ..Default::default()
-            }),
-            ca,
-            tokens: Mutex::new(HashMap::from([(
-                DEFAULT_TOKEN.to_string(),
-                UserInfo::new(DEFAULT_USERNAME),
-            )])),
-            counts: Mutex::new(BTreeMap::new()),
-            pods: Mutex::new(crate::pods::Pods::default()),
-            faults: Mutex::new(VecDeque::new()),
-            events: Mutex::new(BTreeMap::new()),
-            event_writes: std::sync::atomic::AtomicU64::new(0),
-            honour_watch_timeouts: AtomicBool::new(self.honour_watch_timeouts),
-            changed,
-            tls,
-        });
-        let listener = server::bind(SocketAddr::from(([127, 0, 0, 1], self.port)))?;
-        let addr = listener.local_addr()?;
-        let (ctl, ctl_rx) = mpsc::unbounded_channel();
-        tokio::spawn(server::supervise(shared.clone(), listener, addr, ctl_rx));
-        if let Some(every) = self.bookmark_interval {
-            let weak = Arc::downgrade(&shared);
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(every);
-                tick.tick().await;
-                loop {
-                    tick.tick().await;
-                    let Some(shared) = weak.upgrade() else { break };
-                    shared.state().send_bookmarks();
-                }
-            });
-        }
-        Ok(FakeApi { shared, addr, ctl })
-    }
-}
 
 /// A fake Kubernetes API server for cert-manager.io/v1 CertificateRequests,
 /// serving plain HTTP (or HTTPS, [`Builder::tls`]) on 127.0.0.1, with an
@@ -618,9 +323,7 @@ impl FakeApi {
     /// HTTP, including those answered with an injected fault or 401 (but not
     /// the in-process issuer's writes, nor `insert_request`/`remove_request`).
     pub fn counts(&self) -> Counts {
-        Counts {
-            by: lock(&self.shared.counts).clone(),
-        }
+        Counts::new(lock(&self.shared.counts).clone())
     }
 
     /// Creates Pod `ns/name` with `uid` on node `node` (Pending, no IP, no
@@ -768,8 +471,4 @@ impl FakeApi {
             let _ = rx.await;
         }
     }
-}
-
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }

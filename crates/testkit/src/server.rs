@@ -23,7 +23,11 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
+mod events;
+mod pods;
 mod route;
+use events::{create_event, patch_event};
+use pods::{handle_pods, pod_target};
 use route::{Target, parse_query, route, verb_of};
 
 type Body = UnsyncBoxBody<Bytes, Infallible>;
@@ -303,76 +307,6 @@ async fn read_json(req: Request<Incoming>) -> Result<(Option<String>, Value), Ap
     Ok((ctype, v))
 }
 
-/// Core v1 Pods: `/api/v1/pods`, `/api/v1/namespaces/NS/pods[/NAME]`.
-fn pod_target(path: &str) -> Option<(Option<String>, Option<String>)> {
-    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
-    match parts.as_slice() {
-        ["api", "v1", "pods"] => Some((None, None)),
-        ["api", "v1", "namespaces", ns, "pods"] => Some((Some((*ns).to_owned()), None)),
-        ["api", "v1", "namespaces", ns, "pods", name] => {
-            Some((Some((*ns).to_owned()), Some((*name).to_owned())))
-        }
-        _ => None,
-    }
-}
-
-fn handle_pods(
-    shared: &Shared,
-    req: &Request<Incoming>,
-    ns: Option<String>,
-    name: Option<String>,
-) -> Response<Body> {
-    let query = parse_query(req.uri().query());
-    let watching = query.get("watch").is_some_and(|w| w == "true" || w == "1");
-    let verb = match (&name, req.method()) {
-        (Some(_), &http::Method::GET) => Verb::Get,
-        (None, &http::Method::GET) if watching => Verb::Watch,
-        (None, &http::Method::GET) => Verb::List,
-        _ => {
-            return error_response(&ApiError::new(
-                405,
-                "MethodNotAllowed",
-                "the fake API serves pods for get, list and watch only",
-            ));
-        }
-    };
-    *lock(&shared.counts)
-        .entry((verb, "pods".to_owned()))
-        .or_insert(0) += 1;
-    if authenticate(shared, req).is_none() {
-        return error_response(&ApiError::new(401, "Unauthorized", "Unauthorized"));
-    }
-    let node = match crate::pods::node_selector(&query) {
-        Ok(n) => n,
-        Err(e) => return error_response(&e),
-    };
-    let mut pods = lock(&shared.pods);
-    match (verb, ns, name) {
-        (Verb::Get, Some(ns), Some(name)) => match pods.get(&ns, &name) {
-            Ok(v) => json_response(StatusCode::OK, &v),
-            Err(e) => error_response(&e),
-        },
-        (Verb::List, ns, _) => {
-            json_response(StatusCode::OK, &pods.list(ns.as_deref(), node.as_deref()))
-        }
-        (_, ns, _) => {
-            let rx = pods.watch(ns, node);
-            drop(pods);
-            let stream = futures::stream::unfold(rx, |mut rx| async move {
-                rx.recv()
-                    .await
-                    .map(|line| (Ok::<_, Infallible>(Frame::data(line)), rx))
-            });
-            let mut resp = Response::new(StreamBody::new(stream).boxed_unsync());
-            resp.headers_mut().insert(
-                header::CONTENT_TYPE,
-                header::HeaderValue::from_static("application/json"),
-            );
-            resp
-        }
-    }
-}
-
 async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
     if let Some((ns, name)) = pod_target(req.uri().path()) {
         return handle_pods(&shared, &req, ns, name);
@@ -600,61 +534,6 @@ fn delete_collection(
     ))
 }
 
-/// Records an `events.k8s.io/v1` Event as sent (the fake keeps Events
-/// apart from the CertificateRequest store: no watch, no resource version).
-async fn create_event(
-    shared: &Shared,
-    ns: &str,
-    req: Request<Incoming>,
-) -> Result<Response<Body>, ApiError> {
-    let (_, mut body) = read_json(req).await?;
-    let Some(name) = body
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-    else {
-        return Err(ApiError::new(
-            422,
-            "Invalid",
-            "Event.events.k8s.io is invalid: metadata.name: Required value",
-        ));
-    };
-    body["metadata"]["namespace"] = json!(ns);
-    let mut events = lock(&shared.events);
-    if events.contains_key(&(ns.to_string(), name.clone())) {
-        return Err(ApiError::new(
-            409,
-            "AlreadyExists",
-            format!("events.events.k8s.io \"{name}\" already exists"),
-        ));
-    }
-    events.insert((ns.to_string(), name), body.clone());
-    Ok(json_response(StatusCode::CREATED, &body))
-}
-
-/// Merges a patch into a recorded Event (the event recorder's series update).
-async fn patch_event(
-    shared: &Shared,
-    ns: &str,
-    name: &str,
-    req: Request<Incoming>,
-) -> Result<Response<Body>, ApiError> {
-    let (ctype, body) = read_json(req).await?;
-    if ctype.as_deref() != Some("application/merge-patch+json") {
-        return Err(ApiError::new(
-            415,
-            "UnsupportedMediaType",
-            format!("the fake API takes only merge patches for Events, not {ctype:?}"),
-        ));
-    }
-    let mut events = lock(&shared.events);
-    let Some(obj) = events.get_mut(&(ns.to_string(), name.to_string())) else {
-        return Err(ApiError::not_found(name));
-    };
-    merge_patch(obj, &body);
-    Ok(json_response(StatusCode::OK, obj))
-}
-
 async fn patch(
     shared: &Shared,
     ns: &str,
@@ -694,36 +573,4 @@ async fn patch(
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn query_decoding() {
-        let q = parse_query(Some("labelSelector=a%3D1%2Cb+in+%28x%29&watch=true&x"));
-        assert_eq!(q["labelSelector"], "a=1,b in (x)");
-        assert_eq!(q["watch"], "true");
-        assert_eq!(q["x"], "");
-    }
-
-    #[test]
-    fn routes() {
-        assert!(matches!(route("/version"), Target::Version));
-        assert!(matches!(
-            route("/apis/cert-manager.io/v1/certificaterequests"),
-            Target::Collection { ns: None }
-        ));
-        assert!(matches!(
-            route("/apis/cert-manager.io/v1/namespaces/a/certificaterequests/b/status"),
-            Target::Object { status: true, .. }
-        ));
-        assert!(matches!(route("/api/v1/pods"), Target::NotFound));
-        assert!(matches!(
-            route("/apis/events.k8s.io/v1/namespaces/a/events"),
-            Target::Events { ns } if ns == "a"
-        ));
-        assert!(matches!(
-            route("/apis/events.k8s.io/v1/namespaces/a/events/p.1"),
-            Target::Event { ns, name } if ns == "a" && name == "p.1"
-        ));
-    }
-}
+mod tests;

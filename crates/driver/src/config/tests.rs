@@ -1,0 +1,339 @@
+use super::parse::parse_socket_address;
+use super::*;
+
+#[test]
+fn endpoints() {
+    let unix = |p: &str| Endpoint::Unix(PathBuf::from(p));
+    assert_eq!(
+        parse_endpoint("unix:///csi/csi.sock").unwrap(),
+        unix("/csi/csi.sock")
+    );
+    assert_eq!(
+        parse_endpoint("unix://plugin/csi.sock").unwrap(),
+        unix("plugin/csi.sock")
+    );
+    assert_eq!(
+        parse_endpoint("/run/csi.sock").unwrap(),
+        unix("/run/csi.sock")
+    );
+    assert_eq!(
+        parse_endpoint("tcp://127.0.0.1:10000").unwrap(),
+        Endpoint::Tcp("127.0.0.1:10000".into())
+    );
+    assert_eq!(
+        parse_endpoint("tcp://[::1]:10000").unwrap(),
+        Endpoint::Tcp("[::1]:10000".into())
+    );
+    assert!(
+        parse_endpoint("tcp://nowhere")
+            .unwrap_err()
+            .contains("host:port")
+    );
+    assert!(
+        parse_endpoint("http://x")
+            .unwrap_err()
+            .contains("tcp://host:port")
+    );
+    assert!(parse_endpoint("unix://").is_err());
+}
+
+#[test]
+fn sizes() {
+    assert_eq!(parse_size_flag("32Mi").unwrap(), 32 << 20);
+    assert_eq!(parse_size_flag("2097152").unwrap(), 2 << 20);
+    assert_eq!(parse_size_flag("1Gi").unwrap(), 1 << 30);
+    assert!(parse_size_flag("10").unwrap_err().contains("1Mi"));
+    assert!(
+        parse_size_flag("32MB")
+            .unwrap_err()
+            .contains("Ki, Mi or Gi")
+    );
+}
+
+#[test]
+fn log_levels() {
+    assert_eq!("1".parse::<LogLevel>().unwrap(), LogLevel::Info);
+    assert_eq!("DEBUG".parse::<LogLevel>().unwrap(), LogLevel::Debug);
+    assert_eq!("5".parse::<LogLevel>().unwrap(), LogLevel::Trace);
+    assert_eq!("4".parse::<LogLevel>().unwrap(), LogLevel::Debug);
+    assert_eq!("10".parse::<LogLevel>().unwrap(), LogLevel::Trace);
+    assert_eq!("-1".parse::<LogLevel>().unwrap(), LogLevel::Info);
+    assert_eq!("0".parse::<LogLevel>().unwrap(), LogLevel::Info);
+    assert!("loud".parse::<LogLevel>().is_err());
+}
+
+#[test]
+fn flags_parse_with_defaults() {
+    let cli = Cli::try_parse_from([
+        "cert-manager-csi-driver",
+        "--node-id",
+        "node-a",
+        "--endpoint",
+        "unix:///tmp/x.sock",
+    ])
+    .unwrap();
+    let c = cli.into_config();
+    assert_eq!(c.driver_name, DEFAULT_DRIVER_NAME);
+    assert_eq!(c.data_root, PathBuf::from("/csi-data-dir"));
+    assert_eq!(c.log_format, LogFormat::Text);
+}
+
+#[test]
+fn bind_addresses() {
+    assert_eq!(parse_socket_address("0").unwrap(), None);
+    assert_eq!(
+        parse_socket_address(":9402").unwrap(),
+        Some("[::]:9402".parse().unwrap())
+    );
+    assert_eq!(
+        parse_socket_address("[::]:9402").unwrap(),
+        Some("[::]:9402".parse().unwrap())
+    );
+    assert_eq!(
+        parse_socket_address("localhost:9402")
+            .unwrap()
+            .unwrap()
+            .port(),
+        9402
+    );
+    assert!(parse_socket_address(":x").unwrap_err().contains("port"));
+    assert_eq!(
+        parse_bind_address("127.0.0.1:1").unwrap(),
+        BindAddress(Some("127.0.0.1:1".parse().unwrap()))
+    );
+    assert!(
+        parse_socket_address("nowhere")
+            .unwrap_err()
+            .contains(":9402")
+    );
+}
+
+#[test]
+fn boolean_flags_take_go_forms() {
+    let base = ["x", "--node-id", "n", "--endpoint", "/s"];
+    let c = Cli::try_parse_from(base).unwrap().into_config();
+    assert!(!c.use_token_request && c.mount_tmpfs && !c.continue_on_not_ready);
+    assert_eq!(c.issuance_timeout, Duration::from_secs(60));
+    assert_eq!(c.renewal_backoff_initial, Duration::from_secs(30));
+    assert_eq!(c.renewal_backoff_max, Duration::from_secs(300));
+    assert_eq!(c.abandoned_sweep_interval, Duration::from_secs(300));
+    let mut args = base.to_vec();
+    args.extend([
+        "--use-token-request",
+        "--mount-tmpfs=false",
+        "--continue-on-not-ready=true",
+        "--abandoned-volume-sweep-interval=0",
+    ]);
+    let c = Cli::try_parse_from(args).unwrap().into_config();
+    assert!(c.use_token_request && !c.mount_tmpfs && c.continue_on_not_ready);
+    assert_eq!(c.abandoned_sweep_interval, Duration::ZERO);
+    let mut args = base.to_vec();
+    args.push("--abandoned-volume-sweep-interval=soon");
+    let err = Cli::try_parse_from(args).unwrap_err().to_string();
+    assert!(err.contains("abandoned-volume-sweep-interval"), "{err}");
+}
+
+#[test]
+fn limit_flags_reach_the_request_limits() {
+    let base = ["x", "--node-id", "n", "--endpoint", "/s"];
+    let c = Cli::try_parse_from(base).unwrap().into_config();
+    assert_eq!(c.request_limits, RequestLimits::default());
+    let mut args = base.to_vec();
+    args.extend([
+        "--max-volume-context-bytes=8192",
+        "--max-sans=7",
+        "--max-file-name-depth=3",
+        "--max-file-name-bytes=99",
+        "--max-concurrent-large-rsa=2",
+    ]);
+    let c = Cli::try_parse_from(args).unwrap().into_config();
+    assert_eq!(
+        c.request_limits,
+        RequestLimits {
+            max_volume_context_bytes: 8192,
+            max_sans: 7,
+            max_file_name_depth: 3,
+            max_file_name_bytes: 99,
+            max_concurrent_large_rsa: 2,
+        }
+    );
+}
+
+#[test]
+fn event_flags() {
+    let base = ["x", "--node-id", "n", "--endpoint", "/s"];
+    let c = Cli::try_parse_from(base).unwrap().into_config();
+    assert_eq!(c.events, crate::events::EventsConfig::default());
+    let mut args = base.to_vec();
+    args.extend([
+        "--events=false",
+        "--event-interval=1m",
+        "--event-queue-size=8",
+    ]);
+    let c = Cli::try_parse_from(args).unwrap().into_config();
+    assert!(!c.events.enabled);
+    assert_eq!(c.events.interval, Duration::from_secs(60));
+    assert_eq!(c.events.queue_size, 8);
+}
+
+#[test]
+fn missing_node_id_is_an_error() {
+    let err = Cli::try_parse_from(["x", "--endpoint", "/tmp/x.sock"]).unwrap_err();
+    assert!(err.to_string().contains("--node-id"), "{err}");
+}
+
+/// The container args the Go chart (v0.16) renders with every option set.
+pub(crate) const GO_CHART_ARGS: &[&str] = &[
+    "cert-manager-csi-driver",
+    "--log-level=5",
+    "--driver-name=csi.cert-manager.io",
+    "--node-id=node-a",
+    "--endpoint=unix://plugin/csi.sock",
+    "--data-root=csi-data-dir",
+    "--use-token-request=false",
+    "--continue-on-not-ready=true",
+    "--kube-api-qps=20",
+    "--kube-api-burst=40",
+    "--pod-readiness-gate=pod-ip:any",
+    "--pod-readiness-gate=pod-condition:Ready",
+    "--gate-backoff-duration=2s",
+    "--gate-backoff-factor=1.5",
+    "--gate-backoff-jitter=0.1",
+    "--gate-backoff-cap=20s",
+    "--metrics-bind-address=:9402",
+];
+
+#[test]
+fn the_go_charts_args_parse_with_their_meaning() {
+    let c = Cli::try_parse_from(GO_CHART_ARGS)
+        .unwrap()
+        .try_into_config()
+        .unwrap();
+    assert_eq!(c.log_level, LogLevel::Trace);
+    assert_eq!(c.pod_readiness_gates.len(), 2);
+    assert_eq!(c.gate_backoff.duration, Duration::from_secs(2));
+    assert_eq!(c.gate_backoff.factor, 1.5);
+    assert_eq!(c.gate_backoff.jitter, 0.1);
+    assert_eq!(c.gate_backoff.cap, Duration::from_secs(20));
+    assert_eq!(c.kube_api_qps, 20.0);
+    assert_eq!(c.metrics_bind_address, Some("[::]:9402".parse().unwrap()));
+    assert!(c.continue_on_not_ready && !c.go_defaults);
+}
+
+#[test]
+fn gates_need_continue_on_not_ready_and_a_valid_backoff() {
+    let base = ["x", "--node-id", "n", "--endpoint", "/s"];
+    let mut args = base.to_vec();
+    args.push("--pod-readiness-gate=pod-ip:any");
+    let err = Cli::try_parse_from(&args)
+        .unwrap()
+        .try_into_config()
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("--continue-on-not-ready=true"),
+        "{err}"
+    );
+    args.push("--continue-on-not-ready");
+    args.push("--gate-backoff-cap=500ms");
+    let err = Cli::try_parse_from(&args)
+        .unwrap()
+        .try_into_config()
+        .unwrap_err();
+    assert!(err.to_string().contains("--gate-backoff-cap"), "{err}");
+    let mut args = base.to_vec();
+    args.push("--pod-readiness-gate=pod-ip:ipv5");
+    let err = Cli::try_parse_from(&args).unwrap_err().to_string();
+    assert!(err.contains("any, ipv4 or ipv6"), "{err}");
+    let c = Cli::try_parse_from(base)
+        .unwrap()
+        .try_into_config()
+        .unwrap();
+    assert_eq!(c.gate_backoff, crate::gates::GateBackoff::default());
+}
+
+#[test]
+fn kubectl_connection_flags_are_accepted() {
+    let c = Cli::try_parse_from([
+        "x",
+        "--node-id",
+        "n",
+        "--endpoint",
+        "/s",
+        "--kubeconfig=/k",
+        "--context=c",
+        "--cluster=cl",
+        "--user=u",
+        "-s",
+        "https://10.0.0.1:6443",
+        "--token=sekret",
+        "--certificate-authority=/ca.pem",
+        "--client-certificate=/c.pem",
+        "--client-key=/k.pem",
+        "--insecure-skip-tls-verify",
+        "--tls-server-name=api",
+        "--as=alice",
+        "--as-group=g1",
+        "--as-group=g2",
+        "--as-uid=42",
+        "--request-timeout=30",
+        "-v",
+        "3",
+    ])
+    .unwrap()
+    .try_into_config()
+    .unwrap();
+    let k = &c.connection;
+    assert_eq!(k.server.as_deref(), Some("https://10.0.0.1:6443"));
+    assert_eq!(k.impersonate_groups, ["g1", "g2"]);
+    assert_eq!(k.request_timeout, Some(Duration::from_secs(30)));
+    assert!(k.insecure_skip_tls_verify);
+    assert_eq!(c.log_level, LogLevel::Debug);
+    let shown = format!("{c:?}");
+    assert!(!shown.contains("sekret"), "{shown}");
+    let cli =
+        Cli::try_parse_from(["x", "--node-id", "n", "--endpoint", "/s", "--token=sekret"]).unwrap();
+    let shown = format!("{cli:?}");
+    assert!(!shown.contains("sekret"), "{shown}");
+}
+
+#[test]
+fn help_lists_every_go_flag() {
+    let help = <Cli as clap::CommandFactory>::command()
+        .render_long_help()
+        .to_string();
+    for flag in [
+        "-v, --log-level",
+        "--node-id",
+        "--endpoint",
+        "--driver-name",
+        "--data-root",
+        "--use-token-request",
+        "--metrics-bind-address",
+        "--continue-on-not-ready",
+        "--kube-api-qps",
+        "--kube-api-burst",
+        "--pod-readiness-gate",
+        "--gate-backoff-duration",
+        "--gate-backoff-factor",
+        "--gate-backoff-jitter",
+        "--gate-backoff-cap",
+        "--kubeconfig",
+        "--context",
+        "--cluster",
+        "--user",
+        "-s, --server",
+        "--token",
+        "--certificate-authority",
+        "--client-certificate",
+        "--client-key",
+        "--insecure-skip-tls-verify",
+        "--tls-server-name",
+        "--as ",
+        "--as-group",
+        "--as-uid",
+        "--request-timeout",
+        "--go-defaults",
+    ] {
+        assert!(help.contains(flag), "--help lacks {flag}");
+    }
+}

@@ -1,0 +1,165 @@
+use super::*;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+fn cr(name: &str, uid: &str) -> CertificateRequest {
+    CertificateRequest {
+        metadata: ObjectMeta {
+            namespace: Some("ns".into()),
+            name: Some(name.into()),
+            uid: Some(uid.into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+#[test]
+fn relist_drops_vanished_objects_and_wakes_waiters() {
+    let cache = Cache::new();
+    cache.handle(Event::Init);
+    cache.handle(Event::InitApply(cr("a", "1")));
+    cache.handle(Event::InitApply(cr("b", "2")));
+    assert_eq!(cache.len(), 0, "buffered until InitDone");
+    cache.handle(Event::InitDone);
+    assert_eq!(cache.len(), 2);
+    assert!(cache.health().synced);
+
+    let mut rx_a = cache.subscribe("ns", "a");
+    let mut rx_waiting = cache.subscribe("ns", "c");
+    assert!(matches!(*rx_a.borrow_and_update(), Slot::Present(_)));
+
+    // A relist after 410 no longer has "a": it was deleted meanwhile.
+    cache.handle(Event::Init);
+    cache.handle(Event::InitApply(cr("b", "2")));
+    cache.handle(Event::InitDone);
+    assert!(rx_a.has_changed().unwrap_or(true));
+    assert!(matches!(*rx_a.borrow_and_update(), Slot::Deleted));
+    assert_eq!(cache.health().lists, 2);
+    // Someone waiting for a not-yet-seen request keeps waiting.
+    assert!(matches!(*rx_waiting.borrow_and_update(), Slot::Unseen));
+    cache.handle(Event::Apply(cr("c", "3")));
+    assert!(matches!(*rx_waiting.borrow_and_update(), Slot::Present(_)));
+    assert!(cache.get("ns", "c").is_some());
+    cache.handle(Event::Delete(cr("c", "3")));
+    assert!(matches!(*rx_waiting.borrow_and_update(), Slot::Deleted));
+    assert!(cache.get("ns", "c").is_none());
+}
+
+fn labelled(ns: &str, name: &str, volume: &str, owner: &str) -> CertificateRequest {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, OwnerReference};
+    let mut c = cr(name, &format!("uid-{name}"));
+    c.metadata.namespace = Some(ns.into());
+    c.metadata.labels = Some(
+        [
+            (LABEL_NODE_ID_HASH.to_owned(), label_hash("node-a")),
+            (LABEL_VOLUME_ID_HASH.to_owned(), label_hash(volume)),
+            ("noise.example.com/x".to_owned(), "y".repeat(60)),
+        ]
+        .into(),
+    );
+    c.metadata.annotations = Some(
+        [
+            (ANNOTATION_VOLUME_ID.to_owned(), volume.to_owned()),
+            ("noise.example.com/big".to_owned(), "z".repeat(100_000)),
+        ]
+        .into(),
+    );
+    c.metadata.owner_references = Some(vec![OwnerReference {
+        kind: "Pod".into(),
+        uid: owner.into(),
+        ..Default::default()
+    }]);
+    c.metadata.managed_fields = Some(vec![ManagedFieldsEntry::default()]);
+    c.spec.request = vec![b'A'; 100_000];
+    c
+}
+
+fn managed(volume: &str, ns: &str, pod_uid: &str) -> ManagedVolume {
+    ManagedVolume {
+        volume_id: volume.into(),
+        namespace: ns.into(),
+        pod_uid: Some(pod_uid.into()),
+    }
+}
+
+#[test]
+fn only_requests_of_managed_volumes_are_kept_slimmed() {
+    let cache = Cache::with_admission(Admission::new(
+        true,
+        100,
+        [managed("csi-mine", "app", "pod-1")],
+    ));
+    cache.handle(Event::Init);
+    cache.handle(Event::InitApply(labelled("app", "ok", "csi-mine", "pod-1")));
+    // Another namespace, another owner, another volume: all foreign.
+    cache.handle(Event::InitApply(labelled(
+        "evil", "ns", "csi-mine", "pod-1",
+    )));
+    cache.handle(Event::InitApply(labelled(
+        "app", "owner", "csi-mine", "pod-2",
+    )));
+    cache.handle(Event::InitApply(labelled(
+        "app",
+        "vol",
+        "csi-other",
+        "pod-1",
+    )));
+    cache.handle(Event::InitDone);
+    assert_eq!(cache.len(), 1);
+    assert_eq!(cache.admission.ignored().foreign, 3);
+    let kept = cache.get("app", "ok").unwrap().object;
+    assert!(kept.spec.request.is_empty(), "the CSR is not kept");
+    assert!(kept.metadata.managed_fields.is_none());
+    assert_eq!(kept.metadata.labels.as_ref().unwrap().len(), 2);
+    assert_eq!(kept.metadata.annotations.as_ref().unwrap().len(), 1);
+
+    // A volume registered later: its new requests are kept; forgotten:
+    // they are dropped.
+    cache.admission.manage(managed("csi-late", "app", "pod-3"));
+    cache.handle(Event::Apply(labelled("app", "late", "csi-late", "pod-3")));
+    assert!(cache.get("app", "late").is_some());
+    cache.admission.forget("csi-late");
+    cache.drop_unowned("csi-late");
+    assert!(cache.get("app", "late").is_none());
+    assert!(cache.get("app", "ok").is_some());
+}
+
+#[test]
+fn the_cache_holds_at_most_its_limit() {
+    let cache = Cache::with_admission(Admission::new(false, 2, []));
+    for name in ["a", "b", "c", "d"] {
+        cache.handle(Event::Apply(labelled("ns", name, "v", "p")));
+    }
+    assert_eq!(cache.len(), 2);
+    assert_eq!(cache.admission.ignored().over_limit, 2);
+    // Updates of held requests still apply; a delete makes room.
+    cache.handle(Event::Apply(labelled("ns", "a", "v", "p")));
+    cache.handle(Event::Delete(labelled("ns", "b", "v", "p")));
+    cache.handle(Event::Apply(labelled("ns", "c", "v", "p")));
+    assert!(cache.get("ns", "c").is_some());
+    assert_eq!(cache.admission.ignored().over_limit, 2);
+}
+
+#[test]
+fn unseen_slots_are_released() {
+    let cache = Cache::new();
+    let rx = cache.subscribe("ns", "x");
+    cache.release("ns", "x");
+    assert_eq!(cache.lock().entries.len(), 1, "still waited on");
+    drop(rx);
+    cache.release("ns", "x");
+    assert!(cache.lock().entries.is_empty());
+}
+
+#[test]
+fn backoff_doubles_to_max_and_resets() {
+    let mut b = WatchBackoff::new(Duration::from_millis(100), Duration::from_millis(350));
+    let d: Vec<Duration> = (0..4).map(|_| b.next().unwrap()).collect();
+    let within = |d: Duration, base: u64| {
+        d >= Duration::from_millis(base) && d <= Duration::from_millis(base).mul_f64(1.25)
+    };
+    assert!(within(d[0], 100) && within(d[1], 200), "{d:?}");
+    assert!(within(d[2], 350) && within(d[3], 350), "{d:?}");
+    b.reset();
+    assert!(within(b.next().unwrap(), 100));
+}
