@@ -57,13 +57,14 @@ impl cmcsi_renewer::Issue for RenewalIssuer {
         &self,
         volume: VolumeId,
         reason: IssueReason,
+        permit: cmcsi_renewer::IssuancePermit,
     ) -> impl std::future::Future<Output = Result<Lifetime, IssueFailure>> + Send {
         let driver = self.0.upgrade();
         async move {
             let Some(driver) = driver else {
                 return Err(IssueFailure::new("driver is shutting down"));
             };
-            driver.renew(volume.as_str(), reason).await
+            driver.renew(volume.as_str(), reason, permit).await
         }
     }
 }
@@ -156,6 +157,7 @@ impl Driver {
         Ok(Pipeline {
             store: &self.store,
             guard: None,
+            permit: None,
             pool: &self.pool,
             issuer: &kube.issuer,
             use_token_request: self.config.use_token_request,

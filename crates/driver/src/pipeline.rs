@@ -117,6 +117,10 @@ pub struct Pipeline<'a> {
     /// an issuance the kubelet gives up on cannot release the lock while a
     /// file set is still being written (an unpublish would race it).
     pub guard: Option<VolumeGuard>,
+    /// The issuance's slot of `--max-concurrent-issuances`, held by each
+    /// blocking task too: work a cancelled or timed-out issuance leaves
+    /// running keeps its slot until it ends.
+    pub permit: Option<cmcsi_renewer::IssuancePermit>,
     /// The key pool.
     pub pool: &'a keygen::KeyPool,
     /// The CertificateRequest client.
@@ -232,13 +236,14 @@ impl Pipeline<'_> {
     }
 
     /// Runs `f` on Tokio's blocking pool with the store, holding the
-    /// volume's lock until it returns (see [`Pipeline::guard`]).
+    /// volume's lock and the issuance's permit until it returns (see
+    /// [`Pipeline::guard`] and [`Pipeline::permit`]).
     async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Store) -> Result<T, DriverError> + Send + 'static,
     ) -> Result<T, DriverError> {
         let store = Arc::clone(self.store);
-        let held = self.guard.clone();
+        let held = (self.guard.clone(), self.permit.clone());
         let task = tokio::task::spawn_blocking(move || {
             let result = f(&store);
             drop(held);

@@ -22,12 +22,13 @@ use crate::pipeline;
 
 impl Driver {
     /// One issuance with metrics, an Event and a log line, made under the
-    /// volume's lock (`guard`).
+    /// volume's lock (`guard`) in one of the issuance slots (`permit`).
     pub(crate) async fn issue_logged(
         &self,
         volume_id: &str,
         why: &str,
         guard: &VolumeGuard,
+        permit: cmcsi_renewer::IssuancePermit,
     ) -> Result<pipeline::Issued, DriverError> {
         let started = Instant::now();
         let result = match self.pipeline() {
@@ -35,6 +36,7 @@ impl Driver {
                 Ok(ips) => {
                     p.pod_ips = ips;
                     p.guard = Some(guard.clone());
+                    p.permit = Some(permit);
                     p.issue(volume_id).await
                 }
                 Err(e) => Err(e),
@@ -126,6 +128,7 @@ impl Driver {
         &self,
         volume_id: &str,
         reason: IssueReason,
+        permit: cmcsi_renewer::IssuancePermit,
     ) -> Result<Lifetime, IssueFailure> {
         // Wait behind a publish or unpublish of the same volume.
         let Some(guard) = self
@@ -154,7 +157,7 @@ impl Driver {
             Err(e) => return Err(IssueFailure::new(e.to_string())),
         }
         let why = reason.to_string();
-        self.issue_logged(volume_id, &why, &guard)
+        self.issue_logged(volume_id, &why, &guard, permit)
             .await
             .map(|i| pipeline::lifetime_of(&i.summary, i.renew_before))
             .map_err(|e| IssueFailure::new(e.to_string()))
@@ -219,8 +222,10 @@ impl Driver {
                 self.renewer()
                     .manage_pending(volume_id, spec.disable_auto_renew);
             } else {
-                let _permit = self.renewer().acquire_first_issuance().await;
-                let issued = self.issue_logged(volume_id, "first", &guard).await?;
+                let permit = self.renewer().acquire_first_issuance().await;
+                let issued = self
+                    .issue_logged(volume_id, "first", &guard, permit)
+                    .await?;
                 self.renewer().manage(
                     volume_id,
                     pipeline::lifetime_of(&issued.summary, issued.renew_before),

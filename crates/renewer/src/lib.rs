@@ -38,13 +38,21 @@
 //! ```
 //! use std::sync::Arc;
 //! use std::time::{Duration, SystemTime};
-//! use cmcsi_renewer::{Issue, IssueFailure, IssueReason, Lifetime, Renewer, RenewerConfig, VolumeId};
+//! use cmcsi_renewer::{
+//!     IssuancePermit, Issue, IssueFailure, IssueReason, Lifetime, Renewer, RenewerConfig, VolumeId,
+//! };
 //!
 //! struct Driver;
 //!
 //! impl Issue for Driver {
-//!     async fn issue(&self, volume: VolumeId, reason: IssueReason) -> Result<Lifetime, IssueFailure> {
-//!         // Make a key, get it signed, write the files and metadata...
+//!     async fn issue(
+//!         &self,
+//!         volume: VolumeId,
+//!         reason: IssueReason,
+//!         permit: IssuancePermit,
+//!     ) -> Result<Lifetime, IssueFailure> {
+//!         // Make a key, get it signed, write the files and metadata, handing
+//!         // a clone of `permit` to each blocking task...
 //!         let now = SystemTime::now();
 //!         Ok(Lifetime::new(now, now + Duration::from_secs(24 * 3600)))
 //!     }
@@ -56,8 +64,7 @@
 //!
 //! // NodePublishVolume: take a slot ahead of renewals, issue, then hand over.
 //! let permit = renewer.acquire_first_issuance().await;
-//! let lifetime = Driver.issue("csi-1234".into(), IssueReason::Requested).await?;
-//! drop(permit);
+//! let lifetime = Driver.issue("csi-1234".into(), IssueReason::Requested, permit).await?;
 //! let due = renewer.manage("csi-1234", lifetime, false).expect("auto-renew is on");
 //! assert!(due < lifetime.not_after);
 //! assert_eq!(renewer.snapshot("csi-1234").and_then(|s| s.due), Some(due));

@@ -55,9 +55,7 @@ impl Limiter {
                 // waiter is queued, so taking one here never jumps a queue.
                 if q.available > 0 {
                     q.available -= 1;
-                    return IssuancePermit {
-                        limiter: Arc::clone(self),
-                    };
+                    return IssuancePermit::new(self);
                 }
                 let (tx, rx) = oneshot::channel();
                 match priority {
@@ -71,9 +69,7 @@ impl Limiter {
                 limiter: self,
             };
             if grant.wait().await {
-                return IssuancePermit {
-                    limiter: Arc::clone(self),
-                };
+                return IssuancePermit::new(self);
             }
         }
     }
@@ -139,13 +135,33 @@ impl Drop for Grant<'_> {
 }
 
 /// One of the [`RenewerConfig::max_concurrent`](crate::RenewerConfig::max_concurrent)
-/// issuance slots; released when dropped. Hold it for the whole issuance.
+/// issuance slots; released when the last clone is dropped. Hold it for the
+/// whole issuance, and hand a clone to each blocking task the issuance
+/// starts (key generation, file writes): the slot then stays taken until
+/// that work ends, even when the issuance itself is cancelled or times out,
+/// so abandoned work never runs beside a full set of new issuances.
+#[derive(Clone)]
 #[must_use = "the slot is released as soon as the permit is dropped"]
 pub struct IssuancePermit {
+    _slot: Arc<Slot>,
+}
+
+impl IssuancePermit {
+    fn new(limiter: &Arc<Limiter>) -> Self {
+        Self {
+            _slot: Arc::new(Slot {
+                limiter: Arc::clone(limiter),
+            }),
+        }
+    }
+}
+
+/// The slot behind every clone of one permit.
+struct Slot {
     limiter: Arc<Limiter>,
 }
 
-impl Drop for IssuancePermit {
+impl Drop for Slot {
     fn drop(&mut self) {
         self.limiter.release();
     }
@@ -208,6 +224,25 @@ mod tests {
         assert_eq!(lock(&limiter.state).available, 1);
         // And the slot is usable.
         let _again = limiter.acquire(Priority::Renewal).await;
+        assert_eq!(lock(&limiter.state).available, 0);
+    }
+
+    #[tokio::test]
+    async fn the_slot_is_held_until_the_last_clone_of_a_permit_drops() {
+        let limiter = Limiter::new(1);
+        let permit = limiter.acquire(Priority::First).await;
+        // Blocking work started by the issuance keeps a clone...
+        let work = permit.clone();
+        drop(permit);
+        assert_eq!(lock(&limiter.state).available, 0);
+        let l = Arc::clone(&limiter);
+        let next = tokio::spawn(async move { l.acquire(Priority::First).await });
+        tokio::task::yield_now().await;
+        assert_eq!(limiter.waiting(), (1, 0), "the next issuance still waits");
+        // ...and the slot passes on when that work ends.
+        drop(work);
+        let _next = next.await.unwrap();
+        assert_eq!(limiter.waiting(), (0, 0));
         assert_eq!(lock(&limiter.state).available, 0);
     }
 }

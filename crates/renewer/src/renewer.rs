@@ -23,7 +23,7 @@ use crate::types::{
 mod attempt;
 
 type IssueFuture = Pin<Box<dyn Future<Output = Result<Lifetime, IssueFailure>> + Send>>;
-type IssueFn = dyn Fn(VolumeId, IssueReason) -> IssueFuture + Send + Sync;
+type IssueFn = dyn Fn(VolumeId, IssueReason, IssuancePermit) -> IssueFuture + Send + Sync;
 
 /// How many events a slow [`Renewer::subscribe`] receiver may fall behind.
 const EVENT_CAPACITY: usize = 1024;
@@ -181,10 +181,11 @@ impl Renewer {
         config.validate()?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| StartError::NoRuntime)?;
         let seed = config.seed.unwrap_or_else(rand::random);
-        let issue_fn = move |volume: VolumeId, reason: IssueReason| -> IssueFuture {
-            let issuer = Arc::clone(&issuer);
-            Box::pin(async move { issuer.issue(volume, reason).await })
-        };
+        let issue_fn =
+            move |volume: VolumeId, reason: IssueReason, permit: IssuancePermit| -> IssueFuture {
+                let issuer = Arc::clone(&issuer);
+                Box::pin(async move { issuer.issue(volume, reason, permit).await })
+            };
         let inner = Arc::new(Inner {
             planner: config.planner(seed),
             limiter: Limiter::new(config.max_concurrent),

@@ -166,12 +166,18 @@ impl IssueFailure {
 /// returns, the renewer never polls a future for that volume again (one poll
 /// already running on another thread may finish), so the future must tolerate
 /// being dropped at any `.await`.
+///
+/// `permit` is a clone of the attempt's permit: move a clone of it into each
+/// blocking task the issuance starts, so the slot stays taken until that
+/// work ends even when the future is dropped (a timed-out attempt's key
+/// generation then never runs beside a full set of new attempts).
 pub trait Issue: Send + Sync + 'static {
     /// Issue a new certificate for `volume`, write it, and report its lifetime.
     fn issue(
         &self,
         volume: VolumeId,
         reason: IssueReason,
+        permit: crate::IssuancePermit,
     ) -> impl Future<Output = Result<Lifetime, IssueFailure>> + Send;
 }
 

@@ -203,3 +203,36 @@ async fn a_hung_issuance_times_out_frees_its_slot_and_backs_off() {
     let calls = issuer.calls();
     assert_eq!(calls[1].at - calls[0].at, MIN + Duration::from_secs(30));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_timed_out_attempt_keeps_its_slot_while_its_work_still_runs() {
+    let cfg = RenewerConfig {
+        max_concurrent: 1,
+        backoff_jitter: 0.0,
+        issue_timeout: Some(MIN),
+        ..config()
+    };
+    let issuer = FakeIssuer::gated(cfg.clock, DAY); // never opened
+    issuer
+        .keep_permits
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let renewer = start(&issuer, cfg.clone());
+    let mut events = renewer.subscribe();
+    renewer.manage_pending("vol", false);
+    let event = next_event(&mut events).await;
+    assert!(matches!(event.outcome, Outcome::Failed { .. }), "{event:?}");
+    assert_eq!(issuer.dropped.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // The attempt is over, but the work it handed a permit to is not: the
+    // only slot stays taken, so no new issuance starts beside that work.
+    let waiting =
+        tokio::time::timeout(Duration::from_secs(1), renewer.acquire_first_issuance()).await;
+    assert!(
+        waiting.is_err(),
+        "the slot was free while the work still ran"
+    );
+    // The work ends: the slot is free.
+    issuer.kept.lock().unwrap().clear();
+    let permit =
+        tokio::time::timeout(Duration::from_secs(1), renewer.acquire_first_issuance()).await;
+    assert!(permit.is_ok());
+}

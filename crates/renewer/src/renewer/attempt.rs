@@ -97,7 +97,7 @@ impl Inner {
             }
         }
         tracing::debug!(volume = %volume, %reason, "issuing");
-        let mut issuing = (self.issuer)(volume.clone(), reason);
+        let mut issuing = (self.issuer)(volume.clone(), reason, permit.clone());
         // Never poll the issuance again once the volume is forgotten.
         let guarded = poll_fn(|cx| {
             if cancelled.load(Ordering::SeqCst) {

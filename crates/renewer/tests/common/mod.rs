@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use cmcsi_renewer::{
-    Clock, IssuanceEvent, Issue, IssueFailure, IssueReason, Lifetime, Renewer, RenewerConfig,
-    VolumeId,
+    Clock, IssuanceEvent, IssuancePermit, Issue, IssueFailure, IssueReason, Lifetime, Renewer,
+    RenewerConfig, VolumeId,
 };
 use tokio::sync::{Semaphore, broadcast};
 use tokio::time::Instant;
@@ -49,6 +49,10 @@ pub struct FakeIssuer {
     pub max_in_flight: AtomicUsize,
     /// Issuance futures dropped before they finished.
     pub dropped: AtomicUsize,
+    /// With `keep_permits`, each issuance leaves a clone of its permit here,
+    /// as blocking work it started and that outlives it would.
+    pub keep_permits: AtomicBool,
+    pub kept: Mutex<Vec<IssuancePermit>>,
 }
 
 impl FakeIssuer {
@@ -70,6 +74,8 @@ impl FakeIssuer {
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
             dropped: AtomicUsize::new(0),
+            keep_permits: AtomicBool::new(false),
+            kept: Mutex::new(Vec::new()),
         }
     }
 
@@ -117,7 +123,15 @@ impl Drop for InFlight<'_> {
 }
 
 impl Issue for FakeIssuer {
-    async fn issue(&self, volume: VolumeId, reason: IssueReason) -> Result<Lifetime, IssueFailure> {
+    async fn issue(
+        &self,
+        volume: VolumeId,
+        reason: IssueReason,
+        permit: IssuancePermit,
+    ) -> Result<Lifetime, IssueFailure> {
+        if self.keep_permits.load(Ordering::SeqCst) {
+            self.kept.lock().unwrap().push(permit);
+        }
         self.calls.lock().unwrap().push(Call {
             volume,
             reason,
