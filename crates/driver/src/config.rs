@@ -309,8 +309,10 @@ pub struct Cli {
     #[command(flatten)]
     pub limits: LimitFlags,
 
-    /// Unusable volume directories set aside at start (`inmemfs/.quarantine`) are
-    /// removed, keys included, by the sweep once they are older than this (Go duration).
+    /// Unusable volume directories set aside (`inmemfs/.quarantine`: at start, and by
+    /// the sweep when an unmounted volume's metadata cannot be read) are removed, keys
+    /// included, by the sweep once they are older than this (Go duration); one still
+    /// mounted is kept.
     #[arg(long, default_value = "24h", value_parser = parse_duration_flag)]
     pub quarantine_grace: Duration,
 

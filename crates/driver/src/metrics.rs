@@ -321,7 +321,7 @@ impl LiveStats for Live {
         ));
         out.push((
             "certmanager_csi_quarantined_volumes_removed",
-            "Set-aside volume directories removed after --quarantine-grace",
+            "Set-aside volume directories (unusable at start, or unmounted with unreadable metadata) removed after --quarantine-grace",
             d.store.quarantine_removed() as f64,
             true,
         ));

@@ -110,7 +110,10 @@ impl Driver {
     /// (the target path's parent, which the kubelet creates before
     /// publishing and removes with the Pod) no longer exists. Issued volumes
     /// are left to the kubelet's unpublish, which it replays after restarts.
-    /// The removed volumes' CertificateRequests are deleted too.
+    /// The removed volumes' CertificateRequests are deleted too. Volumes
+    /// whose metadata cannot be read are set aside instead (see
+    /// [`Driver::set_aside_unreadable`]), and set-aside directories older
+    /// than `--quarantine-grace` are removed first.
     pub(crate) async fn sweep_abandoned(self: &Arc<Self>) -> usize {
         let grace = self.config.quarantine_grace;
         if let Err(e) = self.on_store(move |s| s.purge_quarantine(grace)).await {
@@ -158,47 +161,103 @@ impl Driver {
         };
         let mut removed = Vec::new();
         for id in ids {
+            // Held until the volume is dealt with: a publish or unpublish of
+            // it waits meanwhile, and one in progress makes the sweep pass.
             let Some(_guard) = self.locks.try_lock(&id) else {
                 continue;
             };
-            let Ok(meta) = self.store.read_metadata(&id) else {
-                continue;
-            };
-            if meta.next_issuance_time.is_some() {
-                continue;
-            }
-            let target = Path::new(&meta.target_path);
-            let Some(kubelet_dir) = target.parent().filter(|p| p.is_absolute()) else {
-                continue;
-            };
-            match std::fs::symlink_metadata(kubelet_dir) {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                _ => continue,
-            }
-            if store::is_mount_point(target).unwrap_or(true) {
-                continue;
-            }
-            self.renewer().forget(&id);
-            match self.store.remove_volume(&id) {
-                Ok(true) => {
-                    tracing::info!(
-                        volume = %id,
-                        pod = meta.volume_context.get(cmcsi_attrs::keys::POD_NAME).map(String::as_str).unwrap_or(""),
-                        namespace = meta.volume_context.get(cmcsi_attrs::keys::POD_NAMESPACE).map(String::as_str).unwrap_or(""),
-                        target = %meta.target_path,
-                        "removed a never-issued volume whose Pod is gone"
-                    );
-                    let (pod, namespace) = crate::events::pod_fields(&meta.volume_context);
-                    removed.push((id, pod.to_string(), namespace.to_string()));
-                }
-                Ok(false) => {}
-                Err(e) => {
-                    let (pod, namespace) = crate::events::pod_fields(&meta.volume_context);
-                    tracing::warn!(volume = %id, pod, namespace, error = %e, "could not remove an abandoned volume")
-                }
+            match self.store.read_metadata(&id) {
+                Ok(meta) => removed.extend(self.remove_if_abandoned(id, &meta)),
+                Err(StoreError::Metadata { reason, .. }) => self.set_aside_unreadable(&id, &reason),
+                // Gone meanwhile, or an IO error that may pass: next sweep.
+                Err(_) => {}
             }
         }
         removed
+    }
+
+    /// Removes volume `id` (its lock held by the caller) when it was never
+    /// issued and its Pod is gone (see [`Driver::sweep_abandoned`]).
+    fn remove_if_abandoned(&self, id: String, meta: &Metadata) -> Option<(String, String, String)> {
+        if meta.next_issuance_time.is_some() {
+            return None;
+        }
+        let target = Path::new(&meta.target_path);
+        let kubelet_dir = target.parent().filter(|p| p.is_absolute())?;
+        match std::fs::symlink_metadata(kubelet_dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            _ => return None,
+        }
+        if store::is_mount_point(target).unwrap_or(true) {
+            return None;
+        }
+        self.renewer().forget(&id);
+        let (pod, namespace) = crate::events::pod_fields(&meta.volume_context);
+        match self.store.remove_volume(&id) {
+            Ok(true) => {
+                tracing::info!(
+                    volume = %id,
+                    pod,
+                    namespace,
+                    target = %meta.target_path,
+                    "removed a never-issued volume whose Pod is gone"
+                );
+                Some((id, pod.to_string(), namespace.to_string()))
+            }
+            Ok(false) => None,
+            Err(e) => {
+                tracing::warn!(volume = %id, pod, namespace, error = %e, "could not remove an abandoned volume");
+                None
+            }
+        }
+    }
+
+    /// Sets aside volume `id` (its lock held by the caller), whose metadata
+    /// cannot be read (`reason`: corrupt, over the size limit, missing),
+    /// unless something of it is mounted.
+    ///
+    /// Such a volume answers every publish with `INTERNAL` and cannot renew,
+    /// and without its metadata neither its target path nor its Pod is
+    /// known, so the abandoned-volume rule (the kubelet's directory is gone)
+    /// cannot be checked. The safe rule instead: nothing may use it (its lock
+    /// is free, so no publish, unpublish or renewal is running, and the
+    /// kernel's mount table shows no mount of it, so no Pod has its files),
+    /// and it is not deleted but moved to the quarantine, exactly as a start
+    /// does with what it cannot read. The sweep removes it, keys included,
+    /// once it has been there longer than `--quarantine-grace` (counted in
+    /// `certmanager_csi_quarantined_volumes_removed_total`); until then it
+    /// can be moved back by hand. A retried publish of the volume starts
+    /// afresh. Its CertificateRequests are left to that publish's clean-up or
+    /// to cert-manager: deleting them here could race a retry that already
+    /// made a new one.
+    fn set_aside_unreadable(&self, id: &str, reason: &str) {
+        match self.store.volume_mounted(id) {
+            Ok(false) => {}
+            Ok(true) => {
+                tracing::warn!(volume = %id, reason, "the metadata of a mounted volume cannot be read; kept while it is mounted");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(volume = %id, reason, error = %e, "the metadata of a volume cannot be read, and whether it is mounted is unknown; kept");
+                return;
+            }
+        }
+        self.renewer().forget(id);
+        if let Ok(kube) = &self.kube {
+            kube.issuer.forget_volume(id);
+        }
+        match self.store.set_aside_volume(id, reason) {
+            Ok(aside) => tracing::warn!(
+                volume = %id,
+                reason,
+                moved_to = ?aside.moved_to,
+                grace_s = self.config.quarantine_grace.as_secs(),
+                "set aside an unmounted volume whose metadata cannot be read; it is removed with its keys after --quarantine-grace"
+            ),
+            Err(e) => {
+                tracing::warn!(volume = %id, reason, error = %e, "could not set aside a volume whose metadata cannot be read")
+            }
+        }
     }
 }
 

@@ -1,7 +1,9 @@
 //! Request limits against the real binary and the fake API: a hostile
 //! volume context is refused before anything is stored, nested file names
 //! do not stall the health RPCs, and cancelled publishes of large RSA keys
-//! leave no more generations running than `--max-concurrent-large-rsa`.
+//! leave no more generations running than `--max-concurrent-large-rsa`,
+//! and unusable volume directories are set aside and removed after
+//! `--quarantine-grace` unless something of them is mounted.
 
 #![allow(clippy::unwrap_used)]
 
@@ -249,6 +251,103 @@ fn set_aside_volume_older_than_the_grace_period_is_removed_after_a_restart() {
             scrape(&addr, "certmanager_csi_quarantined_volumes_removed_total") == Some(1.0)
         })
         .await;
+        assert!(h.serving().await);
+    });
+}
+
+#[test]
+fn unreadable_unmounted_volumes_are_swept_and_mounted_or_healthy_ones_stay() {
+    in_mount_namespace!(async {
+        let addr = free_address();
+        let h = Harness::start(&[
+            "--metrics-bind-address",
+            &addr,
+            "--quarantine-grace",
+            "2s",
+            "--abandoned-volume-sweep-interval",
+            "500ms",
+        ])
+        .await;
+        let healthy = h
+            .publish("csi-healthy", &Pod::new("ns", "healthy"), &[ISSUER, DNS])
+            .await
+            .unwrap();
+        // Issued and mounted, then its metadata is damaged: a Pod still has
+        // its files, so it must stay.
+        let mounted = h
+            .publish(
+                "csi-mounted-bad",
+                &Pod::new("ns", "mounted"),
+                &[ISSUER, DNS],
+            )
+            .await
+            .unwrap();
+        std::fs::write(
+            h.volume_dir("csi-mounted-bad").join("metadata.json"),
+            b"{ not json",
+        )
+        .unwrap();
+        // Not mounted, nobody holds their lock, metadata unreadable in each
+        // way: corrupt, over the 1 MiB read limit, missing. Each has a key.
+        let oversized = vec![b' '; 1_100_000];
+        let unreadable: [(&str, Option<&[u8]>); 3] = [
+            ("csi-corrupt", Some(b"{ not json")),
+            ("csi-oversized", Some(&oversized)),
+            ("csi-no-metadata", None),
+        ];
+        for (id, meta) in unreadable {
+            let dir = h.volume_dir(id);
+            std::fs::create_dir_all(dir.join("data")).unwrap();
+            if let Some(meta) = meta {
+                std::fs::write(dir.join("metadata.json"), meta).unwrap();
+            }
+            std::fs::write(dir.join("pending-request.json"), b"secret key material").unwrap();
+        }
+
+        // The sweep sets them aside, and past the grace period removes them.
+        common::eventually(
+            "the unreadable volumes set aside",
+            Duration::from_secs(10),
+            || unreadable.iter().all(|(id, _)| !h.volume_dir(id).exists()),
+        )
+        .await;
+        let quarantine = h.data_root.join("inmemfs/.quarantine");
+        common::eventually(
+            "the unreadable volumes removed after the grace period",
+            Duration::from_secs(15),
+            || {
+                scrape(&addr, "certmanager_csi_quarantined_volumes_removed_total") == Some(3.0)
+                    && std::fs::read_dir(&quarantine).is_ok_and(|d| d.count() == 0)
+            },
+        )
+        .await;
+
+        // Several sweeps later the mounted and the healthy volume are still
+        // there, mounted, with their files.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        for (id, target) in [("csi-mounted-bad", &mounted), ("csi-healthy", &healthy)] {
+            assert!(h.volume_dir(id).join("data").is_dir(), "{id} was removed");
+            assert!(common::is_mounted(target), "{id} is no longer mounted");
+            assert!(
+                !common::read(target, "crt.pem").is_empty(),
+                "{id} lost its certificate"
+            );
+        }
+        assert_eq!(
+            scrape(&addr, "certmanager_csi_quarantined_volumes_removed_total"),
+            Some(3.0)
+        );
+        assert!(
+            h.logs()
+                .contains("the metadata of a mounted volume cannot be read"),
+            "the kept volume is reported"
+        );
+        assert!(!h.logs().contains("secret key material"));
+
+        // A retried publish of a swept volume starts afresh and succeeds.
+        h.publish("csi-corrupt", &Pod::new("ns", "corrupt"), &[ISSUER, DNS])
+            .await
+            .unwrap();
         assert!(h.serving().await);
     });
 }

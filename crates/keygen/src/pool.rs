@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use tokio::sync::oneshot::error::TryRecvError;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};
 
 use crate::{Error, KeySpec, PrivateKey, Result};
@@ -29,9 +30,9 @@ pub struct PoolConfig {
 /// [`PoolConfig::max_concurrent_large_rsa`].
 pub const LARGE_RSA_BITS: u32 = 4096;
 
-/// Keys whose [`KeyPool::take`] was cancelled while they were being generated, kept per
-/// spec for the next take of the same spec (which a retry of the same volume is), so a
-/// retry does not start a second generation of what is already made. More are dropped.
+/// Generations whose [`KeyPool::take`] was cancelled, kept per spec (running or done) for
+/// the next take of the same spec (which a retry of the same volume is): it joins one
+/// instead of starting a second generation. The keys of more are dropped when made.
 const ORPHANS_KEPT: usize = 4;
 
 impl Default for PoolConfig {
@@ -113,9 +114,11 @@ struct Inner {
     /// take tens of microseconds: cheaper made on the caller's thread than
     /// handed to a blocking thread and back.
     inline_cheap: bool,
-    /// Takes generating a key on a blocking thread now. Refills wait while
-    /// there are any: a Pod waiting for its key gets the CPU first, and a
-    /// burst of misses is not slowed by keys made for later.
+    /// Takes waiting for a key made for them, and their generations running
+    /// on blocking threads (also those whose take was cancelled, whose key a
+    /// retry joins). Refills wait while there are any: a Pod waiting for its
+    /// key gets the CPU first, and a burst of misses is not slowed by keys
+    /// made for later.
     inline: watch::Sender<usize>,
     hits: AtomicU64,
     misses: AtomicU64,
@@ -131,11 +134,14 @@ struct Inner {
     pending: watch::Sender<usize>,
 }
 
+/// Where the key of one inline generation arrives.
+type Outcome = oneshot::Receiver<Result<PrivateKey>>;
+
 #[derive(Default)]
 struct Slot {
     keys: VecDeque<PrivateKey>,
-    /// Keys made for cancelled takes (at most [`ORPHANS_KEPT`]).
-    orphans: VecDeque<PrivateKey>,
+    /// Generations of cancelled takes, running or done (at most [`ORPHANS_KEPT`]).
+    orphans: VecDeque<Outcome>,
     scheduled: usize,
 }
 
@@ -205,9 +211,15 @@ impl KeyPool {
     /// RSA keys above [`LARGE_RSA_BITS`] wait for one of
     /// [`PoolConfig::max_concurrent_large_rsa`] permits; the permit moves into the blocking
     /// thread, so cancelling the take never frees it while the key is still being made.
-    /// A take cancelled mid-generation leaves its key for the next take of the same spec.
+    ///
+    /// A take cancelled mid-generation leaves its generation to the next take of the same
+    /// spec, of any kind and size: that take gets its key when it is made already, or
+    /// else, unless the pool has one ready, joins it (waits for it) instead of starting a
+    /// second one. So a publish that the kubelet cancels and retries never has two
+    /// generations running for it. Such a take counts neither as a hit nor as a miss, but
+    /// in [`PoolStats::orphans_adopted`].
     pub async fn take(&self, spec: &KeySpec) -> Result<PrivateKey> {
-        if let Some(key) = self.inner.adopt(spec) {
+        if let Some(key) = self.inner.adopt_ready(spec) {
             return Ok(key);
         }
         let pooled = self.inner.targets.contains_key(spec);
@@ -224,6 +236,9 @@ impl KeyPool {
             self.inner.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(key);
         }
+        if let Some(key) = self.join_orphan(spec).await {
+            return Ok(key);
+        }
         let counter = if pooled {
             &self.inner.misses
         } else {
@@ -238,25 +253,57 @@ impl KeyPool {
         let _inline = InlineGeneration::start(&self.inner);
         self.fill();
         let spec = *spec;
-        let large = self.inner.large_permit(&spec).await?;
-        if large.is_some() {
-            // While we waited, a cancelled take of this spec may have finished its key.
-            if let Some(key) = self.inner.adopt(&spec) {
+        let large = loop {
+            let large = self.inner.large_permit(&spec).await?;
+            // While we waited, a take of this spec may have been cancelled: its key, or
+            // else its generation, is ours (without holding a permit meanwhile).
+            if large.is_none() {
+                break None;
+            }
+            if let Some(key) = self.inner.adopt_ready(&spec) {
                 return Ok(key);
             }
-        }
+            if !self.inner.has_orphan(&spec) {
+                break large;
+            }
+            drop(large);
+            if let Some(key) = self.join_orphan(&spec).await {
+                return Ok(key);
+            }
+        };
         let (tx, rx) = oneshot::channel();
         let inner = Arc::clone(&self.inner);
+        // Counted until the key is made, also when this take is cancelled before.
+        let running = InlineGeneration::start(&self.inner);
         tokio::task::spawn_blocking(move || {
             let result = inner.generate(&spec, large, &inner.inline_running);
-            if let Err(Ok(key)) = tx.send(result) {
-                inner.keep_orphan(spec, key);
-            }
+            drop(running);
+            // When nobody waits any more (more orphans than are kept), the key is
+            // dropped, and zeroized with it.
+            let _ = tx.send(result);
         });
-        rx.await.map_err(|e| Error::Generate {
-            spec,
-            reason: format!("generator task failed: {e}"),
-        })?
+        Awaited::new(&self.inner, spec, rx)
+            .wait()
+            .await
+            .unwrap_or_else(|| {
+                Err(Error::Generate {
+                    spec,
+                    reason: "the generator thread ended without a key".into(),
+                })
+            })
+    }
+
+    /// Joins generations left by cancelled takes of `spec`, oldest first, until one
+    /// makes a key; `None` when there are none (left), or all failed.
+    async fn join_orphan(&self, spec: &KeySpec) -> Option<PrivateKey> {
+        loop {
+            let rx = self.inner.lock().get_mut(spec)?.orphans.pop_front()?;
+            let _waiting = InlineGeneration::start(&self.inner);
+            if let Some(Ok(key)) = Awaited::new(&self.inner, *spec, rx).wait().await {
+                self.inner.orphans_adopted.fetch_add(1, Ordering::Relaxed);
+                return Some(key);
+            }
+        }
     }
 
     /// Schedules background generations until every pooled spec has its configured number
@@ -344,19 +391,55 @@ impl Drop for Counted<'_> {
     }
 }
 
-/// One take generating inline; counted in [`Inner::inline`] while it lives.
-struct InlineGeneration<'a>(&'a Inner);
+/// One take waiting for its key, or one inline generation; counted in [`Inner::inline`]
+/// while it lives.
+struct InlineGeneration(Arc<Inner>);
 
-impl<'a> InlineGeneration<'a> {
-    fn start(inner: &'a Inner) -> Self {
+impl InlineGeneration {
+    fn start(inner: &Arc<Inner>) -> Self {
         inner.inline.send_modify(|n| *n += 1);
-        InlineGeneration(inner)
+        InlineGeneration(Arc::clone(inner))
     }
 }
 
-impl Drop for InlineGeneration<'_> {
+impl Drop for InlineGeneration {
     fn drop(&mut self) {
         self.0.inline.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+/// The key of an inline generation, on its way to a take. Dropped before it arrives (the
+/// take was cancelled), the generation is parked in its spec's slot for the next take of
+/// that spec to join.
+struct Awaited<'a> {
+    inner: &'a Inner,
+    spec: KeySpec,
+    rx: Option<Outcome>,
+}
+
+impl<'a> Awaited<'a> {
+    fn new(inner: &'a Inner, spec: KeySpec, rx: Outcome) -> Self {
+        Awaited {
+            inner,
+            spec,
+            rx: Some(rx),
+        }
+    }
+
+    /// The generation's result; `None` when its thread ended without one (a panic).
+    async fn wait(mut self) -> Option<Result<PrivateKey>> {
+        let rx = self.rx.as_mut()?;
+        let result = rx.await.ok();
+        self.rx = None;
+        result
+    }
+}
+
+impl Drop for Awaited<'_> {
+    fn drop(&mut self) {
+        if let Some(rx) = self.rx.take() {
+            self.inner.park(self.spec, rx);
+        }
     }
 }
 
@@ -395,19 +478,42 @@ impl Inner {
         (self.generator)(spec)
     }
 
-    /// A key left by a cancelled take of `spec`, if any.
-    fn adopt(&self, spec: &KeySpec) -> Option<PrivateKey> {
-        let key = self.lock().get_mut(spec)?.orphans.pop_front()?;
-        self.orphans_adopted.fetch_add(1, Ordering::Relaxed);
-        Some(key)
+    /// A key already made by the generation of a cancelled take of `spec`, if any.
+    /// Generations that failed are forgotten on the way; running ones stay.
+    fn adopt_ready(&self, spec: &KeySpec) -> Option<PrivateKey> {
+        let mut slots = self.lock();
+        let slot = slots.get_mut(spec)?;
+        let mut key = None;
+        slot.orphans.retain_mut(|rx| {
+            if key.is_some() {
+                return true;
+            }
+            match rx.try_recv() {
+                Ok(Ok(k)) => {
+                    key = Some(k);
+                    false
+                }
+                Err(TryRecvError::Empty) => true,
+                Ok(Err(_)) | Err(TryRecvError::Closed) => false,
+            }
+        });
+        if key.is_some() {
+            self.orphans_adopted.fetch_add(1, Ordering::Relaxed);
+        }
+        key
     }
 
-    /// Keeps the key of a cancelled take for the next take of `spec`.
-    fn keep_orphan(&self, spec: KeySpec, key: PrivateKey) {
+    /// Whether a cancelled take of `spec` left a generation.
+    fn has_orphan(&self, spec: &KeySpec) -> bool {
+        self.lock().get(spec).is_some_and(|s| !s.orphans.is_empty())
+    }
+
+    /// Keeps the generation of a cancelled take for the next take of `spec`.
+    fn park(&self, spec: KeySpec, rx: Outcome) {
         let mut slots = self.lock();
         let slot = slots.entry(spec).or_default();
         if slot.orphans.len() < ORPHANS_KEPT {
-            slot.orphans.push_back(key);
+            slot.orphans.push_back(rx);
         }
     }
 

@@ -102,12 +102,14 @@ async fn unpooled_specs_are_generated_inline_without_refills() {
     assert_eq!(pool.available(&KeySpec::EcdsaP521), 0);
 }
 
-/// A generator that blocks until the test opens the gate, counting how many run at once.
+/// A generator that blocks until the test opens the gate, counting how many run at once
+/// and how many started. RSA specs get an Ed25519 key, so tests do not spend real seconds.
 struct Gate {
     open: Mutex<bool>,
     cv: Condvar,
     active: AtomicUsize,
     max_active: AtomicUsize,
+    started: AtomicUsize,
 }
 
 impl Gate {
@@ -118,6 +120,7 @@ impl Gate {
             cv: Condvar::new(),
             active: AtomicUsize::new(0),
             max_active: AtomicUsize::new(0),
+            started: AtomicUsize::new(0),
         });
         let g = Arc::clone(&gate);
         let pool = KeyPool::with_generator(config, move |spec| g.generate(spec)).unwrap();
@@ -125,6 +128,7 @@ impl Gate {
     }
 
     fn generate(&self, spec: &KeySpec) -> Result<PrivateKey, Error> {
+        self.started.fetch_add(1, Ordering::SeqCst);
         let now = self.active.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_active.fetch_max(now, Ordering::SeqCst);
         let mut open = self.open.lock().unwrap();
@@ -133,7 +137,39 @@ impl Gate {
         }
         drop(open);
         self.active.fetch_sub(1, Ordering::SeqCst);
-        PrivateKey::generate(spec)
+        match spec {
+            KeySpec::Rsa { .. } => PrivateKey::generate(&KeySpec::Ed25519),
+            _ => PrivateKey::generate(spec),
+        }
+    }
+
+    /// Waits (bounded) until `n` generations are blocked at the gate.
+    async fn wait_active(&self, n: usize) {
+        for _ in 0..1000 {
+            if self.active.load(Ordering::SeqCst) == n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{n} generations never ran at once");
+    }
+
+    fn open(&self) {
+        *self
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = true;
+        self.cv.notify_all();
+    }
+}
+
+/// Opens the gate when dropped, also when an assertion fails: the runtime's shutdown
+/// waits for its blocking threads, so a closed gate would hang the failing test.
+struct OpenOnDrop(Arc<Gate>);
+
+impl Drop for OpenOnDrop {
+    fn drop(&mut self) {
+        self.0.open();
     }
 }
 
@@ -312,4 +348,64 @@ async fn large_rsa_cap_bounds_concurrent_takes_but_not_small_keys() {
         t.await.unwrap().unwrap();
     }
     assert_eq!(pool.stats().large_rsa_running, 0);
+}
+
+/// Cancels a take of `spec` mid-generation, then takes again: the retry must join the
+/// running generation, not start a second one, and refills must wait meanwhile.
+async fn retry_joins_the_cancelled_generation(spec: KeySpec, pooled: usize) {
+    let (gate, pool) = Gate::pool(config(spec, pooled, 2));
+    let _open = OpenOnDrop(Arc::clone(&gate));
+    let first = {
+        let pool = pool.clone();
+        tokio::spawn(async move { pool.take(&spec).await })
+    };
+    gate.wait_active(1).await;
+    first.abort();
+    assert!(first.await.unwrap_err().is_cancelled());
+
+    let retry = {
+        let pool = pool.clone();
+        tokio::spawn(async move { pool.take(&spec).await })
+    };
+    // Give a second generation, or a refill, every chance to (wrongly) start.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        gate.started.load(Ordering::SeqCst),
+        1,
+        "{spec}: the retry started a generation of its own"
+    );
+    assert!(!retry.is_finished());
+    let stats = pool.stats();
+    assert_eq!(stats.inline_running, 1, "{spec}");
+    assert_eq!(stats.running, 0, "{spec}: a refill ran while a take waited");
+
+    gate.open();
+    retry.await.unwrap().unwrap();
+    let stats = pool.stats();
+    assert_eq!(stats.orphans_adopted, 1, "{spec}");
+    // The cancelled take was the one miss; the retry counts as neither hit nor miss.
+    let (misses, unpooled) = if pooled > 0 { (1, 0) } else { (0, 1) };
+    assert_eq!(
+        (stats.hits, stats.misses, stats.unpooled),
+        (0, misses, unpooled),
+        "{spec}"
+    );
+    pool.wait_idle().await;
+    assert_eq!(pool.available(&spec), pooled, "{spec}: refilled afterwards");
+
+    // Nothing is left to join: the next take of an empty pool generates again.
+    let before = gate.started.load(Ordering::SeqCst);
+    if pooled == 0 {
+        pool.take(&spec).await.unwrap();
+        assert_eq!(gate.started.load(Ordering::SeqCst), before + 1, "{spec}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_joins_the_generation_of_a_cancelled_take_of_any_spec() {
+    retry_joins_the_cancelled_generation(KeySpec::RSA_2048, 0).await;
+    retry_joins_the_cancelled_generation(KeySpec::RSA_2048, 2).await;
+    retry_joins_the_cancelled_generation(KeySpec::Rsa { bits: 3072 }, 0).await;
+    retry_joins_the_cancelled_generation(KeySpec::Rsa { bits: 8192 }, 0).await;
+    retry_joins_the_cancelled_generation(KeySpec::EcdsaP256, 1).await;
 }

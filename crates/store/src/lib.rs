@@ -14,7 +14,7 @@
 //!     ..2026_11_28_10_00_00.123456789/  the current file set (files 0440, dirs 0550)
 //!     ..data -> ..2026_...           swapped by rename(2): the one atomic step
 //!     crt.pem -> ..data/crt.pem      user-visible names
-//! <data-root>/inmemfs/.quarantine/   unusable entries found by Store::list
+//! <data-root>/inmemfs/.quarantine/   unusable entries (Store::list, Store::set_aside_volume)
 //! ```
 //!
 //! What it guarantees:
@@ -83,24 +83,29 @@
 mod error;
 mod fileset;
 mod fsops;
+mod listing;
 mod metadata;
 mod mountpoint;
 mod names;
+mod private;
+mod quarantine;
 pub mod secret_json;
 mod secrets;
 mod store;
 
 pub use error::StoreError;
 pub use fileset::{DATA_DIR_MODE, FILE_MODE, FileSet, SET_DIR_MODE, WriteOutcome};
+pub use listing::Recovery;
 pub use metadata::{FORMAT_V1, Metadata, MetadataError, MetadataFormat};
 pub use mountpoint::is_mount_point;
 pub use names::{
     MAX_NAME_LEN, MAX_PATH_LEN, MAX_VOLUME_ID_LEN, check_private_name, check_relative_path,
     check_volume_id,
 };
+pub use quarantine::SetAside;
 pub use secret_json::to_json_zeroizing;
 pub use secrets::{SECRETS_FILE, VolumeSecrets};
 pub use store::{
-    DATA_DIR, DEFAULT_TMPFS_SIZE, INMEMFS_DIR, LOCK_FILE, METADATA_FILE, QUARANTINE_DIR, Recovery,
-    SetAside, Store, StoreOptions,
+    DATA_DIR, DEFAULT_TMPFS_SIZE, INMEMFS_DIR, LOCK_FILE, METADATA_FILE, QUARANTINE_DIR, Store,
+    StoreOptions,
 };

@@ -1,7 +1,8 @@
-//! Whether a path is the root of a mount.
+//! Whether a path is the root of a mount, and which directories of a file
+//! system are mounted.
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, CWD, StatxAttributes, StatxFlags};
 
@@ -36,11 +37,37 @@ fn in_mountinfo(path: &Path) -> io::Result<bool> {
         Err(e) => return Err(e),
     };
     let want = canonical.to_string_lossy().into_owned();
-    let info = std::fs::read_to_string("/proc/self/mountinfo")?;
+    let info = std::fs::read_to_string(MOUNTINFO)?;
     Ok(info
         .lines()
         .filter_map(|l| l.split(' ').nth(4))
         .any(|mp| unescape_octal(mp) == want))
+}
+
+/// The kernel's list of this mount namespace's mounts.
+pub(crate) const MOUNTINFO: &str = "/proc/self/mountinfo";
+
+/// The root (field 4: the directory of the file system that is mounted, `/`
+/// for the whole of it) of every mount in this mount namespace of the file
+/// system on device `dev` (field 3, `major:minor`). A bind mount of a
+/// directory shows that directory, as it is named now (renames included).
+/// Parsed by hand: a few lines of a fixed format, and no kept crate reads
+/// only this without pulling in all of `/proc`.
+pub(crate) fn mount_roots_on(dev: u64) -> io::Result<Vec<PathBuf>> {
+    let want = format!("{}:{}", rustix::fs::major(dev), rustix::fs::minor(dev));
+    let info = std::fs::read_to_string(MOUNTINFO)?;
+    Ok(roots_on(&info, &want))
+}
+
+fn roots_on(info: &str, dev: &str) -> Vec<PathBuf> {
+    info.lines()
+        .filter_map(|l| {
+            let mut fields = l.split(' ');
+            let on = fields.nth(2)?;
+            let root = fields.next()?;
+            (on == dev).then(|| PathBuf::from(unescape_octal(root)))
+        })
+        .collect()
 }
 
 fn unescape_octal(s: &str) -> String {
@@ -74,6 +101,28 @@ mod tests {
         assert_eq!(unescape_octal(r"/var/lib/a\040b"), "/var/lib/a b");
         assert_eq!(unescape_octal(r"/x\134y"), r"/x\y");
         assert_eq!(unescape_octal("/plain"), "/plain");
+    }
+
+    #[test]
+    fn mount_roots_are_those_of_the_device() {
+        let info = "\
+22 1 0:21 / /proc rw,nosuid - proc proc rw
+40 30 0:45 / /data/inmemfs rw - tmpfs tmpfs rw,size=32768k
+41 30 0:45 /csi-a/data /pods/p/mount ro - tmpfs tmpfs rw,size=32768k
+42 30 0:45 /.quarantine/csi\\040b.1.0/data /pods/q/mount ro - tmpfs tmpfs rw
+";
+        assert_eq!(
+            roots_on(info, "0:45"),
+            [
+                PathBuf::from("/"),
+                PathBuf::from("/csi-a/data"),
+                PathBuf::from("/.quarantine/csi b.1.0/data"),
+            ]
+        );
+        assert!(roots_on(info, "0:99").is_empty());
+        // This process's root file system is mounted, at `/` or below.
+        let dev = rustix::fs::stat("/").unwrap().st_dev;
+        assert!(!mount_roots_on(dev).unwrap().is_empty());
     }
 
     #[test]

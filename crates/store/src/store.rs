@@ -5,7 +5,6 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
 
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{FileType, FlockOperation, OFlags};
@@ -16,8 +15,7 @@ use crate::error::StoreError;
 use crate::fileset::{self, DATA_DIR_MODE, FileSet, WriteOutcome};
 use crate::fsops::{self, mode};
 use crate::metadata::Metadata;
-use crate::names::{check_private_name, check_relative_path, check_volume_id};
-use crate::secrets::{SECRETS_FILE, VolumeSecrets};
+use crate::names::{check_relative_path, check_volume_id};
 
 /// Directory below the data root that holds the volumes (the tmpfs).
 pub const INMEMFS_DIR: &str = "inmemfs";
@@ -30,10 +28,9 @@ pub const METADATA_FILE: &str = "metadata.json";
 /// Name of a volume's data directory (the one bind-mounted into the Pod).
 pub const DATA_DIR: &str = "data";
 
-const CREATING_PREFIX: &str = ".creating-";
+pub(crate) const CREATING_PREFIX: &str = ".creating-";
 const VOLUME_DIR_MODE: u32 = 0o700;
 const METADATA_MODE: u32 = 0o600;
-const PRIVATE_MODE: u32 = 0o600;
 const MAX_METADATA: usize = 1024 * 1024;
 /// `TMPFS_MAGIC` from `linux/magic.h`.
 const TMPFS_MAGIC: i64 = 0x0102_1994;
@@ -64,26 +61,6 @@ impl Default for StoreOptions {
 /// Default [`StoreOptions::tmpfs_size`]: 32 MiB.
 pub const DEFAULT_TMPFS_SIZE: u64 = 32 * 1024 * 1024;
 
-/// One volume directory that [`Store::list`] could not use and set aside.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SetAside {
-    /// The entry's name in `inmemfs/` (usually the volume id).
-    pub name: String,
-    /// Why it was set aside (never contains values from the files).
-    pub reason: String,
-    /// Where it was moved to, or `None` when moving failed and it was left in place.
-    pub moved_to: Option<PathBuf>,
-}
-
-/// What [`Store::list`] found.
-#[derive(Debug, Clone, Default)]
-pub struct Recovery {
-    /// Every usable volume, in volume id order.
-    pub volumes: Vec<Metadata>,
-    /// Everything else in the data root, moved to `inmemfs/.quarantine/`.
-    pub set_aside: Vec<SetAside>,
-}
-
 /// An open data root. Holds the root's lock until dropped; share it with `Arc`.
 ///
 /// Operations on one volume must not run concurrently (the driver serialises
@@ -91,11 +68,11 @@ pub struct Recovery {
 #[derive(Debug)]
 pub struct Store {
     root: PathBuf,
-    inmemfs: PathBuf,
+    pub(crate) inmemfs: PathBuf,
     inmemfs_fd: OwnedFd,
     is_tmpfs: bool,
     /// Set-aside entries removed by [`Store::purge_quarantine`] since open.
-    quarantine_removed: std::sync::atomic::AtomicU64,
+    pub(crate) quarantine_removed: std::sync::atomic::AtomicU64,
     _lock: File,
 }
 
@@ -234,17 +211,17 @@ impl Store {
         Ok(self.inmemfs.join(id).join(DATA_DIR))
     }
 
-    fn volume_path(&self, id: &str) -> PathBuf {
+    pub(crate) fn volume_path(&self, id: &str) -> PathBuf {
         self.inmemfs.join(id)
     }
 
-    fn root_fd(&self) -> BorrowedFd<'_> {
+    pub(crate) fn root_fd(&self) -> BorrowedFd<'_> {
         self.inmemfs_fd.as_fd()
     }
 
     /// Opens the volume directory; `VolumeNotFound` when missing, `Conflict` when
     /// it is a symlink or not a directory.
-    fn open_volume(&self, id: &str) -> Result<OwnedFd, StoreError> {
+    pub(crate) fn open_volume(&self, id: &str) -> Result<OwnedFd, StoreError> {
         check_volume_id(id)?;
         match rustix::fs::openat(
             self.root_fd(),
@@ -428,278 +405,7 @@ impl Store {
         })
     }
 
-    /// Writes a private side file (0600) in the volume directory, outside
-    /// `data/`, atomically. For state that must survive a restart but never be
-    /// seen by the Pod, such as a pending request's key.
-    pub fn write_private(&self, id: &str, name: &str, contents: &[u8]) -> Result<(), StoreError> {
-        check_private_name(name)?;
-        let vol = self.open_volume(id)?;
-        fsops::write_file_atomic(vol.as_fd(), name, contents, PRIVATE_MODE)
-            .map_err(|e| StoreError::io("write", self.volume_path(id).join(name), e))
-    }
-
-    /// Reads a private side file; `None` when it does not exist.
-    pub fn read_private(
-        &self,
-        id: &str,
-        name: &str,
-    ) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
-        check_private_name(name)?;
-        let vol = self.open_volume(id)?;
-        fsops::read_file_at(vol.as_fd(), name)
-            .map_err(|e| StoreError::io("read", self.volume_path(id).join(name), e))
-    }
-
-    /// Writes the volume's secrets (keystore passwords from its Secret) to
-    /// [`SECRETS_FILE`](crate::SECRETS_FILE): 0600, outside `data/`, atomically,
-    /// from a zeroed-on-drop buffer. An empty set removes the file.
-    pub fn write_secrets(&self, id: &str, secrets: &VolumeSecrets) -> Result<(), StoreError> {
-        if secrets.is_empty() {
-            self.remove_private(id, SECRETS_FILE)?;
-            return Ok(());
-        }
-        let json = secrets.to_json().map_err(|e| StoreError::Secrets {
-            id: id.to_owned(),
-            reason: format!("encoding failed: {:?}", e.classify()),
-        })?;
-        self.write_private(id, SECRETS_FILE, &json)
-    }
-
-    /// Reads the volume's secrets; empty when it has none.
-    pub fn read_secrets(&self, id: &str) -> Result<VolumeSecrets, StoreError> {
-        match self.read_private(id, SECRETS_FILE)? {
-            None => Ok(VolumeSecrets::new()),
-            Some(bytes) => VolumeSecrets::from_json(&bytes).map_err(|reason| StoreError::Secrets {
-                id: id.to_owned(),
-                reason,
-            }),
-        }
-    }
-
-    /// Removes a private side file; `false` when it did not exist.
-    pub fn remove_private(&self, id: &str, name: &str) -> Result<bool, StoreError> {
-        check_private_name(name)?;
-        let vol = self.open_volume(id)?;
-        let path = self.volume_path(id).join(name);
-        match fsops::lstat_at(vol.as_fd(), name).map_err(|e| StoreError::io("stat", &path, e))? {
-            None => return Ok(false),
-            Some(st) if fsops::file_type(&st) == FileType::Directory => {
-                return Err(StoreError::Conflict {
-                    path,
-                    reason: "is a directory".into(),
-                });
-            }
-            Some(_) => {}
-        }
-        match rustix::fs::unlinkat(&vol, name, rustix::fs::AtFlags::empty()) {
-            Ok(()) => {}
-            Err(Errno::NOENT) => return Ok(false),
-            Err(e) => return Err(StoreError::io("remove", &path, e)),
-        }
-        rustix::fs::fsync(&vol).map_err(|e| StoreError::io("fsync", self.volume_path(id), e))?;
-        Ok(true)
-    }
-
-    /// The ids of the volume directories now in the store, sorted. Unlike
-    /// [`Store::list`] this changes nothing, so it is safe while other
-    /// operations run: entries that are not volume directories (the
-    /// quarantine, creations in progress, bad names) are skipped.
-    pub fn volume_ids(&self) -> Result<Vec<String>, StoreError> {
-        let entries = fsops::list_dir(self.root_fd())
-            .map_err(|e| StoreError::io("list", &self.inmemfs, e))?;
-        let mut ids: Vec<String> = entries
-            .into_iter()
-            .filter(|(_, ty)| matches!(ty, FileType::Directory | FileType::Unknown))
-            .filter_map(|(name, _)| name.into_string().ok())
-            .filter(|name| check_volume_id(name).is_ok())
-            .collect();
-        ids.sort();
-        Ok(ids)
-    }
-
-    /// Every volume with its metadata, for recovery at start. Entries that are
-    /// not usable volumes (missing, unparsable, unknown-format or mismatched
-    /// metadata, invalid names, non-directories) are moved to
-    /// `inmemfs/.quarantine/` and reported; nothing is deleted except the
-    /// store's own leftovers of an interrupted [`Store::create_volume`].
-    pub fn list(&self) -> Result<Recovery, StoreError> {
-        let entries = fsops::list_dir(self.root_fd())
-            .map_err(|e| StoreError::io("list", &self.inmemfs, e))?;
-        let mut out = Recovery::default();
-        for (name, ty) in entries {
-            let Some(name_str) = name.to_str().map(str::to_owned) else {
-                let shown = name.to_string_lossy().into_owned();
-                self.set_aside(&mut out, &name, shown, "name is not valid UTF-8".into());
-                continue;
-            };
-            if name_str == QUARANTINE_DIR {
-                continue;
-            }
-            if name_str.starts_with(CREATING_PREFIX) {
-                tracing::info!(name = %name_str, "removing a volume directory whose creation was interrupted");
-                let dev = self.dev()?;
-                if let Err(e) = fsops::remove_tree_at(self.root_fd(), &name, dev) {
-                    tracing::warn!(name = %name_str, error = %e, "could not remove an interrupted volume creation");
-                }
-                continue;
-            }
-            if let Err(e) = check_volume_id(&name_str) {
-                let reason = match e {
-                    StoreError::InvalidVolumeId { reason, .. } => {
-                        format!("not a volume id: {reason}")
-                    }
-                    other => other.to_string(),
-                };
-                self.set_aside(&mut out, &name, name_str, reason);
-                continue;
-            }
-            let ty = if ty == FileType::Unknown {
-                fsops::lstat_at(self.root_fd(), &name_str)
-                    .ok()
-                    .flatten()
-                    .map(|s| fsops::file_type(&s))
-                    .unwrap_or(FileType::Unknown)
-            } else {
-                ty
-            };
-            if ty != FileType::Directory {
-                self.set_aside(&mut out, &name, name_str, "not a directory".into());
-                continue;
-            }
-            let result = fsops::open_dir_at(self.root_fd(), &name_str)
-                .map_err(MetaReadError::Io)
-                .and_then(|vol| read_metadata_at(vol.as_fd(), &name_str));
-            match result {
-                Ok(meta) => out.volumes.push(meta),
-                Err(MetaReadError::Bad(reason)) => {
-                    self.set_aside(&mut out, &name, name_str, reason)
-                }
-                Err(MetaReadError::Io(e)) => {
-                    let reason = format!("metadata.json could not be read: {e}");
-                    self.set_aside(&mut out, &name, name_str, reason);
-                }
-            }
-        }
-        out.volumes.sort_by(|a, b| a.volume_id.cmp(&b.volume_id));
-        for s in &out.set_aside {
-            tracing::warn!(name = %s.name, reason = %s.reason, moved_to = ?s.moved_to, "set aside an unusable entry in the data root");
-        }
-        Ok(out)
-    }
-
-    fn set_aside(&self, out: &mut Recovery, name: &OsString, shown: String, reason: String) {
-        let moved_to = match self.move_to_quarantine(name) {
-            Ok(p) => Some(p),
-            Err(e) => {
-                tracing::warn!(name = %shown, error = %e, "could not move an unusable entry aside; left in place");
-                None
-            }
-        };
-        out.set_aside.push(SetAside {
-            name: crate::error::shorten(&shown),
-            reason,
-            moved_to,
-        });
-    }
-
-    /// Removes the entries of `inmemfs/.quarantine/` set aside more than
-    /// `grace` ago (their keys included), returning how many went. The time
-    /// an entry was set aside is the stamp in its name; an entry without one
-    /// counts from its inode's change time (which the move set).
-    pub fn purge_quarantine(&self, grace: std::time::Duration) -> Result<usize, StoreError> {
-        let qpath = self.inmemfs.join(QUARANTINE_DIR);
-        let q = match rustix::fs::openat(
-            self.root_fd(),
-            QUARANTINE_DIR,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
-        ) {
-            Ok(fd) => fd,
-            Err(Errno::NOENT) => return Ok(0),
-            Err(e) => return Err(StoreError::io("open", &qpath, e)),
-        };
-        let dev = self.dev()?;
-        let now = SystemTime::now();
-        let mut removed = 0;
-        for (name, _) in
-            fsops::list_dir(q.as_fd()).map_err(|e| StoreError::io("list", &qpath, e))?
-        {
-            let set_aside = stamp_of(&name).or_else(|| {
-                let st =
-                    rustix::fs::statat(&q, name.as_os_str(), rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
-                        .ok()?;
-                let secs = u64::try_from(st.st_ctime).ok()?;
-                Some(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs))
-            });
-            let old = set_aside.is_none_or(|t| now.duration_since(t).is_ok_and(|age| age > grace));
-            if !old {
-                continue;
-            }
-            match fsops::remove_tree_at(q.as_fd(), &name, dev) {
-                Ok(()) => removed += 1,
-                Err(e) => {
-                    tracing::warn!(name = %name.to_string_lossy(), error = %e, "could not remove a set-aside entry")
-                }
-            }
-        }
-        self.quarantine_removed
-            .fetch_add(removed as u64, std::sync::atomic::Ordering::Relaxed);
-        if removed > 0 {
-            tracing::info!(
-                removed,
-                grace_s = grace.as_secs(),
-                "removed set-aside entries past their grace period"
-            );
-        }
-        Ok(removed)
-    }
-
-    /// How many set-aside entries [`Store::purge_quarantine`] removed since
-    /// the store was opened (a counter for metrics).
-    pub fn quarantine_removed(&self) -> u64 {
-        self.quarantine_removed
-            .load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    fn move_to_quarantine(&self, name: &OsString) -> io::Result<PathBuf> {
-        let q = fsops::ensure_dir_at(self.root_fd(), QUARANTINE_DIR, 0o700)?;
-        let base: String = name
-            .to_string_lossy()
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .take(150)
-            .collect();
-        let base = base.trim_start_matches('.');
-        let stamp = jiff::Timestamp::try_from(SystemTime::now())
-            .map(|t| t.as_nanosecond())
-            .unwrap_or(0);
-        for attempt in 0..100u32 {
-            let target = format!("{base}.{stamp}.{attempt}");
-            match rustix::fs::renameat_with(
-                self.root_fd(),
-                name.as_os_str(),
-                &q,
-                target.as_str(),
-                rustix::fs::RenameFlags::NOREPLACE,
-            ) {
-                Ok(()) => {
-                    rustix::fs::fsync(self.root_fd())?;
-                    return Ok(self.inmemfs.join(QUARANTINE_DIR).join(target));
-                }
-                Err(Errno::EXIST) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(io::Error::other("no free name in the quarantine directory"))
-    }
-
-    fn dev(&self) -> Result<u64, StoreError> {
+    pub(crate) fn dev(&self) -> Result<u64, StoreError> {
         Ok(rustix::fs::fstat(self.root_fd())
             .map_err(|e| StoreError::io("stat", &self.inmemfs, e))?
             .st_dev)
@@ -714,7 +420,7 @@ impl Store {
     }
 }
 
-enum MetaReadError {
+pub(crate) enum MetaReadError {
     Io(io::Error),
     Bad(String),
 }
@@ -739,7 +445,7 @@ fn encode_metadata(meta: &Metadata) -> Result<Zeroizing<Vec<u8>>, StoreError> {
     Ok(json)
 }
 
-fn read_metadata_at(vol: BorrowedFd<'_>, id: &str) -> Result<Metadata, MetaReadError> {
+pub(crate) fn read_metadata_at(vol: BorrowedFd<'_>, id: &str) -> Result<Metadata, MetaReadError> {
     let bytes = match fsops::read_file_at(vol, METADATA_FILE) {
         Ok(Some(b)) => b,
         Ok(None) => return Err(MetaReadError::Bad("metadata.json is missing".into())),
@@ -762,16 +468,4 @@ fn read_metadata_at(vol: BorrowedFd<'_>, id: &str) -> Result<Metadata, MetaReadE
 
 fn libc_nofollow() -> i32 {
     OFlags::NOFOLLOW.bits() as i32
-}
-
-/// The time in a quarantine entry's name (`<base>.<unix nanoseconds>.<attempt>`).
-fn stamp_of(name: &OsString) -> Option<SystemTime> {
-    let name = name.to_str()?;
-    let mut parts = name.rsplit('.');
-    parts.next()?.parse::<u32>().ok()?;
-    let nanos = parts.next()?.parse::<u64>().ok()?;
-    if nanos == 0 {
-        return None;
-    }
-    Some(SystemTime::UNIX_EPOCH + std::time::Duration::from_nanos(nanos))
 }

@@ -174,3 +174,45 @@ fn swap_is_seen_through_a_read_only_bind_mount() {
         rustix::mount::unmount(&inmemfs, rustix::mount::UnmountFlags::DETACH).unwrap();
     });
 }
+
+#[test]
+fn a_mounted_volume_is_seen_mounted_and_its_set_aside_copy_is_never_purged() {
+    in_mount_namespace!({
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        let store = open_mounting(&root);
+        let (bound, free) = (kubelet_id(3), kubelet_id(4));
+        new_volume(&store, &bound);
+        new_volume(&store, &free);
+        let target = tmp.path().join("pod-target");
+        std::fs::create_dir(&target).unwrap();
+        rustix::mount::mount_bind(store.data_dir(&bound).unwrap(), &target).unwrap();
+        rustix::mount::mount_change(&target, MountPropagationFlags::PRIVATE).unwrap();
+        assert!(store.volume_mounted(&bound).unwrap());
+        assert!(!store.volume_mounted(&free).unwrap());
+
+        // Set aside anyway (as `list` does at start, whatever is mounted):
+        // past the grace period it stays while the Pod still has it bound.
+        let moved = store
+            .set_aside_volume(&bound, "test")
+            .unwrap()
+            .moved_to
+            .unwrap();
+        store.set_aside_volume(&free, "test").unwrap();
+        assert_eq!(
+            store.purge_quarantine(std::time::Duration::ZERO).unwrap(),
+            1
+        );
+        assert!(moved.join("data").exists(), "still mounted: kept");
+        rustix::mount::unmount(&target, rustix::mount::UnmountFlags::empty()).unwrap();
+        assert_eq!(
+            store.purge_quarantine(std::time::Duration::ZERO).unwrap(),
+            1
+        );
+        assert!(!moved.exists());
+
+        let inmemfs = store.volumes_dir().to_path_buf();
+        drop(store);
+        rustix::mount::unmount(&inmemfs, rustix::mount::UnmountFlags::DETACH).unwrap();
+    });
+}

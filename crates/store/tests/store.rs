@@ -885,3 +885,37 @@ fn set_aside_entries_are_purged_after_the_grace_period() {
     assert!(q.join(&fresh).exists(), "younger than the grace period");
     assert_eq!(store.quarantine_removed(), 1);
 }
+
+#[test]
+fn a_volume_set_aside_while_running_is_purged_like_the_others() {
+    let tmp = tempdir();
+    let store = open_plain(tmp.path());
+    let id = kubelet_id(43);
+    new_volume(&store, &id);
+    store.write_private(&id, "pending.key", b"k").unwrap();
+    assert!(!store.volume_mounted(&id).unwrap());
+
+    let aside = store
+        .set_aside_volume(&id, "metadata.json is missing")
+        .unwrap();
+    assert_eq!(aside.name, id);
+    assert_eq!(aside.reason, "metadata.json is missing");
+    let moved = aside.moved_to.unwrap();
+    assert!(moved.starts_with(tmp.path().join("inmemfs/.quarantine")));
+    assert!(moved.join("pending.key").exists(), "set aside, not removed");
+    assert!(!store.volume_exists(&id).unwrap());
+    assert!(store.volume_ids().unwrap().is_empty());
+    // Gone now: a second try names the volume.
+    let err = store.set_aside_volume(&id, "again").unwrap_err();
+    assert!(matches!(err, StoreError::VolumeNotFound { .. }), "{err}");
+
+    // Kept within the grace period, removed past it.
+    assert_eq!(
+        store.purge_quarantine(Duration::from_secs(3600)).unwrap(),
+        0
+    );
+    assert!(moved.exists());
+    assert_eq!(store.purge_quarantine(Duration::ZERO).unwrap(), 1);
+    assert!(!moved.exists());
+    assert_eq!(store.quarantine_removed(), 1);
+}
