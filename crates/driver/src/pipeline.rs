@@ -148,11 +148,12 @@ impl Pipeline<'_> {
     // bottom in one place; the steps themselves are helpers.
     pub async fn issue(&self, volume_id: &str) -> Result<Issued, DriverError> {
         let (id, pod_ips) = (volume_id.to_owned(), self.pod_ips.clone());
-        let (mut meta, spec) = self
+        let (mut meta, spec, pending) = self
             .blocking(move |s| {
                 let meta = s.read_metadata(&id)?;
                 let spec = crate::keystores::stored_spec_ips(s, &meta, pod_ips)?;
-                Ok((meta, spec))
+                let pending = s.read_private(&id, PENDING_FILE)?;
+                Ok((meta, spec, pending))
             })
             .await?;
         let namespace = spec.pod.namespace.clone().ok_or_else(|| {
@@ -178,7 +179,7 @@ impl Pipeline<'_> {
         self.issuer.wait_synced(self.timeout).await?;
         // `pkcs8` is the key's PKCS#8 PEM as recorded with the request,
         // reused for the key file (encoding costs a public-key derivation).
-        let (key, name, pkcs8) = match self.resumable(volume_id).await? {
+        let (key, name, pkcs8) = match self.resumable(volume_id, pending).await? {
             Some(p) => p,
             None => {
                 self.submit(volume_id, &spec, &namespace, token.as_ref())
@@ -263,14 +264,15 @@ impl Pipeline<'_> {
             .await
     }
 
-    /// The volume's in-flight request, if it still exists and can still be
-    /// issued, with the key it was made for.
-    async fn resumable(&self, volume_id: &str) -> Result<Option<Submitted>, DriverError> {
-        let id = volume_id.to_owned();
-        let Some(raw) = self
-            .blocking(move |s| Ok(s.read_private(&id, PENDING_FILE)?))
-            .await?
-        else {
+    /// The volume's in-flight request, if its record (`pending`, as read
+    /// from the store) names one that still exists and can still be issued,
+    /// with the key it was made for.
+    async fn resumable(
+        &self,
+        volume_id: &str,
+        pending: Option<zeroize::Zeroizing<Vec<u8>>>,
+    ) -> Result<Option<Submitted>, DriverError> {
+        let Some(raw) = pending else {
             return Ok(None);
         };
         let (namespace, name, key_pem) = match decode_pending(&raw) {
@@ -319,29 +321,24 @@ impl Pipeline<'_> {
             Some(k) => k,
             None => self.pool.take(&key_spec).await?,
         };
-        // Signing the CSR is CPU work (RSA-8192: tens of milliseconds): off
-        // the async workers, so health RPCs never wait behind it.
-        let params = convert::csr_params(spec);
-        let (key, csr) = self
-            .blocking(move |_| {
-                let csr = keygen::build_csr(&key, &params)?;
-                Ok((key, csr))
-            })
-            .await?;
-
         self.issuer
             .cleanup(volume_id, self.max_requests_per_volume.saturating_sub(1))
             .await?;
 
+        // Signing the CSR is CPU work (RSA-8192: tens of milliseconds), and
+        // recording the request is store IO: one task on the blocking pool,
+        // so health RPCs never wait behind either.
         let name = ic::generate_name(spec.pod.name.as_deref().unwrap_or_default())?;
+        let params = convert::csr_params(spec);
         let (id, ns, request) = (volume_id.to_owned(), namespace.to_owned(), name.clone());
-        let (key, pkcs8) = self
+        let (key, csr, pkcs8) = self
             .blocking(move |s| {
+                let csr = keygen::build_csr(&key, &params)?;
                 let pkcs8 = key.to_pem(keygen::KeyEncoding::Pkcs8)?;
                 let record = encode_pending(&ns, &request, &pkcs8)
                     .map_err(|e| DriverError::Mount(format!("encoding pending record: {e}")))?;
                 s.write_private(&id, PENDING_FILE, &record)?;
-                Ok((key, pkcs8))
+                Ok((key, csr, pkcs8))
             })
             .await?;
 
