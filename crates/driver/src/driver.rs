@@ -179,12 +179,7 @@ impl Driver {
         T: Send + 'static,
         E: Into<DriverError> + Send + 'static,
     {
-        let store = Arc::clone(&self.store);
-        match tokio::task::spawn_blocking(move || f(&store)).await {
-            Ok(result) => result.map_err(Into::into),
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(e) => Err(DriverError::Worker(format!("node storage: {e}"))),
-        }
+        on_blocking_pool(&self.store, (), "node storage", f).await
     }
 
     /// [`Driver::on_store`] for a change made under the volume's lock: the
@@ -200,13 +195,7 @@ impl Driver {
         T: Send + 'static,
         E: Into<DriverError> + Send + 'static,
     {
-        let held = guard.clone();
-        self.on_store(move |s| {
-            let result = f(s);
-            drop(held);
-            result
-        })
-        .await
+        on_blocking_pool(&self.store, guard.clone(), "node storage", f).await
     }
 
     /// A volume's metadata, read on the blocking pool.
@@ -223,5 +212,33 @@ impl Driver {
         if let Some(r) = self.renewer.get() {
             r.shutdown();
         }
+    }
+}
+
+/// Runs `f` with the store on Tokio's blocking pool and keeps `held` (a
+/// volume's lock, an issuance's permit) until `f` returns, also when the
+/// caller stops waiting. A panic in `f` is resumed in the caller; a task the
+/// runtime cancels (at shutdown) is a `Worker` error naming `what`.
+pub(crate) async fn on_blocking_pool<T, E, H>(
+    store: &Arc<Store>,
+    held: H,
+    what: &str,
+    f: impl FnOnce(&Store) -> Result<T, E> + Send + 'static,
+) -> Result<T, DriverError>
+where
+    T: Send + 'static,
+    E: Into<DriverError> + Send + 'static,
+    H: Send + 'static,
+{
+    let store = Arc::clone(store);
+    let task = tokio::task::spawn_blocking(move || {
+        let result = f(&store);
+        drop(held);
+        result
+    });
+    match task.await {
+        Ok(result) => result.map_err(Into::into),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => Err(DriverError::Worker(format!("{what}: {e}"))),
     }
 }

@@ -243,18 +243,8 @@ impl Pipeline<'_> {
         &self,
         f: impl FnOnce(&Store) -> Result<T, DriverError> + Send + 'static,
     ) -> Result<T, DriverError> {
-        let store = Arc::clone(self.store);
         let held = (self.guard.clone(), self.permit.clone());
-        let task = tokio::task::spawn_blocking(move || {
-            let result = f(&store);
-            drop(held);
-            result
-        });
-        match task.await {
-            Ok(result) => result,
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(e) => Err(DriverError::Worker(format!("issuance task: {e}"))),
-        }
+        crate::driver::on_blocking_pool(self.store, held, "issuance task", f).await
     }
 
     /// Drops the volume's pending-request record.

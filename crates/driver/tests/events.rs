@@ -13,14 +13,6 @@ use serde_json::Value;
 
 const ISSUER: (&str, &str) = ("csi.cert-manager.io/issuer-name", "ca-issuer");
 
-fn free_addr() -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    format!("127.0.0.1:{port}")
-}
 /// The Events on `pod` with this reason.
 fn with_reason(h: &Harness, pod: &Pod, reason: &str) -> Vec<Value> {
     h.api
@@ -49,7 +41,7 @@ fn check_event(e: &Value, pod: &Pod) -> String {
 #[test]
 fn denied_first_issuance_gives_one_event_then_renewed() {
     in_mount_namespace!(async {
-        let addr = free_addr();
+        let addr = free_port_address();
         let h = Harness::start(&["--metrics-bind-address", &addr]).await;
         h.api.set_issuer(
             "strict",

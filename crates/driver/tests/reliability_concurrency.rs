@@ -232,7 +232,7 @@ fn two_hundred_pods_churning_on_one_node() {
             assert!(n <= 1, "csi-churn-{i:03}: {n} requests");
         }
         // The renewer forgot every volume.
-        let body = http_get(port, "/metrics").await;
+        let body = common::http_get(&format!("127.0.0.1:{port}"), "/metrics");
         let managed = body
             .lines()
             .find(|l| l.starts_with("certmanager_csi_managed_volume_count"))
@@ -242,17 +242,4 @@ fn two_hundred_pods_churning_on_one_node() {
         assert!(h.serving().await);
         assert!(!h.logs().contains("panicked"));
     });
-}
-
-async fn http_get(port: u16, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).await.unwrap();
-    String::from_utf8_lossy(&out).into_owned()
 }

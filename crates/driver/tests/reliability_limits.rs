@@ -14,36 +14,11 @@ use std::time::{Duration, Instant};
 
 use cmcsi_proto::v1 as csi;
 use cmcsi_testkit::in_mount_namespace;
-use common::{Harness, Pod};
+use common::{Harness, Pod, free_port_address, scrape};
 use tonic::Code;
 
 const ISSUER: (&str, &str) = ("csi.cert-manager.io/issuer-name", "ca-issuer");
 const DNS: (&str, &str) = ("csi.cert-manager.io/dns-names", "h.example.com");
-
-fn free_address() -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    format!("127.0.0.1:{port}")
-}
-
-fn scrape(addr: &str, name: &str) -> Option<f64> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).ok()?;
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    out.lines().find_map(|l| {
-        let (n, v) = l.split_once(' ')?;
-        (n == name).then(|| v.trim().parse().ok()).flatten()
-    })
-}
 
 /// Entries of the data root's volume directory (the tmpfs).
 fn volumes_in(data_root: &Path) -> Vec<String> {
@@ -165,7 +140,7 @@ fn nested_file_names_are_bounded_and_probe_stays_fast() {
 #[test]
 fn cancelled_large_rsa_publishes_leave_at_most_the_limit_running() {
     in_mount_namespace!(async {
-        let addr = free_address();
+        let addr = free_port_address();
         let h = Harness::start(&[
             "--metrics-bind-address",
             &addr,
@@ -218,7 +193,7 @@ fn cancelled_large_rsa_publishes_leave_at_most_the_limit_running() {
 #[test]
 fn set_aside_volume_older_than_the_grace_period_is_removed_after_a_restart() {
     in_mount_namespace!(async {
-        let addr = free_address();
+        let addr = free_port_address();
         let mut h =
             Harness::start(&["--metrics-bind-address", &addr, "--quarantine-grace", "1s"]).await;
         // A volume directory whose metadata cannot be read, with a key beside it.
@@ -258,7 +233,7 @@ fn set_aside_volume_older_than_the_grace_period_is_removed_after_a_restart() {
 #[test]
 fn unreadable_unmounted_volumes_are_swept_and_mounted_or_healthy_ones_stay() {
     in_mount_namespace!(async {
-        let addr = free_address();
+        let addr = free_port_address();
         let h = Harness::start(&[
             "--metrics-bind-address",
             &addr,

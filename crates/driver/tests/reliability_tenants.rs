@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use cmcsi_testkit::Verb;
 use cmcsi_testkit::in_mount_namespace;
-use common::{Harness, Pod, http_get, is_mounted, requests_for};
+use common::{Harness, Pod, free_port_address, http_get, is_mounted, metric_value, requests_for};
 
 const ISSUER: (&str, &str) = ("csi.cert-manager.io/issuer-name", "ca-issuer");
 const DNS: (&str, &str) = ("csi.cert-manager.io/dns-names", "t.example.com");
@@ -24,20 +24,6 @@ const DNS: (&str, &str) = ("csi.cert-manager.io/dns-names", "t.example.com");
 /// Foreign requests in the flood, and the size of each one's CSR field.
 const FLOOD: usize = 150;
 const REQUEST_BYTES: usize = 700 * 1024;
-
-fn free_addr() -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    format!("127.0.0.1:{port}")
-}
-/// The value of an unlabelled series in a `/metrics` body.
-fn metric(body: &str, name: &str) -> Option<f64> {
-    body.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-}
 
 /// The driver's resident set, in KiB, from `/proc/<pid>/status`.
 fn rss_kib(pid: u32) -> u64 {
@@ -79,7 +65,8 @@ async fn wait_ignored(addr: &str, at_least: f64) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let body = http_get(addr, "/metrics");
-        let ignored = metric(&body, "certmanager_csi_watch_ignored_requests_total").unwrap_or(0.0);
+        let ignored =
+            metric_value(&body, "certmanager_csi_watch_ignored_requests_total").unwrap_or(0.0);
         if ignored >= at_least {
             return;
         }
@@ -94,7 +81,7 @@ async fn wait_ignored(addr: &str, at_least: f64) {
 #[test]
 fn foreign_request_flood_does_not_grow_memory() {
     in_mount_namespace!(async {
-        let addr = free_addr();
+        let addr = free_port_address();
         let mut h = Harness::start(&["--metrics-bind-address", &addr]).await;
         // Warm up: one publish, so the first-use allocations are made.
         let target = h
@@ -120,7 +107,7 @@ fn foreign_request_flood_does_not_grow_memory() {
         wait_ignored(&addr, FLOOD as f64).await;
         let body = http_get(&addr, "/metrics");
         assert_eq!(
-            metric(&body, "certmanager_csi_watched_requests"),
+            metric_value(&body, "certmanager_csi_watched_requests"),
             Some(1.0),
             "only the warm-up volume's request is held:\n{body}"
         );
@@ -157,7 +144,7 @@ fn foreign_request_flood_does_not_grow_memory() {
             .unwrap();
         let body = http_get(&addr, "/metrics");
         assert!(
-            metric(&body, "certmanager_csi_watched_requests").unwrap_or(f64::MAX) <= 3.0,
+            metric_value(&body, "certmanager_csi_watched_requests").unwrap_or(f64::MAX) <= 3.0,
             "{body}"
         );
     });
@@ -197,7 +184,7 @@ fn one_second_duration_is_issued_at_most_once_per_floor() {
 #[test]
 fn two_volumes_of_one_pod_are_two_series() {
     in_mount_namespace!(async {
-        let addr = free_addr();
+        let addr = free_port_address();
         let h = Harness::start(&["--metrics-bind-address", &addr]).await;
         let pod = Pod::new("ns", "two-volumes");
         let pod_dir = h.dir.path().join("pods").join(&pod.uid);

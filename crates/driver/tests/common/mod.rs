@@ -515,16 +515,34 @@ pub fn free_port_address() -> String {
     format!("127.0.0.1:{port}")
 }
 
-/// A plain HTTP/1.1 GET of `path` on `addr`; the whole response, headers included.
-pub fn http_get(addr: &str, path: &str) -> String {
+/// A plain HTTP/1.1 GET of `path` on `addr`; the whole response, headers
+/// included, or `None` when nothing answers there (yet).
+pub fn try_http_get(addr: &str, path: &str) -> Option<String> {
     use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
     write!(
         s,
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
     )
-    .unwrap();
+    .ok()?;
     let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+/// [`try_http_get`] that panics when nothing answers.
+pub fn http_get(addr: &str, path: &str) -> String {
+    try_http_get(addr, path).unwrap_or_else(|| panic!("GET {path} on {addr}: no answer"))
+}
+
+/// The value of the unlabelled series `name` in a `/metrics` body.
+pub fn metric_value(body: &str, name: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// The value of the unlabelled series `name` scraped from the driver's
+/// metrics endpoint at `addr`; `None` when it is not up or lacks the series.
+pub fn scrape(addr: &str, name: &str) -> Option<f64> {
+    metric_value(&try_http_get(addr, "/metrics")?, name)
 }
