@@ -55,7 +55,7 @@ enum Cmd {
     /// target/bench/report.json.
     Bench(bench::Args),
     /// Generate the manifests and Helm chart under deploy/ from the typed
-    /// objects in xtask/src/deploy.rs.
+    /// objects in xtask/src/deploy/objects.rs.
     Deploy {
         /// Write nothing; fail if the committed files differ from what
         /// would be generated.

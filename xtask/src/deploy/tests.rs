@@ -14,6 +14,7 @@ use k8s_openapi::api::storage::v1::CSIDriver;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::render::{Note, annotate};
 use super::*;
 
 fn root() -> PathBuf {
