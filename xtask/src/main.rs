@@ -61,6 +61,11 @@ enum Cmd {
         /// would be generated.
         #[arg(long)]
         check: bool,
+        /// With --check, also fail unless this tag (vX.Y.Z) is the version of
+        /// Cargo.toml, the chart, the manifests and CHANGELOG.md (the release
+        /// workflow's first step).
+        #[arg(long, requires = "check")]
+        release_tag: Option<String>,
     },
     /// Build the release driver and write its OCI image archive to
     /// target/image/ (no base image, no container engine, reproducible).
@@ -70,7 +75,7 @@ enum Cmd {
 fn main() -> Result<()> {
     match Cli::parse().command {
         Cmd::Ci => ci(),
-        Cmd::Deploy { check } => deploy::run(check),
+        Cmd::Deploy { check, release_tag } => deploy::run_release(check, release_tag.as_deref()),
         Cmd::Reliability(args) => reliability::run(&args),
         Cmd::Demo(args) => demo::run(&args),
         Cmd::E2e(args) if args.container => container::run(&args),
@@ -254,7 +259,7 @@ mod tests {
         };
         assert!(matches!(
             parse(&["deploy", "--check"]).unwrap().command,
-            Cmd::Deploy { check: true }
+            Cmd::Deploy { check: true, .. }
         ));
         let Cmd::Reliability(r) = parse(&["reliability", "--fuzz-only", "--fuzz-seconds", "5"])
             .unwrap()
