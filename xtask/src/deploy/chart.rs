@@ -190,9 +190,11 @@ image:
   # registry: ""
   pullPolicy: IfNotPresent
 
-# The node-driver-registrar sidecar (upstream's {REGISTRAR_UPSTREAM}). As in the Go
-# chart, an empty repository is imageRegistry/imageNamespace/name: the release copies upstream's
-# image there, and a mirror gets it with the driver's. Set `repository` to take it from elsewhere.
+# The node-driver-registrar sidecar, upstream's
+# {REGISTRAR_UPSTREAM}.
+# As in the Go chart, an empty repository is imageRegistry/imageNamespace/name: the release
+# copies upstream's image there, and a mirror gets it with the driver's. Set `repository` to
+# take it from elsewhere.
 nodeDriverRegistrarImage:
   repository: ""
   name: {registrar_name}
@@ -200,8 +202,8 @@ nodeDriverRegistrarImage:
   _defaultReference: ":{REGISTRAR_TAG}"
   pullPolicy: IfNotPresent
 
-# The livenessprobe sidecar (upstream's {LIVENESS_UPSTREAM}; serves /healthz by calling
-# the driver's CSI Probe), found as the registrar is.
+# The livenessprobe sidecar, upstream's {LIVENESS_UPSTREAM}: serves
+# /healthz by calling the driver's CSI Probe. Found as the registrar is.
 livenessProbeImage:
   repository: ""
   name: {liveness_name}

@@ -282,3 +282,50 @@ fn chart_renders_the_dashboard_for_grafanas_sidecar() {
         serde_json::from_str(cm["data"]["cert-manager-csi-driver.json"].as_str().unwrap()).unwrap();
     assert_eq!(json, monitoring::dashboard());
 }
+
+/// The install guide's copy commands and the release workflow use the pinned sidecars, and the
+/// workflow checks the tag before it publishes anything.
+#[test]
+fn install_guide_and_release_workflow_follow_the_pins() {
+    let install = read("docs/install.md");
+    for (upstream, tag) in [
+        (REGISTRAR_UPSTREAM, REGISTRAR_TAG),
+        (LIVENESS_UPSTREAM, LIVENESS_TAG),
+    ] {
+        let reference = format!("docker://{upstream}:{tag}");
+        assert!(
+            install.contains(&reference),
+            "docs/install.md lacks {reference}"
+        );
+    }
+    let workflow = read(".github/workflows/release.yml");
+    assert!(workflow.contains("cargo xtask deploy --check --release-tag \"$GITHUB_REF_NAME\""));
+    for upstream in [REGISTRAR_UPSTREAM, LIVENESS_UPSTREAM] {
+        let (registry, name) = upstream.rsplit_once('/').unwrap();
+        assert!(workflow.contains(name), "release.yml does not copy {name}");
+        assert!(workflow.contains(&format!("docker://{registry}/$name:$tag")));
+    }
+    // Every job that publishes waits for the version check.
+    let mut jobs: Vec<String> = Vec::new();
+    for line in workflow.lines() {
+        // A job starts at two spaces of indentation (under `jobs:`).
+        if line.starts_with("  ") && !line.starts_with("   ") {
+            jobs.push(String::new());
+        }
+        if let Some(job) = jobs.last_mut() {
+            job.push_str(line);
+            job.push('\n');
+        }
+    }
+    let publishing: Vec<&String> = jobs
+        .iter()
+        .filter(|job| job.contains("packages: write"))
+        .collect();
+    assert!(publishing.len() >= 3);
+    for job in publishing {
+        assert!(
+            job.contains("needs: versions") || job.contains("needs: [image, sidecars]"),
+            "a publishing job does not wait for the version check:\n{job}"
+        );
+    }
+}
