@@ -31,6 +31,7 @@ pub mod kubelet_dirs;
 pub mod monitoring;
 pub mod objects;
 mod render;
+mod selinux;
 pub mod version;
 
 pub use files::generate;
