@@ -193,6 +193,67 @@ mod tests {
         assert_eq!(disagreements(&v, None), Vec::<String>::new());
     }
 
+    /// The files as they are read: a copy of the checkout's four kinds of file, changed one at a
+    /// time, is refused with the file named.
+    #[test]
+    fn a_changed_file_is_refused() {
+        let root = crate::workspace_root();
+        let files = [
+            "Cargo.toml",
+            "CHANGELOG.md",
+            "deploy/chart/Chart.yaml",
+            "deploy/base/daemonset.yaml",
+        ];
+        let version = env!("CARGO_PKG_VERSION");
+        let edits: [(&str, String, String, &str); 4] = [
+            (
+                "Cargo.toml",
+                format!("version = \"{version}\""),
+                "version = \"9.9.9\"".to_owned(),
+                "the Cargo version is 9.9.9",
+            ),
+            (
+                "CHANGELOG.md",
+                format!("## [{version}]"),
+                "## [Unreleased]".to_owned(),
+                "CHANGELOG.md",
+            ),
+            (
+                "deploy/chart/Chart.yaml",
+                format!("appVersion: \"{version}\""),
+                "appVersion: \"0.1.0\"".to_owned(),
+                "appVersion",
+            ),
+            (
+                "deploy/base/daemonset.yaml",
+                format!("{IMAGE_REPOSITORY}:{version}"),
+                format!("{IMAGE_REPOSITORY}:0.1.0"),
+                "deploy/base/daemonset.yaml: image tag",
+            ),
+        ];
+        for (file, from, to, needle) in edits {
+            let dir = tempfile::tempdir().unwrap();
+            for f in files {
+                let target = dir.path().join(f);
+                std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+                let text = std::fs::read_to_string(root.join(f)).unwrap();
+                let text = if f == file {
+                    assert!(text.contains(&from), "{f} lacks {from}");
+                    text.replacen(&from, &to, 1)
+                } else {
+                    text
+                };
+                std::fs::write(target, text).unwrap();
+            }
+            let problems = disagreements(&read(dir.path()).unwrap(), None);
+            assert!(
+                problems.iter().any(|p| p.contains(needle)),
+                "{file}: {problems:?}"
+            );
+            assert!(check(dir.path(), None).is_err());
+        }
+    }
+
     #[test]
     fn each_disagreement_is_named() {
         assert!(disagreements(&agreeing(), None).is_empty());
