@@ -313,7 +313,8 @@ podLabels: {{}}
 # each node waiting until its new driver is ready.
 updateStrategy: {{}}
 
-# More driver flags, after the chart's, e.g. [--key-pool-size=8] (README: every flag).
+# More driver flags, after the chart's, e.g. [--key-pool-size=8] (README: every flag). A flag
+# the chart renders from a value above (--tmpfs-size, --log-level, ...) is refused here.
 extraArgs: []
 
 # Driver container resources. From `cargo xtask bench` (B4: driver memory with many volumes);

@@ -199,6 +199,12 @@ fn chart_with_a_mirror_extra_args_tmpfs_and_sidecar_resources() {
     assert_eq!(limits["memory"].0, "3Gi");
     assert_eq!(limits["cpu"].0, "1");
 
+    // A flag the chart renders from a value is refused in extraArgs, naming the value.
+    let mut twice = values.clone();
+    twice["extraArgs"] = serde_json::json!(["--tmpfs-size=1Gi"]);
+    let err = try_render_chart(&python, twice, "csi").unwrap_err();
+    assert!(err.contains("app.driver.tmpfsSize instead"), "{err}");
+
     // A size the limit cannot be derived from is refused with the value's name.
     values["app"]["driver"]["tmpfsSize"] = "100M".into();
     let err = try_render_chart(&python, values, "csi").unwrap_err();
