@@ -59,12 +59,17 @@ enum Cmd {
     /// target/bench/report.json.
     Bench(bench::Args),
     /// Generate the manifests and Helm chart under deploy/ from the typed
-    /// objects in xtask/src/deploy.rs.
+    /// objects in xtask/src/deploy/objects.rs.
     Deploy {
         /// Write nothing; fail if the committed files differ from what
         /// would be generated.
         #[arg(long)]
         check: bool,
+        /// With --check, also fail unless this tag (vX.Y.Z) is the version of
+        /// Cargo.toml, the chart, the manifests and CHANGELOG.md (the release
+        /// workflow's first step).
+        #[arg(long, requires = "check")]
+        release_tag: Option<String>,
     },
     /// Fail when the modules of a library crate (the driver and testkit
     /// among them) import each other in a circle.
@@ -77,7 +82,7 @@ enum Cmd {
 fn main() -> Result<()> {
     match Cli::parse().command {
         Cmd::Ci => ci(),
-        Cmd::Deploy { check } => deploy::run(check),
+        Cmd::Deploy { check, release_tag } => deploy::run_release(check, release_tag.as_deref()),
         Cmd::Reliability(args) => reliability::run(&args),
         Cmd::Demo(args) => demo::run(&args),
         Cmd::E2e(args) if args.container => container::run(&args),
@@ -263,7 +268,7 @@ mod tests {
         };
         assert!(matches!(
             parse(&["deploy", "--check"]).unwrap().command,
-            Cmd::Deploy { check: true }
+            Cmd::Deploy { check: true, .. }
         ));
         let Cmd::Reliability(r) = parse(&["reliability", "--fuzz-only", "--fuzz-seconds", "5"])
             .unwrap()
