@@ -367,6 +367,7 @@ fn kind_of(e: &DriverError) -> &'static str {
         DriverError::Key(_) => "key or certificate",
         DriverError::Store(_) | DriverError::Mount(_) | DriverError::Worker(_) => "node error",
         DriverError::Busy(_) => "volume busy",
+        DriverError::NotFound(_) => "volume not found",
         DriverError::PodNotReady(_) => "Pod not ready",
     }
 }

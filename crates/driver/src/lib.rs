@@ -25,6 +25,7 @@ pub mod error;
 pub mod events;
 pub mod gates;
 pub mod hardening;
+pub mod health;
 pub mod identity;
 pub mod keystores;
 pub mod locks;
@@ -34,10 +35,12 @@ pub mod mount;
 pub mod node;
 pub mod pipeline;
 mod publish;
+mod readiness;
 mod recovery;
 mod rpclog;
 pub mod socket;
 mod startup;
+pub mod status;
 
 use cmcsi_proto::v1::identity_server::IdentityServer;
 use cmcsi_proto::v1::node_server::NodeServer;
@@ -128,7 +131,8 @@ pub async fn run_until(
         version = env!("CARGO_PKG_VERSION"),
         "serving CSI"
     );
-    let identity = identity::IdentityService::new(config.driver_name.clone());
+    let identity =
+        identity::IdentityService::for_driver(config.driver_name.clone(), Arc::clone(&driver));
     let node = node::NodeService::new(config.node_id.clone(), Arc::clone(&driver));
     let router = tonic::transport::Server::builder()
         .add_service(IdentityServer::new(identity))

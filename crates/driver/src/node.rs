@@ -302,8 +302,20 @@ impl Node for NodeService {
         &self,
         request: Request<NodeGetVolumeStatsRequest>,
     ) -> Result<Response<NodeGetVolumeStatsResponse>, Status> {
-        RpcLog::start("NodeGetVolumeStats", &request.get_ref().volume_id)
-            .finish(Err(unimplemented("NodeGetVolumeStats")))
+        let req = request.into_inner();
+        let log = RpcLog::quiet("NodeGetVolumeStats", &req.volume_id);
+        let result = async {
+            require(&req.volume_id, "volume_id")?;
+            require(&req.volume_path, "volume_path")?;
+            let volume_id = volume_id_of(req.volume_id)?;
+            self.driver.volume_stats(&volume_id, &req.volume_path).await
+        }
+        .await;
+        log.finish(
+            result
+                .map(|(usage, condition)| Response::new(volume_stats_response(&usage, condition)))
+                .map_err(|e| e.to_status()),
+        )
     }
 
     async fn node_expand_volume(
@@ -320,15 +332,20 @@ impl Node for NodeService {
     ) -> Result<Response<NodeGetCapabilitiesResponse>, Status> {
         // VOLUME_MOUNT_GROUP: the kubelet passes the Pod's fsGroup in
         // volume_capability.mount.volume_mount_group and we apply it.
-        let cap = NodeServiceCapability {
-            r#type: Some(CapType::Rpc(Rpc {
-                r#type: RpcType::VolumeMountGroup as i32,
-            })),
-        };
+        // GET_VOLUME_STATS and VOLUME_CONDITION: the kubelet asks for each
+        // volume's usage and condition (expired, overdue, failing).
+        let capabilities = [
+            RpcType::VolumeMountGroup,
+            RpcType::GetVolumeStats,
+            RpcType::VolumeCondition,
+        ]
+        .into_iter()
+        .map(|t| NodeServiceCapability {
+            r#type: Some(CapType::Rpc(Rpc { r#type: t as i32 })),
+        })
+        .collect();
         RpcLog::quiet("NodeGetCapabilities", "").finish(Ok(Response::new(
-            NodeGetCapabilitiesResponse {
-                capabilities: vec![cap],
-            },
+            NodeGetCapabilitiesResponse { capabilities },
         )))
     }
 
@@ -341,6 +358,32 @@ impl Node for NodeService {
             max_volumes_per_node: 0,
             accessible_topology: None,
         })))
+    }
+}
+
+/// The answer to `NodeGetVolumeStats`: bytes and inodes of the volume's
+/// `data/` (total = used + what its tmpfs has left), and its condition.
+fn volume_stats_response(
+    usage: &cmcsi_store::VolumeUsage,
+    condition: crate::health::Condition,
+) -> NodeGetVolumeStatsResponse {
+    use cmcsi_proto::v1::volume_usage::Unit;
+    let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    let of = |used: u64, available: u64, unit: Unit| cmcsi_proto::v1::VolumeUsage {
+        available: n(available),
+        total: n(used.saturating_add(available)),
+        used: n(used),
+        unit: unit as i32,
+    };
+    NodeGetVolumeStatsResponse {
+        usage: vec![
+            of(usage.used_bytes, usage.available_bytes, Unit::Bytes),
+            of(usage.used_inodes, usage.available_inodes, Unit::Inodes),
+        ],
+        volume_condition: Some(cmcsi_proto::v1::VolumeCondition {
+            abnormal: condition.abnormal,
+            message: condition.message,
+        }),
     }
 }
 

@@ -44,6 +44,8 @@ impl Driver {
             Err(e) => Err(e),
         };
         let ms = started.elapsed().as_millis() as u64;
+        self.record_issuance(volume_id, guard, result.as_ref().err())
+            .await;
         match &result {
             Ok(issued) => {
                 let labels = self.metrics.issuer_labels(&issued.spec);

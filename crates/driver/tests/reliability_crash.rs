@@ -288,7 +288,7 @@ fn sigkill_at_random_instants_never_loses_or_doubles_a_certificate() {
             json_events(log, 0)
                 .iter()
                 .filter(|e| {
-                    event_str(e, "message") == Some("issuance")
+                    event_str(e, "msg") == Some("issuance")
                         && event_str(e, "outcome") == Some("issued")
                 })
                 .count()
@@ -393,8 +393,8 @@ fn sigkill_at_random_instants_never_loses_or_doubles_a_certificate() {
             let next = with_offsets.iter().find(|(o, e)| {
                 *o >= *offset
                     && event_str(e, "volume") == Some(volume.as_str())
-                    && (event_str(e, "message") == Some("resuming in-flight CertificateRequest")
-                        || (event_str(e, "message") == Some("issuance")
+                    && (event_str(e, "msg") == Some("resuming in-flight CertificateRequest")
+                        || (event_str(e, "msg") == Some("issuance")
                             && event_str(e, "outcome") == Some("issued")))
             });
             match next {
@@ -419,7 +419,7 @@ fn sigkill_at_random_instants_never_loses_or_doubles_a_certificate() {
         let mut created = BTreeSet::new();
         let mut issued_names = BTreeSet::new();
         for e in &events {
-            match event_str(e, "message") {
+            match event_str(e, "msg") {
                 Some("created CertificateRequest")
                 | Some("resuming in-flight CertificateRequest") => {
                     if let Some(n) = event_str(e, "name").or(event_str(e, "request")) {

@@ -358,6 +358,16 @@ impl IssuerClient {
         self.inner.cache.health()
     }
 
+    /// How long the node-wide watch has been failing (`None` while it
+    /// works), judged with its backoff cap as in
+    /// [`WatchHealth::failing_for`].
+    pub fn watch_failing_for(&self) -> Option<Duration> {
+        self.health().failing_for(
+            std::time::Instant::now(),
+            self.inner.options.watch_backoff_max,
+        )
+    }
+
     /// Waits until the initial list has completed (so resume and cleanup see
     /// every request of the node). Fails with [`IssueError::ApiUnavailable`]
     /// when `timeout` passes first or the watch has stopped.

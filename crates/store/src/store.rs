@@ -73,7 +73,9 @@ pub struct Store {
     is_tmpfs: bool,
     /// Set-aside entries removed by [`Store::purge_quarantine`] since open.
     pub(crate) quarantine_removed: std::sync::atomic::AtomicU64,
-    _lock: File,
+    /// The root's lock; `None` for a [`StoreView`](crate::StoreView), which
+    /// only reads.
+    _lock: Option<File>,
 }
 
 impl Store {
@@ -185,7 +187,34 @@ impl Store {
             inmemfs_fd,
             is_tmpfs,
             quarantine_removed: std::sync::atomic::AtomicU64::new(0),
-            _lock: lock,
+            _lock: Some(lock),
+        })
+    }
+
+    /// Opens an existing data root without its lock, creating and mounting
+    /// nothing: for [`StoreView`](crate::StoreView), which only reads, while
+    /// the driver holds the root open.
+    pub(crate) fn open_unlocked(root: &Path) -> Result<Store, StoreError> {
+        let inmemfs = root.join(INMEMFS_DIR);
+        let root_fd = rustix::fs::open(
+            root,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            mode(0),
+        )
+        .map_err(|e| StoreError::io("open", root, e))?;
+        let inmemfs_fd = fsops::open_dir_at(root_fd.as_fd(), INMEMFS_DIR)
+            .map_err(|e| StoreError::io("open", &inmemfs, e))?;
+        let statfs =
+            rustix::fs::fstatfs(&inmemfs_fd).map_err(|e| StoreError::io("statfs", &inmemfs, e))?;
+        #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+        let is_tmpfs = i64::from(statfs.f_type as i64) == TMPFS_MAGIC;
+        Ok(Store {
+            root: root.to_path_buf(),
+            inmemfs,
+            inmemfs_fd,
+            is_tmpfs,
+            quarantine_removed: std::sync::atomic::AtomicU64::new(0),
+            _lock: None,
         })
     }
 
