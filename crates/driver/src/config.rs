@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{ArgAction, Parser, ValueEnum};
 
 mod connection;
+mod csilib;
 mod events;
 mod gates;
 mod limits;
@@ -15,6 +16,7 @@ mod parse;
 mod readiness;
 
 pub use connection::ConnectionFlags;
+pub use csilib::CsiLibFlags;
 pub use events::EventFlags;
 pub use gates::GateFlags;
 pub use limits::{DEFAULT_MAX_VOLUME_CONTEXT_BYTES, LimitFlags, RequestLimits};
@@ -112,6 +114,9 @@ pub struct Config {
     /// `--max-watch-outage`: Probe answers not ready once the API watch has
     /// been failing this long (`ZERO`: never for that reason).
     pub max_watch_outage: Duration,
+    /// `--csi-lib-issue-labels`: the issuance counters carry csi-lib's
+    /// `{node, volume}` labels instead of the per-issuer ones.
+    pub csi_lib_issue_labels: bool,
 }
 
 /// Where the CSI gRPC service listens.
@@ -444,6 +449,11 @@ pub struct Cli {
     #[command(flatten)]
     #[command(next_help_heading = heading::READINESS)]
     pub readiness: ReadinessFlags,
+
+    /// `--csi-lib-issue-labels`.
+    #[command(flatten)]
+    #[command(next_help_heading = heading::METRICS)]
+    pub csi_lib: CsiLibFlags,
 }
 
 /// Why the flags cannot be used together.
@@ -512,6 +522,7 @@ impl Cli {
             max_renewals_per_second: self.max_renewals_per_second,
             max_issuer_label_values: self.max_issuer_label_values,
             max_watch_outage: self.readiness.max_watch_outage,
+            csi_lib_issue_labels: self.csi_lib.csi_lib_issue_labels,
         }
     }
 }

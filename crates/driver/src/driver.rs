@@ -94,7 +94,12 @@ impl Driver {
                     Some(Arc::new(Live(weak.clone()))),
                     config.max_issuer_label_values,
                 )
-                .with_runtime_series(&client_metrics),
+                .with_runtime_series(&client_metrics)
+                .with_csi_lib(
+                    &config.node_id,
+                    config.csi_lib_issue_labels,
+                    weak.clone(),
+                ),
             );
             Driver {
                 events,

@@ -27,6 +27,14 @@ pub const LAST_ERROR_FILE: &str = "last-error.json";
 /// Most bytes of an error message kept in [`LAST_ERROR_FILE`].
 pub const MAX_LAST_ERROR_BYTES: usize = 2048;
 
+/// The private side file naming the CertificateRequest that issued the
+/// volume's current certificate (its name only), so the metrics' `name`
+/// label is right after a restart too.
+pub const ISSUED_BY_FILE: &str = "issued-by";
+
+/// Longest request name kept (Kubernetes object names are at most 253).
+const MAX_REQUEST_NAME: usize = 253;
+
 /// A volume's last failed issuance, as [`LAST_ERROR_FILE`] holds it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LastError {
@@ -61,19 +69,32 @@ fn cut(s: &str, max: usize) -> String {
 }
 
 /// Records the outcome of one issuance of `volume_id`: a failure replaces
-/// [`LAST_ERROR_FILE`] (counting failures in a row), a success removes it.
-/// Blocking (store IO); a volume that is gone is not an error.
+/// [`LAST_ERROR_FILE`] (counting failures in a row); a success (the
+/// request's name) removes it and writes [`ISSUED_BY_FILE`]. Blocking
+/// (store IO); a volume that is gone is not an error.
 fn record_outcome(
     store: &Store,
     volume_id: &str,
-    error: Option<&str>,
+    outcome: Result<&str, &str>,
     now: SystemTime,
 ) -> Result<(), StoreError> {
-    let Some(error) = error else {
-        return match store.remove_private(volume_id, LAST_ERROR_FILE) {
-            Ok(_) | Err(StoreError::VolumeNotFound { .. }) => Ok(()),
-            Err(e) => Err(e),
-        };
+    let error = match outcome {
+        Ok(request) => {
+            let result = store
+                .remove_private(volume_id, LAST_ERROR_FILE)
+                .and_then(|_| {
+                    store.write_private(
+                        volume_id,
+                        ISSUED_BY_FILE,
+                        cut(request, MAX_REQUEST_NAME).as_bytes(),
+                    )
+                });
+            return match result {
+                Ok(()) | Err(StoreError::VolumeNotFound { .. }) => Ok(()),
+                Err(e) => Err(e),
+            };
+        }
+        Err(error) => error,
     };
     let meta = match store.read_metadata(volume_id) {
         Ok(m) => m,
@@ -105,12 +126,17 @@ impl Driver {
         &self,
         volume_id: &str,
         guard: &VolumeGuard,
-        error: Option<&DriverError>,
+        result: &Result<crate::pipeline::Issued, DriverError>,
     ) {
-        let (id, error) = (volume_id.to_owned(), error.map(|e| e.to_string()));
+        let id = volume_id.to_owned();
+        let outcome = match result {
+            Ok(issued) => Ok(issued.request.clone()),
+            Err(e) => Err(e.to_string()),
+        };
         let result = self
             .on_store_locked(guard, move |s| {
-                record_outcome(s, &id, error.as_deref(), SystemTime::now())
+                let outcome = outcome.as_ref().map(String::as_str).map_err(String::as_str);
+                record_outcome(s, &id, outcome, SystemTime::now())
             })
             .await;
         if let Err(e) = result {
@@ -147,6 +173,14 @@ impl Driver {
         })
         .await
     }
+}
+
+/// The name of the request that issued volume `id`'s current certificate,
+/// if recorded (blocking).
+pub(crate) fn issued_by(r: &impl Reader, id: &str) -> Option<String> {
+    let raw = r.private(id, ISSUED_BY_FILE).ok()??;
+    let name = std::str::from_utf8(&raw).ok()?;
+    (!name.is_empty() && name.len() <= MAX_REQUEST_NAME).then(|| name.to_owned())
 }
 
 /// The read side the health needs, from the driver's [`Store`] or the
@@ -366,8 +400,8 @@ mod tests {
         let meta = Metadata::new("vol-1", "/target");
         store.create_volume(&meta, None).unwrap();
         let long = "x".repeat(10 * MAX_LAST_ERROR_BYTES);
-        record_outcome(&store, "vol-1", Some(&long), t(0)).unwrap();
-        record_outcome(&store, "vol-1", Some("denied"), t(1)).unwrap();
+        record_outcome(&store, "vol-1", Err(&long), t(0)).unwrap();
+        record_outcome(&store, "vol-1", Err("denied"), t(1)).unwrap();
         let raw = store
             .read_private("vol-1", LAST_ERROR_FILE)
             .unwrap()
@@ -377,7 +411,7 @@ mod tests {
             (e.failures, e.message.as_str(), e.renewal),
             (2, "denied", false)
         );
-        record_outcome(&store, "vol-1", Some(&long), t(2)).unwrap();
+        record_outcome(&store, "vol-1", Err(&long), t(2)).unwrap();
         let raw = store
             .read_private("vol-1", LAST_ERROR_FILE)
             .unwrap()
@@ -387,7 +421,8 @@ mod tests {
             "bounded: {} bytes",
             raw.len()
         );
-        record_outcome(&store, "vol-1", None, t(3)).unwrap();
+        record_outcome(&store, "vol-1", Ok("web-abc12"), t(3)).unwrap();
+        assert_eq!(issued_by(&store, "vol-1").as_deref(), Some("web-abc12"));
         assert!(
             store
                 .read_private("vol-1", LAST_ERROR_FILE)
@@ -395,6 +430,7 @@ mod tests {
                 .is_none()
         );
         // A volume that is gone is not an error.
-        record_outcome(&store, "vol-2", Some("x"), t(4)).unwrap();
+        record_outcome(&store, "vol-2", Err("x"), t(4)).unwrap();
+        record_outcome(&store, "vol-2", Ok("x"), t(4)).unwrap();
     }
 }

@@ -18,6 +18,10 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+mod csilib;
+pub use csilib::NodeVolumeLabels;
+use csilib::{CsiLib, IssueCounter};
+
 /// Labels of per-issuer counters.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct IssuerLabels {
@@ -40,6 +44,8 @@ pub const OTHER_ISSUER: &str = "other";
 /// Labels of per-certificate gauges: one series per volume.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CertLabels {
+    /// The CertificateRequest that issued the certificate (csi-lib's label).
+    pub name: String,
     /// The Pod's namespace.
     pub namespace: String,
     /// The Pod's name.
@@ -85,10 +91,13 @@ impl Collector for LiveCollector {
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
-    /// Issuance attempts (first and renewals).
-    pub issue_requests: Family<IssuerLabels, Counter>,
+    /// Issuance attempts (first and renewals), recorded by
+    /// `issuance_attempted`.
+    issue_requests: IssueCounter,
     /// Failed issuance attempts.
-    pub issue_errors: Family<IssuerLabels, Counter>,
+    issue_errors: IssueCounter,
+    /// csi-lib's per-volume bookkeeping (`metrics/csilib.rs`).
+    csi_lib: CsiLib,
     /// notAfter of each volume's current certificate (Unix seconds).
     pub expiration: Family<CertLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     /// When each volume's certificate is due for renewal (Unix seconds).
@@ -105,13 +114,13 @@ impl Metrics {
     /// `max_issuers` distinct issuers label the per-issuer counters.
     pub fn new(live: Option<Arc<dyn LiveStats>>, max_issuers: usize) -> Self {
         let mut registry = Registry::default();
-        let issue_requests = Family::<IssuerLabels, Counter>::default();
+        let issue_requests = IssueCounter::default();
         registry.register(
             "certmanager_csi_issue_requests",
             "Issuance attempts, first issuances and renewals",
             issue_requests.clone(),
         );
-        let issue_errors = Family::<IssuerLabels, Counter>::default();
+        let issue_errors = IssueCounter::default();
         registry.register(
             "certmanager_csi_issue_errors",
             "Failed issuance attempts",
@@ -142,6 +151,7 @@ impl Metrics {
             registry,
             issue_requests,
             issue_errors,
+            csi_lib: CsiLib::default(),
             expiration,
             renewal,
             publish_seconds,
@@ -241,12 +251,7 @@ impl LiveStats for Live {
         let mut out = Vec::new();
         if let Some(r) = d.renewer.get() {
             let s = r.stats();
-            out.push((
-                "certmanager_csi_managed_volume_count",
-                "Volumes managed by this driver",
-                s.managed as f64,
-                false,
-            ));
+            // certmanager_csi_managed_volume_count{node}: metrics/csilib.rs.
             out.push((
                 "certmanager_csi_renewal_retrying_volumes",
                 "Volumes whose last issuance attempt failed and is being retried",
@@ -330,8 +335,13 @@ impl LiveStats for Live {
 }
 
 /// The per-volume labels of a volume published at `target_path`.
-pub(crate) fn cert_labels(spec: &cmcsi_attrs::CertificateSpec, target_path: &str) -> CertLabels {
+pub(crate) fn cert_labels(
+    spec: &cmcsi_attrs::CertificateSpec,
+    target_path: &str,
+    request: &str,
+) -> CertLabels {
     CertLabels {
+        name: request.to_owned(),
         namespace: spec.pod.namespace.clone().unwrap_or_default(),
         pod: spec.pod.name.clone().unwrap_or_default(),
         volume: pod_volume_name(target_path),
@@ -663,9 +673,11 @@ mod tests {
         // Those already seen keep their own values.
         assert_eq!(m.issuer_labels(&spec("a")).issuer_name, "a");
         for i in 0..500 {
-            m.issue_requests
-                .get_or_create(&m.issuer_labels(&spec(&format!("x{i}"))))
-                .inc();
+            m.issuance_attempted(
+                &format!("csi-{i}"),
+                m.issuer_labels(&spec(&format!("x{i}"))),
+                false,
+            );
         }
         let text = m.encode();
         let series = text
@@ -683,8 +695,8 @@ mod tests {
         );
         assert_eq!(pod_volume_name("/somewhere/else"), "else");
         assert_eq!(pod_volume_name(""), "");
-        let a = cert_labels(&spec("a"), "/p/u/volumes/kubernetes.io~csi/tls/mount");
-        let b = cert_labels(&spec("a"), "/p/u/volumes/kubernetes.io~csi/mtls/mount");
+        let a = cert_labels(&spec("a"), "/p/u/volumes/kubernetes.io~csi/tls/mount", "r");
+        let b = cert_labels(&spec("a"), "/p/u/volumes/kubernetes.io~csi/mtls/mount", "r");
         assert_ne!(a, b, "two volumes of one Pod are two series");
     }
 }

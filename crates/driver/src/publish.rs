@@ -44,23 +44,17 @@ impl Driver {
             Err(e) => Err(e),
         };
         let ms = started.elapsed().as_millis() as u64;
-        self.record_issuance(volume_id, guard, result.as_ref().err())
-            .await;
+        self.record_issuance(volume_id, guard, &result).await;
         match &result {
             Ok(issued) => {
                 let labels = self.metrics.issuer_labels(&issued.spec);
-                self.metrics.issue_requests.get_or_create(&labels).inc();
-                let cert = cert_labels(&issued.spec, &issued.target_path);
-                self.metrics
-                    .expiration
-                    .get_or_create(&cert)
-                    .set(unix_seconds(issued.summary.not_after));
-                if let Some(next) = issued.next_issuance {
-                    self.metrics
-                        .renewal
-                        .get_or_create(&cert)
-                        .set(unix_seconds(next));
-                }
+                self.metrics.issuance_attempted(volume_id, labels, false);
+                self.metrics.certificate_served(
+                    volume_id,
+                    cert_labels(&issued.spec, &issued.target_path, &issued.request),
+                    unix_seconds(issued.summary.not_after),
+                    issued.next_issuance.map(unix_seconds),
+                );
                 self.events.succeeded(
                     volume_id,
                     events::pod_of(&issued.spec),
@@ -87,8 +81,7 @@ impl Driver {
                     && let Ok(spec) = self.stored_spec(meta).await
                 {
                     let labels = self.metrics.issuer_labels(&spec);
-                    self.metrics.issue_requests.get_or_create(&labels).inc();
-                    self.metrics.issue_errors.get_or_create(&labels).inc();
+                    self.metrics.issuance_attempted(volume_id, labels, true);
                     pod = events::pod_of(&spec);
                     self.events.failed(events::Failure {
                         volume_id,
@@ -511,14 +504,7 @@ impl Driver {
             }
             kube.issuer.forget_volume(volume_id);
         }
-        if let Ok(meta) = self.read_metadata(volume_id).await
-            && let target_path = meta.target_path.clone()
-            && let Ok(spec) = self.stored_spec(meta).await
-        {
-            let labels = cert_labels(&spec, &target_path);
-            self.metrics.expiration.remove(&labels);
-            self.metrics.renewal.remove(&labels);
-        }
+        self.metrics.volume_forgotten(volume_id);
         mount::unmount_if_mounted(target)
             .map_err(|e| DriverError::Mount(format!("unmounting {}: {e}", target.display())))?;
         match std::fs::remove_dir(target) {

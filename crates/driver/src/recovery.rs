@@ -19,6 +19,8 @@ struct Found {
     spec: Option<CertificateSpec>,
     /// The `notAfter` of the volume's current certificate, when it has one.
     not_after: Option<SystemTime>,
+    /// The request that issued it, when recorded (the metrics' `name`).
+    issued_by: Option<String>,
 }
 
 impl Driver {
@@ -37,17 +39,13 @@ impl Driver {
                 self.events.remember_expiry(&f.meta.volume_id, not_after);
             }
             if let (Some(spec), Some(not_after)) = (&f.spec, f.not_after) {
-                let cert = cert_labels(spec, &f.meta.target_path);
-                self.metrics
-                    .expiration
-                    .get_or_create(&cert)
-                    .set(unix_seconds(not_after));
-                if let Some(next) = f.meta.next_issuance_time {
-                    self.metrics
-                        .renewal
-                        .get_or_create(&cert)
-                        .set(unix_seconds(next));
-                }
+                let request = f.issued_by.as_deref().unwrap_or_default();
+                self.metrics.certificate_served(
+                    &f.meta.volume_id,
+                    cert_labels(spec, &f.meta.target_path, request),
+                    unix_seconds(not_after),
+                    f.meta.next_issuance_time.map(unix_seconds),
+                );
             }
             let disable = f.spec.as_ref().is_some_and(|s| s.disable_auto_renew);
             // Mounted empty, waiting for its Pod's gates or IP: wait again
@@ -291,10 +289,12 @@ fn restorable(store: &Store) -> Result<(Vec<Found>, usize), StoreError> {
             (Some(spec), Some(_)) => current_not_after(store, &meta, &spec.files.certificate),
             _ => None,
         };
+        let issued_by = crate::health::issued_by(store, &meta.volume_id);
         found.push(Found {
             meta,
             spec,
             not_after,
+            issued_by,
         });
     }
     Ok((found, recovery.set_aside.len()))

@@ -125,9 +125,18 @@ fn status_and_volume_stats_tell_a_healthy_volume_from_one_whose_renewals_are_den
                 .issuer("strict-issuer", Script::Sign),
         )
         .await;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let metrics = format!("127.0.0.1:{port}");
         let h = Harness::with_api(
             api,
             &[
+                "--metrics-bind-address",
+                &metrics,
+                "--csi-lib-issue-labels",
                 "--min-issuance-interval",
                 "1s",
                 "--renewal-backoff-initial",
@@ -291,6 +300,32 @@ fn status_and_volume_stats_tell_a_healthy_volume_from_one_whose_renewals_are_den
             "{table}"
         );
         assert!(row_b.contains("was denied"), "{table}");
+
+        // With --csi-lib-issue-labels the issuance counters carry csi-lib's
+        // {node, volume}: the denied volume's failures are its own.
+        let body = common::http_get(&metrics, "/metrics");
+        let node = "node-a";
+        let errors: Vec<&str> = body
+            .lines()
+            .filter(|l| l.starts_with("certmanager_csi_issue_errors_total{"))
+            .collect();
+        assert!(
+            !errors.is_empty()
+                && errors.iter().all(|l| l.starts_with(&format!(
+                    "certmanager_csi_issue_errors_total{{node=\"{node}\",volume=\"{denied}\"}}"
+                ))),
+            "{body}"
+        );
+        assert!(
+            body.contains(&format!(
+                "certmanager_csi_issue_requests_total{{node=\"{node}\",volume=\"{healthy}\"}} 1"
+            )),
+            "{body}"
+        );
+        assert!(
+            !body.contains("certmanager_csi_issue_requests_total{namespace="),
+            "{body}"
+        );
 
         // A success clears the last error.
         h.api.set_issuer("strict-issuer", Script::Sign);

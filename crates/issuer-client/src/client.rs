@@ -471,6 +471,12 @@ impl IssuerClient {
         })
     }
 
+    /// Every request the watch holds now, newest first (for metrics: at
+    /// most `max_watched_requests`).
+    pub fn watched_requests(&self) -> Vec<RequestState> {
+        self.inner.cache.select(|_| true)
+    }
+
     /// The newest request of a volume, to resume it instead of asking again.
     /// Only requests whose annotation names this exact volume are considered,
     /// so a 32-bit label-hash collision never resumes another volume's request.
