@@ -14,6 +14,7 @@ mod gates;
 mod limits;
 mod parse;
 mod readiness;
+mod selinux;
 
 pub use connection::ConnectionFlags;
 pub use csilib::CsiLibFlags;
@@ -26,6 +27,7 @@ pub use parse::{
 };
 use parse::{parse_min_issuance_interval, parse_node_id, parse_renewal_rate};
 pub use readiness::{DEFAULT_MAX_WATCH_OUTAGE, ReadinessFlags};
+pub use selinux::{DEFAULT_SELINUX_VOLUME_SIZE, SelinuxFlags};
 
 /// The default CSI driver name, as registered by the `CSIDriver` object.
 pub const DEFAULT_DRIVER_NAME: &str = "csi.cert-manager.io";
@@ -117,6 +119,9 @@ pub struct Config {
     /// `--csi-lib-issue-labels`: the issuance counters carry csi-lib's
     /// `{node, volume}` labels instead of the per-issuer ones.
     pub csi_lib_issue_labels: bool,
+    /// `--selinux-volume-size`: the tmpfs of a volume published with an
+    /// SELinux `context=` mount flag.
+    pub selinux_volume_size: u64,
 }
 
 /// Where the CSI gRPC service listens.
@@ -454,6 +459,11 @@ pub struct Cli {
     #[command(flatten)]
     #[command(next_help_heading = heading::METRICS)]
     pub csi_lib: CsiLibFlags,
+
+    /// `--selinux-volume-size`.
+    #[command(flatten)]
+    #[command(next_help_heading = heading::STORAGE)]
+    pub selinux: SelinuxFlags,
 }
 
 /// Why the flags cannot be used together.
@@ -523,6 +533,7 @@ impl Cli {
             max_issuer_label_values: self.max_issuer_label_values,
             max_watch_outage: self.readiness.max_watch_outage,
             csi_lib_issue_labels: self.csi_lib.csi_lib_issue_labels,
+            selinux_volume_size: self.selinux.selinux_volume_size,
         }
     }
 }

@@ -38,6 +38,7 @@ mod publish;
 mod readiness;
 mod recovery;
 mod rpclog;
+pub mod selinux;
 pub mod socket;
 mod startup;
 pub mod status;

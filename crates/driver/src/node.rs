@@ -84,6 +84,9 @@ pub(crate) struct PublishRequest {
     /// When the kubelet stops waiting for the answer (its `grpc-timeout`),
     /// if it said.
     pub(crate) deadline: Option<Instant>,
+    /// The SELinux context the kubelet asks the volume's files to carry
+    /// (`context=` in `volume_capability.mount.mount_flags`), checked.
+    pub(crate) selinux_context: Option<String>,
 }
 
 /// Refuses a volume context larger than `limit` bytes (keys and values
@@ -132,14 +135,17 @@ impl TryFrom<NodePublishVolumeRequest> for PublishRequest {
                 "pod.spec.volumes[].csi.readOnly must be set to true".into(),
             ));
         }
-        let mount_group = match capability.access_type {
-            Some(volume_capability::AccessType::Mount(m)) => m.volume_mount_group,
+        let (mount_group, selinux_context) = match capability.access_type {
+            Some(volume_capability::AccessType::Mount(m)) => (
+                m.volume_mount_group,
+                crate::selinux::context_of(&m.mount_flags)?,
+            ),
             Some(volume_capability::AccessType::Block(_)) => {
                 return Err(DriverError::InvalidRequest(
                     "block volumes are not supported: use a filesystem (mount) volume".into(),
                 ));
             }
-            None => String::new(),
+            None => (String::new(), None),
         };
         let mount_group = if mount_group.is_empty() {
             None
@@ -157,6 +163,7 @@ impl TryFrom<NodePublishVolumeRequest> for PublishRequest {
             mount_group,
             secrets: req.secrets.into_iter().collect(),
             deadline: None,
+            selinux_context,
         })
     }
 }

@@ -195,6 +195,8 @@ impl Driver {
             return Err(busy(volume_id));
         };
         let (meta, spec) = self.prepare(&req, &guard).await?;
+        self.apply_selinux_context(&req, &meta, &spec, &guard)
+            .await?;
 
         if meta.next_issuance_time.is_none() {
             if self.config.continue_on_not_ready && self.needs_pod(&req.context) {

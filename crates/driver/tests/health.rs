@@ -355,3 +355,74 @@ fn status_without_a_data_root_says_which_flag_to_pass() {
         "{err}"
     );
 }
+
+#[test]
+fn an_selinux_context_gives_the_volume_a_file_system_of_its_own() {
+    use std::os::unix::fs::MetadataExt;
+    in_mount_namespace!(async {
+        let h = Harness::start(&["--selinux-volume-size", "2Mi"]).await;
+        let volume = "csi-selinux";
+        let pod = Pod::new("ns", "labelled");
+        let target = h.target(volume);
+        let context = "system_u:object_r:container_file_t:s0:c1,c2";
+        let mut req = Harness::request(
+            volume,
+            &target,
+            pod.context(&[
+                ("csi.cert-manager.io/issuer-name", "ca-issuer"),
+                ("csi.cert-manager.io/dns-names", "l.example.com"),
+            ]),
+        );
+        let with_flags = |req: &mut csi::NodePublishVolumeRequest, flags: Vec<String>| {
+            if let Some(csi::volume_capability::AccessType::Mount(m)) = req
+                .volume_capability
+                .as_mut()
+                .and_then(|c| c.access_type.as_mut())
+            {
+                m.mount_flags = flags;
+            }
+        };
+        // A flag that is not a context is refused before anything is made.
+        let mut bad = req.clone();
+        with_flags(&mut bad, vec!["context=\"a:b:c\",size=1G".into()]);
+        let err = h.node().await.node_publish_volume(bad).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+        assert!(err.message().contains("SELinux"), "{err:?}");
+
+        with_flags(&mut req, vec![format!("context=\"{context}\"")]);
+        h.node().await.node_publish_volume(req).await.unwrap();
+        let inmemfs = h.data_root.join("inmemfs");
+        let data = inmemfs.join(volume).join("data");
+        // data/ is a tmpfs of its own (the kernel here has no SELinux, so
+        // the label itself cannot be seen; the file system that carries it
+        // can), and the Pod's bind mount shows that file system.
+        assert!(common::is_mounted(&data));
+        let dev = |p: &std::path::Path| std::fs::metadata(p).unwrap().dev();
+        assert_ne!(dev(&data), dev(&inmemfs));
+        assert_eq!(dev(&target), dev(&data));
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let line = info
+            .lines()
+            .find(|l| l.split(' ').nth(4) == Some(data.to_str().unwrap()))
+            .unwrap();
+        assert!(
+            line.contains("tmpfs") && line.contains("size=2048k"),
+            "{line}"
+        );
+        assert!(common::read(&target, "crt.pem").starts_with(b"-----BEGIN CERTIFICATE-----"));
+        common::assert_read_only_on_host(&target, "a volume on its own tmpfs");
+        if !cmcsi_driver::selinux::selinux_enabled() {
+            assert!(
+                h.logs().contains("SELinux is not enabled in this kernel"),
+                "the missing label is logged"
+            );
+        }
+
+        h.unpublish(volume).await.unwrap();
+        assert!(
+            !inmemfs.join(volume).exists(),
+            "the volume is removed, its tmpfs too"
+        );
+        assert!(!common::is_mounted(&data));
+    });
+}

@@ -168,7 +168,14 @@ fn check_frozen(
         }
         for entry in std::fs::read_dir(&vol).unwrap() {
             let n = entry.unwrap().file_name().to_string_lossy().into_owned();
-            if !["metadata.json", "data", "pending-request.json"].contains(&n.as_str())
+            if ![
+                "metadata.json",
+                "data",
+                cmcsi_driver::pipeline::PENDING_FILE,
+                cmcsi_driver::health::LAST_ERROR_FILE,
+                cmcsi_driver::health::ISSUED_BY_FILE,
+            ]
+            .contains(&n.as_str())
                 && !n.starts_with('.')
             {
                 errors.push(format!("{name}: unexpected file {n}"));

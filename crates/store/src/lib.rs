@@ -97,6 +97,7 @@ mod secrets;
 mod store;
 mod usage;
 mod view;
+mod volume_fs;
 
 pub use error::StoreError;
 pub use fileset::{DATA_DIR_MODE, FILE_MODE, FileSet, SET_DIR_MODE, WriteOutcome};
@@ -116,3 +117,4 @@ pub use store::{
 };
 pub use usage::{MAX_WALK_ENTRIES, VolumeUsage};
 pub use view::{Quarantined, StoreView};
+pub use volume_fs::MAX_VOLUME_FS_OPTIONS;

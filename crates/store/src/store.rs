@@ -369,8 +369,10 @@ impl Store {
     }
 
     /// Removes the volume directory and everything in it. Symlinks are removed,
-    /// never followed; nothing on another mount is touched. Returns `false`
-    /// when there was nothing to remove.
+    /// never followed; nothing on another mount is touched, except the
+    /// volume's own file system on `data/` ([`Store::mount_volume_fs`]),
+    /// which is unmounted first. Returns `false` when there was nothing to
+    /// remove.
     pub fn remove_volume(&self, id: &str) -> Result<bool, StoreError> {
         check_volume_id(id)?;
         let path = self.volume_path(id);
@@ -380,6 +382,9 @@ impl Store {
         {
             return Ok(false);
         }
+        // A volume with a file system of its own on data/ (mount_volume_fs):
+        // unmounted first, as removal never crosses mounts.
+        self.unmount_volume_fs(id)?;
         let dev = self.dev()?;
         fsops::remove_tree_at(self.root_fd(), &OsString::from(id), dev)
             .map_err(|e| StoreError::io("remove", &path, e))?;
