@@ -126,6 +126,9 @@ impl Driver {
         if removed.is_empty() {
             return 0;
         }
+        for (id, _, _) in &removed {
+            self.metrics.volume_forgotten(id);
+        }
         if let Ok(kube) = &self.kube
             && kube
                 .issuer

@@ -280,3 +280,59 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Err(_) => ExitCode::FAILURE,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cmcsi_store::{Metadata, Store, StoreOptions};
+
+    #[test]
+    fn set_aside_volumes_are_listed_as_quarantined_beside_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(
+            dir.path(),
+            StoreOptions {
+                mount_tmpfs: false,
+                tmpfs_size: None,
+            },
+        )
+        .unwrap();
+        for (id, pod) in [("csi-kept", "web"), ("csi-aside", "old")] {
+            let mut meta = Metadata::new(
+                id,
+                "/var/lib/kubelet/pods/u/volumes/kubernetes.io~csi/tls/mount",
+            );
+            meta.volume_context
+                .insert(cmcsi_attrs::keys::POD_NAME.into(), pod.into());
+            meta.volume_context
+                .insert(cmcsi_attrs::keys::POD_NAMESPACE.into(), "ns".into());
+            store.create_volume(&meta, None).unwrap();
+        }
+        store.set_aside_volume("csi-aside", "test").unwrap();
+        // Read beside the open store (the driver holds its lock).
+        let report = report(dir.path(), SystemTime::now()).unwrap();
+        let ids: Vec<(&str, bool)> = report
+            .volumes
+            .iter()
+            .map(|v| (v.volume_id.as_str(), v.quarantined))
+            .collect();
+        assert_eq!(ids, [("csi-kept", false), ("csi-aside", true)]);
+        let aside = &report.volumes[1];
+        assert_eq!(
+            (aside.namespace.as_str(), aside.pod.as_str()),
+            ("ns", "old")
+        );
+        assert!(aside.condition.contains("set aside"), "{aside:?}");
+        let kept = &report.volumes[0];
+        assert!(
+            kept.files.is_empty() && kept.not_after.is_none() && !kept.abnormal,
+            "{kept:?}"
+        );
+        let text = table(&report);
+        assert_eq!(text.lines().count(), 3, "{text}");
+        assert!(
+            text.lines().nth(2).unwrap().trim_end().ends_with("yes"),
+            "{text}"
+        );
+    }
+}
