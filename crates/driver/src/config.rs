@@ -13,9 +13,11 @@ mod events;
 mod gates;
 mod limits;
 mod parse;
-mod readiness;
+mod probe;
 mod selinux;
 
+pub use crate::events::EventsConfig;
+pub use crate::gates::{ConditionStatus, Gate, GateBackoff, IpFamily};
 pub use connection::ConnectionFlags;
 pub use csilib::CsiLibFlags;
 pub use events::EventFlags;
@@ -26,7 +28,7 @@ pub use parse::{
     parse_size_flag,
 };
 use parse::{parse_min_issuance_interval, parse_node_id, parse_renewal_rate};
-pub use readiness::{DEFAULT_MAX_WATCH_OUTAGE, ReadinessFlags};
+pub use probe::{DEFAULT_MAX_WATCH_OUTAGE, ReadinessFlags};
 pub use selinux::{DEFAULT_SELINUX_VOLUME_SIZE, SelinuxFlags};
 
 /// The default CSI driver name, as registered by the `CSIDriver` object.

@@ -105,7 +105,7 @@ fn record_outcome(
         .read_private(volume_id, LAST_ERROR_FILE)?
         .and_then(|raw| LastError::decode(&raw));
     let record = LastError {
-        time: crate::metrics::jiff_like(now),
+        time: crate::timefmt::rfc3339(now),
         message: cut(error, MAX_LAST_ERROR_BYTES),
         failures: before.map_or(1, |b| b.failures.saturating_add(1)),
         renewal: meta.next_issuance_time.is_some(),
@@ -239,10 +239,11 @@ impl VolumeState {
     pub(crate) fn read(r: &impl Reader, id: &str) -> Result<VolumeState, StoreError> {
         let meta = r.metadata(id)?;
         // The certificate's file name is in the stored attributes.
-        let spec: Option<cmcsi_attrs::CertificateSpec> = r
-            .secrets(id)
-            .ok()
-            .and_then(|s| crate::keystores::spec_with(&meta, s.iter()).ok());
+        let spec: Option<cmcsi_attrs::CertificateSpec> = r.secrets(id).ok().and_then(|s| {
+            crate::volume::parse_stored(&meta, s.iter(), None)
+                .ok()
+                .map(|p| p.spec)
+        });
         let not_after = match &spec {
             Some(spec) => r
                 .current(id, &spec.files.certificate)?
@@ -300,7 +301,7 @@ pub fn condition(
     {
         problems.push(format!(
             "the certificate expired at {}",
-            crate::metrics::jiff_like(t)
+            crate::timefmt::rfc3339(t)
         ));
     }
     if let Some(due) = next_renewal
@@ -311,7 +312,7 @@ pub fn condition(
         let late = now.duration_since(due).unwrap_or(Duration::ZERO);
         problems.push(format!(
             "its renewal is overdue: it was due at {} ({}m ago)",
-            crate::metrics::jiff_like(due),
+            crate::timefmt::rfc3339(due),
             late.as_secs() / 60
         ));
     }
@@ -326,7 +327,7 @@ pub fn condition(
         let message = match not_after {
             Some(t) => format!(
                 "the certificate is valid until {}",
-                crate::metrics::jiff_like(t)
+                crate::timefmt::rfc3339(t)
             ),
             None => "no certificate issued yet".to_owned(),
         };

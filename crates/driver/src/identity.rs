@@ -7,7 +7,7 @@ use cmcsi_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 
-use crate::readiness::Readiness;
+use crate::probe::Readiness;
 use crate::rpclog::RpcLog;
 
 /// Identity: the driver's name and version, no plugin capabilities (there is
@@ -15,24 +15,17 @@ use crate::rpclog::RpcLog;
 #[derive(Debug, Clone)]
 pub struct IdentityService {
     driver_name: String,
-    readiness: Option<Readiness>,
+    readiness: Readiness,
 }
 
 impl IdentityService {
-    /// An identity service answering with `driver_name`, always ready.
-    pub fn new(driver_name: String) -> Self {
-        IdentityService {
-            driver_name,
-            readiness: None,
-        }
-    }
-
-    /// The same, ready only while `driver` is (see the `readiness` module):
+    /// An identity service answering with `driver_name`, ready only while
+    /// `driver` is (see the `readiness` module):
     /// its watch has listed, its tmpfs is mounted, its watch works.
     pub fn for_driver(driver_name: String, driver: std::sync::Arc<crate::driver::Driver>) -> Self {
         IdentityService {
             driver_name,
-            readiness: Some(Readiness::new(driver)),
+            readiness: Readiness::new(driver),
         }
     }
 }
@@ -68,10 +61,7 @@ impl Identity for IdentityService {
         _request: Request<ProbeRequest>,
     ) -> Result<Response<ProbeResponse>, Status> {
         let log = RpcLog::quiet("Probe", "");
-        let ready = match &self.readiness {
-            Some(r) => r.ready().await,
-            None => true,
-        };
+        let ready = self.readiness.ready().await;
         log.finish(Ok(Response::new(ProbeResponse { ready: Some(ready) })))
     }
 }

@@ -1,4 +1,10 @@
-//! Prometheus metrics (`prometheus-client`), served as text at `/metrics`.
+//! Prometheus metrics (`prometheus-client`): every metric name, help text
+//! and label set, and the one place each is recorded. The families are
+//! private; the driver records through methods named for what happened
+//! ([`Metrics::issued`], [`Metrics::failed`], [`Metrics::restored`],
+//! [`Metrics::forget`], [`Metrics::published`]), so "where is metric X
+//! recorded" has one answer: here. Serving `/metrics` is in `serve.rs`, the
+//! `process_*` series read from `/proc` in `process.rs`.
 //!
 //! Names follow csi-lib's where one exists. Labels are bounded: the
 //! per-issuer counters carry at most `--max-issuer-label-values` distinct
@@ -7,8 +13,17 @@
 //! name, never a raw volume id, and are removed when the volume is
 //! unpublished.
 
+mod csilib;
+mod process;
+mod serve;
+
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+pub use csilib::RequestReady;
+use csilib::{CsiLib, IssueCounter};
+pub use serve::serve;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
@@ -17,10 +32,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-
-mod csilib;
-pub use csilib::NodeVolumeLabels;
-use csilib::{CsiLib, IssueCounter};
 
 /// Labels of per-issuer counters.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -61,10 +72,30 @@ pub struct CertLabels {
     pub issuer_group: String,
 }
 
-/// Numbers read from other components (key pool, renewer) at scrape time.
+/// What the driver's parts (renewer, watch, key pool, store) say now, read
+/// at every scrape.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LiveValues {
+    /// The renewer's counts, once it runs.
+    pub renewer: Option<cmcsi_renewer::Stats>,
+    /// The request watch's (ignored, held) counts, with Kubernetes.
+    pub watch: Option<(cmcsi_issuer_client::IgnoredRequests, usize)>,
+    /// The key pool's counts.
+    pub pool: cmcsi_keygen::PoolStats,
+    /// Set-aside volume directories removed after the grace.
+    pub quarantine_removed: u64,
+}
+
+/// The source of [`LiveValues`]; `None` once the driver is gone.
 pub trait LiveStats: Send + Sync + std::fmt::Debug + 'static {
-    /// `(name, help, value, is_counter)` for each series.
-    fn read(&self) -> Vec<(&'static str, &'static str, f64, bool)>;
+    /// The values now.
+    fn read(&self) -> Option<LiveValues>;
+
+    /// The `Ready` status of each request the watch holds now (csi-lib's
+    /// `certmanager_csi_certificate_request_ready_status`).
+    fn requests(&self) -> Vec<RequestReady> {
+        Vec::new()
+    }
 }
 
 #[derive(Debug)]
@@ -72,7 +103,10 @@ struct LiveCollector(Arc<dyn LiveStats>);
 
 impl Collector for LiveCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        for (name, help, value, is_counter) in self.0.read() {
+        let Some(values) = self.0.read() else {
+            return Ok(());
+        };
+        for (name, help, value, is_counter) in live_series(&values) {
             if is_counter {
                 let c = ConstCounter::new(value as u64);
                 let me = encoder.encode_descriptor(name, help, None, c.metric_type())?;
@@ -91,19 +125,18 @@ impl Collector for LiveCollector {
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
-    /// Issuance attempts (first and renewals), recorded by
-    /// `issuance_attempted`.
+    /// Issuance attempts (first and renewals), per issuer and per volume.
     issue_requests: IssueCounter,
     /// Failed issuance attempts.
     issue_errors: IssueCounter,
-    /// csi-lib's per-volume bookkeeping (`metrics/csilib.rs`).
+    /// csi-lib's node label and per-volume bookkeeping (`metrics/csilib.rs`).
     csi_lib: CsiLib,
     /// notAfter of each volume's current certificate (Unix seconds).
-    pub expiration: Family<CertLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    expiration: Family<CertLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     /// When each volume's certificate is due for renewal (Unix seconds).
-    pub renewal: Family<CertLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    renewal: Family<CertLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     /// NodePublishVolume latency.
-    pub publish_seconds: Histogram,
+    publish_seconds: Histogram,
     /// Issuers (name, kind, group) given their own label values so far.
     issuers: Mutex<HashSet<(String, String, String)>>,
     max_issuers: usize,
@@ -200,6 +233,94 @@ impl Metrics {
         }
     }
 
+    /// An issuance of `volume_id` (of `spec`, at `target_path`) by request
+    /// `request` succeeded: one more attempt for its issuer and volume, and
+    /// its certificate's expiry and next renewal (replacing the series of
+    /// its previous request).
+    pub(crate) fn issued(
+        &self,
+        volume_id: &str,
+        spec: &cmcsi_attrs::CertificateSpec,
+        target_path: &str,
+        request: &str,
+        not_after: SystemTime,
+        next_issuance: Option<SystemTime>,
+    ) {
+        self.attempted(volume_id, spec, false);
+        self.restored(
+            volume_id,
+            spec,
+            target_path,
+            request,
+            not_after,
+            next_issuance,
+        );
+    }
+
+    /// An issuance of `volume_id` (of `spec`) failed: one more attempt and
+    /// one more error for its issuer and volume.
+    pub(crate) fn failed(&self, volume_id: &str, spec: &cmcsi_attrs::CertificateSpec) {
+        self.attempted(volume_id, spec, true);
+    }
+
+    fn attempted(&self, volume_id: &str, spec: &cmcsi_attrs::CertificateSpec, failed: bool) {
+        let issuer = self.issuer_labels(spec);
+        let volume = self.csi_lib.volume_labels(volume_id);
+        self.issue_requests.inc(&issuer, &volume);
+        if failed {
+            self.issue_errors.inc(&issuer, &volume);
+        }
+    }
+
+    /// A stored volume was taken over at start (or just issued): its
+    /// certificate's expiry and next renewal, counting no attempt. `request`
+    /// is the request that issued it (empty when unknown).
+    pub(crate) fn restored(
+        &self,
+        volume_id: &str,
+        spec: &cmcsi_attrs::CertificateSpec,
+        target_path: &str,
+        request: &str,
+        not_after: SystemTime,
+        next_issuance: Option<SystemTime>,
+    ) {
+        let cert = cert_labels(spec, target_path, request);
+        if let Some(old) = self.csi_lib.serve(volume_id, &cert) {
+            self.expiration.remove(&old);
+            self.renewal.remove(&old);
+        }
+        self.expiration
+            .get_or_create(&cert)
+            .set(crate::timefmt::unix_seconds(not_after));
+        match next_issuance {
+            Some(next) => {
+                self.renewal
+                    .get_or_create(&cert)
+                    .set(crate::timefmt::unix_seconds(next));
+            }
+            None => {
+                self.renewal.remove(&cert);
+            }
+        }
+    }
+
+    /// Volume `volume_id` was unpublished or removed: its series go (its
+    /// per-volume counters too, so the series follow the node's volumes).
+    pub(crate) fn forget(&self, volume_id: &str) {
+        if let Some(old) = self.csi_lib.forget(volume_id) {
+            self.expiration.remove(&old);
+            self.renewal.remove(&old);
+        }
+        let volume = self.csi_lib.volume_labels(volume_id);
+        self.issue_requests.remove(&volume);
+        self.issue_errors.remove(&volume);
+    }
+
+    /// A NodePublishVolume call took `elapsed`.
+    pub(crate) fn published(&self, elapsed: Duration) {
+        self.publish_seconds.observe(elapsed.as_secs_f64());
+    }
+
     /// The metrics in the Prometheus/OpenMetrics text format.
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -209,129 +330,90 @@ impl Metrics {
     }
 }
 
-/// Serves `/metrics` on `listener` until `shutdown` resolves.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    metrics: Arc<Metrics>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    use axum::routing::get;
-    let app = axum::Router::new().route(
-        "/metrics",
-        get(move || {
-            let m = Arc::clone(&metrics);
-            async move {
-                (
-                    [(
-                        http::header::CONTENT_TYPE,
-                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    )],
-                    m.encode(),
-                )
-            }
-        }),
-    );
-    if let Ok(addr) = listener.local_addr() {
-        tracing::info!(address = %addr, "serving metrics at /metrics");
-    }
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-}
-
-/// Series read from the renewer and the key pool at scrape time.
-#[derive(Debug)]
-pub(crate) struct Live(pub(crate) std::sync::Weak<crate::driver::Driver>);
-
-impl LiveStats for Live {
-    fn read(&self) -> Vec<(&'static str, &'static str, f64, bool)> {
-        let Some(d) = self.0.upgrade() else {
-            return vec![];
-        };
-        let mut out = Vec::new();
-        if let Some(r) = d.renewer.get() {
-            let s = r.stats();
-            // certmanager_csi_managed_volume_count{node}: metrics/csilib.rs.
-            out.push((
-                "certmanager_csi_renewal_retrying_volumes",
-                "Volumes whose last issuance attempt failed and is being retried",
-                s.retrying as f64,
-                false,
-            ));
-            out.push((
-                "certmanager_csi_expired_certificates",
-                "Volumes whose mounted certificate has expired (renewal keeps failing)",
-                s.expired as f64,
-                false,
-            ));
-            out.push((
-                "certmanager_csi_issuances_in_flight",
-                "Issuances running now",
-                s.in_flight as f64,
-                false,
-            ));
-        }
-        if let Ok(kube) = &d.kube {
-            let ignored = kube.issuer.ignored_requests();
-            out.push((
-                "certmanager_csi_watch_ignored_requests",
-                "CertificateRequests labelled for this node that the watch did not keep: \
-                 not made for a volume of this node, or over --max-watched-requests",
-                (ignored.foreign + ignored.over_limit) as f64,
-                true,
-            ));
-            out.push((
-                "certmanager_csi_watched_requests",
-                "CertificateRequests the node-wide watch holds now",
-                kube.issuer.cached_requests() as f64,
-                false,
-            ));
-        }
-        let p = d.pool.stats();
+/// The series of the renewer, the watch, the key pool and the store, as
+/// `(name, help, value, is_counter)`.
+fn live_series(d: &LiveValues) -> Vec<(&'static str, &'static str, f64, bool)> {
+    let mut out = Vec::new();
+    if let Some(s) = d.renewer {
+        // certmanager_csi_managed_volume_count{node}: metrics/csilib.rs.
         out.push((
-            "certmanager_csi_key_pool_hits",
-            "Keys served from the pool",
-            p.hits as f64,
-            true,
-        ));
-        out.push((
-            "certmanager_csi_key_pool_misses",
-            "Keys generated inline because the pool was empty",
-            p.misses as f64,
-            true,
-        ));
-        out.push((
-            "certmanager_csi_key_pool_available",
-            "Keys ready in the pool now",
-            p.available as f64,
+            "certmanager_csi_renewal_retrying_volumes",
+            "Volumes whose last issuance attempt failed and is being retried",
+            s.retrying as f64,
             false,
         ));
         out.push((
-            "certmanager_csi_key_pool_refills",
-            "Keys generated in the background for the pool",
-            p.refills as f64,
+            "certmanager_csi_expired_certificates",
+            "Volumes whose mounted certificate has expired (renewal keeps failing)",
+            s.expired as f64,
+            false,
+        ));
+        out.push((
+            "certmanager_csi_issuances_in_flight",
+            "Issuances running now",
+            s.in_flight as f64,
+            false,
+        ));
+    }
+    if let Some((ignored, cached)) = d.watch {
+        out.push((
+            "certmanager_csi_watch_ignored_requests",
+            "CertificateRequests labelled for this node that the watch did not keep: \
+                 not made for a volume of this node, or over --max-watched-requests",
+            (ignored.foreign + ignored.over_limit) as f64,
             true,
         ));
         out.push((
+            "certmanager_csi_watched_requests",
+            "CertificateRequests the node-wide watch holds now",
+            cached as f64,
+            false,
+        ));
+    }
+    let p = d.pool;
+    out.push((
+        "certmanager_csi_key_pool_hits",
+        "Keys served from the pool",
+        p.hits as f64,
+        true,
+    ));
+    out.push((
+        "certmanager_csi_key_pool_misses",
+        "Keys generated inline because the pool was empty",
+        p.misses as f64,
+        true,
+    ));
+    out.push((
+        "certmanager_csi_key_pool_available",
+        "Keys ready in the pool now",
+        p.available as f64,
+        false,
+    ));
+    out.push((
+        "certmanager_csi_key_pool_refills",
+        "Keys generated in the background for the pool",
+        p.refills as f64,
+        true,
+    ));
+    out.push((
             "certmanager_csi_key_generations_running",
             "Key generations for publishes and renewals running now (a cancelled publish's counts until it ends)",
             p.inline_running as f64,
             false,
         ));
-        out.push((
-            "certmanager_csi_large_rsa_generations_running",
-            "Generations of RSA keys above 4096 bits running now (at most --max-concurrent-large-rsa)",
-            p.large_rsa_running as f64,
-            false,
-        ));
-        out.push((
+    out.push((
+        "certmanager_csi_large_rsa_generations_running",
+        "Generations of RSA keys above 4096 bits running now (at most --max-concurrent-large-rsa)",
+        p.large_rsa_running as f64,
+        false,
+    ));
+    out.push((
             "certmanager_csi_quarantined_volumes_removed",
             "Set-aside volume directories (unusable at start, or unmounted with unreadable metadata) removed after --quarantine-grace",
-            d.store.quarantine_removed() as f64,
+            d.quarantine_removed as f64,
             true,
         ));
-        out
-    }
+    out
 }
 
 /// The per-volume labels of a volume published at `target_path`.
@@ -349,18 +431,6 @@ pub(crate) fn cert_labels(
         issuer_kind: spec.issuer.kind.clone(),
         issuer_group: spec.issuer.group.clone(),
     }
-}
-
-pub(crate) fn unix_seconds(t: std::time::SystemTime) -> f64 {
-    t.duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
-pub(crate) fn jiff_like(t: std::time::SystemTime) -> String {
-    jiff::Timestamp::try_from(t)
-        .map(|ts| ts.to_string())
-        .unwrap_or_default()
 }
 
 /// Labels of `rest_client_requests_total`: as client-go's, bounded (a fixed
@@ -455,7 +525,8 @@ impl Metrics {
             "Always 1; the labels say which build of the driver this is",
             build,
         );
-        self.registry.register_collector(Box::new(ProcessCollector));
+        self.registry
+            .register_collector(Box::new(process::ProcessCollector));
         self
     }
 }
@@ -468,131 +539,23 @@ struct BuildLabels {
     rustc: String,
 }
 
-/// Prometheus' standard `process_*` series, read from `/proc/self` at every
-/// scrape. Written here because prometheus-client ships no process collector
-/// and the separate crates that do are unmaintained or pull in a second
-/// metrics stack; the names and meanings are those of Prometheus' Go
-/// process collector.
-#[derive(Debug, Default)]
-struct ProcessCollector;
-
-/// What `/proc/self/stat` and friends say.
-#[derive(Debug, Default, PartialEq)]
-pub(crate) struct ProcessStats {
-    pub(crate) cpu_seconds: f64,
-    pub(crate) resident_bytes: f64,
-    pub(crate) virtual_bytes: f64,
-    pub(crate) start_time_seconds: f64,
-    pub(crate) open_fds: f64,
-    pub(crate) max_fds: f64,
-}
-
-/// Parses `/proc/self/stat` (`stat`), given clock ticks per second, the page
-/// size and the boot time (`btime` of `/proc/stat`, Unix seconds). The
-/// command name (field 2) may hold spaces and parentheses, so fields are
-/// counted from the last `)`.
-pub(crate) fn parse_proc_stat(
-    stat: &str,
-    ticks: f64,
-    page_size: f64,
-    boot_time: f64,
-) -> Option<ProcessStats> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    // After the name: state is field 3; utime 14, stime 15, starttime 22,
-    // vsize 23, rss 24 (proc(5)), so index = field - 3.
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let num = |field: usize| f.get(field - 3)?.parse::<f64>().ok();
-    Some(ProcessStats {
-        cpu_seconds: (num(14)? + num(15)?) / ticks,
-        start_time_seconds: boot_time + num(22)? / ticks,
-        virtual_bytes: num(23)?,
-        resident_bytes: num(24)? * page_size,
-        ..Default::default()
-    })
-}
-
-fn boot_time() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    stat.lines()
-        .find_map(|l| l.strip_prefix("btime "))
-        .and_then(|v| v.trim().parse().ok())
-}
-
-fn read_process_stats() -> Option<ProcessStats> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let ticks = rustix::param::clock_ticks_per_second() as f64;
-    let page = rustix::param::page_size() as f64;
-    let mut s = parse_proc_stat(&stat, ticks, page, boot_time()?)?;
-    s.open_fds = std::fs::read_dir("/proc/self/fd").ok()?.count() as f64;
-    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
-    s.max_fds = limit.current.map_or(f64::INFINITY, |v| v as f64);
-    Some(s)
-}
-
-impl Collector for ProcessCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        // Not Linux, or /proc not mounted: no process series rather than zeros.
-        let Some(s) = read_process_stats() else {
-            return Ok(());
-        };
-        let cpu = ConstCounter::new(s.cpu_seconds);
-        let me = encoder.encode_descriptor(
-            "process_cpu_seconds",
-            "Total user and system CPU time spent in seconds",
-            None,
-            cpu.metric_type(),
-        )?;
-        cpu.encode(me)?;
-        for (name, help, value) in [
-            (
-                "process_resident_memory_bytes",
-                "Resident memory size in bytes",
-                s.resident_bytes,
-            ),
-            (
-                "process_virtual_memory_bytes",
-                "Virtual memory size in bytes",
-                s.virtual_bytes,
-            ),
-            (
-                "process_start_time_seconds",
-                "Start time of the process since unix epoch in seconds",
-                s.start_time_seconds,
-            ),
-            (
-                "process_open_fds",
-                "Number of open file descriptors",
-                s.open_fds,
-            ),
-            (
-                "process_max_fds",
-                "Maximum number of open file descriptors",
-                s.max_fds,
-            ),
-        ] {
-            let g = ConstGauge::new(value);
-            let me = encoder.encode_descriptor(name, help, None, g.metric_type())?;
-            g.encode(me)?;
-        }
-        Ok(())
-    }
+/// The Pod's name for a volume, from the kubelet's target path
+/// `.../pods/<uid>/volumes/kubernetes.io~csi/<volume-name>/mount`; the last
+/// component when the path has another shape.
+pub(crate) fn pod_volume_name(target_path: &str) -> String {
+    let path = std::path::Path::new(target_path);
+    let dir = match path.file_name() {
+        Some(last) if last == "mount" => path.parent().unwrap_or(path),
+        _ => path,
+    };
+    dir.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
-mod runtime_series_tests {
+mod tests {
     use super::*;
-
-    #[test]
-    fn proc_stat_fields_are_counted_after_the_command_name() {
-        let stat = "42 (a (b) c) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 3 0 1000 \
-                    104857600 2560 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0";
-        let s = parse_proc_stat(stat, 100.0, 4096.0, 1_700_000_000.0).unwrap();
-        assert_eq!(s.cpu_seconds, 3.0);
-        assert_eq!(s.start_time_seconds, 1_700_000_010.0);
-        assert_eq!(s.virtual_bytes, 104_857_600.0);
-        assert_eq!(s.resident_bytes, 2560.0 * 4096.0);
-        assert!(parse_proc_stat("garbage", 100.0, 4096.0, 0.0).is_none());
-    }
 
     #[test]
     fn a_scrape_has_process_build_and_client_series() {
@@ -623,25 +586,6 @@ mod runtime_series_tests {
             assert!(text.contains(want), "missing {want} in\n{text}");
         }
     }
-}
-
-/// The Pod's name for a volume, from the kubelet's target path
-/// `.../pods/<uid>/volumes/kubernetes.io~csi/<volume-name>/mount`; the last
-/// component when the path has another shape.
-pub(crate) fn pod_volume_name(target_path: &str) -> String {
-    let path = std::path::Path::new(target_path);
-    let dir = match path.file_name() {
-        Some(last) if last == "mount" => path.parent().unwrap_or(path),
-        _ => path,
-    };
-    dir.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
 
     fn spec(issuer: &str) -> cmcsi_attrs::CertificateSpec {
         let ctx: std::collections::BTreeMap<String, String> = [
@@ -673,11 +617,7 @@ mod tests {
         // Those already seen keep their own values.
         assert_eq!(m.issuer_labels(&spec("a")).issuer_name, "a");
         for i in 0..500 {
-            m.issuance_attempted(
-                &format!("csi-{i}"),
-                m.issuer_labels(&spec(&format!("x{i}"))),
-                false,
-            );
+            m.failed(&format!("csi-{i}"), &spec(&format!("x{i}")));
         }
         let text = m.encode();
         let series = text

@@ -11,7 +11,6 @@ use cmcsi_store::{self as store, Metadata, Store, StoreError};
 
 use crate::driver::Driver;
 use crate::error::DriverError;
-use crate::metrics::{cert_labels, unix_seconds};
 
 /// A stored volume the renewer takes over, as read from the store.
 struct Found {
@@ -39,12 +38,13 @@ impl Driver {
                 self.events.remember_expiry(&f.meta.volume_id, not_after);
             }
             if let (Some(spec), Some(not_after)) = (&f.spec, f.not_after) {
-                let request = f.issued_by.as_deref().unwrap_or_default();
-                self.metrics.certificate_served(
+                self.metrics.restored(
                     &f.meta.volume_id,
-                    cert_labels(spec, &f.meta.target_path, request),
-                    unix_seconds(not_after),
-                    f.meta.next_issuance_time.map(unix_seconds),
+                    spec,
+                    &f.meta.target_path,
+                    f.issued_by.as_deref().unwrap_or_default(),
+                    not_after,
+                    f.meta.next_issuance_time,
                 );
             }
             let disable = f.spec.as_ref().is_some_and(|s| s.disable_auto_renew);
@@ -118,16 +118,16 @@ impl Driver {
             tracing::warn!(error = %e, "could not remove set-aside volume directories");
         }
         let driver = Arc::clone(self);
-        let removed = match tokio::task::spawn_blocking(move || driver.remove_abandoned()).await {
-            Ok(removed) => removed,
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(_) => return 0,
+        let sweep = move || driver.remove_abandoned();
+        let Ok(removed) = crate::blocking::run((), "the abandoned-volume sweep", sweep).await
+        else {
+            return 0;
         };
         if removed.is_empty() {
             return 0;
         }
         for (id, _, _) in &removed {
-            self.metrics.volume_forgotten(id);
+            self.metrics.forget(id);
         }
         if let Ok(kube) = &self.kube
             && kube
@@ -287,7 +287,11 @@ fn restorable(store: &Store) -> Result<(Vec<Found>, usize), StoreError> {
         {
             continue;
         }
-        let spec = crate::keystores::stored_spec(store, &meta).ok();
+        let spec = store
+            .read_secrets(&meta.volume_id)
+            .ok()
+            .and_then(|secrets| crate::volume::parse_stored(&meta, secrets.iter(), None).ok())
+            .map(|parsed| parsed.spec);
         let not_after = match (&spec, meta.next_issuance_time) {
             (Some(spec), Some(_)) => current_not_after(store, &meta, &spec.files.certificate),
             _ => None,

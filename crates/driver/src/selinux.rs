@@ -14,13 +14,12 @@
 //! the Pod's target then shows that file system, label included, and
 //! unpublish unmounts it with the volume.
 
-use cmcsi_attrs::CertificateSpec;
-use cmcsi_store::{Metadata, StoreError};
+use cmcsi_store::StoreError;
 
 use crate::driver::Driver;
 use crate::error::DriverError;
 use crate::locks::VolumeGuard;
-use crate::node::PublishRequest;
+use crate::volume::Volume;
 
 /// Longest SELinux context accepted in a `context=` mount flag.
 pub const MAX_CONTEXT_BYTES: usize = 256;
@@ -70,17 +69,17 @@ impl Driver {
     /// tmpfs, with a warning.
     pub(crate) async fn apply_selinux_context(
         &self,
-        req: &PublishRequest,
-        meta: &Metadata,
-        spec: &CertificateSpec,
+        context: Option<&str>,
+        mount_group: Option<u32>,
+        volume: &Volume,
         guard: &VolumeGuard,
     ) -> Result<(), DriverError> {
-        let Some(context) = req.selinux_context.clone() else {
+        let Some(context) = context.map(str::to_owned) else {
             return Ok(());
         };
-        let id = req.volume_id.clone();
+        let id = volume.id().to_owned();
         let size = self.config.selinux_volume_size;
-        let gid = spec.fs_group.or(req.mount_group);
+        let gid = volume.spec.fs_group.or(mount_group);
         // Without SELinux the kernel refuses context= (mount(8) drops it
         // then); the kubelet does not ask on such nodes, but if it does, the
         // volume still gets its file system, without the label.
@@ -88,7 +87,7 @@ impl Driver {
         let options = if enabled {
             format!("context=\"{context}\"")
         } else {
-            tracing::warn!(volume = %req.volume_id, context = %context, "the kubelet asked for an SELinux context, but SELinux is not enabled in this kernel: the volume's files get their own tmpfs without it");
+            tracing::warn!(volume = volume.id(), context = %context, "the kubelet asked for an SELinux context, but SELinux is not enabled in this kernel: the volume's files get their own tmpfs without it");
             String::new()
         };
         let result = self
@@ -97,20 +96,23 @@ impl Driver {
         match result {
             Ok(mounted) => {
                 if mounted {
-                    tracing::info!(volume = %req.volume_id, context = %context, "volume files on their own tmpfs with the Pod's SELinux context");
+                    tracing::info!(volume = volume.id(), context = %context, "volume files on their own tmpfs with the Pod's SELinux context");
                 }
                 Ok(())
             }
-            Err(DriverError::Store(StoreError::Conflict { reason, .. }))
-                if meta.next_issuance_time.is_some() =>
-            {
-                tracing::warn!(volume = %req.volume_id, context = %context, reason = %reason, "the volume was first published without an SELinux context; its files keep the data root's label");
+            Err(DriverError::Store(StoreError::Conflict { reason, .. })) if volume.issued() => {
+                tracing::warn!(volume = volume.id(), context = %context, reason = %reason, "the volume was first published without an SELinux context; its files keep the data root's label");
                 Ok(())
             }
-            Err(e) => Err(DriverError::Mount(format!(
-                "cannot give the volume's files the SELinux context {context} \
-                 (a tmpfs of --selinux-volume-size on its data directory): {e}"
-            ))),
+            Err(DriverError::Store(StoreError::Mount { path, source })) => {
+                Err(DriverError::Mount {
+                    action: "mounting the tmpfs (--selinux-volume-size) that gives the volume's \
+                             files the Pod's SELinux context at",
+                    path,
+                    source,
+                })
+            }
+            Err(e) => Err(e),
         }
     }
 }

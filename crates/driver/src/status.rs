@@ -15,7 +15,7 @@ use cmcsi_store::StoreView;
 use serde::Serialize;
 
 use crate::health::{Condition, LastError, VolumeState};
-use crate::metrics::jiff_like;
+use crate::timefmt::rfc3339 as jiff_like;
 
 /// The flags of `cert-manager-csi-driver status`.
 #[derive(Debug, Parser)]

@@ -171,9 +171,11 @@ fn check_frozen(
             if ![
                 "metadata.json",
                 "data",
-                cmcsi_driver::pipeline::PENDING_FILE,
-                cmcsi_driver::health::LAST_ERROR_FILE,
-                cmcsi_driver::health::ISSUED_BY_FILE,
+                // The driver's private side files: the in-flight request,
+                // the last failed issuance, the request that issued the set.
+                "pending-request.json",
+                "last-error.json",
+                "issued-by",
             ]
             .contains(&n.as_str())
                 && !n.starts_with('.')

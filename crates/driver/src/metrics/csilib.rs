@@ -24,7 +24,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, MetricEncoder};
@@ -33,7 +33,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::{MetricType, TypedMetric};
 
-use super::{CertLabels, IssuerLabels};
+use super::{CertLabels, IssuerLabels, LiveStats};
 
 /// csi-lib's labels of the issuance counters.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -44,14 +44,42 @@ pub struct NodeVolumeLabels {
     pub volume: String,
 }
 
+/// One request the watch holds, as the ready-status series shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestReady {
+    /// The CertificateRequest's name.
+    pub name: String,
+    /// Its namespace.
+    pub namespace: String,
+    /// Its `Ready` condition's status (`True`, `False`, `Unknown`).
+    pub ready: String,
+    /// `issuerRef.name`.
+    pub issuer_name: String,
+    /// `issuerRef.kind` (empty when unset).
+    pub issuer_kind: String,
+    /// `issuerRef.group` (empty when unset).
+    pub issuer_group: String,
+}
+
 /// An issuance counter served with our per-issuer labels or, with
 /// `--csi-lib-issue-labels`, csi-lib's `{node, volume}`. Both are counted;
 /// one is served.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct IssueCounter {
-    pub(crate) by_issuer: Family<IssuerLabels, Counter>,
-    pub(crate) by_volume: Family<NodeVolumeLabels, Counter>,
+    by_issuer: Family<IssuerLabels, Counter>,
+    by_volume: Family<NodeVolumeLabels, Counter>,
     csi_lib_labels: Arc<AtomicBool>,
+}
+
+impl IssueCounter {
+    pub(crate) fn inc(&self, issuer: &IssuerLabels, volume: &NodeVolumeLabels) {
+        self.by_issuer.get_or_create(issuer).inc();
+        self.by_volume.get_or_create(volume).inc();
+    }
+
+    pub(crate) fn remove(&self, volume: &NodeVolumeLabels) {
+        self.by_volume.remove(volume);
+    }
 }
 
 impl TypedMetric for IssueCounter {
@@ -72,12 +100,10 @@ impl EncodeMetric for IssueCounter {
     }
 }
 
-/// csi-lib's per-volume state: the node's name and each volume's current
-/// certificate gauge labels.
+/// The node label and each volume's current certificate gauge labels.
 #[derive(Debug, Default)]
 pub(crate) struct CsiLib {
     node: Mutex<String>,
-    /// The labels each volume's expiration and renewal gauges carry now.
     current: Mutex<HashMap<String, CertLabels>>,
 }
 
@@ -88,105 +114,63 @@ impl CsiLib {
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
+
+    /// csi-lib's labels of volume `volume_id`.
+    pub(crate) fn volume_labels(&self, volume_id: &str) -> NodeVolumeLabels {
+        NodeVolumeLabels {
+            node: self.node(),
+            volume: volume_id.to_owned(),
+        }
+    }
+
+    /// Volume `volume_id`'s gauges carry `labels` from now on; the labels
+    /// they carried before, when different (a renewal: another request).
+    pub(crate) fn serve(&self, volume_id: &str, labels: &CertLabels) -> Option<CertLabels> {
+        let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        current
+            .insert(volume_id.to_owned(), labels.clone())
+            .filter(|old| old != labels)
+    }
+
+    /// Volume `volume_id` is gone; the labels its gauges carried.
+    pub(crate) fn forget(&self, volume_id: &str) -> Option<CertLabels> {
+        self.current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(volume_id)
+    }
 }
 
 impl super::Metrics {
     /// Serves csi-lib's series too: `node_id` is their `node` label;
-    /// `issue_labels` is `--csi-lib-issue-labels`;
-    /// the ready status and managed counts are read from `driver` at
-    /// scrape time.
-    pub(crate) fn with_csi_lib(
+    /// `issue_labels` is `--csi-lib-issue-labels`; the ready status and the
+    /// managed counts are read from `live` at scrape time.
+    pub fn with_csi_lib(
         mut self,
         node_id: &str,
         issue_labels: bool,
-        driver: Weak<crate::driver::Driver>,
+        live: Option<Arc<dyn LiveStats>>,
     ) -> Self {
-        *self
-            .csi_lib
-            .node
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = node_id.to_owned();
+        node_id.clone_into(
+            &mut self
+                .csi_lib
+                .node
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
         self.issue_requests
             .csi_lib_labels
             .store(issue_labels, Ordering::Relaxed);
         self.issue_errors
             .csi_lib_labels
             .store(issue_labels, Ordering::Relaxed);
-        self.registry.register_collector(Box::new(CsiLibCollector {
-            driver,
-            node: self.csi_lib.node(),
-        }));
+        if let Some(live) = live {
+            self.registry.register_collector(Box::new(CsiLibCollector {
+                live,
+                node: node_id.to_owned(),
+            }));
+        }
         self
-    }
-
-    /// An issuance of `volume_id` ran: counted per issuer and per volume,
-    /// and as an error when it `failed`.
-    pub(crate) fn issuance_attempted(&self, volume_id: &str, issuer: IssuerLabels, failed: bool) {
-        let volume = NodeVolumeLabels {
-            node: self.csi_lib.node(),
-            volume: volume_id.to_owned(),
-        };
-        self.issue_requests.by_issuer.get_or_create(&issuer).inc();
-        self.issue_requests.by_volume.get_or_create(&volume).inc();
-        if failed {
-            self.issue_errors.by_issuer.get_or_create(&issuer).inc();
-            self.issue_errors.by_volume.get_or_create(&volume).inc();
-        }
-    }
-
-    /// Volume `volume_id` now serves a certificate that expires at
-    /// `not_after` and is renewed at `next` (Unix seconds), issued by the
-    /// request named in `labels.name`: its gauges are set, and those of its
-    /// previous request removed.
-    pub(crate) fn certificate_served(
-        &self,
-        volume_id: &str,
-        labels: CertLabels,
-        not_after: f64,
-        next: Option<f64>,
-    ) {
-        let mut current = self
-            .csi_lib
-            .current
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(old) = current.get(volume_id)
-            && *old != labels
-        {
-            self.expiration.remove(old);
-            self.renewal.remove(old);
-        }
-        self.expiration.get_or_create(&labels).set(not_after);
-        match next {
-            Some(next) => {
-                self.renewal.get_or_create(&labels).set(next);
-            }
-            None => {
-                self.renewal.remove(&labels);
-            }
-        }
-        current.insert(volume_id.to_owned(), labels);
-    }
-
-    /// Volume `volume_id` was unpublished: its series go (the per-volume
-    /// counters too, so the series count follows the node's volumes).
-    pub(crate) fn volume_forgotten(&self, volume_id: &str) {
-        let old = self
-            .csi_lib
-            .current
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(volume_id);
-        if let Some(old) = old {
-            self.expiration.remove(&old);
-            self.renewal.remove(&old);
-        }
-        let volume = NodeVolumeLabels {
-            node: self.csi_lib.node(),
-            volume: volume_id.to_owned(),
-        };
-        self.issue_requests.by_volume.remove(&volume);
-        self.issue_errors.by_volume.remove(&volume);
     }
 }
 
@@ -196,7 +180,7 @@ const READY_STATUSES: [&str; 3] = ["True", "False", "Unknown"];
 /// Reads the ready status and the managed counts at scrape time.
 #[derive(Debug)]
 struct CsiLibCollector {
-    driver: Weak<crate::driver::Driver>,
+    live: Arc<dyn LiveStats>,
     node: String,
 }
 
@@ -217,14 +201,14 @@ struct NodeLabels {
 
 impl Collector for CsiLibCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let Some(d) = self.driver.upgrade() else {
+        let Some(values) = self.live.read() else {
             return Ok(());
         };
         let node = NodeLabels {
             node: self.node.clone(),
         };
-        if let Some(r) = d.renewer.get() {
-            let managed = ConstGauge::new(r.stats().managed as i64);
+        if let Some(r) = values.renewer {
+            let managed = ConstGauge::new(r.managed as i64);
             let mut me = encoder.encode_descriptor(
                 "certmanager_csi_managed_volume_count",
                 "The number of managed volumes by the csi driver.",
@@ -233,10 +217,10 @@ impl Collector for CsiLibCollector {
             )?;
             managed.encode(me.encode_family(&node)?)?;
         }
-        let Ok(kube) = &d.kube else {
+        if values.watch.is_none() {
             return Ok(());
-        };
-        let requests = kube.issuer.watched_requests();
+        }
+        let requests = self.live.requests();
         let count = ConstGauge::new(requests.len() as i64);
         let mut me = encoder.encode_descriptor(
             "certmanager_csi_managed_certificate_request_count",
@@ -252,23 +236,16 @@ impl Collector for CsiLibCollector {
             MetricType::Gauge,
         )?;
         for r in &requests {
-            let cr = &r.object;
-            let status = cr
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
-                .map_or("Unknown", |c| c.status.as_str());
-            let issuer = &cr.spec.issuer_ref;
             for condition in READY_STATUSES {
                 let labels = ReadyLabels {
-                    name: r.key.name.clone(),
-                    namespace: r.key.namespace.clone(),
+                    name: r.name.clone(),
+                    namespace: r.namespace.clone(),
                     condition: condition.to_owned(),
-                    issuer_name: issuer.name.clone(),
-                    issuer_kind: issuer.kind.clone().unwrap_or_default(),
-                    issuer_group: issuer.group.clone().unwrap_or_default(),
+                    issuer_name: r.issuer_name.clone(),
+                    issuer_kind: r.issuer_kind.clone(),
+                    issuer_group: r.issuer_group.clone(),
                 };
-                let value = ConstGauge::new(i64::from(status == condition));
+                let value = ConstGauge::new(i64::from(r.ready == condition));
                 value.encode(me.encode_family(&labels)?)?;
             }
         }
@@ -280,15 +257,19 @@ impl Collector for CsiLibCollector {
 mod tests {
     use super::super::*;
 
-    fn labels(name: &str) -> CertLabels {
-        CertLabels {
-            name: name.into(),
-            namespace: "ns".into(),
-            pod: "web".into(),
-            volume: "tls".into(),
-            issuer_name: "ca".into(),
-            issuer_kind: "Issuer".into(),
-            issuer_group: "cert-manager.io".into(),
+    fn spec(issuer: &str) -> cmcsi_attrs::CertificateSpec {
+        let ctx: std::collections::BTreeMap<String, String> = [
+            ("csi.cert-manager.io/issuer-name", issuer),
+            ("csi.cert-manager.io/dns-names", "a.example.com"),
+            ("csi.storage.k8s.io/pod.namespace", "ns"),
+            ("csi.storage.k8s.io/pod.name", "web"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        match cmcsi_attrs::parse(&ctx) {
+            Ok(spec) => spec,
+            Err(e) => panic!("{e}"),
         }
     }
 
@@ -300,20 +281,21 @@ mod tests {
             .collect()
     }
 
-    fn issuer() -> IssuerLabels {
-        IssuerLabels {
-            namespace: "ns".into(),
-            issuer_name: "ca".into(),
-            issuer_kind: "Issuer".into(),
-            issuer_group: "cert-manager.io".into(),
-        }
-    }
+    const TARGET: &str = "/var/lib/kubelet/pods/u/volumes/kubernetes.io~csi/tls/mount";
 
     #[test]
     fn a_renewal_replaces_its_volumes_gauges_and_unpublish_removes_them() {
-        let m = Metrics::new(None, 10).with_csi_lib("node-a", false, std::sync::Weak::new());
-        m.certificate_served("csi-1", labels("web-abc"), 100.0, Some(50.0));
-        m.certificate_served("csi-1", labels("web-def"), 200.0, Some(150.0));
+        let m = Metrics::new(None, 10).with_csi_lib("node-a", false, None);
+        let t = |s| std::time::UNIX_EPOCH + std::time::Duration::from_secs(s);
+        m.issued("csi-1", &spec("ca"), TARGET, "web-abc", t(100), Some(t(50)));
+        m.issued(
+            "csi-1",
+            &spec("ca"),
+            TARGET,
+            "web-def",
+            t(200),
+            Some(t(150)),
+        );
         let exp = series(
             &m,
             "certmanager_csi_certificate_request_expiration_timestamp_seconds{",
@@ -328,7 +310,7 @@ mod tests {
             "certmanager_csi_certificate_request_renewal_timestamp_seconds{",
         );
         assert_eq!(ren.len(), 1, "{ren:?}");
-        m.volume_forgotten("csi-1");
+        m.forget("csi-1");
         for gauge in [
             "certmanager_csi_certificate_request_expiration_timestamp_seconds{",
             "certmanager_csi_certificate_request_renewal_timestamp_seconds{",
@@ -339,23 +321,23 @@ mod tests {
 
     #[test]
     fn the_issue_counters_carry_one_label_set_chosen_by_the_flag() {
+        let t = std::time::UNIX_EPOCH;
         for csi_lib in [false, true] {
-            let m = Metrics::new(None, 10).with_csi_lib("node-a", csi_lib, std::sync::Weak::new());
-            m.issuance_attempted("csi-1", issuer(), true);
-            m.issuance_attempted("csi-2", issuer(), false);
+            let m = Metrics::new(None, 10).with_csi_lib("node-a", csi_lib, None);
+            m.failed("csi-1", &spec("ca"));
+            m.issued("csi-2", &spec("ca"), TARGET, "r", t, None);
             let req = series(&m, "certmanager_csi_issue_requests_total{");
             let err = series(&m, "certmanager_csi_issue_errors_total{");
-            let node = "node-a";
             if csi_lib {
                 assert_eq!(req.len(), 2, "{req:?}");
                 assert!(
-                    req.iter().all(|l| l.contains(&format!("node=\"{node}\""))
+                    req.iter().all(|l| l.contains("node=\"node-a\"")
                         && l.contains("volume=\"csi-")
                         && !l.contains("issuer_name")),
                     "{req:?}"
                 );
                 assert_eq!(err.len(), 1, "{err:?}");
-                m.volume_forgotten("csi-1");
+                m.forget("csi-1");
                 assert_eq!(series(&m, "certmanager_csi_issue_requests_total{").len(), 1);
             } else {
                 assert_eq!(req.len(), 1, "{req:?}");
