@@ -33,7 +33,7 @@ impl Driver {
         }
         if self.config.mount_tmpfs {
             let inmemfs = self.store.volumes_dir().to_path_buf();
-            let mounted = tokio::task::spawn_blocking(move || {
+            let mounted = crate::blocking::run((), "checking the data root's tmpfs", move || {
                 cmcsi_store::is_mount_point(&inmemfs)
                     .map_err(|e| format!("cannot check {}: {e}", inmemfs.display()))
                     .and_then(|m| {
@@ -46,7 +46,7 @@ impl Driver {
                     })
             })
             .await
-            .unwrap_or_else(|e| Err(format!("cannot check the data root's tmpfs: {e}")));
+            .unwrap_or_else(|e| Err(e.to_string()));
             if let Err(why) = mounted {
                 return Some(why);
             }
