@@ -125,18 +125,36 @@ fn manifest_problems(m: &Value) -> Vec<String> {
     problems
 }
 
+/// The target directory of the packaged crates' verification builds, shared
+/// with `cmcsi-issuer-client`'s embedder test (an outside crate, built with
+/// the same default profile, so most of its dependencies are already built
+/// when the tests run).
+pub(crate) const PACKAGE_TARGET: &str = "target/crates";
+
 /// `cargo package` of every library crate together: cargo packages them in
 /// dependency order and resolves each one's siblings to the just-packaged
-/// ones (a local registry overlay), then builds each packaged crate alone.
+/// ones (a local registry overlay), then builds each packaged crate alone,
+/// as a user's build from crates.io would.
 fn package() -> Result<()> {
     let mut args = vec!["package", "--locked", "--allow-dirty"];
     for lib in LIBRARIES {
         args.extend(["-p", lib]);
     }
-    // The issuer client's library leaves k8s-openapi's version to the
-    // binary; building it alone needs one (k8s-openapi's advice for
-    // libraries: this variable, for builds without dev-dependencies).
-    run("cargo", &args, &[("K8S_OPENAPI_ENABLED_VERSION", "1.33")])
+    let target = workspace_root().join(PACKAGE_TARGET);
+    let target = target.display().to_string();
+    run(
+        "cargo",
+        &args,
+        &[
+            // The issuer client's library leaves k8s-openapi's version to the
+            // binary; building it alone needs one (k8s-openapi's advice for
+            // libraries: this variable, for builds without dev-dependencies).
+            ("K8S_OPENAPI_ENABLED_VERSION", "1.33"),
+            // Not target/debug: the packaged crates build without the
+            // workspace's profile and features, so nothing there is reused.
+            ("CARGO_TARGET_DIR", &target),
+        ],
+    )
 }
 
 /// `cmcsi-keygen` with `default-features = false`: keys, CSRs and keystores,

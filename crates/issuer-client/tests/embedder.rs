@@ -6,10 +6,12 @@
 //! Kubernetes version would hit.
 //!
 //! The build is real (`cargo build`, offline, the workspace's lock file so
-//! the versions are the tested ones) in its own target directory under the
-//! workspace's `target/`, kept between runs so only the first is slow. It
-//! cannot share the test's own target directory: `cargo test` holds that
-//! directory's lock while the tests run.
+//! the versions are the tested ones) in `target/crates/`, where `cargo xtask
+//! crates` (run by `cargo xtask ci` before the tests) verifies the packaged
+//! crates with the same default profile, so only the crates whose features
+//! differ (k8s-openapi and kube) are built here. It cannot share the test's
+//! own target directory: `cargo test` holds that directory's lock while the
+//! tests run.
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
@@ -78,11 +80,6 @@ k8s-openapi = {{ version = "0.29", default-features = false, features = ["v1_35"
 
 # Not part of any workspace above the temporary folder.
 [workspace]
-
-[profile.dev]
-debug = false
-[profile.dev.package."*"]
-opt-level = 1
 "#,
         path = crate_dir.display().to_string()
     );
@@ -100,7 +97,8 @@ opt-level = 1
     let out = Command::new(cargo)
         .args(["build", "--offline", "--quiet", "--manifest-path"])
         .arg(dir.path().join("Cargo.toml"))
-        .env("CARGO_TARGET_DIR", target_dir().join("embedder-test"))
+        // Shared with `cargo xtask crates`' verification builds.
+        .env("CARGO_TARGET_DIR", target_dir().join("crates"))
         // Only the program's own feature may pick the version.
         .env_remove("K8S_OPENAPI_ENABLED_VERSION")
         .output()
