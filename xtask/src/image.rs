@@ -172,7 +172,7 @@ pub(crate) fn build(args: &Args) -> Result<Built> {
     let embedded: std::collections::BTreeSet<String> = inspected
         .crates
         .iter()
-        .filter(|c| !c.root)
+        .filter(|c| !c.root && !c.build_only)
         .map(|c| format!("{}@{}", c.name, c.version))
         .collect();
     if listed != embedded {
