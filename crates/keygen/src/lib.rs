@@ -88,7 +88,7 @@
 //!   runtime in its tree:
 //!
 //!   ```toml
-//!   cmcsi-keygen = { version = "0.1", default-features = false }
+//!   cmcsi-keygen = { version = "0.2", default-features = false }
 //!   ```
 //!
 //! `examples/key_csr_pkcs12.rs` makes a key, a CSR and a PKCS#12 keystore without the
