@@ -182,9 +182,14 @@ fn keygen_without_tokio() -> Result<()> {
              keep them behind the `pool` feature"
         );
     }
+    let crates: std::collections::BTreeSet<&str> = tree
+        .lines()
+        .map(|l| l.trim_end_matches(" (*)"))
+        .filter(|l| !l.trim().is_empty())
+        .collect();
     println!(
         "crates: cmcsi-keygen --no-default-features: {} crates, no async runtime",
-        tree.lines().filter(|l| !l.trim().is_empty()).count()
+        crates.len()
     );
     Ok(())
 }
