@@ -15,7 +15,11 @@ pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(7_862_400);
 
 /// The signer's flags.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "cert-manager-pod-signer", version, about = "Signs Kubernetes PodCertificateRequests with cert-manager issuers.")]
+#[command(
+    name = "cert-manager-pod-signer",
+    version,
+    about = "Signs Kubernetes PodCertificateRequests with cert-manager issuers."
+)]
 #[non_exhaustive]
 pub struct Cli {
     /// Kubeconfig file; without it, KUBECONFIG, then the in-cluster configuration.
@@ -171,12 +175,18 @@ pub fn parse_go_duration(s: &str) -> Option<Duration> {
 impl Cli {
     /// Checks every flag, naming the one that is wrong.
     pub fn try_into_config(self) -> Result<Config, SignerError> {
-        let allowed = AllowedIssuers::new(self.allowed_issuers)
-            .map_err(|problem| SignerError::Config { flag: "--allowed-issuers", problem })?;
-        let metrics_bind_address = self.metrics_bind_address.parse().map_err(|e| SignerError::Config {
-            flag: "--metrics-bind-address",
-            problem: format!("{:?} is not HOST:PORT ({e})", self.metrics_bind_address),
-        })?;
+        let allowed =
+            AllowedIssuers::new(self.allowed_issuers).map_err(|problem| SignerError::Config {
+                flag: "--allowed-issuers",
+                problem,
+            })?;
+        let metrics_bind_address =
+            self.metrics_bind_address
+                .parse()
+                .map_err(|e| SignerError::Config {
+                    flag: "--metrics-bind-address",
+                    problem: format!("{:?} is not HOST:PORT ({e})", self.metrics_bind_address),
+                })?;
         let max_lifetime = duration("--max-certificate-lifetime", &self.max_certificate_lifetime)?;
         if max_lifetime < Duration::from_secs(3600) {
             return Err(SignerError::Config {
@@ -186,19 +196,26 @@ impl Cli {
         }
         for (flag, v) in [
             ("--max-in-flight", self.max_in_flight),
-            ("--max-in-flight-per-namespace", self.max_in_flight_per_namespace),
+            (
+                "--max-in-flight-per-namespace",
+                self.max_in_flight_per_namespace,
+            ),
             ("--max-queued", self.max_queued),
             ("--max-queued-per-namespace", self.max_queued_per_namespace),
             ("--max-watched-requests", self.max_watched_requests),
         ] {
             if v == 0 {
-                return Err(SignerError::Config { flag, problem: "must be at least 1".into() });
+                return Err(SignerError::Config {
+                    flag,
+                    problem: "must be at least 1".into(),
+                });
             }
         }
         if self.pod_name.is_empty() || self.pod_namespace.is_empty() {
             return Err(SignerError::Config {
                 flag: "--pod-name/--pod-namespace",
-                problem: "set POD_NAME and POD_NAMESPACE from the downward API (or pass the flags)".into(),
+                problem: "set POD_NAME and POD_NAMESPACE from the downward API (or pass the flags)"
+                    .into(),
             });
         }
         if self.lease_duration_seconds == 0 || self.lease_retry_period_ms == 0 {
@@ -210,7 +227,9 @@ impl Cli {
         Ok(Config {
             kubeconfig: self.kubeconfig,
             identity: self.pod_name,
-            lease_namespace: self.lease_namespace.unwrap_or_else(|| self.pod_namespace.clone()),
+            lease_namespace: self
+                .lease_namespace
+                .unwrap_or_else(|| self.pod_namespace.clone()),
             lease_name: self.lease_name,
             lease_duration: Duration::from_secs(u64::from(self.lease_duration_seconds)),
             retry_period: Duration::from_millis(self.lease_retry_period_ms),
@@ -239,17 +258,30 @@ mod tests {
     fn durations() {
         assert_eq!(parse_go_duration("1h30m"), Some(Duration::from_secs(5400)));
         assert_eq!(parse_go_duration("250ms"), Some(Duration::from_millis(250)));
-        assert_eq!(parse_go_duration("2184h"), Some(Duration::from_secs(2184 * 3600)));
+        assert_eq!(
+            parse_go_duration("2184h"),
+            Some(Duration::from_secs(2184 * 3600))
+        );
         assert_eq!(parse_go_duration("1d"), None);
         assert_eq!(parse_go_duration(""), None);
     }
 
     #[test]
     fn bad_flags_name_themselves() {
-        let cli = Cli::parse_from(["x", "--pod-name=a", "--pod-namespace=b", "--max-certificate-lifetime=10m"]);
+        let cli = Cli::parse_from([
+            "x",
+            "--pod-name=a",
+            "--pod-namespace=b",
+            "--max-certificate-lifetime=10m",
+        ]);
         let e = cli.try_into_config().unwrap_err().to_string();
         assert!(e.contains("--max-certificate-lifetime"), "{e}");
-        let cli = Cli::parse_from(["x", "--pod-name=a", "--pod-namespace=b", "--allowed-issuers=example.com/x"]);
+        let cli = Cli::parse_from([
+            "x",
+            "--pod-name=a",
+            "--pod-namespace=b",
+            "--allowed-issuers=example.com/x",
+        ]);
         let e = cli.try_into_config().unwrap_err().to_string();
         assert!(e.contains("--allowed-issuers"), "{e}");
         let cli = Cli::parse_from(["x", "--pod-name=a", "--pod-namespace=b"]);

@@ -4,8 +4,8 @@
 //! Written here rather than in `cmcsi-keygen`, which makes keys and CSRs but
 //! never verifies anything; the verification itself is RustCrypto's.
 
-use der::{Decode, Encode, EncodePem};
 use der::oid::ObjectIdentifier;
+use der::{Decode, Encode, EncodePem};
 use sha2::Digest;
 use signature::Verifier;
 use signature::hazmat::PrehashVerifier;
@@ -75,25 +75,39 @@ pub fn check(der_bytes: &[u8]) -> Result<StubCsr, CsrError> {
     }
     let req = CertReq::from_der(der_bytes).map_err(|e| CsrError::Malformed(e.to_string()))?;
     let spki = &req.info.public_key;
-    let public_key_der = spki.to_der().map_err(|e| CsrError::Malformed(e.to_string()))?;
-    let message = req.info.to_der().map_err(|e| CsrError::Malformed(e.to_string()))?;
-    let sig = req.signature.as_bytes().ok_or_else(|| CsrError::Malformed("the signature has unused bits".into()))?;
+    let public_key_der = spki
+        .to_der()
+        .map_err(|e| CsrError::Malformed(e.to_string()))?;
+    let message = req
+        .info
+        .to_der()
+        .map_err(|e| CsrError::Malformed(e.to_string()))?;
+    let sig = req
+        .signature
+        .as_bytes()
+        .ok_or_else(|| CsrError::Malformed("the signature has unused bits".into()))?;
     let sig_alg = req.algorithm.oid;
     let bad = |e: String| CsrError::BadSignature(e);
     let key_type = match spki.algorithm.oid {
         oid::RSA => {
             use rsa::traits::PublicKeyParts;
-            let key = rsa::RsaPublicKey::from_public_key_der(&public_key_der)
+            let key = rsa::PublicKey::from_public_key_der(&public_key_der)
                 .map_err(|e| CsrError::Malformed(format!("RSA public key: {e}")))?;
-            let bits = key.n().bits() as usize;
+            let bits = key.n().bit_width() as usize;
             if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits) {
                 return Err(CsrError::UnsupportedKeyType(format!("RSA{bits}")));
             }
             let sig = rsa::pkcs1v15::Signature::try_from(sig).map_err(|e| bad(e.to_string()))?;
             let ok = match sig_alg {
-                oid::RSA_SHA256 => rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(key).verify(&message, &sig),
-                oid::RSA_SHA384 => rsa::pkcs1v15::VerifyingKey::<sha2::Sha384>::new(key).verify(&message, &sig),
-                oid::RSA_SHA512 => rsa::pkcs1v15::VerifyingKey::<sha2::Sha512>::new(key).verify(&message, &sig),
+                oid::RSA_SHA256 => {
+                    rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(key).verify(&message, &sig)
+                }
+                oid::RSA_SHA384 => {
+                    rsa::pkcs1v15::VerifyingKey::<sha2::Sha384>::new(key).verify(&message, &sig)
+                }
+                oid::RSA_SHA512 => {
+                    rsa::pkcs1v15::VerifyingKey::<sha2::Sha512>::new(key).verify(&message, &sig)
+                }
                 other => return Err(bad(format!("unsupported RSA signature algorithm {other}"))),
             };
             ok.map_err(|e| bad(e.to_string()))?;
@@ -102,45 +116,63 @@ pub fn check(der_bytes: &[u8]) -> Result<StubCsr, CsrError> {
         oid::EC => {
             let curve: ObjectIdentifier = spki
                 .algorithm
-                .parameters_oid()
+                .parameters
+                .as_ref()
+                .ok_or_else(|| CsrError::Malformed("EC key without a curve".into()))?
+                .decode_as()
                 .map_err(|e| CsrError::Malformed(format!("EC parameters: {e}")))?;
             let hash = match sig_alg {
                 oid::ECDSA_SHA256 => Hash::Sha256,
                 oid::ECDSA_SHA384 => Hash::Sha384,
                 oid::ECDSA_SHA512 => Hash::Sha512,
-                other => return Err(bad(format!("unsupported ECDSA signature algorithm {other}"))),
+                other => {
+                    return Err(bad(format!(
+                        "unsupported ECDSA signature algorithm {other}"
+                    )));
+                }
             };
             let prehash = digest(hash, &message);
             match curve {
                 oid::P256 => {
                     let k = p256::ecdsa::VerifyingKey::from_public_key_der(&public_key_der)
                         .map_err(|e| CsrError::Malformed(e.to_string()))?;
-                    let s = p256::ecdsa::Signature::from_der(sig).map_err(|e| bad(e.to_string()))?;
-                    k.verify_prehash(&prehash, &s).map_err(|e| bad(e.to_string()))?;
+                    let s =
+                        p256::ecdsa::Signature::from_der(sig).map_err(|e| bad(e.to_string()))?;
+                    k.verify_prehash(&prehash, &s)
+                        .map_err(|e| bad(e.to_string()))?;
                     "ECDSAP256".to_owned()
                 }
                 oid::P384 => {
                     let k = p384::ecdsa::VerifyingKey::from_public_key_der(&public_key_der)
                         .map_err(|e| CsrError::Malformed(e.to_string()))?;
-                    let s = p384::ecdsa::Signature::from_der(sig).map_err(|e| bad(e.to_string()))?;
-                    k.verify_prehash(&prehash, &s).map_err(|e| bad(e.to_string()))?;
+                    let s =
+                        p384::ecdsa::Signature::from_der(sig).map_err(|e| bad(e.to_string()))?;
+                    k.verify_prehash(&prehash, &s)
+                        .map_err(|e| bad(e.to_string()))?;
                     "ECDSAP384".to_owned()
                 }
                 oid::P521 => {
                     let k = p521::ecdsa::VerifyingKey::from_public_key_der(&public_key_der)
                         .map_err(|e| CsrError::Malformed(e.to_string()))?;
-                    let s = p521::ecdsa::Signature::from_der(sig).map_err(|e| bad(e.to_string()))?;
-                    k.verify_prehash(&prehash, &s).map_err(|e| bad(e.to_string()))?;
+                    let s =
+                        p521::ecdsa::Signature::from_der(sig).map_err(|e| bad(e.to_string()))?;
+                    k.verify_prehash(&prehash, &s)
+                        .map_err(|e| bad(e.to_string()))?;
                     "ECDSAP521".to_owned()
                 }
-                other => return Err(CsrError::UnsupportedKeyType(format!("ECDSA on curve {other}"))),
+                other => {
+                    return Err(CsrError::UnsupportedKeyType(format!(
+                        "ECDSA on curve {other}"
+                    )));
+                }
             }
         }
         oid::ED25519 => {
             let k = ed25519_dalek::VerifyingKey::from_public_key_der(&public_key_der)
                 .map_err(|e| CsrError::Malformed(e.to_string()))?;
             let s = ed25519_dalek::Signature::from_slice(sig).map_err(|e| bad(e.to_string()))?;
-            k.verify_strict(&message, &s).map_err(|e| bad(e.to_string()))?;
+            k.verify_strict(&message, &s)
+                .map_err(|e| bad(e.to_string()))?;
             "ED25519".to_owned()
         }
         other => return Err(CsrError::UnsupportedKeyType(format!("algorithm {other}"))),
@@ -162,7 +194,14 @@ mod tests {
 
     fn csr_der(spec: &KeySpec) -> Vec<u8> {
         let key = PrivateKey::generate(spec).unwrap();
-        let pem = build_csr(&key, &CsrParams { subject: Subject::common_name("pod"), ..Default::default() }).unwrap();
+        let pem = build_csr(
+            &key,
+            &CsrParams {
+                subject: Subject::common_name("pod"),
+                ..Default::default()
+            },
+        )
+        .unwrap();
         der::pem::decode_vec(pem.as_bytes()).unwrap().1
     }
 
@@ -187,12 +226,19 @@ mod tests {
         // Flip a bit inside the subject: the signature no longer covers it.
         let i = der.windows(3).position(|w| w == b"pod").unwrap();
         der[i] = b'q';
-        assert!(matches!(check(&der), Err(CsrError::BadSignature(_))), "{:?}", check(&der));
+        assert!(
+            matches!(check(&der), Err(CsrError::BadSignature(_))),
+            "{:?}",
+            check(&der)
+        );
     }
 
     #[test]
     fn refuses_garbage_and_size() {
         assert!(matches!(check(b"nope"), Err(CsrError::Malformed(_))));
-        assert!(matches!(check(&vec![0u8; 20_000]), Err(CsrError::TooLarge(20_000))));
+        assert!(matches!(
+            check(&vec![0u8; 20_000]),
+            Err(CsrError::TooLarge(20_000))
+        ));
     }
 }

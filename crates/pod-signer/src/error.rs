@@ -64,9 +64,13 @@ pub enum CsrError {
     Malformed(String),
     /// The signature does not verify with the request's own key, so it proves
     /// no possession of the key.
-    #[error("the stub CSR's signature does not verify with its public key ({0}); the request proves no possession of the key")]
+    #[error(
+        "the stub CSR's signature does not verify with its public key ({0}); the request proves no possession of the key"
+    )]
     BadSignature(String),
     /// A key the signer does not issue for.
-    #[error("the key type {0} is not supported; use ECDSAP256 (or ECDSAP384, ECDSAP521, ED25519, RSA3072, RSA4096)")]
+    #[error(
+        "the key type {0} is not supported; use ECDSAP256 (or ECDSAP384, ECDSAP521, ED25519, RSA3072, RSA4096)"
+    )]
     UnsupportedKeyType(String),
 }

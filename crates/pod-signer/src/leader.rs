@@ -47,7 +47,14 @@ impl std::fmt::Debug for LeaderElector {
 
 impl LeaderElector {
     /// A candidate `identity` for Lease `namespace/name`.
-    pub fn new(client: kube::Client, namespace: &str, name: &str, identity: &str, duration: Duration, retry: Duration) -> Self {
+    pub fn new(
+        client: kube::Client,
+        namespace: &str,
+        name: &str,
+        identity: &str,
+        duration: Duration,
+        retry: Duration,
+    ) -> Self {
         Self {
             api: Api::namespaced(client, namespace),
             name: name.to_owned(),
@@ -63,10 +70,17 @@ impl LeaderElector {
         self.retry
     }
 
-    fn spec(&self, now: jiff::Timestamp, acquire: Option<MicroTime>, transitions: i32) -> LeaseSpec {
+    fn spec(
+        &self,
+        now: jiff::Timestamp,
+        acquire: Option<MicroTime>,
+        transitions: i32,
+    ) -> LeaseSpec {
         LeaseSpec {
             holder_identity: Some(self.identity.clone()),
-            lease_duration_seconds: Some(i32::try_from(self.duration.as_secs()).unwrap_or(i32::MAX)),
+            lease_duration_seconds: Some(
+                i32::try_from(self.duration.as_secs()).unwrap_or(i32::MAX),
+            ),
             acquire_time: Some(acquire.unwrap_or(MicroTime(now))),
             renew_time: Some(MicroTime(now)),
             lease_transitions: Some(transitions),
@@ -81,19 +95,28 @@ impl LeaderElector {
             Some(l) => l,
             None => {
                 let lease = Lease {
-                    metadata: ObjectMeta { name: Some(self.name.clone()), ..Default::default() },
+                    metadata: ObjectMeta {
+                        name: Some(self.name.clone()),
+                        ..Default::default()
+                    },
                     spec: Some(self.spec(now, None, 0)),
                 };
                 return match self.api.create(&PostParams::default(), &lease).await {
                     Ok(_) => Ok(Attempt::Leader),
-                    Err(kube::Error::Api(e)) if e.code == 409 => Ok(Attempt::Follower(String::new())),
+                    Err(kube::Error::Api(e)) if e.code == 409 => {
+                        Ok(Attempt::Follower(String::new()))
+                    }
                     Err(e) => Err(e),
                 };
             }
         };
         let spec = current.spec.clone().unwrap_or_default();
         let holder = spec.holder_identity.clone().unwrap_or_default();
-        let rv = current.metadata.resource_version.clone().unwrap_or_default();
+        let rv = current
+            .metadata
+            .resource_version
+            .clone()
+            .unwrap_or_default();
         let ours = holder == self.identity;
         if !ours && !holder.is_empty() {
             // Expired only when the Lease has not changed for its duration
@@ -105,18 +128,26 @@ impl LeaderElector {
                     Instant::now()
                 }
             };
-            let held_for = spec
-                .lease_duration_seconds
-                .map_or(self.duration, |s| Duration::from_secs(u64::try_from(s).unwrap_or(0)));
+            let held_for = spec.lease_duration_seconds.map_or(self.duration, |s| {
+                Duration::from_secs(u64::try_from(s).unwrap_or(0))
+            });
             if first_seen.elapsed() < held_for {
                 return Ok(Attempt::Follower(holder));
             }
         }
         let transitions = spec.lease_transitions.unwrap_or(0) + i32::from(!ours);
-        let acquire = if ours { spec.acquire_time.clone() } else { None };
+        let acquire = if ours {
+            spec.acquire_time.clone()
+        } else {
+            None
+        };
         let mut lease = current;
         lease.spec = Some(self.spec(now, acquire, transitions));
-        match self.api.replace(&self.name, &PostParams::default(), &lease).await {
+        match self
+            .api
+            .replace(&self.name, &PostParams::default(), &lease)
+            .await
+        {
             Ok(_) => {
                 if !ours {
                     tracing::info!(lease = %self.name, previous = %holder, "acquired the leader Lease");
@@ -133,13 +164,20 @@ impl LeaderElector {
     /// wait for it to expire.
     pub async fn release(&mut self) {
         if let Ok(Some(mut lease)) = self.api.get_opt(&self.name).await
-            && lease.spec.as_ref().and_then(|s| s.holder_identity.as_deref()) == Some(self.identity.as_str())
+            && lease
+                .spec
+                .as_ref()
+                .and_then(|s| s.holder_identity.as_deref())
+                == Some(self.identity.as_str())
         {
             if let Some(spec) = lease.spec.as_mut() {
                 spec.holder_identity = None;
                 spec.lease_duration_seconds = Some(1);
             }
-            let _ = self.api.replace(&self.name, &PostParams::default(), &lease).await;
+            let _ = self
+                .api
+                .replace(&self.name, &PostParams::default(), &lease)
+                .await;
         }
     }
 }

@@ -66,13 +66,19 @@ use crate::metrics::Metrics;
 async fn discover(client: &kube::Client) -> Result<(String, bool), SignerError> {
     let mut last = String::new();
     for version in ["v1", "v1beta1"] {
-        match client.list_api_group_resources(&format!("{}/{version}", types::CERTIFICATES_GROUP)).await {
+        match client
+            .list_api_group_resources(&format!("{}/{version}", types::CERTIFICATES_GROUP))
+            .await
+        {
             Ok(list) => {
                 let has = |p: &str| list.resources.iter().any(|r| r.name == p);
                 if has("podcertificaterequests") {
                     return Ok((version.to_owned(), has("clustertrustbundles")));
                 }
-                last = format!("{}/{version} has no podcertificaterequests", types::CERTIFICATES_GROUP);
+                last = format!(
+                    "{}/{version} has no podcertificaterequests",
+                    types::CERTIFICATES_GROUP
+                );
             }
             Err(e) => last = format!("{}/{version}: {e}", types::CERTIFICATES_GROUP),
         }
@@ -87,7 +93,10 @@ pub async fn run(config: config::Config) -> Result<(), SignerError> {
     let metrics = Arc::new(Metrics::new());
     let listener = tokio::net::TcpListener::bind(config.metrics_bind_address)
         .await
-        .map_err(|source| SignerError::Listen { address: config.metrics_bind_address.to_string(), source })?;
+        .map_err(|source| SignerError::Listen {
+            address: config.metrics_bind_address.to_string(),
+            source,
+        })?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(metrics::serve(listener, Arc::clone(&metrics), async move {
         let _ = stop_rx.await;
@@ -118,12 +127,19 @@ async fn shutdown_signal() {
 }
 
 async fn run_inner(config: config::Config, metrics: Arc<Metrics>) -> Result<(), SignerError> {
-    let connection = cmcsi_issuer_client::client_from_config(config.kubeconfig.clone(), config.qps, config.burst).await?;
+    let connection = cmcsi_issuer_client::client_from_config(
+        config.kubeconfig.clone(),
+        config.qps,
+        config.burst,
+    )
+    .await?;
     let client = connection.client().clone();
     let (version, bundles) = discover(&client).await?;
     tracing::info!(%version, trust_bundles = bundles, "serving PodCertificateRequests");
     if !bundles {
-        tracing::warn!("the API serves no ClusterTrustBundles in this version: no trust bundles are published");
+        tracing::warn!(
+            "the API serves no ClusterTrustBundles in this version: no trust bundles are published"
+        );
     }
     metrics.set_ready(true);
     let mut elector = LeaderElector::new(
@@ -139,14 +155,17 @@ async fn run_inner(config: config::Config, metrics: Arc<Metrics>) -> Result<(), 
     loop {
         match elector.try_acquire_or_renew().await {
             Ok(Attempt::Leader) => break,
-            Ok(Attempt::Follower(holder)) => tracing::debug!(%holder, "waiting for the leader Lease"),
+            Ok(Attempt::Follower(holder)) => {
+                tracing::debug!(%holder, "waiting for the leader Lease")
+            }
             Err(e) => tracing::warn!(error = %e, "leader election: API error; retrying"),
         }
         tokio::time::sleep(elector.retry_period()).await;
     }
     tracing::info!(lease = %format!("{ns}/{name}"), identity = %config.identity, "leading: signing PodCertificateRequests");
     metrics.leader.set(1);
-    let trust = bundles.then(|| trust::TrustPublisher::new(client.clone(), &version, config.trust_bundle_overlap));
+    let trust = bundles
+        .then(|| trust::TrustPublisher::new(client.clone(), &version, config.trust_bundle_overlap));
     let lease_duration = config.lease_duration;
     let inner = signer::Inner::new(config, connection, version, trust, Arc::clone(&metrics));
     let renew = async {
@@ -156,12 +175,22 @@ async fn run_inner(config: config::Config, metrics: Arc<Metrics>) -> Result<(), 
             match elector.try_acquire_or_renew().await {
                 Ok(Attempt::Leader) => last_ok = Instant::now(),
                 Ok(Attempt::Follower(holder)) => {
-                    return SignerError::LostLease { namespace: ns.clone(), name: name.clone(), detail: format!("{holder} holds it now") };
+                    return SignerError::LostLease {
+                        namespace: ns.clone(),
+                        name: name.clone(),
+                        detail: format!("{holder} holds it now"),
+                    };
                 }
                 Err(e) => {
                     // Stop signing before another replica may take over.
-                    if last_ok.elapsed() + elector.retry_period() >= lease_duration.saturating_sub(Duration::from_millis(500)) {
-                        return SignerError::LostLease { namespace: ns.clone(), name: name.clone(), detail: format!("could not renew it: {e}") };
+                    if last_ok.elapsed() + elector.retry_period()
+                        >= lease_duration.saturating_sub(Duration::from_millis(500))
+                    {
+                        return SignerError::LostLease {
+                            namespace: ns.clone(),
+                            name: name.clone(),
+                            detail: format!("could not renew it: {e}"),
+                        };
                     }
                 }
             }

@@ -50,7 +50,11 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("certmanager_pod_signer");
         let requests = Family::<OutcomeLabels, Counter>::default();
-        registry.register("requests", "PodCertificateRequests finished, by outcome", requests.clone());
+        registry.register(
+            "requests",
+            "PodCertificateRequests finished, by outcome",
+            requests.clone(),
+        );
         let latency = Histogram::new(exponential_buckets(0.005, 2.0, 16));
         registry.register(
             "issuance_duration_seconds",
@@ -58,9 +62,17 @@ impl Metrics {
             latency.clone(),
         );
         let in_flight = Gauge::default();
-        registry.register("in_flight", "PodCertificateRequests being issued now", in_flight.clone());
+        registry.register(
+            "in_flight",
+            "PodCertificateRequests being issued now",
+            in_flight.clone(),
+        );
         let queued = Gauge::default();
-        registry.register("queued", "PodCertificateRequests waiting to be issued", queued.clone());
+        registry.register(
+            "queued",
+            "PodCertificateRequests waiting to be issued",
+            queued.clone(),
+        );
         let overflowed = Counter::default();
         registry.register(
             "queue_overflows",
@@ -68,9 +80,17 @@ impl Metrics {
             overflowed.clone(),
         );
         let leader = Gauge::default();
-        registry.register("leader", "1 while this replica holds the leader Lease", leader.clone());
+        registry.register(
+            "leader",
+            "1 while this replica holds the leader Lease",
+            leader.clone(),
+        );
         let trust_bundle_writes = Counter::default();
-        registry.register("trust_bundle_writes", "ClusterTrustBundle creations and updates", trust_bundle_writes.clone());
+        registry.register(
+            "trust_bundle_writes",
+            "ClusterTrustBundle creations and updates",
+            trust_bundle_writes.clone(),
+        );
         Self {
             registry,
             requests,
@@ -86,7 +106,9 @@ impl Metrics {
 
     /// Counts one finished request.
     pub fn finished(&self, outcome: &'static str, seconds: f64) {
-        self.requests.get_or_create(&OutcomeLabels { outcome }).inc();
+        self.requests
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
         self.latency.observe(seconds);
     }
 
@@ -121,7 +143,10 @@ pub async fn serve(
                 let m = Arc::clone(&m);
                 async move {
                     (
-                        [(http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+                        [(
+                            http::header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
                         m.encode(),
                     )
                 }
@@ -141,5 +166,7 @@ pub async fn serve(
                 }
             }),
         );
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
 }

@@ -81,7 +81,10 @@ impl FairQueue {
         if q == 0 {
             self.turn.push_back(job.namespace.clone());
         }
-        self.waiting.entry(job.namespace.clone()).or_default().push_back(job);
+        self.waiting
+            .entry(job.namespace.clone())
+            .or_default()
+            .push_back(job);
         self.queued += 1;
         Ok(())
     }
@@ -141,18 +144,31 @@ mod tests {
     use super::*;
 
     fn job(ns: &str, i: usize) -> Job {
-        Job { namespace: ns.into(), name: format!("r{i}"), uid: format!("{ns}-{i}"), request: Default::default() }
+        Job {
+            namespace: ns.into(),
+            name: format!("r{i}"),
+            uid: format!("{ns}-{i}"),
+            request: Default::default(),
+        }
     }
 
     #[test]
     fn a_flood_does_not_delay_another_namespace() {
-        let mut q = FairQueue::new(Limits { in_flight: 4, in_flight_per_namespace: 2, queued: 100, queued_per_namespace: 50 });
+        let mut q = FairQueue::new(Limits {
+            in_flight: 4,
+            in_flight_per_namespace: 2,
+            queued: 100,
+            queued_per_namespace: 50,
+        });
         for i in 0..50 {
             q.push(job("flood", i)).unwrap();
         }
         assert_eq!(q.push(job("flood", 99)), Err(Refused::Full));
         q.push(job("quiet", 0)).unwrap();
-        let first: Vec<String> = (0..3).filter_map(|_| q.pop()).map(|j| j.namespace).collect();
+        let first: Vec<String> = (0..3)
+            .filter_map(|_| q.pop())
+            .map(|j| j.namespace)
+            .collect();
         assert_eq!(first, ["flood", "quiet", "flood"]);
         // The flood is at its cap of 2 in flight: nothing more for it.
         assert!(q.pop().is_none());

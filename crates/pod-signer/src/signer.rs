@@ -140,7 +140,10 @@ impl Inner {
         };
         let recorder = Recorder::new(
             connection.client().clone(),
-            Reporter { controller: "cert-manager-pod-signer".into(), instance: Some(config.identity.clone()) },
+            Reporter {
+                controller: "cert-manager-pod-signer".into(),
+                instance: Some(config.identity.clone()),
+            },
         );
         Arc::new(Self {
             ar: pod_certificate_request_resource(&version),
@@ -166,8 +169,12 @@ impl Inner {
 
     fn gauges(&self) {
         let q = self.queue();
-        self.metrics.queued.set(i64::try_from(q.queued()).unwrap_or(i64::MAX));
-        self.metrics.in_flight.set(i64::try_from(q.in_flight()).unwrap_or(i64::MAX));
+        self.metrics
+            .queued
+            .set(i64::try_from(q.queued()).unwrap_or(i64::MAX));
+        self.metrics
+            .in_flight
+            .set(i64::try_from(q.in_flight()).unwrap_or(i64::MAX));
     }
 }
 
@@ -177,7 +184,10 @@ pub(crate) async fn sign(inner: Arc<Inner>) -> Result<(), crate::error::SignerEr
         .issuer
         .wait_synced(Duration::from_secs(60))
         .await
-        .map_err(|e| crate::error::SignerError::Api { action: "listing the signer's CertificateRequests".into(), detail: e.to_string() })?;
+        .map_err(|e| crate::error::SignerError::Api {
+            action: "listing the signer's CertificateRequests".into(),
+            detail: e.to_string(),
+        })?;
     let dispatcher = tokio::spawn(dispatch(Arc::clone(&inner)));
     let result = watch(Arc::clone(&inner)).await;
     dispatcher.abort();
@@ -187,9 +197,12 @@ pub(crate) async fn sign(inner: Arc<Inner>) -> Result<(), crate::error::SignerEr
 /// The PodCertificateRequest watch: every request of this signer's names
 /// without an outcome is queued; nothing else is kept.
 async fn watch(inner: Arc<Inner>) -> Result<(), crate::error::SignerError> {
-    let api: Api<PodCertificateRequest> = Api::all_with(inner.connection.client().clone(), &inner.ar);
+    let api: Api<PodCertificateRequest> =
+        Api::all_with(inner.connection.client().clone(), &inner.ar);
     loop {
-        inner.overflowed.store(false, std::sync::atomic::Ordering::Relaxed);
+        inner
+            .overflowed
+            .store(false, std::sync::atomic::Ordering::Relaxed);
         let stream = watcher::watcher(api.clone(), watcher::Config::default().any_semantic());
         let mut stream = std::pin::pin!(kube::runtime::WatchStreamExt::default_backoff(stream));
         loop {
@@ -227,12 +240,19 @@ fn consider(inner: &Arc<Inner>, pcr: PodCertificateRequest) {
     if !is_ours(&pcr.spec.signer_name) || pcr.has_outcome() {
         return;
     }
-    let (Some(namespace), Some(name), Some(uid)) =
-        (pcr.metadata.namespace.clone(), pcr.metadata.name.clone(), pcr.metadata.uid.clone())
-    else {
+    let (Some(namespace), Some(name), Some(uid)) = (
+        pcr.metadata.namespace.clone(),
+        pcr.metadata.name.clone(),
+        pcr.metadata.uid.clone(),
+    ) else {
         return;
     };
-    let job = Job { namespace, name, uid, request: Arc::new(slim(pcr)) };
+    let job = Job {
+        namespace,
+        name,
+        uid,
+        request: Arc::new(slim(pcr)),
+    };
     push(inner, job);
 }
 
@@ -243,7 +263,10 @@ fn push(inner: &Arc<Inner>, job: Job) {
         Err(Refused::Known) => {}
         Err(Refused::Full) => {
             inner.metrics.overflowed.inc();
-            if !inner.overflowed.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            if !inner
+                .overflowed
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+            {
                 tracing::warn!(
                     max_queued = inner.config.max_queued,
                     max_queued_per_namespace = inner.config.max_queued_per_namespace,
@@ -326,20 +349,38 @@ async fn issue(inner: &Arc<Inner>, job: &Job) -> Outcome {
         );
         return finish(inner, job, deny("NamespaceMismatch", msg), "denied").await;
     }
-    let der = pcr.spec.stub_pkcs10_request.as_ref().map(|b| b.0.as_slice()).unwrap_or_default();
+    let der = pcr
+        .spec
+        .stub_pkcs10_request
+        .as_ref()
+        .map(|b| b.0.as_slice())
+        .unwrap_or_default();
     let stub = match csr::check(der) {
         Ok(s) => s,
         Err(e @ CsrError::UnsupportedKeyType(_)) => {
             let status = Status {
                 conditions: vec![
                     condition("Denied", "UnsupportedKeyType", &e.to_string(), generation),
-                    condition("SuggestedKeyType", SUGGESTED_KEY_TYPE, &format!("use key type {SUGGESTED_KEY_TYPE}"), generation),
+                    condition(
+                        "SuggestedKeyType",
+                        SUGGESTED_KEY_TYPE,
+                        &format!("use key type {SUGGESTED_KEY_TYPE}"),
+                        generation,
+                    ),
                 ],
                 issued: None,
             };
             return finish(inner, job, status, "unsupported_key_type").await;
         }
-        Err(e @ CsrError::BadSignature(_)) => return finish(inner, job, deny("InvalidSignature", e.to_string()), "denied").await,
+        Err(e @ CsrError::BadSignature(_)) => {
+            return finish(
+                inner,
+                job,
+                deny("InvalidSignature", e.to_string()),
+                "denied",
+            )
+            .await;
+        }
         Err(e) => return finish(inner, job, deny("InvalidCSR", e.to_string()), "denied").await,
     };
     let max_seconds = pcr.spec.max_expiration_seconds.unwrap_or(86_400).max(0);
@@ -352,18 +393,40 @@ async fn issue(inner: &Arc<Inner>, job: &Job) -> Outcome {
             return Outcome::Retry(Duration::from_secs(5));
         }
         Err(CreateError::Refused(msg)) => {
-            let status = Status { conditions: vec![condition("Failed", "CertificateRequestRefused", &msg, generation)], issued: None };
+            let status = Status {
+                conditions: vec![condition(
+                    "Failed",
+                    "CertificateRequestRefused",
+                    &msg,
+                    generation,
+                )],
+                issued: None,
+            };
             return finish(inner, job, status, "failed").await;
         }
     };
-    let issued = match inner.issuer.await_outcome(key.clone(), inner.config.issuance_timeout).await {
+    let issued = match inner
+        .issuer
+        .await_outcome(key.clone(), inner.config.issuance_timeout)
+        .await
+    {
         Ok(i) => i,
-        Err(IssueError::Denied { reason, message, .. }) => {
+        Err(IssueError::Denied {
+            reason, message, ..
+        }) => {
             let msg = format!("CertificateRequest {key} was denied: {message}");
             return finish(inner, job, deny(&reason, msg), "denied").await;
         }
         Err(e @ (IssueError::Failed { .. } | IssueError::InvalidRequest { .. })) => {
-            let status = Status { conditions: vec![condition("Failed", "IssuanceFailed", &e.to_string(), generation)], issued: None };
+            let status = Status {
+                conditions: vec![condition(
+                    "Failed",
+                    "IssuanceFailed",
+                    &e.to_string(),
+                    generation,
+                )],
+                issued: None,
+            };
             return finish(inner, job, status, "failed").await;
         }
         Err(e @ IssueError::Deleted { .. }) => {
@@ -375,7 +438,13 @@ async fn issue(inner: &Arc<Inner>, job: &Job) -> Outcome {
             return Outcome::Retry(Duration::from_secs(10));
         }
     };
-    let status = match check_chain(&issued.certificate_pem, &stub, max_seconds, &key, generation) {
+    let status = match check_chain(
+        &issued.certificate_pem,
+        &stub,
+        max_seconds,
+        &key,
+        generation,
+    ) {
         Ok(s) => s,
         Err(status) => return finish(inner, job, status, "failed").await,
     };
@@ -383,10 +452,17 @@ async fn issue(inner: &Arc<Inner>, job: &Job) -> Outcome {
     if let Some(trust) = &inner.trust
         && !issued.ca_pem.is_empty()
     {
-        match trust.publish(signer_name, &String::from_utf8_lossy(&issued.ca_pem)).await {
-            Ok(true) => inner.metrics.trust_bundle_writes.inc(),
+        match trust
+            .publish(signer_name, &String::from_utf8_lossy(&issued.ca_pem))
+            .await
+        {
+            Ok(true) => {
+                inner.metrics.trust_bundle_writes.inc();
+            }
             Ok(false) => {}
-            Err(e) => tracing::warn!(signer = signer_name, error = %e, "could not update the trust bundle"),
+            Err(e) => {
+                tracing::warn!(signer = signer_name, error = %e, "could not update the trust bundle")
+            }
         }
     }
     finish(inner, job, status, "issued").await
@@ -394,34 +470,59 @@ async fn issue(inner: &Arc<Inner>, job: &Job) -> Outcome {
 
 /// Checks an issued chain and builds the `Issued` status; a `Failed` status
 /// when the chain is unusable.
-fn check_chain(pem: &[u8], stub: &StubCsr, max_seconds: i64, key: &RequestKey, generation: Option<i64>) -> Result<Status, Status> {
-    let failed = |reason: &str, msg: String| Status { conditions: vec![condition("Failed", reason, &msg, generation)], issued: None };
+fn check_chain(
+    pem: &[u8],
+    stub: &StubCsr,
+    max_seconds: i64,
+    key: &RequestKey,
+    generation: Option<i64>,
+) -> Result<Status, Status> {
+    let failed = |reason: &str, msg: String| Status {
+        conditions: vec![condition("Failed", reason, &msg, generation)],
+        issued: None,
+    };
     if pem.len() > MAX_CHAIN_BYTES {
-        return Err(failed("ChainTooLarge", format!(
-            "CertificateRequest {key} returned a chain of {} bytes, more than the API's {MAX_CHAIN_BYTES}; configure the issuer with fewer intermediates",
-            pem.len()
-        )));
+        return Err(failed(
+            "ChainTooLarge",
+            format!(
+                "CertificateRequest {key} returned a chain of {} bytes, more than the API's {MAX_CHAIN_BYTES}; configure the issuer with fewer intermediates",
+                pem.len()
+            ),
+        ));
     }
-    let summary = cmcsi_keygen::ChainSummary::from_pem(pem)
-        .map_err(|e| failed("InvalidChain", format!("CertificateRequest {key} returned an unreadable chain: {e}")))?;
+    let summary = cmcsi_keygen::ChainSummary::from_pem(pem).map_err(|e| {
+        failed(
+            "InvalidChain",
+            format!("CertificateRequest {key} returned an unreadable chain: {e}"),
+        )
+    })?;
     if !spki_equal(summary.leaf_public_key_der(), &stub.public_key_der) {
-        return Err(failed("KeyMismatch", format!(
-            "CertificateRequest {key} returned a certificate for another public key than the request's; check the issuer"
-        )));
+        return Err(failed(
+            "KeyMismatch",
+            format!(
+                "CertificateRequest {key} returned a certificate for another public key than the request's; check the issuer"
+            ),
+        ));
     }
     let nb = jiff::Timestamp::try_from(summary.not_before).unwrap_or(jiff::Timestamp::MIN);
     let na = jiff::Timestamp::try_from(summary.not_after).unwrap_or(jiff::Timestamp::MIN);
     let lifetime = na.as_second() - nb.as_second();
     if lifetime > max_seconds {
-        return Err(failed("CertificateTooLong", format!(
-            "the issuer returned a certificate valid for {lifetime}s, longer than the {max_seconds}s spec.maxExpirationSeconds \
+        return Err(failed(
+            "CertificateTooLong",
+            format!(
+                "the issuer returned a certificate valid for {lifetime}s, longer than the {max_seconds}s spec.maxExpirationSeconds \
              allows (CertificateRequest {key}); configure the issuer to honour the requested duration"
-        )));
+            ),
+        ));
     }
     if lifetime < 3600 {
-        return Err(failed("CertificateTooShort", format!(
-            "the issuer returned a certificate valid for {lifetime}s, shorter than the hour the API requires (CertificateRequest {key})"
-        )));
+        return Err(failed(
+            "CertificateTooShort",
+            format!(
+                "the issuer returned a certificate valid for {lifetime}s, shorter than the hour the API requires (CertificateRequest {key})"
+            ),
+        ));
     }
     let chain = String::from_utf8_lossy(pem).into_owned();
     let refresh = refresh_at(nb.as_second(), na.as_second());
@@ -444,13 +545,18 @@ pub fn refresh_at(not_before: i64, not_after: i64) -> i64 {
     let mut b = [0u8; 8];
     let _ = getrandom::fill(&mut b);
     let spread = (lifetime / 10).max(1);
-    let jitter = i64::try_from(u64::from_le_bytes(b) % u64::try_from(spread).unwrap_or(1)).unwrap_or(0) - spread / 2;
+    let jitter = i64::try_from(u64::from_le_bytes(b) % u64::try_from(spread).unwrap_or(1))
+        .unwrap_or(0)
+        - spread / 2;
     (not_before + lifetime * 2 / 3 + jitter).clamp(not_before + 1, not_after - 1)
 }
 
 fn spki_equal(a: &[u8], b: &[u8]) -> bool {
     use der::Decode;
-    match (spki::SubjectPublicKeyInfoRef::from_der(a), spki::SubjectPublicKeyInfoRef::from_der(b)) {
+    match (
+        spki::SubjectPublicKeyInfoRef::from_der(a),
+        spki::SubjectPublicKeyInfoRef::from_der(b),
+    ) {
         (Ok(a), Ok(b)) => {
             a.algorithm.oid == b.algorithm.oid
                 && a.algorithm.parameters_oid().ok() == b.algorithm.parameters_oid().ok()
@@ -465,9 +571,16 @@ enum CreateError {
     Refused(String),
 }
 
-fn impersonated_client(inner: &Inner, namespace: &str, sa: &str) -> Result<kube::Client, kube::Error> {
+fn impersonated_client(
+    inner: &Inner,
+    namespace: &str,
+    sa: &str,
+) -> Result<kube::Client, kube::Error> {
     let user = format!("system:serviceaccount:{namespace}:{sa}");
-    let mut cache = inner.impersonating.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut cache = inner
+        .impersonating
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
     if let Some(c) = cache.get(&user) {
         return Ok(c.clone());
     }
@@ -487,18 +600,30 @@ fn impersonated_client(inner: &Inner, namespace: &str, sa: &str) -> Result<kube:
 }
 
 /// Creates the request's one CertificateRequest, or finds it already there.
-async fn create_request(inner: &Arc<Inner>, job: &Job, signer: &Signer, stub: &StubCsr, duration: Duration) -> Result<RequestKey, CreateError> {
+async fn create_request(
+    inner: &Arc<Inner>,
+    job: &Job,
+    signer: &Signer,
+    stub: &StubCsr,
+    duration: Duration,
+) -> Result<RequestKey, CreateError> {
     let pcr = &job.request;
     let name = certificate_request_name(&job.uid);
     let labels = BTreeMap::from([
-        (LABEL_NODE_ID_HASH.to_owned(), inner.issuer.node_hash().to_owned()),
+        (
+            LABEL_NODE_ID_HASH.to_owned(),
+            inner.issuer.node_hash().to_owned(),
+        ),
         (LABEL_REQUEST_UID.to_owned(), job.uid.clone()),
     ]);
     let annotations = BTreeMap::from([
         (ANNOTATION_POD_NAMESPACE.to_owned(), job.namespace.clone()),
         (ANNOTATION_POD_NAME.to_owned(), pcr.spec.pod_name.clone()),
         (ANNOTATION_POD_UID.to_owned(), pcr.spec.pod_uid.clone()),
-        (ANNOTATION_SERVICE_ACCOUNT.to_owned(), pcr.spec.service_account_name.clone()),
+        (
+            ANNOTATION_SERVICE_ACCOUNT.to_owned(),
+            pcr.spec.service_account_name.clone(),
+        ),
         (ANNOTATION_NODE.to_owned(), pcr.spec.node_name.clone()),
     ]);
     let metadata = ObjectMeta {
@@ -525,28 +650,44 @@ async fn create_request(inner: &Arc<Inner>, job: &Job, signer: &Signer, stub: &S
     };
     let cr = CertificateRequest::new(metadata, spec);
     let client = if inner.config.impersonate {
-        impersonated_client(inner, &job.namespace, &pcr.spec.service_account_name).map_err(|e| CreateError::Retry(e.to_string()))?
+        impersonated_client(inner, &job.namespace, &pcr.spec.service_account_name)
+            .map_err(|e| CreateError::Retry(e.to_string()))?
     } else {
         inner.connection.client().clone()
     };
     let api: Api<CertificateRequest> = Api::namespaced(client, &job.namespace);
     match api.create(&PostParams::default(), &cr).await {
-        Ok(created) => Ok(RequestKey { namespace: job.namespace.clone(), name, uid: created.metadata.uid }),
+        Ok(created) => Ok(RequestKey {
+            namespace: job.namespace.clone(),
+            name,
+            uid: created.metadata.uid,
+        }),
         // Made earlier (by this replica before a restart, or by the previous leader): await it.
-        Err(kube::Error::Api(e)) if e.code == 409 => Ok(RequestKey { namespace: job.namespace.clone(), name, uid: None }),
-        Err(kube::Error::Api(e)) if e.code == 403 => Err(CreateError::Refused(if inner.config.impersonate {
-            format!(
-                "ServiceAccount {}/{} may not create CertificateRequests in namespace {} ({}); grant it create on \
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(RequestKey {
+            namespace: job.namespace.clone(),
+            name,
+            uid: None,
+        }),
+        Err(kube::Error::Api(e)) if e.code == 403 => {
+            Err(CreateError::Refused(if inner.config.impersonate {
+                format!(
+                    "ServiceAccount {}/{} may not create CertificateRequests in namespace {} ({}); grant it create on \
                  certificaterequests.cert-manager.io, or run the signer without --impersonate-service-account",
-                job.namespace, pcr.spec.service_account_name, job.namespace, e.message
-            )
-        } else {
-            format!("the signer may not create CertificateRequests in namespace {}: {}", job.namespace, e.message)
-        })),
-        Err(kube::Error::Api(e)) if e.code == 422 || e.code == 400 => Err(CreateError::Refused(format!(
-            "the CertificateRequest was refused by the API (admission or validation): {}",
-            e.message
-        ))),
+                    job.namespace, pcr.spec.service_account_name, job.namespace, e.message
+                )
+            } else {
+                format!(
+                    "the signer may not create CertificateRequests in namespace {}: {}",
+                    job.namespace, e.message
+                )
+            }))
+        }
+        Err(kube::Error::Api(e)) if e.code == 422 || e.code == 400 => {
+            Err(CreateError::Refused(format!(
+                "the CertificateRequest was refused by the API (admission or validation): {}",
+                e.message
+            )))
+        }
         Err(e) => Err(CreateError::Retry(e.to_string())),
     }
 }
@@ -563,24 +704,47 @@ async fn finish(inner: &Arc<Inner>, job: &Job, status: Status, outcome: &'static
             s["issuedAt"] = json!(stamp(jiff::Timestamp::now()));
         }
     }
-    let api: Api<DynamicObject> = Api::namespaced_with(inner.connection.client().clone(), &job.namespace, &inner.ar);
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(inner.connection.client().clone(), &job.namespace, &inner.ar);
     let patch = json!({"status": s});
-    match api.patch_status(&job.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+    match api
+        .patch_status(&job.name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
         Ok(_) => {}
         Err(kube::Error::Api(e)) if e.code == 404 => return Outcome::Gone,
         Err(kube::Error::Api(e)) if e.code == 422 => {
             // Already decided (by another replica), or our status was refused.
             match api.get_opt(&job.name).await {
-                Ok(Some(obj)) if obj.data.pointer("/status/conditions").and_then(Value::as_array).is_some_and(|c| {
-                    c.iter().any(|c| c["status"] == "True" && matches!(c["type"].as_str(), Some("Issued" | "Denied" | "Failed")))
-                }) => return Outcome::Gone,
+                Ok(Some(obj))
+                    if obj
+                        .data
+                        .pointer("/status/conditions")
+                        .and_then(Value::as_array)
+                        .is_some_and(|c| {
+                            c.iter().any(|c| {
+                                c["status"] == "True"
+                                    && matches!(
+                                        c["type"].as_str(),
+                                        Some("Issued" | "Denied" | "Failed")
+                                    )
+                            })
+                        }) =>
+                {
+                    return Outcome::Gone;
+                }
                 _ => {
                     tracing::error!(namespace = %job.namespace, name = %job.name, error = %e.message, "the API refused the status");
                     if outcome == "failed" {
                         return Outcome::Retry(Duration::from_secs(30));
                     }
                     let fail = Status {
-                        conditions: vec![condition("Failed", "StatusRefused", &format!("the API refused the signer's status: {}", e.message), job.request.metadata.generation)],
+                        conditions: vec![condition(
+                            "Failed",
+                            "StatusRefused",
+                            &format!("the API refused the signer's status: {}", e.message),
+                            job.request.metadata.generation,
+                        )],
                         issued: None,
                     };
                     return Box::pin(finish(inner, job, fail, "failed")).await;
@@ -594,7 +758,11 @@ async fn finish(inner: &Arc<Inner>, job: &Job, status: Status, outcome: &'static
     }
     let (severity, reason, note) = match status.conditions.first() {
         Some(c) => (
-            if outcome == "issued" { EventType::Normal } else { EventType::Warning },
+            if outcome == "issued" {
+                EventType::Normal
+            } else {
+                EventType::Warning
+            },
             c["reason"].as_str().unwrap_or("Unknown").to_owned(),
             c["message"].as_str().unwrap_or("").to_owned(),
         ),
@@ -620,7 +788,13 @@ async fn finish(inner: &Arc<Inner>, job: &Job, status: Status, outcome: &'static
                 }
                 note.truncate(end);
             }
-            let ev = KubeEvent { type_: severity, reason, note: Some(note), action: "Sign".into(), secondary: None };
+            let ev = KubeEvent {
+                type_: severity,
+                reason,
+                note: Some(note),
+                action: "Sign".into(),
+                secondary: None,
+            };
             if let Err(e) = recorder.publish(&ev, &regarding).await {
                 tracing::debug!(error = %e, "could not record an Event");
             }

@@ -38,7 +38,8 @@ impl Signer {
         let valid = |s: &str| {
             !s.is_empty()
                 && s.len() <= 253
-                && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+                && s.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
         };
         match domain {
             CLUSTER_ISSUERS if valid(rest) => Ok(Signer::ClusterIssuer(rest.to_owned())),
@@ -119,7 +120,10 @@ mod tests {
         );
         assert_eq!(
             Signer::parse("issuers.cert-manager.io/team-a.vault").unwrap(),
-            Signer::Issuer { namespace: "team-a".into(), name: "vault".into() }
+            Signer::Issuer {
+                namespace: "team-a".into(),
+                name: "vault".into()
+            }
         );
         assert!(Signer::parse("issuers.cert-manager.io/noname").is_err());
         assert!(Signer::parse("clusterissuers.cert-manager.io/").is_err());

@@ -46,14 +46,28 @@ fn parse_cas(pem: &str) -> Vec<Ca> {
     let marker = "-----END CERTIFICATE-----";
     let mut rest = pem;
     while let Some(start) = rest.find("-----BEGIN CERTIFICATE-----") {
-        let Some(end) = rest[start..].find(marker) else { break };
+        let Some(end) = rest[start..].find(marker) else {
+            break;
+        };
         let block = &rest[start..start + end + marker.len()];
         rest = &rest[start + end + marker.len()..];
-        let Ok((_, der)) = der::pem::decode_vec(block.as_bytes()) else { continue };
-        let Ok(summary) = cmcsi_keygen::ChainSummary::from_pem(block.as_bytes()) else { continue };
-        let not_after = jiff::Timestamp::try_from(summary.not_after).unwrap_or(jiff::Timestamp::MAX);
-        let fingerprint = sha2::Sha256::digest(&der).iter().map(|b| format!("{b:02x}")).collect();
-        out.push(Ca { pem: format!("{block}\n"), fingerprint, not_after });
+        let Ok((_, der)) = der::pem::decode_vec(block.as_bytes()) else {
+            continue;
+        };
+        let Ok(summary) = cmcsi_keygen::ChainSummary::from_pem(block.as_bytes()) else {
+            continue;
+        };
+        let not_after =
+            jiff::Timestamp::try_from(summary.not_after).unwrap_or(jiff::Timestamp::MAX);
+        let fingerprint = sha2::Sha256::digest(&der)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        out.push(Ca {
+            pem: format!("{block}\n"),
+            fingerprint,
+            not_after,
+        });
     }
     out
 }
@@ -71,7 +85,9 @@ pub struct TrustPublisher {
 
 impl std::fmt::Debug for TrustPublisher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TrustPublisher").field("overlap", &self.overlap).finish_non_exhaustive()
+        f.debug_struct("TrustPublisher")
+            .field("overlap", &self.overlap)
+            .finish_non_exhaustive()
     }
 }
 
@@ -109,7 +125,11 @@ impl TrustPublisher {
             let existing = self.api.get_opt(&name).await?;
             let (mut cas, mut seen, rv) = match &existing {
                 Some(obj) => {
-                    let bundle = obj.data.pointer("/spec/trustBundle").and_then(|v| v.as_str()).unwrap_or("");
+                    let bundle = obj
+                        .data
+                        .pointer("/spec/trustBundle")
+                        .and_then(|v| v.as_str())
+                        .unwrap_or("");
                     let seen: BTreeMap<String, String> = obj
                         .metadata
                         .annotations
@@ -117,7 +137,11 @@ impl TrustPublisher {
                         .and_then(|a| a.get(ANNOTATION_LAST_SEEN))
                         .and_then(|s| serde_json::from_str(s).ok())
                         .unwrap_or_default();
-                    (parse_cas(bundle), seen, obj.metadata.resource_version.clone())
+                    (
+                        parse_cas(bundle),
+                        seen,
+                        obj.metadata.resource_version.clone(),
+                    )
                 }
                 None => (Vec::new(), BTreeMap::new(), None),
             };
@@ -125,14 +149,20 @@ impl TrustPublisher {
             for c in &current {
                 seen.insert(c.fingerprint.clone(), stamp.clone());
             }
-            let overlap = jiff::SignedDuration::try_from(self.overlap).unwrap_or(jiff::SignedDuration::MAX);
+            let overlap =
+                jiff::SignedDuration::try_from(self.overlap).unwrap_or(jiff::SignedDuration::MAX);
             let keep_after = now.checked_sub(overlap).unwrap_or(jiff::Timestamp::MIN);
             // Current CAs first, then the older ones still inside the overlap.
             let mut next: Vec<Ca> = current.clone();
             cas.retain(|c| !fps.contains(&c.fingerprint));
             for c in cas {
-                let last = seen.get(&c.fingerprint).and_then(|s| s.parse::<jiff::Timestamp>().ok());
-                if c.not_after > now && last.is_some_and(|t| t >= keep_after) && !next.iter().any(|n| n.fingerprint == c.fingerprint) {
+                let last = seen
+                    .get(&c.fingerprint)
+                    .and_then(|s| s.parse::<jiff::Timestamp>().ok());
+                if c.not_after > now
+                    && last.is_some_and(|t| t >= keep_after)
+                    && !next.iter().any(|n| n.fingerprint == c.fingerprint)
+                {
                     next.push(c);
                 }
             }
@@ -162,7 +192,10 @@ impl TrustPublisher {
             };
             match result {
                 Ok(_) => {
-                    let mut w = self.written.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let mut w = self
+                        .written
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
                     if w.len() >= MAX_REMEMBERED {
                         w.clear();
                     }
@@ -179,8 +212,12 @@ impl TrustPublisher {
     }
 
     fn fresh(&self, signer_name: &str, fps: &[String]) -> bool {
-        let w = self.written.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        w.get(signer_name)
-            .is_some_and(|(written, at)| fps.iter().all(|f| written.contains(f)) && at.elapsed() < REFRESH)
+        let w = self
+            .written
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        w.get(signer_name).is_some_and(|(written, at)| {
+            fps.iter().all(|f| written.contains(f)) && at.elapsed() < REFRESH
+        })
     }
 }
