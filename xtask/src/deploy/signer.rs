@@ -1,6 +1,8 @@
 //! `deploy/pod-signer/`: the PodCertificateRequest signer (`cert-manager-pod-signer`, from the
 //! driver's image) as a two-replica Deployment with leader election, its ServiceAccount and the
-//! smallest RBAC its code uses (docs/pod-certificates.md). `kubectl apply -k deploy/pod-signer`.
+//! smallest RBAC its code uses (docs/pod-certificates.md). `kubectl apply -k deploy/pod-signer`
+//! (into the driver's namespace: apply `deploy/` first); `deploy/pod-signer/impersonation/` adds
+//! `--impersonate-service-account` and the `impersonate` role it needs.
 
 use std::collections::BTreeMap;
 
@@ -26,7 +28,10 @@ pub const IMPERSONATOR: &str = "cert-manager-pod-signer-impersonator";
 /// Where the signer serves `/metrics`, `/healthz` and `/readyz`.
 pub const SIGNER_METRICS_PORT: i32 = 9403;
 /// The signer names it serves (cert-manager's convention for Kubernetes CSRs).
-pub const SIGNER_NAMES: &[&str] = &["clusterissuers.cert-manager.io/*", "issuers.cert-manager.io/*"];
+pub const SIGNER_NAMES: &[&str] = &[
+    "clusterissuers.cert-manager.io/*",
+    "issuers.cert-manager.io/*",
+];
 /// Replicas (one leads; the other takes over within the Lease duration).
 pub const SIGNER_REPLICAS: i32 = 2;
 
@@ -72,11 +77,36 @@ pub fn service_account(namespace: &str) -> ServiceAccount {
 /// bundles are read, created and replaced; Events are created and patched (kube's recorder).
 pub fn signer_rules() -> Vec<PolicyRule> {
     vec![
-        rule("certificates.k8s.io", &["podcertificaterequests"], &["get", "list", "watch"], &[]),
-        rule("certificates.k8s.io", &["podcertificaterequests/status"], &["patch"], &[]),
-        rule("certificates.k8s.io", &["signers"], &["sign", "attest"], SIGNER_NAMES),
-        rule("certificates.k8s.io", &["clustertrustbundles"], &["get", "create", "update"], &[]),
-        rule("cert-manager.io", &["certificaterequests"], &["create", "list", "watch"], &[]),
+        rule(
+            "certificates.k8s.io",
+            &["podcertificaterequests"],
+            &["get", "list", "watch"],
+            &[],
+        ),
+        rule(
+            "certificates.k8s.io",
+            &["podcertificaterequests/status"],
+            &["patch"],
+            &[],
+        ),
+        rule(
+            "certificates.k8s.io",
+            &["signers"],
+            &["sign", "attest"],
+            SIGNER_NAMES,
+        ),
+        rule(
+            "certificates.k8s.io",
+            &["clustertrustbundles"],
+            &["get", "create", "update"],
+            &[],
+        ),
+        rule(
+            "cert-manager.io",
+            &["certificaterequests"],
+            &["create", "list", "watch"],
+            &[],
+        ),
         rule("events.k8s.io", &["events"], &["create", "patch"], &[]),
     ]
 }
@@ -130,7 +160,12 @@ pub fn cluster_role_binding(namespace: &str, role: &str) -> ClusterRoleBinding {
 pub fn lease_role(namespace: &str) -> Role {
     Role {
         metadata: meta(SIGNER, Some(namespace)),
-        rules: Some(vec![rule("coordination.k8s.io", &["leases"], &["get", "create", "update"], &[])]),
+        rules: Some(vec![rule(
+            "coordination.k8s.io",
+            &["leases"],
+            &["get", "create", "update"],
+            &[],
+        )]),
     }
 }
 
@@ -173,7 +208,10 @@ pub fn deployment(namespace: &str, image: &str, pull_policy: &str) -> Deployment
         ..Default::default()
     };
     let q = |pairs: &[(&str, &str)]| -> BTreeMap<String, Quantity> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), Quantity((*v).to_owned()))).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), Quantity((*v).to_owned())))
+            .collect()
     };
     let container = Container {
         name: SIGNER.to_owned(),
@@ -184,7 +222,10 @@ pub fn deployment(namespace: &str, image: &str, pull_policy: &str) -> Deployment
             format!("--metrics-bind-address=0.0.0.0:{SIGNER_METRICS_PORT}"),
             "--log-level=info".to_owned(),
         ]),
-        env: Some(vec![env_from("POD_NAME", "metadata.name"), env_from("POD_NAMESPACE", "metadata.namespace")]),
+        env: Some(vec![
+            env_from("POD_NAME", "metadata.name"),
+            env_from("POD_NAMESPACE", "metadata.namespace"),
+        ]),
         ports: Some(vec![ContainerPort {
             name: Some("http-metrics".to_owned()),
             container_port: SIGNER_METRICS_PORT,
@@ -251,15 +292,26 @@ pub fn files(
     image: &str,
     doc: impl Fn(&serde_json::Value) -> Result<String>,
 ) -> Result<Vec<(String, String)>> {
-    let v = |o: &dyn erased::Ser| o.value();
+    fn v<T: serde::Serialize>(o: &T) -> serde_json::Value {
+        serde_json::to_value(o).unwrap_or_default()
+    }
     let mut out = vec![
         ("serviceaccount.yaml", doc(&v(&service_account(namespace)))?),
         ("clusterrole.yaml", doc(&v(&cluster_role()))?),
-        ("clusterrolebinding.yaml", doc(&v(&cluster_role_binding(namespace, SIGNER)))?),
+        (
+            "clusterrolebinding.yaml",
+            doc(&v(&cluster_role_binding(namespace, SIGNER)))?,
+        ),
         ("role.yaml", doc(&v(&lease_role(namespace)))?),
         ("rolebinding.yaml", doc(&v(&lease_role_binding(namespace)))?),
-        ("deployment.yaml", doc(&v(&deployment(namespace, image, "IfNotPresent")))?),
-        ("impersonation/clusterrole.yaml", doc(&v(&impersonator_cluster_role()))?),
+        (
+            "deployment.yaml",
+            doc(&v(&deployment(namespace, image, "IfNotPresent")))?,
+        ),
+        (
+            "impersonation/clusterrole.yaml",
+            doc(&v(&impersonator_cluster_role()))?,
+        ),
         (
             "impersonation/clusterrolebinding.yaml",
             doc(&v(&cluster_role_binding(namespace, IMPERSONATOR)))?,
@@ -289,16 +341,4 @@ pub fn files(
         }))?,
     ));
     Ok(out.into_iter().map(|(p, t)| (p.to_owned(), t)).collect())
-}
-
-/// Serialising the typed objects through one function.
-mod erased {
-    pub trait Ser {
-        fn value(&self) -> serde_json::Value;
-    }
-    impl<T: serde::Serialize> Ser for T {
-        fn value(&self) -> serde_json::Value {
-            serde_json::to_value(self).unwrap_or_default()
-        }
-    }
 }

@@ -59,3 +59,15 @@ that serves security.openshift.io/v1.
 true
 {{- end -}}
 {{- end -}}
+
+{{/* Labels of the Pod signer's objects (deploy/pod-signer/), with Helm's bookkeeping. */}}
+{{- define "signer.labels" -}}
+app.kubernetes.io/name: cert-manager-pod-signer
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
