@@ -94,7 +94,11 @@ pub fn run(a: &Args) -> Result<()> {
         // cmcsi-driver` gives (feature unification with the bench's own
         // dependencies would change it).
         crate::run("cargo", &["build", "--release", "-p", "cmcsi-driver"], &[])?;
-        crate::run("cargo", &["build", "--release", "-p", "cmcsi-pod-signer"], &[])?;
+        crate::run(
+            "cargo",
+            &["build", "--release", "-p", "cmcsi-pod-signer"],
+            &[],
+        )?;
         crate::run("cargo", &["build", "--release", "-p", "xtask"], &[])?;
     }
     let driver = target.join("release/cert-manager-csi-driver");
@@ -299,7 +303,11 @@ fn checks(f: &measure::Figures) -> Vec<Check> {
         at_most("b9_probe_p99_hostile_ms", "<= 200 ms".into(), 200.0),
         at_most("b8_rss_growth_mib", "< 8 MiB".into(), 8.0),
         at_most("b10_publish_p50_ratio", "<= 1.5".into(), 1.5),
-        at_most("b13_wall_ratio", "<= 1.25 x bare requests' wall".into(), 1.25),
+        at_most(
+            "b13_wall_ratio",
+            "<= 1.25 x bare requests' wall".into(),
+            1.25,
+        ),
         at_most("b13_signer_rss_peak_mib", "< 32 MiB".into(), 32.0),
     ]
 }

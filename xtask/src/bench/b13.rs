@@ -26,22 +26,43 @@ const DEADLINE: Duration = Duration::from_secs(300);
 
 /// Runs B13 into `f`.
 pub async fn b13(opts: &Options, f: &mut Figures) -> Result<()> {
-    eprintln!("bench: B13: 1,000 PodCertificateRequests through the signer vs 1,000 bare CertificateRequests");
+    eprintln!(
+        "bench: B13: 1,000 PodCertificateRequests through the signer vs 1,000 bare CertificateRequests"
+    );
     let signer_bin = opts.driver.with_file_name("cert-manager-pod-signer");
     if !signer_bin.is_file() {
-        bail!("{} is missing; run without --no-build", signer_bin.display());
+        bail!(
+            "{} is missing; run without --no-build",
+            signer_bin.display()
+        );
     }
-    let api = FakeApi::builder().issuer(ISSUER, Script::Sign).start().await?;
+    let api = FakeApi::builder()
+        .issuer(ISSUER, Script::Sign)
+        .start()
+        .await?;
     let client = api.client().await?;
     let key = PrivateKey::generate(&KeySpec::EcdsaP256)?;
-    let csr_pem = build_csr(&key, &CsrParams { dns_names: vec!["b13.bench.svc".into()], ..Default::default() })?;
+    let csr_pem = build_csr(
+        &key,
+        &CsrParams {
+            dns_names: vec!["b13.bench.svc".into()],
+            ..Default::default()
+        },
+    )?;
     let b64 = base64::engine::general_purpose::STANDARD;
     // The PEM's body is the DER, base64: what the kubelet puts in stubPKCS10Request.
-    let body: String = csr_pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let body: String = csr_pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
     let csr_der = b64.decode(body).context("the CSR's PEM body")?;
 
     // Bare: create 1,000 CertificateRequests at once, await all on one watch.
-    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk("cert-manager.io", "v1", "CertificateRequest"));
+    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "cert-manager.io",
+        "v1",
+        "CertificateRequest",
+    ));
     let crs: Api<DynamicObject> = Api::namespaced_with(client.clone(), BARE_NAMESPACE, &ar);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let (synced_tx, synced_rx) = tokio::sync::oneshot::channel();
@@ -57,7 +78,9 @@ pub async fn b13(opts: &Options, f: &mut Figures) -> Result<()> {
                             let _ = s.send(());
                         }
                     }
-                    Ok(watcher::Event::Apply(o)) if o.data.pointer("/status/certificate").is_some() => {
+                    Ok(watcher::Event::Apply(o))
+                        if o.data.pointer("/status/certificate").is_some() =>
+                    {
                         let _ = tx.send(());
                     }
                     _ => {}
@@ -65,7 +88,9 @@ pub async fn b13(opts: &Options, f: &mut Figures) -> Result<()> {
             }
         }
     });
-    synced_rx.await.map_err(|_| anyhow!("the bare watch ended"))?;
+    synced_rx
+        .await
+        .map_err(|_| anyhow!("the bare watch ended"))?;
     let csr_pem_b64 = b64.encode(csr_pem.as_bytes());
     let t0 = Instant::now();
     let creates = futures::future::join_all((0..B13_REQUESTS).map(|i| {
@@ -98,12 +123,18 @@ pub async fn b13(opts: &Options, f: &mut Figures) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let kubeconfig = dir.path().join("kubeconfig");
     api.write_kubeconfig(&kubeconfig, DEFAULT_TOKEN)?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let log = std::fs::File::create(dir.path().join("signer.log"))?;
     let mut child = std::process::Command::new(&signer_bin)
         .arg(format!("--kubeconfig={}", kubeconfig.display()))
         .arg(format!("--metrics-bind-address=127.0.0.1:{port}"))
-        .args(["--kube-api-qps=100000", "--kube-api-burst=100000", "--log-level=warn"])
+        .args([
+            "--kube-api-qps=100000",
+            "--kube-api-burst=100000",
+            "--log-level=warn",
+        ])
         .env("POD_NAME", "bench-signer")
         .env("POD_NAMESPACE", "cert-manager")
         .env_remove("KUBECONFIG")
@@ -141,7 +172,9 @@ pub async fn b13(opts: &Options, f: &mut Figures) -> Result<()> {
             async move {
                 loop {
                     if let Ok(r) = sys::rss_mib(pid) {
-                        let mut p = peak.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                        let mut p = peak
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner);
                         *p = p.max(r);
                     }
                     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -160,18 +193,28 @@ pub async fn b13(opts: &Options, f: &mut Figures) -> Result<()> {
                          "nodeName": "node", "nodeUID": "node-uid", "maxExpirationSeconds": 86400,
                          "stubPKCS10Request": stub},
             }));
-            async move { pcrs.create(&PostParams::default(), &obj?).await.map(|_| ()).map_err(anyhow::Error::from) }
+            async move {
+                pcrs.create(&PostParams::default(), &obj?)
+                    .await
+                    .map(|_| ())
+                    .map_err(anyhow::Error::from)
+            }
         }))
         .await;
         creates.into_iter().collect::<Result<Vec<()>>>()?;
         api.wait_for_objects(DEADLINE, |pcrs, _| {
-            pcrs.iter().filter(|p| p["status"]["certificateChain"].is_string()).count() >= B13_REQUESTS
+            pcrs.iter()
+                .filter(|p| p["status"]["certificateChain"].is_string())
+                .count()
+                >= B13_REQUESTS
         })
         .await
         .map_err(|e| anyhow!("signer: not all issued: {e}"))?;
         let wall = t0.elapsed();
         sampler.abort();
-        let rss = *peak.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let rss = *peak
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         Ok((wall, rss))
     }
     .await;
