@@ -203,7 +203,10 @@ async fn watch(inner: Arc<Inner>) -> Result<(), crate::error::SignerError> {
         inner
             .overflowed
             .store(false, std::sync::atomic::Ordering::Relaxed);
-        let stream = watcher::watcher(api.clone(), watcher::Config::default().any_semantic());
+        // A streaming list (sendInitialEvents, Kubernetes 1.34+ and so every version with Pod
+        // certificates): the initial state arrives as watch events, one object at a time, so a
+        // relist's peak memory does not grow with how many requests tenants have made.
+        let stream = watcher::watcher(api.clone(), watcher::Config::default().streaming_lists());
         let mut stream = std::pin::pin!(kube::runtime::WatchStreamExt::default_backoff(stream));
         loop {
             tokio::select! {
