@@ -25,6 +25,7 @@ COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked -p cmcsi-driver --bin cert-manager-csi-driver \
+ && cargo build --release --locked -p cmcsi-pod-signer --bin cert-manager-pod-signer \
  && cargo xtask image --no-build --rootfs /out
 
 # ---- run: nothing but that tree ------------------------------------------------------------------

@@ -30,6 +30,8 @@ use crate::workspace_root;
 
 /// The binary's name, and its path in the image.
 pub(crate) const BINARY: &str = "cert-manager-csi-driver";
+/// The Pod signer's binary, beside the driver's in the same image (`docs/pod-certificates.md`).
+pub(crate) const SIGNER_BINARY: &str = "cert-manager-pod-signer";
 
 /// Flags of `cargo xtask image`.
 #[derive(Debug, Default, clap::Args)]
@@ -123,6 +125,18 @@ fn binary(no_build: bool) -> Result<PathBuf> {
         crate::run(
             "cargo",
             &["build", "--release", "-p", "cmcsi-driver", "--bin", BINARY],
+            &[],
+        )?;
+        crate::run(
+            "cargo",
+            &[
+                "build",
+                "--release",
+                "-p",
+                "cmcsi-pod-signer",
+                "--bin",
+                SIGNER_BINARY,
+            ],
             &[],
         )?;
     }
@@ -272,7 +286,25 @@ fn file_tree(binary: &Path) -> Result<Tree> {
             mode: 0o755,
         },
     )?;
-    for lib in shared_libraries(binary)? {
+    let mut libraries = shared_libraries(binary)?;
+    // The Pod signer, when built beside the driver: `/cert-manager-pod-signer`, with its libraries.
+    let signer = binary.with_file_name(SIGNER_BINARY);
+    if signer.is_file() {
+        insert(
+            &mut tree,
+            SIGNER_BINARY,
+            Entry::File {
+                data: read(&signer)?,
+                mode: 0o755,
+            },
+        )?;
+        for lib in shared_libraries(&signer)? {
+            if !libraries.contains(&lib) {
+                libraries.push(lib);
+            }
+        }
+    }
+    for lib in libraries {
         // The file's contents at the path ldd names (symlinks followed), so
         // the loader finds each where it looked on the build machine.
         let data = read(&lib)?;
@@ -600,6 +632,19 @@ mod tests {
         let mut sorted = names.clone();
         sorted.sort();
         assert_eq!(names, sorted);
+    }
+
+    /// The Pod signer built beside the driver goes into the same image.
+    #[test]
+    fn the_signer_beside_the_driver_is_in_the_tree() {
+        let exe = std::env::current_exe().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let driver = dir.path().join(BINARY);
+        std::fs::copy(&exe, &driver).unwrap();
+        assert!(!file_tree(&driver).unwrap().contains_key(SIGNER_BINARY));
+        std::fs::copy(&exe, dir.path().join(SIGNER_BINARY)).unwrap();
+        let t = file_tree(&driver).unwrap();
+        assert!(t.contains_key(SIGNER_BINARY) && t.contains_key(BINARY));
     }
 
     /// The Dockerfile's tree (`--rootfs`) and the archive's layer list the
