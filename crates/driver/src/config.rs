@@ -13,6 +13,8 @@ mod gates;
 mod limits;
 mod parse;
 
+pub use crate::events::EventsConfig;
+pub use crate::gates::{ConditionStatus, Gate, GateBackoff, IpFamily};
 pub use connection::ConnectionFlags;
 pub use events::EventFlags;
 pub use gates::GateFlags;

@@ -9,10 +9,10 @@ use std::sync::{Mutex, MutexGuard};
 use serde_json::Value;
 use tokio::sync::{oneshot, watch};
 
-use super::{Fault, Verb};
 use crate::ca::TestCa;
-use crate::issuer::IssuerState;
+use crate::script::IssuerState;
 use crate::state::{State, UserInfo};
+use crate::types::{Fault, Verb};
 
 pub(crate) struct FaultRule {
     pub remaining: u64,
@@ -41,7 +41,7 @@ pub(crate) struct Shared {
     /// Core v1 Pods (for the driver's node-scoped Pod watch).
     pub pods: Mutex<crate::pods::Pods>,
     /// PodCertificateRequests, ClusterTrustBundles and Leases.
-    pub objects: Mutex<crate::server::objects::Store>,
+    pub objects: Mutex<crate::objects::Store>,
 }
 
 impl Shared {
@@ -69,7 +69,7 @@ impl Shared {
             changed,
             tls,
             pods: Mutex::new(crate::pods::Pods::default()),
-            objects: Mutex::new(crate::server::objects::Store::default()),
+            objects: Mutex::new(crate::objects::Store::default()),
         }
     }
 
