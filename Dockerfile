@@ -31,6 +31,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo auditable build --release --locked -p cmcsi-driver --bin cert-manager-csi-driver \
+        -p cmcsi-pod-signer --bin cert-manager-pod-signer \
  && cargo xtask image --no-build --rootfs /out
 
 # ---- run: nothing but that tree ------------------------------------------------------------------

@@ -53,6 +53,8 @@ use scan::{crate_licenses, cyclonedx, debian_packages, sbom_crates};
 
 /// The binary's name, and its path in the image.
 pub(crate) const BINARY: &str = "cert-manager-csi-driver";
+/// The Pod signer's binary, beside the driver's in the same image (`docs/pod-certificates.md`).
+pub(crate) const SIGNER_BINARY: &str = "cert-manager-pod-signer";
 
 /// Flags of `cargo xtask image`.
 #[derive(Debug, Default, clap::Args)]
@@ -239,6 +241,19 @@ fn binary(no_build: bool) -> Result<PathBuf> {
                 "cmcsi-driver",
                 "--bin",
                 BINARY,
+            ],
+            &[],
+        )?;
+        crate::run(
+            "cargo",
+            &[
+                "auditable",
+                "build",
+                "--release",
+                "-p",
+                "cmcsi-pod-signer",
+                "--bin",
+                SIGNER_BINARY,
             ],
             &[],
         )?;
@@ -497,7 +512,26 @@ fn file_tree(binary: &Path, data: Vec<u8>) -> Result<Tree> {
     let mut tree = Tree::new();
     let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
     insert(&mut tree, BINARY, Entry::File { data, mode: 0o755 })?;
-    let libs = shared_libraries(binary)?;
+    let mut libs = shared_libraries(binary)?;
+    // The Pod signer, when built beside the driver: `/cert-manager-pod-signer`, stripped the same
+    // way and with its libraries (the same glibc, in practice).
+    let signer = binary.with_file_name(SIGNER_BINARY);
+    if signer.is_file() {
+        let stripped = ImageBinary::prepare(&signer)?.stripped;
+        insert(
+            &mut tree,
+            SIGNER_BINARY,
+            Entry::File {
+                data: stripped,
+                mode: 0o755,
+            },
+        )?;
+        for lib in shared_libraries(&signer)? {
+            if !libs.contains(&lib) {
+                libs.push(lib);
+            }
+        }
+    }
     for lib in &libs {
         // The file's contents at the path ldd names (symlinks followed), so
         // the loader finds each where it looked on the build machine.
@@ -839,6 +873,19 @@ mod tests {
         let mut sorted = names.clone();
         sorted.sort();
         assert_eq!(names, sorted);
+    }
+
+    /// The Pod signer built beside the driver goes into the same image.
+    #[test]
+    fn the_signer_beside_the_driver_is_in_the_tree() {
+        let exe = std::env::current_exe().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let driver = dir.path().join(BINARY);
+        std::fs::copy(&exe, &driver).unwrap();
+        assert!(!file_tree(&driver).unwrap().contains_key(SIGNER_BINARY));
+        std::fs::copy(&exe, dir.path().join(SIGNER_BINARY)).unwrap();
+        let t = file_tree(&driver).unwrap();
+        assert!(t.contains_key(SIGNER_BINARY) && t.contains_key(BINARY));
     }
 
     /// The Dockerfile's tree (`--rootfs`) and the archive's layer list the
