@@ -206,7 +206,7 @@ fn beside(archive: &Path, ext: &str) -> PathBuf {
     archive.with_file_name(format!("{stem}.{ext}"))
 }
 
-fn target_dir() -> PathBuf {
+pub(crate) fn target_dir() -> PathBuf {
     let root = workspace_root();
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
