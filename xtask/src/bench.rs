@@ -14,7 +14,7 @@
 //! Flags: `--idle-seconds N` shortens the B5 idle window (default 60 s, the
 //! figure's definition), `--no-build` uses the release binaries as they are,
 //! `--only GROUP[,GROUP]` runs some groups (`keygen`, `b1` with B7, `b2`,
-//! `b3`, `b4` with B5 and B6, `b9`, `tenants` with B8 and B10) into
+//! `b3`, `b4` with B5 and B6, `b9`, `tenants` with B8, B10 and B12) into
 //! `target/bench/report-partial.json`,
 //! `--logs DIR` keeps each driver's log.
 
@@ -53,7 +53,7 @@ pub struct Args {
     #[arg(long, hide = true)]
     out: Option<PathBuf>,
     /// Run only these groups (into target/bench/report-partial.json):
-    /// keygen, b1 (with B7), b2, b3, b4 (with B5 and B6), b9, tenants (B8 and B10).
+    /// keygen, b1 (with B7), b2, b3, b4 (with B5 and B6), b9, tenants (B8, B10 and B12).
     #[arg(long, value_name = "GROUP,...", value_delimiter = ',',
           value_parser = ["keygen", "b1", "b2", "b3", "b4", "b9", "tenants"])]
     only: Vec<String>,
@@ -194,6 +194,7 @@ const KEYS: &[(&str, &str)] = &[
     ("b9_probe_p99_hostile_ms", "ms"),
     ("b8_rss_growth_mib", "MiB"),
     ("b10_publish_p50_ratio", ""),
+    ("b12_peak_rss_ratio", ""),
 ];
 
 /// How one figure is judged.
@@ -283,6 +284,7 @@ fn checks(f: &measure::Figures) -> Vec<Check> {
         at_most("b9_probe_p99_hostile_ms", "<= 200 ms".into(), 200.0),
         at_most("b8_rss_growth_mib", "< 8 MiB".into(), 8.0),
         at_most("b10_publish_p50_ratio", "<= 1.5".into(), 1.5),
+        at_most("b12_peak_rss_ratio", "<= 1.5".into(), 1.5),
     ]
 }
 
@@ -387,6 +389,7 @@ mod tests {
             ("b9_probe_p99_hostile_ms", 12.0),
             ("b8_rss_growth_mib", 1.0),
             ("b10_publish_p50_ratio", 1.1),
+            ("b12_peak_rss_ratio", 1.2),
         ]
         .into_iter()
         .collect()

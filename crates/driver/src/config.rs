@@ -12,6 +12,7 @@ mod events;
 mod gates;
 mod limits;
 mod parse;
+mod watch;
 
 pub use connection::ConnectionFlags;
 pub use events::EventFlags;
@@ -22,6 +23,7 @@ pub use parse::{
     parse_size_flag,
 };
 use parse::{parse_min_issuance_interval, parse_node_id, parse_renewal_rate};
+pub use watch::{ListStrategyFlag, WatchFlags, WatchLimits};
 
 /// The default CSI driver name, as registered by the `CSIDriver` object.
 pub const DEFAULT_DRIVER_NAME: &str = "csi.cert-manager.io";
@@ -97,6 +99,8 @@ pub struct Config {
     pub connection: cmcsi_issuer_client::ConnectionOverrides,
     /// Most CertificateRequests the node-wide watch holds at once.
     pub max_watched_requests: usize,
+    /// The watches' per-namespace, per-volume and Pod caps and list strategy.
+    pub watch_limits: WatchLimits,
     /// A volume is issued at most once per this interval.
     pub min_issuance_interval: Duration,
     /// Node-wide renewals started per second (first issuances are not limited).
@@ -339,6 +343,9 @@ pub struct Cli {
     #[arg(long, default_value_t = cmcsi_issuer_client::DEFAULT_MAX_WATCHED_REQUESTS,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
     pub max_watched_requests: usize,
+    /// `--max-watched-requests-per-namespace` and the watches' other limits.
+    #[command(flatten)]
+    pub watch: WatchFlags,
 
     /// A volume is issued at most once per this interval, however short its
     /// certificate's duration; a certificate already due when issued is
@@ -421,6 +428,7 @@ impl Cli {
             go_defaults: self.go_defaults,
             connection: self.connection.into_overrides(),
             max_watched_requests: self.max_watched_requests,
+            watch_limits: self.watch.into_limits(),
             min_issuance_interval: self.min_issuance_interval,
             max_renewals_per_second: self.max_renewals_per_second,
             max_issuer_label_values: self.max_issuer_label_values,

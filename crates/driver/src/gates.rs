@@ -85,10 +85,11 @@ impl Driver {
             .pods
             .get_or_init(|| {
                 tracing::info!(node = %self.config.node_id, "starting the node's Pod watch");
-                cmcsi_issuer_client::PodWatch::start(
+                cmcsi_issuer_client::PodWatch::start_with(
                     kube.issuer.client().clone(),
                     &self.config.node_id,
                     annotation_keys(&self.config.pod_readiness_gates),
+                    self.config.watch_limits.pod_watch(),
                 )
             })
             .clone())

@@ -58,6 +58,14 @@ pub(crate) async fn connect(
                 .unwrap_or_default();
             let options = cmcsi_issuer_client::IssuerOptions::default()
                 .max_watched_requests(config.max_watched_requests)
+                .max_watched_requests_per(
+                    config.watch_limits.max_per_namespace,
+                    config.watch_limits.max_per_volume,
+                )
+                .lists(
+                    config.watch_limits.list_strategy,
+                    config.watch_limits.list_page_size,
+                )
                 .managed_volumes(volumes);
             let kube = Kube {
                 recorder: cmcsi_issuer_client::EventRecorder::new(
@@ -70,10 +78,11 @@ pub(crate) async fn connect(
             };
             if !config.pod_readiness_gates.is_empty() {
                 // Gates apply to every volume: watch the node's Pods from the start.
-                let _ = kube.pods.set(cmcsi_issuer_client::PodWatch::start(
+                let _ = kube.pods.set(cmcsi_issuer_client::PodWatch::start_with(
                     kube.issuer.client().clone(),
                     &config.node_id,
                     crate::gates::annotation_keys(&config.pod_readiness_gates),
+                    config.watch_limits.pod_watch(),
                 ));
             }
             Ok(kube)
