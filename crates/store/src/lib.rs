@@ -80,6 +80,7 @@
 //! # }
 //! ```
 
+mod budget;
 mod error;
 mod fileset;
 mod fsops;
@@ -93,6 +94,7 @@ pub mod secret_json;
 mod secrets;
 mod store;
 
+pub use budget::{Budget, Usage};
 pub use error::StoreError;
 pub use fileset::{DATA_DIR_MODE, FILE_MODE, FileSet, SET_DIR_MODE, WriteOutcome};
 pub use listing::Recovery;
