@@ -31,6 +31,8 @@ pub mod kubelet_dirs;
 pub mod monitoring;
 pub mod objects;
 mod render;
+mod selinux;
+pub mod version;
 
 pub use files::generate;
 #[cfg(test)]
@@ -40,9 +42,16 @@ pub(crate) use render::GENERATED_HEADER;
 
 /// Entry point for `cargo xtask deploy [--check]`.
 pub fn run(check: bool) -> Result<()> {
+    run_release(check, None)
+}
+
+/// `cargo xtask deploy [--check [--release-tag vX.Y.Z]]`: with `--check`, the versions must agree
+/// too ([`version`]), and with a release tag, the tag must be that version.
+pub fn run_release(check: bool, release_tag: Option<&str>) -> Result<()> {
     let root = crate::workspace_root();
     let files = generate()?;
     if check {
+        version::check(&root, release_tag)?;
         let problems = compare(&root, &files)?;
         if problems.is_empty() {
             eprintln!("deploy/: {} generated files are up to date", files.len());

@@ -1,14 +1,14 @@
 //! [`FakeApi`]: the handle tests hold on the fake API server.
 
 mod builder;
-mod shared;
-mod types;
 
 pub use builder::Builder;
-pub(crate) use shared::{Ctl, FaultRule, Shared, lock};
-pub use types::{Counts, Error, Fault, Verb};
 
-use crate::issuer::{self, Script};
+pub use crate::types::{Counts, Error, Fault, Verb};
+
+use crate::issuer;
+use crate::script::Script;
+use crate::shared::{Ctl, FaultRule, Shared, lock};
 use crate::state::UserInfo;
 pub use crate::tls::kubeconfig_json;
 use serde_json::Value;

@@ -13,7 +13,8 @@ use anyhow::Result;
 
 use super::{
     APP, CSI_DATA_DIR, DRIVER_NAME, GENERATED_HEADER, HEALTH_PORT, KUBELET_ROOT_DIR,
-    LIVENESS_REPOSITORY, LIVENESS_TAG, METRICS_PORT, REGISTRAR_REPOSITORY, REGISTRAR_TAG,
+    LIVENESS_REPOSITORY, LIVENESS_TAG, LIVENESS_UPSTREAM, METRICS_PORT, REGISTRAR_REPOSITORY,
+    REGISTRAR_TAG, REGISTRAR_UPSTREAM, TMPFS_SIZE_MIB,
 };
 
 /// The driver image's registry and repository namespace (`imageRegistry`, `imageNamespace`) and
@@ -36,8 +37,12 @@ const STATIC: &[(&str, &str)] = &[
         include_str!("chart/templates/_helpers.tpl"),
     ),
     (
-        "templates/namespace.yaml",
-        include_str!("chart/templates/namespace.yaml"),
+        "templates/NOTES.txt",
+        include_str!("chart/templates/NOTES.txt"),
+    ),
+    (
+        "templates/grafana-dashboard.yaml",
+        include_str!("chart/templates/grafana-dashboard.yaml"),
     ),
     (
         "templates/serviceaccount.yaml",
@@ -82,6 +87,13 @@ pub fn files() -> Result<Vec<(String, String)>> {
             "files/prometheus-rules.yaml".to_owned(),
             super::monitoring::rules_yaml()?,
         ),
+        (
+            "files/grafana-dashboard.json".to_owned(),
+            format!(
+                "{}\n",
+                serde_json::to_string_pretty(&super::monitoring::dashboard())?
+            ),
+        ),
     ];
     for (path, text) in STATIC {
         let text = if path.starts_with("templates/") {
@@ -98,8 +110,29 @@ fn template_header() -> &'static str {
     "{{- /* Copied by `cargo xtask deploy` from xtask/src/deploy/chart/templates/: edit it there. */ -}}\n"
 }
 
+/// Where the project lives (Chart.yaml `home` and `sources`, Artifact Hub links).
+pub const PROJECT_URL: &str = "https://github.com/cert-manager-rs/csi-driver";
+
 fn chart_yaml() -> String {
     let version = env!("CARGO_PKG_VERSION");
+    // Artifact Hub lists the images a chart deploys (for its security scan) and marks
+    // pre-releases; a `-dev` or `-rc.N` version is one.
+    let prerelease = version.contains('-');
+    let image = |name: &str, reference: &str| {
+        format!("    - name: {name}\n      image: {IMAGE_REGISTRY}/{IMAGE_NAMESPACE}/{reference}\n")
+    };
+    let images = [
+        image(IMAGE_NAME, &format!("{IMAGE_NAME}:{version}")),
+        image(
+            last_segment(REGISTRAR_REPOSITORY),
+            &format!("{}:{REGISTRAR_TAG}", last_segment(REGISTRAR_REPOSITORY)),
+        ),
+        image(
+            last_segment(LIVENESS_REPOSITORY),
+            &format!("{}:{LIVENESS_TAG}", last_segment(LIVENESS_REPOSITORY)),
+        ),
+    ]
+    .concat();
     format!(
         "{GENERATED_HEADER}apiVersion: v2\n\
          name: {APP}\n\
@@ -108,7 +141,21 @@ fn chart_yaml() -> String {
          version: {version}\n\
          appVersion: \"{version}\"\n\
          kubeVersion: \">= 1.25.0-0\"\n\
-         keywords:\n- cert-manager\n- csi\n- tls\n"
+         home: {PROJECT_URL}\n\
+         sources:\n- {PROJECT_URL}\n\
+         maintainers:\n- name: cert-manager-rs maintainers\n  url: {PROJECT_URL}\n\
+         keywords:\n- cert-manager\n- csi\n- tls\n\
+         annotations:\n\
+         \x20 artifacthub.io/license: Apache-2.0\n\
+         \x20 artifacthub.io/category: security\n\
+         \x20 artifacthub.io/alternativeName: csi-driver\n\
+         \x20 artifacthub.io/prerelease: \"{prerelease}\"\n\
+         \x20 artifacthub.io/images: |\n{images}\
+         \x20 artifacthub.io/links: |\n\
+         \x20   - name: Documentation\n\
+         \x20     url: {PROJECT_URL}/tree/main/docs\n\
+         \x20   - name: Migrating from the Go driver\n\
+         \x20     url: {PROJECT_URL}/blob/main/docs/migrate.md\n"
     )
 }
 
@@ -125,11 +172,6 @@ fn values_yaml() -> String {
 # with its meaning, plus this driver's own. Defaults give exactly the manifests in deploy/base/;
 # where a default differs from the Go chart's, the comment says why. values.schema.json rejects
 # unknown keys and wrong types.
-
-# Render the release namespace with the label pod-security.kubernetes.io/enforce: privileged
-# (the DaemonSet is privileged). Install with --namespace but without --create-namespace then.
-namespace:
-  create: false
 
 # Registry and repository namespace of the images whose `repository` is empty:
 # [imageRegistry/][imageNamespace/]name. (Go chart: quay.io and jetstack, where its images live.)
@@ -148,19 +190,22 @@ image:
   # registry: ""
   pullPolicy: IfNotPresent
 
-# The upstream node-driver-registrar sidecar. Unlike the Go chart (mirrors under
-# imageRegistry/imageNamespace), the repository is upstream's: set `repository: ""` to take
-# imageRegistry/imageNamespace/name, e.g. for a mirror.
+# The node-driver-registrar sidecar, upstream's
+# {REGISTRAR_UPSTREAM}.
+# As in the Go chart, an empty repository is imageRegistry/imageNamespace/name: the release
+# copies upstream's image there, and a mirror gets it with the driver's. Set `repository` to
+# take it from elsewhere.
 nodeDriverRegistrarImage:
-  repository: {REGISTRAR_REPOSITORY}
+  repository: ""
   name: {registrar_name}
   # Used when neither tag nor digest is set.
   _defaultReference: ":{REGISTRAR_TAG}"
   pullPolicy: IfNotPresent
 
-# The upstream livenessprobe sidecar (serves /healthz by calling the driver's CSI Probe).
+# The livenessprobe sidecar, upstream's {LIVENESS_UPSTREAM}: serves
+# /healthz by calling the driver's CSI Probe. Found as the registrar is.
 livenessProbeImage:
-  repository: {LIVENESS_REPOSITORY}
+  repository: ""
   name: {liveness_name}
   _defaultReference: ":{LIVENESS_TAG}"
   pullPolicy: IfNotPresent
@@ -206,8 +251,17 @@ app:
     # --go-defaults: volumes that name no files or duration get the Go driver's tls.crt, tls.key,
     # ca.crt and 2160h (docs/migrate.md).
     goDefaults: false
+    # --tmpfs-size: the tmpfs holding every volume's keys and certificates, a whole number of Mi
+    # or Gi. Its pages are charged to the driver container, so the memory limit is derived from
+    # it (twice it) unless resources.limits.memory is set. A volume's files take a few KiB.
+    tmpfsSize: {TMPFS_SIZE_MIB}Mi
+    # CSIDriver spec.seLinuxMount: the kubelet passes the Pod's SELinux label as a context= mount
+    # option and the driver mounts the volume with it (docs/install.md, SELinux nodes). Off, as
+    # in the Go chart.
+    seLinuxMount: false
   livenessProbe:
-    # Port of the livenessprobe sidecar's /healthz.
+    # Port of the livenessprobe sidecar's /healthz (the driver's liveness, readiness and startup
+    # probes).
     port: {HEALTH_PORT}
 
 metrics:
@@ -230,11 +284,24 @@ metrics:
     honorLabels: true
     # Extra fields of the scrape endpoint (relabelings, metricRelabelings, ...).
     endpointAdditionalProperties: {{}}
-  # A PrometheusRule with the alerts of deploy/monitoring/ (docs/metrics.md).
+  # A PrometheusRule with the alerts of deploy/monitoring/ (docs/metrics.md), each with a
+  # runbook_url into docs/runbooks.md.
   prometheusRule:
     enabled: false
     # namespace: monitoring
     labels: {{}}
+    annotations: {{}}
+  # The Grafana dashboard of deploy/monitoring/ as a ConfigMap for Grafana's dashboard sidecar
+  # (the grafana and kube-prometheus-stack charts' sidecar.dashboards), which loads ConfigMaps
+  # with the label below.
+  grafanaDashboard:
+    enabled: false
+    # Namespace of the ConfigMap (default: the release's); the sidecar must watch it.
+    # namespace: monitoring
+    label: grafana_dashboard
+    labelValue: "1"
+    labels: {{}}
+    # e.g. grafana_folder: cert-manager (with the sidecar's folderAnnotation)
     annotations: {{}}
 
 # Annotations of the DaemonSet, and labels and annotations of its Pods.
@@ -242,14 +309,37 @@ daemonSetAnnotations: {{}}
 podAnnotations: {{}}
 podLabels: {{}}
 
+# The DaemonSet's updateStrategy. Empty: the API's default, RollingUpdate one node at a time,
+# each node waiting until its new driver is ready.
+updateStrategy: {{}}
+
+# More driver flags, after the chart's, e.g. [--key-pool-size=8] (README: every flag). A flag
+# the chart renders from a value above (--tmpfs-size, --log-level, ...) is refused here.
+extraArgs: []
+
 # Driver container resources. From `cargo xtask bench` (B4: driver memory with many volumes);
-# the Go chart sets none.
+# the Go chart sets none. limits.memory, when not set, is twice app.driver.tmpfsSize.
 resources:
   requests:
     cpu: 10m
     memory: 32Mi
-  limits:
-    memory: 64Mi
+
+# Resources of the two sidecars (small Go programs that idle).
+sidecars:
+  nodeDriverRegistrar:
+    resources:
+      requests:
+        cpu: 5m
+        memory: 16Mi
+      limits:
+        memory: 48Mi
+  livenessProbe:
+    resources:
+      requests:
+        cpu: 5m
+        memory: 16Mi
+      limits:
+        memory: 48Mi
 
 # Node selector of the DaemonSet.
 nodeSelector:

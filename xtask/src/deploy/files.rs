@@ -155,6 +155,10 @@ pub fn generate() -> Result<BTreeMap<PathBuf, String>> {
         )?,
     );
 
+    for (rel, text) in super::selinux::files(&s.driver_name)? {
+        put(&rel, text);
+    }
+
     put("examples/ca-issuer.yaml", docs(&example_ca_issuer())?);
     put("examples/deployment.yaml", doc(&example_deployment(), &[])?);
     put(

@@ -9,7 +9,7 @@
 use anyhow::Result;
 use serde_json::{Value, json};
 
-use super::{APP, GENERATED_HEADER, NAMESPACE};
+use super::{APP, DRIVER_CONTAINER, GENERATED_HEADER, NAMESPACE};
 
 /// `job` of the driver's scrape target (the PodMonitor's jobLabel value, the scrape config's
 /// job name).
@@ -17,6 +17,15 @@ pub const JOB: &str = APP;
 
 /// How long past its renewal time a certificate may be before its renewal counts as failing.
 const RENEWAL_GRACE_SECONDS: u32 = 600;
+
+/// Where the runbooks live: each alert's `runbook_url` is this plus `#` and the alert's heading
+/// in `docs/runbooks.md` (GitHub's anchor: the heading lowercased).
+pub const RUNBOOKS_URL: &str =
+    "https://github.com/cert-manager-rs/csi-driver/blob/main/docs/runbooks.md";
+
+/// Share of a driver's Kubernetes API requests answered 429 or 5xx, or not answered at all,
+/// above which `CertManagerCSIKubernetesAPIErrors` fires.
+const API_ERROR_RATIO: f64 = 0.1;
 
 fn alert(
     name: &str,
@@ -31,7 +40,11 @@ fn alert(
         "expr": expr,
         "for": for_,
         "labels": {"severity": severity},
-        "annotations": {"summary": summary, "description": description},
+        "annotations": {
+            "summary": summary,
+            "description": description,
+            "runbook_url": format!("{RUNBOOKS_URL}#{}", name.to_lowercase()),
+        },
     })
 }
 
@@ -85,6 +98,19 @@ pub fn rules() -> Value {
                 "5m", "info",
                 "The key pool of the driver at {{ $labels.instance }} has been empty for 30 minutes",
                 "Every key taken from the pool in the last 30 minutes was generated inline, slowing NodePublishVolume: the pool refills slower than Pods start. Raise --key-pool-size or the driver's CPU limit.",
+            ),
+            // `rest_client_requests_total` counts every API call by status code; `<error>` is a
+            // call that got no response (refused, reset, timed out).
+            alert(
+                "CertManagerCSIKubernetesAPIErrors",
+                &format!(
+                    "sum by (job, instance, node) (rate(rest_client_requests_total{{job=\"{JOB}\",code=~\"429|5..|<error>\"}}[10m]))\n\
+                     / sum by (job, instance, node) (rate(rest_client_requests_total{{job=\"{JOB}\"}}[10m]))\n\
+                     > {API_ERROR_RATIO}"
+                ),
+                "10m", "warning",
+                "The Kubernetes API fails {{ $value | humanizePercentage }} of the requests of the driver at {{ $labels.instance }}",
+                "{{ $value | humanizePercentage }} of the Kubernetes API requests of the cert-manager CSI driver at {{ $labels.instance }} over the last 10 minutes were throttled (429), failed (5xx) or got no answer. It cannot create or watch CertificateRequests reliably: publishes fail with UNAVAILABLE and renewals are delayed. Check rest_client_requests_total by code, the API server and its priority and fairness settings.",
             ),
         ],
     }]})
@@ -332,6 +358,69 @@ pub fn dashboard() -> Value {
                 ),
             ],
             "short",
+        ),
+        panel(
+            9,
+            "Kubernetes API errors (429, 5xx, no answer)",
+            "timeseries",
+            (0, 32, 8, 8),
+            &[
+                (
+                    &format!(
+                        "sum by (node, code) (rate(rest_client_requests_total{{{node},code=~\"429|5..|<error>\"}}[5m]))"
+                    ),
+                    "{{code}} {{node}}",
+                ),
+                (
+                    &format!("sum by (node) (rate(rest_client_requests_total{{{node}}}[5m]))"),
+                    "all requests {{node}}",
+                ),
+            ],
+            "reqps",
+        ),
+        // cAdvisor's series (the kubelet's /metrics/cadvisor): the container's working set
+        // includes the tmpfs's pages, which the process's resident memory does not.
+        panel(
+            10,
+            "Driver memory against its limit",
+            "timeseries",
+            (8, 32, 8, 8),
+            &[
+                (
+                    &format!(
+                        "max by (node) (container_memory_working_set_bytes{{container=\"{DRIVER_CONTAINER}\",{node}}})"
+                    ),
+                    "working set (process + tmpfs) {{node}}",
+                ),
+                (
+                    &format!(
+                        "max by (node) (container_spec_memory_limit_bytes{{container=\"{DRIVER_CONTAINER}\",{node}}})"
+                    ),
+                    "limit {{node}}",
+                ),
+                (
+                    &format!("max by (node) (process_resident_memory_bytes{{{node}}})"),
+                    "process resident {{node}}",
+                ),
+            ],
+            "bytes",
+        ),
+        panel(
+            11,
+            "Data root (tmpfs) use",
+            "timeseries",
+            (16, 32, 8, 8),
+            &[
+                (
+                    &format!("max by (node) (certmanager_csi_data_root_used_bytes{{{node}}})"),
+                    "used {{node}}",
+                ),
+                (
+                    &format!("max by (node) (certmanager_csi_data_root_size_bytes{{{node}}})"),
+                    "size (--tmpfs-size) {{node}}",
+                ),
+            ],
+            "bytes",
         ),
     ];
     json!({

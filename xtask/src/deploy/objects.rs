@@ -27,12 +27,18 @@ pub const NAMESPACE: &str = "cert-manager-csi-driver";
 pub const DRIVER_NAME: &str = "csi.cert-manager.io";
 /// Driver image repository. The tag is the workspace version.
 pub const IMAGE_REPOSITORY: &str = "ghcr.io/cert-manager-rs/cert-manager-csi-driver";
-/// Upstream node-driver-registrar sidecar (pinned).
-pub const REGISTRAR_REPOSITORY: &str = "registry.k8s.io/sig-storage/csi-node-driver-registrar";
+/// node-driver-registrar sidecar: upstream's [`REGISTRAR_UPSTREAM`], copied next to the driver
+/// image by the release workflow, so that (as with the Go chart) every image follows the chart's
+/// `imageRegistry`/`imageNamespace`, and one value moves all three to a mirror.
+pub const REGISTRAR_REPOSITORY: &str = "ghcr.io/cert-manager-rs/csi-node-driver-registrar";
+/// Where the node-driver-registrar image comes from (the release copies it).
+pub const REGISTRAR_UPSTREAM: &str = "registry.k8s.io/sig-storage/csi-node-driver-registrar";
 /// Pinned node-driver-registrar tag.
 pub const REGISTRAR_TAG: &str = "v2.15.0";
-/// Upstream livenessprobe sidecar (pinned).
-pub const LIVENESS_REPOSITORY: &str = "registry.k8s.io/sig-storage/livenessprobe";
+/// livenessprobe sidecar: upstream's [`LIVENESS_UPSTREAM`], copied as the registrar is.
+pub const LIVENESS_REPOSITORY: &str = "ghcr.io/cert-manager-rs/livenessprobe";
+/// Where the livenessprobe image comes from (the release copies it).
+pub const LIVENESS_UPSTREAM: &str = "registry.k8s.io/sig-storage/livenessprobe";
 /// Pinned livenessprobe tag.
 pub const LIVENESS_TAG: &str = "v2.16.0";
 /// The kubelet's root directory on the node.
@@ -342,11 +348,12 @@ pub fn requester_cluster_role() -> ClusterRole {
     }
 }
 
-/// The CSIDriver object: inline ephemeral volumes only, no attach, Pod info on mount; with
+/// The CSIDriver object: inline ephemeral volumes only, Pod info on mount, and `attachRequired`
+/// left unset as the Go chart leaves it (immutable: so that an upgrade over a Go install patches
+/// the object; the kubelet never attaches Ephemeral volumes); with
 /// `token_request`, the kubelet hands the Pod's ServiceAccount token on every (re)publish.
 pub fn csi_driver(s: &Settings, token_request: bool) -> CSIDriver {
     let mut spec = CSIDriverSpec {
-        attach_required: Some(false),
         pod_info_on_mount: Some(true),
         volume_lifecycle_modes: Some(strings(&["Ephemeral"])),
         ..Default::default()
@@ -400,6 +407,21 @@ fn port(name: &str, number: i32) -> ContainerPort {
         name: Some(name.to_owned()),
         container_port: number,
         protocol: Some("TCP".to_owned()),
+        ..Default::default()
+    }
+}
+
+/// A probe of the livenessprobe sidecar's `/healthz` (which calls the driver's CSI `Probe`).
+fn healthz_probe(period_seconds: i32, failure_threshold: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some("/healthz".to_owned()),
+            port: IntOrString::String("healthz".to_owned()),
+            ..Default::default()
+        }),
+        timeout_seconds: Some(5),
+        period_seconds: Some(period_seconds),
+        failure_threshold: Some(failure_threshold),
         ..Default::default()
     }
 }
@@ -503,6 +525,12 @@ pub fn daemon_set(s: &Settings) -> DaemonSet {
             failure_threshold: Some(5),
             ..Default::default()
         }),
+        // The same /healthz: the sidecar answers 500 while the driver's CSI Probe says not ready
+        // (its CertificateRequest watch not synced yet, its data root not mounted, or the watch
+        // broken for too long), so a rollout waits for a working driver on each node.
+        readiness_probe: Some(healthz_probe(5, 1)),
+        // Up to 5 minutes for the first sync before the liveness probe may restart the container.
+        startup_probe: Some(healthz_probe(10, 30)),
         resources: Some(s.resources.clone()),
         security_context: Some(SecurityContext {
             privileged: Some(true),

@@ -50,6 +50,11 @@ pub(super) const DAEMONSET_NOTES: &[Note] = &[
         anchors: &["livenessProbe:"],
         text: "/healthz is served by the livenessprobe sidecar, which calls the driver's CSI Probe.",
     },
+    Note {
+        anchors: &["readinessProbe:"],
+        text: "Ready once the driver's CertificateRequest watch has synced and its data root is mounted\n\
+               (its CSI Probe): a rollout moves to the next node only then.",
+    },
 ];
 
 const DRIVER_RESOURCES_NOTE: &str =

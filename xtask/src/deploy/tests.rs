@@ -11,6 +11,7 @@ use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{Container, Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use k8s_openapi::api::storage::v1::CSIDriver;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -176,10 +177,15 @@ fn namespace_allows_the_privileged_daemonset() {
 }
 
 #[test]
-fn csidriver_is_ephemeral_only_without_attach() {
+fn csidriver_is_ephemeral_only_and_leaves_attach_as_the_go_chart_does() {
     let d: CSIDriver = one("deploy/base/csidriver.yaml", "CSIDriver");
     assert_eq!(d.metadata.name.as_deref(), Some(DRIVER_NAME));
-    assert_eq!(d.spec.attach_required, Some(false));
+    // Unset, as in the Go chart (immutable: a value differing from the stored default `true`
+    // would make `kubectl apply`/`helm upgrade` over a Go install fail). The kubelet never
+    // attaches an Ephemeral volume, whatever the field says.
+    assert_eq!(d.spec.attach_required, None);
+    assert_eq!(d.spec.fs_group_policy, None);
+    assert_eq!(d.spec.se_linux_mount, None);
     assert_eq!(d.spec.pod_info_on_mount, Some(true));
     assert_eq!(
         d.spec.volume_lifecycle_modes,
@@ -220,11 +226,13 @@ fn only_the_driver_container_is_privileged() {
         let caps = sc.capabilities.unwrap();
         assert_eq!(caps.drop, Some(vec!["ALL".to_owned()]), "{name}");
         assert!(caps.add.is_none(), "{name}");
+        // Upstream's image, as the release copies it next to the driver's.
         assert!(
-            c.image
-                .as_deref()
-                .unwrap()
-                .starts_with("registry.k8s.io/sig-storage/"),
+            c.image.as_deref().unwrap().starts_with(&format!(
+                "{}/{}/",
+                chart::IMAGE_REGISTRY,
+                chart::IMAGE_NAMESPACE
+            )),
             "{name}"
         );
     }
@@ -356,6 +364,13 @@ fn driver_identity_probe_resources_and_placement() {
     assert_eq!(health.container_port, HEALTH_PORT);
     let liveness = container(&ds, "liveness-probe");
     assert!(args(&liveness).contains(&format!("--health-port={HEALTH_PORT}")));
+    // Readiness (and start-up) through the same /healthz: the sidecar answers 500 while the
+    // driver's CSI Probe says not ready (watch not synced yet, or broken too long).
+    for probe in [driver.readiness_probe.clone(), driver.startup_probe.clone()] {
+        let get = probe.unwrap().http_get.unwrap();
+        assert_eq!(get.path.as_deref(), Some("/healthz"));
+        assert_eq!(get.port, IntOrString::String(port_name.clone()));
+    }
 
     let res = driver.resources.clone().unwrap();
     assert!(res.requests.unwrap().contains_key("memory"));
@@ -560,11 +575,12 @@ fn render_chart(python: &str, values: Value, namespace: &str) -> BTreeMap<(Strin
     try_render_chart(python, values, namespace).unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn try_render_chart(
+/// The chart's rendered files (templates/NOTES.txt among them), by name.
+fn render_files(
     python: &str,
-    values: Value,
+    values: &Value,
     namespace: &str,
-) -> Result<BTreeMap<(String, String), Value>, String> {
+) -> Result<BTreeMap<String, String>, String> {
     let out = Command::new(python)
         .args([
             "-c",
@@ -581,9 +597,22 @@ fn try_render_chart(
             String::from_utf8_lossy(&out.stderr)
         ));
     }
-    let files: BTreeMap<String, String> = serde_json::from_slice(&out.stdout).unwrap();
+    Ok(serde_json::from_slice(&out.stdout).unwrap())
+}
+
+fn try_render_chart(
+    python: &str,
+    values: Value,
+    namespace: &str,
+) -> Result<BTreeMap<(String, String), Value>, String> {
+    let files = render_files(python, &values, namespace)?;
     Ok(by_kind_name(
-        files.values().flat_map(|t| yaml_docs(t)).collect(),
+        files
+            .iter()
+            // NOTES.txt is text for the user, not an object.
+            .filter(|(name, _)| !name.ends_with("/NOTES.txt"))
+            .flat_map(|(_, t)| yaml_docs(t))
+            .collect(),
     ))
 }
 
@@ -617,16 +646,17 @@ fn chart_defaults_render_the_static_manifests() {
     };
     let rendered = render_chart(&python, serde_json::json!({}), NAMESPACE);
     let mut expected = base_objects();
+    // The chart has no Namespace: Helm stores the release in it before creating anything.
     expected.remove(&("Namespace".to_owned(), NAMESPACE.to_owned()));
     assert_eq!(without_helm_labels(rendered), expected);
-
-    // With namespace.create, the Namespace too, with its Pod Security label.
-    let rendered = render_chart(
+    // `namespace.create` is gone, and the schema says so.
+    let err = try_render_chart(
         &python,
         serde_json::json!({"namespace": {"create": true}}),
         NAMESPACE,
-    );
-    assert_eq!(without_helm_labels(rendered), base_objects());
+    )
+    .unwrap_err();
+    assert!(err.contains("namespace"), "{err}");
 }
 
 /// The chart and `kubectl kustomize` agree on every object both render: the base, the
@@ -1509,7 +1539,21 @@ fn dashboard_is_json_and_queries_known_metrics() {
     let text = read("deploy/monitoring/grafana-dashboard.json");
     let dashboard: Value = serde_json::from_str(&text).expect("the dashboard is valid JSON");
     assert_eq!(dashboard, monitoring::dashboard());
-    let known = queryable_names();
+    // The chart's copy (for the Grafana sidecar ConfigMap) is the same file.
+    assert_eq!(read("deploy/chart/files/grafana-dashboard.json"), text);
+    let mut known = queryable_names();
+    // cAdvisor's container series (the memory panel), which docs/metrics.md names in prose.
+    let docs = read("docs/metrics.md");
+    for external in [
+        "container_memory_working_set_bytes",
+        "container_spec_memory_limit_bytes",
+    ] {
+        assert!(
+            docs.contains(&format!("`{external}`")),
+            "docs/metrics.md lacks {external}"
+        );
+        known.insert(external.to_owned());
+    }
     let queries = monitoring::dashboard_queries(&dashboard);
     assert!(queries.len() >= 10, "{queries:?}");
     let mut used = BTreeSet::new();
@@ -1532,6 +1576,15 @@ fn dashboard_is_json_and_queries_known_metrics() {
             .all(|p| !p["targets"].as_array().unwrap().is_empty())
     );
     assert!(used.contains("certmanager_csi_certificate_request_expiration_timestamp_seconds"));
+    // The panels the runbooks point at: API errors, memory against the limit, the data root.
+    for m in [
+        "rest_client_requests_total",
+        "container_spec_memory_limit_bytes",
+        "certmanager_csi_data_root_used_bytes",
+        "certmanager_csi_data_root_size_bytes",
+    ] {
+        assert!(used.contains(m), "no dashboard panel queries {m}");
+    }
 }
 
 #[test]
@@ -1547,6 +1600,7 @@ fn alert_rules_query_known_metrics() {
         alerts.insert(rule["alert"].as_str().unwrap().to_owned());
         assert!(rule["annotations"]["summary"].is_string());
         assert!(rule["annotations"]["description"].is_string());
+        assert!(rule["annotations"]["runbook_url"].is_string());
     }
     // Every alert is listed in docs/metrics.md and exercised by the promtool tests.
     let docs = read("docs/metrics.md");
@@ -1567,7 +1621,70 @@ fn alert_rules_query_known_metrics() {
             "no firing case for {a}"
         );
     }
-    assert_eq!(alerts.len(), 5);
+    assert_eq!(alerts.len(), 6);
+}
+
+/// GitHub's anchor of a Markdown heading: lowercased, punctuation other than `-` and `_` dropped,
+/// spaces to `-`.
+fn github_anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter_map(|c| match c {
+            ' ' => Some('-'),
+            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn every_alert_has_a_runbook() {
+    let runbooks = read("docs/runbooks.md");
+    let anchors: BTreeSet<String> = runbooks
+        .lines()
+        .filter_map(|l| l.strip_prefix("## "))
+        .map(github_anchor)
+        .collect();
+    let rules = monitoring::rules();
+    let mut linked = BTreeSet::new();
+    for rule in rules["groups"][0]["rules"].as_array().unwrap() {
+        let alert = rule["alert"].as_str().unwrap();
+        let url = rule["annotations"]["runbook_url"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{alert} has no runbook_url"));
+        let (page, anchor) = url
+            .split_once('#')
+            .unwrap_or_else(|| panic!("{alert}: runbook_url {url} names no section"));
+        assert_eq!(
+            page,
+            monitoring::RUNBOOKS_URL,
+            "{alert}: runbook_url is not docs/runbooks.md"
+        );
+        assert!(
+            anchors.contains(anchor),
+            "{alert}: runbook_url {url}: docs/runbooks.md has no heading with anchor #{anchor} \
+             (headings: {anchors:?})"
+        );
+        // Each section tells what it means, how to look and what to do.
+        let section = runbooks
+            .split("\n## ")
+            .find(|s| github_anchor(s.lines().next().unwrap_or("")) == anchor)
+            .unwrap();
+        for part in ["**What it means.**", "**How to look.**", "**What to do.**"] {
+            assert!(section.contains(part), "{alert}: runbook lacks {part}");
+        }
+        linked.insert(anchor.to_owned());
+    }
+    // One section per alert, none left over.
+    assert_eq!(linked, anchors);
+    assert_eq!(
+        github_anchor("The upgrade path: `helm upgrade` of the Go release, node by node"),
+        "the-upgrade-path-helm-upgrade-of-the-go-release-node-by-node"
+    );
+    // The release points at the project's repository.
+    assert!(monitoring::RUNBOOKS_URL.starts_with(chart::PROJECT_URL));
 }
 
 /// `promtool test rules` over deploy/monitoring/tests/. Skipped (saying so) where promtool is not
@@ -1659,3 +1776,5 @@ fn chart_args_match_the_typed_daemonset() {
         args(&container(&daemon_set(&s), DRIVER_CONTAINER))
     );
 }
+
+mod upgrade;

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 
 use serde_json::{Value, json};
 
-use crate::api::Shared;
+use crate::shared::Shared;
 use crate::state::ApiError;
 
 /// Which slice of a collection one list call returns.

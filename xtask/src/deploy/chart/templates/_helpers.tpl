@@ -59,3 +59,31 @@ that serves security.openshift.io/v1.
 true
 {{- end -}}
 {{- end -}}
+
+{{/*
+app.driver.tmpfsSize in MiB (it must be a whole number of Mi or Gi, so that the memory limit can
+be derived from it).
+*/}}
+{{- define "csi.tmpfsMiB" -}}
+{{- $size := toString .Values.app.driver.tmpfsSize -}}
+{{- if not (regexMatch "^[1-9][0-9]*(Mi|Gi)$" $size) -}}
+{{- fail (printf "app.driver.tmpfsSize is %q: give a whole number of Mi or Gi, e.g. 32Mi or 1Gi" $size) -}}
+{{- end -}}
+{{- $n := regexFind "^[0-9]+" $size | atoi -}}
+{{- if hasSuffix "Gi" $size }}{{ mul $n 1024 }}{{ else }}{{ $n }}{{ end -}}
+{{- end -}}
+
+{{/*
+The driver container's resources: `resources`, with the memory limit derived from the tmpfs size
+(twice it: the tmpfs's pages are charged to this container, and the other half is the process's)
+unless `resources.limits.memory` is set.
+*/}}
+{{- define "csi.driverResources" -}}
+{{- $r := deepCopy (.Values.resources | default dict) -}}
+{{- $limits := get $r "limits" | default dict -}}
+{{- if not (hasKey $limits "memory") -}}
+{{- $_ := set $limits "memory" (printf "%dMi" (mul (include "csi.tmpfsMiB" . | atoi) 2)) -}}
+{{- end -}}
+{{- $_ := set $r "limits" $limits -}}
+{{- toYaml $r -}}
+{{- end -}}
