@@ -12,6 +12,7 @@ mod events;
 mod gates;
 mod limits;
 mod parse;
+mod tenants;
 mod watch;
 
 pub use crate::events::EventsConfig;
@@ -25,6 +26,7 @@ pub use parse::{
     parse_size_flag,
 };
 use parse::{parse_min_issuance_interval, parse_node_id, parse_renewal_rate};
+pub use tenants::{TenantFlags, TenantLimits};
 pub use watch::{ListStrategyFlag, WatchFlags, WatchLimits};
 
 /// The default CSI driver name, as registered by the `CSIDriver` object.
@@ -103,6 +105,8 @@ pub struct Config {
     pub max_watched_requests: usize,
     /// The watches' per-namespace, per-volume and Pod caps and list strategy.
     pub watch_limits: WatchLimits,
+    /// The tmpfs budget and reserve, and what a Pod may ask for on opt-in.
+    pub tenants: TenantLimits,
     /// A volume is issued at most once per this interval.
     pub min_issuance_interval: Duration,
     /// Node-wide renewals started per second (first issuances are not limited).
@@ -348,6 +352,9 @@ pub struct Cli {
     /// `--max-watched-requests-per-namespace` and the watches' other limits.
     #[command(flatten)]
     pub watch: WatchFlags,
+    /// `--tmpfs-volume-budget` and the other per-tenant limits.
+    #[command(flatten)]
+    pub tenants: TenantFlags,
 
     /// A volume is issued at most once per this interval, however short its
     /// certificate's duration; a certificate already due when issued is
@@ -422,7 +429,10 @@ impl Cli {
             renewal_backoff_max: self.renewal_backoff_max.max(self.renewal_backoff_initial),
             abandoned_sweep_interval: self.abandoned_volume_sweep_interval,
             events: self.events.into_config(),
-            request_limits: self.limits.into_limits(),
+            request_limits: RequestLimits {
+                allow_cert_manager_annotations: self.tenants.allow_cert_manager_annotations,
+                ..self.limits.into_limits()
+            },
             quarantine_grace: self.quarantine_grace,
             tmpfs_size: self.tmpfs_size,
             pod_readiness_gates: self.gates.pod_readiness_gates,
@@ -431,6 +441,7 @@ impl Cli {
             connection: self.connection.into_overrides(),
             max_watched_requests: self.max_watched_requests,
             watch_limits: self.watch.into_limits(),
+            tenants: self.tenants.into_limits(),
             min_issuance_interval: self.min_issuance_interval,
             max_renewals_per_second: self.max_renewals_per_second,
             max_issuer_label_values: self.max_issuer_label_values,

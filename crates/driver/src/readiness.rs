@@ -51,6 +51,17 @@ impl Driver {
                 "Pod {ns}/{name} does not yet meet readiness gate {gate}"
             )));
         }
+        if cmcsi_attrs::uses_pod_ip(context)
+            && pod.host_network
+            && !self.config.tenants.allow_pod_ip_for_host_network
+        {
+            return Err(DriverError::InvalidRequest(format!(
+                "Pod {ns}/{name} uses hostNetwork, so ${{POD_IP}} would be the node's address \
+                 and its certificate would name the node; use a name or an address of the Pod's \
+                 own (the node's administrator may allow this with \
+                 --allow-pod-ip-for-host-network)"
+            )));
+        }
         if cmcsi_attrs::uses_pod_ip(context) && pod.pod_ips.is_empty() {
             return Err(DriverError::PodNotReady(format!(
                 "Pod {ns}/{name} has no IP address yet for ${{POD_IP}}"

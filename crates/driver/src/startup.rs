@@ -28,6 +28,13 @@ pub(crate) fn open_store(config: &Config) -> Result<Store, crate::RunError> {
             tmpfs_size: Some(config.tmpfs_size),
         },
     )?;
+    let size = store.usage()?.size_bytes;
+    let mut budget = config.tenants.budget(size);
+    if !store.is_tmpfs() && config.tenants.renewal_reserve.is_none() {
+        // The reserve guards the node's shared tmpfs, not a disk.
+        budget.reserve_bytes = 0;
+    }
+    let store = store.with_budget(budget);
     if config.mount_tmpfs && !store.is_tmpfs() {
         // Something other than a tmpfs is already mounted there: with
         // --mount-tmpfs the keys must never reach a disk, so refuse.
