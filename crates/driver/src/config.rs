@@ -12,6 +12,7 @@ mod events;
 mod gates;
 mod limits;
 mod parse;
+mod serving;
 mod tenants;
 mod watch;
 
@@ -26,6 +27,7 @@ pub use parse::{
     parse_size_flag,
 };
 use parse::{parse_min_issuance_interval, parse_node_id, parse_renewal_rate};
+pub use serving::{MetricsFlags, MetricsLimits};
 pub use tenants::{TenantFlags, TenantLimits};
 pub use watch::{ListStrategyFlag, WatchFlags, WatchLimits};
 
@@ -107,6 +109,8 @@ pub struct Config {
     pub watch_limits: WatchLimits,
     /// The tmpfs budget and reserve, and what a Pod may ask for on opt-in.
     pub tenants: TenantLimits,
+    /// The metrics endpoint's timeouts and connection cap.
+    pub metrics_limits: MetricsLimits,
     /// A volume is issued at most once per this interval.
     pub min_issuance_interval: Duration,
     /// Node-wide renewals started per second (first issuances are not limited).
@@ -355,6 +359,9 @@ pub struct Cli {
     /// `--tmpfs-volume-budget` and the other per-tenant limits.
     #[command(flatten)]
     pub tenants: TenantFlags,
+    /// `--metrics-header-timeout` and the metrics endpoint's other bounds.
+    #[command(flatten)]
+    pub metrics_serving: MetricsFlags,
 
     /// A volume is issued at most once per this interval, however short its
     /// certificate's duration; a certificate already due when issued is
@@ -442,6 +449,7 @@ impl Cli {
             max_watched_requests: self.max_watched_requests,
             watch_limits: self.watch.into_limits(),
             tenants: self.tenants.into_limits(),
+            metrics_limits: self.metrics_serving.into_limits(),
             min_issuance_interval: self.min_issuance_interval,
             max_renewals_per_second: self.max_renewals_per_second,
             max_issuer_label_values: self.max_issuer_label_values,
