@@ -84,7 +84,7 @@ impl Driver {
                     kube.issuer.client().clone(),
                     &self.config.node_id,
                     annotation_keys(&self.config.pod_readiness_gates),
-                    self.config.watch_limits.pod_watch(),
+                    crate::startup::pod_watch_options(&self.config.watch_limits),
                 )
             })
             .clone())

@@ -97,7 +97,7 @@ pub(crate) async fn connect(
                     kube.issuer.client().clone(),
                     &config.node_id,
                     crate::gates::annotation_keys(&config.pod_readiness_gates),
-                    config.watch_limits.pod_watch(),
+                    pod_watch_options(&config.watch_limits),
                 ));
             }
             Ok(kube)
@@ -127,4 +127,13 @@ fn stored_volumes(store: &Store) -> Vec<cmcsi_issuer_client::ManagedVolume> {
             })
         })
         .collect()
+}
+
+/// The node's Pod watch's options from the watch limits.
+pub(crate) fn pod_watch_options(
+    limits: &crate::config::WatchLimits,
+) -> cmcsi_issuer_client::PodWatchOptions {
+    cmcsi_issuer_client::PodWatchOptions::default()
+        .caps(limits.max_pods, limits.max_pod_annotation_bytes)
+        .lists(limits.list_strategy, limits.list_page_size)
 }

@@ -36,15 +36,6 @@ impl Default for WatchLimits {
     }
 }
 
-impl WatchLimits {
-    /// The Pod watch's options.
-    pub fn pod_watch(&self) -> ic::PodWatchOptions {
-        ic::PodWatchOptions::default()
-            .caps(self.max_pods, self.max_pod_annotation_bytes)
-            .lists(self.list_strategy, self.list_page_size)
-    }
-}
-
 /// `--list-strategy`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ListStrategyFlag {
