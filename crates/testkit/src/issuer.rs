@@ -9,6 +9,7 @@ use crate::state::now_rfc3339;
 use base64::Engine as _;
 use serde_json::{Value, json};
 use std::sync::Arc;
+use std::time::Duration;
 
 fn str_at<'a>(v: &'a Value, ptr: &str) -> Option<&'a str> {
     v.pointer(ptr).and_then(Value::as_str)
@@ -114,13 +115,18 @@ pub(crate) async fn run(shared: &Arc<Shared>, ns: &str, name: &str, script: Scri
         }
         Script::Sign => {
             if update(&mut approve) {
-                sign(shared, ns, name);
+                sign(shared, ns, name, None);
+            }
+        }
+        Script::SignFor(d) => {
+            if update(&mut approve) {
+                sign(shared, ns, name, Some(d));
             }
         }
         Script::Delay(d) => {
             if update(&mut approve) {
                 tokio::time::sleep(d).await;
-                sign(shared, ns, name);
+                sign(shared, ns, name, None);
             }
         }
         Script::Deny { reason, message } => {
@@ -151,7 +157,7 @@ pub(crate) async fn run(shared: &Arc<Shared>, ns: &str, name: &str, script: Scri
     }
 }
 
-fn sign(shared: &Arc<Shared>, ns: &str, name: &str) {
+fn sign(shared: &Arc<Shared>, ns: &str, name: &str, lifetime: Option<Duration>) {
     let b64 = base64::engine::general_purpose::STANDARD;
     let mut st = shared.state();
     let Ok(obj) = st.get(ns, name) else {
@@ -166,7 +172,7 @@ fn sign(shared: &Arc<Shared>, ns: &str, name: &str) {
         Some(Err(e)) => Err(e),
     };
     let params = duration.map(|duration| SignParams {
-        duration,
+        duration: lifetime.or(duration),
         is_ca: obj
             .pointer("/spec/isCA")
             .and_then(Value::as_bool)
@@ -182,8 +188,13 @@ fn sign(shared: &Arc<Shared>, ns: &str, name: &str) {
             })
             .unwrap_or_default(),
     });
-    let result = params.and_then(|p| shared.ca.sign(&csr, &p));
-    let ca_pem = b64.encode(shared.ca.cert_pem());
+    let own_ca = str_at(&obj, "/spec/issuerRef/name").and_then(|issuer| {
+        let st = shared.issuer.lock().unwrap_or_else(|e| e.into_inner());
+        st.cas.get(issuer).cloned()
+    });
+    let ca = own_ca.as_deref().unwrap_or(&shared.ca);
+    let result = params.and_then(|p| ca.sign(&csr, &p));
+    let ca_pem = b64.encode(ca.cert_pem());
     st.update_with(ns, name, |o| match result {
         Ok(leaf) => {
             o["status"]["certificate"] = json!(b64.encode(leaf));

@@ -37,6 +37,9 @@ pub enum Script {
     Delay(Duration),
     /// Approve only; never sign (an issuer that is down).
     ApproveOnly,
+    /// Approve, then sign for this lifetime whatever `spec.duration` asks
+    /// (an issuer that ignores the requested duration).
+    SignFor(Duration),
 }
 
 impl Script {
@@ -84,6 +87,7 @@ impl Script {
             "never" => Script::Never,
             "approve-only" => Script::ApproveOnly,
             "delay" => Script::Delay(parse_go_duration(rest).map_err(|e| e.to_string())?),
+            "sign-for" => Script::SignFor(parse_go_duration(rest).map_err(|e| e.to_string())?),
             other => return Err(format!("unknown issuer script {other:?}")),
         })
     }
@@ -95,6 +99,8 @@ pub(crate) struct IssuerState {
     pub default: Option<Script>,
     /// UIDs of requests the issuer has taken on.
     pub handled: HashSet<String>,
+    /// Issuers with a CA of their own (after [`crate::FakeApi::rotate_issuer_ca`]).
+    pub cas: HashMap<String, std::sync::Arc<crate::ca::TestCa>>,
 }
 
 #[cfg(test)]

@@ -44,6 +44,8 @@ pub(crate) struct Shared {
     /// as with the API server's `WatchList` feature gate on (the default in
     /// 1.32 and from 1.34); when off, they get `422 Invalid`.
     pub watch_list: AtomicBool,
+    /// PodCertificateRequests, ClusterTrustBundles and Leases.
+    pub objects: Mutex<crate::objects::Store>,
 }
 
 impl Shared {
@@ -72,6 +74,7 @@ impl Shared {
             tls,
             pods: Mutex::new(crate::pods::Pods::default()),
             watch_list: AtomicBool::new(true),
+            objects: Mutex::new(crate::objects::Store::default()),
         }
     }
 
