@@ -14,7 +14,7 @@
 //! Flags: `--idle-seconds N` shortens the B5 idle window (default 60 s, the
 //! figure's definition), `--no-build` uses the release binaries as they are,
 //! `--only GROUP[,GROUP]` runs some groups (`keygen`, `b1` with B7, `b2`,
-//! `b3`, `b4` with B5 and B6, `b9`, `tenants` with B8 and B10, `b13`: the Pod
+//! `b3`, `b4` with B5 and B6, `b9`, `tenants` with B8, B10 and B12, `b13`: the Pod
 //! signer) into
 //! `target/bench/report-partial.json`,
 //! `--logs DIR` keeps each driver's log.
@@ -55,7 +55,7 @@ pub struct Args {
     #[arg(long, hide = true)]
     out: Option<PathBuf>,
     /// Run only these groups (into target/bench/report-partial.json):
-    /// keygen, b1 (with B7), b2, b3, b4 (with B5 and B6), b9, tenants (B8 and B10), b13.
+    /// keygen, b1 (with B7), b2, b3, b4 (with B5 and B6), b9, tenants (B8, B10 and B12), b13.
     #[arg(long, value_name = "GROUP,...", value_delimiter = ',',
           value_parser = ["keygen", "b1", "b2", "b3", "b4", "b9", "tenants", "b13"])]
     only: Vec<String>,
@@ -219,6 +219,7 @@ const KEYS: &[(&str, &str)] = &[
     ("b9_probe_p99_hostile_ms", "ms"),
     ("b8_rss_growth_mib", "MiB"),
     ("b10_publish_p50_ratio", ""),
+    ("b12_peak_rss_ratio", ""),
     ("b13_bare_wall_s", "s"),
     ("b13_signer_wall_s", "s"),
     ("b13_wall_ratio", ""),
@@ -312,6 +313,7 @@ fn checks(f: &measure::Figures) -> Vec<Check> {
         at_most("b9_probe_p99_hostile_ms", "<= 200 ms".into(), 200.0),
         at_most("b8_rss_growth_mib", "< 8 MiB".into(), 8.0),
         at_most("b10_publish_p50_ratio", "<= 1.5".into(), 1.5),
+        at_most("b12_peak_rss_ratio", "<= 1.5".into(), 1.5),
         at_most(
             "b13_wall_ratio",
             "<= 1.25 x bare requests' wall".into(),
@@ -422,6 +424,7 @@ mod tests {
             ("b9_probe_p99_hostile_ms", 12.0),
             ("b8_rss_growth_mib", 1.0),
             ("b10_publish_p50_ratio", 1.1),
+            ("b12_peak_rss_ratio", 1.2),
             ("b13_bare_wall_s", 2.0),
             ("b13_signer_wall_s", 2.4),
             ("b13_wall_ratio", 1.2),

@@ -30,6 +30,7 @@ pub mod chart;
 mod files;
 pub mod kubelet_dirs;
 pub mod monitoring;
+mod netpol;
 pub mod objects;
 mod render;
 mod selinux;

@@ -49,6 +49,11 @@ pub struct ParseOptions {
     /// and `${POD_IPS}`; `None` (the default) while unknown, when those
     /// variables are errors.
     pub pod_ips: Option<Vec<IpAddr>>,
+    /// `true`: pass-through annotation keys of cert-manager's own
+    /// (`cert-manager.io/...` and `*.cert-manager.io/...`, which cert-manager
+    /// and its issuers act on, e.g. `venafi.cert-manager.io/pickup-id`) are
+    /// accepted; `false` (the default): they are errors.
+    pub allow_cert_manager_annotations: bool,
 }
 
 impl ParseOptions {
@@ -68,6 +73,7 @@ impl ParseOptions {
             max_file_path_depth: limits::DEFAULT_MAX_FILE_PATH_DEPTH,
             max_file_path_bytes: limits::DEFAULT_MAX_FILE_PATH_BYTES,
             pod_ips: None,
+            allow_cert_manager_annotations: false,
         }
     }
 
@@ -89,6 +95,7 @@ impl ParseOptions {
             max_file_path_depth: limits::DEFAULT_MAX_FILE_PATH_DEPTH,
             max_file_path_bytes: limits::DEFAULT_MAX_FILE_PATH_BYTES,
             pod_ips: None,
+            allow_cert_manager_annotations: false,
         }
     }
 }

@@ -363,6 +363,19 @@ impl<'a> Parser<'a> {
                     self.unknown(key, suggestion);
                     continue;
                 }
+                if validate::is_cert_manager_annotation(key)
+                    && !self.opts.allow_cert_manager_annotations
+                {
+                    self.invalid(
+                        key,
+                        value,
+                        "cert-manager and its issuers act on cert-manager.io/ and *.cert-manager.io/ \
+                         annotations of a CertificateRequest, so a Pod may not set them",
+                        "accepted: annotation keys outside cert-manager.io (the node's \
+                         administrator may allow these with --allow-cert-manager-annotations)",
+                    );
+                    continue;
+                }
                 if let Err(problem) = validate::annotation_key(key) {
                     self.invalid(
                         key,

@@ -106,6 +106,32 @@ pub(crate) fn uri_san(s: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A keystore password: at most [`limits::MAX_PASSWORD_BYTES`](crate::limits::MAX_PASSWORD_BYTES)
+/// bytes of printable text (no control characters, which keystores and the
+/// JSON that keeps them handle badly).
+pub(crate) fn password(p: &str) -> Result<(), String> {
+    let max = crate::limits::MAX_PASSWORD_BYTES;
+    if p.len() > max {
+        return Err(format!(
+            "the password is {} bytes; at most {max} are allowed",
+            p.len()
+        ));
+    }
+    if p.chars().any(char::is_control) {
+        return Err("the password contains control characters".into());
+    }
+    Ok(())
+}
+
+/// Whether an annotation key is cert-manager's own: `cert-manager.io/...`
+/// or `<anything>.cert-manager.io/...` (any case).
+pub(crate) fn is_cert_manager_annotation(key: &str) -> bool {
+    key.split_once('/').is_some_and(|(prefix, _)| {
+        let prefix = prefix.to_ascii_lowercase();
+        prefix == "cert-manager.io" || prefix.ends_with(".cert-manager.io")
+    })
+}
+
 /// A Kubernetes annotation key: `[prefix/]name`, prefix a DNS subdomain, name
 /// at most 63 characters of alphanumerics, `-`, `_`, `.`, starting and ending
 /// alphanumeric.

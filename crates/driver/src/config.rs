@@ -15,6 +15,9 @@ mod limits;
 mod parse;
 mod probe;
 mod selinux;
+mod serving;
+mod tenants;
+mod watch;
 
 pub use crate::events::EventsConfig;
 pub use crate::gates::{ConditionStatus, Gate, GateBackoff, IpFamily};
@@ -30,6 +33,9 @@ pub use parse::{
 use parse::{parse_min_issuance_interval, parse_node_id, parse_renewal_rate};
 pub use probe::{DEFAULT_MAX_WATCH_OUTAGE, ReadinessFlags};
 pub use selinux::{DEFAULT_SELINUX_VOLUME_SIZE, SelinuxFlags};
+pub use serving::{MetricsFlags, MetricsLimits};
+pub use tenants::{TenantFlags, TenantLimits};
+pub use watch::{ListStrategyFlag, WatchFlags, WatchLimits};
 
 /// The default CSI driver name, as registered by the `CSIDriver` object.
 pub const DEFAULT_DRIVER_NAME: &str = "csi.cert-manager.io";
@@ -108,6 +114,12 @@ pub struct Config {
     pub connection: cmcsi_issuer_client::ConnectionOverrides,
     /// Most CertificateRequests the node-wide watch holds at once.
     pub max_watched_requests: usize,
+    /// The watches' per-namespace, per-volume and Pod caps and list strategy.
+    pub watch_limits: WatchLimits,
+    /// The tmpfs budget and reserve, and what a Pod may ask for on opt-in.
+    pub tenants: TenantLimits,
+    /// The metrics endpoint's timeouts and connection cap.
+    pub metrics_limits: MetricsLimits,
     /// A volume is issued at most once per this interval.
     pub min_issuance_interval: Duration,
     /// Node-wide renewals started per second (first issuances are not limited).
@@ -430,6 +442,15 @@ pub struct Cli {
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
     #[arg(help_heading = heading::KUBERNETES)]
     pub max_watched_requests: usize,
+    /// `--max-watched-requests-per-namespace` and the watches' other limits.
+    #[command(flatten)]
+    pub watch: WatchFlags,
+    /// `--tmpfs-volume-budget` and the other per-tenant limits.
+    #[command(flatten)]
+    pub tenants: TenantFlags,
+    /// `--metrics-header-timeout` and the metrics endpoint's other bounds.
+    #[command(flatten)]
+    pub metrics_serving: MetricsFlags,
 
     /// A volume is issued at most once per this interval, however short its
     /// certificate's duration; a certificate already due when issued is
@@ -522,7 +543,10 @@ impl Cli {
             renewal_backoff_max: self.renewal_backoff_max.max(self.renewal_backoff_initial),
             abandoned_sweep_interval: self.abandoned_volume_sweep_interval,
             events: self.events.into_config(),
-            request_limits: self.limits.into_limits(),
+            request_limits: RequestLimits {
+                allow_cert_manager_annotations: self.tenants.allow_cert_manager_annotations,
+                ..self.limits.into_limits()
+            },
             quarantine_grace: self.quarantine_grace,
             tmpfs_size: self.tmpfs_size,
             pod_readiness_gates: self.gates.pod_readiness_gates,
@@ -530,6 +554,9 @@ impl Cli {
             go_defaults: self.go_defaults,
             connection: self.connection.into_overrides(),
             max_watched_requests: self.max_watched_requests,
+            watch_limits: self.watch.into_limits(),
+            tenants: self.tenants.into_limits(),
+            metrics_limits: self.metrics_serving.into_limits(),
             min_issuance_interval: self.min_issuance_interval,
             max_renewals_per_second: self.max_renewals_per_second,
             max_issuer_label_values: self.max_issuer_label_values,

@@ -57,6 +57,7 @@ impl LiveStats for Live {
                 .map(|k| (k.issuer.ignored_requests(), k.issuer.cached_requests())),
             pool: d.pool.stats(),
             quarantine_removed: d.store.quarantine_removed(),
+            data_root: d.store.usage().ok(),
         })
     }
 

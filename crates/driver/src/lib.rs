@@ -128,11 +128,12 @@ pub async fn run_until(
         let metrics = driver.metrics();
         let mut rx = stop_rx.clone();
         let listener = bind_metrics(addr).await.map_err(RunError::Metrics)?;
+        let limits = config.metrics_limits;
         tokio::spawn(async move {
             let stop = async move {
                 let _ = rx.wait_for(|s| *s).await;
             };
-            if let Err(e) = metrics::serve(listener, metrics, stop).await {
+            if let Err(e) = metrics::serve(listener, metrics, limits, stop).await {
                 tracing::error!(error = %e, "metrics endpoint failed");
             }
         });

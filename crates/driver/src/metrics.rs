@@ -84,6 +84,8 @@ pub struct LiveValues {
     pub pool: cmcsi_keygen::PoolStats,
     /// Set-aside volume directories removed after the grace.
     pub quarantine_removed: u64,
+    /// How full the data root is.
+    pub data_root: Option<cmcsi_store::Usage>,
 }
 
 /// The source of [`LiveValues`]; `None` once the driver is gone.
@@ -367,6 +369,20 @@ fn live_series(d: &LiveValues) -> Vec<(&'static str, &'static str, f64, bool)> {
             "certmanager_csi_watched_requests",
             "CertificateRequests the node-wide watch holds now",
             cached as f64,
+            false,
+        ));
+    }
+    if let Some(u) = d.data_root {
+        out.push((
+            "certmanager_csi_data_root_used_bytes",
+            "Bytes in use on the data root's file system (the tmpfs every volume shares)",
+            u.used_bytes as f64,
+            false,
+        ));
+        out.push((
+            "certmanager_csi_data_root_size_bytes",
+            "Size of the data root's file system (--tmpfs-size)",
+            u.size_bytes as f64,
             false,
         ));
     }

@@ -51,6 +51,17 @@ impl Driver {
                 "Pod {ns}/{name} does not yet meet readiness gate {gate}"
             )));
         }
+        if cmcsi_attrs::uses_pod_ip(context)
+            && pod.host_network
+            && !self.config.tenants.allow_pod_ip_for_host_network
+        {
+            return Err(DriverError::InvalidRequest(format!(
+                "Pod {ns}/{name} uses hostNetwork, so ${{POD_IP}} would be the node's address \
+                 and its certificate would name the node; use a name or an address of the Pod's \
+                 own (the node's administrator may allow this with \
+                 --allow-pod-ip-for-host-network)"
+            )));
+        }
         if cmcsi_attrs::uses_pod_ip(context) && pod.pod_ips.is_empty() {
             return Err(DriverError::PodNotReady(format!(
                 "Pod {ns}/{name} has no IP address yet for ${{POD_IP}}"
@@ -69,10 +80,11 @@ impl Driver {
             .pods
             .get_or_init(|| {
                 tracing::info!(node = %self.config.node_id, "starting the node's Pod watch");
-                cmcsi_issuer_client::PodWatch::start(
+                cmcsi_issuer_client::PodWatch::start_with(
                     kube.issuer.client().clone(),
                     &self.config.node_id,
                     annotation_keys(&self.config.pod_readiness_gates),
+                    crate::startup::pod_watch_options(&self.config.watch_limits),
                 )
             })
             .clone())

@@ -28,6 +28,13 @@ pub(crate) fn open_store(config: &Config) -> Result<Store, crate::RunError> {
             tmpfs_size: Some(config.tmpfs_size),
         },
     )?;
+    let size = store.usage()?.size_bytes;
+    let mut budget = config.tenants.budget(size);
+    if !store.is_tmpfs() && config.tenants.renewal_reserve.is_none() {
+        // The reserve guards the node's shared tmpfs, not a disk.
+        budget.reserve_bytes = 0;
+    }
+    let store = store.with_budget(budget);
     if config.mount_tmpfs && !store.is_tmpfs() {
         // Something other than a tmpfs is already mounted there: with
         // --mount-tmpfs the keys must never reach a disk, so refuse.
@@ -66,6 +73,14 @@ pub(crate) async fn connect(
                     .unwrap_or_default();
             let options = cmcsi_issuer_client::IssuerOptions::default()
                 .max_watched_requests(config.max_watched_requests)
+                .max_watched_requests_per(
+                    config.watch_limits.max_per_namespace,
+                    config.watch_limits.max_per_volume,
+                )
+                .lists(
+                    config.watch_limits.list_strategy,
+                    config.watch_limits.list_page_size,
+                )
                 .managed_volumes(volumes);
             let kube = Kube {
                 recorder: cmcsi_issuer_client::EventRecorder::new(
@@ -78,10 +93,11 @@ pub(crate) async fn connect(
             };
             if !config.pod_readiness_gates.is_empty() {
                 // Gates apply to every volume: watch the node's Pods from the start.
-                let _ = kube.pods.set(cmcsi_issuer_client::PodWatch::start(
+                let _ = kube.pods.set(cmcsi_issuer_client::PodWatch::start_with(
                     kube.issuer.client().clone(),
                     &config.node_id,
                     crate::gates::annotation_keys(&config.pod_readiness_gates),
+                    pod_watch_options(&config.watch_limits),
                 ));
             }
             Ok(kube)
@@ -111,4 +127,13 @@ fn stored_volumes(store: &Store) -> Vec<cmcsi_issuer_client::ManagedVolume> {
             })
         })
         .collect()
+}
+
+/// The node's Pod watch's options from the watch limits.
+pub(crate) fn pod_watch_options(
+    limits: &crate::config::WatchLimits,
+) -> cmcsi_issuer_client::PodWatchOptions {
+    cmcsi_issuer_client::PodWatchOptions::default()
+        .caps(limits.max_pods, limits.max_pod_annotation_bytes)
+        .lists(limits.list_strategy, limits.list_page_size)
 }

@@ -100,11 +100,14 @@ pub(crate) fn parse_new<'a>(
 /// volumes it wrote (`tls.crt`, `tls.key`, `ca.crt`, 2160h, `LegacyRC2`),
 /// the original documentation's for ours.
 pub(crate) fn options_of(meta: &Metadata) -> ParseOptions {
-    if meta.written_by_go() {
+    let mut options = if meta.written_by_go() {
         ParseOptions::go_driver()
     } else {
         ParseOptions::original()
-    }
+    };
+    // Checked against --allow-cert-manager-annotations when published.
+    options.allow_cert_manager_annotations = true;
+    options
 }
 
 /// The parse options of a new volume: the original defaults with the node's
@@ -114,6 +117,7 @@ fn publish_options(mut opts: ParseOptions, limits: &RequestLimits) -> ParseOptio
     opts.max_sans = limits.max_sans;
     opts.max_file_path_depth = limits.max_file_name_depth;
     opts.max_file_path_bytes = limits.max_file_name_bytes;
+    opts.allow_cert_manager_annotations = limits.allow_cert_manager_annotations;
     opts
 }
 

@@ -7,8 +7,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use futures::StreamExt;
-use kube::runtime::WatchStreamExt;
 use kube::runtime::utils::Backoff;
 use kube::runtime::watcher::{self, Event};
 use tokio::sync::watch;
@@ -39,9 +37,68 @@ type Key = (String, String);
 #[derive(Default)]
 struct Inner {
     entries: HashMap<Key, Entry>,
+    /// Present requests by namespace and by volume, for the caps.
+    tally: Tally,
     /// Objects of a relist in progress (between `Init` and `InitDone`).
-    relist: Option<HashMap<Key, Arc<CertificateRequest>>>,
+    relist: Option<Relist>,
     next_seq: u64,
+}
+
+#[derive(Default)]
+struct Relist {
+    objects: HashMap<Key, Arc<CertificateRequest>>,
+    tally: Tally,
+}
+
+/// How many held requests each namespace and each volume (namespace and
+/// volume hash label) has, so a cap is checked without a scan.
+#[derive(Default)]
+struct Tally {
+    namespaces: HashMap<String, usize>,
+    volumes: HashMap<(String, String), usize>,
+}
+
+fn volume_label(cr: &CertificateRequest) -> String {
+    cr.metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(LABEL_VOLUME_ID_HASH))
+        .cloned()
+        .unwrap_or_default()
+}
+
+impl Tally {
+    fn add(&mut self, ns: &str, cr: &CertificateRequest) {
+        *self.namespaces.entry(ns.to_owned()).or_default() += 1;
+        *self
+            .volumes
+            .entry((ns.to_owned(), volume_label(cr)))
+            .or_default() += 1;
+    }
+
+    fn remove(&mut self, ns: &str, cr: &CertificateRequest) {
+        fn down<K: std::hash::Hash + Eq>(map: &mut HashMap<K, usize>, key: K) {
+            if let Some(n) = map.get_mut(&key) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    map.remove(&key);
+                }
+            }
+        }
+        down(&mut self.namespaces, ns.to_owned());
+        down(&mut self.volumes, (ns.to_owned(), volume_label(cr)));
+    }
+
+    fn namespace(&self, ns: &str) -> usize {
+        self.namespaces.get(ns).copied().unwrap_or(0)
+    }
+
+    fn volume(&self, ns: &str, cr: &CertificateRequest) -> usize {
+        self.volumes
+            .get(&(ns.to_owned(), volume_label(cr)))
+            .copied()
+            .unwrap_or(0)
+    }
 }
 
 /// The watch's health, for readiness reporting and error messages.
@@ -54,6 +111,9 @@ pub struct WatchHealth {
     pub lists: u64,
     /// The last error, cleared by the next successful event.
     pub last_error: Option<String>,
+    /// Whether lists are streamed (`sendInitialEvents`) rather than paged
+    /// (see [`ListStrategy`](crate::ListStrategy)).
+    pub streaming_lists: bool,
     /// When the watch first failed since its last successful event (`None`
     /// while it works). A watch that reconnects without news sends no event,
     /// so this stays set until the next event; read it with
@@ -132,35 +192,75 @@ impl ManagedVolume {
 pub struct IgnoredRequests {
     /// Labelled for this node but not made for a volume it manages.
     pub foreign: u64,
-    /// Refused because the cache already held its maximum.
+    /// Refused because the cache, the request's namespace or its volume
+    /// already held its maximum (see [`IssuerClient::refused_by_namespace`](crate::IssuerClient::refused_by_namespace)).
     pub over_limit: u64,
 }
 
+/// Namespaces whose refusals are counted by name; refusals in further
+/// namespaces are counted under [`OTHER_NAMESPACES`], so the tally itself
+/// stays bounded.
+pub const MAX_REFUSAL_NAMESPACES: usize = 256;
+/// The namespace name refusals beyond [`MAX_REFUSAL_NAMESPACES`] are counted under.
+pub const OTHER_NAMESPACES: &str = "other";
+
+/// The caps on what the watch holds (see [`IssuerOptions`](crate::IssuerOptions)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Caps {
+    /// All requests held.
+    pub node: usize,
+    /// Requests held of one namespace.
+    pub namespace: usize,
+    /// Requests held of one volume (namespace and volume hash label).
+    pub volume: usize,
+}
+
+impl Caps {
+    /// Only the node-wide cap.
+    #[cfg(test)]
+    pub(crate) fn node(max: usize) -> Self {
+        Self {
+            node: max,
+            namespace: max,
+            volume: max,
+        }
+    }
+}
+
 /// What the cache admits: only requests of managed volumes (when
-/// `managed_only`), and at most `max` of them.
+/// `managed_only`), within the caps, and always the requests this client
+/// created itself.
 pub(crate) struct Admission {
     managed_only: bool,
-    max: usize,
+    caps: Caps,
     /// Managed volumes by their hash label value.
     volumes: Mutex<HashMap<String, Vec<ManagedVolume>>>,
+    /// Requests this client is creating or created (namespace, name): it
+    /// names them before it creates them, so they are admitted whatever
+    /// others have filled. Removed when they are deleted or their volume
+    /// is forgotten. Values: the volume id.
+    own: Mutex<HashMap<Key, String>>,
     foreign: AtomicU64,
     over_limit: AtomicU64,
-    /// Set while the limit is hit, so the warning is logged once per episode.
+    refused: Mutex<HashMap<String, u64>>,
+    /// Set while a limit is hit, so the warning is logged once per episode.
     full: AtomicBool,
 }
 
 impl Admission {
     pub(crate) fn new(
         managed_only: bool,
-        max: usize,
+        caps: Caps,
         volumes: impl IntoIterator<Item = ManagedVolume>,
     ) -> Self {
         let admission = Self {
             managed_only,
-            max,
+            caps,
             volumes: Mutex::new(HashMap::new()),
+            own: Mutex::new(HashMap::new()),
             foreign: AtomicU64::new(0),
             over_limit: AtomicU64::new(0),
+            refused: Mutex::new(HashMap::new()),
             full: AtomicBool::new(false),
         };
         for v in volumes {
@@ -181,6 +281,10 @@ impl Admission {
     }
 
     pub(crate) fn forget(&self, volume_id: &str) {
+        self.own
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|_, v| v != volume_id);
         let hash = label_hash(volume_id);
         let mut volumes = self.volumes();
         if let Some(same) = volumes.get_mut(&hash) {
@@ -207,6 +311,56 @@ impl Admission {
         self.volumes()
             .get(hash)
             .is_some_and(|same| same.iter().any(|v| v.owns(cr)))
+    }
+
+    /// Marks `namespace/name` as this client's own: admitted whatever the caps.
+    pub(crate) fn expect(&self, namespace: &str, name: &str, volume_id: &str) {
+        self.own
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(
+                (namespace.to_owned(), name.to_owned()),
+                volume_id.to_owned(),
+            );
+    }
+
+    /// Undoes [`Admission::expect`] (the create failed, or it was deleted).
+    pub(crate) fn unexpect(&self, key: &Key) {
+        self.own
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(key);
+    }
+
+    fn is_own(&self, key: &Key) -> bool {
+        self.own
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(key)
+    }
+
+    fn count_refusal(&self, namespace: &str) {
+        self.over_limit.fetch_add(1, Ordering::Relaxed);
+        let mut refused = self.refused.lock().unwrap_or_else(PoisonError::into_inner);
+        let bucket = if refused.contains_key(namespace) || refused.len() < MAX_REFUSAL_NAMESPACES {
+            namespace
+        } else {
+            OTHER_NAMESPACES
+        };
+        *refused.entry(bucket.to_owned()).or_default() += 1;
+    }
+
+    /// Refusals (over a cap) by namespace, sorted by name.
+    pub(crate) fn refused_by_namespace(&self) -> Vec<(String, u64)> {
+        let mut v: Vec<(String, u64)> = self
+            .refused
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(k, n)| (k.clone(), *n))
+            .collect();
+        v.sort();
+        v
     }
 
     pub(crate) fn ignored(&self) -> IgnoredRequests {
@@ -257,7 +411,7 @@ impl Cache {
     /// A cache that keeps every request it is shown, up to `usize::MAX`.
     #[cfg(test)]
     pub(crate) fn new() -> Self {
-        Self::with_admission(Admission::new(false, usize::MAX, []))
+        Self::with_admission(Admission::new(false, Caps::node(usize::MAX), []))
     }
 
     pub(crate) fn with_admission(admission: Admission) -> Self {
@@ -269,10 +423,18 @@ impl Cache {
     }
 
     /// Slims `cr` and decides whether it may be kept: it must belong to a
-    /// managed volume, and a request not held yet must fit under the limit
-    /// (`held`: already held; `present`: how many are held now). Counts what
-    /// it refuses.
-    fn admit(&self, key: &Key, cr: &mut CertificateRequest, held: bool, present: usize) -> bool {
+    /// managed volume, and a request not held yet must fit under the node's,
+    /// its namespace's and its volume's caps (`held`: already held;
+    /// `tally`/`present`: what is held now), unless this client created it.
+    /// Counts what it refuses.
+    fn admit(
+        &self,
+        key: &Key,
+        cr: &mut CertificateRequest,
+        held: bool,
+        tally: &Tally,
+        present: usize,
+    ) -> bool {
         if !self.admission.belongs(cr) {
             self.admission.foreign.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(
@@ -282,22 +444,32 @@ impl Cache {
             );
             return false;
         }
-        if !held && present >= self.admission.max {
-            self.admission.over_limit.fetch_add(1, Ordering::Relaxed);
-            if !self.admission.full.swap(true, Ordering::Relaxed) {
-                tracing::warn!(
-                    limit = self.admission.max,
-                    namespace = %key.0,
-                    name = %key.1,
-                    "the CertificateRequest watch holds --max-watched-requests={} requests; \
-                     ignoring further ones until some are deleted (raise the flag if this \
-                     node really has that many)",
-                    self.admission.max
-                );
+        if !held && !self.admission.is_own(key) {
+            let caps = self.admission.caps;
+            let over = if present >= caps.node {
+                Some(("--max-watched-requests", caps.node))
+            } else if tally.namespace(&key.0) >= caps.namespace {
+                Some(("--max-watched-requests-per-namespace", caps.namespace))
+            } else if tally.volume(&key.0, cr) >= caps.volume {
+                Some(("--max-watched-requests-per-volume", caps.volume))
+            } else {
+                None
+            };
+            if let Some((flag, limit)) = over {
+                self.admission.count_refusal(&key.0);
+                if !self.admission.full.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        limit,
+                        namespace = %key.0,
+                        name = %key.1,
+                        "the CertificateRequest watch holds {flag}={limit} requests; ignoring \
+                         further ones there until some are deleted (requests this driver \
+                         creates are still admitted; raise the flag if this node really has \
+                         that many)"
+                    );
+                }
+                return false;
             }
-            return false;
-        }
-        if !held {
             self.admission.full.store(false, Ordering::Relaxed);
         }
         slim(cr);
@@ -320,20 +492,29 @@ impl Cache {
     pub(crate) fn handle(&self, event: Event<CertificateRequest>) {
         let mut inner = self.lock();
         match event {
-            Event::Init => inner.relist = Some(HashMap::new()),
+            Event::Init => inner.relist = Some(Relist::default()),
             Event::InitApply(mut cr) => {
                 if let Some(key) = key_of(&cr) {
                     // During a relist the new list is what counts, so the
                     // limit applies to the buffer, not to what it replaces.
-                    let (held, present) = match inner.relist.as_ref() {
-                        Some(buffer) => (buffer.contains_key(&key), buffer.len()),
-                        None => (inner.holds(&key), inner.present()),
+                    let admitted = match inner.relist.as_ref() {
+                        Some(buffer) => {
+                            let held = buffer.objects.contains_key(&key);
+                            self.admit(&key, &mut cr, held, &buffer.tally, buffer.objects.len())
+                        }
+                        None => {
+                            let held = inner.holds(&key);
+                            self.admit(&key, &mut cr, held, &inner.tally, inner.present())
+                        }
                     };
-                    if self.admit(&key, &mut cr, held, present) {
+                    if admitted {
                         let cr = Arc::new(cr);
                         match inner.relist.as_mut() {
                             Some(buffer) => {
-                                buffer.insert(key, cr);
+                                if let Some(old) = buffer.objects.insert(key.clone(), cr.clone()) {
+                                    buffer.tally.remove(&key.0, &old);
+                                }
+                                buffer.tally.add(&key.0, &cr);
                             }
                             None => inner.apply(key, cr),
                         }
@@ -341,7 +522,7 @@ impl Cache {
                 }
             }
             Event::InitDone => {
-                let listed = inner.relist.take().unwrap_or_default();
+                let listed = inner.relist.take().unwrap_or_default().objects;
                 // Whatever was present but is not in the new list is gone.
                 let gone: Vec<Key> = inner
                     .entries
@@ -369,12 +550,14 @@ impl Cache {
             }
             Event::Apply(mut cr) => {
                 if let Some(key) = key_of(&cr) {
-                    let (held, present) = (inner.holds(&key), inner.present());
-                    if self.admit(&key, &mut cr, held, present) {
+                    let held = inner.holds(&key);
+                    if self.admit(&key, &mut cr, held, &inner.tally, inner.present()) {
                         inner.apply(key, Arc::new(cr));
-                    } else if inner.entries.contains_key(&key) {
+                    } else if held {
                         // It no longer qualifies (its volume was forgotten,
-                        // or a label changed): drop what was held.
+                        // or a label changed): drop what was held. A
+                        // refused request that was never held leaves the
+                        // slot alone: whoever waits there keeps waiting.
                         inner.delete(&key);
                     }
                 }
@@ -382,6 +565,7 @@ impl Cache {
             Event::Delete(cr) => {
                 if let Some(key) = key_of(&cr) {
                     inner.delete(&key);
+                    self.admission.unexpect(&key);
                 }
             }
         }
@@ -491,7 +675,7 @@ impl Cache {
         for key in gone {
             inner.delete(&key);
         }
-        if inner.present() < self.admission.max {
+        if inner.present() < self.admission.caps.node {
             self.admission.full.store(false, Ordering::Relaxed);
         }
     }
@@ -514,12 +698,15 @@ impl Inner {
     fn apply(&mut self, key: Key, cr: Arc<CertificateRequest>) {
         self.next_seq += 1;
         let seq = self.next_seq;
+        self.tally.add(&key.0, &cr);
         match self.entries.get_mut(&key) {
             Some(entry) => {
                 if matches!(*entry.tx.borrow(), Slot::Unseen) {
                     entry.seq = seq;
                 }
-                entry.tx.send_replace(Slot::Present(cr));
+                if let Slot::Present(old) = entry.tx.send_replace(Slot::Present(cr)) {
+                    self.tally.remove(&key.0, &old);
+                }
             }
             None => {
                 self.entries.insert(
@@ -534,13 +721,16 @@ impl Inner {
     }
 
     fn delete(&mut self, key: &Key) {
-        if let Some(entry) = self.entries.remove(key) {
-            entry.tx.send_replace(Slot::Deleted);
+        if let Some(entry) = self.entries.remove(key)
+            && let Slot::Present(old) = entry.tx.send_replace(Slot::Deleted)
+        {
+            self.tally.remove(&key.0, &old);
         }
     }
 }
 
 /// Exponential watch backoff with a little jitter, reset by any successful event.
+#[derive(Clone)]
 pub(crate) struct WatchBackoff {
     min: Duration,
     max: Duration,
@@ -588,20 +778,28 @@ fn into_request(event: Event<WatchedRequest>) -> Event<CertificateRequest> {
 
 /// Runs the watch forever, feeding `cache`.
 pub(crate) async fn run(
+    client: kube::Client,
     api: kube::Api<WatchedRequest>,
     config: watcher::Config,
+    lists: crate::relist::Lists,
     backoff: WatchBackoff,
     cache: Arc<Cache>,
 ) {
-    let stream = watcher::watcher(api, config).backoff(backoff);
-    let mut stream = std::pin::pin!(stream);
-    while let Some(event) = stream.next().await {
-        match event {
-            Ok(event) => cache.handle(into_request(event)),
-            Err(err) => cache.record_error(&err),
-        }
-    }
-    tracing::error!("CertificateRequest watch ended");
+    let setup = crate::relist::Setup {
+        client,
+        base: config,
+        lists,
+        backoff,
+        what: "CertificateRequest",
+    };
+    crate::relist::run(
+        setup,
+        api,
+        |event| cache.handle(into_request(event)),
+        |err| cache.record_error(err),
+        |streaming| cache.health.send_modify(|h| h.streaming_lists = streaming),
+    )
+    .await;
 }
 
 #[cfg(test)]

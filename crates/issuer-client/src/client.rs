@@ -9,9 +9,12 @@ use kube::runtime::watcher;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::cache::{self, Admission, Cache, IgnoredRequests, ManagedVolume, Slot, WatchHealth};
+use crate::cache::{
+    self, Admission, Cache, Caps, IgnoredRequests, ManagedVolume, Slot, WatchHealth,
+};
 use crate::connection::ApiConnection;
 use crate::error::IssueError;
+use crate::relist::{DEFAULT_LIST_PAGE_SIZE, ListStrategy, Lists};
 use crate::state::{Phase, RequestState};
 use crate::token::SecretToken;
 use crate::types::{CertificateRequest, IssuerRef, WatchedRequest};
@@ -38,6 +41,20 @@ pub struct IssuerOptions {
     /// [`DEFAULT_MAX_WATCHED_REQUESTS`]); further ones are ignored, counted
     /// in [`IgnoredRequests::over_limit`], and logged once per episode.
     pub max_watched_requests: usize,
+    /// Most requests the watch holds of one namespace (default
+    /// [`DEFAULT_MAX_WATCHED_REQUESTS_PER_NAMESPACE`]), so that one
+    /// namespace cannot fill the node's cap; requests this client creates
+    /// are admitted regardless.
+    pub max_watched_requests_per_namespace: usize,
+    /// Most requests the watch holds of one volume (default
+    /// [`DEFAULT_MAX_WATCHED_REQUESTS_PER_VOLUME`]); requests this client
+    /// creates are admitted regardless.
+    pub max_watched_requests_per_volume: usize,
+    /// How the node-wide watches get their initial state (default
+    /// [`ListStrategy::Auto`]).
+    pub list_strategy: ListStrategy,
+    /// Page size of paged lists (default [`DEFAULT_LIST_PAGE_SIZE`]).
+    pub list_page_size: u32,
     /// `Some`: keep only requests of these volumes and those added later
     /// with [`IssuerClient::manage_volume`] (a node's driver); `None`
     /// (default): keep every request labelled for the node.
@@ -47,6 +64,12 @@ pub struct IssuerOptions {
 /// Default of [`IssuerOptions::max_watched_requests`]: room for 1000
 /// volumes with two requests each, and then some.
 pub const DEFAULT_MAX_WATCHED_REQUESTS: usize = 4096;
+/// Default of [`IssuerOptions::max_watched_requests_per_namespace`]: a
+/// quarter of the node's cap.
+pub const DEFAULT_MAX_WATCHED_REQUESTS_PER_NAMESPACE: usize = 1024;
+/// Default of [`IssuerOptions::max_watched_requests_per_volume`]: a volume
+/// keeps at most two requests; the rest is room for requests being deleted.
+pub const DEFAULT_MAX_WATCHED_REQUESTS_PER_VOLUME: usize = 16;
 
 impl Default for IssuerOptions {
     fn default() -> Self {
@@ -56,6 +79,10 @@ impl Default for IssuerOptions {
             watch_backoff_max: Duration::from_secs(30),
             watch_timeout: None,
             max_watched_requests: DEFAULT_MAX_WATCHED_REQUESTS,
+            max_watched_requests_per_namespace: DEFAULT_MAX_WATCHED_REQUESTS_PER_NAMESPACE,
+            max_watched_requests_per_volume: DEFAULT_MAX_WATCHED_REQUESTS_PER_VOLUME,
+            list_strategy: ListStrategy::Auto,
+            list_page_size: DEFAULT_LIST_PAGE_SIZE,
             managed_volumes: None,
         }
     }
@@ -84,6 +111,21 @@ impl IssuerOptions {
     /// Sets [`IssuerOptions::max_watched_requests`].
     pub fn max_watched_requests(mut self, max: usize) -> Self {
         self.max_watched_requests = max;
+        self
+    }
+
+    /// Sets the per-namespace and per-volume caps (see
+    /// [`IssuerOptions::max_watched_requests_per_namespace`]).
+    pub fn max_watched_requests_per(mut self, namespace: usize, volume: usize) -> Self {
+        self.max_watched_requests_per_namespace = namespace;
+        self.max_watched_requests_per_volume = volume;
+        self
+    }
+
+    /// Sets how lists are made (see [`ListStrategy`]) and their page size.
+    pub fn lists(mut self, strategy: ListStrategy, page_size: u32) -> Self {
+        self.list_strategy = strategy;
+        self.list_page_size = page_size.max(1);
         self
     }
 
@@ -284,21 +326,35 @@ impl IssuerClient {
         options: IssuerOptions,
     ) -> Self {
         let node_hash = label_hash(&node_id);
+        let caps = Caps {
+            node: options.max_watched_requests,
+            namespace: options.max_watched_requests_per_namespace,
+            volume: options.max_watched_requests_per_volume,
+        };
         let admission = Admission::new(
             options.managed_volumes.is_some(),
-            options.max_watched_requests,
+            caps,
             options.managed_volumes.clone().unwrap_or_default(),
         );
         let cache = Arc::new(Cache::with_admission(admission));
-        let mut config = watcher::Config::default()
-            .labels(&format!("{LABEL_NODE_ID_HASH}={node_hash}"))
-            // Served from the API server's watch cache, as client-go informers list.
-            .any_semantic();
+        let mut config =
+            watcher::Config::default().labels(&format!("{LABEL_NODE_ID_HASH}={node_hash}"));
         config.timeout = options.watch_timeout;
         let api = kube::Api::<WatchedRequest>::all(client.clone());
         let backoff =
             cache::WatchBackoff::new(options.watch_backoff_min, options.watch_backoff_max);
-        let task = tokio::spawn(cache::run(api, config, backoff, cache.clone()));
+        let lists = Lists {
+            strategy: options.list_strategy,
+            page_size: options.list_page_size,
+        };
+        let task = tokio::spawn(cache::run(
+            client.clone(),
+            api,
+            config,
+            lists,
+            backoff,
+            cache.clone(),
+        ));
         Self {
             inner: Arc::new(Inner {
                 client,
@@ -336,6 +392,13 @@ impl IssuerClient {
     /// Requests the watch saw but did not keep, by reason.
     pub fn ignored_requests(&self) -> IgnoredRequests {
         self.inner.cache.admission.ignored()
+    }
+
+    /// Requests refused over a cap, by namespace (at most
+    /// [`MAX_REFUSAL_NAMESPACES`](crate::MAX_REFUSAL_NAMESPACES) names; the
+    /// rest under [`OTHER_NAMESPACES`](crate::OTHER_NAMESPACES)), sorted by name.
+    pub fn refused_by_namespace(&self) -> Vec<(String, u64)> {
+        self.inner.cache.admission.refused_by_namespace()
     }
 
     /// Keeps the requests of `volume` from now on (with
@@ -415,6 +478,18 @@ impl IssuerClient {
         let name = cr.metadata.name.clone().unwrap_or_default();
         let action = format!("creating CertificateRequest {namespace}/{name}");
         let api = kube::Api::<CertificateRequest>::namespaced(client, &namespace);
+        // Named before it exists: the watch admits it whatever others have
+        // filled its caps with.
+        let volume_id = cr
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(ANNOTATION_VOLUME_ID))
+            .cloned()
+            .unwrap_or_default();
+        let admission = &self.inner.cache.admission;
+        admission.expect(&namespace, &name, &volume_id);
+        let not_created = |key: (String, String)| admission.unexpect(&key);
         let created = match tokio::time::timeout(
             self.inner.options.api_timeout,
             api.create(&PostParams::default(), &cr),
@@ -422,8 +497,16 @@ impl IssuerClient {
         .await
         {
             Ok(Ok(created)) => created,
-            Ok(Err(e)) => return Err(IssueError::from_kube(action, e, token_mode)),
+            Ok(Err(e)) => {
+                // The server answered no: it was not created. (After a
+                // transport error it may have been: keep expecting it.)
+                if matches!(e, kube::Error::Api(_)) {
+                    not_created((namespace, name));
+                }
+                return Err(IssueError::from_kube(action, e, token_mode));
+            }
             Err(_) => {
+                // It may still have been created: keep expecting it.
                 return Err(IssueError::ApiUnavailable {
                     detail: format!("no answer within {:?}", self.inner.options.api_timeout),
                     action,

@@ -100,7 +100,7 @@ impl EventRecorder {
                 Severity::Warning => EventType::Warning,
             },
             reason: event.reason.clone(),
-            note: Some(truncate(&event.note, MAX_NOTE_BYTES)),
+            note: Some(truncate(&escape_controls(&event.note), MAX_NOTE_BYTES)),
             action: event.action.clone(),
             secondary: related,
         };
@@ -117,6 +117,25 @@ impl EventRecorder {
     }
 }
 
+/// `s` with control characters (newlines, escape sequences: an issuer's
+/// message is copied into notes, and `kubectl describe` prints them to a
+/// terminal) written as escapes (`\n`, `\u{1b}`), so a note is one line of
+/// printable text.
+fn escape_controls(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_string();
+    }
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// `s` cut to at most `max` bytes on a character boundary.
 fn truncate(s: &str, max: usize) -> String {
     if s.len() <= max {
@@ -131,7 +150,15 @@ fn truncate(s: &str, max: usize) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::truncate;
+    use super::{escape_controls, truncate};
+
+    #[test]
+    fn notes_have_no_control_characters() {
+        let note = escape_controls("denied:\nfake line\u{1b}[31mred\u{7}");
+        assert!(!note.chars().any(char::is_control), "{note:?}");
+        assert_eq!(note, "denied:\\nfake line\\u{1b}[31mred\\u{7}");
+        assert_eq!(escape_controls("plain é"), "plain é");
+    }
 
     #[test]
     fn notes_are_cut_on_a_character_boundary() {

@@ -104,14 +104,18 @@ mod events;
 mod hash;
 mod pods;
 mod ratelimit;
+mod relist;
 mod state;
 mod token;
 mod types;
 
-pub use cache::{IgnoredRequests, ManagedVolume, WatchHealth};
+pub use cache::{
+    IgnoredRequests, MAX_REFUSAL_NAMESPACES, ManagedVolume, OTHER_NAMESPACES, WatchHealth,
+};
 pub use client::{
-    DEFAULT_MAX_WATCHED_REQUESTS, Issued, IssuerClient, IssuerOptions, NewRequest, PodRef,
-    RequestKey, Submitted, generate_name,
+    DEFAULT_MAX_WATCHED_REQUESTS, DEFAULT_MAX_WATCHED_REQUESTS_PER_NAMESPACE,
+    DEFAULT_MAX_WATCHED_REQUESTS_PER_VOLUME, Issued, IssuerClient, IssuerOptions, NewRequest,
+    PodRef, RequestKey, Submitted, generate_name,
 };
 pub use connection::{
     ApiCall, ApiConnection, ApiObserver, ConnectionOverrides, client_from_config,
@@ -120,8 +124,11 @@ pub use connection::{
 pub use error::{Cause, ConfigError, IssueError};
 pub use events::{EventRecorder, MAX_NOTE_BYTES, PodEvent, PodObject, Severity};
 pub use hash::label_hash;
-pub use pods::{PodFacts, PodWatch};
+pub use pods::{
+    DEFAULT_MAX_POD_ANNOTATION_BYTES, DEFAULT_MAX_WATCHED_PODS, PodFacts, PodWatch, PodWatchOptions,
+};
 pub use ratelimit::{DEFAULT_BURST, DEFAULT_QPS, RateLimit, RateLimited};
+pub use relist::{DEFAULT_LIST_PAGE_SIZE, ListStrategy};
 /// The token type of [`ConnectionOverrides::token`].
 pub use secrecy::SecretString;
 pub use state::{Phase, RequestState};

@@ -25,7 +25,9 @@ async fn kubeconfig_file_with_token_over_http() {
     assert!(!format!("{conn:?}").contains(cmcsi_testkit::DEFAULT_TOKEN));
     let issuer = IssuerClient::new(conn, "node-x");
     issuer.wait_synced(Duration::from_secs(20)).await.unwrap();
-    assert_eq!(api.counts().verb(Verb::List), 1);
+    // The fake serves streaming lists: one watch, no list.
+    assert_eq!(api.counts().verb(Verb::Watch), 1);
+    assert_eq!(api.counts().verb(Verb::List), 0);
 }
 
 #[tokio::test]

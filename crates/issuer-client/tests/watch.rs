@@ -20,7 +20,7 @@ async fn env(script: Script) -> common::Env {
 }
 
 #[tokio::test]
-async fn fifty_issuances_cost_one_list_one_watch_and_fifty_creates() {
+async fn fifty_issuances_cost_one_streaming_watch_and_fifty_creates() {
     let env = env(Script::Never).await;
     env.api.wait_for_watches(1, SOON).await.unwrap();
     let mut tasks = Vec::new();
@@ -39,13 +39,63 @@ async fn fifty_issuances_cost_one_list_one_watch_and_fifty_creates() {
     }
     let counts = env.api.counts();
     let all: Vec<_> = counts.iter().collect();
-    assert_eq!(counts.verb(Verb::List), 1, "{all:?}");
+    // A streaming list: the initial state came on the watch itself.
+    assert_eq!(counts.verb(Verb::List), 0, "{all:?}");
     assert_eq!(counts.verb(Verb::Watch), 1, "{all:?}");
     assert_eq!(counts.verb(Verb::Create), 50, "{all:?}");
     assert_eq!(counts.verb(Verb::Get), 0, "{all:?}");
+    // And one `/version`, to choose streaming or paged lists.
     assert_eq!(counts.total(), 52, "no other requests: {all:?}");
     assert_eq!(env.issuer.cached_requests(), 50);
     assert_eq!(env.issuer.health().lists, 1);
+    assert!(env.issuer.health().streaming_lists);
+}
+
+/// An API server with the WatchList feature gate off (1.27 to 1.31, 1.33 by
+/// default) refuses the streaming list with 422: the watch falls back to
+/// paged lists that are not served from the watch cache, and still wakes
+/// waiters.
+#[tokio::test]
+async fn without_watch_list_the_watch_falls_back_to_small_pages() {
+    let api = FakeApi::builder()
+        .issuer("ca", Script::Sign)
+        .start()
+        .await
+        .unwrap();
+    api.set_watch_list(false);
+    for i in 0..25 {
+        let mut body = serde_json::json!({
+            "apiVersion": "cert-manager.io/v1", "kind": "CertificateRequest",
+            "metadata": {"name": format!("other-{i:02}"), "labels": {
+                cmcsi_issuer_client::LABEL_NODE_ID_HASH: cmcsi_issuer_client::label_hash("node-a"),
+            }},
+            "spec": {"request": "", "issuerRef": {"name": "nobody"}},
+        });
+        body["spec"]["request"] = serde_json::json!(base64_csr());
+        api.insert_request("other", body, "someone").unwrap();
+    }
+    let env = env_with(api, "node-a").await;
+    let health = env.issuer.health();
+    assert!(!health.streaming_lists, "{health:?}");
+    let counts = env.api.counts();
+    // 25 objects in pages of 10: three list calls, none from the cache.
+    assert_eq!(
+        counts.verb(Verb::List),
+        3,
+        "{:?}",
+        counts.iter().collect::<Vec<_>>()
+    );
+    let s = env
+        .issuer
+        .submit(new_request("ns", "ca", "v"), None)
+        .await
+        .unwrap();
+    env.issuer.await_outcome(&s, SOON).await.unwrap();
+}
+
+fn base64_csr() -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(common::csr("other"))
 }
 
 #[tokio::test]
@@ -70,10 +120,11 @@ async fn watch_dropped_mid_wait_resumes_without_relisting() {
 
     let counts = env.api.counts();
     assert_eq!(
-        counts.verb(Verb::List),
+        env.issuer.health().lists,
         1,
         "resumed from its resourceVersion"
     );
+    assert_eq!(counts.verb(Verb::List), 0);
     assert_eq!(counts.verb(Verb::Watch), 2, "re-established once");
     assert_eq!(counts.verb(Verb::Get), 0);
 }
@@ -100,7 +151,10 @@ async fn gone_410_relists_and_still_wakes_the_waiter() {
 
     let issued = waiter.await.unwrap().unwrap();
     assert_eq!(issued.key.name, s.name);
-    assert!(env.api.counts().verb(Verb::List) >= 2, "relisted after 410");
+    assert!(
+        env.api.counts().verb(Verb::Watch) >= 3,
+        "relisted after 410"
+    );
     assert!(env.issuer.health().lists >= 2);
 }
 

@@ -66,7 +66,8 @@ struct EncryptedPrivateKeyInfo {
 /// ...), as cert-manager does. `created` is the entries' creation date.
 ///
 /// Fails with [`Error::LeafKeyMismatch`] when the chain's leaf is not for `key`, and with
-/// [`Error::Jks`] when the alias is empty, too long, or the alias of a CA entry.
+/// [`Error::Jks`] when the alias is empty, too long, or the alias of a CA entry, or the
+/// password is longer than [`MAX_KEYSTORE_PASSWORD_BYTES`].
 pub fn jks(
     key: &PrivateKey,
     chain_pem: &[u8],
@@ -75,6 +76,7 @@ pub fn jks(
     password: &str,
     created: SystemTime,
 ) -> Result<Vec<u8>> {
+    check_password(password, Error::Jks)?;
     let summary = ChainSummary::from_pem(chain_pem)?;
     if !summary.leaf_matches_key(key) {
         return Err(Error::LeafKeyMismatch);
@@ -112,6 +114,7 @@ pub fn jks(
 ///
 /// Fails with [`Error::EmptyChain`] when `ca_pem` holds no certificate.
 pub fn jks_truststore(ca_pem: &[u8], password: &str, created: SystemTime) -> Result<Vec<u8>> {
+    check_password(password, Error::Jks)?;
     let cas = ca_certificates(ca_pem)?;
     if cas.is_empty() {
         return Err(Error::EmptyChain);
@@ -139,6 +142,23 @@ fn ca_aliases(n: usize) -> Vec<String> {
             _ => format!("{JKS_CA_ALIAS}-{}", i + 1),
         })
         .collect()
+}
+
+/// Most bytes (UTF-8) of a keystore password. JKS hashes the password once per 20 bytes
+/// of key, and PKCS#12's key derivation once per iteration block, so the password's
+/// length multiplies the cost of every keystore: a 1 MiB password would cost hundreds of
+/// megabytes of SHA-1 for one RSA-8192 key.
+pub const MAX_KEYSTORE_PASSWORD_BYTES: usize = 1024;
+
+/// Refuses a password over [`MAX_KEYSTORE_PASSWORD_BYTES`] (never quoting it).
+pub(crate) fn check_password(password: &str, err: fn(String) -> Error) -> Result<()> {
+    if password.len() > MAX_KEYSTORE_PASSWORD_BYTES {
+        return Err(err(format!(
+            "the keystore password is {} bytes; at most {MAX_KEYSTORE_PASSWORD_BYTES} are allowed",
+            password.len()
+        )));
+    }
+    Ok(())
 }
 
 /// Java's `char[]` password as the key protector and the integrity hash see it: UTF-16BE,

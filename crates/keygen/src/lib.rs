@@ -140,7 +140,7 @@ pub use bundle::credential_bundle;
 pub use chain::ChainSummary;
 pub use csr::{CsrParams, Rdn, Subject, SubjectFields, build_csr};
 pub use error::{Error, Result};
-pub use jks::{JKS_ALIAS, JKS_CA_ALIAS, jks, jks_truststore};
+pub use jks::{JKS_ALIAS, JKS_CA_ALIAS, MAX_KEYSTORE_PASSWORD_BYTES, jks, jks_truststore};
 pub use key::PrivateKey;
 pub use pkcs12::{PKCS12_ALIAS, Pkcs12Profile, pkcs12, pkcs12_truststore};
 #[cfg(feature = "pool")]

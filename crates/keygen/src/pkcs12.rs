@@ -82,13 +82,16 @@ impl std::fmt::Display for Pkcs12Profile {
 /// then intermediates, as the Go driver does; the CA is not added), protected by
 /// `password` with `profile`.
 ///
-/// Fails with [`Error::LeafKeyMismatch`] when the chain's leaf is not for `key`.
+/// Fails with [`Error::LeafKeyMismatch`] when the chain's leaf is not for `key`, and with
+/// [`Error::Pkcs12`] when the password is longer than
+/// [`MAX_KEYSTORE_PASSWORD_BYTES`](crate::MAX_KEYSTORE_PASSWORD_BYTES).
 pub fn pkcs12(
     key: &PrivateKey,
     chain_pem: &[u8],
     password: &str,
     profile: Pkcs12Profile,
 ) -> Result<Vec<u8>> {
+    crate::jks::check_password(password, Error::Pkcs12)?;
     let summary = ChainSummary::from_pem(chain_pem)?;
     if !summary.leaf_matches_key(key) {
         return Err(Error::LeafKeyMismatch);
@@ -121,6 +124,7 @@ pub fn pkcs12(
 ///
 /// Fails with [`Error::EmptyChain`] when `ca_pem` holds no certificate.
 pub fn pkcs12_truststore(ca_pem: &[u8], password: &str, profile: Pkcs12Profile) -> Result<Vec<u8>> {
+    crate::jks::check_password(password, Error::Pkcs12)?;
     let cas = crate::jks::ca_certificates(ca_pem)?;
     if cas.is_empty() {
         return Err(Error::EmptyChain);

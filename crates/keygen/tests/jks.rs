@@ -218,4 +218,24 @@ fn refusals() {
     assert_eq!(&ks[8..12], &[0, 0, 0, 1], "one entry");
     let err = jks_truststore(b"\n", PASSWORD, now).unwrap_err();
     assert!(matches!(err, Error::EmptyChain), "{err}");
+    // A password long enough to make key protection cost more than the key: refused
+    // before any hashing, without quoting it.
+    let long = "z".repeat(cmcsi_keygen::MAX_KEYSTORE_PASSWORD_BYTES + 1);
+    for err in [
+        jks(&key, chain.as_bytes(), &ca, JKS_ALIAS, &long, now).unwrap_err(),
+        jks_truststore(&ca, &long, now).unwrap_err(),
+        cmcsi_keygen::pkcs12(
+            &key,
+            chain.as_bytes(),
+            &long,
+            cmcsi_keygen::Pkcs12Profile::Modern2023,
+        )
+        .unwrap_err(),
+        cmcsi_keygen::pkcs12_truststore(&ca, &long, cmcsi_keygen::Pkcs12Profile::LegacyRc2)
+            .unwrap_err(),
+    ] {
+        let text = err.to_string();
+        assert!(text.contains("at most 1024 are allowed"), "{text}");
+        assert!(!text.contains("zzz"), "{text}");
+    }
 }

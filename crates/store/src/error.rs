@@ -95,6 +95,40 @@ pub enum StoreError {
         source: io::Error,
     },
 
+    /// A write would take the volume over its byte budget.
+    #[error(
+        "volume {id}: {what} would take {bytes} bytes of the node's data root, more than the \
+         per-volume budget of {budget} bytes (--tmpfs-volume-budget); write fewer or smaller files \
+         (keystores, truststores, credential bundles) or shorter annotations"
+    )]
+    OverBudget {
+        /// The volume id.
+        id: String,
+        /// What was to be written.
+        what: String,
+        /// The bytes it would take.
+        bytes: u64,
+        /// The budget.
+        budget: u64,
+    },
+
+    /// A new volume would leave less free than the renewal reserve.
+    #[error(
+        "volume {id}: the node's data root is full for new volumes ({used} of {size} bytes used; \
+         {reserve} bytes are kept for renewals of existing volumes, --tmpfs-renewal-reserve); \
+         remove unused volumes or raise --tmpfs-size"
+    )]
+    Full {
+        /// The volume id.
+        id: String,
+        /// Bytes in use.
+        used: u64,
+        /// Size of the file system.
+        size: u64,
+        /// The reserve.
+        reserve: u64,
+    },
+
     /// A file system operation failed.
     #[error("{op} {path}: {source}")]
     Io {

@@ -59,6 +59,15 @@ impl FileSet {
         Self::default()
     }
 
+    /// What the set takes on the data root: its files in whole pages (the
+    /// symlinks and directories are not counted).
+    pub fn bytes_on_disk(&self) -> u64 {
+        self.files
+            .values()
+            .map(|c| crate::budget::on_disk(c.len() as u64))
+            .sum()
+    }
+
     /// Adds (or replaces) a file. Names are checked when the set is written.
     pub fn insert(&mut self, path: impl Into<String>, contents: impl Into<Vec<u8>>) -> &mut Self {
         self.files

@@ -83,6 +83,7 @@
 //! # }
 //! ```
 
+mod budget;
 mod error;
 mod fileset;
 mod fsops;
@@ -99,6 +100,7 @@ mod usage;
 mod view;
 mod volume_fs;
 
+pub use budget::{Budget, Usage};
 pub use error::StoreError;
 pub use fileset::{DATA_DIR_MODE, FILE_MODE, FileSet, SET_DIR_MODE, WriteOutcome};
 pub use listing::Recovery;

@@ -49,6 +49,11 @@ impl Store {
             id: id.to_owned(),
             reason: format!("encoding failed: {:?}", e.classify()),
         })?;
+        self.check_budget(
+            id,
+            "its secrets",
+            crate::budget::on_disk(json.len() as u64).saturating_add(self.private_bytes(id)?),
+        )?;
         self.write_private(id, SECRETS_FILE, &json)
     }
 

@@ -73,6 +73,8 @@ pub struct Store {
     is_tmpfs: bool,
     /// Set-aside entries removed by [`Store::purge_quarantine`] since open.
     pub(crate) quarantine_removed: std::sync::atomic::AtomicU64,
+    /// Per-volume budget and renewal reserve.
+    pub(crate) budget: crate::budget::Budget,
     /// The root's lock; `None` for a [`StoreView`](crate::StoreView), which
     /// only reads.
     _lock: Option<File>,
@@ -181,12 +183,25 @@ impl Store {
         if !is_tmpfs {
             tracing::warn!(path = %inmemfs.display(), "the data root is not on a tmpfs: private keys are stored on disk");
         }
+        let size = rustix::fs::fstatvfs(&inmemfs_fd)
+            .map(|v| v.f_blocks.saturating_mul(v.f_frsize))
+            .map_err(|e| StoreError::io("statvfs", &inmemfs, e))?;
         Ok(Store {
             root: root.to_path_buf(),
             inmemfs,
             inmemfs_fd,
             is_tmpfs,
             quarantine_removed: std::sync::atomic::AtomicU64::new(0),
+            // The reserve is for the node's shared tmpfs; a data root on a
+            // disk (unprivileged use) is not the node's memory.
+            budget: if is_tmpfs {
+                crate::budget::Budget::for_size(size)
+            } else {
+                crate::budget::Budget {
+                    reserve_bytes: 0,
+                    ..crate::budget::Budget::for_size(size)
+                }
+            },
             _lock: Some(lock),
         })
     }
@@ -214,6 +229,8 @@ impl Store {
             inmemfs_fd,
             is_tmpfs,
             quarantine_removed: std::sync::atomic::AtomicU64::new(0),
+            // A view only reads: it writes nothing to budget.
+            budget: crate::budget::Budget::for_size(u64::MAX),
             _lock: None,
         })
     }
@@ -308,6 +325,9 @@ impl Store {
             return Ok(false);
         }
         let json = encode_metadata(meta)?;
+        let bytes = crate::budget::on_disk(json.len() as u64);
+        self.check_budget(id, "its metadata", bytes)?;
+        self.check_reserve(id, bytes)?;
         let tmp = format!("{CREATING_PREFIX}{id}");
         let tmp_path = self.inmemfs.join(&tmp);
         let dev = self.dev()?;
@@ -348,8 +368,13 @@ impl Store {
     /// without a format marker.
     pub fn write_metadata(&self, meta: &Metadata) -> Result<(), StoreError> {
         let id = meta.volume_id.as_str();
-        let vol = self.open_volume(id)?;
         let json = encode_metadata(meta)?;
+        self.check_budget(
+            id,
+            "its metadata",
+            crate::budget::on_disk(json.len() as u64),
+        )?;
+        let vol = self.open_volume(id)?;
         fsops::write_file_atomic(vol.as_fd(), METADATA_FILE, &json, METADATA_MODE)
             .map_err(|e| StoreError::io("write", self.volume_path(id).join(METADATA_FILE), e))
     }
@@ -404,6 +429,9 @@ impl Store {
     ) -> Result<WriteOutcome, StoreError> {
         files.validate()?;
         let gid = self.group(gid)?;
+        let set_bytes = files.bytes_on_disk();
+        let total = set_bytes.saturating_add(self.private_bytes(id)?);
+        self.check_budget(id, "its files", total)?;
         let vol = self.open_volume(id)?;
         // A volume directory without data/ (damaged by hand, or left so by
         // another tool) heals here instead of failing every publish.
@@ -416,6 +444,14 @@ impl Store {
             })?;
         }
         let data = self.open_data(id, vol.as_fd())?;
+        let first = fsops::lstat_at(data.as_fd(), crate::fileset::DATA_LINK)
+            .ok()
+            .flatten()
+            .is_none();
+        if first {
+            // A new volume's first set may not eat into the renewal reserve.
+            self.check_reserve(id, set_bytes)?;
+        }
         fileset::write_set(
             data.as_fd(),
             &self.volume_path(id).join(DATA_DIR),

@@ -368,6 +368,13 @@ impl FakeApi {
         });
     }
 
+    /// Sets a Pod's `spec.hostNetwork`.
+    pub fn set_pod_host_network(&self, ns: &str, name: &str, host_network: bool) {
+        lock(&self.shared.pods).update(ns, name, "", |p| {
+            p["spec"]["hostNetwork"] = serde_json::json!(host_network);
+        });
+    }
+
     /// Deletes a Pod.
     pub fn delete_pod(&self, ns: &str, name: &str) {
         lock(&self.shared.pods).delete(ns, name);
@@ -402,8 +409,10 @@ impl FakeApi {
     }
 
     /// Ends every open watch now (clean end of the response stream, as when
-    /// the API server's watch timeout fires); returns how many were open.
+    /// the API server's watch timeout fires), Pod watches too; returns how
+    /// many CertificateRequest watches were open.
     pub fn drop_watches(&self) -> usize {
+        lock(&self.shared.pods).drop_watches();
         self.shared.state().drop_watches()
     }
 
@@ -412,6 +421,14 @@ impl FakeApi {
         self.shared
             .honour_watch_timeouts
             .store(yes, Ordering::Relaxed);
+    }
+
+    /// Serve streaming lists (`sendInitialEvents=true` watches) or refuse
+    /// them with `422 Invalid`, as an API server with its `WatchList` feature
+    /// gate on (the default in 1.32 and from 1.34) or off (1.27 to 1.31,
+    /// 1.33). Default: served. Applies to watches opened later.
+    pub fn set_watch_list(&self, enabled: bool) {
+        self.shared.watch_list.store(enabled, Ordering::Relaxed);
     }
 
     /// Open watches.
@@ -436,6 +453,8 @@ impl FakeApi {
     /// resourceVersion gets `410 Gone` and must relist.
     pub fn expire_watch_history(&self) {
         self.shared.state().expire_history();
+        // etcd compacts every resource at once: the Pod watches' history goes too.
+        lock(&self.shared.pods).expire_history();
     }
 
     /// Takes the API down: closes every connection and refuses new ones until

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+use crate::server::Page;
 use crate::state::{ApiError, event_line, random_uid};
 
 /// The Pods and their watchers (their own resourceVersion counter: the
@@ -18,6 +19,8 @@ use crate::state::{ApiError, event_line, random_uid};
 #[derive(Default)]
 pub(crate) struct Pods {
     rv: u64,
+    /// A watch resuming from below this resourceVersion gets `410 Gone`.
+    compacted_rv: u64,
     pods: BTreeMap<(String, String), Value>,
     watchers: Vec<(Option<String>, Option<String>, mpsc::UnboundedSender<Bytes>)>,
 }
@@ -95,26 +98,69 @@ impl Pods {
             .ok_or_else(|| ApiError::not_found(name))
     }
 
-    pub(crate) fn list(&self, ns: Option<&str>, node: Option<&str>) -> Value {
-        let items: Vec<&Value> = self
+    /// A list, paged as the API server pages (see [`Page::of`]).
+    pub(crate) fn list(&self, ns: Option<&str>, node: Option<&str>, page: &Page) -> Value {
+        let all = self
             .pods
             .iter()
             .filter(|((pns, _), p)| ns.is_none_or(|n| n == pns) && on_node(p, node))
-            .map(|(_, p)| p)
-            .collect();
-        json!({"kind": "PodList", "apiVersion": "v1",
-               "metadata": {"resourceVersion": self.rv.to_string()}, "items": items})
+            .map(|((pns, name), p)| (format!("{pns}/{name}"), p));
+        let (items, meta) = page.apply(all, self.rv);
+        json!({"kind": "PodList", "apiVersion": "v1", "metadata": meta, "items": items})
     }
 
-    /// A watch of future changes (the driver lists first, then watches).
+    /// A watch from `rv`. As the API server: a streaming list
+    /// (`streaming`) or a watch from resourceVersion 0 or unset starts with
+    /// the current Pods as ADDED events (a streaming list then ends them
+    /// with the `k8s.io/initial-events-end` bookmark); a watch resuming from
+    /// a compacted resourceVersion gets one `410 Gone` ERROR event. The fake
+    /// keeps no Pod history, so a resumed watch sees only later changes.
     pub(crate) fn watch(
         &mut self,
         ns: Option<String>,
         node: Option<String>,
+        rv: Option<u64>,
+        streaming: bool,
     ) -> mpsc::UnboundedReceiver<Bytes> {
         let (tx, rx) = mpsc::unbounded_channel();
+        match rv {
+            Some(rv) if rv != 0 && !streaming => {
+                if rv < self.compacted_rv {
+                    let gone = ApiError::new(
+                        410,
+                        "Expired",
+                        format!("too old resource version: {rv} ({})", self.compacted_rv),
+                    );
+                    let _ = tx.send(event_line("ERROR", &gone.status_json()));
+                    return rx;
+                }
+            }
+            _ => {
+                for ((pns, _), pod) in &self.pods {
+                    if ns.as_ref().is_none_or(|n| n == pns) && on_node(pod, node.as_deref()) {
+                        let _ = tx.send(event_line("ADDED", pod));
+                    }
+                }
+                if streaming {
+                    let _ = tx.send(crate::server::initial_events_end("v1", "Pod", self.rv));
+                }
+            }
+        }
         self.watchers.push((ns, node, tx));
         rx
+    }
+
+    /// Forgets the history: watches resuming from an older resourceVersion get 410.
+    pub(crate) fn expire_history(&mut self) {
+        // Past every resourceVersion a client has seen, so any resumed
+        // watch is refused; a fresh list returns this one and may resume.
+        self.rv += 1;
+        self.compacted_rv = self.rv;
+    }
+
+    /// Ends every open Pod watch.
+    pub(crate) fn drop_watches(&mut self) {
+        self.watchers.clear();
     }
 }
 
@@ -134,13 +180,13 @@ mod tests {
             Some("node-a")
         );
         assert!(node_selector(&q("status.phase=Running")).is_err());
-        let mut rx = pods.watch(None, Some("node-a".into()));
+        let mut rx = pods.watch(None, Some("node-a".into()), None, false);
         pods.update("ns", "a", "node-a", |_| {});
         pods.update("ns", "b", "node-b", |_| {});
         pods.update("ns", "a", "", |p| {
             p["status"]["podIPs"] = json!([{"ip": "10.0.0.1"}])
         });
-        let list = pods.list(None, Some("node-a"));
+        let list = pods.list(None, Some("node-a"), &Page::of(&HashMap::new()));
         assert_eq!(list["items"].as_array().unwrap().len(), 1);
         let first = String::from_utf8(rx.try_recv().unwrap().to_vec()).unwrap();
         assert!(

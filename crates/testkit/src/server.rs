@@ -25,10 +25,12 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 mod events;
+mod lists;
 mod objects;
 mod pods;
 mod route;
 use events::{create_event, patch_event};
+pub(crate) use lists::{Page, initial_events_end};
 use pods::{handle_pods, pod_target};
 use route::{Target, parse_query, route, verb_of};
 
@@ -438,12 +440,7 @@ fn list(
     query: &HashMap<String, String>,
 ) -> Result<Response<Body>, ApiError> {
     let (labels, fields) = selectors(query)?;
-    let limit: usize = query
-        .get("limit")
-        .and_then(|l| l.parse().ok())
-        .filter(|l| *l > 0)
-        .unwrap_or(usize::MAX);
-    let after = query.get("continue").filter(|c| !c.is_empty()).cloned();
+    let page = lists::Page::of(query);
     let st = shared.state();
     let all = st.select(ns, &labels, &fields);
     let key = |o: &Value| {
@@ -457,19 +454,7 @@ fn list(
                 .unwrap_or("")
         )
     };
-    let mut items: Vec<Value> = all
-        .iter()
-        .filter(|o| after.as_ref().is_none_or(|a| key(o) > *a))
-        .map(|o| (**o).clone())
-        .collect();
-    let mut meta = json!({"resourceVersion": st.rv.to_string()});
-    if items.len() > limit {
-        items.truncate(limit);
-        if let Some(last) = items.last() {
-            meta["continue"] = json!(key(last));
-            meta["remainingItemCount"] = json!(all.len() - items.len());
-        }
-    }
+    let (items, meta) = page.apply(all.iter().map(|o| (key(o), &**o)), st.rv);
     Ok(json_response(
         StatusCode::OK,
         &json!({"kind": format!("{KIND}List"), "apiVersion": API_VERSION, "metadata": meta, "items": items}),
@@ -497,7 +482,7 @@ fn watch(
             .get("allowWatchBookmarks")
             .is_some_and(|v| v == "true"),
         resource_version,
-        send_initial_events: query.get("sendInitialEvents").is_some_and(|v| v == "true"),
+        send_initial_events: lists::streaming(shared, query)?,
     };
     let timeout = query
         .get("timeoutSeconds")

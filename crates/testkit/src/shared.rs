@@ -40,6 +40,10 @@ pub(crate) struct Shared {
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// Core v1 Pods (for the driver's node-scoped Pod watch).
     pub pods: Mutex<crate::pods::Pods>,
+    /// Whether `sendInitialEvents=true` watches (streaming lists) are served,
+    /// as with the API server's `WatchList` feature gate on (the default in
+    /// 1.32 and from 1.34); when off, they get `422 Invalid`.
+    pub watch_list: AtomicBool,
     /// PodCertificateRequests, ClusterTrustBundles and Leases.
     pub objects: Mutex<crate::objects::Store>,
 }
@@ -69,6 +73,7 @@ impl Shared {
             changed,
             tls,
             pods: Mutex::new(crate::pods::Pods::default()),
+            watch_list: AtomicBool::new(true),
             objects: Mutex::new(crate::objects::Store::default()),
         }
     }

@@ -597,10 +597,15 @@ impl State {
                 for obj in self.objects.values().filter(|o| w.selects(o)) {
                     let _ = w.tx.send(event_line("ADDED", obj));
                 }
+                // A streaming list (`sendInitialEvents=true`): the current
+                // state as ADDED events, then the bookmark that ends them.
+                // (A watch from resourceVersion 0 without it gets the same
+                // ADDED events and no bookmark, as the API server sends.)
                 if p.send_initial_events {
-                    let _ = w.tx.send(bookmark_line(
+                    let _ = w.tx.send(crate::server::initial_events_end(
+                        API_VERSION,
+                        KIND,
                         self.rv,
-                        Some(json!({"k8s.io/initial-events-end": "true"})),
                     ));
                 }
             }

@@ -119,6 +119,7 @@ pub async fn all(opts: &Options) -> Result<Figures> {
     if opts.wants("tenants") {
         b8(opts, &mut f).await?;
         b10(opts, &mut f).await?;
+        b12(opts, &mut f).await?;
     }
     if opts.wants("b13") {
         super::b13::b13(opts, &mut f).await?;
@@ -197,11 +198,24 @@ impl Node {
     /// Starts a fake API and the driver with `args` added to the common
     /// flags; with `metrics`, on a free local port.
     async fn start(opts: &Options, group: &str, args: &[&str], metrics: bool) -> Result<Node> {
+        Self::start_prepared(opts, group, args, metrics, |_| Ok(())).await
+    }
+
+    /// [`Node::start`] with `prepare` run on the fake API before the driver
+    /// starts (objects that are there when it lists).
+    async fn start_prepared(
+        opts: &Options,
+        group: &str,
+        args: &[&str],
+        metrics: bool,
+        prepare: impl FnOnce(&FakeApi) -> Result<()>,
+    ) -> Result<Node> {
         let api = FakeApi::builder()
             .issuer(ISSUER, Script::Sign)
             .start()
             .await
             .context("starting the fake API")?;
+        prepare(&api)?;
         let dir = tempfile::Builder::new()
             .prefix("cmcsi-bench-")
             .tempdir()
@@ -946,6 +960,63 @@ async fn b10(opts: &Options, f: &mut Figures) -> Result<()> {
         renewals as f64 / t0.elapsed().as_secs_f64(),
     );
     node.stop().await
+}
+
+/// B12: foreign requests in the API before the driver starts, and the size
+/// of each one's CSR field.
+const B12_FOREIGN: usize = 80;
+const B12_REQUEST_BYTES: usize = 1024 * 1024;
+
+/// B12: the driver's peak RSS (`VmHWM`) over a start (initial lists) and
+/// one publish with 80 foreign 1 MB requests labelled for its node already
+/// in the API, as a ratio to the same without them.
+async fn b12(opts: &Options, f: &mut Figures) -> Result<()> {
+    step(&format!(
+        "B12: peak RSS of a start with {B12_FOREIGN} foreign {} KiB requests in the API",
+        B12_REQUEST_BYTES / 1024
+    ));
+    let quiet = b12_start(opts, 0).await?;
+    let flooded = b12_start(opts, B12_FOREIGN).await?;
+    f.insert("b12_peak_rss_quiet_mib", quiet);
+    f.insert("b12_peak_rss_flooded_mib", flooded);
+    f.insert("b12_peak_rss_ratio", flooded / quiet);
+    Ok(())
+}
+
+/// One B12 start with `foreign` large foreign requests: peak RSS in MiB.
+async fn b12_start(opts: &Options, foreign: usize) -> Result<f64> {
+    use base64::Engine as _;
+    let csr =
+        base64::engine::general_purpose::STANDARD.encode(vec![b'A'; B12_REQUEST_BYTES * 3 / 4]);
+    let node = Node::start_prepared(opts, "b12", &[], false, |api| {
+        for i in 0..foreign {
+            let volume = format!("csi-foreign-{i:04}");
+            let obj = json!({
+                "apiVersion": "cert-manager.io/v1",
+                "kind": "CertificateRequest",
+                "metadata": {
+                    "name": format!("big-{i:04}"),
+                    "labels": {
+                        "csi.cert-manager.io/node-id-hash": cmcsi_issuer_client::label_hash("bench-node"),
+                        "csi.cert-manager.io/volume-id-hash": cmcsi_issuer_client::label_hash(&volume),
+                    },
+                    "annotations": {"csi.cert-manager.io/volume-id": volume},
+                },
+                "spec": {"request": csr, "issuerRef": {"name": "no-such-issuer"}},
+            });
+            api.insert_request("intruder", obj, "system:serviceaccount:intruder:default")
+                .map_err(|e| anyhow!("creating a foreign request: {e}"))?;
+        }
+        Ok(())
+    })
+    .await?;
+    let pod = Pod::new(NAMESPACE, "b12");
+    node.publish(&volume_id(12, foreign), &pod, &ecdsa_attrs())
+        .await?;
+    node.wait_quiet().await?;
+    let peak = sys::peak_rss_mib(node.pid()?)?;
+    node.stop().await?;
+    Ok(peak)
 }
 
 /// One B10 sample: a first publish of a fresh ECDSA volume.

@@ -12,6 +12,11 @@ pub fn rss_mib(pid: u32) -> Result<f64> {
     status_mib(pid, "VmRSS:")
 }
 
+/// Peak resident set size of `pid` in MiB (`VmHWM` of `/proc/<pid>/status`).
+pub fn peak_rss_mib(pid: u32) -> Result<f64> {
+    status_mib(pid, "VmHWM:")
+}
+
 /// The anonymous (heap, stacks) and file-backed (the mapped binary and
 /// libraries) parts of the resident set, in MiB.
 pub fn rss_parts_mib(pid: u32) -> Result<(f64, f64)> {

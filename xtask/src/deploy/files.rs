@@ -161,6 +161,11 @@ pub fn generate() -> Result<BTreeMap<PathBuf, String>> {
 
     put("examples/ca-issuer.yaml", docs(&example_ca_issuer())?);
     put("examples/deployment.yaml", doc(&example_deployment(), &[])?);
+    // Not in the examples' kustomization: it needs the monitoring namespace's name.
+    put(
+        "examples/metrics-networkpolicy.yaml",
+        doc(&super::netpol::metrics_network_policy(), &[])?,
+    );
     put(
         "examples/kustomization.yaml",
         doc(

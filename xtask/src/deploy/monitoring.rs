@@ -23,6 +23,10 @@ const RENEWAL_GRACE_SECONDS: u32 = 600;
 pub const RUNBOOKS_URL: &str =
     "https://github.com/cert-manager-rs/csi-driver/blob/main/docs/runbooks.md";
 
+/// Share of the data root (the tmpfs every volume on a node shares) in use above which
+/// `CertManagerCSIDataRootFilling` fires.
+const DATA_ROOT_RATIO: f64 = 0.8;
+
 /// Share of a driver's Kubernetes API requests answered 429 or 5xx, or not answered at all,
 /// above which `CertManagerCSIKubernetesAPIErrors` fires.
 const API_ERROR_RATIO: f64 = 0.1;
@@ -111,6 +115,17 @@ pub fn rules() -> Value {
                 "10m", "warning",
                 "The Kubernetes API fails {{ $value | humanizePercentage }} of the requests of the driver at {{ $labels.instance }}",
                 "{{ $value | humanizePercentage }} of the Kubernetes API requests of the cert-manager CSI driver at {{ $labels.instance }} over the last 10 minutes were throttled (429), failed (5xx) or got no answer. It cannot create or watch CertificateRequests reliably: publishes fail with UNAVAILABLE and renewals are delayed. Check rest_client_requests_total by code, the API server and its priority and fairness settings.",
+            ),
+            alert(
+                "CertManagerCSIDataRootFilling",
+                &format!(
+                    "certmanager_csi_data_root_used_bytes\n\
+                     / certmanager_csi_data_root_size_bytes\n\
+                     > {DATA_ROOT_RATIO}"
+                ),
+                "10m", "warning",
+                "The data root of the driver at {{ $labels.instance }} is {{ $value | humanizePercentage }} full",
+                "The tmpfs that holds every volume's keys and certificates on the node of the driver at {{ $labels.instance }} is {{ $value | humanizePercentage }} full. New volumes are refused once only the renewal reserve (--tmpfs-renewal-reserve) is left, and renewals fail when it is gone. Find the volumes that take the most (large keystores, many annotations), or raise --tmpfs-size with the memory limit.",
             ),
         ],
     }]})

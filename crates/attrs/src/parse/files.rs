@@ -217,7 +217,17 @@ impl Parser<'_> {
                 );
                 empty()
             }
-            (Some(p), None) => (Password::new(p), PasswordSource::Inline),
+            (Some(p), None) => {
+                if let Err(problem) = validate::password(p) {
+                    // Never quote the value: it is a secret.
+                    self.conflict(
+                        k.password,
+                        format!("{problem}; give a password of printable text"),
+                    );
+                    return empty();
+                }
+                (Password::new(p), PasswordSource::Inline)
+            }
             (None, Some(name)) => {
                 if let Err(problem) = validate::secret_data_key(name) {
                     self.invalid(
@@ -229,6 +239,18 @@ impl Parser<'_> {
                     return empty();
                 }
                 match self.secrets.get(name) {
+                    Some(p) if !p.is_empty() && validate::password(p).is_err() => {
+                        let problem = validate::password(p).err().unwrap_or_default();
+                        // Never quote the value: it is a secret.
+                        self.conflict(
+                            k.secret_key,
+                            format!(
+                                "the value of key {name:?} of the volume's Secret is not a usable {} password: {problem}; put a password of printable text there",
+                                k.what
+                            ),
+                        );
+                        empty()
+                    }
                     Some(p) if !p.is_empty() => (
                         Password::new(*p),
                         PasswordSource::Secret {

@@ -1606,3 +1606,80 @@ fn file_name_depth_and_length_limits_are_options() {
         "{text}"
     );
 }
+
+#[test]
+fn cert_manager_annotations_are_refused_unless_allowed() {
+    for key in [
+        "cert-manager.io/issuer-name",
+        "venafi.cert-manager.io/pickup-id",
+        "Venafi.Cert-Manager.io/pickup-id",
+    ] {
+        let text = err_text(&[(key, "x")]);
+        assert!(
+            text.contains("cert-manager and its issuers act on cert-manager.io/")
+                && text.contains("--allow-cert-manager-annotations"),
+            "{key}: {text}"
+        );
+    }
+    // A look-alike domain is not cert-manager's.
+    let spec = ok(&[("not-cert-manager.io/x", "y")]);
+    assert_eq!(spec.annotations.len(), 1);
+    let mut opts = ParseOptions::original();
+    opts.allow_cert_manager_annotations = true;
+    let map: BTreeMap<String, String> = base()
+        .into_iter()
+        .chain([(
+            "venafi.cert-manager.io/pickup-id".to_owned(),
+            "1".to_owned(),
+        )])
+        .collect();
+    let spec = parse_with(&map, &opts).unwrap();
+    assert_eq!(spec.annotations["venafi.cert-manager.io/pickup-id"], "1");
+}
+
+#[test]
+fn keystore_passwords_are_bounded_and_printable_never_quoted() {
+    let long = "p".repeat(crate::limits::MAX_PASSWORD_BYTES + 1);
+    let huge = "q".repeat(1024 * 1024);
+    let secrets = [
+        ("long", long.as_str()),
+        ("ctl", "pass\u{7}hunter9"),
+        ("huge", huge.as_str()),
+    ];
+    for key in ["long", "ctl", "huge"] {
+        let text = err_with_secrets(
+            &[
+                (keys::JKS_ENABLE, "true"),
+                (keys::JKS_PASSWORD_SECRET_KEY, key),
+            ],
+            &secrets,
+        );
+        assert!(
+            text.contains(&format!(
+                "the value of key {key:?} of the volume's Secret is not a usable"
+            )),
+            "{text}"
+        );
+        assert!(
+            !text.contains("ppp") && !text.contains("qqq") && !text.contains("hunter9"),
+            "{text}"
+        );
+    }
+    let text = err_text(&[
+        (keys::PKCS12_ENABLE, "true"),
+        (keys::PKCS12_PASSWORD, "in\u{1b}line-secret"),
+    ]);
+    assert!(text.contains("control characters"), "{text}");
+    assert!(!text.contains("line-secret"), "{text}");
+    let text = err_text(&[
+        (keys::PKCS12_ENABLE, "true"),
+        (keys::PKCS12_PASSWORD, &long),
+    ]);
+    assert!(text.contains("at most 1024 are allowed"), "{text}");
+    // At the limit, printable: accepted.
+    let ok_long = "p".repeat(crate::limits::MAX_PASSWORD_BYTES);
+    ok(&[
+        (keys::PKCS12_ENABLE, "true"),
+        (keys::PKCS12_PASSWORD, &ok_long),
+    ]);
+}

@@ -17,6 +17,9 @@ pub struct RequestLimits {
     pub max_file_name_bytes: usize,
     /// Most RSA keys above 4096 bits generated at once.
     pub max_concurrent_large_rsa: usize,
+    /// Accept pass-through annotation keys of cert-manager's own
+    /// (`--allow-cert-manager-annotations`).
+    pub allow_cert_manager_annotations: bool,
 }
 
 impl Default for RequestLimits {
@@ -27,6 +30,7 @@ impl Default for RequestLimits {
             max_file_name_depth: cmcsi_attrs::limits::DEFAULT_MAX_FILE_PATH_DEPTH,
             max_file_name_bytes: cmcsi_attrs::limits::DEFAULT_MAX_FILE_PATH_BYTES,
             max_concurrent_large_rsa: 1,
+            allow_cert_manager_annotations: false,
         }
     }
 }
@@ -69,6 +73,7 @@ impl LimitFlags {
             max_file_name_depth: self.max_file_name_depth as usize,
             max_file_name_bytes: self.max_file_name_bytes as usize,
             max_concurrent_large_rsa: self.max_concurrent_large_rsa as usize,
+            allow_cert_manager_annotations: false,
         }
     }
 }

@@ -145,6 +145,7 @@ fn limit_flags_reach_the_request_limits() {
         "--max-file-name-depth=3",
         "--max-file-name-bytes=99",
         "--max-concurrent-large-rsa=2",
+        "--allow-cert-manager-annotations",
     ]);
     let c = Cli::try_parse_from(args).unwrap().into_config();
     assert_eq!(
@@ -155,8 +156,45 @@ fn limit_flags_reach_the_request_limits() {
             max_file_name_depth: 3,
             max_file_name_bytes: 99,
             max_concurrent_large_rsa: 2,
+            allow_cert_manager_annotations: true,
         }
     );
+}
+
+#[test]
+fn watch_and_tenant_flags() {
+    let base = ["x", "--node-id", "n", "--endpoint", "/s"];
+    let c = Cli::try_parse_from(base).unwrap().into_config();
+    assert_eq!(c.watch_limits, WatchLimits::default());
+    assert_eq!(c.tenants, TenantLimits::default());
+    assert_eq!(c.tenants.budget(32 << 20).volume_bytes, 2 << 20);
+    assert_eq!(c.tenants.budget(32 << 20).reserve_bytes, 4 << 20);
+    let args = base.iter().copied().chain([
+        "--max-watched-requests-per-namespace=100",
+        "--max-watched-requests-per-volume=4",
+        "--max-watched-pods=50",
+        "--list-strategy=paged",
+        "--list-page-size=5",
+        "--tmpfs-volume-budget=1Mi",
+        "--tmpfs-renewal-reserve=3Mi",
+        "--allow-pod-ip-for-host-network",
+    ]);
+    let c = Cli::try_parse_from(args).unwrap().into_config();
+    assert_eq!(c.watch_limits.max_per_namespace, 100);
+    assert_eq!(c.watch_limits.max_per_volume, 4);
+    assert_eq!(c.watch_limits.max_pods, 50);
+    assert_eq!(
+        c.watch_limits.list_strategy,
+        cmcsi_issuer_client::ListStrategy::Paged
+    );
+    assert_eq!(c.watch_limits.list_page_size, 5);
+    assert_eq!(c.tenants.budget(32 << 20).volume_bytes, 1 << 20);
+    assert_eq!(c.tenants.budget(32 << 20).reserve_bytes, 3 << 20);
+    assert!(c.tenants.allow_pod_ip_for_host_network);
+    let err = Cli::try_parse_from(base.iter().copied().chain(["--list-page-size=0"]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("--list-page-size"), "{err}");
 }
 
 #[test]

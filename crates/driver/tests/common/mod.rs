@@ -4,6 +4,8 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod cgroup;
+
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -29,6 +31,11 @@ pub enum Layout {
     /// propagation), and the driver runs in a child mount namespace whose
     /// mounts there propagate back to the host's (the test's) side.
     DaemonSet,
+    /// In the test's own mount namespace, inside a memory cgroup: the
+    /// process joins the cgroup whose `cgroup.procs` file the environment
+    /// variable [`cgroup::PROCS_ENV`] names, then execs the driver (so a
+    /// restart joins it again). See [`cgroup::MemoryCgroup`].
+    Cgroup,
 }
 
 /// Runs `mount` with `args`, failing the test on an error.
@@ -165,6 +172,17 @@ impl Harness {
         Self::launch_as(api, Some(&kubeconfig), &env, args, Layout::DaemonSet).await
     }
 
+    /// The driver in `cgroup` (see [`Layout::Cgroup`]), with a fake API that
+    /// knows the driver's token and `args` added to its flags.
+    pub async fn in_cgroup(api: FakeApi, cgroup: &cgroup::MemoryCgroup, args: &[&str]) -> Harness {
+        let kubeconfig = api.kubeconfig(TOKEN);
+        let env = [(
+            cgroup::PROCS_ENV.to_string(),
+            cgroup.procs_file().display().to_string(),
+        )];
+        Self::launch_as(api, Some(&kubeconfig), &env, args, Layout::Cgroup).await
+    }
+
     async fn launch_as(
         api: FakeApi,
         kubeconfig: Option<&serde_json::Value>,
@@ -176,6 +194,19 @@ impl Harness {
         let data_root = dir.path().join("data");
         let bin = match layout {
             Layout::Plain => PathBuf::from(BIN),
+            Layout::Cgroup => {
+                let wrapper = dir.path().join("driver-in-its-cgroup");
+                std::fs::write(
+                    &wrapper,
+                    format!(
+                        "#!/bin/sh\necho $$ > \"${}\" || exit 1\nexec '{BIN}' \"$@\"\n",
+                        cgroup::PROCS_ENV
+                    ),
+                )
+                .unwrap();
+                std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+                wrapper
+            }
             Layout::DaemonSet => {
                 make_shared(&dir.path().join("pods"));
                 make_shared(&data_root);

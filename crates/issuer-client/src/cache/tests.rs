@@ -86,7 +86,7 @@ fn managed(volume: &str, ns: &str, pod_uid: &str) -> ManagedVolume {
 fn only_requests_of_managed_volumes_are_kept_slimmed() {
     let cache = Cache::with_admission(Admission::new(
         true,
-        100,
+        Caps::node(100),
         [managed("csi-mine", "app", "pod-1")],
     ));
     cache.handle(Event::Init);
@@ -126,7 +126,7 @@ fn only_requests_of_managed_volumes_are_kept_slimmed() {
 
 #[test]
 fn the_cache_holds_at_most_its_limit() {
-    let cache = Cache::with_admission(Admission::new(false, 2, []));
+    let cache = Cache::with_admission(Admission::new(false, Caps::node(2), []));
     for name in ["a", "b", "c", "d"] {
         cache.handle(Event::Apply(labelled("ns", name, "v", "p")));
     }
@@ -162,6 +162,126 @@ fn backoff_doubles_to_max_and_resets() {
     assert!(within(d[2], 350) && within(d[3], 350), "{d:?}");
     b.reset();
     assert!(within(b.next().unwrap(), 100));
+}
+
+/// One namespace's look-alike requests (its own volume's labels, its own
+/// Pod as owner) fill only that namespace's and that volume's share: another
+/// namespace's requests are still admitted, the driver's own requests are
+/// admitted whatever the caps, refusals are counted per namespace, and a
+/// refused object never takes another volume's waiter.
+#[test]
+fn one_namespace_cannot_fill_the_watch_for_others() {
+    let caps = Caps {
+        node: 40,
+        namespace: 20,
+        volume: 4,
+    };
+    let cache = Cache::with_admission(Admission::new(
+        true,
+        caps,
+        [
+            managed("csi-evil-0", "evil", "pod-e"),
+            managed("csi-evil-1", "evil", "pod-e"),
+            managed("csi-victim", "good", "pod-v"),
+        ],
+    ));
+    for volume in ["csi-evil-0", "csi-evil-1"] {
+        for i in 0..100 {
+            cache.handle(Event::Apply(labelled(
+                "evil",
+                &format!("{volume}-{i}"),
+                volume,
+                "pod-e",
+            )));
+        }
+    }
+    assert_eq!(cache.len(), 8, "four per volume");
+    assert_eq!(cache.admission.ignored().over_limit, 192);
+    assert_eq!(
+        cache.admission.refused_by_namespace(),
+        vec![("evil".to_owned(), 192)]
+    );
+    // The evil volume's own request, named before it is created, is admitted.
+    cache.admission.expect("evil", "mine", "csi-evil-0");
+    cache.handle(Event::Apply(labelled(
+        "evil",
+        "mine",
+        "csi-evil-0",
+        "pod-e",
+    )));
+    assert!(cache.get("evil", "mine").is_some());
+
+    // Another namespace is untouched: its waiter sees its request.
+    let mut rx = cache.subscribe("good", "victim-1");
+    cache.handle(Event::Apply(labelled(
+        "good",
+        "victim-1",
+        "csi-victim",
+        "pod-v",
+    )));
+    assert!(matches!(*rx.borrow_and_update(), Slot::Present(_)));
+
+    // Over the volume's cap, a refused request leaves a waiter's slot alone.
+    for i in 0..3 {
+        cache.handle(Event::Apply(labelled(
+            "good",
+            &format!("victim-fill-{i}"),
+            "csi-victim",
+            "pod-v",
+        )));
+    }
+    let mut waiting = cache.subscribe("good", "victim-late");
+    cache.handle(Event::Apply(labelled(
+        "good",
+        "victim-late",
+        "csi-victim",
+        "pod-v",
+    )));
+    assert!(matches!(*waiting.borrow_and_update(), Slot::Unseen));
+    // ... and the same request, when the driver created it, is admitted.
+    cache.admission.expect("good", "victim-late", "csi-victim");
+    cache.handle(Event::Apply(labelled(
+        "good",
+        "victim-late",
+        "csi-victim",
+        "pod-v",
+    )));
+    assert!(matches!(*waiting.borrow_and_update(), Slot::Present(_)));
+
+    // A relist applies the same caps and keeps the driver's own.
+    cache.handle(Event::Init);
+    for i in 0..100 {
+        cache.handle(Event::InitApply(labelled(
+            "evil",
+            &format!("csi-evil-0-{i}"),
+            "csi-evil-0",
+            "pod-e",
+        )));
+    }
+    cache.handle(Event::InitApply(labelled(
+        "evil",
+        "mine",
+        "csi-evil-0",
+        "pod-e",
+    )));
+    cache.handle(Event::InitApply(labelled(
+        "good",
+        "victim-late",
+        "csi-victim",
+        "pod-v",
+    )));
+    cache.handle(Event::InitDone);
+    assert!(cache.get("evil", "mine").is_some());
+    assert!(cache.get("good", "victim-late").is_some());
+    assert_eq!(cache.len(), 6, "four look-alikes and the two own requests");
+    // A delete ends the driver's claim on the name.
+    cache.handle(Event::Delete(labelled(
+        "evil",
+        "mine",
+        "csi-evil-0",
+        "pod-e",
+    )));
+    assert!(!cache.admission.is_own(&("evil".into(), "mine".into())));
 }
 
 #[test]

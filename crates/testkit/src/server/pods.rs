@@ -7,6 +7,7 @@ use http::{Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
 
+use super::lists::{Page, streaming};
 use super::{Body, authenticate, error_response, json_response, parse_query};
 use crate::shared::{Shared, lock};
 use crate::state::ApiError;
@@ -61,11 +62,19 @@ pub(super) fn handle_pods(
             Ok(v) => json_response(StatusCode::OK, &v),
             Err(e) => error_response(&e),
         },
-        (Verb::List, ns, _) => {
-            json_response(StatusCode::OK, &pods.list(ns.as_deref(), node.as_deref()))
-        }
+        (Verb::List, ns, _) => json_response(
+            StatusCode::OK,
+            &pods.list(ns.as_deref(), node.as_deref(), &Page::of(&query)),
+        ),
         (_, ns, _) => {
-            let rx = pods.watch(ns, node);
+            let streaming = match streaming(shared, &query) {
+                Ok(s) => s,
+                Err(e) => return error_response(&e),
+            };
+            let rv = query
+                .get("resourceVersion")
+                .and_then(|v| v.parse::<u64>().ok());
+            let rx = pods.watch(ns, node, rv, streaming);
             drop(pods);
             let stream = futures::stream::unfold(rx, |mut rx| async move {
                 rx.recv()
