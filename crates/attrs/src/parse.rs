@@ -413,6 +413,7 @@ impl<'a> Parser<'a> {
         let fs_group = self.fs_group();
         let reuse_private_key = self.bool_attr(keys::REUSE_PRIVATE_KEY);
         let disable_auto_renew = self.bool_attr(keys::DISABLE_AUTO_RENEW);
+        let trust_bundle = self.trust_bundle();
         CertificateSpec {
             issuer,
             subject,
@@ -430,6 +431,7 @@ impl<'a> Parser<'a> {
             disable_auto_renew,
             annotations: std::mem::take(&mut self.annotations),
             pod: self.pod.clone(),
+            trust_bundle,
         }
     }
 
@@ -485,5 +487,6 @@ impl<'a> Parser<'a> {
 mod files;
 mod key;
 mod names;
+mod trust;
 #[cfg(test)]
 mod tests;
