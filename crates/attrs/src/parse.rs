@@ -487,6 +487,6 @@ impl<'a> Parser<'a> {
 mod files;
 mod key;
 mod names;
-mod trust;
 #[cfg(test)]
 mod tests;
+mod trust;

@@ -134,6 +134,7 @@ mod key;
 mod pkcs12;
 mod pool;
 mod spec;
+mod trust;
 
 pub use bundle::credential_bundle;
 pub use chain::ChainSummary;
@@ -144,4 +145,5 @@ pub use key::PrivateKey;
 pub use pkcs12::{PKCS12_ALIAS, Pkcs12Profile, pkcs12, pkcs12_truststore};
 pub use pool::{KeyPool, LARGE_RSA_BITS, PoolConfig, PoolStats};
 pub use spec::{KeyEncoding, KeySpec, MAX_RSA_BITS, MIN_RSA_BITS};
+pub use trust::{DEFAULT_MAX_TRUST_BUNDLE_BYTES, TrustBundle};
 pub use zeroize::Zeroizing;

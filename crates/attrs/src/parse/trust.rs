@@ -68,7 +68,9 @@ pub(crate) fn parse_label_selector(s: &str) -> Result<BTreeMap<String, String>, 
     for term in terms {
         let term = term.trim();
         if term.contains("!=") {
-            return Err(format!("term {term:?} uses !=; only k=v terms are supported"));
+            return Err(format!(
+                "term {term:?} uses !=; only k=v terms are supported"
+            ));
         }
         let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) else {
             return Err(format!("term {term:?} is not k=v"));
@@ -95,7 +97,10 @@ fn cluster_trust_bundle_name(s: &str) -> Result<(), String> {
     if s == "." || s == ".." {
         return Err("is not an object name".to_owned());
     }
-    if let Some(c) = s.chars().find(|c| matches!(c, '/' | '%') || c.is_whitespace()) {
+    if let Some(c) = s
+        .chars()
+        .find(|c| matches!(c, '/' | '%') || c.is_whitespace())
+    {
         return Err(format!("contains {c:?}, which an object name cannot"));
     }
     Ok(())
@@ -135,7 +140,9 @@ impl Parser<'_> {
             );
         }
         if self.get(keys::CLUSTER_TRUST_BUNDLE_SIGNER_NAME).is_none()
-            && self.get(keys::CLUSTER_TRUST_BUNDLE_LABEL_SELECTOR).is_some()
+            && self
+                .get(keys::CLUSTER_TRUST_BUNDLE_LABEL_SELECTOR)
+                .is_some()
         {
             self.conflict(
                 keys::CLUSTER_TRUST_BUNDLE_LABEL_SELECTOR,
@@ -242,7 +249,10 @@ mod tests {
     use crate::{AttributeErrors, parse};
 
     fn with(extra: &[(&str, &str)]) -> Result<CertificateSpec, AttributeErrors> {
-        let mut ctx = vec![(keys::ISSUER_NAME, "ca"), (keys::DNS_NAMES, "a.example.com")];
+        let mut ctx = vec![
+            (keys::ISSUER_NAME, "ca"),
+            (keys::DNS_NAMES, "a.example.com"),
+        ];
         ctx.extend_from_slice(extra);
         parse(ctx)
     }
@@ -263,7 +273,10 @@ mod tests {
         );
         let by_signer = with(&[
             (keys::CLUSTER_TRUST_BUNDLE_SIGNER_NAME, "example.com/s"),
-            (keys::CLUSTER_TRUST_BUNDLE_LABEL_SELECTOR, "a=b, example.com/c==d"),
+            (
+                keys::CLUSTER_TRUST_BUNDLE_LABEL_SELECTOR,
+                "a=b, example.com/c==d",
+            ),
             (keys::TRUST_BUNDLE_OPTIONAL, "true"),
         ])
         .unwrap();
