@@ -1,6 +1,7 @@
 //! [`FakeApi`]: the handle tests hold on the fake API server.
 
 mod builder;
+mod objects;
 mod shared;
 mod types;
 

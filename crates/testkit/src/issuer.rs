@@ -42,6 +42,9 @@ pub enum Script {
     Delay(Duration),
     /// Approve only; never sign (an issuer that is down).
     ApproveOnly,
+    /// Approve, then sign for this lifetime whatever `spec.duration` asks
+    /// (an issuer that ignores the requested duration).
+    SignFor(Duration),
 }
 
 impl Script {
@@ -89,6 +92,7 @@ impl Script {
             "never" => Script::Never,
             "approve-only" => Script::ApproveOnly,
             "delay" => Script::Delay(parse_go_duration(rest).map_err(|e| e.to_string())?),
+            "sign-for" => Script::SignFor(parse_go_duration(rest).map_err(|e| e.to_string())?),
             other => return Err(format!("unknown issuer script {other:?}")),
         })
     }
@@ -100,6 +104,8 @@ pub(crate) struct IssuerState {
     pub default: Option<Script>,
     /// UIDs of requests the issuer has taken on.
     pub handled: HashSet<String>,
+    /// Issuers with a CA of their own (after [`crate::FakeApi::rotate_issuer_ca`]).
+    pub cas: HashMap<String, Arc<crate::ca::TestCa>>,
 }
 
 fn str_at<'a>(v: &'a Value, ptr: &str) -> Option<&'a str> {
@@ -206,13 +212,18 @@ pub(crate) async fn run(shared: &Arc<Shared>, ns: &str, name: &str, script: Scri
         }
         Script::Sign => {
             if update(&mut approve) {
-                sign(shared, ns, name);
+                sign(shared, ns, name, None);
+            }
+        }
+        Script::SignFor(d) => {
+            if update(&mut approve) {
+                sign(shared, ns, name, Some(d));
             }
         }
         Script::Delay(d) => {
             if update(&mut approve) {
                 tokio::time::sleep(d).await;
-                sign(shared, ns, name);
+                sign(shared, ns, name, None);
             }
         }
         Script::Deny { reason, message } => {
@@ -243,7 +254,7 @@ pub(crate) async fn run(shared: &Arc<Shared>, ns: &str, name: &str, script: Scri
     }
 }
 
-fn sign(shared: &Arc<Shared>, ns: &str, name: &str) {
+fn sign(shared: &Arc<Shared>, ns: &str, name: &str, lifetime: Option<Duration>) {
     let b64 = base64::engine::general_purpose::STANDARD;
     let mut st = shared.state();
     let Ok(obj) = st.get(ns, name) else {
@@ -258,7 +269,7 @@ fn sign(shared: &Arc<Shared>, ns: &str, name: &str) {
         Some(Err(e)) => Err(e),
     };
     let params = duration.map(|duration| SignParams {
-        duration,
+        duration: lifetime.or(duration),
         is_ca: obj
             .pointer("/spec/isCA")
             .and_then(Value::as_bool)
@@ -274,8 +285,13 @@ fn sign(shared: &Arc<Shared>, ns: &str, name: &str) {
             })
             .unwrap_or_default(),
     });
-    let result = params.and_then(|p| shared.ca.sign(&csr, &p));
-    let ca_pem = b64.encode(shared.ca.cert_pem());
+    let own_ca = str_at(&obj, "/spec/issuerRef/name").and_then(|issuer| {
+        let st = shared.issuer.lock().unwrap_or_else(|e| e.into_inner());
+        st.cas.get(issuer).cloned()
+    });
+    let ca = own_ca.as_deref().unwrap_or(&shared.ca);
+    let result = params.and_then(|p| ca.sign(&csr, &p));
+    let ca_pem = b64.encode(ca.cert_pem());
     st.update_with(ns, name, |o| match result {
         Ok(leaf) => {
             o["status"]["certificate"] = json!(b64.encode(leaf));

@@ -24,6 +24,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 mod events;
+pub(crate) mod objects;
 mod pods;
 mod route;
 use events::{create_event, patch_event};
@@ -83,6 +84,7 @@ pub(crate) async fn supervise(
                             drop(l);
                             conns.shutdown().await;
                             shared.state().drop_watches();
+                            lock(&shared.objects).drop_watches();
                             let _ = ack.send(());
                             break;
                         }
@@ -182,6 +184,32 @@ fn error_response(e: &ApiError) -> Response<Body> {
 }
 
 fn authenticate(shared: &Shared, req: &Request<Incoming>) -> Option<UserInfo> {
+    let user = authenticate_caller(shared, req)?;
+    // Impersonation (`Impersonate-User`, `Impersonate-Group`), as the API
+    // server does after checking the caller's `impersonate` permission (the
+    // fake has no RBAC: every caller may). A ServiceAccount name gets its
+    // usual groups when no group is named.
+    let Some(as_user) = req
+        .headers()
+        .get("impersonate-user")
+        .and_then(|v| v.to_str().ok())
+    else {
+        return Some(user);
+    };
+    let mut info = UserInfo::new(as_user);
+    let groups: Vec<String> = req
+        .headers()
+        .get_all("impersonate-group")
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_owned))
+        .collect();
+    if !groups.is_empty() {
+        info.groups = groups;
+    }
+    Some(info)
+}
+
+fn authenticate_caller(shared: &Shared, req: &Request<Incoming>) -> Option<UserInfo> {
     let Some(value) = req.headers().get(header::AUTHORIZATION) else {
         // As the API server: without a token, a verified client certificate
         // authenticates its CN.
@@ -310,6 +338,9 @@ async fn read_json(req: Request<Incoming>) -> Result<(Option<String>, Value), Ap
 async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
     if let Some((ns, name)) = pod_target(req.uri().path()) {
         return handle_pods(&shared, &req, ns, name);
+    }
+    if let Some(t) = objects::target(req.uri().path()) {
+        return objects::handle(&shared, req, t).await;
     }
     let target = route(req.uri().path());
     let query = parse_query(req.uri().query());

@@ -40,6 +40,8 @@ pub(crate) struct Shared {
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// Core v1 Pods (for the driver's node-scoped Pod watch).
     pub pods: Mutex<crate::pods::Pods>,
+    /// PodCertificateRequests, ClusterTrustBundles and Leases.
+    pub objects: Mutex<crate::server::objects::Store>,
 }
 
 impl Shared {
@@ -67,6 +69,7 @@ impl Shared {
             changed,
             tls,
             pods: Mutex::new(crate::pods::Pods::default()),
+            objects: Mutex::new(crate::server::objects::Store::default()),
         }
     }
 

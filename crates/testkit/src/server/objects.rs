@@ -1,0 +1,902 @@
+//! Built-in Kubernetes kinds the Pod certificate signer talks to, served
+//! over the same HTTP as the CertificateRequests: `PodCertificateRequest`
+//! (`certificates.k8s.io/v1` and `v1beta1`, with a validated `/status`
+//! subresource), `ClusterTrustBundle` (`certificates.k8s.io/v1` and
+//! `v1beta1`) and `Lease` (`coordination.k8s.io/v1`).
+//!
+//! One store for the three (its own resourceVersion counter: clients never
+//! compare versions across resources), with get, list, watch (label and
+//! field selectors, resume from a resourceVersion, `410 Gone` past the kept
+//! history, `sendInitialEvents`), create, update (optimistic concurrency on
+//! `metadata.resourceVersion`), JSON merge patch and delete. Each version
+//! of a kind reads and writes the same objects, as the API server converts
+//! between versions of one stored resource.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::{Frame, Incoming};
+use serde_json::{Map, Value, json};
+use tokio::sync::{mpsc, watch};
+
+use super::{Body, authenticate, error_response, json_response, parse_query, read_json};
+use crate::api::{Shared, Verb, lock};
+use crate::selector::LabelSelector;
+use crate::state::{ApiError, event_line, now_rfc3339, random_uid};
+
+mod validate;
+
+/// A kind this module serves.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Kind {
+    pub group: &'static str,
+    /// Every version the fake can serve, newest first.
+    pub versions: &'static [&'static str],
+    pub plural: &'static str,
+    pub kind: &'static str,
+    pub namespaced: bool,
+    /// Field selectors the API server supports for this kind (besides
+    /// `metadata.name` and `metadata.namespace`).
+    pub fields: &'static [&'static str],
+    pub status: bool,
+}
+
+/// `certificates.k8s.io` PodCertificateRequests (GA in 1.37, beta in 1.35–1.36).
+pub(crate) const PCR: Kind = Kind {
+    group: "certificates.k8s.io",
+    versions: &["v1", "v1beta1"],
+    plural: "podcertificaterequests",
+    kind: "PodCertificateRequest",
+    namespaced: true,
+    fields: &["spec.signerName", "spec.podName", "spec.nodeName"],
+    status: true,
+};
+
+/// `certificates.k8s.io` ClusterTrustBundles (GA in 1.37, beta in 1.33–1.36).
+pub(crate) const CTB: Kind = Kind {
+    group: "certificates.k8s.io",
+    versions: &["v1", "v1beta1"],
+    plural: "clustertrustbundles",
+    kind: "ClusterTrustBundle",
+    namespaced: false,
+    fields: &["spec.signerName"],
+    status: false,
+};
+
+/// `coordination.k8s.io/v1` Leases (leader election).
+pub(crate) const LEASE: Kind = Kind {
+    group: "coordination.k8s.io",
+    versions: &["v1"],
+    plural: "leases",
+    kind: "Lease",
+    namespaced: true,
+    fields: &[],
+    status: false,
+};
+
+const KINDS: [&Kind; 3] = [&PCR, &CTB, &LEASE];
+
+/// How many changes the store keeps for watches resuming from an older
+/// resourceVersion (the API server's watch cache keeps a window too).
+const HISTORY: usize = 20_000;
+
+/// A field selector: `(field, equals, value)` terms, all of which must hold.
+type Fields = Vec<(String, bool, String)>;
+
+struct Watcher {
+    plural: &'static str,
+    version: String,
+    ns: Option<String>,
+    labels: LabelSelector,
+    fields: Fields,
+    tx: mpsc::UnboundedSender<Bytes>,
+}
+
+struct Change {
+    rv: u64,
+    plural: &'static str,
+    ty: &'static str,
+    obj: Arc<Value>,
+    old: Option<Arc<Value>>,
+}
+
+/// The objects of the kinds above, their watchers and recent changes.
+pub(crate) struct Store {
+    rv: u64,
+    objects: BTreeMap<(&'static str, String, String), Arc<Value>>,
+    watchers: Vec<Watcher>,
+    history: VecDeque<Change>,
+    compacted_rv: u64,
+    /// The versions of `certificates.k8s.io` served (a cluster on 1.35–1.36
+    /// serves only `v1beta1`, with the beta APIs turned on).
+    pub certificates_versions: Vec<String>,
+    changed: watch::Sender<u64>,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Self {
+            rv: 1,
+            objects: BTreeMap::new(),
+            watchers: Vec::new(),
+            history: VecDeque::new(),
+            compacted_rv: 0,
+            certificates_versions: vec!["v1".into(), "v1beta1".into()],
+            changed: watch::channel(0).0,
+        }
+    }
+}
+
+fn str_at<'a>(v: &'a Value, ptr: &str) -> Option<&'a str> {
+    v.pointer(ptr).and_then(Value::as_str)
+}
+
+fn field_value<'a>(obj: &'a Value, field: &str) -> &'a str {
+    let ptr = format!("/{}", field.replace('.', "/"));
+    str_at(obj, &ptr).unwrap_or("")
+}
+
+fn parse_fields(kind: &Kind, s: &str) -> Result<Fields, ApiError> {
+    let mut out = Vec::new();
+    for term in s.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        let (f, eq, v) = if let Some((f, v)) = term.split_once("!=") {
+            (f, false, v)
+        } else if let Some((f, v)) = term.split_once("==") {
+            (f, true, v)
+        } else if let Some((f, v)) = term.split_once('=') {
+            (f, true, v)
+        } else {
+            return Err(ApiError::bad_request(format!(
+                "invalid field selector term {term:?}"
+            )));
+        };
+        let f = f.trim();
+        if f != "metadata.name" && f != "metadata.namespace" && !kind.fields.contains(&f) {
+            return Err(ApiError::bad_request(format!(
+                "field label not supported: {f}"
+            )));
+        }
+        out.push((f.to_owned(), eq, v.trim().to_owned()));
+    }
+    Ok(out)
+}
+
+impl Watcher {
+    fn selects(&self, plural: &str, obj: &Value) -> bool {
+        plural == self.plural
+            && self
+                .ns
+                .as_deref()
+                .is_none_or(|ns| str_at(obj, "/metadata/namespace") == Some(ns))
+            && self.labels.matches(obj)
+            && self
+                .fields
+                .iter()
+                .all(|(f, eq, v)| (field_value(obj, f) == v) == *eq)
+    }
+
+    fn render(&self, c: &Change) -> Option<Bytes> {
+        let now = self.selects(c.plural, &c.obj);
+        let before = c.old.as_deref().is_some_and(|o| self.selects(c.plural, o));
+        let ty = match (c.ty, before, now) {
+            ("ADDED", _, true) | ("MODIFIED", false, true) => "ADDED",
+            ("MODIFIED", true, true) => "MODIFIED",
+            ("DELETED", _, true) | ("MODIFIED", true, false) => "DELETED",
+            _ => return None,
+        };
+        Some(event_line(ty, &as_version(&c.obj, &self.version)))
+    }
+}
+
+/// The object as the client's version shows it.
+fn as_version(obj: &Value, version: &str) -> Value {
+    let mut o = obj.clone();
+    if let Some(api) = str_at(obj, "/apiVersion") {
+        let group = api.rsplit_once('/').map_or("", |(g, _)| g);
+        o["apiVersion"] = json!(format!("{group}/{version}"));
+    }
+    o
+}
+
+impl Store {
+    fn next_rv(&mut self) -> u64 {
+        self.rv += 1;
+        self.rv
+    }
+
+    fn emit(
+        &mut self,
+        plural: &'static str,
+        ty: &'static str,
+        obj: Arc<Value>,
+        old: Option<Arc<Value>>,
+    ) {
+        let c = Change {
+            rv: self.rv,
+            plural,
+            ty,
+            obj,
+            old,
+        };
+        self.watchers.retain(|w| match w.render(&c) {
+            Some(line) => w.tx.send(line).is_ok(),
+            None => !w.tx.is_closed(),
+        });
+        self.history.push_back(c);
+        while self.history.len() > HISTORY {
+            if let Some(c) = self.history.pop_front() {
+                self.compacted_rv = c.rv;
+            }
+        }
+        let rv = self.rv;
+        self.changed.send_replace(rv);
+    }
+
+    /// Every object of `kind` (in `ns` when given), sorted by namespace and name.
+    pub(crate) fn list(&self, kind: &Kind, ns: Option<&str>) -> Vec<Value> {
+        self.objects
+            .iter()
+            .filter(|((p, o_ns, _), _)| *p == kind.plural && ns.is_none_or(|n| n == o_ns))
+            .map(|(_, v)| (**v).clone())
+            .collect()
+    }
+
+    /// One object.
+    pub(crate) fn get(&self, kind: &Kind, ns: &str, name: &str) -> Result<Value, ApiError> {
+        self.objects
+            .get(&(kind.plural, ns.to_owned(), name.to_owned()))
+            .map(|v| (**v).clone())
+            .ok_or_else(|| not_found(kind, name))
+    }
+
+    /// A receiver that changes on every write.
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    /// Creates an object as the API server does: name or generateName,
+    /// server-owned metadata, status dropped, the kind's validation.
+    pub(crate) fn create(
+        &mut self,
+        kind: &'static Kind,
+        version: &str,
+        ns: &str,
+        mut body: Value,
+    ) -> Result<Value, ApiError> {
+        let Some(obj) = body.as_object_mut() else {
+            return Err(ApiError::bad_request(
+                "the request body is not a JSON object",
+            ));
+        };
+        if obj
+            .get("kind")
+            .and_then(Value::as_str)
+            .is_some_and(|k| k != kind.kind)
+        {
+            return Err(ApiError::bad_request(format!("kind must be {}", kind.kind)));
+        }
+        let meta = obj
+            .entry("metadata")
+            .or_insert_with(|| Value::Object(Map::new()))
+            .as_object_mut()
+            .ok_or_else(|| ApiError::bad_request("metadata must be an object"))?;
+        if kind.namespaced
+            && let Some(body_ns) = meta.get("namespace").and_then(Value::as_str)
+            && body_ns != ns
+        {
+            return Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
+        }
+        let name = match meta
+            .get("name")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+        {
+            Some(n) => n.to_owned(),
+            None => match meta.get("generateName").and_then(Value::as_str) {
+                Some(p) if !p.is_empty() => format!("{p}{}", &random_uid()[..5]),
+                _ => {
+                    return Err(invalid(
+                        kind,
+                        "",
+                        "metadata.name: Required value: name or generateName is required",
+                    ));
+                }
+            },
+        };
+        let key = (kind.plural, ns.to_owned(), name.clone());
+        if self.objects.contains_key(&key) {
+            return Err(ApiError {
+                name: Some(name.clone()),
+                ..ApiError::new(
+                    409,
+                    "AlreadyExists",
+                    format!("{}.{} \"{name}\" already exists", kind.plural, kind.group),
+                )
+            });
+        }
+        meta.insert("name".into(), json!(name));
+        if kind.namespaced {
+            meta.insert("namespace".into(), json!(ns));
+        } else {
+            meta.remove("namespace");
+        }
+        meta.insert("uid".into(), json!(random_uid()));
+        meta.insert("generation".into(), json!(1));
+        meta.insert("creationTimestamp".into(), json!(now_rfc3339()));
+        obj.insert(
+            "apiVersion".into(),
+            json!(format!("{}/{}", kind.group, kind.versions[0])),
+        );
+        obj.insert("kind".into(), json!(kind.kind));
+        if kind.status {
+            obj.remove("status");
+        }
+        validate::on_create(kind, version, &name, &mut body)?;
+        let rv = self.next_rv();
+        body["metadata"]["resourceVersion"] = json!(rv.to_string());
+        let arc = Arc::new(body);
+        self.objects.insert(key, arc.clone());
+        self.emit(kind.plural, "ADDED", arc.clone(), None);
+        Ok((*arc).clone())
+    }
+
+    /// PUT of an object or of its `/status`.
+    pub(crate) fn replace(
+        &mut self,
+        kind: &'static Kind,
+        version: &str,
+        ns: &str,
+        name: &str,
+        mut new: Value,
+        status_only: bool,
+    ) -> Result<Value, ApiError> {
+        let key = (kind.plural, ns.to_owned(), name.to_owned());
+        let old = self
+            .objects
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| not_found(kind, name))?;
+        if !new.is_object() {
+            return Err(ApiError::bad_request(
+                "the request body is not a JSON object",
+            ));
+        }
+        if str_at(&new, "/metadata/name").is_some_and(|n| n != name) {
+            return Err(ApiError::bad_request(
+                "the name of the object does not match the name on the URL",
+            ));
+        }
+        // Optimistic concurrency, as every update of the API server.
+        if let Some(rv) = str_at(&new, "/metadata/resourceVersion").filter(|r| !r.is_empty())
+            && Some(rv) != str_at(&old, "/metadata/resourceVersion")
+        {
+            return Err(conflict(kind, name));
+        }
+        let merged = if status_only {
+            let mut m = (*old).clone();
+            match new.get("status") {
+                Some(s) => m["status"] = s.clone(),
+                None => {
+                    if let Some(o) = m.as_object_mut() {
+                        o.remove("status");
+                    }
+                }
+            }
+            validate::on_status_update(kind, version, name, &old, &mut m)?;
+            m
+        } else {
+            if kind.status {
+                match old.get("status") {
+                    Some(s) => new["status"] = s.clone(),
+                    None => {
+                        if let Some(o) = new.as_object_mut() {
+                            o.remove("status");
+                        }
+                    }
+                }
+            }
+            for f in [
+                "name",
+                "namespace",
+                "uid",
+                "creationTimestamp",
+                "generation",
+            ] {
+                match old.pointer(&format!("/metadata/{f}")) {
+                    Some(v) => new["metadata"][f] = v.clone(),
+                    None => {
+                        if let Some(m) = new["metadata"].as_object_mut() {
+                            m.remove(f);
+                        }
+                    }
+                }
+            }
+            new["apiVersion"] = old["apiVersion"].clone();
+            new["kind"] = json!(kind.kind);
+            validate::on_update(kind, version, name, &old, &mut new)?;
+            new
+        };
+        Ok(self.store_modified(kind, key, merged, old))
+    }
+
+    fn store_modified(
+        &mut self,
+        kind: &'static Kind,
+        key: (&'static str, String, String),
+        mut obj: Value,
+        old: Arc<Value>,
+    ) -> Value {
+        let rv = self.next_rv();
+        obj["metadata"]["resourceVersion"] = json!(rv.to_string());
+        let arc = Arc::new(obj);
+        self.objects.insert(key, arc.clone());
+        self.emit(kind.plural, "MODIFIED", arc.clone(), Some(old));
+        (*arc).clone()
+    }
+
+    /// Deletes an object (with optional uid / resourceVersion preconditions).
+    pub(crate) fn delete(
+        &mut self,
+        kind: &'static Kind,
+        ns: &str,
+        name: &str,
+        preconditions: &Value,
+    ) -> Result<Value, ApiError> {
+        let key = (kind.plural, ns.to_owned(), name.to_owned());
+        let old = self
+            .objects
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| not_found(kind, name))?;
+        for f in ["uid", "resourceVersion"] {
+            if let Some(want) = str_at(preconditions, &format!("/{f}"))
+                && Some(want) != str_at(&old, &format!("/metadata/{f}"))
+            {
+                return Err(conflict(kind, name));
+            }
+        }
+        self.objects.remove(&key);
+        let rv = self.next_rv();
+        let mut obj = (*old).clone();
+        obj["metadata"]["resourceVersion"] = json!(rv.to_string());
+        let arc = Arc::new(obj);
+        self.emit(kind.plural, "DELETED", arc.clone(), Some(old));
+        Ok((*arc).clone())
+    }
+
+    fn watch(
+        &mut self,
+        w: Watcher,
+        rv: Option<u64>,
+        initial_events: bool,
+    ) -> Result<mpsc::UnboundedReceiver<Bytes>, ApiError> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let w = Watcher { tx, ..w };
+        match rv {
+            Some(rv) if rv != 0 && !initial_events => {
+                if rv < self.compacted_rv {
+                    return Err(ApiError::new(
+                        410,
+                        "Expired",
+                        format!("too old resource version: {rv} ({})", self.compacted_rv),
+                    ));
+                }
+                for c in self.history.iter().filter(|c| c.rv > rv) {
+                    if let Some(line) = w.render(c) {
+                        let _ = w.tx.send(line);
+                    }
+                }
+            }
+            _ => {
+                for ((p, _, _), obj) in &self.objects {
+                    if w.selects(p, obj) {
+                        let _ = w.tx.send(event_line("ADDED", &as_version(obj, &w.version)));
+                    }
+                }
+                if initial_events {
+                    let _ = w.tx.send(event_line(
+                        "BOOKMARK",
+                        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {
+                            "resourceVersion": self.rv.to_string(),
+                            "annotations": {"k8s.io/initial-events-end": "true"},
+                        }}),
+                    ));
+                }
+            }
+        }
+        self.watchers.push(w);
+        Ok(rx)
+    }
+
+    /// Ends every open watch (the API going down).
+    pub(crate) fn drop_watches(&mut self) {
+        self.watchers.clear();
+    }
+}
+
+fn not_found(kind: &Kind, name: &str) -> ApiError {
+    ApiError {
+        name: Some(name.to_owned()),
+        ..ApiError::new(
+            404,
+            "NotFound",
+            format!("{}.{} \"{name}\" not found", kind.plural, kind.group),
+        )
+    }
+}
+
+fn conflict(kind: &Kind, name: &str) -> ApiError {
+    ApiError {
+        name: Some(name.to_owned()),
+        ..ApiError::new(
+            409,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on {}.{} \"{name}\": the object has been modified; please apply your changes to the latest version and try again",
+                kind.plural, kind.group
+            ),
+        )
+    }
+}
+
+pub(crate) fn invalid(kind: &Kind, name: &str, message: impl Into<String>) -> ApiError {
+    ApiError {
+        name: Some(name.to_owned()),
+        ..ApiError::new(
+            422,
+            "Invalid",
+            format!(
+                "{}.{} \"{name}\" is invalid: {}",
+                kind.kind,
+                kind.group,
+                message.into()
+            ),
+        )
+    }
+}
+
+/// What a path under one of these kinds names.
+pub(super) enum Target {
+    Group(&'static str),
+    Resources(&'static str, String),
+    Collection {
+        kind: &'static Kind,
+        version: String,
+        ns: Option<String>,
+    },
+    Object {
+        kind: &'static Kind,
+        version: String,
+        ns: String,
+        name: String,
+        status: bool,
+    },
+}
+
+/// The target of `path` if it is one of this module's groups.
+pub(super) fn target(path: &str) -> Option<Target> {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let group_of = |g: &str| KINDS.iter().find(|k| k.group == g).map(|k| k.group);
+    let kind_of = |g: &str, p: &str| {
+        KINDS
+            .iter()
+            .copied()
+            .find(|k| k.group == g && k.plural == p)
+    };
+    Some(match parts.as_slice() {
+        ["apis", g] => Target::Group(group_of(g)?),
+        ["apis", g, v] => Target::Resources(group_of(g)?, (*v).to_owned()),
+        ["apis", g, v, p] => Target::Collection {
+            kind: kind_of(g, p)?,
+            version: (*v).to_owned(),
+            ns: None,
+        },
+        ["apis", g, v, "namespaces", ns, p] => Target::Collection {
+            kind: kind_of(g, p).filter(|k| k.namespaced)?,
+            version: (*v).to_owned(),
+            ns: Some((*ns).to_owned()),
+        },
+        ["apis", g, v, p, name] => Target::Object {
+            kind: kind_of(g, p).filter(|k| !k.namespaced)?,
+            version: (*v).to_owned(),
+            ns: String::new(),
+            name: (*name).to_owned(),
+            status: false,
+        },
+        ["apis", g, v, "namespaces", ns, p, name] => Target::Object {
+            kind: kind_of(g, p).filter(|k| k.namespaced)?,
+            version: (*v).to_owned(),
+            ns: (*ns).to_owned(),
+            name: (*name).to_owned(),
+            status: false,
+        },
+        ["apis", g, v, "namespaces", ns, p, name, "status"] => Target::Object {
+            kind: kind_of(g, p).filter(|k| k.namespaced && k.status)?,
+            version: (*v).to_owned(),
+            ns: (*ns).to_owned(),
+            name: (*name).to_owned(),
+            status: true,
+        },
+        _ => return None,
+    })
+}
+
+/// The versions of `group` this server serves now.
+fn served(store: &Store, group: &str) -> Vec<String> {
+    if group == PCR.group {
+        store.certificates_versions.clone()
+    } else {
+        vec!["v1".into()]
+    }
+}
+
+fn discovery(store: &Store, t: &Target) -> Result<Value, ApiError> {
+    let nf = || {
+        ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
+    };
+    match t {
+        Target::Group(g) => {
+            let versions: Vec<Value> = served(store, g)
+                .iter()
+                .map(|v| json!({"groupVersion": format!("{g}/{v}"), "version": v}))
+                .collect();
+            let preferred = versions.first().cloned().ok_or_else(nf)?;
+            Ok(json!({"kind": "APIGroup", "apiVersion": "v1", "name": g,
+                      "versions": versions, "preferredVersion": preferred}))
+        }
+        Target::Resources(g, v) => {
+            if !served(store, g).contains(v) {
+                return Err(nf());
+            }
+            let mut resources = Vec::new();
+            for k in KINDS
+                .iter()
+                .filter(|k| k.group == *g && k.versions.contains(&v.as_str()))
+            {
+                resources.push(
+                    json!({"name": k.plural, "singularName": k.kind.to_lowercase(),
+                    "namespaced": k.namespaced, "kind": k.kind,
+                    "verbs": ["create","delete","get","list","patch","update","watch"]}),
+                );
+                if k.status {
+                    resources.push(json!({"name": format!("{}/status", k.plural), "singularName": "",
+                        "namespaced": k.namespaced, "kind": k.kind, "verbs": ["get","patch","update"]}));
+                }
+            }
+            Ok(json!({"kind": "APIResourceList", "apiVersion": "v1",
+                      "groupVersion": format!("{g}/{v}"), "resources": resources}))
+        }
+        _ => Err(nf()),
+    }
+}
+
+fn version_served(store: &Store, kind: &Kind, version: &str) -> Result<(), ApiError> {
+    if kind.versions.contains(&version) && served(store, kind.group).iter().any(|v| v == version) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        ))
+    }
+}
+
+/// Serves one request for these kinds.
+pub(super) async fn handle(
+    shared: &Arc<Shared>,
+    req: Request<Incoming>,
+    t: Target,
+) -> Response<Body> {
+    match serve(shared, req, t).await {
+        Ok(r) => r,
+        Err(e) => error_response(&e),
+    }
+}
+
+async fn serve(
+    shared: &Arc<Shared>,
+    req: Request<Incoming>,
+    t: Target,
+) -> Result<Response<Body>, ApiError> {
+    let query = parse_query(req.uri().query());
+    let watching = query.get("watch").is_some_and(|w| w == "true" || w == "1");
+    let verb = match (&t, req.method()) {
+        (Target::Group(_) | Target::Resources(..), &Method::GET) => Verb::Discovery,
+        (Target::Collection { .. }, &Method::GET) if watching => Verb::Watch,
+        (Target::Collection { .. }, &Method::GET) => Verb::List,
+        (Target::Collection { .. }, &Method::POST) => Verb::Create,
+        (Target::Object { .. }, &Method::GET) => Verb::Get,
+        (Target::Object { .. }, &Method::PUT) => Verb::Update,
+        (Target::Object { .. }, &Method::PATCH) => Verb::Patch,
+        (Target::Object { status: false, .. }, &Method::DELETE) => Verb::Delete,
+        _ => {
+            return Err(ApiError::new(
+                405,
+                "MethodNotAllowed",
+                "the server does not allow this method on the requested resource",
+            ));
+        }
+    };
+    let resource = match &t {
+        Target::Object {
+            kind, status: true, ..
+        } => format!("{}/status", kind.plural),
+        Target::Object { kind, .. } | Target::Collection { kind, .. } => kind.plural.to_owned(),
+        _ => req.uri().path().to_owned(),
+    };
+    *lock(&shared.counts).entry((verb, resource)).or_insert(0) += 1;
+    if verb == Verb::Discovery {
+        return discovery(&lock(&shared.objects), &t).map(|v| json_response(StatusCode::OK, &v));
+    }
+    let Some(user) = authenticate(shared, &req) else {
+        return Err(ApiError::new(401, "Unauthorized", "Unauthorized"));
+    };
+    let _ = user;
+    match t {
+        Target::Collection { kind, version, ns } => {
+            version_served(&lock(&shared.objects), kind, &version)?;
+            match verb {
+                Verb::Watch => watch(shared, kind, version, ns, &query),
+                Verb::List => list(shared, kind, &version, ns.as_deref(), &query),
+                _ => {
+                    if kind.namespaced && ns.is_none() {
+                        return Err(ApiError::new(
+                            405,
+                            "MethodNotAllowed",
+                            "create a namespaced object in its namespace",
+                        ));
+                    }
+                    let (_, body) = read_json(req).await?;
+                    let created = lock(&shared.objects).create(
+                        kind,
+                        &version,
+                        ns.as_deref().unwrap_or(""),
+                        body,
+                    )?;
+                    Ok(json_response(
+                        StatusCode::CREATED,
+                        &as_version(&created, &version),
+                    ))
+                }
+            }
+        }
+        Target::Object {
+            kind,
+            version,
+            ns,
+            name,
+            status,
+        } => {
+            version_served(&lock(&shared.objects), kind, &version)?;
+            let out = match verb {
+                Verb::Get => lock(&shared.objects).get(kind, &ns, &name)?,
+                Verb::Update => {
+                    let (_, body) = read_json(req).await?;
+                    lock(&shared.objects).replace(kind, &version, &ns, &name, body, status)?
+                }
+                Verb::Patch => {
+                    let ctype = req
+                        .headers()
+                        .get(header::CONTENT_TYPE)
+                        .and_then(|v| v.to_str().ok())
+                        .map(|s| s.split(';').next().unwrap_or(s).trim().to_owned());
+                    if ctype.as_deref() != Some("application/merge-patch+json") {
+                        return Err(ApiError::new(
+                            415,
+                            "UnsupportedMediaType",
+                            format!(
+                                "the fake API takes merge patches only for {}, not {ctype:?}",
+                                kind.plural
+                            ),
+                        ));
+                    }
+                    let (_, patch) = read_json(req).await?;
+                    let mut store = lock(&shared.objects);
+                    let mut obj = store.get(kind, &ns, &name)?;
+                    crate::patch::merge_patch(&mut obj, &patch);
+                    store.replace(kind, &version, &ns, &name, obj, status)?
+                }
+                _ => {
+                    let (_, opts) = super::read_json_or_empty(req).await?;
+                    let pre = opts.get("preconditions").cloned().unwrap_or(Value::Null);
+                    lock(&shared.objects).delete(kind, &ns, &name, &pre)?
+                }
+            };
+            Ok(json_response(StatusCode::OK, &as_version(&out, &version)))
+        }
+        _ => Err(ApiError::new(404, "NotFound", "not found")),
+    }
+}
+
+fn list(
+    shared: &Shared,
+    kind: &Kind,
+    version: &str,
+    ns: Option<&str>,
+    query: &HashMap<String, String>,
+) -> Result<Response<Body>, ApiError> {
+    let labels = LabelSelector::parse(query.get("labelSelector").map_or("", String::as_str))
+        .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?;
+    let fields = parse_fields(kind, query.get("fieldSelector").map_or("", String::as_str))?;
+    let store = lock(&shared.objects);
+    let probe = Watcher {
+        plural: kind.plural,
+        version: version.to_owned(),
+        ns: ns.map(str::to_owned),
+        labels,
+        fields,
+        tx: mpsc::unbounded_channel().0,
+    };
+    // The whole list in one page: a server may ignore `limit` (it does when
+    // serving from its watch cache).
+    let items: Vec<Value> = store
+        .list(kind, ns)
+        .iter()
+        .filter(|o| probe.selects(kind.plural, o))
+        .map(|o| as_version(o, version))
+        .collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"kind": format!("{}List", kind.kind), "apiVersion": format!("{}/{version}", kind.group),
+                "metadata": {"resourceVersion": store.rv.to_string()}, "items": items}),
+    ))
+}
+
+fn watch(
+    shared: &Shared,
+    kind: &'static Kind,
+    version: String,
+    ns: Option<String>,
+    query: &HashMap<String, String>,
+) -> Result<Response<Body>, ApiError> {
+    let labels = LabelSelector::parse(query.get("labelSelector").map_or("", String::as_str))
+        .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?;
+    let fields = parse_fields(kind, query.get("fieldSelector").map_or("", String::as_str))?;
+    let rv = match query.get("resourceVersion").map(String::as_str) {
+        None | Some("") => None,
+        Some(rv) => Some(
+            rv.parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid resource version {rv:?}")))?,
+        ),
+    };
+    let w = Watcher {
+        plural: kind.plural,
+        version,
+        ns,
+        labels,
+        fields,
+        tx: mpsc::unbounded_channel().0,
+    };
+    let initial = query.get("sendInitialEvents").is_some_and(|v| v == "true");
+    let rx = match lock(&shared.objects).watch(w, rv, initial) {
+        Ok(rx) => rx,
+        Err(e) if e.code == 410 => {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let _ = tx.send(event_line("ERROR", &e.status_json()));
+            rx
+        }
+        Err(e) => return Err(e),
+    };
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|line| (Ok::<_, Infallible>(Frame::data(line)), rx))
+    });
+    let mut resp = Response::new(StreamBody::new(stream).boxed_unsync());
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    Ok(resp)
+}
