@@ -80,6 +80,7 @@ mod pods;
 mod ratelimit;
 mod state;
 mod token;
+mod trust;
 mod types;
 
 pub use cache::{IgnoredRequests, ManagedVolume, WatchHealth};
@@ -100,6 +101,10 @@ pub use ratelimit::{DEFAULT_BURST, DEFAULT_QPS, RateLimit, RateLimited};
 pub use secrecy::SecretString;
 pub use state::{Phase, RequestState};
 pub use token::{SERVICE_ACCOUNT_TOKENS_KEY, SecretToken, TokenError};
+pub use trust::{
+    CLUSTER_TRUST_BUNDLE_VERSIONS, DEFAULT_CONFIGMAP_LABEL, DEFAULT_MAX_TRUST_BYTES,
+    DEFAULT_MAX_TRUST_OBJECTS, Notify, TrustError, TrustOptions, TrustWatch,
+};
 pub use types::{
     CertificateRequest, CertificateRequestCondition, CertificateRequestSpec,
     CertificateRequestStatus, IssuerRef, go_duration,

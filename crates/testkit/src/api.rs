@@ -3,6 +3,7 @@
 mod builder;
 mod objects;
 mod shared;
+mod trust;
 mod types;
 
 pub use builder::Builder;

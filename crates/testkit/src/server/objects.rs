@@ -78,7 +78,19 @@ pub(crate) const LEASE: Kind = Kind {
     status: false,
 };
 
-const KINDS: [&Kind; 3] = [&PCR, &CTB, &LEASE];
+/// Core `v1` ConfigMaps (trust-manager's bundle targets). The core group is
+/// served under `/api/v1`, not `/apis/<group>/<version>`.
+pub(crate) const CONFIGMAP: Kind = Kind {
+    group: "",
+    versions: &["v1"],
+    plural: "configmaps",
+    kind: "ConfigMap",
+    namespaced: true,
+    fields: &[],
+    status: false,
+};
+
+const KINDS: [&Kind; 4] = [&PCR, &CTB, &LEASE, &CONFIGMAP];
 
 /// How many changes the store keeps for watches resuming from an older
 /// resourceVersion (the API server's watch cache keeps a window too).
@@ -196,8 +208,10 @@ impl Watcher {
 fn as_version(obj: &Value, version: &str) -> Value {
     let mut o = obj.clone();
     if let Some(api) = str_at(obj, "/apiVersion") {
-        let group = api.rsplit_once('/').map_or("", |(g, _)| g);
-        o["apiVersion"] = json!(format!("{group}/{version}"));
+        // The core group's apiVersion is the bare version (`v1`).
+        if let Some((group, _)) = api.rsplit_once('/') {
+            o["apiVersion"] = json!(format!("{group}/{version}"));
+        }
     }
     o
 }
@@ -589,7 +603,27 @@ pub(super) fn target(path: &str) -> Option<Target> {
             .copied()
             .find(|k| k.group == g && k.plural == p)
     };
+    // The core group lives under `/api/v1` (ConfigMaps only here; Pods have
+    // their own module).
+    let core = |p: &str| kind_of("", p);
     Some(match parts.as_slice() {
+        ["api", "v1", p] => Target::Collection {
+            kind: core(p)?,
+            version: "v1".to_owned(),
+            ns: None,
+        },
+        ["api", "v1", "namespaces", ns, p] => Target::Collection {
+            kind: core(p)?,
+            version: "v1".to_owned(),
+            ns: Some((*ns).to_owned()),
+        },
+        ["api", "v1", "namespaces", ns, p, name] => Target::Object {
+            kind: core(p)?,
+            version: "v1".to_owned(),
+            ns: (*ns).to_owned(),
+            name: (*name).to_owned(),
+            status: false,
+        },
         ["apis", g] => Target::Group(group_of(g)?),
         ["apis", g, v] => Target::Resources(group_of(g)?, (*v).to_owned()),
         ["apis", g, v, p] => Target::Collection {
