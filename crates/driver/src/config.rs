@@ -12,6 +12,7 @@ mod events;
 mod gates;
 mod limits;
 mod parse;
+mod trust;
 
 pub use connection::ConnectionFlags;
 pub use events::EventFlags;
@@ -22,6 +23,7 @@ pub use parse::{
     parse_size_flag,
 };
 use parse::{parse_min_issuance_interval, parse_node_id, parse_renewal_rate};
+pub use trust::TrustFlags;
 
 /// The default CSI driver name, as registered by the `CSIDriver` object.
 pub const DEFAULT_DRIVER_NAME: &str = "csi.cert-manager.io";
@@ -80,6 +82,8 @@ pub struct Config {
     pub events: crate::events::EventsConfig,
     /// Request limits of a publish (`--max-volume-context-bytes` and friends).
     pub request_limits: RequestLimits,
+    /// Trust bundle sources (`--trust-bundle-configmaps`, `--max-trust-bundle-*`).
+    pub trust: cmcsi_issuer_client::TrustOptions,
     /// How long set-aside (unusable) volume directories are kept before the
     /// sweep removes them.
     pub quarantine_grace: Duration,
@@ -309,6 +313,10 @@ pub struct Cli {
     #[command(flatten)]
     pub limits: LimitFlags,
 
+    /// `--trust-bundle-configmaps` and the trust watches' bounds.
+    #[command(flatten)]
+    pub trust: TrustFlags,
+
     /// Unusable volume directories set aside (`inmemfs/.quarantine`: at start, and by
     /// the sweep when an unmounted volume's metadata cannot be read) are removed, keys
     /// included, by the sweep once they are older than this (Go duration); one still
@@ -414,6 +422,7 @@ impl Cli {
             abandoned_sweep_interval: self.abandoned_volume_sweep_interval,
             events: self.events.into_config(),
             request_limits: self.limits.into_limits(),
+            trust: self.trust.into_options(),
             quarantine_grace: self.quarantine_grace,
             tmpfs_size: self.tmpfs_size,
             pod_readiness_gates: self.gates.pod_readiness_gates,

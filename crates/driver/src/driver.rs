@@ -37,6 +37,9 @@ pub struct Driver {
     /// Volumes waiting for their Pod's readiness gates (see `gates`).
     pub(crate) gate_waits:
         std::sync::Mutex<std::collections::HashMap<String, tokio::task::AbortHandle>>,
+    /// The trust bundle watches (see `trust`), set at start when Kubernetes is
+    /// configured.
+    pub(crate) trust: OnceLock<cmcsi_issuer_client::TrustWatch>,
     /// The driver itself, for tasks it starts (the gate waits).
     this: Weak<Driver>,
 }
@@ -106,6 +109,7 @@ impl Driver {
                 locks: VolumeLocks::default(),
                 metrics,
                 gate_waits: Default::default(),
+                trust: OnceLock::new(),
                 this: weak.clone(),
             }
         });
@@ -123,6 +127,7 @@ impl Driver {
         )
         .map_err(|e| crate::RunError::Config(e.to_string()))?;
         let _ = driver.renewer.set(renewer);
+        driver.spawn_trust_refresher();
         driver.recover().await?;
         driver.spawn_sweeper();
         // Generate the pooled keys now rather than at the first take, so the
@@ -165,6 +170,7 @@ impl Driver {
             max_requests_per_volume: self.config.max_requests_per_volume,
             planner: self.renewer().planner(),
             timeout: self.config.issuance_timeout,
+            trust: self.trust_ctx(),
         })
     }
 

@@ -368,6 +368,7 @@ fn kind_of(e: &DriverError) -> &'static str {
         DriverError::Store(_) | DriverError::Mount(_) | DriverError::Worker(_) => "node error",
         DriverError::Busy(_) => "volume busy",
         DriverError::PodNotReady(_) => "Pod not ready",
+        DriverError::Trust(_) | DriverError::TrustBundle(_) => "trust bundle",
     }
 }
 

@@ -38,6 +38,7 @@ mod recovery;
 mod rpclog;
 pub mod socket;
 mod startup;
+mod trust;
 
 use cmcsi_proto::v1::identity_server::IdentityServer;
 use cmcsi_proto::v1::node_server::NodeServer;

@@ -136,6 +136,8 @@ pub struct Pipeline<'a> {
     pub planner: cmcsi_renewer::Planner,
     /// How long to wait for cert-manager.
     pub timeout: Duration,
+    /// The trust bundle watch, for volumes that name a trust bundle source.
+    pub(crate) trust: Option<crate::trust::TrustCtx<'a>>,
 }
 
 impl Pipeline<'_> {
@@ -148,12 +150,22 @@ impl Pipeline<'_> {
     // bottom in one place; the steps themselves are helpers.
     pub async fn issue(&self, volume_id: &str) -> Result<Issued, DriverError> {
         let (id, pod_ips) = (volume_id.to_owned(), self.pod_ips.clone());
-        let (mut meta, spec, pending) = self
+        let (mut meta, spec, pending, current_ca) = self
             .blocking(move |s| {
                 let meta = s.read_metadata(&id)?;
                 let spec = crate::keystores::stored_spec_ips(s, &meta, pod_ips)?;
                 let pending = s.read_private(&id, PENDING_FILE)?;
-                Ok((meta, spec, pending))
+                // With a trust bundle source, the CA file written last: kept when
+                // the source has gone.
+                let current_ca = match &spec.trust_bundle {
+                    Some(_) => match s.read_current_file(&id, &spec.files.ca) {
+                        Ok(f) => f.map(|b| b.to_vec()),
+                        Err(StoreError::VolumeNotFound { .. }) => None,
+                        Err(e) => return Err(e.into()),
+                    },
+                    None => None,
+                };
+                Ok((meta, spec, pending, current_ca))
             })
             .await?;
         let namespace = spec.pod.namespace.clone().ok_or_else(|| {
@@ -167,6 +179,13 @@ impl Pipeline<'_> {
             Some(token_of(&meta.volume_context)?)
         } else {
             None
+        };
+        // The trust bundle first: a missing source fails before any request is made.
+        let trust_ca = match (&spec.trust_bundle, self.trust) {
+            (Some(tb), Some(ctx)) => {
+                crate::trust::resolve(ctx, volume_id, &namespace, tb, current_ca).await?
+            }
+            _ => None,
         };
 
         // The watch keeps only requests of volumes it was told of: register
@@ -211,7 +230,7 @@ impl Pipeline<'_> {
                 s.remove_private(&id, PENDING_FILE)?;
                 return Err(DriverError::Key(keygen::Error::LeafKeyMismatch));
             }
-            let files = file_set(&spec, &key, pkcs8, &issued, &summary)?;
+            let files = file_set(&spec, &key, pkcs8, &issued, &summary, trust_ca.as_deref())?;
             let gid = spec.fs_group.or_else(|| {
                 meta.volume_mount_group
                     .as_deref()
@@ -399,7 +418,10 @@ fn file_set(
     pkcs8: zeroize::Zeroizing<String>,
     issued: &ic::Issued,
     summary: &ChainSummary,
+    trust_ca: Option<&[u8]>,
 ) -> Result<FileSet, DriverError> {
+    // A trust bundle, when the volume has one, replaces the issuer's CA everywhere.
+    let ca = trust_ca.unwrap_or(&issued.ca_pem);
     let mut files = FileSet::new();
     let key_pem = match convert::key_encoding(spec) {
         keygen::KeyEncoding::Pkcs8 => pkcs8,
@@ -410,15 +432,8 @@ fn file_set(
         spec.files.certificate.clone(),
         issued.certificate_pem.clone(),
     );
-    files.insert(spec.files.ca.clone(), issued.ca_pem.clone());
-    crate::keystores::add_files(
-        &mut files,
-        spec,
-        key,
-        summary,
-        &issued.certificate_pem,
-        &issued.ca_pem,
-    )?;
+    files.insert(spec.files.ca.clone(), ca.to_vec());
+    crate::keystores::add_files(&mut files, spec, key, summary, &issued.certificate_pem, ca)?;
     Ok(files)
 }
 

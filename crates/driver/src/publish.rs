@@ -499,6 +499,9 @@ impl Driver {
         };
         self.renewer().forget(volume_id);
         self.events.forget(volume_id);
+        if let Some(trust) = self.trust.get() {
+            trust.forget(volume_id);
+        }
         if let Ok(kube) = &self.kube {
             // The volume's requests go with it: the watch stops keeping them
             // below, so a later publish of the same volume id could not see

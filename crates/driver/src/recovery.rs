@@ -32,7 +32,11 @@ impl Driver {
             other => crate::RunError::Config(format!("recovering stored volumes: {other}")),
         })?;
         let mut restored = Vec::with_capacity(found.len());
+        let mut trusting = Vec::new();
         for f in found {
+            if f.spec.as_ref().is_some_and(|s| s.trust_bundle.is_some()) {
+                trusting.push(f.meta.volume_id.clone());
+            }
             if let Some(not_after) = f.not_after {
                 self.events.remember_expiry(&f.meta.volume_id, not_after);
             }
@@ -71,6 +75,19 @@ impl Driver {
         }
         let n = restored.len();
         self.renewer().restore(restored);
+        // Volumes with a trust bundle source: register them with the trust watch
+        // and bring their bundle up to date (it may have changed while the driver
+        // was down); later changes reach them through the watch.
+        if let Some(me) = self.me() {
+            for id in trusting {
+                let d = Arc::clone(&me);
+                tokio::spawn(async move {
+                    if let Err(e) = d.refresh_trust(&id).await {
+                        tracing::warn!(volume = %id, error = %e, "trust bundle refresh after restart failed");
+                    }
+                });
+            }
+        }
         tracing::info!(
             volumes = n,
             set_aside,
