@@ -204,6 +204,16 @@ impl Watcher {
     }
 }
 
+/// `group/version`, or the bare version for the core group (`v1`), as the API
+/// server writes `apiVersion`.
+fn api_version(group: &str, version: &str) -> String {
+    if group.is_empty() {
+        version.to_owned()
+    } else {
+        format!("{group}/{version}")
+    }
+}
+
 /// The object as the client's version shows it.
 fn as_version(obj: &Value, version: &str) -> Value {
     let mut o = obj.clone();
@@ -345,7 +355,7 @@ impl Store {
         meta.insert("creationTimestamp".into(), json!(now_rfc3339()));
         obj.insert(
             "apiVersion".into(),
-            json!(format!("{}/{}", kind.group, kind.versions[0])),
+            json!(api_version(kind.group, kind.versions[0])),
         );
         obj.insert("kind".into(), json!(kind.kind));
         if kind.status {
@@ -882,7 +892,7 @@ fn list(
         .collect();
     Ok(json_response(
         StatusCode::OK,
-        &json!({"kind": format!("{}List", kind.kind), "apiVersion": format!("{}/{version}", kind.group),
+        &json!({"kind": format!("{}List", kind.kind), "apiVersion": api_version(kind.group, version),
                 "metadata": {"resourceVersion": store.rv.to_string()}, "items": items}),
     ))
 }
