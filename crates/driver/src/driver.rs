@@ -5,7 +5,6 @@
 
 use std::sync::{Arc, OnceLock, Weak};
 
-use cmcsi_issuer_client::IssuerClient;
 use cmcsi_keygen::KeyPool;
 use cmcsi_renewer::{IssueFailure, IssueReason, Lifetime, Renewer, VolumeId};
 use cmcsi_store::Store;
@@ -13,23 +12,16 @@ use cmcsi_store::Store;
 use crate::config::Config;
 use crate::error::DriverError;
 use crate::locks::{VolumeGuard, VolumeLocks};
-use crate::metrics::{Live, Metrics};
+use crate::metrics::{LiveStats, LiveValues, Metrics};
 use crate::pipeline::Pipeline;
-
-/// The Kubernetes side, when configured.
-pub(crate) struct Kube {
-    pub(crate) issuer: IssuerClient,
-    pub(crate) recorder: cmcsi_issuer_client::EventRecorder,
-    /// The node's Pod watch, started when readiness gates or `${POD_IP}` first need it.
-    pub(crate) pods: OnceLock<cmcsi_issuer_client::PodWatch>,
-}
+use crate::startup::Kube;
 
 /// The driver: store, key pool, cert-manager client, renewer, metrics.
 pub struct Driver {
     pub(crate) config: Config,
     pub(crate) store: Arc<Store>,
     pub(crate) pool: KeyPool,
-    pub(crate) kube: Result<Kube, String>,
+    pub(crate) kube: Result<Kube, Arc<cmcsi_issuer_client::ConfigError>>,
     pub(crate) renewer: OnceLock<Renewer>,
     pub(crate) locks: VolumeLocks,
     pub(crate) metrics: Arc<Metrics>,
@@ -40,6 +32,8 @@ pub struct Driver {
     /// The trust bundle watches (see `trust`), set at start when Kubernetes is
     /// configured.
     pub(crate) trust: OnceLock<cmcsi_issuer_client::TrustWatch>,
+    /// Volumes woken for a trust refresh (see `trust`), not a reissue.
+    pub(crate) trust_pending: std::sync::Mutex<std::collections::HashSet<String>>,
     /// The driver itself, for tasks it starts (the gate waits).
     this: Weak<Driver>,
 }
@@ -49,6 +43,26 @@ impl std::fmt::Debug for Driver {
         f.debug_struct("Driver")
             .field("node_id", &self.config.node_id)
             .finish_non_exhaustive()
+    }
+}
+
+/// What the metrics read from the driver's parts at each scrape.
+#[derive(Debug)]
+struct Live(Weak<Driver>);
+
+impl LiveStats for Live {
+    fn read(&self) -> Option<LiveValues> {
+        let d = self.0.upgrade()?;
+        Some(LiveValues {
+            renewer: d.renewer.get().map(Renewer::stats),
+            watch: d
+                .kube
+                .as_ref()
+                .ok()
+                .map(|k| (k.issuer.ignored_requests(), k.issuer.cached_requests())),
+            pool: d.pool.stats(),
+            quarantine_removed: d.store.quarantine_removed(),
+        })
     }
 }
 
@@ -110,6 +124,7 @@ impl Driver {
                 metrics,
                 gate_waits: Default::default(),
                 trust: OnceLock::new(),
+                trust_pending: Default::default(),
                 this: weak.clone(),
             }
         });
@@ -127,7 +142,7 @@ impl Driver {
         )
         .map_err(|e| crate::RunError::Config(e.to_string()))?;
         let _ = driver.renewer.set(renewer);
-        driver.spawn_trust_refresher();
+        driver.start_trust_watch();
         driver.recover().await?;
         driver.spawn_sweeper();
         // Generate the pooled keys now rather than at the first take, so the
@@ -158,7 +173,7 @@ impl Driver {
         let kube = self
             .kube
             .as_ref()
-            .map_err(|e| DriverError::NoKubernetes(e.clone()))?;
+            .map_err(|e| DriverError::NoKubernetes(Arc::clone(e)))?;
         Ok(Pipeline {
             store: &self.store,
             guard: None,
@@ -166,7 +181,6 @@ impl Driver {
             pool: &self.pool,
             issuer: &kube.issuer,
             use_token_request: self.config.use_token_request,
-            pod_ips: None,
             max_requests_per_volume: self.config.max_requests_per_volume,
             planner: self.renewer().planner(),
             timeout: self.config.issuance_timeout,
@@ -175,8 +189,7 @@ impl Driver {
     }
 
     /// Runs store IO on Tokio's blocking pool, as the store asks of async
-    /// callers, so a slow file system never stalls the async workers that
-    /// serve other volumes and the health RPCs.
+    /// callers (through [`crate::blocking`]).
     pub(crate) async fn on_store<T, E>(
         &self,
         f: impl FnOnce(&Store) -> Result<T, E> + Send + 'static,
@@ -185,7 +198,7 @@ impl Driver {
         T: Send + 'static,
         E: Into<DriverError> + Send + 'static,
     {
-        on_blocking_pool(&self.store, (), "node storage", f).await
+        crate::blocking::with_store(&self.store, (), "node storage", f).await
     }
 
     /// [`Driver::on_store`] for a change made under the volume's lock: the
@@ -201,7 +214,7 @@ impl Driver {
         T: Send + 'static,
         E: Into<DriverError> + Send + 'static,
     {
-        on_blocking_pool(&self.store, guard.clone(), "node storage", f).await
+        crate::blocking::with_store(&self.store, guard.clone(), "node storage", f).await
     }
 
     /// A volume's metadata, read on the blocking pool.
@@ -218,33 +231,5 @@ impl Driver {
         if let Some(r) = self.renewer.get() {
             r.shutdown();
         }
-    }
-}
-
-/// Runs `f` with the store on Tokio's blocking pool and keeps `held` (a
-/// volume's lock, an issuance's permit) until `f` returns, also when the
-/// caller stops waiting. A panic in `f` is resumed in the caller; a task the
-/// runtime cancels (at shutdown) is a `Worker` error naming `what`.
-pub(crate) async fn on_blocking_pool<T, E, H>(
-    store: &Arc<Store>,
-    held: H,
-    what: &str,
-    f: impl FnOnce(&Store) -> Result<T, E> + Send + 'static,
-) -> Result<T, DriverError>
-where
-    T: Send + 'static,
-    E: Into<DriverError> + Send + 'static,
-    H: Send + 'static,
-{
-    let store = Arc::clone(store);
-    let task = tokio::task::spawn_blocking(move || {
-        let result = f(&store);
-        drop(held);
-        result
-    });
-    match task.await {
-        Ok(result) => result.map_err(Into::into),
-        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(e) => Err(DriverError::Worker(format!("{what}: {e}"))),
     }
 }

@@ -15,6 +15,9 @@ pub enum DriverError {
     /// Another operation on the same volume is in progress.
     #[error("{0}")]
     Busy(String),
+    /// The volume (named) was removed (unpublished) meanwhile.
+    #[error("volume {0} no longer exists")]
+    Gone(String),
     /// The node store failed.
     #[error("node storage: {0}")]
     Store(#[from] cmcsi_store::StoreError),
@@ -33,10 +36,21 @@ pub enum DriverError {
          volumes but cannot issue certificates until it is restarted with a valid \
          --kubeconfig or in-cluster ServiceAccount"
     )]
-    NoKubernetes(String),
-    /// Mounting or unmounting the volume failed.
-    #[error("{0}")]
-    Mount(String),
+    NoKubernetes(std::sync::Arc<cmcsi_issuer_client::ConfigError>),
+    /// Mounting or unmounting the volume failed: `action` on `path`.
+    #[error("{action} {}: {source}", path.display())]
+    Mount {
+        /// What was being done (`"bind-mounting the volume at"`, ...).
+        action: &'static str,
+        /// The target path.
+        path: std::path::PathBuf,
+        /// The system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The record of an in-flight request could not be encoded.
+    #[error("encoding the pending-request record: {0}")]
+    PendingRecord(#[source] serde_json::Error),
     /// The Pod does not yet meet its readiness gates, or has no IP address
     /// for `${POD_IP}`; retried with the gate backoff.
     #[error("{0}")]
@@ -63,7 +77,7 @@ impl DriverError {
             DriverError::InvalidRequest(_) | DriverError::Attributes(_) => {
                 Status::invalid_argument(msg)
             }
-            DriverError::Busy(_) => Status::aborted(msg),
+            DriverError::Busy(_) | DriverError::Gone(_) => Status::aborted(msg),
             DriverError::NoKubernetes(_) => Status::unavailable(msg),
             DriverError::Token(_) => Status::failed_precondition(msg),
             // The Pod's own token rejected is `Rejected` (the Pod must get a
@@ -83,9 +97,10 @@ impl DriverError {
                 | cmcsi_issuer_client::TrustError::NotSynced(_) => Status::unavailable(msg),
                 _ => Status::failed_precondition(msg),
             },
-            DriverError::Store(_) | DriverError::Key(_) | DriverError::Mount(_) => {
-                Status::internal(msg)
-            }
+            DriverError::Store(_)
+            | DriverError::Key(_)
+            | DriverError::Mount { .. }
+            | DriverError::PendingRecord(_) => Status::internal(msg),
         }
     }
 }

@@ -198,11 +198,11 @@ impl Events {
                     note: format!(
                         "The certificate was due for renewal at {} and renewals keep failing{}; \
                          it is still valid{}. Last error: {}",
-                        crate::metrics::jiff_like(due),
+                        crate::timefmt::rfc3339(due),
                         held_note(held),
                         state
                             .not_after
-                            .map(|na| format!(" until {}", crate::metrics::jiff_like(na)))
+                            .map(|na| format!(" until {}", crate::timefmt::rfc3339(na)))
                             .unwrap_or_default(),
                         f.error
                     ),
@@ -220,7 +220,7 @@ impl Events {
                     note: format!(
                         "The mounted certificate expired at {} and could not be renewed{}; \
                          the Pod's TLS peers will reject it. Last error: {}",
-                        crate::metrics::jiff_like(na),
+                        crate::timefmt::rfc3339(na),
                         held_note(held),
                         f.error
                     ),
@@ -266,7 +266,7 @@ impl Events {
                         .map(|r| format!(" by CertificateRequest {r}"))
                         .unwrap_or_default(),
                     if failures == 1 { "" } else { "s" },
-                    crate::metrics::jiff_like(not_after)
+                    crate::timefmt::rfc3339(not_after)
                 ),
                 request,
             },
@@ -365,8 +365,11 @@ fn kind_of(e: &DriverError) -> &'static str {
         DriverError::Token(_) => "ServiceAccount token",
         DriverError::Attributes(_) | DriverError::InvalidRequest(_) => "invalid volume",
         DriverError::Key(_) => "key or certificate",
-        DriverError::Store(_) | DriverError::Mount(_) | DriverError::Worker(_) => "node error",
-        DriverError::Busy(_) => "volume busy",
+        DriverError::Store(_)
+        | DriverError::Mount { .. }
+        | DriverError::PendingRecord(_)
+        | DriverError::Worker(_) => "node error",
+        DriverError::Busy(_) | DriverError::Gone(_) => "volume busy",
         DriverError::PodNotReady(_) => "Pod not ready",
         DriverError::Trust(_) | DriverError::TrustBundle(_) => "trust bundle",
     }

@@ -3,168 +3,16 @@
 //! current state passes every gate, and the backoff between checks.
 //!
 //! A volume whose gates do not hold is mounted empty (gates need
-//! `--continue-on-not-ready`) and handed to the renewer once they hold; the
-//! Pod's state comes from the node-scoped Pod watch of `issuer-client`
-//! ([`cmcsi_issuer_client::PodWatch`]), which keeps only what the gates (and
-//! `${POD_IP}`) read.
+//! `--continue-on-not-ready`) and handed to the renewer once they hold (see
+//! `readiness`); the Pod's state comes from the node-scoped Pod watch of
+//! `issuer-client` ([`cmcsi_issuer_client::PodWatch`]), which keeps only what
+//! the gates (and `${POD_IP}`) read. A leaf: it knows nothing of the driver.
 
 use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
 
 use cmcsi_issuer_client::PodFacts;
-
-use crate::driver::Driver;
-use crate::error::DriverError;
-
-/// Addresses that stand in for the Pod's while a `${POD_IP}` volume is only
-/// validated (at publish, before the Pod has an address): documentation
-/// addresses (RFC 5737, RFC 3849), never issued.
-pub(crate) const VALIDATION_IPS: [IpAddr; 2] = [
-    IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1)),
-    IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1)),
-];
-
-impl Driver {
-    /// Whether issuing for this volume needs the Pod's state from the API.
-    pub(crate) fn needs_pod(&self, context: &std::collections::BTreeMap<String, String>) -> bool {
-        !self.config.pod_readiness_gates.is_empty() || cmcsi_attrs::uses_pod_ip(context)
-    }
-
-    /// Checks the volume's gates (and, for `${POD_IP}`, that the Pod has an
-    /// address) and returns the Pod's IPs. `Ok(None)` when the volume needs
-    /// no Pod state.
-    pub(crate) fn pod_ready(
-        &self,
-        context: &std::collections::BTreeMap<String, String>,
-    ) -> Result<Option<Vec<IpAddr>>, DriverError> {
-        if !self.needs_pod(context) {
-            return Ok(None);
-        }
-        let pods = self.pods()?;
-        let (Some(ns), Some(name)) = (
-            context.get(cmcsi_attrs::keys::POD_NAMESPACE),
-            context.get(cmcsi_attrs::keys::POD_NAME),
-        ) else {
-            return Err(DriverError::InvalidRequest(
-                "readiness gates and ${POD_IP} need the Pod's name and namespace in the volume \
-                 context: the CSIDriver object must set podInfoOnMount: true"
-                    .into(),
-            ));
-        };
-        let uid = context.get(cmcsi_attrs::keys::POD_UID);
-        // A Pod of the same name but another uid is not this volume's Pod.
-        let pod = pods
-            .get(ns, name)
-            .filter(|p| uid.is_none_or(|u| p.uid.is_empty() || *u == p.uid));
-        let Some(pod) = pod else {
-            return Err(DriverError::PodNotReady(format!(
-                "Pod {ns}/{name} is not yet known to the driver's Pod watch"
-            )));
-        };
-        if let Some(gate) = first_failing(&self.config.pod_readiness_gates, &pod) {
-            return Err(DriverError::PodNotReady(format!(
-                "Pod {ns}/{name} does not yet meet readiness gate {gate}"
-            )));
-        }
-        if cmcsi_attrs::uses_pod_ip(context) && pod.pod_ips.is_empty() {
-            return Err(DriverError::PodNotReady(format!(
-                "Pod {ns}/{name} has no IP address yet for ${{POD_IP}}"
-            )));
-        }
-        Ok(Some(pod.pod_ips))
-    }
-
-    /// The node's Pod watch, started at the first need.
-    pub(crate) fn pods(&self) -> Result<cmcsi_issuer_client::PodWatch, DriverError> {
-        let kube = self
-            .kube
-            .as_ref()
-            .map_err(|e| DriverError::NoKubernetes(e.clone()))?;
-        Ok(kube
-            .pods
-            .get_or_init(|| {
-                tracing::info!(node = %self.config.node_id, "starting the node's Pod watch");
-                cmcsi_issuer_client::PodWatch::start(
-                    kube.issuer.client().clone(),
-                    &self.config.node_id,
-                    annotation_keys(&self.config.pod_readiness_gates),
-                )
-            })
-            .clone())
-    }
-
-    /// Hands a gated volume to the renewer once its Pod is ready: checks at
-    /// every change of the node's Pods, and at least after each gate-backoff
-    /// delay. Replaces an earlier wait for the same volume; ended by
-    /// [`Driver::cancel_gate_wait`] (unpublish).
-    pub(crate) fn spawn_gate_wait(
-        self: &std::sync::Arc<Self>,
-        volume_id: &str,
-        context: std::collections::BTreeMap<String, String>,
-        disable_auto_renew: bool,
-    ) {
-        let weak = std::sync::Arc::downgrade(self);
-        let id = volume_id.to_owned();
-        let mut changes = self.pods().ok().map(|p| p.changes());
-        let backoff = self.config.gate_backoff;
-        let task = tokio::spawn(async move {
-            let mut attempt = 0u32;
-            loop {
-                let Some(driver) = weak.upgrade() else { return };
-                match driver.pod_ready(&context) {
-                    Ok(_) => {
-                        tracing::info!(volume = %id, "Pod ready; issuing");
-                        driver
-                            .renewer()
-                            .manage_pending(id.as_str(), disable_auto_renew);
-                        driver.gate_waits_lock().remove(&id);
-                        return;
-                    }
-                    Err(e) => tracing::debug!(volume = %id, reason = %e, "waiting for the Pod"),
-                }
-                drop(driver);
-                let unit = f64::from(getrandom_u32() % 10_000) / 10_000.0;
-                let delay = backoff.delay(attempt, unit);
-                attempt = attempt.saturating_add(1);
-                match &mut changes {
-                    Some(rx) => {
-                        tokio::select! {
-                            _ = tokio::time::sleep(delay) => {}
-                            r = rx.changed() => if r.is_err() { tokio::time::sleep(delay).await },
-                        }
-                    }
-                    None => tokio::time::sleep(delay).await,
-                }
-            }
-        });
-        if let Some(old) = self
-            .gate_waits_lock()
-            .insert(volume_id.to_owned(), task.abort_handle())
-        {
-            old.abort();
-        }
-    }
-
-    /// Ends the gate wait of a volume, if any.
-    pub(crate) fn cancel_gate_wait(&self, volume_id: &str) {
-        if let Some(h) = self.gate_waits_lock().remove(volume_id) {
-            h.abort();
-        }
-    }
-
-    fn gate_waits_lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, tokio::task::AbortHandle>>
-    {
-        self.gate_waits.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-/// A random draw for the gate backoff's jitter (0 when the OS has none).
-fn getrandom_u32() -> u32 {
-    getrandom::u32().unwrap_or(0)
-}
 
 /// Which address family a `pod-ip` gate asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -345,7 +193,8 @@ pub struct GateBackoff {
     pub factor: f64,
     /// Up to this fraction of a delay is added at random (0 to 1).
     pub jitter: f64,
-    /// Delays stop growing here (`ZERO` = no cap; else >= `duration`).
+    /// Delays stop growing here, before jitter (`ZERO` = no cap; else >=
+    /// `duration`).
     pub cap: Duration,
 }
 
@@ -389,29 +238,27 @@ impl GateBackoff {
         Ok(())
     }
 
+    /// The delays as the workspace's one [`cmcsi_renewer::Backoff`] (Go's
+    /// `wait.Backoff` rule: the cap bounds a delay before jitter).
+    pub fn backoff(&self) -> cmcsi_renewer::Backoff {
+        cmcsi_renewer::Backoff {
+            duration: self.duration,
+            factor: self.factor,
+            jitter: self.jitter,
+            cap: self.cap,
+        }
+    }
+
     /// The delay before check number `attempt + 1` (`attempt` 0 is the first
     /// wait), before jitter, capped.
     pub fn base(&self, attempt: u32) -> Duration {
-        let secs = self.duration.as_secs_f64() * self.factor.powi(attempt.min(64) as i32);
-        let capped = if self.cap.is_zero() {
-            secs.min(86_400.0)
-        } else {
-            secs.min(self.cap.as_secs_f64())
-        };
-        Duration::from_secs_f64(capped)
+        self.backoff().base(attempt.saturating_add(1))
     }
 
     /// [`GateBackoff::base`] plus `unit × jitter` of it (`unit` in [0, 1),
-    /// the random draw), capped again.
+    /// the random draw); the cap applies before the jitter, as in Go.
     pub fn delay(&self, attempt: u32, unit: f64) -> Duration {
-        let base = self.base(attempt);
-        let with = base.as_secs_f64() * (1.0 + self.jitter * unit.clamp(0.0, 1.0));
-        let d = Duration::from_secs_f64(with);
-        if self.cap.is_zero() {
-            d
-        } else {
-            d.min(self.cap)
-        }
+        self.backoff().delay(attempt.saturating_add(1), unit)
     }
 }
 
@@ -511,7 +358,9 @@ mod tests {
         assert_eq!(b.base(3), Duration::from_secs(8));
         assert_eq!(b.base(4), Duration::from_secs(10));
         assert_eq!(b.delay(0, 0.999), Duration::from_secs_f64(1.4995));
-        assert_eq!(b.delay(10, 0.9), Duration::from_secs(10));
+        // One cap rule with the renewer (Go's wait.Backoff): the cap bounds
+        // the delay before jitter, and jitter comes on top.
+        assert_eq!(b.delay(10, 0.9), Duration::from_secs_f64(14.5));
         let bad = |f: fn(&mut GateBackoff)| {
             let mut b = GateBackoff::default();
             f(&mut b);

@@ -16,29 +16,39 @@
 //! cmcsi_driver::run(cli.into_config()).await
 //! # }
 //! ```
+//!
+//! The public API is what an embedder or the binary uses: [`run`] (and
+//! [`run_until`], [`shutdown_signal`]), the [`config`] and its flags, and the
+//! helpers the binary calls first ([`hardening`], [`logging`]); [`build`]
+//! says which build this is, and [`mount`] is public for the tests that
+//! bind-mount as the driver does. Everything else is the driver's own.
 
+mod blocking;
 pub mod build;
 pub mod config;
-pub mod convert;
-pub mod driver;
-pub mod error;
-pub mod events;
-pub mod gates;
+mod convert;
+mod driver;
+mod error;
+mod events;
+mod gates;
 pub mod hardening;
-pub mod identity;
-pub mod keystores;
-pub mod locks;
+mod identity;
+mod keystores;
+mod locks;
 pub mod logging;
-pub mod metrics;
+mod metrics;
 pub mod mount;
-pub mod node;
-pub mod pipeline;
+mod node;
+mod pipeline;
 mod publish;
+mod readiness;
 mod recovery;
 mod rpclog;
-pub mod socket;
+mod socket;
 mod startup;
+mod timefmt;
 mod trust;
+mod volume;
 
 use cmcsi_proto::v1::identity_server::IdentityServer;
 use cmcsi_proto::v1::node_server::NodeServer;
@@ -47,6 +57,7 @@ use std::sync::Arc;
 use tokio_stream::wrappers::UnixListenerStream;
 
 pub use config::Config;
+pub use socket::SocketError;
 
 /// Why the driver stopped with an error.
 #[derive(Debug, thiserror::Error)]

@@ -1,4 +1,10 @@
-//! Prometheus metrics (`prometheus-client`), served as text at `/metrics`.
+//! Prometheus metrics (`prometheus-client`): every metric name, help text
+//! and label set, and the one place each is recorded. The families are
+//! private; the driver records through methods named for what happened
+//! ([`Metrics::issued`], [`Metrics::failed`], [`Metrics::restored`],
+//! [`Metrics::forget`], [`Metrics::published`]), so "where is metric X
+//! recorded" has one answer: here. Serving `/metrics` is in `serve.rs`, the
+//! `process_*` series read from `/proc` in `process.rs`.
 //!
 //! Names follow csi-lib's where one exists. Labels are bounded: the
 //! per-issuer counters carry at most `--max-issuer-label-values` distinct
@@ -7,8 +13,14 @@
 //! name, never a raw volume id, and are removed when the volume is
 //! unpublished.
 
+mod process;
+mod serve;
+
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+pub use serve::serve;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
@@ -55,10 +67,24 @@ pub struct CertLabels {
     pub issuer_group: String,
 }
 
-/// Numbers read from other components (key pool, renewer) at scrape time.
+/// What the driver's parts (renewer, watch, key pool, store) say now, read
+/// at every scrape.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LiveValues {
+    /// The renewer's counts, once it runs.
+    pub renewer: Option<cmcsi_renewer::Stats>,
+    /// The request watch's (ignored, held) counts, with Kubernetes.
+    pub watch: Option<(cmcsi_issuer_client::IgnoredRequests, usize)>,
+    /// The key pool's counts.
+    pub pool: cmcsi_keygen::PoolStats,
+    /// Set-aside volume directories removed after the grace.
+    pub quarantine_removed: u64,
+}
+
+/// The source of [`LiveValues`]; `None` once the driver is gone.
 pub trait LiveStats: Send + Sync + std::fmt::Debug + 'static {
-    /// `(name, help, value, is_counter)` for each series.
-    fn read(&self) -> Vec<(&'static str, &'static str, f64, bool)>;
+    /// The values now.
+    fn read(&self) -> Option<LiveValues>;
 }
 
 #[derive(Debug)]
@@ -66,7 +92,10 @@ struct LiveCollector(Arc<dyn LiveStats>);
 
 impl Collector for LiveCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        for (name, help, value, is_counter) in self.0.read() {
+        let Some(values) = self.0.read() else {
+            return Ok(());
+        };
+        for (name, help, value, is_counter) in live_series(&values) {
             if is_counter {
                 let c = ConstCounter::new(value as u64);
                 let me = encoder.encode_descriptor(name, help, None, c.metric_type())?;
@@ -86,15 +115,15 @@ impl Collector for LiveCollector {
 pub struct Metrics {
     registry: Registry,
     /// Issuance attempts (first and renewals).
-    pub issue_requests: Family<IssuerLabels, Counter>,
+    issue_requests: Family<IssuerLabels, Counter>,
     /// Failed issuance attempts.
-    pub issue_errors: Family<IssuerLabels, Counter>,
+    issue_errors: Family<IssuerLabels, Counter>,
     /// notAfter of each volume's current certificate (Unix seconds).
-    pub expiration: Family<CertLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    expiration: Family<CertLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     /// When each volume's certificate is due for renewal (Unix seconds).
-    pub renewal: Family<CertLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    renewal: Family<CertLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     /// NodePublishVolume latency.
-    pub publish_seconds: Histogram,
+    publish_seconds: Histogram,
     /// Issuers (name, kind, group) given their own label values so far.
     issuers: Mutex<HashSet<(String, String, String)>>,
     max_issuers: usize,
@@ -190,6 +219,61 @@ impl Metrics {
         }
     }
 
+    /// An issuance for the volume of `spec` at `target_path` succeeded: one
+    /// more attempt for its issuer, and its certificate's expiry and next
+    /// renewal.
+    pub(crate) fn issued(
+        &self,
+        spec: &cmcsi_attrs::CertificateSpec,
+        target_path: &str,
+        not_after: SystemTime,
+        next_issuance: Option<SystemTime>,
+    ) {
+        let labels = self.issuer_labels(spec);
+        self.issue_requests.get_or_create(&labels).inc();
+        self.restored(spec, target_path, not_after, next_issuance);
+    }
+
+    /// An issuance for a volume of `spec` failed: one more attempt and one
+    /// more error for its issuer.
+    pub(crate) fn failed(&self, spec: &cmcsi_attrs::CertificateSpec) {
+        let labels = self.issuer_labels(spec);
+        self.issue_requests.get_or_create(&labels).inc();
+        self.issue_errors.get_or_create(&labels).inc();
+    }
+
+    /// A stored volume was taken over at start: its certificate's expiry
+    /// and next renewal, counting no attempt.
+    pub(crate) fn restored(
+        &self,
+        spec: &cmcsi_attrs::CertificateSpec,
+        target_path: &str,
+        not_after: SystemTime,
+        next_issuance: Option<SystemTime>,
+    ) {
+        let cert = cert_labels(spec, target_path);
+        self.expiration
+            .get_or_create(&cert)
+            .set(crate::timefmt::unix_seconds(not_after));
+        if let Some(next) = next_issuance {
+            self.renewal
+                .get_or_create(&cert)
+                .set(crate::timefmt::unix_seconds(next));
+        }
+    }
+
+    /// The volume of `spec` at `target_path` was unpublished: its series go.
+    pub(crate) fn forget(&self, spec: &cmcsi_attrs::CertificateSpec, target_path: &str) {
+        let labels = cert_labels(spec, target_path);
+        self.expiration.remove(&labels);
+        self.renewal.remove(&labels);
+    }
+
+    /// A NodePublishVolume call took `elapsed`.
+    pub(crate) fn published(&self, elapsed: Duration) {
+        self.publish_seconds.observe(elapsed.as_secs_f64());
+    }
+
     /// The metrics in the Prometheus/OpenMetrics text format.
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -199,134 +283,95 @@ impl Metrics {
     }
 }
 
-/// Serves `/metrics` on `listener` until `shutdown` resolves.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    metrics: Arc<Metrics>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    use axum::routing::get;
-    let app = axum::Router::new().route(
-        "/metrics",
-        get(move || {
-            let m = Arc::clone(&metrics);
-            async move {
-                (
-                    [(
-                        http::header::CONTENT_TYPE,
-                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    )],
-                    m.encode(),
-                )
-            }
-        }),
-    );
-    if let Ok(addr) = listener.local_addr() {
-        tracing::info!(address = %addr, "serving metrics at /metrics");
-    }
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-}
-
-/// Series read from the renewer and the key pool at scrape time.
-#[derive(Debug)]
-pub(crate) struct Live(pub(crate) std::sync::Weak<crate::driver::Driver>);
-
-impl LiveStats for Live {
-    fn read(&self) -> Vec<(&'static str, &'static str, f64, bool)> {
-        let Some(d) = self.0.upgrade() else {
-            return vec![];
-        };
-        let mut out = Vec::new();
-        if let Some(r) = d.renewer.get() {
-            let s = r.stats();
-            out.push((
-                "certmanager_csi_managed_volume_count",
-                "Volumes managed by this driver",
-                s.managed as f64,
-                false,
-            ));
-            out.push((
-                "certmanager_csi_renewal_retrying_volumes",
-                "Volumes whose last issuance attempt failed and is being retried",
-                s.retrying as f64,
-                false,
-            ));
-            out.push((
-                "certmanager_csi_expired_certificates",
-                "Volumes whose mounted certificate has expired (renewal keeps failing)",
-                s.expired as f64,
-                false,
-            ));
-            out.push((
-                "certmanager_csi_issuances_in_flight",
-                "Issuances running now",
-                s.in_flight as f64,
-                false,
-            ));
-        }
-        if let Ok(kube) = &d.kube {
-            let ignored = kube.issuer.ignored_requests();
-            out.push((
-                "certmanager_csi_watch_ignored_requests",
-                "CertificateRequests labelled for this node that the watch did not keep: \
-                 not made for a volume of this node, or over --max-watched-requests",
-                (ignored.foreign + ignored.over_limit) as f64,
-                true,
-            ));
-            out.push((
-                "certmanager_csi_watched_requests",
-                "CertificateRequests the node-wide watch holds now",
-                kube.issuer.cached_requests() as f64,
-                false,
-            ));
-        }
-        let p = d.pool.stats();
+/// The series of the renewer, the watch, the key pool and the store, as
+/// `(name, help, value, is_counter)`.
+fn live_series(d: &LiveValues) -> Vec<(&'static str, &'static str, f64, bool)> {
+    let mut out = Vec::new();
+    if let Some(s) = d.renewer {
         out.push((
-            "certmanager_csi_key_pool_hits",
-            "Keys served from the pool",
-            p.hits as f64,
-            true,
-        ));
-        out.push((
-            "certmanager_csi_key_pool_misses",
-            "Keys generated inline because the pool was empty",
-            p.misses as f64,
-            true,
-        ));
-        out.push((
-            "certmanager_csi_key_pool_available",
-            "Keys ready in the pool now",
-            p.available as f64,
+            "certmanager_csi_managed_volume_count",
+            "Volumes managed by this driver",
+            s.managed as f64,
             false,
         ));
         out.push((
-            "certmanager_csi_key_pool_refills",
-            "Keys generated in the background for the pool",
-            p.refills as f64,
+            "certmanager_csi_renewal_retrying_volumes",
+            "Volumes whose last issuance attempt failed and is being retried",
+            s.retrying as f64,
+            false,
+        ));
+        out.push((
+            "certmanager_csi_expired_certificates",
+            "Volumes whose mounted certificate has expired (renewal keeps failing)",
+            s.expired as f64,
+            false,
+        ));
+        out.push((
+            "certmanager_csi_issuances_in_flight",
+            "Issuances running now",
+            s.in_flight as f64,
+            false,
+        ));
+    }
+    if let Some((ignored, cached)) = d.watch {
+        out.push((
+            "certmanager_csi_watch_ignored_requests",
+            "CertificateRequests labelled for this node that the watch did not keep: \
+                 not made for a volume of this node, or over --max-watched-requests",
+            (ignored.foreign + ignored.over_limit) as f64,
             true,
         ));
         out.push((
+            "certmanager_csi_watched_requests",
+            "CertificateRequests the node-wide watch holds now",
+            cached as f64,
+            false,
+        ));
+    }
+    let p = d.pool;
+    out.push((
+        "certmanager_csi_key_pool_hits",
+        "Keys served from the pool",
+        p.hits as f64,
+        true,
+    ));
+    out.push((
+        "certmanager_csi_key_pool_misses",
+        "Keys generated inline because the pool was empty",
+        p.misses as f64,
+        true,
+    ));
+    out.push((
+        "certmanager_csi_key_pool_available",
+        "Keys ready in the pool now",
+        p.available as f64,
+        false,
+    ));
+    out.push((
+        "certmanager_csi_key_pool_refills",
+        "Keys generated in the background for the pool",
+        p.refills as f64,
+        true,
+    ));
+    out.push((
             "certmanager_csi_key_generations_running",
             "Key generations for publishes and renewals running now (a cancelled publish's counts until it ends)",
             p.inline_running as f64,
             false,
         ));
-        out.push((
-            "certmanager_csi_large_rsa_generations_running",
-            "Generations of RSA keys above 4096 bits running now (at most --max-concurrent-large-rsa)",
-            p.large_rsa_running as f64,
-            false,
-        ));
-        out.push((
+    out.push((
+        "certmanager_csi_large_rsa_generations_running",
+        "Generations of RSA keys above 4096 bits running now (at most --max-concurrent-large-rsa)",
+        p.large_rsa_running as f64,
+        false,
+    ));
+    out.push((
             "certmanager_csi_quarantined_volumes_removed",
             "Set-aside volume directories (unusable at start, or unmounted with unreadable metadata) removed after --quarantine-grace",
-            d.store.quarantine_removed() as f64,
+            d.quarantine_removed as f64,
             true,
         ));
-        out
-    }
+    out
 }
 
 /// The per-volume labels of a volume published at `target_path`.
@@ -339,18 +384,6 @@ pub(crate) fn cert_labels(spec: &cmcsi_attrs::CertificateSpec, target_path: &str
         issuer_kind: spec.issuer.kind.clone(),
         issuer_group: spec.issuer.group.clone(),
     }
-}
-
-pub(crate) fn unix_seconds(t: std::time::SystemTime) -> f64 {
-    t.duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
-pub(crate) fn jiff_like(t: std::time::SystemTime) -> String {
-    jiff::Timestamp::try_from(t)
-        .map(|ts| ts.to_string())
-        .unwrap_or_default()
 }
 
 /// Labels of `rest_client_requests_total`: as client-go's, bounded (a fixed
@@ -445,7 +478,8 @@ impl Metrics {
             "Always 1; the labels say which build of the driver this is",
             build,
         );
-        self.registry.register_collector(Box::new(ProcessCollector));
+        self.registry
+            .register_collector(Box::new(process::ProcessCollector));
         self
     }
 }
@@ -458,131 +492,23 @@ struct BuildLabels {
     rustc: String,
 }
 
-/// Prometheus' standard `process_*` series, read from `/proc/self` at every
-/// scrape. Written here because prometheus-client ships no process collector
-/// and the separate crates that do are unmaintained or pull in a second
-/// metrics stack; the names and meanings are those of Prometheus' Go
-/// process collector.
-#[derive(Debug, Default)]
-struct ProcessCollector;
-
-/// What `/proc/self/stat` and friends say.
-#[derive(Debug, Default, PartialEq)]
-pub(crate) struct ProcessStats {
-    pub(crate) cpu_seconds: f64,
-    pub(crate) resident_bytes: f64,
-    pub(crate) virtual_bytes: f64,
-    pub(crate) start_time_seconds: f64,
-    pub(crate) open_fds: f64,
-    pub(crate) max_fds: f64,
-}
-
-/// Parses `/proc/self/stat` (`stat`), given clock ticks per second, the page
-/// size and the boot time (`btime` of `/proc/stat`, Unix seconds). The
-/// command name (field 2) may hold spaces and parentheses, so fields are
-/// counted from the last `)`.
-pub(crate) fn parse_proc_stat(
-    stat: &str,
-    ticks: f64,
-    page_size: f64,
-    boot_time: f64,
-) -> Option<ProcessStats> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    // After the name: state is field 3; utime 14, stime 15, starttime 22,
-    // vsize 23, rss 24 (proc(5)), so index = field - 3.
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let num = |field: usize| f.get(field - 3)?.parse::<f64>().ok();
-    Some(ProcessStats {
-        cpu_seconds: (num(14)? + num(15)?) / ticks,
-        start_time_seconds: boot_time + num(22)? / ticks,
-        virtual_bytes: num(23)?,
-        resident_bytes: num(24)? * page_size,
-        ..Default::default()
-    })
-}
-
-fn boot_time() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    stat.lines()
-        .find_map(|l| l.strip_prefix("btime "))
-        .and_then(|v| v.trim().parse().ok())
-}
-
-fn read_process_stats() -> Option<ProcessStats> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let ticks = rustix::param::clock_ticks_per_second() as f64;
-    let page = rustix::param::page_size() as f64;
-    let mut s = parse_proc_stat(&stat, ticks, page, boot_time()?)?;
-    s.open_fds = std::fs::read_dir("/proc/self/fd").ok()?.count() as f64;
-    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
-    s.max_fds = limit.current.map_or(f64::INFINITY, |v| v as f64);
-    Some(s)
-}
-
-impl Collector for ProcessCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        // Not Linux, or /proc not mounted: no process series rather than zeros.
-        let Some(s) = read_process_stats() else {
-            return Ok(());
-        };
-        let cpu = ConstCounter::new(s.cpu_seconds);
-        let me = encoder.encode_descriptor(
-            "process_cpu_seconds",
-            "Total user and system CPU time spent in seconds",
-            None,
-            cpu.metric_type(),
-        )?;
-        cpu.encode(me)?;
-        for (name, help, value) in [
-            (
-                "process_resident_memory_bytes",
-                "Resident memory size in bytes",
-                s.resident_bytes,
-            ),
-            (
-                "process_virtual_memory_bytes",
-                "Virtual memory size in bytes",
-                s.virtual_bytes,
-            ),
-            (
-                "process_start_time_seconds",
-                "Start time of the process since unix epoch in seconds",
-                s.start_time_seconds,
-            ),
-            (
-                "process_open_fds",
-                "Number of open file descriptors",
-                s.open_fds,
-            ),
-            (
-                "process_max_fds",
-                "Maximum number of open file descriptors",
-                s.max_fds,
-            ),
-        ] {
-            let g = ConstGauge::new(value);
-            let me = encoder.encode_descriptor(name, help, None, g.metric_type())?;
-            g.encode(me)?;
-        }
-        Ok(())
-    }
+/// The Pod's name for a volume, from the kubelet's target path
+/// `.../pods/<uid>/volumes/kubernetes.io~csi/<volume-name>/mount`; the last
+/// component when the path has another shape.
+pub(crate) fn pod_volume_name(target_path: &str) -> String {
+    let path = std::path::Path::new(target_path);
+    let dir = match path.file_name() {
+        Some(last) if last == "mount" => path.parent().unwrap_or(path),
+        _ => path,
+    };
+    dir.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
-mod runtime_series_tests {
+mod tests {
     use super::*;
-
-    #[test]
-    fn proc_stat_fields_are_counted_after_the_command_name() {
-        let stat = "42 (a (b) c) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 3 0 1000 \
-                    104857600 2560 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0";
-        let s = parse_proc_stat(stat, 100.0, 4096.0, 1_700_000_000.0).unwrap();
-        assert_eq!(s.cpu_seconds, 3.0);
-        assert_eq!(s.start_time_seconds, 1_700_000_010.0);
-        assert_eq!(s.virtual_bytes, 104_857_600.0);
-        assert_eq!(s.resident_bytes, 2560.0 * 4096.0);
-        assert!(parse_proc_stat("garbage", 100.0, 4096.0, 0.0).is_none());
-    }
 
     #[test]
     fn a_scrape_has_process_build_and_client_series() {
@@ -613,25 +539,6 @@ mod runtime_series_tests {
             assert!(text.contains(want), "missing {want} in\n{text}");
         }
     }
-}
-
-/// The Pod's name for a volume, from the kubelet's target path
-/// `.../pods/<uid>/volumes/kubernetes.io~csi/<volume-name>/mount`; the last
-/// component when the path has another shape.
-pub(crate) fn pod_volume_name(target_path: &str) -> String {
-    let path = std::path::Path::new(target_path);
-    let dir = match path.file_name() {
-        Some(last) if last == "mount" => path.parent().unwrap_or(path),
-        _ => path,
-    };
-    dir.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
 
     fn spec(issuer: &str) -> cmcsi_attrs::CertificateSpec {
         let ctx: std::collections::BTreeMap<String, String> = [

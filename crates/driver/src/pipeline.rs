@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use cmcsi_attrs::{CertificateSpec, ParseOptions};
+use cmcsi_attrs::CertificateSpec;
 use cmcsi_issuer_client::{self as ic, IssuerClient, SecretToken};
 use cmcsi_keygen::{self as keygen, ChainSummary, PrivateKey};
 use cmcsi_store::{FileSet, Metadata, Store, StoreError};
@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::convert;
 use crate::error::DriverError;
 use crate::locks::VolumeGuard;
+use crate::volume::Volume;
 
 /// Name of the private side file holding an in-flight request and its key,
 /// so a restarted driver resumes the request instead of asking again (Go
@@ -78,17 +79,6 @@ fn decode_pending(raw: &[u8]) -> Option<(String, String, zeroize::Zeroizing<Stri
 /// A submitted request: its key, its name and the key's PKCS#8 PEM.
 type Submitted = (PrivateKey, String, zeroize::Zeroizing<String>);
 
-/// The parse options of a stored volume: the Go driver's defaults for
-/// volumes it wrote (`tls.crt`, `tls.key`, `ca.crt`, 2160h, `LegacyRC2`),
-/// the original documentation's for ours.
-pub fn options_of(meta: &Metadata) -> ParseOptions {
-    if meta.written_by_go() {
-        ParseOptions::go_driver()
-    } else {
-        ParseOptions::original()
-    }
-}
-
 /// The outcome of one successful issuance.
 #[derive(Debug, Clone)]
 pub struct Issued {
@@ -100,10 +90,6 @@ pub struct Issued {
     pub next_issuance: Option<SystemTime>,
     /// `renew-before` of the volume.
     pub renew_before: Option<Duration>,
-    /// The volume's spec.
-    pub spec: CertificateSpec,
-    /// The volume's target path (the Pod's volume name is in it).
-    pub target_path: String,
 }
 
 /// Everything one issuance needs.
@@ -127,9 +113,6 @@ pub struct Pipeline<'a> {
     pub issuer: &'a IssuerClient,
     /// Whether requests are created with the Pod's token.
     pub use_token_request: bool,
-    /// The Pod's IP addresses for `${POD_IP}` / `${POD_IPS}`, read from the
-    /// node's Pod watch just before this issuance.
-    pub pod_ips: Option<Vec<std::net::IpAddr>>,
     /// Requests kept per volume.
     pub max_requests_per_volume: usize,
     /// Computes the next due time from a lifetime.
@@ -141,33 +124,35 @@ pub struct Pipeline<'a> {
 }
 
 impl Pipeline<'_> {
-    /// Issues (or renews) the certificate of `volume_id` and writes it.
+    /// Issues (or renews) the certificate of `volume` (as loaded by the
+    /// caller, its spec parsed with the Pod's addresses) and writes it.
     /// A failure leaves the current file set untouched.
     //
     // Longer than most functions on purpose: its order (record the request,
     // submit, await, check, write the files, then the metadata, then drop the
     // record) is what makes a crash at any point safe, so it reads top to
     // bottom in one place; the steps themselves are helpers.
-    pub async fn issue(&self, volume_id: &str) -> Result<Issued, DriverError> {
-        let (id, pod_ips) = (volume_id.to_owned(), self.pod_ips.clone());
-        let (mut meta, spec, pending, current_ca) = self
-            .blocking(move |s| {
-                let meta = s.read_metadata(&id)?;
-                let spec = crate::keystores::stored_spec_ips(s, &meta, pod_ips)?;
+    pub(crate) async fn issue(&self, volume: &Volume) -> Result<Issued, DriverError> {
+        let volume_id = volume.id();
+        let spec = &volume.spec;
+        // A volume created by this operation has no pending record yet, nor
+        // current files. With a trust bundle source, the CA file written last is
+        // read too: it is kept when the source has gone.
+        let (pending, current_ca) = if volume.created {
+            (None, None)
+        } else {
+            let id = volume_id.to_owned();
+            let ca_file = spec.trust_bundle.as_ref().map(|_| spec.files.ca.clone());
+            self.blocking(move |s| {
                 let pending = s.read_private(&id, PENDING_FILE)?;
-                // With a trust bundle source, the CA file written last: kept when
-                // the source has gone.
-                let current_ca = match &spec.trust_bundle {
-                    Some(_) => match s.read_current_file(&id, &spec.files.ca) {
-                        Ok(f) => f.map(|b| b.to_vec()),
-                        Err(StoreError::VolumeNotFound { .. }) => None,
-                        Err(e) => return Err(e.into()),
-                    },
+                let current_ca = match ca_file {
+                    Some(f) => s.read_current_file(&id, &f)?.map(|b| b.to_vec()),
                     None => None,
                 };
-                Ok((meta, spec, pending, current_ca))
+                Ok((pending, current_ca))
             })
-            .await?;
+            .await?
+        };
         let namespace = spec.pod.namespace.clone().ok_or_else(|| {
             DriverError::InvalidRequest(
                 "the volume context has no csi.storage.k8s.io/pod.namespace: the CSIDriver \
@@ -176,7 +161,7 @@ impl Pipeline<'_> {
             )
         })?;
         let token = if self.use_token_request {
-            Some(token_of(&meta.volume_context)?)
+            Some(token_of(&volume.meta.volume_context)?)
         } else {
             None
         };
@@ -201,7 +186,7 @@ impl Pipeline<'_> {
         let (key, name, pkcs8) = match self.resumable(volume_id, pending).await? {
             Some(p) => p,
             None => {
-                self.submit(volume_id, &spec, &namespace, token.as_ref())
+                self.submit(volume_id, spec, &namespace, token.as_ref())
                     .await?
             }
         };
@@ -224,6 +209,7 @@ impl Pipeline<'_> {
         // Checking the chain, encoding the keystores (PBKDF2 for PKCS#12)
         // and writing: one blocking task, in the crash-safe order.
         let (id, planner) = (volume_id.to_owned(), self.planner.clone());
+        let (mut meta, spec) = (volume.meta.clone(), volume.spec.clone());
         self.blocking(move |s| {
             let summary = ChainSummary::from_pem(&issued.certificate_pem)?;
             if !summary.leaf_matches_key(&key) {
@@ -248,8 +234,6 @@ impl Pipeline<'_> {
                 request: name,
                 next_issuance: Some(next),
                 renew_before: spec.renew_before,
-                spec,
-                target_path: meta.target_path,
             })
         })
         .await
@@ -263,7 +247,7 @@ impl Pipeline<'_> {
         f: impl FnOnce(&Store) -> Result<T, DriverError> + Send + 'static,
     ) -> Result<T, DriverError> {
         let held = (self.guard.clone(), self.permit.clone());
-        crate::driver::on_blocking_pool(self.store, held, "issuance task", f).await
+        crate::blocking::with_store(self.store, held, "issuance task", f).await
     }
 
     /// Drops the volume's pending-request record.
@@ -344,8 +328,8 @@ impl Pipeline<'_> {
             .blocking(move |s| {
                 let csr = keygen::build_csr(&key, &params)?;
                 let pkcs8 = key.to_pem(keygen::KeyEncoding::Pkcs8)?;
-                let record = encode_pending(&ns, &request, &pkcs8)
-                    .map_err(|e| DriverError::Mount(format!("encoding pending record: {e}")))?;
+                let record =
+                    encode_pending(&ns, &request, &pkcs8).map_err(DriverError::PendingRecord)?;
                 s.write_private(&id, PENDING_FILE, &record)?;
                 Ok((key, csr, pkcs8))
             })

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
-use cmcsi_attrs::CertificateSpec;
 use cmcsi_renewer::{IssueFailure, IssueReason, Lifetime};
 use cmcsi_store::{Metadata, StoreError};
 
@@ -15,112 +14,94 @@ use crate::driver::Driver;
 use crate::error::DriverError;
 use crate::events;
 use crate::locks::VolumeGuard;
-use crate::metrics::{cert_labels, jiff_like, unix_seconds};
 use crate::mount;
 use crate::node::{PublishRequest, UnpublishRequest};
 use crate::pipeline;
+use crate::volume::Volume;
 
 impl Driver {
-    /// One issuance with metrics, an Event and a log line, made under the
-    /// volume's lock (`guard`) in one of the issuance slots (`permit`).
+    /// One issuance of `volume` (loaded once by the caller and handed down)
+    /// with metrics, an Event and a log line, made under the volume's lock
+    /// (`guard`) in one of the issuance slots (`permit`).
     pub(crate) async fn issue_logged(
         &self,
-        volume_id: &str,
+        volume: &Volume,
         why: &str,
         guard: &VolumeGuard,
         permit: cmcsi_renewer::IssuancePermit,
     ) -> Result<pipeline::Issued, DriverError> {
         let started = Instant::now();
         let result = match self.pipeline() {
-            Ok(mut p) => match self.pod_ips_for(volume_id).await {
-                Ok(ips) => {
-                    p.pod_ips = ips;
-                    p.guard = Some(guard.clone());
-                    p.permit = Some(permit);
-                    p.issue(volume_id).await
-                }
-                Err(e) => Err(e),
-            },
+            Ok(mut p) => {
+                p.guard = Some(guard.clone());
+                p.permit = Some(permit);
+                p.issue(volume).await
+            }
             Err(e) => Err(e),
         };
         let ms = started.elapsed().as_millis() as u64;
         match &result {
-            Ok(issued) => {
-                let labels = self.metrics.issuer_labels(&issued.spec);
-                self.metrics.issue_requests.get_or_create(&labels).inc();
-                let cert = cert_labels(&issued.spec, &issued.target_path);
-                self.metrics
-                    .expiration
-                    .get_or_create(&cert)
-                    .set(unix_seconds(issued.summary.not_after));
-                if let Some(next) = issued.next_issuance {
-                    self.metrics
-                        .renewal
-                        .get_or_create(&cert)
-                        .set(unix_seconds(next));
-                }
-                self.events.succeeded(
-                    volume_id,
-                    events::pod_of(&issued.spec),
-                    events::request_named(&issued.spec, &issued.request),
-                    issued.summary.not_after,
-                );
-                tracing::info!(
-                    volume = volume_id,
-                    pod = issued.spec.pod.name.as_deref().unwrap_or(""),
-                    namespace = issued.spec.pod.namespace.as_deref().unwrap_or(""),
-                    request = %issued.request,
-                    serial = %issued.summary.serial_hex,
-                    not_after = %jiff_like(issued.summary.not_after),
-                    kind = why,
-                    outcome = "issued",
-                    duration_ms = ms,
-                    "issuance"
-                );
-            }
-            Err(e) => {
-                let mut pod = None;
-                if let Ok(meta) = self.read_metadata(volume_id).await
-                    && let renewal_due = meta.next_issuance_time
-                    && let Ok(spec) = self.stored_spec(meta).await
-                {
-                    let labels = self.metrics.issuer_labels(&spec);
-                    self.metrics.issue_requests.get_or_create(&labels).inc();
-                    self.metrics.issue_errors.get_or_create(&labels).inc();
-                    pod = events::pod_of(&spec);
-                    self.events.failed(events::Failure {
-                        volume_id,
-                        pod: pod.clone(),
-                        first: renewal_due.is_none(),
-                        error: e,
-                        renewal_due,
-                    });
-                }
-                let request = events::request_of(e);
-                tracing::warn!(
-                    volume = volume_id,
-                    pod = pod.as_ref().map_or("", |p| p.name.as_str()),
-                    namespace = pod.as_ref().map_or("", |p| p.namespace.as_str()),
-                    request = request.as_ref().map(|r| r.to_string()).unwrap_or_default(),
-                    kind = why,
-                    outcome = "failed",
-                    error = %e,
-                    duration_ms = ms,
-                    "issuance"
-                );
-            }
+            Ok(issued) => self.log_issued(volume, why, ms, issued),
+            Err(e) => self.log_failed(volume, why, ms, e),
         }
         result
     }
 
-    /// For a volume with readiness gates or `${POD_IP}`: checks its Pod
-    /// (every issuance, renewals too, re-reads the IP) and returns its IPs.
-    async fn pod_ips_for(
-        &self,
-        volume_id: &str,
-    ) -> Result<Option<Vec<std::net::IpAddr>>, DriverError> {
-        let meta = self.read_metadata(volume_id).await?;
-        self.pod_ready(&meta.volume_context)
+    /// Metrics, the Event and the log line of an issuance of `volume` that
+    /// took `ms` milliseconds.
+    fn log_issued(&self, volume: &Volume, why: &str, ms: u64, issued: &pipeline::Issued) {
+        let (volume_id, spec) = (volume.id(), &volume.spec);
+        self.metrics.issued(
+            spec,
+            &volume.meta.target_path,
+            issued.summary.not_after,
+            issued.next_issuance,
+        );
+        self.events.succeeded(
+            volume_id,
+            events::pod_of(spec),
+            events::request_named(spec, &issued.request),
+            issued.summary.not_after,
+        );
+        tracing::info!(
+            volume = volume_id,
+            pod = spec.pod.name.as_deref().unwrap_or(""),
+            namespace = spec.pod.namespace.as_deref().unwrap_or(""),
+            request = %issued.request,
+            serial = %issued.summary.serial_hex,
+            not_after = %crate::timefmt::rfc3339(issued.summary.not_after),
+            kind = why,
+            outcome = "issued",
+            duration_ms = ms,
+            "issuance"
+        );
+    }
+
+    /// Metrics, the Event and the log line of a failed issuance of `volume`.
+    fn log_failed(&self, volume: &Volume, why: &str, ms: u64, e: &DriverError) {
+        let (volume_id, spec) = (volume.id(), &volume.spec);
+        self.metrics.failed(spec);
+        let pod = events::pod_of(spec);
+        let renewal_due = volume.meta.next_issuance_time;
+        self.events.failed(events::Failure {
+            volume_id,
+            pod: pod.clone(),
+            first: renewal_due.is_none(),
+            error: e,
+            renewal_due,
+        });
+        let request = events::request_of(e);
+        tracing::warn!(
+            volume = volume_id,
+            pod = pod.as_ref().map_or("", |p| p.name.as_str()),
+            namespace = pod.as_ref().map_or("", |p| p.namespace.as_str()),
+            request = request.as_ref().map(|r| r.to_string()).unwrap_or_default(),
+            kind = why,
+            outcome = "failed",
+            error = %e,
+            duration_ms = ms,
+            "issuance"
+        );
     }
 
     /// A renewal (or background first issuance) called by the renewer.
@@ -150,26 +131,80 @@ impl Driver {
                 "another operation on this volume is still in progress",
             ));
         };
-        let id = volume_id.to_string();
-        match self.on_store(move |s| s.volume_exists(&id)).await {
-            Ok(true) => {}
-            Ok(false) => return Err(IssueFailure::new("volume no longer exists")),
-            Err(e) => return Err(IssueFailure::new(e.to_string())),
+        // Woken because its trust bundle changed: rewrite the files, key and
+        // certificate unchanged, no request (a volume not issued yet is issued).
+        if self.take_trust_pending(volume_id) && matches!(reason, IssueReason::Requested) {
+            match self.refresh_trust(volume_id, &guard).await {
+                Ok(Some(lifetime)) => return Ok(lifetime),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(volume = volume_id, error = %e, "trust bundle refresh failed; the current files stay");
+                    return Err(IssueFailure::new(e.to_string()));
+                }
+            }
         }
         let why = reason.to_string();
-        self.issue_logged(volume_id, &why, &guard, permit)
+        let volume = self
+            .load_for_issuance(volume_id, &why)
+            .await
+            .map_err(|e| IssueFailure::new(e.to_string()))?;
+        self.issue_logged(&volume, &why, &guard, permit)
             .await
             .map(|i| pipeline::lifetime_of(&i.summary, i.renew_before))
             .map_err(|e| IssueFailure::new(e.to_string()))
+    }
+
+    /// Under the volume's lock, the volume a renewal issues: its metadata
+    /// and secrets read once, its Pod checked (every issuance, renewals too,
+    /// re-reads the Pod's IPs for `${POD_IP}`), its context parsed once with
+    /// those IPs. A Pod not ready is logged, counted and given its Event as
+    /// a failed issuance.
+    async fn load_for_issuance(&self, volume_id: &str, why: &str) -> Result<Volume, DriverError> {
+        let started = Instant::now();
+        let id = volume_id.to_string();
+        let stored = self
+            .on_store(move |s| -> Result<_, DriverError> {
+                let Some(meta) = Volume::read_metadata(s, &id)? else {
+                    return Ok(None);
+                };
+                let secrets = s.read_secrets(&id)?;
+                Ok(Some((meta, secrets)))
+            })
+            .await?;
+        let Some((meta, secrets)) = stored else {
+            return Err(DriverError::Gone(volume_id.to_string()));
+        };
+        match self.pod_ready(&meta.volume_context) {
+            Ok(ips) => {
+                let spec = crate::volume::parse_stored(&meta, secrets.iter(), ips)?.spec;
+                Ok(Volume {
+                    meta,
+                    spec,
+                    created: false,
+                })
+            }
+            Err(e) => {
+                // The failure's labels and Event come from the spec with the
+                // stand-in addresses, never issued.
+                if let Ok(parsed) = crate::volume::parse_stored(&meta, secrets.iter(), None) {
+                    let volume = Volume {
+                        meta,
+                        spec: parsed.spec,
+                        created: false,
+                    };
+                    let ms = started.elapsed().as_millis() as u64;
+                    self.log_failed(&volume, why, ms, &e);
+                }
+                Err(e)
+            }
+        }
     }
 
     /// NodePublishVolume.
     pub(crate) async fn publish(self: &Arc<Self>, req: PublishRequest) -> Result<(), DriverError> {
         let started = Instant::now();
         let result = self.publish_inner(req).await;
-        self.metrics
-            .publish_seconds
-            .observe(started.elapsed().as_secs_f64());
+        self.metrics.published(started.elapsed());
         result
     }
 
@@ -177,12 +212,78 @@ impl Driver {
         let volume_id = req.volume_id.as_str();
         let target = req.target_path.as_path();
 
-        // A republish of a running Pod (e.g. with a refreshed token) never
-        // fails its volume, but waits for a renewal in flight.
-        if let Some(done) = self.republish(&req).await {
-            return done;
-        }
+        // The volume's lock free now (every first publish): one read of its
+        // metadata under the lock decides between a republish and the
+        // locked path.
+        let (guard, existing) = match self.locks.try_lock(volume_id) {
+            Some(guard) => {
+                let id = req.volume_id.clone();
+                let existing = self
+                    .on_store_locked(&guard, move |s| Volume::read_metadata(s, &id))
+                    .await?;
+                match existing {
+                    Some(meta) if meta.next_issuance_time.is_some() => {
+                        return self.republish_held(&req, guard, meta).await;
+                    }
+                    existing => {
+                        self.check_pod_ip(&req)?;
+                        (guard, existing)
+                    }
+                }
+            }
+            None => {
+                // A republish of a running Pod (e.g. with a refreshed token)
+                // never fails its volume, but waits for a renewal in flight.
+                if let Some(done) = self.republish(&req).await {
+                    return done;
+                }
+                self.check_pod_ip(&req)?;
+                let Some(guard) = self
+                    .locks
+                    .lock(volume_id, self.config.issuance_timeout)
+                    .await
+                else {
+                    return Err(busy(volume_id));
+                };
+                let id = req.volume_id.clone();
+                let existing = self
+                    .on_store_locked(&guard, move |s| Volume::read_metadata(s, &id))
+                    .await?;
+                (guard, existing)
+            }
+        };
+        let volume = self.prepare(&req, &guard, existing).await?;
 
+        if !volume.issued() {
+            let disable_auto_renew = volume.spec.disable_auto_renew;
+            if self.config.continue_on_not_ready && self.needs_pod(&req.context) {
+                match self.pod_ready(&req.context) {
+                    Ok(_) => self.renewer().manage_pending(volume_id, disable_auto_renew),
+                    Err(e) => {
+                        tracing::info!(volume = volume_id, reason = %e, "mounted empty; issuing once the Pod is ready");
+                        if let Some(me) = self.me() {
+                            me.spawn_gate_wait(volume_id, req.context.clone(), disable_auto_renew);
+                        }
+                    }
+                }
+            } else if self.config.continue_on_not_ready {
+                self.renewer().manage_pending(volume_id, disable_auto_renew);
+            } else {
+                let permit = self.renewer().acquire_first_issuance().await;
+                let issued = self.issue_logged(&volume, "first", &guard, permit).await?;
+                self.renewer().manage(
+                    volume_id,
+                    pipeline::lifetime_of(&issued.summary, issued.renew_before),
+                    disable_auto_renew,
+                );
+            }
+        }
+        self.mount(volume_id, target).await
+    }
+
+    /// Refuses a new volume that uses `${POD_IP}` unless the driver mounts
+    /// volumes before their Pod is ready.
+    fn check_pod_ip(&self, req: &PublishRequest) -> Result<(), DriverError> {
         if self.needs_pod(&req.context) && !self.config.continue_on_not_ready {
             return Err(DriverError::InvalidRequest(
                 "this volume uses ${POD_IP} or ${POD_IPS}, but the Pod's IP address is \
@@ -192,69 +293,37 @@ impl Driver {
                     .into(),
             ));
         }
-        let Some(guard) = self
-            .locks
-            .lock(volume_id, self.config.issuance_timeout)
-            .await
-        else {
-            return Err(busy(volume_id));
-        };
-        let (meta, spec) = self.prepare(&req, &guard).await?;
-
-        if meta.next_issuance_time.is_none() {
-            if self.config.continue_on_not_ready && self.needs_pod(&req.context) {
-                match self.pod_ready(&req.context) {
-                    Ok(_) => self
-                        .renewer()
-                        .manage_pending(volume_id, spec.disable_auto_renew),
-                    Err(e) => {
-                        tracing::info!(volume = volume_id, reason = %e, "mounted empty; issuing once the Pod is ready");
-                        if let Some(me) = self.me() {
-                            me.spawn_gate_wait(
-                                volume_id,
-                                req.context.clone(),
-                                spec.disable_auto_renew,
-                            );
-                        }
-                    }
-                }
-            } else if self.config.continue_on_not_ready {
-                self.renewer()
-                    .manage_pending(volume_id, spec.disable_auto_renew);
-            } else {
-                let permit = self.renewer().acquire_first_issuance().await;
-                let issued = self
-                    .issue_logged(volume_id, "first", &guard, permit)
-                    .await?;
-                self.renewer().manage(
-                    volume_id,
-                    pipeline::lifetime_of(&issued.summary, issued.renew_before),
-                    spec.disable_auto_renew,
-                );
-            }
-        }
-        self.mount(volume_id, target).await
+        Ok(())
     }
 
-    /// Under the volume's lock: its metadata (created at the first publish,
-    /// the context updated when the kubelet sends a new one) and its spec.
-    /// The spec comes from the context the volume was first published with,
-    /// its keystore passwords from the request's Secret data (kept in the
-    /// store for renewals); its warnings are logged here, once per publish.
+    /// Under the volume's lock: the volume (its metadata `existing`, as read
+    /// under the lock, created at the first publish, the context updated when
+    /// the kubelet sends a new one) and its spec, parsed once. The spec comes
+    /// from the context the volume was first published with, its keystore
+    /// passwords from the request's Secret data (kept in the store for
+    /// renewals); its warnings are logged here, once per publish.
     async fn prepare(
         &self,
         req: &PublishRequest,
         guard: &VolumeGuard,
-    ) -> Result<(Metadata, CertificateSpec), DriverError> {
-        let id = req.volume_id.clone();
-        let existing = self
-            .on_store(move |s| match s.read_metadata(&id) {
-                Ok(m) => Ok(Some(m)),
-                Err(StoreError::VolumeNotFound { .. }) => Ok(None),
-                Err(e) => Err(e),
-            })
-            .await?;
-        let parsed = self.publish_parsed(req, existing.as_ref()).await?;
+        existing: Option<Metadata>,
+    ) -> Result<Volume, DriverError> {
+        let parsed = match &existing {
+            None => crate::volume::parse_new(
+                &req.context,
+                req.secrets.iter(),
+                self.config.go_defaults,
+                &self.config.request_limits,
+            )?,
+            Some(meta) if !req.secrets.is_empty() => {
+                crate::volume::parse_stored(meta, req.secrets.iter(), None)?
+            }
+            Some(meta) => {
+                let id = meta.volume_id.clone();
+                let stored = self.on_store(move |s| s.read_secrets(&id)).await?;
+                crate::volume::parse_stored(meta, stored.iter(), None)?
+            }
+        };
         for warning in &parsed.warnings {
             tracing::warn!(
                 volume = %req.volume_id,
@@ -269,14 +338,23 @@ impl Driver {
             pipeline::token_of(&req.context)?;
         }
         let context = stored_context(&req.context);
+        // One blocking task for the metadata and the Secret-backed passwords.
+        let secrets = crate::volume::secrets_of(&spec);
+        let created = existing.is_none();
         let meta = match existing {
             Some(mut meta) => {
-                if meta.volume_context != context {
+                let changed = meta.volume_context != context;
+                if changed {
                     meta.volume_context = context;
-                    let m = meta.clone();
-                    self.on_store_locked(guard, move |s| s.write_metadata(&m))
-                        .await?;
                 }
+                let m = meta.clone();
+                self.on_store_locked(guard, move |s| {
+                    if changed {
+                        s.write_metadata(&m)?;
+                    }
+                    s.write_secrets(&m.volume_id, &secrets)
+                })
+                .await?;
                 meta
             }
             None => {
@@ -289,15 +367,19 @@ impl Driver {
                 );
                 let gid = spec.fs_group.or(req.mount_group);
                 let m = meta.clone();
-                self.on_store_locked(guard, move |s| s.create_volume(&m, gid))
-                    .await?;
+                self.on_store_locked(guard, move |s| {
+                    s.create_volume(&m, gid)?;
+                    s.write_secrets(&m.volume_id, &secrets)
+                })
+                .await?;
                 meta
             }
         };
-        let (id, secrets) = (req.volume_id.clone(), crate::keystores::secrets_of(&spec));
-        self.on_store_locked(guard, move |s| s.write_secrets(&id, &secrets))
-            .await?;
-        Ok((meta, spec))
+        Ok(Volume {
+            meta,
+            spec,
+            created,
+        })
     }
 
     /// Handles a publish for a volume that already has a certificate (the
@@ -418,11 +500,58 @@ impl Driver {
             }
             Err(e) => return Err(e),
         };
+        self.record_and_mount(volume_id, target, context, &guard, meta, mount_it)
+            .await
+    }
+
+    /// A republish whose call took the volume's lock at once and read its
+    /// metadata (`meta`, issued) under it: the same record and mount as
+    /// [`Driver::republish_locked`], in a task of its own so the kubelet
+    /// giving up cannot cut it short.
+    async fn republish_held(
+        self: &Arc<Self>,
+        req: &PublishRequest,
+        guard: VolumeGuard,
+        meta: Metadata,
+    ) -> Result<(), DriverError> {
+        let driver = Arc::clone(self);
+        let id = req.volume_id.clone();
+        let target = req.target_path.clone();
+        let context = stored_context(&req.context);
+        let task = tokio::spawn(async move {
+            driver
+                .record_and_mount(&id, &target, context, &guard, meta, true)
+                .await
+        });
+        match task.await {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            // Only a runtime shutting down cancels a task.
+            Err(_) => Err(DriverError::Worker(format!(
+                "the republish of {}",
+                req.volume_id
+            ))),
+        }
+    }
+
+    /// Under the volume's lock (`guard`): records `context` in the volume's
+    /// metadata (`meta`, as read under the lock) when it changed and still
+    /// parses, then, with `mount_it`, mounts the volume at `target` if it is
+    /// not mounted there.
+    async fn record_and_mount(
+        &self,
+        volume_id: &str,
+        target: &Path,
+        context: BTreeMap<String, String>,
+        guard: &VolumeGuard,
+        meta: Metadata,
+        mount_it: bool,
+    ) -> Result<(), DriverError> {
         if meta.volume_context != context {
             // Only a context that still parses (and, in token-request
             // mode, still has a token) replaces the one renewals use; its
             // problems are named by key, never by value.
-            let usable = cmcsi_attrs::parse_with(&context, &pipeline::options_of(&meta))
+            let usable = cmcsi_attrs::parse_with(&context, &crate::volume::options_of(&meta))
                 .map_err(DriverError::from)
                 .and_then(|_| {
                     if self.config.use_token_request {
@@ -437,7 +566,7 @@ impl Driver {
                 Ok(()) => {
                     let mut meta = meta;
                     meta.volume_context = context;
-                    self.on_store_locked(&guard, move |s| s.write_metadata(&meta))
+                    self.on_store_locked(guard, move |s| s.write_metadata(&meta))
                         .await?;
                 }
                 Err(e) => {
@@ -467,10 +596,12 @@ impl Driver {
     }
 
     async fn mount(&self, volume_id: &str, target: &Path) -> Result<(), DriverError> {
-        let id = volume_id.to_string();
-        let data = self.on_store(move |s| s.data_dir(&id)).await?;
-        let mount_err = |what: &str, e: std::io::Error| {
-            DriverError::Mount(format!("{what} {}: {e}", target.display()))
+        // A path, no IO.
+        let data = self.store.data_dir(volume_id)?;
+        let mount_err = |action: &'static str, source: std::io::Error| DriverError::Mount {
+            action,
+            path: target.to_path_buf(),
+            source,
         };
         match std::fs::create_dir_all(target) {
             Ok(()) => {}
@@ -512,16 +643,15 @@ impl Driver {
             }
             kube.issuer.forget_volume(volume_id);
         }
-        if let Ok(meta) = self.read_metadata(volume_id).await
-            && let target_path = meta.target_path.clone()
-            && let Ok(spec) = self.stored_spec(meta).await
-        {
-            let labels = cert_labels(&spec, &target_path);
-            self.metrics.expiration.remove(&labels);
-            self.metrics.renewal.remove(&labels);
+        let id = volume_id.to_string();
+        if let Ok(volume) = self.on_store(move |s| Volume::load(s, &id, None)).await {
+            self.metrics.forget(&volume.spec, &volume.meta.target_path);
         }
-        mount::unmount_if_mounted(target)
-            .map_err(|e| DriverError::Mount(format!("unmounting {}: {e}", target.display())))?;
+        mount::unmount_if_mounted(target).map_err(|source| DriverError::Mount {
+            action: "unmounting",
+            path: target.to_path_buf(),
+            source,
+        })?;
         match std::fs::remove_dir(target) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -11,7 +11,6 @@ use cmcsi_store::{self as store, Metadata, Store, StoreError};
 
 use crate::driver::Driver;
 use crate::error::DriverError;
-use crate::metrics::{cert_labels, unix_seconds};
 
 /// A stored volume the renewer takes over, as read from the store.
 struct Found {
@@ -41,17 +40,12 @@ impl Driver {
                 self.events.remember_expiry(&f.meta.volume_id, not_after);
             }
             if let (Some(spec), Some(not_after)) = (&f.spec, f.not_after) {
-                let cert = cert_labels(spec, &f.meta.target_path);
-                self.metrics
-                    .expiration
-                    .get_or_create(&cert)
-                    .set(unix_seconds(not_after));
-                if let Some(next) = f.meta.next_issuance_time {
-                    self.metrics
-                        .renewal
-                        .get_or_create(&cert)
-                        .set(unix_seconds(next));
-                }
+                self.metrics.restored(
+                    spec,
+                    &f.meta.target_path,
+                    not_after,
+                    f.meta.next_issuance_time,
+                );
             }
             let disable = f.spec.as_ref().is_some_and(|s| s.disable_auto_renew);
             // Mounted empty, waiting for its Pod's gates or IP: wait again
@@ -78,15 +72,8 @@ impl Driver {
         // Volumes with a trust bundle source: register them with the trust watch
         // and bring their bundle up to date (it may have changed while the driver
         // was down); later changes reach them through the watch.
-        if let Some(me) = self.me() {
-            for id in trusting {
-                let d = Arc::clone(&me);
-                tokio::spawn(async move {
-                    if let Err(e) = d.refresh_trust(&id).await {
-                        tracing::warn!(volume = %id, error = %e, "trust bundle refresh after restart failed");
-                    }
-                });
-            }
+        if !trusting.is_empty() {
+            self.trust_changed(trusting);
         }
         tracing::info!(
             volumes = n,
@@ -137,10 +124,10 @@ impl Driver {
             tracing::warn!(error = %e, "could not remove set-aside volume directories");
         }
         let driver = Arc::clone(self);
-        let removed = match tokio::task::spawn_blocking(move || driver.remove_abandoned()).await {
-            Ok(removed) => removed,
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(_) => return 0,
+        let sweep = move || driver.remove_abandoned();
+        let Ok(removed) = crate::blocking::run((), "the abandoned-volume sweep", sweep).await
+        else {
+            return 0;
         };
         if removed.is_empty() {
             return 0;
@@ -303,7 +290,11 @@ fn restorable(store: &Store) -> Result<(Vec<Found>, usize), StoreError> {
         {
             continue;
         }
-        let spec = crate::keystores::stored_spec(store, &meta).ok();
+        let spec = store
+            .read_secrets(&meta.volume_id)
+            .ok()
+            .and_then(|secrets| crate::volume::parse_stored(&meta, secrets.iter(), None).ok())
+            .map(|parsed| parsed.spec);
         let not_after = match (&spec, meta.next_issuance_time) {
             (Some(spec), Some(_)) => current_not_after(store, &meta, &spec.files.certificate),
             _ => None,

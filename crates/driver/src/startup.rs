@@ -1,7 +1,7 @@
-//! Start-up steps of [`Driver::start`](crate::driver::Driver::start) that
-//! need no driver yet: opening the node store (and refusing keys on a disk)
-//! and connecting to Kubernetes with the watch primed from the stored
-//! volumes.
+//! Start-up steps of `Driver::start` that need no driver yet: opening the
+//! node store (and refusing keys on a disk) and connecting to Kubernetes
+//! with the watch primed from the stored volumes ([`Kube`], the clients the
+//! driver keeps).
 
 use std::sync::{Arc, OnceLock};
 
@@ -9,7 +9,14 @@ use cmcsi_issuer_client::IssuerClient;
 use cmcsi_store::Store;
 
 use crate::config::Config;
-use crate::driver::Kube;
+
+/// The Kubernetes side, when configured.
+pub(crate) struct Kube {
+    pub(crate) issuer: IssuerClient,
+    pub(crate) recorder: cmcsi_issuer_client::EventRecorder,
+    /// The node's Pod watch, started when readiness gates or `${POD_IP}` first need it.
+    pub(crate) pods: OnceLock<cmcsi_issuer_client::PodWatch>,
+}
 
 /// Opens the data root; with `--mount-tmpfs`, refuses one that is already a
 /// mount point of another file system.
@@ -41,7 +48,7 @@ pub(crate) async fn connect(
     config: &Config,
     store: &Arc<Store>,
     client_metrics: &crate::metrics::ClientMetrics,
-) -> Result<Kube, String> {
+) -> Result<Kube, Arc<cmcsi_issuer_client::ConfigError>> {
     let connection = cmcsi_issuer_client::client_from_config_with(
         config.kubeconfig.clone(),
         &config.connection,
@@ -53,9 +60,10 @@ pub(crate) async fn connect(
     match connection {
         Ok(connection) => {
             let store = Arc::clone(store);
-            let volumes = tokio::task::spawn_blocking(move || stored_volumes(&store))
-                .await
-                .unwrap_or_default();
+            let volumes =
+                crate::blocking::run((), "listing stored volumes", move || stored_volumes(&store))
+                    .await
+                    .unwrap_or_default();
             let options = cmcsi_issuer_client::IssuerOptions::default()
                 .max_watched_requests(config.max_watched_requests)
                 .managed_volumes(volumes);
@@ -80,7 +88,7 @@ pub(crate) async fn connect(
         }
         Err(e) => {
             tracing::error!(error = %e, "no Kubernetes API configuration; serving existing volumes only");
-            Err(e.to_string())
+            Err(Arc::new(e))
         }
     }
 }

@@ -3,10 +3,10 @@
 //! refresh that rewrites a volume's files, key and certificate unchanged, when a source
 //! changes.
 //!
-//! The refresh is one function, [`Driver::refresh_trust`], run under the volume's lock
-//! and writing in the store's one atomic swap. The trust watch's notifications reach it
-//! through one queue ([`Driver::spawn_trust_refresher`]); that queue is the single hook
-//! to move onto the renewer's per-volume wake once the renewer owns every wait.
+//! The trust watch's notifications reach a volume only through the renewer's wake
+//! ([`Driver::trust_changed`]), so a refresh is serialised with the volume's renewals
+//! under its lock, held to the same floor and cap; the renewer's callback then runs
+//! [`Driver::refresh_trust`], which rewrites the files in the store's one atomic swap.
 
 use std::sync::Arc;
 
@@ -14,7 +14,6 @@ use cmcsi_attrs::{CertificateSpec, TrustBundle};
 use cmcsi_issuer_client::{TrustError, TrustWatch};
 use cmcsi_keygen::{self as keygen, ChainSummary, PrivateKey};
 use cmcsi_store::FileSet;
-use tokio::sync::mpsc;
 
 use crate::driver::Driver;
 use crate::error::DriverError;
@@ -93,8 +92,11 @@ fn refreshed_files(
     chain_pem: &[u8],
     ca: &[u8],
 ) -> Result<FileSet, DriverError> {
-    let key_text = std::str::from_utf8(key_pem)
-        .map_err(|_| DriverError::Mount("the volume's key file is not PEM".into()))?;
+    let key_text = std::str::from_utf8(key_pem).map_err(|_| {
+        DriverError::TrustBundle(
+            "the volume's key file is not PEM; it is issued again at its next renewal".into(),
+        )
+    })?;
     let key = PrivateKey::from_pem_any(key_text)?;
     let summary = ChainSummary::from_pem(chain_pem)?;
     let mut files = FileSet::new();
@@ -115,66 +117,62 @@ impl Driver {
         })
     }
 
-    /// Starts the trust watch (no watch runs until a volume registers) and the task
-    /// that turns its notifications into refreshes, one volume at a time per
-    /// notification, each under the volume's lock.
-    pub(crate) fn spawn_trust_refresher(self: &Arc<Self>) {
+    /// Starts the trust watch (no watch runs until a volume registers). Its
+    /// notifications go to [`Driver::trust_changed`].
+    pub(crate) fn start_trust_watch(self: &Arc<Self>) {
         let Ok(kube) = &self.kube else {
             return;
         };
-        let (tx, mut rx) = mpsc::unbounded_channel::<Vec<String>>();
+        let weak = Arc::downgrade(self);
         let watch = TrustWatch::new(
             kube.issuer.client().clone(),
             self.config.trust.clone(),
             Arc::new(move |ids: Vec<String>| {
-                let _ = tx.send(ids);
+                if let Some(driver) = weak.upgrade() {
+                    driver.trust_changed(ids);
+                }
             }),
         );
-        if self.trust.set(watch).is_err() {
-            return;
-        }
-        let weak = Arc::downgrade(self);
-        tokio::spawn(async move {
-            while let Some(ids) = rx.recv().await {
-                let Some(driver) = weak.upgrade() else {
-                    return;
-                };
-                for id in ids {
-                    let d = Arc::clone(&driver);
-                    tokio::spawn(async move {
-                        if let Err(e) = d.refresh_trust(&id).await {
-                            tracing::warn!(volume = %id, error = %e, "trust bundle refresh failed");
-                        }
-                    });
-                }
+        let _ = self.trust.set(watch);
+    }
+
+    /// The trust bundle sources of these volumes changed (or may have, after a
+    /// restart): mark each for a trust refresh and wake it through the renewer,
+    /// the one way for an event to reach a volume. The renewer then calls
+    /// [`Driver::renew`] with [`IssueReason::Requested`], which sees the mark
+    /// and rewrites the files without issuing.
+    pub(crate) fn trust_changed(&self, ids: Vec<String>) {
+        let mut pending = self.trust_pending.lock().unwrap_or_else(|p| p.into_inner());
+        for id in ids {
+            if self.renewer().wake(&id) {
+                pending.insert(id);
             }
-        });
+        }
+    }
+
+    /// Takes `volume_id`'s trust refresh mark.
+    pub(crate) fn take_trust_pending(&self, volume_id: &str) -> bool {
+        self.trust_pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(volume_id)
     }
 
     /// Rewrites `volume_id`'s files with its trust bundle as it is now, key and
     /// certificate unchanged, no CertificateRequest: one atomic swap, under the
-    /// volume's lock. Returns whether the files changed.
-    pub(crate) async fn refresh_trust(&self, volume_id: &str) -> Result<bool, DriverError> {
-        let Some(ctx) = self.trust_ctx() else {
-            return Ok(false);
-        };
-        let Some(guard) = self
-            .locks
-            .lock(volume_id, self.config.issuance_timeout)
-            .await
-        else {
-            return Err(DriverError::Busy(format!(
-                "volume {volume_id} is busy; its trust bundle is refreshed by the next change or renewal"
-            )));
-        };
+    /// volume's lock (`guard`, held by the caller, the renewer's callback).
+    /// Returns the current certificate's lifetime (the renewal schedule stays), or
+    /// `None` when the volume has no certificate yet (so it must be issued).
+    pub(crate) async fn refresh_trust(
+        &self,
+        volume_id: &str,
+        guard: &crate::locks::VolumeGuard,
+    ) -> Result<Option<cmcsi_renewer::Lifetime>, DriverError> {
         let id = volume_id.to_owned();
         let loaded = self
-            .on_store_locked(&guard, move |s| {
-                let meta = s.read_metadata(&id)?;
-                let spec = crate::keystores::stored_spec(s, &meta)?;
-                let Some(_) = &spec.trust_bundle else {
-                    return Ok::<_, DriverError>(None);
-                };
+            .on_store_locked(guard, move |s| {
+                let volume = crate::volume::Volume::load(s, &id, None)?;
+                let spec = &volume.spec;
                 let read = |name: &str| {
                     s.read_current_file(&id, name)
                         .map(|f| f.map(|b| b.to_vec()))
@@ -183,37 +181,56 @@ impl Driver {
                     read(&spec.files.private_key)?,
                     read(&spec.files.certificate)?,
                 ) else {
-                    return Ok(None);
+                    return Ok::<_, DriverError>(None);
                 };
                 let ca = read(&spec.files.ca)?;
-                Ok(Some((meta, spec, key, crt, ca)))
+                Ok(Some((volume, key, crt, ca)))
             })
             .await?;
-        let Some((meta, spec, key, crt, ca)) = loaded else {
-            return Ok(false);
+        let Some((volume, key, crt, ca)) = loaded else {
+            return Ok(None);
         };
-        let Some(tb) = &spec.trust_bundle else {
-            return Ok(false);
+        let summary = ChainSummary::from_pem(&crt)?;
+        let lifetime = crate::pipeline::lifetime_of(&summary, volume.spec.renew_before);
+        let (Some(tb), Some(ctx)) = (&volume.spec.trust_bundle, self.trust_ctx()) else {
+            return Ok(Some(lifetime));
         };
-        let namespace = spec.pod.namespace.clone().unwrap_or_default();
-        let Some(bundle) = resolve(ctx, volume_id, &namespace, tb, ca.clone()).await? else {
-            return Ok(false);
+        let namespace = volume.spec.pod.namespace.clone().unwrap_or_default();
+        let bundle = match resolve(ctx, volume_id, &namespace, tb, ca.clone()).await? {
+            Some(b) => b,
+            // Optional and still missing: the issuer's CA stays.
+            None => return Ok(Some(lifetime)),
         };
         if ca.as_deref() == Some(bundle.as_slice()) {
-            return Ok(false);
+            return Ok(Some(lifetime));
         }
         let id = volume_id.to_owned();
-        self.on_store_locked(&guard, move |s| {
-            let files = refreshed_files(&spec, &key, &crt, &bundle)?;
+        self.on_store_locked(guard, move |s| {
+            let spec = &volume.spec;
+            let files = refreshed_files(spec, &key, &crt, &bundle)?;
             let gid = spec.fs_group.or_else(|| {
-                meta.volume_mount_group
+                volume
+                    .meta
+                    .volume_mount_group
                     .as_deref()
                     .and_then(|g| g.parse::<u32>().ok())
             });
             s.write_files(&id, &files, gid)?;
-            tracing::info!(volume = %id, source = %spec.trust_bundle.as_ref().map(|t| t.source.to_string()).unwrap_or_default(), "trust bundle refreshed");
-            Ok::<_, DriverError>(true)
+            tracing::info!(
+                volume = %id,
+                source = %tb_name(spec),
+                "trust bundle refreshed; key and certificate unchanged"
+            );
+            Ok::<_, DriverError>(())
         })
-        .await
+        .await?;
+        Ok(Some(lifetime))
     }
+}
+
+fn tb_name(spec: &CertificateSpec) -> String {
+    spec.trust_bundle
+        .as_ref()
+        .map(|t| t.source.to_string())
+        .unwrap_or_default()
 }

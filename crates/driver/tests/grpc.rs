@@ -4,76 +4,58 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cmcsi_proto::v1::identity_client::IdentityClient;
 use cmcsi_proto::v1::node_client::NodeClient;
 use cmcsi_proto::v1::node_service_capability::Type as CapType;
 use cmcsi_proto::v1::{self as csi, volume_capability};
-use hyper_util::rt::TokioIo;
+use cmcsi_testkit::csi_channel;
+use cmcsi_testkit::kubelet::DriverProcess;
 use tonic::Code;
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::{Channel, Endpoint};
 
 const BIN: &str = env!("CARGO_BIN_EXE_cert-manager-csi-driver");
 
+/// The driver and the temporary directory of its socket and data root.
 struct Driver {
-    child: Child,
+    process: DriverProcess,
     socket: PathBuf,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Starts the driver without its data-root tmpfs: these tests publish no
 /// volume, and they run in the machine's own mount namespace, where a tmpfs
 /// mounted under the temporary directory would outlive the test (`TempDir`
 /// cannot remove a mount point). Tests that mount use `in_mount_namespace!`.
-fn start() -> Driver {
+async fn start() -> Driver {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("plugin/csi.sock");
-    let child = Command::new(BIN)
-        .args(["--node-id", "node-a", "--mount-tmpfs=false", "--endpoint"])
-        .arg(format!("unix://{}", socket.display()))
-        .arg("--data-root")
-        .arg(dir.path().join("data"))
-        .env("KUBECONFIG", dir.path().join("missing-kubeconfig"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !socket.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "driver did not create its socket"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let args: Vec<String> = ["--node-id", "node-a", "--mount-tmpfs=false", "--data-root"]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .chain([dir.path().join("data").display().to_string()])
+        .collect();
+    let kubeconfig = dir.path().join("missing-kubeconfig").display().to_string();
+    let process = DriverProcess::spawn_with_env(
+        Path::new(BIN),
+        &socket,
+        &dir.path().join("driver.log"),
+        &args,
+        &[("KUBECONFIG".to_owned(), kubeconfig)],
+    )
+    .await
+    .unwrap();
     Driver {
-        child,
+        process,
         socket,
         _dir: dir,
     }
 }
 
 async fn channel(path: &Path) -> Channel {
-    let path = path.to_path_buf();
-    Endpoint::try_from("http://[::]:50051")
-        .unwrap()
-        .connect_with_connector(tower::service_fn(move |_: Uri| {
-            let path = path.clone();
-            async move {
-                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?))
-            }
-        }))
-        .await
-        .unwrap()
+    csi_channel(path).await.unwrap()
 }
 
 fn mount_capability() -> csi::VolumeCapability {
@@ -89,7 +71,7 @@ fn mount_capability() -> csi::VolumeCapability {
 
 #[tokio::test]
 async fn every_rpc_answers_as_a_node_only_driver() {
-    let d = start();
+    let d = start().await;
     let ch = channel(&d.socket).await;
     let mut id = IdentityClient::new(ch.clone());
     let mut node = NodeClient::new(ch);
@@ -165,7 +147,7 @@ async fn every_rpc_answers_as_a_node_only_driver() {
 
 #[tokio::test]
 async fn publish_and_unpublish_name_the_missing_field() {
-    let d = start();
+    let d = start().await;
     let mut node = NodeClient::new(channel(&d.socket).await);
 
     let full = csi::NodePublishVolumeRequest {
@@ -225,9 +207,9 @@ async fn publish_and_unpublish_name_the_missing_field() {
     }
 }
 
-#[test]
-fn socket_is_private() {
-    let d = start();
+#[tokio::test]
+async fn socket_is_private() {
+    let d = start().await;
     let mode = std::fs::metadata(&d.socket).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
 }
@@ -250,18 +232,18 @@ fn regular_file_at_socket_path_is_refused_and_kept() {
     assert_eq!(std::fs::read(&path).unwrap(), b"not a socket");
 }
 
-#[test]
-fn sigterm_stops_gracefully_and_removes_the_socket() {
-    let mut d = start();
-    let pid = rustix::process::Pid::from_raw(d.child.id() as i32).unwrap();
+#[tokio::test]
+async fn sigterm_stops_gracefully_and_removes_the_socket() {
+    let mut d = start().await;
+    let pid = rustix::process::Pid::from_raw(d.process.pid().unwrap() as i32).unwrap();
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
-        if let Some(s) = d.child.try_wait().unwrap() {
+        if let Some(s) = d.process.try_wait().unwrap() {
             break s;
         }
         assert!(Instant::now() < deadline, "driver did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
+        tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert!(status.success(), "{status:?}");
     assert!(!d.socket.exists(), "socket must be removed on shutdown");

@@ -10,14 +10,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use cmcsi_keygen::ChainSummary;
 use cmcsi_testkit::in_mount_namespace;
 use cmcsi_testkit::{FakeApi, Script};
 use common::{
-    Harness, Pod, assert_read_only_on_host, eventually, fake_api, host_mount_options, read,
+    Harness, Pod, assert_read_only_on_host, eventually, fake_api, host_mount_options, serial,
 };
 
 /// The driver in its own mount namespace, as in the DaemonSet's container,
@@ -34,12 +33,6 @@ async fn publish(node: &Harness, volume: &str, attrs: &[(&str, &str)]) -> PathBu
     node.publish(volume, &pod, attrs)
         .await
         .unwrap_or_else(|e| panic!("publishing {volume}: {e}"))
-}
-
-fn serial(target: &Path) -> String {
-    ChainSummary::from_pem(&read(target, "crt.pem"))
-        .unwrap()
-        .serial_hex
 }
 
 const ATTRS: &[(&str, &str)] = &[

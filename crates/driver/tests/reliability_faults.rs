@@ -13,16 +13,11 @@ use cmcsi_keygen::ChainSummary;
 use cmcsi_testkit::in_mount_namespace;
 use cmcsi_testkit::{FakeApi, Fault, Script, Verb};
 use common::{
-    Harness, Pod, eventually, is_mounted, json_events, read_set, requests_for, set_matches,
+    Harness, Pod, eventually, is_mounted, json_events, read_set, requests_for, serial, set_matches,
 };
 use tonic::Code;
 
 const ISSUER: (&str, &str) = ("csi.cert-manager.io/issuer-name", "ca-issuer");
-
-fn serial(target: &std::path::Path) -> String {
-    let (_, c) = read_set(target, "key.pem", "crt.pem").unwrap();
-    ChainSummary::from_pem(&c).unwrap().serial_hex
-}
 
 fn assert_whole(target: &std::path::Path) {
     let (k, c) = read_set(target, "key.pem", "crt.pem").expect("a file set");

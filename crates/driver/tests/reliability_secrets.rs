@@ -12,17 +12,13 @@ use std::time::Duration;
 
 use cmcsi_keygen::ChainSummary;
 use cmcsi_testkit::in_mount_namespace;
-use common::{Harness, Pod, TOKEN, eventually, read, read_set};
+use common::{Harness, Pod, TOKEN, eventually, read, read_set, tokens};
 
 const POD_TOKEN: &str = "pod-sa-token-c2VjcmV0LXRva2VuLW9uZQ";
 const POD_TOKEN_2: &str = "pod-sa-token-refreshed-dHdvLXR3by10d28";
 const UNKNOWN_TOKEN: &str = "pod-sa-token-nobody-knows-bm9ib2R5";
 const MALFORMED_TOKEN: &str = "pod-sa-token-in-broken-json-YnJva2Vu";
 const PASSWORD: &str = "p12-Pa55w0rd-correct-horse-battery";
-
-fn tokens(token: &str) -> String {
-    format!(r#"{{"":{{"token":"{token}","expirationTimestamp":"2999-01-01T00:00:00Z"}}}}"#)
-}
 
 /// The base64 lines of a PEM private key: the key material itself.
 fn key_lines(pem: &[u8]) -> Vec<String> {

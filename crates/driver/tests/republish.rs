@@ -17,7 +17,7 @@ use cmcsi_testkit::in_mount_namespace;
 use cmcsi_testkit::{FakeApi, Script};
 use common::{
     Harness, Pod, assert_read_only_on_host, eventually, fake_api, host_mount_options, is_signed,
-    mounts_under, publish_at, requests_for, unpublish_at,
+    mounts_under, publish_at, requests_for, tokens, unpublish_at,
 };
 
 /// How long the issuer takes to sign while a test holds the volume's lock
@@ -31,11 +31,6 @@ const TOKEN_ONE: &str = "pod-token-one";
 const ID_ONE: &str = "system:serviceaccount:ns:app-one";
 const TOKEN_TWO: &str = "pod-token-two";
 const ID_TWO: &str = "system:serviceaccount:ns:app-two";
-
-/// The kubelet's token attribute in token-request mode.
-fn tokens(token: &str) -> String {
-    format!(r#"{{"":{{"token":"{token}","expirationTimestamp":"2999-01-01T00:00:00Z"}}}}"#)
-}
 
 /// A fake API signing for `issuer` and knowing both tokens, and the driver
 /// in token-request mode keeping every request of a volume (so a test sees

@@ -5,6 +5,7 @@ use std::time::{Duration, SystemTime};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 
+use crate::backoff::Backoff;
 use crate::clock::Clock;
 use crate::types::{Lifetime, VolumeId};
 
@@ -42,7 +43,7 @@ pub struct RenewerConfig {
     /// `None` waits for ever. Default 60 s (the Go driver's).
     pub issue_timeout: Option<Duration>,
     /// A volume is issued at most once per this interval: every due time
-    /// (renewal, retry, [`Renewer::issue_now`](crate::Renewer::issue_now))
+    /// (renewal, retry, [`Renewer::wake`](crate::Renewer::wake))
     /// is moved to at least this long after the volume's last attempt
     /// started, so a certificate already due when issued (a `duration` of a
     /// second) is renewed after the interval, not at once. Default zero (no
@@ -139,24 +140,27 @@ impl RenewerConfig {
         }
     }
 
+    /// The failure backoff as a [`Backoff`] (Go's `wait.Backoff` rule: the cap
+    /// applies before jitter).
+    pub fn backoff(&self) -> Backoff {
+        Backoff {
+            duration: self.backoff_initial,
+            factor: self.backoff_factor,
+            jitter: self.backoff_jitter,
+            cap: self.backoff_cap,
+        }
+    }
+
     /// The backoff delay before jitter after `attempts` consecutive failures
     /// (1 for the first): `initial · factor^(attempts−1)`, at most the cap.
     pub fn backoff_base(&self, attempts: u32) -> Duration {
-        let exponent = i32::try_from(attempts.saturating_sub(1)).unwrap_or(i32::MAX);
-        let secs = self.backoff_initial.as_secs_f64() * self.backoff_factor.powi(exponent);
-        let cap = self.backoff_cap.as_secs_f64();
-        if secs.is_finite() && secs < cap {
-            Duration::from_secs_f64(secs)
-        } else {
-            self.backoff_cap
-        }
+        self.backoff().base(attempts)
     }
 
     /// The backoff delay with jitter: `base + unit·backoff_jitter·base`, where
     /// `unit` is in `[0, 1)`.
     pub fn backoff_delay(&self, attempts: u32, unit: f64) -> Duration {
-        let base = self.backoff_base(attempts);
-        base + base.mul_f64(self.backoff_jitter * unit.clamp(0.0, 1.0))
+        self.backoff().delay(attempts, unit)
     }
 }
 

@@ -76,12 +76,14 @@
 //! # }
 //! ```
 
+mod backoff;
 mod clock;
 mod config;
 mod limiter;
 mod renewer;
 mod types;
 
+pub use backoff::Backoff;
 pub use clock::Clock;
 pub use config::{Planner, RenewerConfig, StartError};
 pub use limiter::IssuancePermit;

@@ -127,6 +127,9 @@ struct Entry {
     last_error: Option<String>,
     /// When the volume's last issuance started (wall time), for the floor.
     last_issued: Option<SystemTime>,
+    /// [`Renewer::wake`] was called while an attempt ran: another follows
+    /// it, so what the wake was for is not lost to the attempt's result.
+    woken: bool,
 }
 
 struct Slot {
@@ -160,6 +163,7 @@ impl Entry {
             attempts: 0,
             last_error: None,
             last_issued: None,
+            woken: false,
         }
     }
 }
@@ -300,20 +304,34 @@ impl Renewer {
         true
     }
 
-    /// Issues for a managed `volume` now instead of at its due time (no-op if
-    /// an attempt is already running). Returns whether the volume is managed.
-    pub fn issue_now(&self, volume: &str) -> bool {
+    /// Asks for a managed `volume`'s files to be rewritten soon: the one way
+    /// for any event other than its own schedule (its Pod becoming ready, a
+    /// trust bundle changing, an operator's request) to reach a volume, so
+    /// the rewrite is serialised with the volume's other work and held to
+    /// the same floor ([`RenewerConfig::min_interval`](crate::RenewerConfig::min_interval))
+    /// and concurrency cap. The volume is issued now (reason
+    /// [`IssueReason::Requested`]) or, when an attempt is running, once more
+    /// right after it ends, whatever its outcome. Returns whether the volume
+    /// is managed (an unmanaged volume has nothing to rewrite).
+    pub fn wake(&self, volume: &str) -> bool {
         let inner = self.inner();
         let mut st = lock(&inner.state);
-        let Some((volume, entry)) = st.volumes.get_key_value(volume) else {
+        let Some(entry) = st.volumes.get_mut(volume) else {
             return false;
         };
-        if entry.attempt.is_none() {
-            let volume = volume.clone();
+        if entry.attempt.is_some() {
+            entry.woken = true;
+        } else {
+            let volume: VolumeId = volume.into();
             let now = inner.config.clock.now();
             inner.schedule(&mut st, &volume, now, IssueReason::Requested);
         }
         true
+    }
+
+    /// [`Renewer::wake`], under its earlier name.
+    pub fn issue_now(&self, volume: &str) -> bool {
+        self.wake(volume)
     }
 
     /// Waits for an issuance slot for a first issuance (a Pod waiting in

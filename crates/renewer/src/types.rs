@@ -119,7 +119,7 @@ pub enum IssueReason {
     Retry,
     /// The volume was restored after a driver restart and is due (or overdue).
     Recovery,
-    /// Someone asked for it: [`Renewer::issue_now`](crate::Renewer::issue_now)
+    /// Someone asked for it: [`Renewer::wake`](crate::Renewer::wake)
     /// or [`Renewer::manage_pending`](crate::Renewer::manage_pending).
     Requested,
 }

@@ -208,3 +208,55 @@ async fn very_long_lifetimes_are_scheduled_without_trouble() {
     assert_eq!(issuer.call_count(), 0);
     assert_eq!(renewer.snapshot("ca").unwrap().due, Some(due));
 }
+
+/// `wake` is how any other event (a Pod becoming ready, a trust bundle
+/// changing) rewrites a volume's files: at once when the volume is idle, and
+/// once more after an attempt that is running when the wake comes, so the
+/// reason for the wake is never lost to an attempt that started before it.
+#[tokio::test(start_paused = true)]
+async fn wake_rewrites_now_or_right_after_the_running_attempt() {
+    let cfg = RenewerConfig {
+        jitter_fraction: 0.0,
+        ..config()
+    };
+    let issuer = FakeIssuer::gated(cfg.clock, 3 * HOUR);
+    let renewer = start(&issuer, cfg.clone());
+    let mut events = renewer.subscribe();
+    let now = cfg.clock.now();
+    assert!(
+        !renewer.wake("unknown"),
+        "nothing to rewrite for an unmanaged volume"
+    );
+    renewer.manage("vol", Lifetime::new(now, now + 30 * DAY), false);
+    settle().await;
+    assert_eq!(issuer.call_count(), 0);
+
+    // Idle: issued now.
+    assert!(renewer.wake("vol"));
+    settle().await;
+    assert_eq!(issuer.calls_for("vol").len(), 1);
+    assert_eq!(issuer.calls()[0].reason, IssueReason::Requested);
+
+    // Woken again while that attempt runs: another attempt follows it.
+    assert!(renewer.wake("vol"));
+    issuer.open(1);
+    let first = next_event(&mut events).await;
+    assert!(matches!(first.outcome, Outcome::Issued { .. }), "{first:?}");
+    settle().await;
+    let calls = issuer.calls_for("vol");
+    assert_eq!(
+        calls.len(),
+        2,
+        "the wake during the attempt was lost: {calls:?}"
+    );
+    assert_eq!(calls[1].reason, IssueReason::Requested);
+    issuer.open(1);
+    let second = next_event(&mut events).await;
+    assert!(
+        matches!(second.outcome, Outcome::Issued { .. }),
+        "{second:?}"
+    );
+    // Then back to the schedule: renewed at 2 h of the 3 h certificate.
+    let t = cfg.clock.now();
+    assert_eq!(renewer.snapshot("vol").unwrap().due, Some(t + 2 * HOUR));
+}

@@ -97,7 +97,7 @@ pub use error::StoreError;
 pub use fileset::{DATA_DIR_MODE, FILE_MODE, FileSet, SET_DIR_MODE, WriteOutcome};
 pub use listing::Recovery;
 pub use metadata::{FORMAT_V1, Metadata, MetadataError, MetadataFormat};
-pub use mountpoint::is_mount_point;
+pub use mountpoint::{is_mount_point, unescape_mountinfo};
 pub use names::{
     MAX_NAME_LEN, MAX_PATH_LEN, MAX_VOLUME_ID_LEN, check_private_name, check_relative_path,
     check_volume_id,

@@ -41,7 +41,7 @@ fn in_mountinfo(path: &Path) -> io::Result<bool> {
     Ok(info
         .lines()
         .filter_map(|l| l.split(' ').nth(4))
-        .any(|mp| unescape_octal(mp) == want))
+        .any(|mp| unescape_mountinfo(mp) == want))
 }
 
 /// The kernel's list of this mount namespace's mounts.
@@ -65,12 +65,16 @@ fn roots_on(info: &str, dev: &str) -> Vec<PathBuf> {
             let mut fields = l.split(' ');
             let on = fields.nth(2)?;
             let root = fields.next()?;
-            (on == dev).then(|| PathBuf::from(unescape_octal(root)))
+            (on == dev).then(|| PathBuf::from(unescape_mountinfo(root)))
         })
         .collect()
 }
 
-fn unescape_octal(s: &str) -> String {
+/// A path as `/proc/self/mountinfo` writes it, with its `\ooo` octal escapes
+/// (of space, tab, newline and backslash) resolved. An escape above `\377`
+/// (which the kernel never writes) becomes `?`; an incomplete one is kept as
+/// it is. The one reader of mountinfo escapes in the workspace.
+pub fn unescape_mountinfo(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -98,9 +102,13 @@ mod tests {
 
     #[test]
     fn unescapes_mountinfo_paths() {
-        assert_eq!(unescape_octal(r"/var/lib/a\040b"), "/var/lib/a b");
-        assert_eq!(unescape_octal(r"/x\134y"), r"/x\y");
-        assert_eq!(unescape_octal("/plain"), "/plain");
+        assert_eq!(unescape_mountinfo(r"/var/lib/a\040b"), "/var/lib/a b");
+        assert_eq!(unescape_mountinfo(r"/x\134y"), r"/x\y");
+        assert_eq!(unescape_mountinfo("/plain"), "/plain");
+        assert_eq!(unescape_mountinfo(r"/end\04"), r"/end\04");
+        // Above a byte: no overflow, a `?`.
+        assert_eq!(unescape_mountinfo(r"/a\777b"), "/a?b");
+        assert_eq!(unescape_mountinfo(r"/a\377"), "/a\u{fffd}");
     }
 
     #[test]

@@ -2,15 +2,15 @@
 
 mod builder;
 mod objects;
-mod shared;
 mod trust;
-mod types;
 
 pub use builder::Builder;
-pub(crate) use shared::{Ctl, FaultRule, Shared, lock};
-pub use types::{Counts, Error, Fault, Verb};
 
-use crate::issuer::{self, Script};
+pub use crate::types::{Counts, Error, Fault, Verb};
+
+use crate::issuer;
+use crate::script::Script;
+use crate::shared::{Ctl, FaultRule, Shared, lock};
 use crate::state::UserInfo;
 pub use crate::tls::kubeconfig_json;
 use serde_json::Value;

@@ -173,6 +173,15 @@ impl DriverProcess {
         Ok(())
     }
 
+    /// The child's exit status if it has exited, without waiting (`None`
+    /// while it runs, or once killed).
+    pub fn try_wait(&mut self) -> std::io::Result<Option<std::process::ExitStatus>> {
+        match self.child.as_mut() {
+            Some(child) => child.try_wait(),
+            None => Ok(None),
+        }
+    }
+
     /// The child's pid, while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)

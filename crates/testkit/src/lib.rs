@@ -80,15 +80,18 @@ pub mod kubelet;
 pub mod mount_ns;
 mod patch;
 mod pods;
+mod script;
 pub mod selector;
 mod server;
+mod shared;
 mod state;
 mod tls;
+mod types;
 
 pub use api::{
     Builder, Counts, DEFAULT_TOKEN, DEFAULT_USERNAME, Error, FakeApi, Fault, Verb, kubeconfig_json,
 };
 pub use ca::{CaError, SignParams, TestCa};
 pub use csi::{csi_channel, csi_client, identity_client};
-pub use issuer::Script;
+pub use script::Script;
 pub use state::UserInfo;

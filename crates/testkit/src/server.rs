@@ -1,11 +1,12 @@
 //! HTTP side of the fake API: accept loop, routing, auth, faults, counters.
 
-use crate::api::{Ctl, Fault, Shared, Verb, lock};
 use crate::issuer;
 use crate::selector::{FieldSelector, LabelSelector};
+use crate::shared::{Ctl, Shared, lock};
 use crate::state::{
     API_VERSION, ApiError, GROUP, KIND, PLURAL, UserInfo, WatchParams, json_patch, merge_patch,
 };
+use crate::types::{Fault, Verb};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
 use http_body_util::combinators::UnsyncBoxBody;

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::api::Error;
 use crate::ca::TestCa;
+use crate::types::Error;
 
 /// The HTTPS acceptor: a server certificate for 127.0.0.1 from `ca`, and
 /// client certificates from `ca` accepted but not required (tokens work too).

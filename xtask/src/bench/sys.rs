@@ -138,7 +138,7 @@ pub fn unmount_below(dir: &Path) -> Result<()> {
     let mut points: Vec<String> = info
         .lines()
         .filter_map(|l| l.split(' ').nth(4))
-        .map(unescape_mountinfo)
+        .map(cmcsi_store::unescape_mountinfo)
         .filter(|p| Path::new(p).starts_with(dir))
         .collect();
     points.sort_by_key(|p| std::cmp::Reverse(p.len()));
@@ -149,28 +149,6 @@ pub fn unmount_below(dir: &Path) -> Result<()> {
         while rustix::mount::unmount(p.as_str(), rustix::mount::UnmountFlags::DETACH).is_ok() {}
     }
     Ok(())
-}
-
-/// Mount points in mountinfo escape space, tab, newline and backslash as
-/// `\ooo` octal.
-fn unescape_mountinfo(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
-            out.push(v);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -192,9 +170,9 @@ mod tests {
 
     #[test]
     fn mountinfo_escapes() {
-        assert_eq!(unescape_mountinfo(r"/a\040b/c"), "/a b/c");
-        assert_eq!(unescape_mountinfo(r"/plain"), "/plain");
-        assert_eq!(unescape_mountinfo(r"/end\04"), r"/end\04");
+        assert_eq!(cmcsi_store::unescape_mountinfo(r"/a\040b/c"), "/a b/c");
+        assert_eq!(cmcsi_store::unescape_mountinfo(r"/plain"), "/plain");
+        assert_eq!(cmcsi_store::unescape_mountinfo(r"/end\04"), r"/end\04");
     }
 
     #[test]

@@ -546,3 +546,16 @@ pub fn metric_value(body: &str, name: &str) -> Option<f64> {
 pub fn scrape(addr: &str, name: &str) -> Option<f64> {
     metric_value(&try_http_get(addr, "/metrics")?, name)
 }
+
+/// The kubelet's `csi.storage.k8s.io/serviceAccount.tokens` value carrying
+/// `token` (token-request mode), for the default audience.
+pub fn tokens(token: &str) -> String {
+    format!(r#"{{"":{{"token":"{token}","expirationTimestamp":"2999-01-01T00:00:00Z"}}}}"#)
+}
+
+/// The serial number (hex) of the certificate in `target`'s `crt.pem`.
+pub fn serial(target: &Path) -> String {
+    cmcsi_keygen::ChainSummary::from_pem(&read(target, "crt.pem"))
+        .unwrap()
+        .serial_hex
+}

@@ -142,6 +142,7 @@ impl Inner {
             return;
         }
         entry.attempt = None;
+        let woken = std::mem::take(&mut entry.woken);
         let outcome = match result {
             Ok(lifetime) => {
                 entry.attempts = 0;
@@ -197,6 +198,10 @@ impl Inner {
                 }
             }
         };
+        if woken {
+            // Woken while this attempt ran: one more, now (held to the floor).
+            self.schedule(&mut st, &volume, now, IssueReason::Requested);
+        }
         drop(st);
         // No receivers is fine.
         let _ = self.events.send(IssuanceEvent {

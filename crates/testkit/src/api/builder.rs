@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 
 use super::{DEFAULT_TOKEN, DEFAULT_USERNAME, Error, FakeApi, Shared};
 use crate::ca::TestCa;
-use crate::issuer::{IssuerState, Script};
+use crate::script::{IssuerState, Script};
 use crate::server;
 use crate::state::{State, UserInfo};
 use crate::tls::tls_acceptor;

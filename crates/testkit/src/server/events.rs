@@ -6,7 +6,7 @@ use hyper::body::Incoming;
 use serde_json::{Value, json};
 
 use super::{Body, json_response, read_json};
-use crate::api::{Shared, lock};
+use crate::shared::{Shared, lock};
 use crate::state::{ApiError, merge_patch};
 
 /// Records an `events.k8s.io/v1` Event as sent (the fake keeps Events

@@ -24,8 +24,9 @@ use serde_json::{Map, Value, json};
 use tokio::sync::{mpsc, watch};
 
 use super::{Body, authenticate, error_response, json_response, parse_query, read_json};
-use crate::api::{Shared, Verb, lock};
+use crate::api::Verb;
 use crate::selector::LabelSelector;
+use crate::shared::{Shared, lock};
 use crate::state::{ApiError, event_line, now_rfc3339, random_uid};
 
 mod validate;

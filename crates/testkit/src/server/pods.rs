@@ -8,8 +8,9 @@ use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
 
 use super::{Body, authenticate, error_response, json_response, parse_query};
-use crate::api::{Shared, Verb, lock};
+use crate::shared::{Shared, lock};
 use crate::state::ApiError;
+use crate::types::Verb;
 
 /// Core v1 Pods: `/api/v1/pods`, `/api/v1/namespaces/NS/pods[/NAME]`.
 pub(super) fn pod_target(path: &str) -> Option<(Option<String>, Option<String>)> {

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use http::Method;
 use serde_json::{Value, json};
 
-use crate::api::Verb;
 use crate::state::{API_VERSION, GROUP, KIND, PLURAL, VERSION};
+use crate::types::Verb;
 
 /// Decodes `application/x-www-form-urlencoded` query strings. Written by hand
 /// to avoid a dependency for a few lines.

@@ -9,10 +9,10 @@ use std::sync::{Mutex, MutexGuard};
 use serde_json::Value;
 use tokio::sync::{oneshot, watch};
 
-use super::{Fault, Verb};
 use crate::ca::TestCa;
-use crate::issuer::IssuerState;
+use crate::script::IssuerState;
 use crate::state::{State, UserInfo};
+use crate::types::{Fault, Verb};
 
 pub(crate) struct FaultRule {
     pub remaining: u64,
