@@ -20,14 +20,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use cmcsi_attrs::TrustSource;
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
-use kube::runtime::WatchStreamExt;
-use kube::runtime::watcher::{self, Event};
+use kube::api::DynamicObject;
+use kube::runtime::watcher::Event;
 use tokio::sync::watch;
 
-use crate::cache::WatchBackoff;
+mod cluster_bundles;
+mod configmaps;
 
 /// trust-manager's label on its targets, the default ConfigMap label selector.
 pub const DEFAULT_CONFIGMAP_LABEL: &str = "trust.cert-manager.io/bundle";
@@ -144,7 +143,7 @@ struct Inner {
     ignored: u64,
 }
 
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+pub(crate) struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
@@ -506,8 +505,7 @@ impl TrustWatch {
         }
         if let TrustSource::ConfigMap { name, .. } = source {
             // Not in the labelled watch: say why if it exists without the label.
-            let api = kube::Api::<ConfigMap>::namespaced(self.client.clone(), namespace);
-            if api.get_metadata_opt(name).await?.is_some() {
+            if self.config_map_exists(namespace, name).await? {
                 return Err(TrustError::NotLabelled {
                     namespace: namespace.to_owned(),
                     name: name.clone(),
@@ -548,91 +546,6 @@ impl TrustWatch {
     /// The `certificates.k8s.io` version the ClusterTrustBundle watch uses, once started.
     pub fn cluster_trust_bundle_version(&self) -> Option<&'static str> {
         self.shared.lock().ctb_version
-    }
-
-    async fn start_ctb(&self) -> Result<(), TrustError> {
-        if self.shared.lock().ctb_started {
-            return Ok(());
-        }
-        let mut found = None;
-        for v in CLUSTER_TRUST_BUNDLE_VERSIONS {
-            match self
-                .client
-                .list_api_group_resources(&format!("certificates.k8s.io/{v}"))
-                .await
-            {
-                Ok(list)
-                    if list
-                        .resources
-                        .iter()
-                        .any(|r| r.name == "clustertrustbundles") =>
-                {
-                    found = Some(*v);
-                    break;
-                }
-                Ok(_) => {}
-                Err(kube::Error::Api(s)) if s.code == 404 => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        let version = found.ok_or(TrustError::NotServed)?;
-        let mut inner = self.shared.lock();
-        if inner.ctb_started {
-            return Ok(());
-        }
-        tracing::info!(version = %format!("certificates.k8s.io/{version}"), "watching ClusterTrustBundles");
-        let ar = ApiResource::from_gvk_with_plural(
-            &GroupVersionKind::gvk("certificates.k8s.io", version, "ClusterTrustBundle"),
-            "clustertrustbundles",
-        );
-        let api = kube::Api::<DynamicObject>::all_with(self.client.clone(), &ar);
-        let feed = Arc::clone(&self.shared);
-        let task = tokio::spawn(async move {
-            let backoff = WatchBackoff::new(Duration::from_millis(500), Duration::from_secs(30));
-            let stream =
-                watcher::watcher(api, watcher::Config::default().any_semantic()).backoff(backoff);
-            let mut stream = std::pin::pin!(stream);
-            while let Some(event) = stream.next().await {
-                match event {
-                    Ok(e) => feed.ctb_event(e),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "ClusterTrustBundle watch failed; retrying")
-                    }
-                }
-            }
-        });
-        inner.ctb_started = true;
-        inner.ctb_version = Some(version);
-        inner.ctb_task = Some(AbortOnDrop(task));
-        Ok(())
-    }
-
-    fn start_cm(&self, ns: &str) {
-        let mut inner = self.shared.lock();
-        if inner.cm_tasks.contains_key(ns) {
-            return;
-        }
-        let api = kube::Api::<ConfigMap>::namespaced(self.client.clone(), ns);
-        let config = watcher::Config::default()
-            .labels(&self.shared.opts.configmap_label)
-            .any_semantic();
-        let feed = Arc::clone(&self.shared);
-        let owned = ns.to_owned();
-        let task = tokio::spawn(async move {
-            let backoff = WatchBackoff::new(Duration::from_millis(500), Duration::from_secs(30));
-            let stream = watcher::watcher(api, config).backoff(backoff);
-            let mut stream = std::pin::pin!(stream);
-            while let Some(event) = stream.next().await {
-                match event {
-                    Ok(e) => feed.cm_event(&owned, e),
-                    Err(e) => {
-                        tracing::warn!(namespace = %owned, error = %e, "ConfigMap watch failed; retrying")
-                    }
-                }
-            }
-        });
-        tracing::info!(namespace = %ns, selector = %self.shared.opts.configmap_label, "watching trust bundle ConfigMaps");
-        inner.cm_tasks.insert(ns.to_owned(), AbortOnDrop(task));
     }
 
     async fn wait_synced(&self, cm_ns: Option<&str>) -> Result<(), TrustError> {
