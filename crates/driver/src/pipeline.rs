@@ -168,7 +168,7 @@ impl Pipeline<'_> {
         // The trust bundle first: a missing source fails before any request is made.
         let trust_ca = match (&spec.trust_bundle, self.trust) {
             (Some(tb), Some(ctx)) => {
-                crate::trust::resolve(ctx, volume_id, &namespace, tb, current_ca).await?
+                crate::trust::resolve(ctx, volume_id, spec, tb, current_ca).await?
             }
             _ => None,
         };

@@ -632,6 +632,7 @@ impl Driver {
         self.events.forget(volume_id);
         if let Some(trust) = self.trust.get() {
             trust.forget(volume_id);
+            self.metrics.trust_sources(&trust.volumes_per_source());
         }
         if let Ok(kube) = &self.kube {
             // The volume's requests go with it: the watch stops keeping them

@@ -23,6 +23,8 @@ use crate::error::DriverError;
 pub(crate) struct TrustCtx<'a> {
     pub(crate) watch: &'a TrustWatch,
     pub(crate) max_bytes: usize,
+    pub(crate) metrics: &'a crate::metrics::Metrics,
+    pub(crate) events: &'a crate::events::Events,
 }
 
 /// The CA file of an issuance of `volume_id` whose spec names the trust bundle `tb`:
@@ -32,12 +34,15 @@ pub(crate) struct TrustCtx<'a> {
 pub(crate) async fn resolve(
     ctx: TrustCtx<'_>,
     volume_id: &str,
-    namespace: &str,
+    spec: &CertificateSpec,
     tb: &TrustBundle,
     current: Option<Vec<u8>>,
 ) -> Result<Option<Vec<u8>>, DriverError> {
+    let namespace = spec.pod.namespace.as_deref().unwrap_or_default();
+    let pod = crate::events::pod_of(spec);
     let outcome = async {
         ctx.watch.register(volume_id, namespace, &tb.source).await?;
+        ctx.metrics.trust_sources(&ctx.watch.volumes_per_source());
         let sources = ctx.watch.resolve(namespace, &tb.source).await?;
         let max = ctx.max_bytes;
         // Parsing up to a megabyte of certificates is CPU work: off the async workers.
@@ -63,6 +68,10 @@ pub(crate) async fn resolve(
             if let Some(current) = current
                 && !matches!(e, DriverError::Trust(TrustError::ConfigMapsDisabled))
             {
+                let (kind, source) = TrustWatch::source_labels(namespace, &tb.source);
+                ctx.metrics.trust_missing(kind, &source);
+                ctx.events
+                    .trust_bundle_missing(volume_id, pod, &e.to_string());
                 tracing::warn!(
                     volume = volume_id,
                     source = %tb.source,
@@ -114,6 +123,8 @@ impl Driver {
         Some(TrustCtx {
             watch,
             max_bytes: self.config.trust.max_bundle_bytes,
+            metrics: &self.metrics,
+            events: &self.events,
         })
     }
 
@@ -195,8 +206,7 @@ impl Driver {
         let (Some(tb), Some(ctx)) = (&volume.spec.trust_bundle, self.trust_ctx()) else {
             return Ok(Some(lifetime));
         };
-        let namespace = volume.spec.pod.namespace.clone().unwrap_or_default();
-        let bundle = match resolve(ctx, volume_id, &namespace, tb, ca.clone()).await? {
+        let bundle = match resolve(ctx, volume_id, &volume.spec, tb, ca.clone()).await? {
             Some(b) => b,
             // Optional and still missing: the issuer's CA stays.
             None => return Ok(Some(lifetime)),
@@ -205,6 +215,7 @@ impl Driver {
             return Ok(Some(lifetime));
         }
         let id = volume_id.to_owned();
+        let metrics = Arc::clone(&self.metrics);
         self.on_store_locked(guard, move |s| {
             let spec = &volume.spec;
             let files = refreshed_files(spec, &key, &crt, &bundle)?;
@@ -216,6 +227,7 @@ impl Driver {
                     .and_then(|g| g.parse::<u32>().ok())
             });
             s.write_files(&id, &files, gid)?;
+            metrics.trust_refreshed();
             tracing::info!(
                 volume = %id,
                 source = %tb_name(spec),

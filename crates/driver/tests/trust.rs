@@ -21,6 +21,9 @@ const SIGNER: &str = "example.com/demo";
 const CTB_PROD: &str = "example.com:demo:prod";
 const CTB_DEV: &str = "example.com:demo:dev";
 const NS: &str = "ns";
+/// The per-volume floor between rewrites (default 10s), lowered so the story runs fast;
+/// a refresh goes through the renewer's wake, which keeps it.
+const FLOOR: &str = "--min-issuance-interval=1s";
 
 fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
@@ -97,7 +100,7 @@ fn keytool_entries(store: &Path, store_type: &str) -> Option<usize> {
 }
 
 /// The whole story, run once per served API version.
-async fn scenario(h: &mut Harness, configmaps: bool) {
+async fn scenario(h: &mut Harness, configmaps: bool, metrics: Option<&str>) {
     let ca0 = h.api.issuer_ca_pem("ca-issuer");
     let extra = h.api.rotate_issuer_ca("unrelated-ca").unwrap();
     h.api
@@ -306,10 +309,35 @@ async fn scenario(h: &mut Harness, configmaps: bool) {
     openssl_verifies(&after.join("ca.pem"), &by_name.join("crt.pem")).unwrap();
     assert!(openssl_verifies(&optional.join("ca.pem"), &after.join("crt.pem")).is_err());
 
-    // A source deleted: the last good bundle stays.
+    // A source deleted: the last good bundle stays, with an Event on the Pod.
     assert!(h.api.delete_cluster_trust_bundle(CTB_DEV));
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    eventually(
+        "a TrustBundleMissing Event",
+        Duration::from_secs(15),
+        || {
+            h.api
+                .events_regarding(NS, "by-selector")
+                .iter()
+                .any(|e| e["reason"] == "TrustBundleMissing")
+        },
+    )
+    .await;
     assert_eq!(read(&dev, "ca.pem"), bundle(&[&extra]));
+    if let Some(addr) = metrics {
+        let body = http_get(addr, "/metrics");
+        for needle in [
+            "certmanager_csi_trust_bundle_volumes{kind=\"ClusterTrustBundle\",source=\"example.com:demo:prod\"} 2",
+            "certmanager_csi_trust_bundle_volumes{kind=\"ClusterTrustBundleSigner\",source=\"example.com/demo\"} 2",
+            "certmanager_csi_trust_bundle_missing_total{kind=\"ClusterTrustBundleSigner\",source=\"example.com/demo\"} 1",
+        ] {
+            assert!(body.contains(needle), "{needle} not in\n{body}");
+        }
+        let refreshed = metric_value(
+            &body,
+            "certmanager_csi_trust_bundle_last_refresh_timestamp_seconds",
+        );
+        assert!(refreshed.is_some_and(|t| t > 1.0e9), "{body}");
+    }
 
     // After a restart, a change still reaches existing volumes.
     h.restart_driver().await;
@@ -330,8 +358,18 @@ async fn scenario(h: &mut Harness, configmaps: bool) {
 fn cluster_trust_bundles_v1_and_configmaps() {
     in_mount_namespace!(async {
         let api = fake_api(FakeApi::builder().issuer("ca-issuer", Script::Sign)).await;
-        let mut h = Harness::with_api(api, &["--trust-bundle-configmaps"]).await;
-        scenario(&mut h, true).await;
+        let addr = free_port_address();
+        let mut h = Harness::with_api(
+            api,
+            &[
+                "--trust-bundle-configmaps",
+                "--metrics-bind-address",
+                &addr,
+                FLOOR,
+            ],
+        )
+        .await;
+        scenario(&mut h, true, Some(&addr)).await;
     });
 }
 
@@ -340,8 +378,8 @@ fn only_v1beta1_served_and_configmaps_off() {
     in_mount_namespace!(async {
         let api = fake_api(FakeApi::builder().issuer("ca-issuer", Script::Sign)).await;
         api.set_certificates_versions(&["v1beta1"]);
-        let mut h = Harness::with_api(api, &[]).await;
-        scenario(&mut h, false).await;
+        let mut h = Harness::with_api(api, &[FLOOR]).await;
+        scenario(&mut h, false, None).await;
         assert!(
             h.logs().contains("certificates.k8s.io/v1beta1"),
             "the version is logged"

@@ -522,6 +522,17 @@ impl TrustWatch {
         })
     }
 
+    /// The metric labels (`kind`, source name) of `source` for a Pod in `namespace`.
+    pub fn source_labels(namespace: &str, source: &TrustSource) -> (&'static str, String) {
+        match source {
+            TrustSource::ClusterTrustBundleName(n) => ("ClusterTrustBundle", n.clone()),
+            TrustSource::ClusterTrustBundleSigner { signer_name, .. } => {
+                ("ClusterTrustBundleSigner", signer_name.clone())
+            }
+            TrustSource::ConfigMap { name, .. } => ("ConfigMap", format!("{namespace}/{name}")),
+        }
+    }
+
     /// Volumes registered per source (`kind`, source name), for the metrics.
     pub fn volumes_per_source(&self) -> BTreeMap<(&'static str, String), usize> {
         let mut out = BTreeMap::new();
