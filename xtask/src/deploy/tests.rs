@@ -1657,7 +1657,7 @@ fn alert_rules_query_known_metrics() {
             "no firing case for {a}"
         );
     }
-    assert_eq!(alerts.len(), 6);
+    assert_eq!(alerts.len(), 7);
 }
 
 /// GitHub's anchor of a Markdown heading: lowercased, punctuation other than `-` and `_` dropped,
