@@ -48,6 +48,7 @@ mod socket;
 mod startup;
 mod timefmt;
 mod trust;
+mod trust_refresh;
 mod volume;
 
 use cmcsi_proto::v1::identity_server::IdentityServer;

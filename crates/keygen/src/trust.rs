@@ -90,7 +90,7 @@ impl TrustBundle {
                 .find(end_marker)
                 .ok_or_else(|| refuse("holds a PEM block without its END line".to_owned()))?
                 + end_marker.len();
-            let (_, der) = der::pem::decode_vec(block[..end].as_bytes())
+            let (_, der) = der::pem::decode_vec(&block.as_bytes()[..end])
                 .map_err(|e| refuse(format!("holds a PEM block that does not decode: {e}")))?;
             found.push(der);
             rest = &block[end..];

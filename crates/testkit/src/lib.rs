@@ -78,6 +78,7 @@ mod csi;
 mod issuer;
 pub mod kubelet;
 pub mod mount_ns;
+mod objects;
 mod patch;
 mod pods;
 mod script;

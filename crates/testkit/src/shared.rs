@@ -41,7 +41,7 @@ pub(crate) struct Shared {
     /// Core v1 Pods (for the driver's node-scoped Pod watch).
     pub pods: Mutex<crate::pods::Pods>,
     /// PodCertificateRequests, ClusterTrustBundles and Leases.
-    pub objects: Mutex<crate::server::objects::Store>,
+    pub objects: Mutex<crate::objects::Store>,
 }
 
 impl Shared {
@@ -69,7 +69,7 @@ impl Shared {
             changed,
             tls,
             pods: Mutex::new(crate::pods::Pods::default()),
-            objects: Mutex::new(crate::server::objects::Store::default()),
+            objects: Mutex::new(crate::objects::Store::default()),
         }
     }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::{Error, FakeApi, lock};
-use crate::server::objects::{CTB, LEASE, PCR};
+use crate::objects::{CTB, LEASE, PCR};
 
 impl FakeApi {
     /// Which versions of `certificates.k8s.io` (PodCertificateRequests and

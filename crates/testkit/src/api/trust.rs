@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use super::{FakeApi, lock};
-use crate::server::objects::{CONFIGMAP, CTB, Kind};
+use crate::objects::{CONFIGMAP, CTB, Kind};
 
 impl FakeApi {
     /// Creates or replaces ClusterTrustBundle `name` with this signer (none for
