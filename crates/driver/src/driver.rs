@@ -163,6 +163,25 @@ impl Driver {
             .unwrap_or_else(|| unreachable!("renewer is set at start"))
     }
 
+    /// Starts the trust watch (no watch runs until a volume registers). Its
+    /// notifications go to [`Driver::trust_changed`].
+    pub(crate) fn start_trust_watch(self: &Arc<Self>) {
+        let Ok(kube) = &self.kube else {
+            return;
+        };
+        let weak = Arc::downgrade(self);
+        let watch = cmcsi_issuer_client::TrustWatch::new(
+            kube.issuer.client().clone(),
+            self.config.trust.clone(),
+            Arc::new(move |ids: Vec<String>| {
+                if let Some(driver) = weak.upgrade() {
+                    driver.trust_changed(ids);
+                }
+            }),
+        );
+        let _ = self.trust.set(watch);
+    }
+
     /// The driver's metrics.
     pub fn metrics(&self) -> Arc<Metrics> {
         Arc::clone(&self.metrics)

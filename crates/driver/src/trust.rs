@@ -41,15 +41,14 @@ pub(crate) async fn resolve(
         let sources = ctx.watch.resolve(namespace, &tb.source).await?;
         let max = ctx.max_bytes;
         // Parsing up to a megabyte of certificates is CPU work: off the async workers.
-        tokio::task::spawn_blocking(move || {
+        crate::blocking::run((), "trust bundle", move || {
             let mut bundle = keygen::TrustBundle::new(max);
             for (name, pem) in &sources {
                 bundle.add_source(name, pem.as_bytes())?;
             }
             Ok::<_, keygen::Error>(bundle.to_pem().into_bytes())
         })
-        .await
-        .map_err(|e| DriverError::Worker(format!("trust bundle: {e}")))?
+        .await?
         .map_err(|e| DriverError::TrustBundle(e.to_string()))
     }
     .await;

@@ -7,7 +7,6 @@
 use std::sync::Arc;
 
 use cmcsi_attrs::CertificateSpec;
-use cmcsi_issuer_client::TrustWatch;
 use cmcsi_keygen::ChainSummary;
 
 use crate::driver::Driver;
@@ -24,25 +23,6 @@ impl Driver {
             metrics: &self.metrics,
             events: &self.events,
         })
-    }
-
-    /// Starts the trust watch (no watch runs until a volume registers). Its
-    /// notifications go to [`Driver::trust_changed`].
-    pub(crate) fn start_trust_watch(self: &Arc<Self>) {
-        let Ok(kube) = &self.kube else {
-            return;
-        };
-        let weak = Arc::downgrade(self);
-        let watch = TrustWatch::new(
-            kube.issuer.client().clone(),
-            self.config.trust.clone(),
-            Arc::new(move |ids: Vec<String>| {
-                if let Some(driver) = weak.upgrade() {
-                    driver.trust_changed(ids);
-                }
-            }),
-        );
-        let _ = self.trust.set(watch);
     }
 
     /// The trust bundle sources of these volumes changed (or may have, after a
