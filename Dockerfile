@@ -7,8 +7,9 @@
 #
 # It holds the same file tree as `cargo xtask image` (which needs no container engine and writes a
 # reproducible OCI archive): the builder stage runs that command's `--rootfs` mode, so the
-# binary, exactly the shared libraries `ldd` reports (and the loader) at their paths, and a
-# minimal /etc/passwd and /etc/group are chosen by one piece of code. See docs/image.md.
+# binary, exactly the shared libraries `ldd` reports (and the loader) at their paths, their
+# packages' dpkg status entries, and a minimal /etc/passwd and /etc/group are chosen by one piece
+# of code. See docs/image.md.
 # The node-driver-registrar and livenessprobe sidecars are upstream images.
 
 ARG RUST_VERSION=1.95
@@ -22,9 +23,15 @@ ARG REVISION=""
 ENV CMCSI_GIT_DESCRIBE=${VERSION_DESCRIBE} CMCSI_GIT_COMMIT=${REVISION}
 WORKDIR /src
 COPY . .
+# cargo-auditable embeds the binary's dependency list for scanners; the image tree gets the binary
+# stripped, and a dpkg status entry (from this stage's Debian database) for each package whose
+# shared libraries it copies.
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    cargo install --locked cargo-auditable@0.7.7
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p cmcsi-driver --bin cert-manager-csi-driver \
+    cargo auditable build --release --locked -p cmcsi-driver --bin cert-manager-csi-driver \
+        -p cmcsi-pod-signer --bin cert-manager-pod-signer \
  && cargo xtask image --no-build --rootfs /out
 
 # ---- run: nothing but that tree ------------------------------------------------------------------

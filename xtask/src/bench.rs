@@ -14,10 +14,12 @@
 //! Flags: `--idle-seconds N` shortens the B5 idle window (default 60 s, the
 //! figure's definition), `--no-build` uses the release binaries as they are,
 //! `--only GROUP[,GROUP]` runs some groups (`keygen`, `b1` with B7, `b2`,
-//! `b3`, `b4` with B5 and B6, `b9`, `tenants` with B8 and B10) into
+//! `b3`, `b4` with B5 and B6, `b9`, `tenants` with B8 and B10, `b13`: the Pod
+//! signer) into
 //! `target/bench/report-partial.json`,
 //! `--logs DIR` keeps each driver's log.
 
+mod b13;
 mod measure;
 mod sys;
 
@@ -53,9 +55,9 @@ pub struct Args {
     #[arg(long, hide = true)]
     out: Option<PathBuf>,
     /// Run only these groups (into target/bench/report-partial.json):
-    /// keygen, b1 (with B7), b2, b3, b4 (with B5 and B6), b9, tenants (B8 and B10).
+    /// keygen, b1 (with B7), b2, b3, b4 (with B5 and B6), b9, tenants (B8 and B10), b13.
     #[arg(long, value_name = "GROUP,...", value_delimiter = ',',
-          value_parser = ["keygen", "b1", "b2", "b3", "b4", "b9", "tenants"])]
+          value_parser = ["keygen", "b1", "b2", "b3", "b4", "b9", "tenants", "b13"])]
     only: Vec<String>,
     /// Keep each driver's log in this directory.
     #[arg(long, value_name = "DIR")]
@@ -92,11 +94,34 @@ pub fn run(a: &Args) -> Result<()> {
         // cmcsi-driver` gives (feature unification with the bench's own
         // dependencies would change it).
         crate::run("cargo", &["build", "--release", "-p", "cmcsi-driver"], &[])?;
+        crate::run(
+            "cargo",
+            &["build", "--release", "-p", "cmcsi-pod-signer"],
+            &[],
+        )?;
         crate::run("cargo", &["build", "--release", "-p", "xtask"], &[])?;
     }
     let driver = target.join("release/cert-manager-csi-driver");
-    let tool = target.join("release/xtask");
-    for bin in [&driver, &tool] {
+    let mut tool = target.join("release/xtask");
+    if a.no_build && !tool.is_file() {
+        // The measuring harness (fake API, kubelet, clients) from this build; the measured
+        // binaries are still the release ones.
+        tool = std::env::current_exe().context("locating this xtask")?;
+        eprintln!(
+            "bench: note: no release xtask; measuring with {} as the harness",
+            tool.display()
+        );
+    }
+    let signer = target.join("release/cert-manager-pod-signer");
+    let only_signer = a.only.iter().all(|g| g == "b13") && !a.only.is_empty();
+    let mut needed = vec![&tool];
+    if !only_signer {
+        needed.push(&driver);
+    }
+    if a.only.is_empty() || a.only.iter().any(|g| g == "b13") {
+        needed.push(&signer);
+    }
+    for bin in needed {
         if !bin.is_file() {
             bail!("{} is missing; run without --no-build", bin.display());
         }
@@ -194,6 +219,10 @@ const KEYS: &[(&str, &str)] = &[
     ("b9_probe_p99_hostile_ms", "ms"),
     ("b8_rss_growth_mib", "MiB"),
     ("b10_publish_p50_ratio", ""),
+    ("b13_bare_wall_s", "s"),
+    ("b13_signer_wall_s", "s"),
+    ("b13_wall_ratio", ""),
+    ("b13_signer_rss_peak_mib", "MiB"),
 ];
 
 /// How one figure is judged.
@@ -283,6 +312,12 @@ fn checks(f: &measure::Figures) -> Vec<Check> {
         at_most("b9_probe_p99_hostile_ms", "<= 200 ms".into(), 200.0),
         at_most("b8_rss_growth_mib", "< 8 MiB".into(), 8.0),
         at_most("b10_publish_p50_ratio", "<= 1.5".into(), 1.5),
+        at_most(
+            "b13_wall_ratio",
+            "<= 1.25 x bare requests' wall".into(),
+            1.25,
+        ),
+        at_most("b13_signer_rss_peak_mib", "< 32 MiB".into(), 32.0),
     ]
 }
 
@@ -387,6 +422,10 @@ mod tests {
             ("b9_probe_p99_hostile_ms", 12.0),
             ("b8_rss_growth_mib", 1.0),
             ("b10_publish_p50_ratio", 1.1),
+            ("b13_bare_wall_s", 2.0),
+            ("b13_signer_wall_s", 2.4),
+            ("b13_wall_ratio", 1.2),
+            ("b13_signer_rss_peak_mib", 20.0),
         ]
         .into_iter()
         .collect()

@@ -23,9 +23,15 @@ use cmcsi_testkit::{FakeApi, Script};
 const NAMESPACE_LABEL: &str = "xtask demo";
 const TOKEN: &str = "demo-driver-token";
 
+mod pod_certificates;
+
 /// Flags of `cargo xtask demo`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// Demonstrate the Pod signer instead (cert-manager-pod-signer: a PodCertificateRequest
+    /// issued through a cert-manager issuer, verified against its ClusterTrustBundle).
+    #[arg(long)]
+    pod_certificates: bool,
     /// The driver binary (set by the demo itself for its run inside the
     /// mount namespace).
     #[arg(hide = true)]
@@ -35,6 +41,9 @@ pub struct Args {
 /// Entry point: builds the driver, then re-runs itself in a private mount
 /// namespace.
 pub fn run(args: &Args) -> Result<()> {
+    if args.pod_certificates {
+        return pod_certificates::run();
+    }
     if mount_ns::is_inside(NAMESPACE_LABEL) {
         let driver = args.driver.clone().context("missing driver path")?;
         let rt = tokio::runtime::Builder::new_multi_thread()

@@ -10,6 +10,7 @@
 //! - `deploy/monitoring/`: PodMonitor, alert rules, scrape configuration, dashboard
 //!   ([`monitoring`]).
 //! - `deploy/examples/`: a CA issuer chain and the Deployment from the original documentation.
+//! - `deploy/pod-signer/`: the PodCertificateRequest signer's Deployment and RBAC ([`signer`]).
 //! - `deploy/chart/`: a Helm chart from static templates, checked against the same objects by
 //!   the render tests ([`chart`]).
 //!
@@ -32,6 +33,7 @@ pub mod monitoring;
 pub mod objects;
 mod render;
 mod selinux;
+pub mod signer;
 pub mod version;
 
 pub use files::generate;

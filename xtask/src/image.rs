@@ -9,6 +9,23 @@
 //! 0:0, fixed modes, gzip without a name or time), so the same source and
 //! toolchain give the same digest.
 //!
+//! What a scanner (Trivy, Grype, Syft) needs to see in it:
+//! - the binary is built with `cargo auditable`, which embeds its Rust
+//!   dependency list (crate names, versions, sources) in a `.dep-v0` section;
+//!   the image gets a copy stripped of its symbol table (`objcopy
+//!   --strip-all`, which keeps that section), and the symbols stay beside the
+//!   archive (`.debug` file);
+//! - for every copied shared library, the Debian package that owns it gets
+//!   its `dpkg` status entry at `/var/lib/dpkg/status.d/<package>` (and the
+//!   copied files' lines of its `md5sums` at `<package>.md5sums`), the layout
+//!   distroless images use, taken from this machine's dpkg database;
+//! - a CycloneDX SBOM of the binary's Rust crates (and those Debian
+//!   packages) is written beside the archive (`.cdx.json`).
+//!
+//! Every archive written is read back before `build` returns: the binary's
+//! embedded crate list, the glibc package's status entry and the SBOM must
+//! be there ([`inspect_archive`]).
+//!
 //! `--rootfs DIR` writes the same file tree to a directory instead: the
 //! Dockerfile copies that directory into a `scratch` image, so both images
 //! hold the same files.
@@ -28,8 +45,16 @@ use sha2::{Digest, Sha256};
 
 use crate::workspace_root;
 
+mod dpkg;
+mod scan;
+
+pub(crate) use scan::inspect_archive;
+use scan::{crate_licenses, cyclonedx, debian_packages, sbom_crates};
+
 /// The binary's name, and its path in the image.
 pub(crate) const BINARY: &str = "cert-manager-csi-driver";
+/// The Pod signer's binary, beside the driver's in the same image (`docs/pod-certificates.md`).
+pub(crate) const SIGNER_BINARY: &str = "cert-manager-pod-signer";
 
 /// Flags of `cargo xtask image`.
 #[derive(Debug, Default, clap::Args)]
@@ -57,13 +82,18 @@ pub(crate) struct Built {
     pub manifest_digest: String,
     /// The name the archive gives the image (`cert-manager-csi-driver:VERSION`).
     pub reference: String,
+    /// The CycloneDX SBOM beside the archive.
+    pub sbom: PathBuf,
+    /// How many Rust crates the binary embeds (and the SBOM lists).
+    pub crates: usize,
 }
 
 /// Entry point of `cargo xtask image`.
 pub fn run(args: &Args) -> Result<()> {
     if let Some(dir) = &args.rootfs {
         let binary = binary(args.no_build)?;
-        let tree = file_tree(&binary)?;
+        let image_binary = ImageBinary::prepare(&binary)?;
+        let tree = file_tree(&binary, image_binary.stripped)?;
         write_rootfs(&tree, dir)?;
         eprintln!(
             "image: wrote {} entries under {}",
@@ -81,6 +111,11 @@ pub fn run(args: &Args) -> Result<()> {
         built.reference,
         built.manifest_digest
     );
+    eprintln!(
+        "image: SBOM {} ({} Rust crates)",
+        built.sbom.display(),
+        built.crates
+    );
     println!("{}", built.manifest_digest);
     Ok(())
 }
@@ -89,7 +124,8 @@ pub fn run(args: &Args) -> Result<()> {
 pub(crate) fn build(args: &Args) -> Result<Built> {
     let binary = binary(args.no_build)?;
     let meta = Metadata::read(&binary)?;
-    let tree = file_tree(&binary)?;
+    let image_binary = ImageBinary::prepare(&binary)?;
+    let tree = file_tree(&binary, image_binary.stripped)?;
     let path = match &args.out {
         Some(p) => p.clone(),
         None => target_dir().join(format!("image/{BINARY}-{}.oci.tar", meta.version)),
@@ -99,14 +135,75 @@ pub(crate) fn build(args: &Args) -> Result<Built> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     // Write beside and rename, so a reader never sees half an archive.
-    let tmp = path.with_extension("tar.partial");
-    std::fs::write(&tmp, &archive).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("renaming to {}", path.display()))?;
+    let write = |path: &Path, data: &[u8]| -> Result<()> {
+        let tmp = path.with_extension("partial");
+        std::fs::write(&tmp, data).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
+    };
+    let debian = debian_packages(&tree)?;
+    let sbom = cyclonedx(&image_binary.crates, &crate_licenses()?, &debian, &meta)?;
+    let sbom_path = beside(&path, "cdx.json");
+    write(&sbom_path, &sbom)?;
+    write(&beside(&path, "debug"), &image_binary.symbols)?;
+    write(&path, &archive)?;
+
+    // Read back what a scanner reads.
+    let inspected = inspect_archive(&path)?;
+    if inspected.crates != image_binary.crates {
+        bail!(
+            "the binary in {} embeds another crate list than the one built",
+            path.display()
+        );
+    }
+    // glibc (Debian's libc6) is the one package every dynamically linked
+    // image copies; without dpkg on the build machine there is only the
+    // warning `file_tree` gave, except in CI, which builds on Debian.
+    let copies_glibc = tree.keys().any(|k| k.ends_with("/libc.so.6"));
+    match inspected.dpkg.get("libc6") {
+        Some(version) => eprintln!("image: dpkg entry for libc6 {version}"),
+        None if copies_glibc && (!debian.is_empty() || std::env::var_os("CI").is_some()) => {
+            bail!(
+                "{} copies glibc but has no dpkg status entry for libc6 (entries: {:?})",
+                path.display(),
+                inspected.dpkg.keys().collect::<Vec<_>>()
+            )
+        }
+        None => {}
+    }
+    let listed = sbom_crates(&sbom)?;
+    let embedded: std::collections::BTreeSet<String> = inspected
+        .crates
+        .iter()
+        .filter(|c| !c.root && !c.build_only)
+        .map(|c| format!("{}@{}", c.name, c.version))
+        .collect();
+    if listed != embedded {
+        bail!(
+            "the SBOM {} lists other crates than the binary embeds: {:?}",
+            sbom_path.display(),
+            listed.symmetric_difference(&embedded).collect::<Vec<_>>()
+        );
+    }
     Ok(Built {
         path,
         manifest_digest,
         reference: format!("{BINARY}:{}", meta.version),
+        sbom: sbom_path,
+        crates: embedded.len(),
     })
+}
+
+/// `archive` with its `.oci.tar` (or last) extension replaced by `ext`.
+fn beside(archive: &Path, ext: &str) -> PathBuf {
+    let name = archive
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let stem = name
+        .strip_suffix(".oci.tar")
+        .or_else(|| name.rsplit_once('.').map(|(s, _)| s))
+        .unwrap_or(&name);
+    archive.with_file_name(format!("{stem}.{ext}"))
 }
 
 fn target_dir() -> PathBuf {
@@ -117,12 +214,47 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| root.join("target"))
 }
 
-/// The release binary, built first unless `no_build`.
+/// The pinned `cargo-auditable` that `.ci/run` and the Dockerfile install.
+const CARGO_AUDITABLE: &str = "cargo-auditable@0.7.7";
+
+/// The release binary, built first (with `cargo auditable`) unless `no_build`.
 fn binary(no_build: bool) -> Result<PathBuf> {
     if !no_build {
+        let installed = Command::new("cargo")
+            .args(["auditable", "--version"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !installed {
+            bail!(
+                "`cargo auditable` is not installed; the image's binary must carry its \
+                 dependency list for scanners. Install it with \
+                 `cargo install --locked {CARGO_AUDITABLE}` (as .ci/run does)"
+            );
+        }
         crate::run(
             "cargo",
-            &["build", "--release", "-p", "cmcsi-driver", "--bin", BINARY],
+            &[
+                "auditable",
+                "build",
+                "--release",
+                "-p",
+                "cmcsi-driver",
+                "--bin",
+                BINARY,
+            ],
+            &[],
+        )?;
+        crate::run(
+            "cargo",
+            &[
+                "auditable",
+                "build",
+                "--release",
+                "-p",
+                "cmcsi-pod-signer",
+                "--bin",
+                SIGNER_BINARY,
+            ],
             &[],
         )?;
     }
@@ -134,6 +266,119 @@ fn binary(no_build: bool) -> Result<PathBuf> {
         );
     }
     Ok(path)
+}
+
+/// The binary as it goes into the image.
+struct ImageBinary {
+    /// The binary without its symbol table.
+    stripped: Vec<u8>,
+    /// The symbols `objcopy --only-keep-debug` kept, for the `.debug` file.
+    symbols: Vec<u8>,
+    /// The dependency list `cargo auditable` embedded.
+    crates: Vec<Crate>,
+}
+
+/// One crate of the embedded dependency list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Crate {
+    pub name: String,
+    pub version: String,
+    /// `crates.io`, `local`, `git`, `registry`, ...
+    pub source: String,
+    /// A build-time dependency (build script, proc macro), not in the binary's code.
+    pub build_only: bool,
+    /// The binary's own package.
+    pub root: bool,
+    /// Indices into the same list.
+    pub dependencies: Vec<usize>,
+}
+
+/// The crate list `cargo auditable` embedded in an executable (its JSON
+/// format: `{"packages": [{"name", "version", "source", "kind", "root",
+/// "dependencies"}]}`, `kind` `runtime` unless `build`).
+pub(crate) fn embedded_crates(executable: &[u8]) -> Result<Vec<Crate>> {
+    let json = auditable_info::json_from_slice(executable, 64 * 1024 * 1024)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .context(
+            "the binary carries no `cargo auditable` dependency list; build it with \
+             `cargo auditable build --release` (or run `cargo xtask image` without --no-build)",
+        )?;
+    parse_audit_json(&json)
+}
+
+fn parse_audit_json(json: &str) -> Result<Vec<Crate>> {
+    let v: Value = serde_json::from_str(json).context("parsing the embedded dependency list")?;
+    let packages = v["packages"]
+        .as_array()
+        .context("the embedded dependency list has no packages")?;
+    packages
+        .iter()
+        .map(|p| {
+            let text = |k: &str| {
+                p[k].as_str()
+                    .map(str::to_owned)
+                    .with_context(|| format!("an embedded package has no `{k}`: {p}"))
+            };
+            Ok(Crate {
+                name: text("name")?,
+                version: text("version")?,
+                source: text("source")?,
+                build_only: p["kind"] == "build",
+                root: p["root"] == true,
+                dependencies: p["dependencies"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_u64)
+                    .map(|i| i as usize)
+                    .collect(),
+            })
+        })
+        .collect()
+}
+
+impl ImageBinary {
+    fn prepare(binary: &Path) -> Result<Self> {
+        let data =
+            std::fs::read(binary).with_context(|| format!("reading {}", binary.display()))?;
+        let crates = embedded_crates(&data)
+            .with_context(|| format!("reading the dependency list of {}", binary.display()))?;
+        let dir = tempfile::tempdir()?;
+        let stripped_path = dir.path().join("stripped");
+        let symbols_path = dir.path().join("symbols");
+        let objcopy = |args: &[&std::ffi::OsStr]| -> Result<()> {
+            let out = Command::new("objcopy")
+                .args(args)
+                .output()
+                .context("running objcopy (package binutils) to strip the binary")?;
+            if !out.status.success() {
+                bail!("objcopy failed: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            Ok(())
+        };
+        objcopy(&[
+            "--only-keep-debug".as_ref(),
+            binary.as_os_str(),
+            symbols_path.as_os_str(),
+        ])?;
+        objcopy(&[
+            "--strip-all".as_ref(),
+            binary.as_os_str(),
+            stripped_path.as_os_str(),
+        ])?;
+        let stripped = std::fs::read(&stripped_path)?;
+        if embedded_crates(&stripped)? != crates {
+            bail!(
+                "stripping {} lost its embedded dependency list",
+                binary.display()
+            );
+        }
+        Ok(Self {
+            stripped,
+            symbols: std::fs::read(&symbols_path)?,
+            crates,
+        })
+    }
 }
 
 /// The image's labels and platform.
@@ -260,24 +505,52 @@ const PASSWD: &str =
     "root:x:0:0:root:/:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n";
 const GROUP: &str = "root:x:0:\nnobody:x:65534:\n";
 
-/// The image's files: the binary, its shared libraries, passwd and group.
-fn file_tree(binary: &Path) -> Result<Tree> {
+/// The image's files: the binary (`data`, what goes in for the file at
+/// `binary`), its shared libraries and their packages' dpkg entries, passwd
+/// and group.
+fn file_tree(binary: &Path, data: Vec<u8>) -> Result<Tree> {
     let mut tree = Tree::new();
     let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
-    insert(
-        &mut tree,
-        BINARY,
-        Entry::File {
-            data: read(binary)?,
-            mode: 0o755,
-        },
-    )?;
-    for lib in shared_libraries(binary)? {
+    insert(&mut tree, BINARY, Entry::File { data, mode: 0o755 })?;
+    let mut libs = shared_libraries(binary)?;
+    // The Pod signer, when built beside the driver: `/cert-manager-pod-signer`, stripped the same
+    // way and with its libraries (the same glibc, in practice).
+    let signer = binary.with_file_name(SIGNER_BINARY);
+    if signer.is_file() {
+        let stripped = ImageBinary::prepare(&signer)?.stripped;
+        insert(
+            &mut tree,
+            SIGNER_BINARY,
+            Entry::File {
+                data: stripped,
+                mode: 0o755,
+            },
+        )?;
+        for lib in shared_libraries(&signer)? {
+            if !libs.contains(&lib) {
+                libs.push(lib);
+            }
+        }
+    }
+    for lib in &libs {
         // The file's contents at the path ldd names (symlinks followed), so
         // the loader finds each where it looked on the build machine.
-        let data = read(&lib)?;
+        let data = read(lib)?;
         let rel = lib.to_string_lossy().trim_start_matches('/').to_string();
         insert(&mut tree, &rel, Entry::File { data, mode: 0o755 })?;
+    }
+    for (package, entry) in dpkg::entries(&libs)? {
+        let file = |data: Vec<u8>| Entry::File { data, mode: 0o644 };
+        insert(
+            &mut tree,
+            &format!("{}/{package}", dpkg::STATUS_D),
+            file(entry.status),
+        )?;
+        insert(
+            &mut tree,
+            &format!("{}/{package}.md5sums", dpkg::STATUS_D),
+            file(entry.md5sums),
+        )?;
     }
     for (path, text) in [("etc/passwd", PASSWD), ("etc/group", GROUP)] {
         insert(
@@ -545,7 +818,7 @@ mod tests {
         assert_eq!(parse_version_line("something 0.1.0"), None);
     }
 
-    fn meta() -> Metadata {
+    pub(crate) fn meta() -> Metadata {
         Metadata {
             version: "0.1.0".into(),
             revision: Some("abc".into()),
@@ -602,13 +875,26 @@ mod tests {
         assert_eq!(names, sorted);
     }
 
+    /// The Pod signer built beside the driver goes into the same image.
+    #[test]
+    fn the_signer_beside_the_driver_is_in_the_tree() {
+        let exe = std::env::current_exe().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let driver = dir.path().join(BINARY);
+        std::fs::copy(&exe, &driver).unwrap();
+        assert!(!file_tree(&driver).unwrap().contains_key(SIGNER_BINARY));
+        std::fs::copy(&exe, dir.path().join(SIGNER_BINARY)).unwrap();
+        let t = file_tree(&driver).unwrap();
+        assert!(t.contains_key(SIGNER_BINARY) && t.contains_key(BINARY));
+    }
+
     /// The Dockerfile's tree (`--rootfs`) and the archive's layer list the
     /// same paths and modes, for a real dynamically linked binary.
     #[test]
     fn rootfs_and_layer_hold_the_same_files() {
         use std::os::unix::fs::PermissionsExt;
         let exe = std::env::current_exe().unwrap();
-        let t = file_tree(&exe).unwrap();
+        let t = file_tree(&exe, std::fs::read(&exe).unwrap()).unwrap();
         assert!(t.contains_key(BINARY) && t.contains_key("etc/passwd"));
         assert!(
             t.keys()

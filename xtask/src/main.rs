@@ -3,10 +3,15 @@
 //! does).
 //!
 //! - `ci`: formatting, no module import circles, manifests up to date, actionlint and hadolint,
-//!   clippy with warnings denied, the docs with warnings denied, fuzzing,
-//!   the container test and every workspace test.
+//!   clippy with warnings denied, the docs with warnings denied, the library
+//!   crates' packaging, examples and dependency policy (`crates`), fuzzing,
+//!   the image (built twice: same digest), the container test and every
+//!   workspace test.
 //! - `modules`: fails when the modules of a library crate, the driver or
 //!   testkit import each other in a circle (also part of `ci`).
+//! - `crates`: every library crate packaged as for crates.io, `cmcsi-keygen`
+//!   without Tokio, the examples run, `cargo deny check licenses bans
+//!   sources`.
 //! - `deploy [--check]`: generate the manifests and Helm chart under `deploy/`
 //!   (or fail if the committed ones are stale).
 //! - `demo`: the driver end to end on this machine (fake cluster, test CA,
@@ -25,6 +30,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod container;
+mod crates;
 mod demo;
 mod deploy;
 mod image;
@@ -77,6 +83,10 @@ enum Cmd {
     /// Build the release driver and write its OCI image archive to
     /// target/image/ (no base image, no container engine, reproducible).
     Image(image::Args),
+    /// The library crates as crates.io takes them: `cargo package` of each,
+    /// cmcsi-keygen without Tokio, every example run, `cargo deny check
+    /// licenses bans sources`.
+    Crates,
 }
 
 fn main() -> Result<()> {
@@ -89,6 +99,7 @@ fn main() -> Result<()> {
         Cmd::E2e(_) => e2e(),
         Cmd::Bench(args) => bench::run(&args),
         Cmd::Image(args) => image::run(&args),
+        Cmd::Crates => crates::run_all(),
         Cmd::Modules => modgraph::run(),
     }
 }
@@ -221,6 +232,7 @@ fn ci() -> Result<()> {
         &["doc", "--workspace", "--no-deps"],
         &[("RUSTDOCFLAGS", "-D warnings")],
     )?;
+    crates::run_all()?;
     // Fuzz each target (attributes, issued chain, metadata.json) for a
     // bounded time; the reliability tests themselves run with the workspace.
     reliability::run(&reliability::Args {
@@ -229,10 +241,29 @@ fn ci() -> Result<()> {
         fuzz_seconds: 30,
     })?;
     run("cargo", &["test", "--workspace", "--doc"], &[])?;
-    // The image under podman (says SKIPPED where no container can run).
+    // The image (release build with cargo auditable; the archive is read
+    // back: embedded crate list, dpkg entries, SBOM), then the same image
+    // again from the same binary under podman (says SKIPPED where no
+    // container can run): one release build, and the digest must not change.
+    let first = image::build(&image::Args::default())?;
+    println!(
+        "image: {} ({} crates in its SBOM)",
+        first.manifest_digest, first.crates
+    );
+    let second = image::build(&image::Args {
+        no_build: true,
+        ..Default::default()
+    })?;
+    if second.manifest_digest != first.manifest_digest {
+        bail!(
+            "the image is not reproducible: {} then {} from the same binary",
+            first.manifest_digest,
+            second.manifest_digest
+        );
+    }
     container::run(&container::E2eArgs {
         container: true,
-        no_build: false,
+        no_build: true,
         archive: None,
     })?;
     // Last, so its summary closes the output.

@@ -22,6 +22,7 @@ pub(crate) const CHECKED: &[&str] = &[
     "crates/driver/src",
     "crates/issuer-client/src",
     "crates/keygen/src",
+    "crates/pod-signer/src",
     "crates/renewer/src",
     "crates/store/src",
     "crates/testkit/src",

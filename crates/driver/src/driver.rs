@@ -64,6 +64,37 @@ impl LiveStats for Live {
             quarantine_removed: d.store.quarantine_removed(),
         })
     }
+
+    fn requests(&self) -> Vec<crate::metrics::RequestReady> {
+        let Some(d) = self.0.upgrade() else {
+            return Vec::new();
+        };
+        let Ok(kube) = &d.kube else {
+            return Vec::new();
+        };
+        kube.issuer
+            .watched_requests()
+            .into_iter()
+            .map(|r| {
+                let cr = &r.object;
+                let ready = cr
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+                    .map_or("Unknown", |c| c.status.as_str())
+                    .to_owned();
+                let issuer = &cr.spec.issuer_ref;
+                crate::metrics::RequestReady {
+                    name: r.key.name.clone(),
+                    namespace: r.key.namespace.clone(),
+                    ready,
+                    issuer_name: issuer.name.clone(),
+                    issuer_kind: issuer.kind.clone().unwrap_or_default(),
+                    issuer_group: issuer.group.clone().unwrap_or_default(),
+                }
+            })
+            .collect()
+    }
 }
 
 /// The renewer's way back into the driver.
@@ -106,12 +137,11 @@ impl Driver {
             kube.as_ref().ok().map(|k| k.recorder.clone()),
         );
         let driver = Arc::new_cyclic(|weak: &Weak<Driver>| {
+            let live: Arc<dyn crate::metrics::LiveStats> = Arc::new(Live(weak.clone()));
             let metrics = Arc::new(
-                Metrics::new(
-                    Some(Arc::new(Live(weak.clone()))),
-                    config.max_issuer_label_values,
-                )
-                .with_runtime_series(&client_metrics),
+                Metrics::new(Some(Arc::clone(&live)), config.max_issuer_label_values)
+                    .with_runtime_series(&client_metrics)
+                    .with_csi_lib(&config.node_id, config.csi_lib_issue_labels, Some(live)),
             );
             Driver {
                 events,

@@ -55,6 +55,9 @@ pub enum DriverError {
     /// for `${POD_IP}`; retried with the gate backoff.
     #[error("{0}")]
     PodNotReady(String),
+    /// The volume is not on this node, or not at the path asked about.
+    #[error("{0}")]
+    NotFound(String),
     /// The volume's trust bundle source is missing, refused or not readable.
     #[error("{0}")]
     Trust(#[from] cmcsi_issuer_client::TrustError),
@@ -78,6 +81,7 @@ impl DriverError {
                 Status::invalid_argument(msg)
             }
             DriverError::Busy(_) | DriverError::Gone(_) => Status::aborted(msg),
+            DriverError::NotFound(_) => Status::not_found(msg),
             DriverError::NoKubernetes(_) => Status::unavailable(msg),
             DriverError::Token(_) => Status::failed_precondition(msg),
             // The Pod's own token rejected is `Rejected` (the Pod must get a

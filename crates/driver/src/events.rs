@@ -400,6 +400,7 @@ fn kind_of(e: &DriverError) -> &'static str {
         | DriverError::PendingRecord(_)
         | DriverError::Worker(_) => "node error",
         DriverError::Busy(_) | DriverError::Gone(_) => "volume busy",
+        DriverError::NotFound(_) => "volume not found",
         DriverError::PodNotReady(_) => "Pod not ready",
         DriverError::Trust(_) | DriverError::TrustBundle(_) => "trust bundle",
     }

@@ -7,6 +7,7 @@ use cmcsi_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 
+use crate::probe::Readiness;
 use crate::rpclog::RpcLog;
 
 /// Identity: the driver's name and version, no plugin capabilities (there is
@@ -14,12 +15,18 @@ use crate::rpclog::RpcLog;
 #[derive(Debug, Clone)]
 pub struct IdentityService {
     driver_name: String,
+    readiness: Readiness,
 }
 
 impl IdentityService {
-    /// An identity service answering with `driver_name`.
-    pub fn new(driver_name: String) -> Self {
-        IdentityService { driver_name }
+    /// An identity service answering with `driver_name`, ready only while
+    /// `driver` is (see the `readiness` module):
+    /// its watch has listed, its tmpfs is mounted, its watch works.
+    pub fn for_driver(driver_name: String, driver: std::sync::Arc<crate::driver::Driver>) -> Self {
+        IdentityService {
+            driver_name,
+            readiness: Readiness::new(driver),
+        }
     }
 }
 
@@ -54,6 +61,7 @@ impl Identity for IdentityService {
         _request: Request<ProbeRequest>,
     ) -> Result<Response<ProbeResponse>, Status> {
         let log = RpcLog::quiet("Probe", "");
-        log.finish(Ok(Response::new(ProbeResponse { ready: Some(true) })))
+        let ready = self.readiness.ready().await;
+        log.finish(Ok(Response::new(ProbeResponse { ready: Some(ready) })))
     }
 }

@@ -6,7 +6,7 @@
 //! only with a publish. The passwords a volume's attributes name are kept in
 //! the store's private secrets file (0600, outside `data/` and outside
 //! `metadata.json`; see `volume::secrets_of`), so renewals, after a driver
-//! restart too, open the same Secret-backed passwords (`Volume::load`).
+//! restart too, open the same Secret-backed passwords (`volume::parse_stored`).
 //! Nothing here logs a password or puts one in an error.
 
 use cmcsi_attrs::CertificateSpec;

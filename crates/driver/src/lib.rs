@@ -19,7 +19,8 @@
 //!
 //! The public API is what an embedder or the binary uses: [`run`] (and
 //! [`run_until`], [`shutdown_signal`]), the [`config`] and its flags, and the
-//! helpers the binary calls first ([`hardening`], [`logging`]); [`build`]
+//! helpers the binary calls first ([`hardening`], [`logging`]), and the
+//! `status` subcommand ([`status`]); [`build`]
 //! says which build this is, and [`mount`] is public for the tests that
 //! bind-mount as the driver does. Everything else is the driver's own.
 
@@ -32,6 +33,7 @@ mod error;
 mod events;
 mod gates;
 pub mod hardening;
+mod health;
 mod identity;
 mod keystores;
 mod locks;
@@ -40,12 +42,15 @@ mod metrics;
 pub mod mount;
 mod node;
 mod pipeline;
+mod probe;
 mod publish;
 mod readiness;
 mod recovery;
 mod rpclog;
+mod selinux;
 mod socket;
 mod startup;
+pub mod status;
 mod timefmt;
 mod trust;
 mod trust_refresh;
@@ -141,7 +146,8 @@ pub async fn run_until(
         version = env!("CARGO_PKG_VERSION"),
         "serving CSI"
     );
-    let identity = identity::IdentityService::new(config.driver_name.clone());
+    let identity =
+        identity::IdentityService::for_driver(config.driver_name.clone(), Arc::clone(&driver));
     let node = node::NodeService::new(config.node_id.clone(), Arc::clone(&driver));
     let router = tonic::transport::Server::builder()
         .add_service(IdentityServer::new(identity))

@@ -1,10 +1,14 @@
-//! `cert-manager-csi-driver`: parse flags, set up logging, run the driver.
+//! `cert-manager-csi-driver`: parse flags, set up logging, run the driver;
+//! or, as `cert-manager-csi-driver status`, print the node's volumes.
 
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     // Before anything holds a key: no core dumps, not dumpable.
     let hardening = cmcsi_driver::hardening::apply();
+    if std::env::args_os().nth(1).is_some_and(|a| a == "status") {
+        return cmcsi_driver::status::main(std::env::args_os().skip(1));
+    }
     let cli = cmcsi_driver::config::Cli::parse();
     let config = match cli.try_into_config() {
         Ok(c) => c,

@@ -13,6 +13,7 @@
 //! name, never a raw volume id, and are removed when the volume is
 //! unpublished.
 
+mod csilib;
 mod process;
 mod serve;
 
@@ -20,6 +21,8 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
+pub use csilib::RequestReady;
+use csilib::{CsiLib, IssueCounter};
 pub use serve::serve;
 
 use prometheus_client::collector::Collector;
@@ -52,6 +55,8 @@ pub const OTHER_ISSUER: &str = "other";
 /// Labels of per-certificate gauges: one series per volume.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CertLabels {
+    /// The CertificateRequest that issued the certificate (csi-lib's label).
+    pub name: String,
     /// The Pod's namespace.
     pub namespace: String,
     /// The Pod's name.
@@ -94,6 +99,12 @@ pub struct LiveValues {
 pub trait LiveStats: Send + Sync + std::fmt::Debug + 'static {
     /// The values now.
     fn read(&self) -> Option<LiveValues>;
+
+    /// The `Ready` status of each request the watch holds now (csi-lib's
+    /// `certmanager_csi_certificate_request_ready_status`).
+    fn requests(&self) -> Vec<RequestReady> {
+        Vec::new()
+    }
 }
 
 #[derive(Debug)]
@@ -123,10 +134,12 @@ impl Collector for LiveCollector {
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
-    /// Issuance attempts (first and renewals).
-    issue_requests: Family<IssuerLabels, Counter>,
+    /// Issuance attempts (first and renewals), per issuer and per volume.
+    issue_requests: IssueCounter,
     /// Failed issuance attempts.
-    issue_errors: Family<IssuerLabels, Counter>,
+    issue_errors: IssueCounter,
+    /// csi-lib's node label and per-volume bookkeeping (`metrics/csilib.rs`).
+    csi_lib: CsiLib,
     /// notAfter of each volume's current certificate (Unix seconds).
     expiration: Family<CertLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     /// When each volume's certificate is due for renewal (Unix seconds).
@@ -149,13 +162,13 @@ impl Metrics {
     /// `max_issuers` distinct issuers label the per-issuer counters.
     pub fn new(live: Option<Arc<dyn LiveStats>>, max_issuers: usize) -> Self {
         let mut registry = Registry::default();
-        let issue_requests = Family::<IssuerLabels, Counter>::default();
+        let issue_requests = IssueCounter::default();
         registry.register(
             "certmanager_csi_issue_requests",
             "Issuance attempts, first issuances and renewals",
             issue_requests.clone(),
         );
-        let issue_errors = Family::<IssuerLabels, Counter>::default();
+        let issue_errors = IssueCounter::default();
         registry.register(
             "certmanager_csi_issue_errors",
             "Failed issuance attempts",
@@ -204,6 +217,7 @@ impl Metrics {
             registry,
             issue_requests,
             issue_errors,
+            csi_lib: CsiLib::default(),
             expiration,
             renewal,
             publish_seconds,
@@ -255,54 +269,87 @@ impl Metrics {
         }
     }
 
-    /// An issuance for the volume of `spec` at `target_path` succeeded: one
-    /// more attempt for its issuer, and its certificate's expiry and next
-    /// renewal.
+    /// An issuance of `volume_id` (of `spec`, at `target_path`) by request
+    /// `request` succeeded: one more attempt for its issuer and volume, and
+    /// its certificate's expiry and next renewal (replacing the series of
+    /// its previous request).
     pub(crate) fn issued(
         &self,
+        volume_id: &str,
         spec: &cmcsi_attrs::CertificateSpec,
         target_path: &str,
+        request: &str,
         not_after: SystemTime,
         next_issuance: Option<SystemTime>,
     ) {
-        let labels = self.issuer_labels(spec);
-        self.issue_requests.get_or_create(&labels).inc();
-        self.restored(spec, target_path, not_after, next_issuance);
+        self.attempted(volume_id, spec, false);
+        self.restored(
+            volume_id,
+            spec,
+            target_path,
+            request,
+            not_after,
+            next_issuance,
+        );
     }
 
-    /// An issuance for a volume of `spec` failed: one more attempt and one
-    /// more error for its issuer.
-    pub(crate) fn failed(&self, spec: &cmcsi_attrs::CertificateSpec) {
-        let labels = self.issuer_labels(spec);
-        self.issue_requests.get_or_create(&labels).inc();
-        self.issue_errors.get_or_create(&labels).inc();
+    /// An issuance of `volume_id` (of `spec`) failed: one more attempt and
+    /// one more error for its issuer and volume.
+    pub(crate) fn failed(&self, volume_id: &str, spec: &cmcsi_attrs::CertificateSpec) {
+        self.attempted(volume_id, spec, true);
     }
 
-    /// A stored volume was taken over at start: its certificate's expiry
-    /// and next renewal, counting no attempt.
-    pub(crate) fn restored(
-        &self,
-        spec: &cmcsi_attrs::CertificateSpec,
-        target_path: &str,
-        not_after: SystemTime,
-        next_issuance: Option<SystemTime>,
-    ) {
-        let cert = cert_labels(spec, target_path);
-        self.expiration
-            .get_or_create(&cert)
-            .set(crate::timefmt::unix_seconds(not_after));
-        if let Some(next) = next_issuance {
-            self.renewal
-                .get_or_create(&cert)
-                .set(crate::timefmt::unix_seconds(next));
+    fn attempted(&self, volume_id: &str, spec: &cmcsi_attrs::CertificateSpec, failed: bool) {
+        let issuer = self.issuer_labels(spec);
+        let volume = self.csi_lib.volume_labels(volume_id);
+        self.issue_requests.inc(&issuer, &volume);
+        if failed {
+            self.issue_errors.inc(&issuer, &volume);
         }
     }
 
-    /// The volume of `spec` at `target_path` was unpublished: its series go.
-    pub(crate) fn forget(&self, spec: &cmcsi_attrs::CertificateSpec, target_path: &str) {
-        let labels = cert_labels(spec, target_path);
-        self.expiration.remove(&labels);
-        self.renewal.remove(&labels);
+    /// A stored volume was taken over at start (or just issued): its
+    /// certificate's expiry and next renewal, counting no attempt. `request`
+    /// is the request that issued it (empty when unknown).
+    pub(crate) fn restored(
+        &self,
+        volume_id: &str,
+        spec: &cmcsi_attrs::CertificateSpec,
+        target_path: &str,
+        request: &str,
+        not_after: SystemTime,
+        next_issuance: Option<SystemTime>,
+    ) {
+        let cert = cert_labels(spec, target_path, request);
+        if let Some(old) = self.csi_lib.serve(volume_id, &cert) {
+            self.expiration.remove(&old);
+            self.renewal.remove(&old);
+        }
+        self.expiration
+            .get_or_create(&cert)
+            .set(crate::timefmt::unix_seconds(not_after));
+        match next_issuance {
+            Some(next) => {
+                self.renewal
+                    .get_or_create(&cert)
+                    .set(crate::timefmt::unix_seconds(next));
+            }
+            None => {
+                self.renewal.remove(&cert);
+            }
+        }
+    }
+
+    /// Volume `volume_id` was unpublished or removed: its series go (its
+    /// per-volume counters too, so the series follow the node's volumes).
+    pub(crate) fn forget(&self, volume_id: &str) {
+        if let Some(old) = self.csi_lib.forget(volume_id) {
+            self.expiration.remove(&old);
+            self.renewal.remove(&old);
+        }
+        let volume = self.csi_lib.volume_labels(volume_id);
+        self.issue_requests.remove(&volume);
+        self.issue_errors.remove(&volume);
     }
 
     /// The volumes per trust bundle source now (series of sources no longer used go).
@@ -354,12 +401,7 @@ impl Metrics {
 fn live_series(d: &LiveValues) -> Vec<(&'static str, &'static str, f64, bool)> {
     let mut out = Vec::new();
     if let Some(s) = d.renewer {
-        out.push((
-            "certmanager_csi_managed_volume_count",
-            "Volumes managed by this driver",
-            s.managed as f64,
-            false,
-        ));
+        // certmanager_csi_managed_volume_count{node}: metrics/csilib.rs.
         out.push((
             "certmanager_csi_renewal_retrying_volumes",
             "Volumes whose last issuance attempt failed and is being retried",
@@ -441,8 +483,13 @@ fn live_series(d: &LiveValues) -> Vec<(&'static str, &'static str, f64, bool)> {
 }
 
 /// The per-volume labels of a volume published at `target_path`.
-pub(crate) fn cert_labels(spec: &cmcsi_attrs::CertificateSpec, target_path: &str) -> CertLabels {
+pub(crate) fn cert_labels(
+    spec: &cmcsi_attrs::CertificateSpec,
+    target_path: &str,
+    request: &str,
+) -> CertLabels {
     CertLabels {
+        name: request.to_owned(),
         namespace: spec.pod.namespace.clone().unwrap_or_default(),
         pod: spec.pod.name.clone().unwrap_or_default(),
         volume: pod_volume_name(target_path),
@@ -636,9 +683,7 @@ mod tests {
         // Those already seen keep their own values.
         assert_eq!(m.issuer_labels(&spec("a")).issuer_name, "a");
         for i in 0..500 {
-            m.issue_requests
-                .get_or_create(&m.issuer_labels(&spec(&format!("x{i}"))))
-                .inc();
+            m.failed(&format!("csi-{i}"), &spec(&format!("x{i}")));
         }
         let text = m.encode();
         let series = text
@@ -656,8 +701,8 @@ mod tests {
         );
         assert_eq!(pod_volume_name("/somewhere/else"), "else");
         assert_eq!(pod_volume_name(""), "");
-        let a = cert_labels(&spec("a"), "/p/u/volumes/kubernetes.io~csi/tls/mount");
-        let b = cert_labels(&spec("a"), "/p/u/volumes/kubernetes.io~csi/mtls/mount");
+        let a = cert_labels(&spec("a"), "/p/u/volumes/kubernetes.io~csi/tls/mount", "r");
+        let b = cert_labels(&spec("a"), "/p/u/volumes/kubernetes.io~csi/mtls/mount", "r");
         assert_ne!(a, b, "two volumes of one Pod are two series");
     }
 }

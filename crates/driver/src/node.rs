@@ -84,6 +84,9 @@ pub(crate) struct PublishRequest {
     /// When the kubelet stops waiting for the answer (its `grpc-timeout`),
     /// if it said.
     pub(crate) deadline: Option<Instant>,
+    /// The SELinux context the kubelet asks the volume's files to carry
+    /// (`context=` in `volume_capability.mount.mount_flags`), checked.
+    pub(crate) selinux_context: Option<String>,
 }
 
 /// Refuses a volume context larger than `limit` bytes (keys and values
@@ -132,14 +135,17 @@ impl TryFrom<NodePublishVolumeRequest> for PublishRequest {
                 "pod.spec.volumes[].csi.readOnly must be set to true".into(),
             ));
         }
-        let mount_group = match capability.access_type {
-            Some(volume_capability::AccessType::Mount(m)) => m.volume_mount_group,
+        let (mount_group, selinux_context) = match capability.access_type {
+            Some(volume_capability::AccessType::Mount(m)) => (
+                m.volume_mount_group,
+                crate::selinux::context_of(&m.mount_flags)?,
+            ),
             Some(volume_capability::AccessType::Block(_)) => {
                 return Err(DriverError::InvalidRequest(
                     "block volumes are not supported: use a filesystem (mount) volume".into(),
                 ));
             }
-            None => String::new(),
+            None => (String::new(), None),
         };
         let mount_group = if mount_group.is_empty() {
             None
@@ -157,6 +163,7 @@ impl TryFrom<NodePublishVolumeRequest> for PublishRequest {
             mount_group,
             secrets: req.secrets.into_iter().collect(),
             deadline: None,
+            selinux_context,
         })
     }
 }
@@ -302,8 +309,20 @@ impl Node for NodeService {
         &self,
         request: Request<NodeGetVolumeStatsRequest>,
     ) -> Result<Response<NodeGetVolumeStatsResponse>, Status> {
-        RpcLog::start("NodeGetVolumeStats", &request.get_ref().volume_id)
-            .finish(Err(unimplemented("NodeGetVolumeStats")))
+        let req = request.into_inner();
+        let log = RpcLog::quiet("NodeGetVolumeStats", &req.volume_id);
+        let result = async {
+            require(&req.volume_id, "volume_id")?;
+            require(&req.volume_path, "volume_path")?;
+            let volume_id = volume_id_of(req.volume_id)?;
+            self.driver.volume_stats(&volume_id, &req.volume_path).await
+        }
+        .await;
+        log.finish(
+            result
+                .map(|(usage, condition)| Response::new(volume_stats_response(&usage, condition)))
+                .map_err(|e| e.to_status()),
+        )
     }
 
     async fn node_expand_volume(
@@ -320,15 +339,20 @@ impl Node for NodeService {
     ) -> Result<Response<NodeGetCapabilitiesResponse>, Status> {
         // VOLUME_MOUNT_GROUP: the kubelet passes the Pod's fsGroup in
         // volume_capability.mount.volume_mount_group and we apply it.
-        let cap = NodeServiceCapability {
-            r#type: Some(CapType::Rpc(Rpc {
-                r#type: RpcType::VolumeMountGroup as i32,
-            })),
-        };
+        // GET_VOLUME_STATS and VOLUME_CONDITION: the kubelet asks for each
+        // volume's usage and condition (expired, overdue, failing).
+        let capabilities = [
+            RpcType::VolumeMountGroup,
+            RpcType::GetVolumeStats,
+            RpcType::VolumeCondition,
+        ]
+        .into_iter()
+        .map(|t| NodeServiceCapability {
+            r#type: Some(CapType::Rpc(Rpc { r#type: t as i32 })),
+        })
+        .collect();
         RpcLog::quiet("NodeGetCapabilities", "").finish(Ok(Response::new(
-            NodeGetCapabilitiesResponse {
-                capabilities: vec![cap],
-            },
+            NodeGetCapabilitiesResponse { capabilities },
         )))
     }
 
@@ -341,6 +365,32 @@ impl Node for NodeService {
             max_volumes_per_node: 0,
             accessible_topology: None,
         })))
+    }
+}
+
+/// The answer to `NodeGetVolumeStats`: bytes and inodes of the volume's
+/// `data/` (total = used + what its tmpfs has left), and its condition.
+fn volume_stats_response(
+    usage: &cmcsi_store::VolumeUsage,
+    condition: crate::health::Condition,
+) -> NodeGetVolumeStatsResponse {
+    use cmcsi_proto::v1::volume_usage::Unit;
+    let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    let of = |used: u64, available: u64, unit: Unit| cmcsi_proto::v1::VolumeUsage {
+        available: n(available),
+        total: n(used.saturating_add(available)),
+        used: n(used),
+        unit: unit as i32,
+    };
+    NodeGetVolumeStatsResponse {
+        usage: vec![
+            of(usage.used_bytes, usage.available_bytes, Unit::Bytes),
+            of(usage.used_inodes, usage.available_inodes, Unit::Inodes),
+        ],
+        volume_condition: Some(cmcsi_proto::v1::VolumeCondition {
+            abnormal: condition.abnormal,
+            message: condition.message,
+        }),
     }
 }
 

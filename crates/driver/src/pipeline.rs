@@ -76,6 +76,12 @@ fn decode_pending(raw: &[u8]) -> Option<(String, String, zeroize::Zeroizing<Stri
     Some((p.namespace, p.name, pem))
 }
 
+/// The namespace and name of the request a pending record names, without
+/// the key (for the `status` command).
+pub(crate) fn pending_request(raw: &[u8]) -> Option<(String, String)> {
+    decode_pending(raw).map(|(namespace, name, _key)| (namespace, name))
+}
+
 /// A submitted request: its key, its name and the key's PKCS#8 PEM.
 type Submitted = (PrivateKey, String, zeroize::Zeroizing<String>);
 

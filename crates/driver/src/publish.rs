@@ -40,6 +40,7 @@ impl Driver {
             Err(e) => Err(e),
         };
         let ms = started.elapsed().as_millis() as u64;
+        self.record_issuance(volume.id(), guard, &result).await;
         match &result {
             Ok(issued) => self.log_issued(volume, why, ms, issued),
             Err(e) => self.log_failed(volume, why, ms, e),
@@ -52,8 +53,10 @@ impl Driver {
     fn log_issued(&self, volume: &Volume, why: &str, ms: u64, issued: &pipeline::Issued) {
         let (volume_id, spec) = (volume.id(), &volume.spec);
         self.metrics.issued(
+            volume_id,
             spec,
             &volume.meta.target_path,
+            &issued.request,
             issued.summary.not_after,
             issued.next_issuance,
         );
@@ -80,7 +83,7 @@ impl Driver {
     /// Metrics, the Event and the log line of a failed issuance of `volume`.
     fn log_failed(&self, volume: &Volume, why: &str, ms: u64, e: &DriverError) {
         let (volume_id, spec) = (volume.id(), &volume.spec);
-        self.metrics.failed(spec);
+        self.metrics.failed(volume_id, spec);
         let pod = events::pod_of(spec);
         let renewal_due = volume.meta.next_issuance_time;
         self.events.failed(events::Failure {
@@ -253,6 +256,13 @@ impl Driver {
             }
         };
         let volume = self.prepare(&req, &guard, existing).await?;
+        self.apply_selinux_context(
+            req.selinux_context.as_deref(),
+            req.mount_group,
+            &volume,
+            &guard,
+        )
+        .await?;
 
         if !volume.issued() {
             let disable_auto_renew = volume.spec.disable_auto_renew;
@@ -644,10 +654,7 @@ impl Driver {
             }
             kube.issuer.forget_volume(volume_id);
         }
-        let id = volume_id.to_string();
-        if let Ok(volume) = self.on_store(move |s| Volume::load(s, &id, None)).await {
-            self.metrics.forget(&volume.spec, &volume.meta.target_path);
-        }
+        self.metrics.forget(volume_id);
         mount::unmount_if_mounted(target).map_err(|source| DriverError::Mount {
             action: "unmounting",
             path: target.to_path_buf(),

@@ -18,6 +18,8 @@ struct Found {
     spec: Option<CertificateSpec>,
     /// The `notAfter` of the volume's current certificate, when it has one.
     not_after: Option<SystemTime>,
+    /// The request that issued it, when recorded (the metrics' `name`).
+    issued_by: Option<String>,
 }
 
 impl Driver {
@@ -41,8 +43,10 @@ impl Driver {
             }
             if let (Some(spec), Some(not_after)) = (&f.spec, f.not_after) {
                 self.metrics.restored(
+                    &f.meta.volume_id,
                     spec,
                     &f.meta.target_path,
+                    f.issued_by.as_deref().unwrap_or_default(),
                     not_after,
                     f.meta.next_issuance_time,
                 );
@@ -131,6 +135,9 @@ impl Driver {
         };
         if removed.is_empty() {
             return 0;
+        }
+        for (id, _, _) in &removed {
+            self.metrics.forget(id);
         }
         if let Ok(kube) = &self.kube
             && kube
@@ -299,10 +306,12 @@ fn restorable(store: &Store) -> Result<(Vec<Found>, usize), StoreError> {
             (Some(spec), Some(_)) => current_not_after(store, &meta, &spec.files.certificate),
             _ => None,
         };
+        let issued_by = crate::health::issued_by(store, &meta.volume_id);
         found.push(Found {
             meta,
             spec,
             not_after,
+            issued_by,
         });
     }
     Ok((found, recovery.set_aside.len()))

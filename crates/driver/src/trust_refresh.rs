@@ -60,7 +60,14 @@ impl Driver {
         let id = volume_id.to_owned();
         let loaded = self
             .on_store_locked(guard, move |s| {
-                let volume = crate::volume::Volume::load(s, &id, None)?;
+                let meta = s.read_metadata(&id)?;
+                let secrets = s.read_secrets(&id)?;
+                let spec = crate::volume::parse_stored(&meta, secrets.iter(), None)?.spec;
+                let volume = crate::volume::Volume {
+                    meta,
+                    spec,
+                    created: false,
+                };
                 let spec = &volume.spec;
                 let read = |name: &str| {
                     s.read_current_file(&id, name)

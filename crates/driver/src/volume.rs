@@ -48,33 +48,6 @@ impl Volume {
         self.meta.next_issuance_time.is_some()
     }
 
-    /// A stored volume, parsed with its stored passwords and `pod_ips` for
-    /// `${POD_IP}` (`None`: the stand-in addresses, for a spec that is only
-    /// looked at, never issued). Blocking (store IO).
-    pub(crate) fn load(
-        store: &Store,
-        volume_id: &str,
-        pod_ips: Option<Vec<IpAddr>>,
-    ) -> Result<Volume, DriverError> {
-        let meta = store.read_metadata(volume_id)?;
-        Volume::from_stored(store, meta, pod_ips)
-    }
-
-    /// [`Volume::load`] for metadata already read. Blocking (store IO).
-    pub(crate) fn from_stored(
-        store: &Store,
-        meta: Metadata,
-        pod_ips: Option<Vec<IpAddr>>,
-    ) -> Result<Volume, DriverError> {
-        let secrets = store.read_secrets(&meta.volume_id)?;
-        let spec = parse_stored(&meta, secrets.iter(), pod_ips)?.spec;
-        Ok(Volume {
-            meta,
-            spec,
-            created: false,
-        })
-    }
-
     /// The metadata of `volume_id`, `None` when the volume does not exist.
     /// Blocking (store IO).
     pub(crate) fn read_metadata(
@@ -90,7 +63,8 @@ impl Volume {
 }
 
 /// A stored volume's context parsed with its options and `secrets`;
-/// `pod_ips` as in [`Volume::load`].
+/// `pod_ips` for `${POD_IP}` (`None`: the stand-in addresses, for a spec that
+/// is only looked at, never issued).
 pub(crate) fn parse_stored<'a>(
     meta: &Metadata,
     secrets: impl IntoIterator<Item = (&'a str, &'a str)>,

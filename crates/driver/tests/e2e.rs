@@ -620,21 +620,39 @@ fn continue_on_not_ready_and_metrics() {
         assert!(key_matches(&target, "key.pem", "crt.pem"));
 
         let body = http_get(&addr, "/metrics");
+        // csi-lib's names and labels (the Go driver's dashboards), the
+        // request's `name` on the timestamp gauges among them.
+        let node = "node-a";
+        let issuer =
+            "issuer_name=\"later\",issuer_kind=\"Issuer\",issuer_group=\"cert-manager.io\"";
         for needle in [
-            "certmanager_csi_managed_volume_count 1",
-            "certmanager_csi_issue_requests_total{namespace=\"ns\",issuer_name=\"later\"",
-            "certmanager_csi_certificate_request_expiration_timestamp_seconds{namespace=\"ns\",pod=\"cont\"",
-            "certmanager_csi_certificate_request_renewal_timestamp_seconds{",
-            "certmanager_csi_publish_duration_seconds_count 1",
-            "certmanager_csi_key_pool_hits_total",
+            format!("certmanager_csi_managed_volume_count{{node=\"{node}\"}} 1"),
+            format!("certmanager_csi_managed_certificate_request_count{{node=\"{node}\"}} 1"),
+            format!(
+                "certmanager_csi_certificate_request_ready_status{{name=\"{name}\",namespace=\"ns\",condition=\"True\",{issuer}}} 1"
+            ),
+            format!(
+                "certmanager_csi_certificate_request_ready_status{{name=\"{name}\",namespace=\"ns\",condition=\"False\",{issuer}}} 0"
+            ),
+            "certmanager_csi_issue_requests_total{namespace=\"ns\",issuer_name=\"later\"".into(),
+            format!(
+                "certmanager_csi_certificate_request_expiration_timestamp_seconds{{name=\"{name}\",namespace=\"ns\",pod=\"cont\""
+            ),
+            format!(
+                "certmanager_csi_certificate_request_renewal_timestamp_seconds{{name=\"{name}\",namespace=\"ns\""
+            ),
+            "certmanager_csi_publish_duration_seconds_count 1".into(),
+            "certmanager_csi_key_pool_hits_total".into(),
         ] {
-            assert!(body.contains(needle), "{needle} missing from:\n{body}");
+            assert!(body.contains(&needle), "{needle} missing from:\n{body}");
         }
         assert!(!body.contains("csi-cont"), "no raw volume ids in labels");
         h.unpublish("csi-cont").await.unwrap();
         let body = http_get(&addr, "/metrics");
         assert!(
-            body.contains("certmanager_csi_managed_volume_count 0"),
+            body.contains(&format!(
+                "certmanager_csi_managed_volume_count{{node=\"{node}\"}} 0"
+            )),
             "{body}"
         );
         assert!(

@@ -91,8 +91,10 @@ async fn every_rpc_answers_as_a_node_only_driver() {
         .into_inner();
     assert!(caps.capabilities.is_empty(), "no controller service");
 
+    // Started without any Kubernetes configuration it can issue nothing, so
+    // Probe says not ready (tests/health.rs has ready after the watch lists).
     let probe = id.probe(csi::ProbeRequest {}).await.unwrap().into_inner();
-    assert_eq!(probe.ready, Some(true));
+    assert_eq!(probe.ready, Some(false));
 
     let ncaps = node
         .node_get_capabilities(csi::NodeGetCapabilitiesRequest {})
@@ -107,9 +109,14 @@ async fn every_rpc_answers_as_a_node_only_driver() {
             None => -1,
         })
         .collect();
+    use csi::node_service_capability::rpc::Type as Rpc;
     assert_eq!(
         types,
-        vec![csi::node_service_capability::rpc::Type::VolumeMountGroup as i32]
+        vec![
+            Rpc::VolumeMountGroup as i32,
+            Rpc::GetVolumeStats as i32,
+            Rpc::VolumeCondition as i32
+        ]
     );
 
     let ninfo = node
@@ -131,12 +138,27 @@ async fn every_rpc_answers_as_a_node_only_driver() {
         .unwrap_err()
         .code();
     assert_eq!(code, Code::Unimplemented);
+    // What csi-sanity's NodeGetVolumeStats cases ask: missing volume id or
+    // path is INVALID_ARGUMENT, an unknown volume NOT_FOUND.
+    let stats = |volume_id: &str, volume_path: &str| csi::NodeGetVolumeStatsRequest {
+        volume_id: volume_id.into(),
+        volume_path: volume_path.into(),
+        staging_target_path: String::new(),
+    };
+    for (id, path) in [("", "/var/lib/kubelet/x"), ("csi-x", "")] {
+        let code = node
+            .node_get_volume_stats(stats(id, path))
+            .await
+            .unwrap_err()
+            .code();
+        assert_eq!(code, Code::InvalidArgument, "{id:?} {path:?}");
+    }
     let code = node
-        .node_get_volume_stats(csi::NodeGetVolumeStatsRequest::default())
+        .node_get_volume_stats(stats("csi-unknown", "/var/lib/kubelet/x"))
         .await
         .unwrap_err()
         .code();
-    assert_eq!(code, Code::Unimplemented);
+    assert_eq!(code, Code::NotFound);
     let code = node
         .node_expand_volume(csi::NodeExpandVolumeRequest::default())
         .await

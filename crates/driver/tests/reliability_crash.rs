@@ -168,7 +168,16 @@ fn check_frozen(
         }
         for entry in std::fs::read_dir(&vol).unwrap() {
             let n = entry.unwrap().file_name().to_string_lossy().into_owned();
-            if !["metadata.json", "data", "pending-request.json"].contains(&n.as_str())
+            if ![
+                "metadata.json",
+                "data",
+                // The driver's private side files: the in-flight request,
+                // the last failed issuance, the request that issued the set.
+                "pending-request.json",
+                "last-error.json",
+                "issued-by",
+            ]
+            .contains(&n.as_str())
                 && !n.starts_with('.')
             {
                 errors.push(format!("{name}: unexpected file {n}"));
@@ -288,7 +297,7 @@ fn sigkill_at_random_instants_never_loses_or_doubles_a_certificate() {
             json_events(log, 0)
                 .iter()
                 .filter(|e| {
-                    event_str(e, "message") == Some("issuance")
+                    event_str(e, "msg") == Some("issuance")
                         && event_str(e, "outcome") == Some("issued")
                 })
                 .count()
@@ -393,8 +402,8 @@ fn sigkill_at_random_instants_never_loses_or_doubles_a_certificate() {
             let next = with_offsets.iter().find(|(o, e)| {
                 *o >= *offset
                     && event_str(e, "volume") == Some(volume.as_str())
-                    && (event_str(e, "message") == Some("resuming in-flight CertificateRequest")
-                        || (event_str(e, "message") == Some("issuance")
+                    && (event_str(e, "msg") == Some("resuming in-flight CertificateRequest")
+                        || (event_str(e, "msg") == Some("issuance")
                             && event_str(e, "outcome") == Some("issued")))
             });
             match next {
@@ -419,7 +428,7 @@ fn sigkill_at_random_instants_never_loses_or_doubles_a_certificate() {
         let mut created = BTreeSet::new();
         let mut issued_names = BTreeSet::new();
         for e in &events {
-            match event_str(e, "message") {
+            match event_str(e, "msg") {
                 Some("created CertificateRequest")
                 | Some("resuming in-flight CertificateRequest") => {
                     if let Some(n) = event_str(e, "name").or(event_str(e, "request")) {

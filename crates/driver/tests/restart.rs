@@ -41,6 +41,12 @@ fn a_certificate_that_expired_while_the_driver_was_down_is_reported_at_once() {
             )
             .await
             .unwrap();
+        // The request that issued it: the gauges' `name` (csi-lib's label),
+        // which the driver keeps across the restart.
+        let issued_by = h.api.requests("ns")[0]["metadata"]["name"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         // No renewal may succeed from here on.
         h.api.set_issuer("ca-issuer", Script::Never);
         h.kill_driver();
@@ -58,19 +64,22 @@ fn a_certificate_that_expired_while_the_driver_was_down_is_reported_at_once() {
             Some(1.0),
             "the expired certificate is counted at once:\n{body}"
         );
+        let labels = format!("{{name=\"{issued_by}\",namespace=\"ns\",pod=\"short\"");
         let expiry = series_value(
-                &body,
-                "certmanager_csi_certificate_request_expiration_timestamp_seconds{namespace=\"ns\",pod=\"short\"",
-            )
-            .unwrap_or_else(|| panic!("no expiry series for the restored volume:\n{body}"));
+            &body,
+            &format!("certmanager_csi_certificate_request_expiration_timestamp_seconds{labels}"),
+        )
+        .unwrap_or_else(|| panic!("no expiry series for the restored volume:\n{body}"));
         let want = not_after.duration_since(UNIX_EPOCH).unwrap().as_secs_f64();
         assert!(
             (expiry - want).abs() < 1.0,
             "expiry gauge {expiry} is the certificate's notAfter {want}"
         );
         assert!(
-                body.contains("certmanager_csi_certificate_request_renewal_timestamp_seconds{namespace=\"ns\",pod=\"short\""),
-                "{body}"
-            );
+            body.contains(&format!(
+                "certmanager_csi_certificate_request_renewal_timestamp_seconds{labels}"
+            )),
+            "{body}"
+        );
     });
 }

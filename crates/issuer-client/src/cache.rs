@@ -54,6 +54,34 @@ pub struct WatchHealth {
     pub lists: u64,
     /// The last error, cleared by the next successful event.
     pub last_error: Option<String>,
+    /// When the watch first failed since its last successful event (`None`
+    /// while it works). A watch that reconnects without news sends no event,
+    /// so this stays set until the next event; read it with
+    /// [`WatchHealth::failing_for`], which also looks at `last_failure`.
+    pub failing_since: Option<std::time::Instant>,
+    /// When the watch last failed (each retry that fails moves it).
+    pub last_failure: Option<std::time::Instant>,
+}
+
+impl WatchHealth {
+    /// How long the watch has been failing at `now`: `None` when it works.
+    ///
+    /// A failing watch retries at least every `retry_bound` (its backoff
+    /// cap) and each failed retry is recorded; one that reconnected but has
+    /// had nothing to report since sends no event that would clear
+    /// `failing_since`. So the watch counts as failing only while its last
+    /// failure is more recent than `retry_bound` (plus the jitter of one
+    /// retry).
+    pub fn failing_for(
+        &self,
+        now: std::time::Instant,
+        retry_bound: std::time::Duration,
+    ) -> Option<std::time::Duration> {
+        let since = self.failing_since?;
+        let last = self.last_failure.unwrap_or(since);
+        let grace = retry_bound.saturating_mul(2);
+        (now.saturating_duration_since(last) <= grace).then(|| now.saturating_duration_since(since))
+    }
 }
 
 /// A volume whose requests the watch keeps (see
@@ -334,6 +362,8 @@ impl Cache {
                     h.synced = true;
                     h.lists += 1;
                     h.last_error = None;
+                    h.failing_since = None;
+                    h.last_failure = None;
                 });
                 return;
             }
@@ -356,15 +386,24 @@ impl Cache {
             }
         }
         drop(inner);
-        if self.health.borrow().last_error.is_some() {
-            self.health.send_modify(|h| h.last_error = None);
+        if self.health.borrow().failing_since.is_some() {
+            self.health.send_modify(|h| {
+                h.last_error = None;
+                h.failing_since = None;
+                h.last_failure = None;
+            });
         }
     }
 
     pub(crate) fn record_error(&self, err: &watcher::Error) {
         let text = crate::error::error_chain(err);
         tracing::warn!(error = %text, "CertificateRequest watch failed; retrying");
-        self.health.send_modify(|h| h.last_error = Some(text));
+        let now = std::time::Instant::now();
+        self.health.send_modify(|h| {
+            h.last_error = Some(text);
+            h.failing_since.get_or_insert(now);
+            h.last_failure = Some(now);
+        });
     }
 
     /// A receiver for `(namespace, name)`; creates an `Unseen` slot if needed.

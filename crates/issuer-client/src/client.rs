@@ -358,6 +358,16 @@ impl IssuerClient {
         self.inner.cache.health()
     }
 
+    /// How long the node-wide watch has been failing (`None` while it
+    /// works), judged with its backoff cap as in
+    /// [`WatchHealth::failing_for`].
+    pub fn watch_failing_for(&self) -> Option<Duration> {
+        self.health().failing_for(
+            std::time::Instant::now(),
+            self.inner.options.watch_backoff_max,
+        )
+    }
+
     /// Waits until the initial list has completed (so resume and cleanup see
     /// every request of the node). Fails with [`IssueError::ApiUnavailable`]
     /// when `timeout` passes first or the watch has stopped.
@@ -459,6 +469,12 @@ impl IssuerClient {
             label(cr, LABEL_VOLUME_ID_HASH) == Some(&hash)
                 && annotation(cr, ANNOTATION_VOLUME_ID) == Some(volume_id)
         })
+    }
+
+    /// Every request the watch holds now, newest first (for metrics: at
+    /// most `max_watched_requests`).
+    pub fn watched_requests(&self) -> Vec<RequestState> {
+        self.inner.cache.select(|_| true)
     }
 
     /// The newest request of a volume, to resume it instead of asking again.

@@ -25,6 +25,32 @@
 //! is created as the Pod's ServiceAccount, over the same server and TLS
 //! settings; deletes and the watch keep the driver's credentials.
 //!
+//! ## Kubernetes version: your binary picks it
+//!
+//! This crate talks to the API server through `kube` and `k8s-openapi`, and
+//! like every library built on `k8s-openapi` it enables none of that crate's
+//! version features: only one may be active in a build, and the choice
+//! belongs to the final program. The binary that uses this crate adds, next
+//! to it, a dependency on the same `k8s-openapi` with the version feature of
+//! the oldest API server it supports:
+//!
+//! ```toml
+//! [dependencies]
+//! cmcsi-issuer-client = "0.2"
+//! k8s-openapi = { version = "0.29", default-features = false, features = ["v1_33"] }
+//! ```
+//!
+//! Without it the build stops in `k8s-openapi`'s build script ("None of the
+//! v1_* features are enabled"). A library that builds on this one does the
+//! same in its `[dev-dependencies]` only, or sets
+//! `K8S_OPENAPI_ENABLED_VERSION=1.33` for `cargo check` and `cargo doc`.
+//! Nothing here depends on a particular version's API: the CertificateRequest
+//! type is cert-manager's, and the Pod, Event and token types have been
+//! stable for many releases. The CSI driver picks `v1_33`.
+//!
+//! `examples/request_certificate.rs` is a whole program: a key and a CSR,
+//! one request, the chain written to files.
+//!
 //! ```no_run
 //! use std::time::Duration;
 //! use cmcsi_issuer_client::{

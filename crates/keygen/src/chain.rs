@@ -92,6 +92,12 @@ impl ChainSummary {
         })
     }
 
+    /// The leaf's public key (SubjectPublicKeyInfo, DER), to compare with a
+    /// request's key when the private key is not at hand.
+    pub fn leaf_public_key_der(&self) -> &[u8] {
+        &self.leaf_spki_der
+    }
+
     /// Number of certificates after the leaf.
     pub fn intermediates(&self) -> usize {
         self.certificates_der.len().saturating_sub(1)

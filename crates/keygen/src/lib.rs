@@ -21,8 +21,9 @@
 //!   private-key entry, alias `certificate` by default, and the CA as `ca`).
 //! - [`credential_bundle`]: one PEM file with the PKCS#8 key, then the leaf and the chain,
 //!   as Kubernetes' Pod certificate projection writes, so one `read()` is consistent.
-//! - [`KeyPool`]: keys generated ahead of demand on blocking threads, so RSA generation is
-//!   off the Pod's start path; counters in [`PoolStats`].
+//! - [`KeyPool`] (feature `pool`, on by default): keys generated ahead of demand on
+//!   Tokio's blocking threads, so RSA generation is off the Pod's start path; counters in
+//!   [`PoolStats`].
 //!
 //! What it is not: it knows nothing of volume attributes (the driver maps the `attrs`
 //! crate's spec onto [`KeySpec`], [`KeyEncoding`] and [`CsrParams`]), files, Kubernetes or
@@ -78,21 +79,20 @@
 //! # Ok(()) }
 //! ```
 //!
-//! With a pool (inside a Tokio runtime):
+//! With a pool (feature `pool`, inside a Tokio runtime): see [`KeyPool`].
 //!
-//! ```
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), cmcsi_keygen::Error> {
-//! use cmcsi_keygen::{KeyPool, KeySpec, PoolConfig};
+//! ## Features
 //!
-//! let pool = KeyPool::new(PoolConfig::default())?; // 4 × RSA-2048, 1 generation at a time
-//! pool.fill();
-//! let key = pool.take(&KeySpec::EcdsaP384).await?; // not pooled: generated inline
-//! assert_eq!(key.spec(), KeySpec::EcdsaP384);
-//! let stats = pool.stats(); // hits, misses, unpooled, refills ... for metrics
-//! assert_eq!(stats.unpooled, 1);
-//! # Ok(()) }
-//! ```
+//! - `pool` (default): [`KeyPool`], [`PoolConfig`], [`PoolStats`]; brings Tokio and `tracing`.
+//!   A tool that only wants keys, CSRs and keystores turns it off and has no async
+//!   runtime in its tree:
+//!
+//!   ```toml
+//!   cmcsi-keygen = { version = "0.2", default-features = false }
+//!   ```
+//!
+//! `examples/key_csr_pkcs12.rs` makes a key, a CSR and a PKCS#12 keystore without the
+//! pool.
 //!
 //! ## Cost, measured
 //!
@@ -132,6 +132,7 @@ mod error;
 mod jks;
 mod key;
 mod pkcs12;
+#[cfg(feature = "pool")]
 mod pool;
 mod spec;
 mod trust;
@@ -143,6 +144,7 @@ pub use error::{Error, Result};
 pub use jks::{JKS_ALIAS, JKS_CA_ALIAS, jks, jks_truststore};
 pub use key::PrivateKey;
 pub use pkcs12::{PKCS12_ALIAS, Pkcs12Profile, pkcs12, pkcs12_truststore};
+#[cfg(feature = "pool")]
 pub use pool::{KeyPool, LARGE_RSA_BITS, PoolConfig, PoolStats};
 pub use spec::{KeyEncoding, KeySpec, MAX_RSA_BITS, MIN_RSA_BITS};
 pub use trust::{DEFAULT_MAX_TRUST_BUNDLE_BYTES, TrustBundle};

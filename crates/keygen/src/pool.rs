@@ -89,13 +89,16 @@ type Generator = dyn Fn(&KeySpec) -> Result<PrivateKey> + Send + Sync;
 /// dropped, like every [`PrivateKey`].
 ///
 /// ```
-/// # async fn demo() -> Result<(), cmcsi_keygen::Error> {
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), cmcsi_keygen::Error> {
 /// use cmcsi_keygen::{KeyPool, KeySpec, PoolConfig};
 ///
-/// let pool = KeyPool::new(PoolConfig::default())?;
+/// let pool = KeyPool::new(PoolConfig::default())?; // 4 × RSA-2048, 1 generation at a time
 /// pool.fill(); // start generating the configured keys in the background
-/// let key = pool.take(&KeySpec::RSA_2048).await?; // from the pool, or inline when empty
-/// assert_eq!(key.spec(), KeySpec::RSA_2048);
+/// let key = pool.take(&KeySpec::EcdsaP384).await?; // not pooled: generated inline
+/// assert_eq!(key.spec(), KeySpec::EcdsaP384);
+/// let stats = pool.stats(); // hits, misses, unpooled, refills ... for metrics
+/// assert_eq!(stats.unpooled, 1);
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]

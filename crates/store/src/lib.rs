@@ -39,6 +39,9 @@
 //! does not serialise operations on one volume (the driver's per-volume lock
 //! does). The API is synchronous; call it from `spawn_blocking` in async code.
 //!
+//! Tools that only look (the driver's `status` command) open the root with
+//! [`StoreView::open`], which takes no lock, so they work beside the driver.
+//!
 //! Where to start: [`Store::open`], then [`Store::create_volume`],
 //! [`Store::write_files`] and [`Store::write_metadata`] per issuance;
 //! [`Store::list`] at start; [`Store::remove_volume`] at unpublish.
@@ -92,6 +95,9 @@ mod quarantine;
 pub mod secret_json;
 mod secrets;
 mod store;
+mod usage;
+mod view;
+mod volume_fs;
 
 pub use error::StoreError;
 pub use fileset::{DATA_DIR_MODE, FILE_MODE, FileSet, SET_DIR_MODE, WriteOutcome};
@@ -109,3 +115,6 @@ pub use store::{
     DATA_DIR, DEFAULT_TMPFS_SIZE, INMEMFS_DIR, LOCK_FILE, METADATA_FILE, QUARANTINE_DIR, Store,
     StoreOptions,
 };
+pub use usage::{MAX_WALK_ENTRIES, VolumeUsage};
+pub use view::{Quarantined, StoreView};
+pub use volume_fs::MAX_VOLUME_FS_OPTIONS;

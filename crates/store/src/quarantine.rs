@@ -202,7 +202,7 @@ fn mounted_entry(roots: &[PathBuf], name: &OsStr) -> bool {
 }
 
 /// The time in a quarantine entry's name (`<base>.<unix nanoseconds>.<attempt>`).
-fn stamp_of(name: &OsString) -> Option<SystemTime> {
+pub(crate) fn stamp_of(name: &OsString) -> Option<SystemTime> {
     let name = name.to_str()?;
     let mut parts = name.rsplit('.');
     parts.next()?.parse::<u32>().ok()?;

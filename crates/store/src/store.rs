@@ -73,7 +73,9 @@ pub struct Store {
     is_tmpfs: bool,
     /// Set-aside entries removed by [`Store::purge_quarantine`] since open.
     pub(crate) quarantine_removed: std::sync::atomic::AtomicU64,
-    _lock: File,
+    /// The root's lock; `None` for a [`StoreView`](crate::StoreView), which
+    /// only reads.
+    _lock: Option<File>,
 }
 
 impl Store {
@@ -185,7 +187,34 @@ impl Store {
             inmemfs_fd,
             is_tmpfs,
             quarantine_removed: std::sync::atomic::AtomicU64::new(0),
-            _lock: lock,
+            _lock: Some(lock),
+        })
+    }
+
+    /// Opens an existing data root without its lock, creating and mounting
+    /// nothing: for [`StoreView`](crate::StoreView), which only reads, while
+    /// the driver holds the root open.
+    pub(crate) fn open_unlocked(root: &Path) -> Result<Store, StoreError> {
+        let inmemfs = root.join(INMEMFS_DIR);
+        let root_fd = rustix::fs::open(
+            root,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            mode(0),
+        )
+        .map_err(|e| StoreError::io("open", root, e))?;
+        let inmemfs_fd = fsops::open_dir_at(root_fd.as_fd(), INMEMFS_DIR)
+            .map_err(|e| StoreError::io("open", &inmemfs, e))?;
+        let statfs =
+            rustix::fs::fstatfs(&inmemfs_fd).map_err(|e| StoreError::io("statfs", &inmemfs, e))?;
+        #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+        let is_tmpfs = i64::from(statfs.f_type as i64) == TMPFS_MAGIC;
+        Ok(Store {
+            root: root.to_path_buf(),
+            inmemfs,
+            inmemfs_fd,
+            is_tmpfs,
+            quarantine_removed: std::sync::atomic::AtomicU64::new(0),
+            _lock: None,
         })
     }
 
@@ -340,8 +369,10 @@ impl Store {
     }
 
     /// Removes the volume directory and everything in it. Symlinks are removed,
-    /// never followed; nothing on another mount is touched. Returns `false`
-    /// when there was nothing to remove.
+    /// never followed; nothing on another mount is touched, except the
+    /// volume's own file system on `data/` ([`Store::mount_volume_fs`]),
+    /// which is unmounted first. Returns `false` when there was nothing to
+    /// remove.
     pub fn remove_volume(&self, id: &str) -> Result<bool, StoreError> {
         check_volume_id(id)?;
         let path = self.volume_path(id);
@@ -351,6 +382,9 @@ impl Store {
         {
             return Ok(false);
         }
+        // A volume with a file system of its own on data/ (mount_volume_fs):
+        // unmounted first, as removal never crosses mounts.
+        self.unmount_volume_fs(id)?;
         let dev = self.dev()?;
         fsops::remove_tree_at(self.root_fd(), &OsString::from(id), dev)
             .map_err(|e| StoreError::io("remove", &path, e))?;

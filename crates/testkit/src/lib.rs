@@ -31,7 +31,19 @@
 //!   [`FakeApi::put_pod`], [`FakeApi::set_pod_ips`],
 //!   [`FakeApi::set_pod_condition`] and [`FakeApi::set_pod_annotation`].
 //!
-//! It is not a Kubernetes API server: only CertificateRequests, recorded Events and
+//! - `certificates.k8s.io` `PodCertificateRequest`s (v1 and v1beta1, with a
+//!   `/status` subresource validated as the API server validates it: immutable
+//!   once decided, chain at most 100 KiB, `notBefore`/`notAfter` the leaf's,
+//!   lifetime within `maxExpirationSeconds`, leaf for the stub CSR's key) and
+//!   `ClusterTrustBundle`s (v1 and v1beta1, name prefixed by the signer name),
+//!   and `coordination.k8s.io/v1` `Lease`s: get, list and watch (label and
+//!   field selectors), create, update, merge patch, delete
+//!   ([`FakeApi::set_certificates_versions`], [`FakeApi::pod_certificate_requests`],
+//!   [`FakeApi::cluster_trust_bundles`], [`FakeApi::wait_for_objects`],
+//!   [`FakeApi::rotate_issuer_ca`]). `Impersonate-User` and `Impersonate-Group`
+//!   headers are honoured (every caller may impersonate).
+//!
+//! It is not a Kubernetes API server: only the kinds above, recorded Events and
 //! read-only Pods exist, there is
 //! no RBAC, admission, garbage collection or protobuf. It serves plain HTTP,
 //! or HTTPS with [`Builder::tls`] (tokens and client certificates).

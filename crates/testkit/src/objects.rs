@@ -1,16 +1,16 @@
-//! Built-in Kubernetes kinds the Pod certificate signer talks to, served
-//! over the same HTTP as the CertificateRequests: `PodCertificateRequest`
-//! (`certificates.k8s.io/v1` and `v1beta1`, with a validated `/status`
-//! subresource), `ClusterTrustBundle` (`certificates.k8s.io/v1` and
-//! `v1beta1`) and `Lease` (`coordination.k8s.io/v1`).
+//! Built-in Kubernetes kinds the Pod certificate signer talks to:
+//! `PodCertificateRequest` (`certificates.k8s.io/v1` and `v1beta1`, with a
+//! validated `/status` subresource), `ClusterTrustBundle`
+//! (`certificates.k8s.io/v1` and `v1beta1`) and `Lease`
+//! (`coordination.k8s.io/v1`): their store. `server/objects.rs` serves it over HTTP.
 //!
 //! One store for the three (its own resourceVersion counter: clients never
 //! compare versions across resources), with get, list, watch (label and
 //! field selectors, resume from a resourceVersion, `410 Gone` past the kept
 //! history, `sendInitialEvents`), create, update (optimistic concurrency on
-//! `metadata.resourceVersion`), JSON merge patch and delete. Each version
-//! of a kind reads and writes the same objects, as the API server converts
-//! between versions of one stored resource.
+//! `metadata.resourceVersion`) and delete. Each version of a kind reads and
+//! writes the same objects, as the API server converts between versions of
+//! one stored resource.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -94,12 +94,12 @@ const HISTORY: usize = 20_000;
 pub(crate) type Fields = Vec<(String, bool, String)>;
 
 pub(crate) struct Watcher {
-    pub(crate) plural: &'static str,
-    pub(crate) version: String,
-    pub(crate) ns: Option<String>,
-    pub(crate) labels: LabelSelector,
-    pub(crate) fields: Fields,
-    pub(crate) tx: mpsc::UnboundedSender<Bytes>,
+    pub plural: &'static str,
+    pub version: String,
+    pub ns: Option<String>,
+    pub labels: LabelSelector,
+    pub fields: Fields,
+    pub tx: mpsc::UnboundedSender<Bytes>,
 }
 
 struct Change {
@@ -137,7 +137,7 @@ impl Default for Store {
     }
 }
 
-fn str_at<'a>(v: &'a Value, ptr: &str) -> Option<&'a str> {
+pub(crate) fn str_at<'a>(v: &'a Value, ptr: &str) -> Option<&'a str> {
     v.pointer(ptr).and_then(Value::as_str)
 }
 
@@ -198,16 +198,6 @@ impl Watcher {
     }
 }
 
-/// `group/version`, or the bare version for the core group (`v1`), as the API
-/// server writes `apiVersion`.
-pub(crate) fn api_version(group: &str, version: &str) -> String {
-    if group.is_empty() {
-        version.to_owned()
-    } else {
-        format!("{group}/{version}")
-    }
-}
-
 /// The object as the client's version shows it.
 pub(crate) fn as_version(obj: &Value, version: &str) -> Value {
     let mut o = obj.clone();
@@ -218,6 +208,16 @@ pub(crate) fn as_version(obj: &Value, version: &str) -> Value {
         }
     }
     o
+}
+
+/// `group/version`, or the bare version for the core group (`v1`), as the API
+/// server writes `apiVersion`.
+pub(crate) fn api_version(group: &str, version: &str) -> String {
+    if group.is_empty() {
+        version.to_owned()
+    } else {
+        format!("{group}/{version}")
+    }
 }
 
 impl Store {

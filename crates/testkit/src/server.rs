@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 mod events;
-pub(crate) mod objects;
+mod objects;
 mod pods;
 mod route;
 use events::{create_event, patch_event};

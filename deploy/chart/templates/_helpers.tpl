@@ -61,6 +61,18 @@ true
 {{- end -}}
 {{- end -}}
 
+{{/* Labels of the Pod signer's objects (deploy/pod-signer/), with Helm's bookkeeping. */}}
+{{- define "signer.labels" -}}
+app.kubernetes.io/name: cert-manager-pod-signer
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
 {{/*
 app.driver.tmpfsSize in MiB (it must be a whole number of Mi or Gi, so that the memory limit can
 be derived from it).

@@ -60,7 +60,7 @@ pub struct Options {
 }
 
 impl Options {
-    fn wants(&self, group: &str) -> bool {
+    pub(super) fn wants(&self, group: &str) -> bool {
         self.only.is_empty() || self.only.iter().any(|g| g == group)
     }
 }
@@ -119,6 +119,9 @@ pub async fn all(opts: &Options) -> Result<Figures> {
     if opts.wants("tenants") {
         b8(opts, &mut f).await?;
         b10(opts, &mut f).await?;
+    }
+    if opts.wants("b13") {
+        super::b13::b13(opts, &mut f).await?;
     }
     Ok(f)
 }

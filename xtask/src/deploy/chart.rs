@@ -11,6 +11,7 @@
 
 use anyhow::Result;
 
+use super::signer::{SIGNER_METRICS_PORT, SIGNER_REPLICAS};
 use super::{
     APP, CSI_DATA_DIR, DRIVER_NAME, GENERATED_HEADER, HEALTH_PORT, KUBELET_ROOT_DIR,
     LIVENESS_REPOSITORY, LIVENESS_TAG, LIVENESS_UPSTREAM, METRICS_PORT, REGISTRAR_REPOSITORY,
@@ -75,6 +76,10 @@ const STATIC: &[(&str, &str)] = &[
     (
         "templates/prometheusrule.yaml",
         include_str!("chart/templates/prometheusrule.yaml"),
+    ),
+    (
+        "templates/pod-signer.yaml",
+        include_str!("chart/templates/pod-signer.yaml"),
     ),
 ];
 
@@ -362,6 +367,27 @@ priorityClassName: ""
 
 # Run the driver Pods in the host's network namespace (the ports must be free on every node).
 hostNetwork: false
+
+# The PodCertificateRequest signer (docs/pod-certificates.md): a Deployment running
+# cert-manager-pod-signer from the driver's image, with leader election; the objects of
+# deploy/pod-signer/.
+podSigner:
+  enabled: false
+  replicas: {SIGNER_REPLICAS}
+  metricsPort: {SIGNER_METRICS_PORT}
+  logLevel: info
+  # Signer names that may be used (--allowed-issuers); empty: every ClusterIssuer and Issuer.
+  allowedIssuers: []
+  # Create CertificateRequests as the Pod's ServiceAccount; grants the signer `impersonate` on
+  # ServiceAccounts (read the risk in docs/pod-certificates.md first).
+  impersonateServiceAccount: false
+  # From `cargo xtask bench` B13.
+  resources:
+    requests:
+      cpu: 10m
+      memory: 32Mi
+    limits:
+      memory: 64Mi
 
 openshift:
   securityContextConstraint:

@@ -223,6 +223,9 @@ pub fn generate() -> Result<BTreeMap<PathBuf, String>> {
         monitoring::RULES_TEST.to_owned(),
     );
 
+    for (rel, text) in signer::files(NAMESPACE, &s.image, |v| doc(v, &[]))? {
+        put(&format!("pod-signer/{rel}"), text);
+    }
     for (rel, text) in chart::files()? {
         put(&format!("chart/{rel}"), text);
     }

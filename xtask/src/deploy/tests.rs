@@ -1813,4 +1813,115 @@ fn chart_args_match_the_typed_daemonset() {
     );
 }
 
+// --------------------------------------------------------------------------------- pod signer
+
+/// The objects of `deploy/pod-signer/` (and, with `impersonation`, its overlay's objects, the
+/// Deployment with the overlay's flag appended), as the files hold them.
+fn signer_objects(impersonation: bool) -> BTreeMap<(String, String), Value> {
+    let read = |rel: &str| {
+        yaml_docs(&std::fs::read_to_string(root().join("deploy/pod-signer").join(rel)).unwrap())
+    };
+    let mut files = vec![
+        "serviceaccount.yaml",
+        "clusterrole.yaml",
+        "clusterrolebinding.yaml",
+        "role.yaml",
+        "rolebinding.yaml",
+        "deployment.yaml",
+    ];
+    if impersonation {
+        files.extend([
+            "impersonation/clusterrole.yaml",
+            "impersonation/clusterrolebinding.yaml",
+        ]);
+    }
+    let mut objects = by_kind_name(files.iter().flat_map(|f| read(f)).collect());
+    if impersonation {
+        let d = objects
+            .get_mut(&("Deployment".to_owned(), signer::SIGNER.to_owned()))
+            .unwrap();
+        d.pointer_mut("/spec/template/spec/containers/0/args")
+            .and_then(Value::as_array_mut)
+            .unwrap()
+            .push(Value::from("--impersonate-service-account"));
+    }
+    objects
+}
+
+/// The chart renders the signer when enabled, as `deploy/pod-signer/` has it (with and without
+/// impersonation), and nothing of it by default.
+#[test]
+fn chart_renders_the_pod_signer_when_enabled() {
+    let Some(python) = helm_python() else {
+        return;
+    };
+    let is_signer = |k: &(String, String)| k.1.starts_with(signer::SIGNER);
+    let defaults = render_chart(&python, serde_json::json!({}), NAMESPACE);
+    assert!(!defaults.keys().any(is_signer), "off by default");
+    for impersonation in [false, true] {
+        let rendered = without_helm_labels(render_chart(
+            &python,
+            serde_json::json!({"podSigner": {"enabled": true, "impersonateServiceAccount": impersonation}}),
+            NAMESPACE,
+        ));
+        let signer: BTreeMap<_, _> = rendered.into_iter().filter(|(k, _)| is_signer(k)).collect();
+        assert_eq!(
+            signer,
+            signer_objects(impersonation),
+            "impersonation: {impersonation}"
+        );
+    }
+}
+
+/// The signer's ClusterRole names only the verbs its code uses: each resource's verbs appear
+/// as client calls in crates/pod-signer (a removed call must remove its verb).
+#[test]
+fn signer_rbac_matches_its_code() {
+    let src: String = ["signer.rs", "trust.rs", "leader.rs", "lib.rs"]
+        .iter()
+        .map(|f| std::fs::read_to_string(root().join("crates/pod-signer/src").join(f)).unwrap())
+        .collect();
+    for (needle, why) in [
+        ("patch_status(", "podcertificaterequests/status patch"),
+        ("watcher::watcher(", "podcertificaterequests list/watch"),
+        ("api.get_opt(&job.name)", "podcertificaterequests get"),
+        ("Api<CertificateRequest>", "certificaterequests create"),
+        (".replace(&name", "clustertrustbundles update"),
+        (
+            "self.api.create(&PostParams::default(), &obj)",
+            "clustertrustbundles create",
+        ),
+        (".replace(&self.name", "leases update"),
+        ("recorder.publish(", "events create/patch"),
+    ] {
+        assert!(
+            src.contains(needle),
+            "{why}: `{needle}` not found in the signer's code"
+        );
+    }
+    let verbs = |group: &str, resource: &str| -> Vec<String> {
+        signer::signer_rules()
+            .into_iter()
+            .find(|r| {
+                r.api_groups.as_deref() == Some(&[group.to_owned()][..])
+                    && r.resources.as_deref() == Some(&[resource.to_owned()][..])
+            })
+            .map(|r| r.verbs)
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        verbs("certificates.k8s.io", "podcertificaterequests/status"),
+        ["patch"]
+    );
+    assert_eq!(
+        verbs("cert-manager.io", "certificaterequests"),
+        ["create", "list", "watch"]
+    );
+    assert!(
+        verbs("certificates.k8s.io", "podcertificaterequests")
+            .iter()
+            .all(|v| ["get", "list", "watch"].contains(&v.as_str()))
+    );
+}
+
 mod upgrade;

@@ -337,3 +337,30 @@ fn help_lists_every_go_flag() {
         assert!(help.contains(flag), "--help lacks {flag}");
     }
 }
+
+#[test]
+fn every_flag_is_listed_under_a_heading_and_rust_log_is_documented() {
+    use clap::CommandFactory;
+    let cmd = Cli::command();
+    let loose: Vec<String> = cmd
+        .get_arguments()
+        .filter(|a| !matches!(a.get_id().as_str(), "help" | "version"))
+        .filter(|a| a.get_help_heading().is_none())
+        .map(|a| a.get_id().to_string())
+        .collect();
+    assert!(
+        loose.is_empty(),
+        "flags without a --help heading: {loose:?}"
+    );
+    let headings: std::collections::BTreeSet<&str> = cmd
+        .get_arguments()
+        .filter_map(|a| a.get_help_heading())
+        .collect();
+    assert!(headings.len() >= 8, "{headings:?}");
+    let help = Cli::command().render_long_help().to_string();
+    assert!(help.contains("RUST_LOG"), "--help documents RUST_LOG");
+    assert!(
+        help.contains("status"),
+        "--help names the status subcommand"
+    );
+}

@@ -163,3 +163,41 @@ fn backoff_doubles_to_max_and_resets() {
     b.reset();
     assert!(within(b.next().unwrap(), 100));
 }
+
+#[test]
+fn a_watch_counts_as_failing_only_while_its_failures_keep_coming() {
+    use std::time::{Duration, Instant};
+    let t0 = Instant::now();
+    let bound = Duration::from_secs(30);
+    let mut h = WatchHealth::default();
+    assert_eq!(h.failing_for(t0, bound), None, "a working watch");
+    h.failing_since = Some(t0);
+    h.last_failure = Some(t0 + Duration::from_secs(50));
+    assert_eq!(
+        h.failing_for(t0 + Duration::from_secs(90), bound),
+        Some(Duration::from_secs(90)),
+        "failed 40s ago, within twice the retry bound: still failing"
+    );
+    assert_eq!(
+        h.failing_for(t0 + Duration::from_secs(111), bound),
+        None,
+        "no failure for more than twice the retry bound: it reconnected quietly"
+    );
+}
+
+#[test]
+fn an_event_after_failures_clears_the_failing_time() {
+    let cache = Cache::new();
+    cache.health.send_modify(|h| {
+        h.failing_since = Some(std::time::Instant::now());
+        h.last_failure = h.failing_since;
+        h.last_error = Some("connection refused".into());
+    });
+    cache.handle(Event::Init);
+    cache.handle(Event::InitDone);
+    let h = cache.health();
+    assert_eq!(
+        (h.failing_since, h.last_failure, h.last_error),
+        (None, None, None)
+    );
+}

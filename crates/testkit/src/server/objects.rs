@@ -1,5 +1,7 @@
-//! The HTTP side of the kinds in [`crate::objects`]: which path names which kind,
-//! discovery, and the verbs, over the store there.
+//! The HTTP side of `crate::objects`: PodCertificateRequests,
+//! ClusterTrustBundles and Leases served over the same connections as the
+//! CertificateRequests (discovery, get, list, watch, create, update, merge
+//! patch, delete), counted and authenticated as the other calls.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -12,7 +14,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::{Body, authenticate, error_response, json_response, parse_query, read_json};
-use crate::objects::*;
+use crate::objects::{KINDS, Kind, PCR, Store, Watcher, api_version, as_version, parse_fields};
 use crate::selector::LabelSelector;
 use crate::shared::{Shared, lock};
 use crate::state::{ApiError, event_line};

@@ -1,0 +1,234 @@
+//! B13: 1,000 PodCertificateRequests created at once, all issued by the release
+//! `cert-manager-pod-signer`, against 1,000 bare CertificateRequests created at once and
+//! awaited on one watch, through the same fake API in the same run; and the signer's peak
+//! RSS meanwhile.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use base64::Engine as _;
+use cmcsi_keygen::{CsrParams, KeySpec, PrivateKey, build_csr};
+use cmcsi_testkit::{DEFAULT_TOKEN, FakeApi, Script};
+use futures::StreamExt;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
+use kube::runtime::watcher;
+use serde_json::json;
+
+use super::measure::{Figures, Options};
+use super::sys;
+
+/// Requests per side.
+pub const B13_REQUESTS: usize = 1000;
+const ISSUER: &str = "ca";
+const BARE_NAMESPACE: &str = "b13-bare";
+const SIGNER_NAMESPACE: &str = "b13-pods";
+const DEADLINE: Duration = Duration::from_secs(300);
+
+/// Runs B13 into `f`.
+pub async fn b13(opts: &Options, f: &mut Figures) -> Result<()> {
+    eprintln!(
+        "bench: B13: 1,000 PodCertificateRequests through the signer vs 1,000 bare CertificateRequests"
+    );
+    let signer_bin = opts.driver.with_file_name("cert-manager-pod-signer");
+    if !signer_bin.is_file() {
+        bail!(
+            "{} is missing; run without --no-build",
+            signer_bin.display()
+        );
+    }
+    let api = FakeApi::builder()
+        .issuer(ISSUER, Script::Sign)
+        .start()
+        .await?;
+    let client = api.client().await?;
+    let key = PrivateKey::generate(&KeySpec::EcdsaP256)?;
+    let csr_pem = build_csr(
+        &key,
+        &CsrParams {
+            dns_names: vec!["b13.bench.svc".into()],
+            ..Default::default()
+        },
+    )?;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    // The PEM's body is the DER, base64: what the kubelet puts in stubPKCS10Request.
+    let body: String = csr_pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    let csr_der = b64.decode(body).context("the CSR's PEM body")?;
+
+    // Bare: create 1,000 CertificateRequests at once, await all on one watch.
+    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "cert-manager.io",
+        "v1",
+        "CertificateRequest",
+    ));
+    let crs: Api<DynamicObject> = Api::namespaced_with(client.clone(), BARE_NAMESPACE, &ar);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let (synced_tx, synced_rx) = tokio::sync::oneshot::channel();
+    let watch = tokio::spawn({
+        let crs = crs.clone();
+        async move {
+            let mut stream = std::pin::pin!(watcher::watcher(crs, watcher::Config::default()));
+            let mut synced = Some(synced_tx);
+            while let Some(ev) = stream.next().await {
+                match ev {
+                    Ok(watcher::Event::InitDone) => {
+                        if let Some(s) = synced.take() {
+                            let _ = s.send(());
+                        }
+                    }
+                    Ok(watcher::Event::Apply(o))
+                        if o.data.pointer("/status/certificate").is_some() =>
+                    {
+                        let _ = tx.send(());
+                    }
+                    _ => {}
+                }
+            }
+        }
+    });
+    synced_rx
+        .await
+        .map_err(|_| anyhow!("the bare watch ended"))?;
+    let csr_pem_b64 = b64.encode(csr_pem.as_bytes());
+    let t0 = Instant::now();
+    let creates = futures::future::join_all((0..B13_REQUESTS).map(|i| {
+        let crs = crs.clone();
+        let obj: Result<DynamicObject, _> = serde_json::from_value(json!({
+            "apiVersion": "cert-manager.io/v1", "kind": "CertificateRequest",
+            "metadata": {"name": format!("bare-{i}")},
+            "spec": {"request": csr_pem_b64, "issuerRef": {"name": ISSUER, "kind": "ClusterIssuer", "group": "cert-manager.io"},
+                     "duration": "24h0m0s", "usages": ["digital signature", "server auth", "client auth"]},
+        }));
+        async move { crs.create(&PostParams::default(), &obj?).await.map(|_| ()).map_err(anyhow::Error::from) }
+    }))
+    .await;
+    creates.into_iter().collect::<Result<Vec<()>>>()?;
+    let mut seen = std::collections::HashSet::new();
+    tokio::time::timeout(DEADLINE, async {
+        while seen.len() < B13_REQUESTS {
+            if rx.recv().await.is_none() {
+                break;
+            }
+            seen.insert(seen.len());
+        }
+    })
+    .await
+    .map_err(|_| anyhow!("bare: not all issued within {DEADLINE:?}"))?;
+    let bare = t0.elapsed();
+    watch.abort();
+
+    // The signer: leader first, then 1,000 PodCertificateRequests at once.
+    let dir = tempfile::tempdir()?;
+    let kubeconfig = dir.path().join("kubeconfig");
+    api.write_kubeconfig(&kubeconfig, DEFAULT_TOKEN)?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let log = std::fs::File::create(dir.path().join("signer.log"))?;
+    let mut child = std::process::Command::new(&signer_bin)
+        .arg(format!("--kubeconfig={}", kubeconfig.display()))
+        .arg(format!("--metrics-bind-address=127.0.0.1:{port}"))
+        .args([
+            "--kube-api-qps=100000",
+            "--kube-api-burst=100000",
+            "--log-level=warn",
+        ])
+        .env("POD_NAME", "bench-signer")
+        .env("POD_NAMESPACE", "cert-manager")
+        .env_remove("KUBECONFIG")
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting {}", signer_bin.display()))?;
+    let pid = child.id();
+    let result = async {
+        let started = Instant::now();
+        while api
+            .lease("cert-manager", "cert-manager-pod-signer")
+            .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_owned))
+            .is_none()
+        {
+            if started.elapsed() > Duration::from_secs(30) {
+                bail!("the signer did not take its Lease within 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Let it sync its watches.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let ar = ApiResource {
+            group: "certificates.k8s.io".into(),
+            version: "v1".into(),
+            api_version: "certificates.k8s.io/v1".into(),
+            kind: "PodCertificateRequest".into(),
+            plural: "podcertificaterequests".into(),
+        };
+        let pcrs: Api<DynamicObject> = Api::namespaced_with(client.clone(), SIGNER_NAMESPACE, &ar);
+        let stub = b64.encode(&csr_der);
+        let peak = std::sync::Arc::new(std::sync::Mutex::new(0.0f64));
+        let sampler = tokio::spawn({
+            let peak = peak.clone();
+            async move {
+                loop {
+                    if let Ok(r) = sys::rss_mib(pid) {
+                        let mut p = peak
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner);
+                        *p = p.max(r);
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        });
+        let t0 = Instant::now();
+        let creates = futures::future::join_all((0..B13_REQUESTS).map(|i| {
+            let pcrs = pcrs.clone();
+            let obj: Result<DynamicObject, _> = serde_json::from_value(json!({
+                "apiVersion": "certificates.k8s.io/v1", "kind": "PodCertificateRequest",
+                "metadata": {"name": format!("pod-{i}")},
+                "spec": {"signerName": format!("clusterissuers.cert-manager.io/{ISSUER}"),
+                         "podName": format!("pod-{i}"), "podUID": format!("uid-{i}"),
+                         "serviceAccountName": "default", "serviceAccountUID": "sa",
+                         "nodeName": "node", "nodeUID": "node-uid", "maxExpirationSeconds": 86400,
+                         "stubPKCS10Request": stub},
+            }));
+            async move {
+                pcrs.create(&PostParams::default(), &obj?)
+                    .await
+                    .map(|_| ())
+                    .map_err(anyhow::Error::from)
+            }
+        }))
+        .await;
+        creates.into_iter().collect::<Result<Vec<()>>>()?;
+        api.wait_for_objects(DEADLINE, |pcrs, _| {
+            pcrs.iter()
+                .filter(|p| p["status"]["certificateChain"].is_string())
+                .count()
+                >= B13_REQUESTS
+        })
+        .await
+        .map_err(|e| anyhow!("signer: not all issued: {e}"))?;
+        let wall = t0.elapsed();
+        sampler.abort();
+        let rss = *peak
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok((wall, rss))
+    }
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    if let Some(logs) = &opts.logs {
+        let _ = std::fs::create_dir_all(logs);
+        let _ = std::fs::copy(dir.path().join("signer.log"), logs.join("b13-signer.log"));
+    }
+    let (signer, rss) = result?;
+    api.shutdown().await;
+    f.insert("b13_bare_wall_s", bare.as_secs_f64());
+    f.insert("b13_signer_wall_s", signer.as_secs_f64());
+    f.insert("b13_wall_ratio", signer.as_secs_f64() / bare.as_secs_f64());
+    f.insert("b13_signer_rss_peak_mib", rss);
+    Ok(())
+}
