@@ -337,6 +337,33 @@ fn parse_audit_json(json: &str) -> Result<Vec<Crate>> {
         .collect()
 }
 
+/// `binary` without its symbol table (`objcopy --strip-all`), checking that a dependency list
+/// `cargo auditable` embedded survives.
+fn strip_all(binary: &Path) -> Result<Vec<u8>> {
+    let data = std::fs::read(binary).with_context(|| format!("reading {}", binary.display()))?;
+    let dir = tempfile::tempdir()?;
+    let out_path = dir.path().join("stripped");
+    let out = Command::new("objcopy")
+        .arg("--strip-all")
+        .arg(binary)
+        .arg(&out_path)
+        .output()
+        .context("running objcopy (package binutils) to strip the binary")?;
+    if !out.status.success() {
+        bail!("objcopy failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let stripped = std::fs::read(&out_path)?;
+    if let Ok(crates) = embedded_crates(&data)
+        && embedded_crates(&stripped)? != crates
+    {
+        bail!(
+            "stripping {} lost its embedded dependency list",
+            binary.display()
+        );
+    }
+    Ok(stripped)
+}
+
 impl ImageBinary {
     fn prepare(binary: &Path) -> Result<Self> {
         let data =
@@ -517,7 +544,7 @@ fn file_tree(binary: &Path, data: Vec<u8>) -> Result<Tree> {
     // way and with its libraries (the same glibc, in practice).
     let signer = binary.with_file_name(SIGNER_BINARY);
     if signer.is_file() {
-        let stripped = ImageBinary::prepare(&signer)?.stripped;
+        let stripped = strip_all(&signer)?;
         insert(
             &mut tree,
             SIGNER_BINARY,
@@ -882,9 +909,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let driver = dir.path().join(BINARY);
         std::fs::copy(&exe, &driver).unwrap();
-        assert!(!file_tree(&driver).unwrap().contains_key(SIGNER_BINARY));
+        let data = std::fs::read(&exe).unwrap();
+        assert!(
+            !file_tree(&driver, data.clone())
+                .unwrap()
+                .contains_key(SIGNER_BINARY)
+        );
         std::fs::copy(&exe, dir.path().join(SIGNER_BINARY)).unwrap();
-        let t = file_tree(&driver).unwrap();
+        let t = file_tree(&driver, data).unwrap();
         assert!(t.contains_key(SIGNER_BINARY) && t.contains_key(BINARY));
     }
 
