@@ -106,6 +106,22 @@ attribute_keys! {
     /// Whole subject as an RFC 4514 string (templated); overrides the other
     /// subject attributes.
     LITERAL_SUBJECT = "literal-subject",
+    /// One `ClusterTrustBundle`, by name, as the volume's CA file.
+    CLUSTER_TRUST_BUNDLE_NAME = "cluster-trust-bundle-name",
+    /// Every `ClusterTrustBundle` with this `spec.signerName` (and the label selector),
+    /// merged, as the volume's CA file.
+    CLUSTER_TRUST_BUNDLE_SIGNER_NAME = "cluster-trust-bundle-signer-name",
+    /// Label selector (`k=v,k2=v2`) on the bundles of `cluster-trust-bundle-signer-name`;
+    /// empty selects all.
+    CLUSTER_TRUST_BUNDLE_LABEL_SELECTOR = "cluster-trust-bundle-label-selector",
+    /// A ConfigMap in the Pod's namespace (a trust-manager `Bundle` target) as the
+    /// volume's CA file.
+    TRUST_BUNDLE_CONFIGMAP = "trust-bundle-configmap",
+    /// The key of `trust-bundle-configmap`; default `trust-bundle.pem`.
+    TRUST_BUNDLE_CONFIGMAP_KEY = "trust-bundle-configmap-key",
+    /// `true`: a missing trust bundle source is not an error; the issuer's CA is
+    /// used until it appears.
+    TRUST_BUNDLE_OPTIONAL = "trust-bundle-optional",
 }
 
 /// Pod name, sent by the kubelet when the CSIDriver sets `podInfoOnMount`.

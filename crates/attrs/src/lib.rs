@@ -113,7 +113,7 @@ pub use parse::{Parsed, parse, parse_detailed, parse_with, parse_with_secrets};
 pub use spec::{
     CertificateSpec, EcdsaCurve, Files, IssuerRef, Jks, KeyAlgorithm, KeyEncoding, KeySpec,
     LiteralSubject, Password, PasswordSource, Pkcs12, Pkcs12Profile, PodInfo, Subject,
-    SubjectAttribute, SubjectFields,
+    SubjectAttribute, SubjectFields, TrustBundle, TrustSource,
 };
 pub use subject::ATTRIBUTE_TYPES;
 pub use template::{VARIABLES, uses_pod_ip};

@@ -426,6 +426,7 @@ impl<'a> Parser<'a> {
         let fs_group = self.fs_group();
         let reuse_private_key = self.bool_attr(keys::REUSE_PRIVATE_KEY);
         let disable_auto_renew = self.bool_attr(keys::DISABLE_AUTO_RENEW);
+        let trust_bundle = self.trust_bundle();
         CertificateSpec {
             issuer,
             subject,
@@ -443,6 +444,7 @@ impl<'a> Parser<'a> {
             disable_auto_renew,
             annotations: std::mem::take(&mut self.annotations),
             pod: self.pod.clone(),
+            trust_bundle,
         }
     }
 
@@ -500,3 +502,4 @@ mod key;
 mod names;
 #[cfg(test)]
 mod tests;
+mod trust;

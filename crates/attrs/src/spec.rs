@@ -54,6 +54,113 @@ pub struct CertificateSpec {
     pub annotations: BTreeMap<String, String>,
     /// The Pod, as the kubelet described it.
     pub pod: PodInfo,
+    /// Where the CA file (and the truststores) come from instead of the issuer's
+    /// `status.ca`; `None` keeps the issuer's CA.
+    pub trust_bundle: Option<TrustBundle>,
+}
+
+/// A volume's trust bundle: one source, and whether its absence is tolerated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TrustBundle {
+    /// Where the bundle's certificates are read.
+    pub source: TrustSource,
+    /// `trust-bundle-optional`: while the source is missing, use the issuer's CA
+    /// instead of failing.
+    pub optional: bool,
+}
+
+impl TrustBundle {
+    /// A bundle from `source`, not optional.
+    pub fn new(source: TrustSource) -> Self {
+        TrustBundle {
+            source,
+            optional: false,
+        }
+    }
+}
+
+/// The one source of a volume's trust bundle.
+///
+/// Exhaustive on purpose: the driver maps every variant onto its watches
+/// without a fallback, so a new variant must be handled there to compile.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TrustSource {
+    /// `cluster-trust-bundle-name`: one `ClusterTrustBundle`.
+    ClusterTrustBundleName(String),
+    /// `cluster-trust-bundle-signer-name` (and `-label-selector`): every
+    /// `ClusterTrustBundle` with this signer whose labels match, merged.
+    ClusterTrustBundleSigner {
+        /// `spec.signerName`.
+        signer_name: String,
+        /// Labels that must all be present with these values; empty matches all.
+        label_selector: BTreeMap<String, String>,
+    },
+    /// `trust-bundle-configmap` (and `-key`): one key of a ConfigMap in the Pod's
+    /// namespace.
+    ConfigMap {
+        /// The ConfigMap's name.
+        name: String,
+        /// The data key holding the PEM bundle.
+        key: String,
+    },
+}
+
+impl TrustSource {
+    /// Whether a `ClusterTrustBundle` with this name, signer and labels is part of
+    /// this source.
+    pub fn matches_cluster_trust_bundle(
+        &self,
+        name: &str,
+        signer_name: Option<&str>,
+        labels: &BTreeMap<String, String>,
+    ) -> bool {
+        match self {
+            TrustSource::ClusterTrustBundleName(n) => n == name,
+            TrustSource::ClusterTrustBundleSigner {
+                signer_name: s,
+                label_selector,
+            } => {
+                signer_name == Some(s.as_str())
+                    && label_selector
+                        .iter()
+                        .all(|(k, v)| labels.get(k).is_some_and(|l| l == v))
+            }
+            TrustSource::ConfigMap { .. } => false,
+        }
+    }
+
+    /// A label selector rendered as the attribute writes it (`k=v,k2=v2`).
+    pub fn format_label_selector(selector: &BTreeMap<String, String>) -> String {
+        let parts: Vec<String> = selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        parts.join(",")
+    }
+}
+
+impl fmt::Display for TrustSource {
+    /// Names the source for a person: `ClusterTrustBundle "x"`, ...
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TrustSource::ClusterTrustBundleName(n) => write!(f, "ClusterTrustBundle {n:?}"),
+            TrustSource::ClusterTrustBundleSigner {
+                signer_name,
+                label_selector,
+            } => {
+                write!(f, "ClusterTrustBundles of signer {signer_name:?}")?;
+                if !label_selector.is_empty() {
+                    write!(
+                        f,
+                        " with labels {:?}",
+                        Self::format_label_selector(label_selector)
+                    )?;
+                }
+                Ok(())
+            }
+            TrustSource::ConfigMap { name, key } => {
+                write!(f, "ConfigMap {name:?} key {key:?}")
+            }
+        }
+    }
 }
 
 /// `issuerRef` of the CertificateRequest.
@@ -533,6 +640,30 @@ impl CertificateSpec {
         }
         if let Some(e) = self.pod.ephemeral {
             put(keys::EPHEMERAL, bool_str(e));
+        }
+        if let Some(t) = &self.trust_bundle {
+            match &t.source {
+                TrustSource::ClusterTrustBundleName(n) => {
+                    put(keys::CLUSTER_TRUST_BUNDLE_NAME, n.clone())
+                }
+                TrustSource::ClusterTrustBundleSigner {
+                    signer_name,
+                    label_selector,
+                } => {
+                    put(keys::CLUSTER_TRUST_BUNDLE_SIGNER_NAME, signer_name.clone());
+                    if !label_selector.is_empty() {
+                        put(
+                            keys::CLUSTER_TRUST_BUNDLE_LABEL_SELECTOR,
+                            TrustSource::format_label_selector(label_selector),
+                        );
+                    }
+                }
+                TrustSource::ConfigMap { name, key } => {
+                    put(keys::TRUST_BUNDLE_CONFIGMAP, name.clone());
+                    put(keys::TRUST_BUNDLE_CONFIGMAP_KEY, key.clone());
+                }
+            }
+            put(keys::TRUST_BUNDLE_OPTIONAL, bool_str(t.optional));
         }
         for (k, v) in &self.annotations {
             put(k, v.clone());

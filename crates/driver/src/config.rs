@@ -17,6 +17,7 @@ mod probe;
 mod selinux;
 mod serving;
 mod tenants;
+mod trust;
 mod watch;
 
 pub use crate::events::EventsConfig;
@@ -35,6 +36,7 @@ pub use probe::{DEFAULT_MAX_WATCH_OUTAGE, ReadinessFlags};
 pub use selinux::{DEFAULT_SELINUX_VOLUME_SIZE, SelinuxFlags};
 pub use serving::{MetricsFlags, MetricsLimits};
 pub use tenants::{TenantFlags, TenantLimits};
+pub use trust::TrustFlags;
 pub use watch::{ListStrategyFlag, WatchFlags, WatchLimits};
 
 /// The default CSI driver name, as registered by the `CSIDriver` object.
@@ -97,6 +99,8 @@ pub struct Config {
     pub events: crate::events::EventsConfig,
     /// Request limits of a publish (`--max-volume-context-bytes` and friends).
     pub request_limits: RequestLimits,
+    /// Trust bundle sources (`--trust-bundle-configmaps`, `--max-trust-bundle-*`).
+    pub trust: cmcsi_issuer_client::TrustOptions,
     /// How long set-aside (unusable) volume directories are kept before the
     /// sweep removes them.
     pub quarantine_grace: Duration,
@@ -406,6 +410,10 @@ pub struct Cli {
     #[command(next_help_heading = heading::LIMITS)]
     pub limits: LimitFlags,
 
+    /// `--trust-bundle-configmaps` and the trust watches' bounds.
+    #[command(flatten)]
+    pub trust: TrustFlags,
+
     /// Unusable volume directories set aside (`inmemfs/.quarantine`: at start, and by
     /// the sweep when an unmounted volume's metadata cannot be read) are removed, keys
     /// included, by the sweep once they are older than this (Go duration); one still
@@ -547,6 +555,7 @@ impl Cli {
                 allow_cert_manager_annotations: self.tenants.allow_cert_manager_annotations,
                 ..self.limits.into_limits()
             },
+            trust: self.trust.into_options(),
             quarantine_grace: self.quarantine_grace,
             tmpfs_size: self.tmpfs_size,
             pod_readiness_gates: self.gates.pod_readiness_gates,

@@ -29,6 +29,11 @@ pub struct Driver {
     /// Volumes waiting for their Pod's readiness gates (see `gates`).
     pub(crate) gate_waits:
         std::sync::Mutex<std::collections::HashMap<String, tokio::task::AbortHandle>>,
+    /// The trust bundle watches (see `trust`), set at start when Kubernetes is
+    /// configured.
+    pub(crate) trust: OnceLock<cmcsi_issuer_client::TrustWatch>,
+    /// Volumes woken for a trust refresh (see `trust`), not a reissue.
+    pub(crate) trust_pending: std::sync::Mutex<std::collections::HashSet<String>>,
     /// The driver itself, for tasks it starts (the gate waits).
     this: Weak<Driver>,
 }
@@ -149,6 +154,8 @@ impl Driver {
                 locks: VolumeLocks::default(),
                 metrics,
                 gate_waits: Default::default(),
+                trust: OnceLock::new(),
+                trust_pending: Default::default(),
                 this: weak.clone(),
             }
         });
@@ -166,6 +173,7 @@ impl Driver {
         )
         .map_err(|e| crate::RunError::Config(e.to_string()))?;
         let _ = driver.renewer.set(renewer);
+        driver.start_trust_watch();
         driver.recover().await?;
         driver.spawn_sweeper();
         // Generate the pooled keys now rather than at the first take, so the
@@ -184,6 +192,25 @@ impl Driver {
         self.renewer
             .get()
             .unwrap_or_else(|| unreachable!("renewer is set at start"))
+    }
+
+    /// Starts the trust watch (no watch runs until a volume registers). Its
+    /// notifications go to [`Driver::trust_changed`].
+    pub(crate) fn start_trust_watch(self: &Arc<Self>) {
+        let Ok(kube) = &self.kube else {
+            return;
+        };
+        let weak = Arc::downgrade(self);
+        let watch = cmcsi_issuer_client::TrustWatch::new(
+            kube.issuer.client().clone(),
+            self.config.trust.clone(),
+            Arc::new(move |ids: Vec<String>| {
+                if let Some(driver) = weak.upgrade() {
+                    driver.trust_changed(ids);
+                }
+            }),
+        );
+        let _ = self.trust.set(watch);
     }
 
     /// The driver's metrics.
@@ -207,6 +234,7 @@ impl Driver {
             max_requests_per_volume: self.config.max_requests_per_volume,
             planner: self.renewer().planner(),
             timeout: self.config.issuance_timeout,
+            trust: self.trust_ctx(),
         })
     }
 

@@ -58,6 +58,13 @@ pub enum DriverError {
     /// The volume is not on this node, or not at the path asked about.
     #[error("{0}")]
     NotFound(String),
+    /// The volume's trust bundle source is missing, refused or not readable.
+    #[error("{0}")]
+    Trust(#[from] cmcsi_issuer_client::TrustError),
+    /// A trust bundle source holds something other than CA certificates, or the
+    /// bundle is too large.
+    #[error("{0}")]
+    TrustBundle(String),
     /// A blocking task the driver started (store IO) was cancelled, which
     /// happens only while the runtime shuts down.
     #[error("{0} was cancelled because the driver is shutting down; the kubelet will retry")]
@@ -88,6 +95,12 @@ impl DriverError {
                 Cause::Internal => Status::internal(msg),
             },
             DriverError::Worker(_) | DriverError::PodNotReady(_) => Status::unavailable(msg),
+            DriverError::TrustBundle(_) => Status::failed_precondition(msg),
+            DriverError::Trust(e) => match e {
+                cmcsi_issuer_client::TrustError::Api(_)
+                | cmcsi_issuer_client::TrustError::NotSynced(_) => Status::unavailable(msg),
+                _ => Status::failed_precondition(msg),
+            },
             DriverError::Store(_)
             | DriverError::Key(_)
             | DriverError::Mount { .. }

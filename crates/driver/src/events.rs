@@ -39,6 +39,9 @@ pub enum Reason {
     CertificateExpired,
     /// Issued again after one or more failures.
     CertificateRenewed,
+    /// The volume's trust bundle source is missing or refused; its last good
+    /// bundle stays.
+    TrustBundleMissing,
 }
 
 impl Reason {
@@ -50,6 +53,7 @@ impl Reason {
             Reason::CertificateOverdueForRefresh => "CertificateOverdueForRefresh",
             Reason::CertificateExpired => "CertificateExpired",
             Reason::CertificateRenewed => "CertificateRenewed",
+            Reason::TrustBundleMissing => "TrustBundleMissing",
         }
     }
 }
@@ -233,6 +237,32 @@ impl Events {
         }
     }
 
+    /// Reports `TrustBundleMissing`: the volume's trust bundle source is gone or
+    /// refused (`why`), and its last good bundle stays. Rate-limited per volume.
+    pub(crate) fn trust_bundle_missing(&self, volume_id: &str, pod: Option<PodObject>, why: &str) {
+        let Some(pod) = pod else { return };
+        let held = {
+            let mut volumes = self.volumes();
+            let state = volumes.entry(volume_id.to_string()).or_default();
+            self.admit(state, Reason::TrustBundleMissing)
+        };
+        if let Some(held) = held {
+            self.enqueue(
+                pod,
+                PodEvent {
+                    severity: Severity::Warning,
+                    reason: Reason::TrustBundleMissing.as_str().into(),
+                    action: "RefreshTrustBundle".into(),
+                    note: format!(
+                        "The volume's trust bundle could not be refreshed{}: {why}; its last good bundle stays",
+                        held_note(held)
+                    ),
+                    request: None,
+                },
+            );
+        }
+    }
+
     /// Reports a success: `CertificateRenewed` once when failures came
     /// before it; resets the volume's failure count and rate limits.
     pub(crate) fn succeeded(
@@ -372,6 +402,7 @@ fn kind_of(e: &DriverError) -> &'static str {
         DriverError::Busy(_) | DriverError::Gone(_) => "volume busy",
         DriverError::NotFound(_) => "volume not found",
         DriverError::PodNotReady(_) => "Pod not ready",
+        DriverError::Trust(_) | DriverError::TrustBundle(_) => "trust bundle",
     }
 }
 

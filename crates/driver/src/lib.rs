@@ -52,6 +52,8 @@ mod socket;
 mod startup;
 pub mod status;
 mod timefmt;
+mod trust;
+mod trust_refresh;
 mod volume;
 
 use cmcsi_proto::v1::identity_server::IdentityServer;

@@ -72,6 +72,15 @@ pub struct CertLabels {
     pub issuer_group: String,
 }
 
+/// Labels of the trust bundle series: the source's kind and name.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TrustLabels {
+    /// `ClusterTrustBundle`, `ClusterTrustBundleSigner` or `ConfigMap`.
+    pub kind: String,
+    /// The bundle's or signer's name, or `namespace/name` of the ConfigMap.
+    pub source: String,
+}
+
 /// What the driver's parts (renewer, watch, key pool, store) say now, read
 /// at every scrape.
 #[derive(Debug, Default, Clone, Copy)]
@@ -139,6 +148,12 @@ pub struct Metrics {
     renewal: Family<CertLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     /// NodePublishVolume latency.
     publish_seconds: Histogram,
+    /// Volumes on the node per trust bundle source.
+    trust_volumes: Family<TrustLabels, Gauge>,
+    /// Refreshes that found their trust bundle source missing or refused.
+    trust_missing: Family<TrustLabels, Counter>,
+    /// When a volume's trust bundle was last rewritten (Unix seconds).
+    trust_refreshed: Gauge<f64, std::sync::atomic::AtomicU64>,
     /// Issuers (name, kind, group) given their own label values so far.
     issuers: Mutex<HashSet<(String, String, String)>>,
     max_issuers: usize,
@@ -179,6 +194,24 @@ impl Metrics {
             "NodePublishVolume latency",
             publish_seconds.clone(),
         );
+        let trust_volumes = Family::<TrustLabels, Gauge>::default();
+        registry.register(
+            "certmanager_csi_trust_bundle_volumes",
+            "Volumes on this node per trust bundle source",
+            trust_volumes.clone(),
+        );
+        let trust_missing = Family::<TrustLabels, Counter>::default();
+        registry.register(
+            "certmanager_csi_trust_bundle_missing",
+            "Trust bundle refreshes that found their source missing or refused (the last good bundle stays)",
+            trust_missing.clone(),
+        );
+        let trust_refreshed = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "certmanager_csi_trust_bundle_last_refresh_timestamp_seconds",
+            "When a volume's trust bundle was last rewritten without reissuing, Unix seconds",
+            trust_refreshed.clone(),
+        );
         if let Some(live) = live {
             registry.register_collector(Box::new(LiveCollector(live)));
         }
@@ -190,6 +223,9 @@ impl Metrics {
             expiration,
             renewal,
             publish_seconds,
+            trust_volumes,
+            trust_missing,
+            trust_refreshed,
             issuers: Mutex::new(HashSet::new()),
             max_issuers,
         }
@@ -316,6 +352,36 @@ impl Metrics {
         let volume = self.csi_lib.volume_labels(volume_id);
         self.issue_requests.remove(&volume);
         self.issue_errors.remove(&volume);
+    }
+
+    /// The volumes per trust bundle source now (series of sources no longer used go).
+    pub(crate) fn trust_sources(
+        &self,
+        counts: &std::collections::BTreeMap<(&'static str, String), usize>,
+    ) {
+        self.trust_volumes.clear();
+        for ((kind, source), n) in counts {
+            let labels = TrustLabels {
+                kind: (*kind).to_owned(),
+                source: source.clone(),
+            };
+            self.trust_volumes.get_or_create(&labels).set(*n as i64);
+        }
+    }
+
+    /// A refresh found the source of `kind`/`source` missing or refused.
+    pub(crate) fn trust_missing(&self, kind: &str, source: &str) {
+        let labels = TrustLabels {
+            kind: kind.to_owned(),
+            source: source.to_owned(),
+        };
+        self.trust_missing.get_or_create(&labels).inc();
+    }
+
+    /// A volume's trust bundle was rewritten now.
+    pub(crate) fn trust_refreshed(&self) {
+        self.trust_refreshed
+            .set(crate::timefmt::unix_seconds(SystemTime::now()));
     }
 
     /// A NodePublishVolume call took `elapsed`.

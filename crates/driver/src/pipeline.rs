@@ -125,6 +125,8 @@ pub struct Pipeline<'a> {
     pub planner: cmcsi_renewer::Planner,
     /// How long to wait for cert-manager.
     pub timeout: Duration,
+    /// The trust bundle watch, for volumes that name a trust bundle source.
+    pub(crate) trust: Option<crate::trust::TrustCtx<'a>>,
 }
 
 impl Pipeline<'_> {
@@ -139,13 +141,23 @@ impl Pipeline<'_> {
     pub(crate) async fn issue(&self, volume: &Volume) -> Result<Issued, DriverError> {
         let volume_id = volume.id();
         let spec = &volume.spec;
-        // A volume created by this operation has no pending record yet.
-        let pending = if volume.created {
-            None
+        // A volume created by this operation has no pending record yet, nor
+        // current files. With a trust bundle source, the CA file written last is
+        // read too: it is kept when the source has gone.
+        let (pending, current_ca) = if volume.created {
+            (None, None)
         } else {
             let id = volume_id.to_owned();
-            self.blocking(move |s| Ok(s.read_private(&id, PENDING_FILE)?))
-                .await?
+            let ca_file = spec.trust_bundle.as_ref().map(|_| spec.files.ca.clone());
+            self.blocking(move |s| {
+                let pending = s.read_private(&id, PENDING_FILE)?;
+                let current_ca = match ca_file {
+                    Some(f) => s.read_current_file(&id, &f)?.map(|b| b.to_vec()),
+                    None => None,
+                };
+                Ok((pending, current_ca))
+            })
+            .await?
         };
         let namespace = spec.pod.namespace.clone().ok_or_else(|| {
             DriverError::InvalidRequest(
@@ -158,6 +170,13 @@ impl Pipeline<'_> {
             Some(token_of(&volume.meta.volume_context)?)
         } else {
             None
+        };
+        // The trust bundle first: a missing source fails before any request is made.
+        let trust_ca = match (&spec.trust_bundle, self.trust) {
+            (Some(tb), Some(ctx)) => {
+                crate::trust::resolve(ctx, volume_id, spec, tb, current_ca).await?
+            }
+            _ => None,
         };
 
         // The watch keeps only requests of volumes it was told of: register
@@ -203,7 +222,7 @@ impl Pipeline<'_> {
                 s.remove_private(&id, PENDING_FILE)?;
                 return Err(DriverError::Key(keygen::Error::LeafKeyMismatch));
             }
-            let files = file_set(&spec, &key, pkcs8, &issued, &summary)?;
+            let files = file_set(&spec, &key, pkcs8, &issued, &summary, trust_ca.as_deref())?;
             let gid = spec.fs_group.or_else(|| {
                 meta.volume_mount_group
                     .as_deref()
@@ -389,7 +408,10 @@ fn file_set(
     pkcs8: zeroize::Zeroizing<String>,
     issued: &ic::Issued,
     summary: &ChainSummary,
+    trust_ca: Option<&[u8]>,
 ) -> Result<FileSet, DriverError> {
+    // A trust bundle, when the volume has one, replaces the issuer's CA everywhere.
+    let ca = trust_ca.unwrap_or(&issued.ca_pem);
     let mut files = FileSet::new();
     let key_pem = match convert::key_encoding(spec) {
         keygen::KeyEncoding::Pkcs8 => pkcs8,
@@ -400,15 +422,8 @@ fn file_set(
         spec.files.certificate.clone(),
         issued.certificate_pem.clone(),
     );
-    files.insert(spec.files.ca.clone(), issued.ca_pem.clone());
-    crate::keystores::add_files(
-        &mut files,
-        spec,
-        key,
-        summary,
-        &issued.certificate_pem,
-        &issued.ca_pem,
-    )?;
+    files.insert(spec.files.ca.clone(), ca.to_vec());
+    crate::keystores::add_files(&mut files, spec, key, summary, &issued.certificate_pem, ca)?;
     Ok(files)
 }
 

@@ -134,6 +134,18 @@ impl Driver {
                 "another operation on this volume is still in progress",
             ));
         };
+        // Woken because its trust bundle changed: rewrite the files, key and
+        // certificate unchanged, no request (a volume not issued yet is issued).
+        if self.take_trust_pending(volume_id) && matches!(reason, IssueReason::Requested) {
+            match self.refresh_trust(volume_id, &guard).await {
+                Ok(Some(lifetime)) => return Ok(lifetime),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(volume = volume_id, error = %e, "trust bundle refresh failed; the current files stay");
+                    return Err(IssueFailure::new(e.to_string()));
+                }
+            }
+        }
         let why = reason.to_string();
         let volume = self
             .load_for_issuance(volume_id, &why)
@@ -628,6 +640,10 @@ impl Driver {
         };
         self.renewer().forget(volume_id);
         self.events.forget(volume_id);
+        if let Some(trust) = self.trust.get() {
+            trust.forget(volume_id);
+            self.metrics.trust_sources(&trust.volumes_per_source());
+        }
         if let Ok(kube) = &self.kube {
             // The volume's requests go with it: the watch stops keeping them
             // below, so a later publish of the same volume id could not see

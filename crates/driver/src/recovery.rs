@@ -33,7 +33,11 @@ impl Driver {
             other => crate::RunError::Config(format!("recovering stored volumes: {other}")),
         })?;
         let mut restored = Vec::with_capacity(found.len());
+        let mut trusting = Vec::new();
         for f in found {
+            if f.spec.as_ref().is_some_and(|s| s.trust_bundle.is_some()) {
+                trusting.push(f.meta.volume_id.clone());
+            }
             if let Some(not_after) = f.not_after {
                 self.events.remember_expiry(&f.meta.volume_id, not_after);
             }
@@ -69,6 +73,12 @@ impl Driver {
         }
         let n = restored.len();
         self.renewer().restore(restored);
+        // Volumes with a trust bundle source: register them with the trust watch
+        // and bring their bundle up to date (it may have changed while the driver
+        // was down); later changes reach them through the watch.
+        if !trusting.is_empty() {
+            self.trust_changed(trusting);
+        }
         tracing::info!(
             volumes = n,
             set_aside,

@@ -81,6 +81,7 @@ fn only_the_orchestrating_modules_extend_driver() {
             "readiness.rs",
             "recovery.rs",
             "selinux.rs",
+            "trust_refresh.rs",
         ]),
         "leaf modules take what they need as arguments instead of `impl Driver` \
          (ARCHITECTURE.md, \"Who talks to whom inside the driver\")"

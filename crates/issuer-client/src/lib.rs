@@ -107,6 +107,7 @@ mod ratelimit;
 mod relist;
 mod state;
 mod token;
+mod trust;
 mod types;
 
 pub use cache::{
@@ -133,6 +134,10 @@ pub use relist::{DEFAULT_LIST_PAGE_SIZE, ListStrategy};
 pub use secrecy::SecretString;
 pub use state::{Phase, RequestState};
 pub use token::{SERVICE_ACCOUNT_TOKENS_KEY, SecretToken, TokenError};
+pub use trust::{
+    CLUSTER_TRUST_BUNDLE_VERSIONS, DEFAULT_CONFIGMAP_LABEL, DEFAULT_MAX_TRUST_BYTES,
+    DEFAULT_MAX_TRUST_OBJECTS, Notify, TrustError, TrustOptions, TrustWatch,
+};
 pub use types::{
     CertificateRequest, CertificateRequestCondition, CertificateRequestSpec,
     CertificateRequestStatus, IssuerRef, go_duration,

@@ -108,6 +108,28 @@ pub enum Error {
     #[error("writing the PKCS#12 keystore failed: {0}")]
     Pkcs12(String),
 
+    /// A trust bundle source holds something other than CA certificates. Names the
+    /// source; never contains the bytes (a private key pasted by mistake stays out of
+    /// logs).
+    #[error("trust bundle source {source_name} is refused: {reason}")]
+    InvalidTrustBundle {
+        /// The source, as the caller named it (e.g. `ClusterTrustBundle "x"`).
+        source_name: String,
+        /// What is wrong and what to change.
+        reason: String,
+    },
+
+    /// A trust bundle is larger than allowed.
+    #[error(
+        "the trust bundle is {bytes} bytes, more than the {max} allowed (--max-trust-bundle-bytes); select fewer sources or raise the limit"
+    )]
+    TrustBundleTooLarge {
+        /// The bundle's size so far.
+        bytes: usize,
+        /// The limit.
+        max: usize,
+    },
+
     /// Writing the JKS keystore or truststore failed (for instance the alias is taken by
     /// the CA's entry).
     #[error("writing the JKS keystore failed: {0}")]

@@ -135,6 +135,7 @@ mod pkcs12;
 #[cfg(feature = "pool")]
 mod pool;
 mod spec;
+mod trust;
 
 pub use bundle::credential_bundle;
 pub use chain::ChainSummary;
@@ -146,4 +147,5 @@ pub use pkcs12::{PKCS12_ALIAS, Pkcs12Profile, pkcs12, pkcs12_truststore};
 #[cfg(feature = "pool")]
 pub use pool::{KeyPool, LARGE_RSA_BITS, PoolConfig, PoolStats};
 pub use spec::{KeyEncoding, KeySpec, MAX_RSA_BITS, MIN_RSA_BITS};
+pub use trust::{DEFAULT_MAX_TRUST_BUNDLE_BYTES, TrustBundle};
 pub use zeroize::Zeroizing;

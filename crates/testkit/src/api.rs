@@ -2,6 +2,7 @@
 
 mod builder;
 mod objects;
+mod trust;
 
 pub use builder::Builder;
 

@@ -72,7 +72,19 @@ pub(crate) const LEASE: Kind = Kind {
     status: false,
 };
 
-pub(crate) const KINDS: [&Kind; 3] = [&PCR, &CTB, &LEASE];
+/// Core `v1` ConfigMaps (trust-manager's bundle targets). The core group is
+/// served under `/api/v1`, not `/apis/<group>/<version>`.
+pub(crate) const CONFIGMAP: Kind = Kind {
+    group: "",
+    versions: &["v1"],
+    plural: "configmaps",
+    kind: "ConfigMap",
+    namespaced: true,
+    fields: &[],
+    status: false,
+};
+
+pub(crate) const KINDS: [&Kind; 4] = [&PCR, &CTB, &LEASE, &CONFIGMAP];
 
 /// How many changes the store keeps for watches resuming from an older
 /// resourceVersion (the API server's watch cache keeps a window too).
@@ -190,10 +202,22 @@ impl Watcher {
 pub(crate) fn as_version(obj: &Value, version: &str) -> Value {
     let mut o = obj.clone();
     if let Some(api) = str_at(obj, "/apiVersion") {
-        let group = api.rsplit_once('/').map_or("", |(g, _)| g);
-        o["apiVersion"] = json!(format!("{group}/{version}"));
+        // The core group's apiVersion is the bare version (`v1`).
+        if let Some((group, _)) = api.rsplit_once('/') {
+            o["apiVersion"] = json!(format!("{group}/{version}"));
+        }
     }
     o
+}
+
+/// `group/version`, or the bare version for the core group (`v1`), as the API
+/// server writes `apiVersion`.
+pub(crate) fn api_version(group: &str, version: &str) -> String {
+    if group.is_empty() {
+        version.to_owned()
+    } else {
+        format!("{group}/{version}")
+    }
 }
 
 impl Store {
@@ -325,7 +349,7 @@ impl Store {
         meta.insert("creationTimestamp".into(), json!(now_rfc3339()));
         obj.insert(
             "apiVersion".into(),
-            json!(format!("{}/{}", kind.group, kind.versions[0])),
+            json!(api_version(kind.group, kind.versions[0])),
         );
         obj.insert("kind".into(), json!(kind.kind));
         if kind.status {

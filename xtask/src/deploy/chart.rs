@@ -247,6 +247,10 @@ app:
     #   pod-ip:any|ipv4|ipv6, pod-condition:Type[=True|False|Unknown], pod-annotation:key
     # Grants the driver get/list/watch on Pods.
     podReadinessGates: []
+    # Let volumes take their trust bundle from a ConfigMap in the Pod's namespace
+    # (csi.cert-manager.io/trust-bundle-configmap, e.g. a trust-manager Bundle's target):
+    # --trust-bundle-configmaps, and get/list/watch on configmaps in the driver's role.
+    trustBundleConfigMaps: false
     # Backoff between gate checks; only the keys set are rendered (unlike the Go chart, 0 too):
     #   duration: 1s, factor: 2.0, jitter: 0.5, cap: 10s (the driver's defaults).
     gateBackoff: {{}}

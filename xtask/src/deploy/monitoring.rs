@@ -103,6 +103,15 @@ pub fn rules() -> Value {
                 "The key pool of the driver at {{ $labels.instance }} has been empty for 30 minutes",
                 "Every key taken from the pool in the last 30 minutes was generated inline, slowing NodePublishVolume: the pool refills slower than Pods start. Raise --key-pool-size or the driver's CPU limit.",
             ),
+            // A refresh found a volume's trust bundle source gone or refused: the volume keeps
+            // its last good bundle, which stops following the source (a CA rotation).
+            alert(
+                "CertManagerCSITrustBundleMissing",
+                "sum by (job, instance, kind, source) (increase(certmanager_csi_trust_bundle_missing_total[15m])) > 0",
+                "0m", "warning",
+                "The trust bundle source {{ $labels.kind }} {{ $labels.source }} of volumes on the driver at {{ $labels.instance }} is missing or refused",
+                "Volumes on the driver at {{ $labels.instance }} use the trust bundle source {{ $labels.kind }} {{ $labels.source }}, which is gone or holds something other than CA certificates. They keep their last good bundle, which no longer follows the source: after a CA rotation their Pods may reject new peers. Restore the source, or check the TrustBundleMissing Events on the Pods.",
+            ),
             // `rest_client_requests_total` counts every API call by status code; `<error>` is a
             // call that got no response (refused, reset, timed out).
             alert(

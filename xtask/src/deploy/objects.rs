@@ -261,6 +261,8 @@ pub struct RoleFeatures {
     pub token_request: bool,
     /// Readiness gates (`--pod-readiness-gate`) or `${POD_IP}`: a node-scoped Pod watch.
     pub pod_readiness: bool,
+    /// `--trust-bundle-configmaps`: trust bundles from ConfigMaps (trust-manager's targets).
+    pub trust_bundle_configmaps: bool,
 }
 
 /// Verbs of the driver's identity on `cert-manager.io` certificaterequests: `create` (unless
@@ -281,6 +283,14 @@ pub const EVENT_VERBS: &[&str] = &["create", "patch"];
 /// Verbs on core Pods for the readiness-gate Pod watch (node-scoped list + watch, and get).
 pub const POD_VERBS: &[&str] = &["get", "list", "watch"];
 
+/// Verbs on `certificates.k8s.io` clustertrustbundles: the one cluster-wide watch of the
+/// trust bundle sources (every authenticated user may read them; listed for clusters whose
+/// RBAC does not say so).
+pub const CLUSTER_TRUST_BUNDLE_VERBS: &[&str] = &["list", "watch"];
+/// Verbs on core ConfigMaps with `--trust-bundle-configmaps`: the labelled watch per
+/// namespace, and a get of one that is not labelled (to say why it is refused).
+pub const CONFIGMAP_VERBS: &[&str] = &["get", "list", "watch"];
+
 /// The rules of the driver's ClusterRole; see [`RoleFeatures`].
 pub fn driver_rules(f: RoleFeatures) -> Vec<PolicyRule> {
     let rule = |group: &str, resource: &str, verbs: Vec<String>| PolicyRule {
@@ -296,7 +306,16 @@ pub fn driver_rules(f: RoleFeatures) -> Vec<PolicyRule> {
             certificate_request_verbs(f.token_request),
         ),
         rule("events.k8s.io", "events", strings(EVENT_VERBS)),
+        rule(
+            "certificates.k8s.io",
+            "clustertrustbundles",
+            strings(CLUSTER_TRUST_BUNDLE_VERBS),
+        ),
     ];
+    if f.trust_bundle_configmaps {
+        rules.push(rule("", "configmaps", strings(CONFIGMAP_VERBS)));
+    }
+    // Last: the readiness-gate component takes the Pod rule from the end.
     if f.pod_readiness {
         rules.push(rule("", "pods", strings(POD_VERBS)));
     }

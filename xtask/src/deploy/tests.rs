@@ -803,6 +803,10 @@ fn resource_of(type_name: &str) -> (String, String) {
         // `WatchedPod` is the Pod watch's view of a Pod without its spec.
         "Pod" | "WatchedPod" => ("", "pods"),
         "Event" => ("events.k8s.io", "events"),
+        // The trust watch reads ClusterTrustBundles as dynamic objects (the version is
+        // discovered at start).
+        "DynamicObject" => ("certificates.k8s.io", "clustertrustbundles"),
+        "ConfigMap" => ("", "configmaps"),
         other => panic!(
             "the code uses kube::Api::<{other}>: add its API group and resource to resource_of()"
         ),
@@ -822,6 +826,7 @@ fn verbs_in_code() -> Verbs {
         (".get(", &["get"]),
         (".get_opt(", &["get"]),
         (".get_metadata(", &["get"]),
+        (".get_metadata_opt(", &["get"]),
         (".list(", &["list"]),
         (".list_metadata(", &["list"]),
         (".watch(", &["watch"]),
@@ -909,6 +914,9 @@ fn expected_verbs(token_request: bool, pod_readiness: bool) -> Verbs {
         // Without gates the Pod watch does not start, so the role must not allow it.
         verbs.remove(&pods);
     }
+    // ConfigMaps are read only with --trust-bundle-configmaps (see
+    // `trust_bundle_configmaps_role_matches_the_code`).
+    verbs.remove(&("".to_owned(), "configmaps".to_owned()));
     if token_request {
         // With --use-token-request the request is created with the Pod's own token
         // (issuer-client's `client_for_token`), never with the driver's identity.
@@ -954,6 +962,7 @@ fn token_request_and_pod_readiness_roles_match_the_code() {
         &serde_json::to_value(cluster_role(RoleFeatures {
             token_request: true,
             pod_readiness: false,
+            trust_bundle_configmaps: false,
         }))
         .unwrap(),
     );
@@ -962,6 +971,7 @@ fn token_request_and_pod_readiness_roles_match_the_code() {
         &serde_json::to_value(cluster_role(RoleFeatures {
             token_request: false,
             pod_readiness: true,
+            trust_bundle_configmaps: false,
         }))
         .unwrap(),
     );
@@ -1019,6 +1029,32 @@ fn kustomize_pod_readiness_component() {
     let a = args(&container(&ds, DRIVER_CONTAINER));
     assert!(a.contains(&"--continue-on-not-ready".to_owned()), "{a:?}");
     assert!(a.contains(&format!("--pod-readiness-gate={DEFAULT_COMPONENT_GATE}")));
+}
+
+#[test]
+fn trust_bundle_configmaps_role_matches_the_code() {
+    let role: ClusterRole = typed(
+        &serde_json::to_value(cluster_role(RoleFeatures {
+            trust_bundle_configmaps: true,
+            ..RoleFeatures::default()
+        }))
+        .unwrap(),
+    );
+    let mut expected = expected_verbs(false, false);
+    let cm = ("".to_owned(), "configmaps".to_owned());
+    expected.insert(cm.clone(), verbs_in_code()[&cm].clone());
+    assert_eq!(role_verbs(&role), expected);
+    assert_eq!(
+        expected[&cm],
+        BTreeSet::from(["get", "list", "watch"].map(str::to_owned))
+    );
+    let Some(python) = helm_python() else {
+        return;
+    };
+    let values = serde_json::json!({"app": {"driver": {"trustBundleConfigMaps": true}}});
+    let objects = render_chart(&python, values, "ns");
+    let chart_role: ClusterRole = typed(&objects[&("ClusterRole".to_owned(), APP.to_owned())]);
+    assert_eq!(role_verbs(&chart_role), expected);
 }
 
 #[test]

@@ -7,7 +7,7 @@ use der::{Decode, Encode};
 use serde_json::{Value, json};
 use x509_cert::Certificate;
 
-use super::{CTB, Kind, PCR, invalid, str_at};
+use super::{CONFIGMAP, CTB, Kind, PCR, invalid, str_at};
 use crate::state::ApiError;
 
 /// `spec.stubPKCS10Request` (DER) at most 10 KiB.
@@ -31,6 +31,8 @@ pub(super) fn on_create(
         pcr_spec(version, name, obj)
     } else if *kind == CTB {
         ctb(name, obj, None)
+    } else if *kind == CONFIGMAP {
+        configmap(name, obj)
     } else {
         Ok(())
     }
@@ -51,6 +53,8 @@ pub(super) fn on_update(
         Ok(())
     } else if *kind == CTB {
         ctb(name, new, Some(old))
+    } else if *kind == CONFIGMAP {
+        configmap(name, new)
     } else {
         Ok(())
     }
@@ -394,6 +398,34 @@ fn ctb(name: &str, obj: &Value, old: Option<&Value>) -> Result<(), ApiError> {
                 "spec.trustBundle: Invalid value: duplicate trust anchor".into(),
             ));
         }
+    }
+    Ok(())
+}
+
+/// A ConfigMap's `data` and `binaryData` together at most 1 MiB, as the API
+/// server's validation (`ConfigMap data too long`) refuses larger ones.
+fn configmap(name: &str, obj: &Value) -> Result<(), ApiError> {
+    let mut total = 0usize;
+    for field in ["data", "binaryData"] {
+        if let Some(map) = obj.get(field).and_then(Value::as_object) {
+            for (k, v) in map {
+                let Some(v) = v.as_str() else {
+                    return Err(invalid(
+                        &CONFIGMAP,
+                        name,
+                        format!("{field}[{k}]: must be a string"),
+                    ));
+                };
+                total += k.len() + v.len();
+            }
+        }
+    }
+    if total > MAX_TRUST_BUNDLE {
+        return Err(invalid(
+            &CONFIGMAP,
+            name,
+            format!("[]: Too long: must have at most {MAX_TRUST_BUNDLE} bytes"),
+        ));
     }
     Ok(())
 }

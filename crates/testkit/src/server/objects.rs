@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::{Body, authenticate, error_response, json_response, parse_query, read_json};
-use crate::objects::{KINDS, Kind, PCR, Store, Watcher, as_version, parse_fields};
+use crate::objects::{KINDS, Kind, PCR, Store, Watcher, api_version, as_version, parse_fields};
 use crate::selector::LabelSelector;
 use crate::shared::{Shared, lock};
 use crate::state::{ApiError, event_line};
@@ -48,7 +48,27 @@ pub(super) fn target(path: &str) -> Option<Target> {
             .copied()
             .find(|k| k.group == g && k.plural == p)
     };
+    // The core group lives under `/api/v1` (ConfigMaps only here; Pods have
+    // their own module).
+    let core = |p: &str| kind_of("", p);
     Some(match parts.as_slice() {
+        ["api", "v1", p] => Target::Collection {
+            kind: core(p)?,
+            version: "v1".to_owned(),
+            ns: None,
+        },
+        ["api", "v1", "namespaces", ns, p] => Target::Collection {
+            kind: core(p)?,
+            version: "v1".to_owned(),
+            ns: Some((*ns).to_owned()),
+        },
+        ["api", "v1", "namespaces", ns, p, name] => Target::Object {
+            kind: core(p)?,
+            version: "v1".to_owned(),
+            ns: (*ns).to_owned(),
+            name: (*name).to_owned(),
+            status: false,
+        },
         ["apis", g] => Target::Group(group_of(g)?),
         ["apis", g, v] => Target::Resources(group_of(g)?, (*v).to_owned()),
         ["apis", g, v, p] => Target::Collection {
@@ -307,7 +327,7 @@ fn list(
         .collect();
     Ok(json_response(
         StatusCode::OK,
-        &json!({"kind": format!("{}List", kind.kind), "apiVersion": format!("{}/{version}", kind.group),
+        &json!({"kind": format!("{}List", kind.kind), "apiVersion": api_version(kind.group, version),
                 "metadata": {"resourceVersion": store.rv.to_string()}, "items": items}),
     ))
 }
