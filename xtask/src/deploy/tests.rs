@@ -699,7 +699,7 @@ fn chart_and_kustomize_agree() {
     ));
     assert_eq!(sorted_args(chart), sorted_args(overlay));
 
-    let mut gated = kustomize_with_pod_readiness().unwrap();
+    let mut gated = kustomize_base_with_component("pod-readiness").unwrap();
     gated.remove(&("Namespace".to_owned(), NAMESPACE.to_owned()));
     let chart = without_helm_labels(render_chart(
         &python,
@@ -988,10 +988,12 @@ fn kustomize_token_request_role_has_no_create() {
     assert_eq!(role_verbs(&role), expected_verbs(true, false));
 }
 
-/// `kubectl kustomize` of the base with the pod-readiness component, if kubectl can.
-fn kustomize_with_pod_readiness() -> Option<BTreeMap<(String, String), Value>> {
+/// `kubectl kustomize` of the base with `deploy/components/<component>`, if kubectl can.
+pub(super) fn kustomize_base_with_component(
+    component: &str,
+) -> Option<BTreeMap<(String, String), Value>> {
     if kustomize_major().is_none_or(|m| m < 4) {
-        eprintln!("SKIPPED: the pod-readiness component needs kubectl >= 1.24 to render");
+        eprintln!("SKIPPED: the {component} component needs kubectl >= 1.24 to render");
         return None;
     }
     // kustomize takes relative paths only: an overlay two levels below the workspace root.
@@ -999,8 +1001,10 @@ fn kustomize_with_pod_readiness() -> Option<BTreeMap<(String, String), Value>> {
     let dir = tempfile::tempdir_in(root().join("target")).unwrap();
     std::fs::write(
         dir.path().join("kustomization.yaml"),
-        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n\
-         - ../../deploy/base\ncomponents:\n- ../../deploy/components/pod-readiness\n",
+        format!(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n\
+             - ../../deploy/base\ncomponents:\n- ../../deploy/components/{component}\n"
+        ),
     )
     .unwrap();
     let out = Command::new("kubectl")
@@ -1020,7 +1024,7 @@ fn kustomize_with_pod_readiness() -> Option<BTreeMap<(String, String), Value>> {
 
 #[test]
 fn kustomize_pod_readiness_component() {
-    let Some(objects) = kustomize_with_pod_readiness() else {
+    let Some(objects) = kustomize_base_with_component("pod-readiness") else {
         return;
     };
     let role: ClusterRole = typed(&objects[&("ClusterRole".to_owned(), APP.to_owned())]);

@@ -336,39 +336,9 @@ fn install_guide_and_release_workflow_follow_the_pins() {
     }
 }
 
-/// `kubectl kustomize` of the base with `deploy/components/selinux-mount`.
-fn kustomize_with_selinux_mount() -> Option<BTreeMap<(String, String), Value>> {
-    if kustomize_major().is_none_or(|m| m < 4) {
-        eprintln!("SKIPPED: the selinux-mount component needs kubectl >= 1.24 to render");
-        return None;
-    }
-    // kustomize takes relative paths only: an overlay two levels below the workspace root.
-    std::fs::create_dir_all(root().join("target")).unwrap();
-    let dir = tempfile::tempdir_in(root().join("target")).unwrap();
-    std::fs::write(
-        dir.path().join("kustomization.yaml"),
-        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n\
-         - ../../deploy/base\ncomponents:\n- ../../deploy/components/selinux-mount\n",
-    )
-    .unwrap();
-    let out = Command::new("kubectl")
-        .arg("kustomize")
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Some(by_kind_name(yaml_docs(
-        &String::from_utf8(out.stdout).unwrap(),
-    )))
-}
-
 #[test]
 fn selinux_mount_component_and_chart_agree() {
-    let Some(mut kustomized) = kustomize_with_selinux_mount() else {
+    let Some(mut kustomized) = super::kustomize_base_with_component("selinux-mount") else {
         return;
     };
     let key = ("CSIDriver".to_owned(), DRIVER_NAME.to_owned());
