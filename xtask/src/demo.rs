@@ -4,8 +4,9 @@
 //! driver binary in a private mount namespace (so its tmpfs and bind mounts
 //! never touch the host), then acts as the kubelet for the Deployment from
 //! the original documentation: five Pods, each with its own key and
-//! certificate, printed; one short-lived certificate renewing live; then
-//! every Pod goes away and the node is shown clean.
+//! certificate, printed; one short-lived certificate renewing live; two Pods
+//! trusting each other across a CA rotation through a ClusterTrustBundle
+//! ([`trust_rotation`]); then every Pod goes away and the node is shown clean.
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -24,6 +25,7 @@ const NAMESPACE_LABEL: &str = "xtask demo";
 const TOKEN: &str = "demo-driver-token";
 
 mod pod_certificates;
+mod trust_rotation;
 
 /// Flags of `cargo xtask demo`.
 #[derive(Debug, clap::Args)]
@@ -174,6 +176,10 @@ async fn inner(driver_bin: &Path) -> Result<()> {
         &kubeconfig.display().to_string(),
         "--log-level",
         "warn",
+        // The per-volume floor between rewrites (default 10s), lowered so the
+        // trust refresh after the CA rotation shows within a second or two.
+        "--min-issuance-interval",
+        "1s",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -285,6 +291,8 @@ async fn inner(driver_bin: &Path) -> Result<()> {
     }
     published.push((vol, target));
 
+    published.extend(trust_rotation::run(&api, &mut node, &pods_dir).await?);
+
     println!("\n== The Pods go away: NodeUnpublishVolume for each");
     for (vol, target) in &published {
         node.node_unpublish_volume(csi::NodeUnpublishVolumeRequest {
@@ -311,7 +319,7 @@ async fn inner(driver_bin: &Path) -> Result<()> {
         bail!("the node is not clean: {left:?}");
     }
     println!(
-        "\n== done in {:.1} s: 5 Pods got their own key and certificate, one renewed live, the node is clean",
+        "\n== done in {:.1} s: 5 Pods got their own key and certificate, one renewed live, two trusted each other across a CA rotation, the node is clean",
         started.elapsed().as_secs_f64()
     );
     drop(driver);
