@@ -1668,7 +1668,7 @@ fn alert_rules_query_known_metrics() {
             "no firing case for {a}"
         );
     }
-    assert_eq!(alerts.len(), 7);
+    assert_eq!(alerts.len(), 8);
 }
 
 /// GitHub's anchor of a Markdown heading: lowercased, punctuation other than `-` and `_` dropped,
