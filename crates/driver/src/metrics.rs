@@ -23,7 +23,7 @@ use std::time::{Duration, SystemTime};
 
 pub use csilib::RequestReady;
 use csilib::{CsiLib, IssueCounter};
-pub use serve::serve;
+pub use serve::{MetricsLimits, serve};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};

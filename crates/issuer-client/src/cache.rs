@@ -5,14 +5,13 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
 
-use kube::runtime::utils::Backoff;
 use kube::runtime::watcher::{self, Event};
 use tokio::sync::watch;
 
 use crate::state::RequestState;
 use crate::types::{CertificateRequest, WatchedRequest};
+use crate::watch_backoff::WatchBackoff;
 use crate::{ANNOTATION_VOLUME_ID, LABEL_NODE_ID_HASH, LABEL_VOLUME_ID_HASH, label_hash};
 
 /// What the watch last knew of one request.
@@ -726,43 +725,6 @@ impl Inner {
         {
             self.tally.remove(&key.0, &old);
         }
-    }
-}
-
-/// Exponential watch backoff with a little jitter, reset by any successful event.
-#[derive(Clone)]
-pub(crate) struct WatchBackoff {
-    min: Duration,
-    max: Duration,
-    next: Duration,
-}
-
-impl WatchBackoff {
-    pub(crate) fn new(min: Duration, max: Duration) -> Self {
-        let max = max.max(min);
-        Self {
-            min,
-            max,
-            next: min,
-        }
-    }
-}
-
-impl Iterator for WatchBackoff {
-    type Item = Duration;
-
-    fn next(&mut self) -> Option<Duration> {
-        let current = self.next;
-        self.next = (current * 2).min(self.max);
-        // Up to +25% so that many nodes do not relist in lockstep after an outage.
-        let jitter = getrandom::u32().unwrap_or(0) % 256;
-        Some(current + current.mul_f64(f64::from(jitter) / 1024.0))
-    }
-}
-
-impl Backoff for WatchBackoff {
-    fn reset(&mut self) {
-        self.next = self.min;
     }
 }
 

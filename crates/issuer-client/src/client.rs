@@ -341,8 +341,10 @@ impl IssuerClient {
             watcher::Config::default().labels(&format!("{LABEL_NODE_ID_HASH}={node_hash}"));
         config.timeout = options.watch_timeout;
         let api = kube::Api::<WatchedRequest>::all(client.clone());
-        let backoff =
-            cache::WatchBackoff::new(options.watch_backoff_min, options.watch_backoff_max);
+        let backoff = crate::watch_backoff::WatchBackoff::new(
+            options.watch_backoff_min,
+            options.watch_backoff_max,
+        );
         let lists = Lists {
             strategy: options.list_strategy,
             page_size: options.list_page_size,

@@ -109,6 +109,7 @@ mod state;
 mod token;
 mod trust;
 mod types;
+mod watch_backoff;
 
 pub use cache::{
     IgnoredRequests, MAX_REFUSAL_NAMESPACES, ManagedVolume, OTHER_NAMESPACES, WatchHealth,

@@ -23,8 +23,8 @@ use kube::runtime::watcher::{self, Event};
 use serde::Deserialize;
 use tokio::sync::watch;
 
-use crate::cache::WatchBackoff;
 use crate::relist::{DEFAULT_LIST_PAGE_SIZE, ListStrategy, Lists};
+use crate::watch_backoff::WatchBackoff;
 
 /// Default of [`PodWatchOptions::max_pods`]: well above the kubelet's
 /// `maxPods` (110 by default).

@@ -34,7 +34,7 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use serde::de::DeserializeOwned;
 
-use crate::cache::WatchBackoff;
+use crate::watch_backoff::WatchBackoff;
 
 /// How the node-wide watches make their initial lists (see the module docs
 /// for which Kubernetes versions get which).

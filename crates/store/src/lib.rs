@@ -84,6 +84,7 @@
 //! ```
 
 mod budget;
+mod budget_check;
 mod error;
 mod fileset;
 mod fsops;

@@ -91,6 +91,7 @@ mod issuer;
 pub mod kubelet;
 pub mod mount_ns;
 mod objects;
+mod page;
 mod patch;
 mod pods;
 mod script;

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::server::Page;
+use crate::page::Page;
 use crate::state::{ApiError, event_line, random_uid};
 
 /// The Pods and their watchers (their own resourceVersion counter: the
@@ -142,7 +142,7 @@ impl Pods {
                     }
                 }
                 if streaming {
-                    let _ = tx.send(crate::server::initial_events_end("v1", "Pod", self.rv));
+                    let _ = tx.send(crate::state::initial_events_end("v1", "Pod", self.rv));
                 }
             }
         }

@@ -30,7 +30,6 @@ mod objects;
 mod pods;
 mod route;
 use events::{create_event, patch_event};
-pub(crate) use lists::{Page, initial_events_end};
 use pods::{handle_pods, pod_target};
 use route::{Target, parse_query, route, verb_of};
 

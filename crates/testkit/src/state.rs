@@ -138,6 +138,19 @@ pub(crate) fn event_line(ty: &str, obj: &Value) -> Bytes {
     Bytes::from(line)
 }
 
+/// The `BOOKMARK` that ends a streaming list's initial events: the list's
+/// resourceVersion and the `k8s.io/initial-events-end` annotation, as the
+/// API server sends it.
+pub(crate) fn initial_events_end(api_version: &str, kind: &str, rv: u64) -> bytes::Bytes {
+    event_line(
+        "BOOKMARK",
+        &json!({"kind": kind, "apiVersion": api_version, "metadata": {
+            "resourceVersion": rv.to_string(),
+            "annotations": {"k8s.io/initial-events-end": "true"},
+        }}),
+    )
+}
+
 pub(crate) fn bookmark_line(rv: u64, extra_annotations: Option<Value>) -> Bytes {
     let mut meta = json!({"resourceVersion": rv.to_string()});
     if let Some(a) = extra_annotations {
@@ -602,11 +615,7 @@ impl State {
                 // (A watch from resourceVersion 0 without it gets the same
                 // ADDED events and no bookmark, as the API server sends.)
                 if p.send_initial_events {
-                    let _ = w.tx.send(crate::server::initial_events_end(
-                        API_VERSION,
-                        KIND,
-                        self.rv,
-                    ));
+                    let _ = w.tx.send(initial_events_end(API_VERSION, KIND, self.rv));
                 }
             }
         }

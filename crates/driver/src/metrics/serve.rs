@@ -20,7 +20,28 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::Metrics;
-use crate::config::MetricsLimits;
+
+/// Bounds of the `/metrics` server (HTTP/1 only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsLimits {
+    /// Longest wait for a request's headers.
+    pub header_timeout: Duration,
+    /// A connection with no request for this long is closed.
+    pub idle_timeout: Duration,
+    /// Most open connections; at the cap the longest-idle one is closed
+    /// for a new one, and a new one is refused only when none is idle.
+    pub max_connections: usize,
+}
+
+impl Default for MetricsLimits {
+    fn default() -> Self {
+        MetricsLimits {
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+            max_connections: 64,
+        }
+    }
+}
 
 /// One open connection, as the accept loop sees it.
 struct Conn {

@@ -1,5 +1,8 @@
 use super::*;
+use std::time::Duration;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::runtime::utils::Backoff;
 
 fn cr(name: &str, uid: &str) -> CertificateRequest {
     CertificateRequest {

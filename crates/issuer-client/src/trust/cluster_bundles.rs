@@ -8,7 +8,7 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher;
 
 use super::{AbortOnDrop, TrustWatch};
-use crate::cache::WatchBackoff;
+use crate::watch_backoff::WatchBackoff;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 
 use super::{CLUSTER_TRUST_BUNDLE_VERSIONS, TrustError};

@@ -9,7 +9,7 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher;
 
 use super::{AbortOnDrop, TrustWatch};
-use crate::cache::WatchBackoff;
+use crate::watch_backoff::WatchBackoff;
 use k8s_openapi::api::core::v1::ConfigMap;
 
 impl TrustWatch {
