@@ -619,6 +619,13 @@ fn continue_on_not_ready_and_metrics() {
         .await;
         assert!(key_matches(&target, "key.pem", "crt.pem"));
 
+        // The files appear in the swap, a moment before the issuance is recorded.
+        eventually("the issuance in /metrics", Duration::from_secs(10), || {
+            http_get(&addr, "/metrics").contains(
+                "certmanager_csi_issue_requests_total{namespace=\"ns\",issuer_name=\"later\"",
+            )
+        })
+        .await;
         let body = http_get(&addr, "/metrics");
         // csi-lib's names and labels (the Go driver's dashboards), the
         // request's `name` on the timestamp gauges among them.
