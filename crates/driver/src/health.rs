@@ -117,26 +117,29 @@ fn record_outcome(
     store.write_private(volume_id, LAST_ERROR_FILE, &json)
 }
 
+/// Records a successful issuance of `volume_id` by `request` (see
+/// [`record_outcome`]). Called by the pipeline in the blocking task that
+/// writes the volume's files, so a success costs no hop of its own.
+pub(crate) fn record_issued(store: &Store, volume_id: &str, request: &str) -> Result<(), StoreError> {
+    record_outcome(store, volume_id, Ok(request), SystemTime::now())
+}
+
 impl Driver {
-    /// Keeps the outcome of an issuance where `status` and
-    /// `NodeGetVolumeStats` read it, under the volume's lock. A failure to
-    /// record is logged, never returned: it must not change the issuance's
-    /// outcome.
-    pub(crate) async fn record_issuance(
+    /// Keeps a failed issuance where `status` and `NodeGetVolumeStats` read
+    /// it, under the volume's lock (a success is recorded by the pipeline,
+    /// [`record_issued`]). A failure to record is logged, never returned: it
+    /// must not change the issuance's outcome.
+    pub(crate) async fn record_failure(
         &self,
         volume_id: &str,
         guard: &VolumeGuard,
-        result: &Result<crate::pipeline::Issued, DriverError>,
+        error: &DriverError,
     ) {
         let id = volume_id.to_owned();
-        let outcome = match result {
-            Ok(issued) => Ok(issued.request.clone()),
-            Err(e) => Err(e.to_string()),
-        };
+        let message = error.to_string();
         let result = self
             .on_store_locked(guard, move |s| {
-                let outcome = outcome.as_ref().map(String::as_str).map_err(String::as_str);
-                record_outcome(s, &id, outcome, SystemTime::now())
+                record_outcome(s, &id, Err(&message), SystemTime::now())
             })
             .await;
         if let Err(e) = result {

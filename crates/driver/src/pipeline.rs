@@ -235,6 +235,12 @@ impl Pipeline<'_> {
             meta.next_issuance_time = Some(next);
             s.write_metadata(&meta)?;
             s.remove_private(&id, PENDING_FILE)?;
+            // The success where `status` and volume health read it, in this
+            // task rather than a hop of its own; failing to record it never
+            // fails the issuance.
+            if let Err(e) = crate::health::record_issued(s, &id, &name) {
+                tracing::warn!(volume = %id, error = %e, "could not record the issuance's outcome for status and volume health");
+            }
             Ok(Issued {
                 summary,
                 request: name,

@@ -40,7 +40,9 @@ impl Driver {
             Err(e) => Err(e),
         };
         let ms = started.elapsed().as_millis() as u64;
-        self.record_issuance(volume.id(), guard, &result).await;
+        if let Err(e) = &result {
+            self.record_failure(volume.id(), guard, e).await;
+        }
         match &result {
             Ok(issued) => self.log_issued(volume, why, ms, issued),
             Err(e) => self.log_failed(volume, why, ms, e),
@@ -218,20 +220,28 @@ impl Driver {
         // The volume's lock free now (every first publish): one read of its
         // metadata under the lock decides between a republish and the
         // locked path.
-        let (guard, existing) = match self.locks.try_lock(volume_id) {
+        // A volume that is not there yet is created in the same blocking
+        // task (one store hop for the read and the creation).
+        let (guard, opened) = match self.locks.try_lock(volume_id) {
             Some(guard) => {
-                let id = req.volume_id.clone();
-                let existing = self
-                    .on_store_locked(&guard, move |s| Volume::read_metadata(s, &id))
+                let new = self.new_volume(&req);
+                let opened = self
+                    .on_store_locked(&guard, move |s| {
+                        Ok::<_, DriverError>(match Volume::read_metadata(s, &new.id)? {
+                            Some(meta) => Opened::Existing(meta),
+                            None => Opened::Created(new.create(s)?),
+                        })
+                    })
                     .await?;
-                match existing {
-                    Some(meta) if meta.next_issuance_time.is_some() => {
+                match opened {
+                    Opened::Existing(meta) if meta.next_issuance_time.is_some() => {
                         return self.republish_held(&req, guard, meta).await;
                     }
-                    existing => {
+                    Opened::Existing(meta) => {
                         self.check_pod_ip(&req)?;
-                        (guard, existing)
+                        (guard, Opened::Existing(meta))
                     }
+                    created => (guard, created),
                 }
             }
             None => {
@@ -252,10 +262,23 @@ impl Driver {
                 let existing = self
                     .on_store_locked(&guard, move |s| Volume::read_metadata(s, &id))
                     .await?;
-                (guard, existing)
+                let opened = match existing {
+                    Some(meta) => Opened::Existing(meta),
+                    None => {
+                        let new = self.new_volume(&req);
+                        Opened::Created(self.on_store_locked(&guard, move |s| new.create(s)).await?)
+                    }
+                };
+                (guard, opened)
             }
         };
-        let volume = self.prepare(&req, &guard, existing).await?;
+        let volume = match opened {
+            Opened::Existing(meta) => self.prepare(&req, &guard, meta).await?,
+            Opened::Created((volume, warnings)) => {
+                log_warnings(&req.volume_id, &volume.spec, &warnings);
+                volume
+            }
+        };
         self.apply_selinux_context(
             req.selinux_context.as_deref(),
             req.mount_group,
@@ -294,55 +317,53 @@ impl Driver {
     /// Refuses a new volume that uses `${POD_IP}` unless the driver mounts
     /// volumes before their Pod is ready.
     fn check_pod_ip(&self, req: &PublishRequest) -> Result<(), DriverError> {
-        if self.needs_pod(&req.context) && !self.config.continue_on_not_ready {
-            return Err(DriverError::InvalidRequest(
-                "this volume uses ${POD_IP} or ${POD_IPS}, but the Pod's IP address is \
-                 assigned only after its volumes are mounted: start the driver with \
-                 --continue-on-not-ready=true (it then mounts the volume empty and issues \
-                 once the Pod has an address), or remove the variable"
-                    .into(),
-            ));
+        if self.refuses_pod_ip(req) {
+            return Err(pod_ip_refused());
         }
         Ok(())
     }
 
-    /// Under the volume's lock: the volume (its metadata `existing`, as read
-    /// under the lock, created at the first publish, the context updated when
-    /// the kubelet sends a new one) and its spec, parsed once. The spec comes
-    /// from the context the volume was first published with, its keystore
-    /// passwords from the request's Secret data (kept in the store for
-    /// renewals); its warnings are logged here, once per publish.
+    fn refuses_pod_ip(&self, req: &PublishRequest) -> bool {
+        self.needs_pod(&req.context) && !self.config.continue_on_not_ready
+    }
+
+    /// What creating `req`'s volume needs, taken from the request and the
+    /// flags (no IO), for [`NewVolume::create`] on the blocking pool.
+    fn new_volume(&self, req: &PublishRequest) -> NewVolume {
+        NewVolume {
+            id: req.volume_id.clone(),
+            target: req.target_path.to_string_lossy().into_owned(),
+            context: req.context.clone(),
+            secrets: req.secrets.clone(),
+            mount_group: req.mount_group,
+            go_defaults: self.config.go_defaults,
+            limits: self.config.request_limits.clone(),
+            token_request: self.config.use_token_request,
+            refuse_pod_ip: self.refuses_pod_ip(req),
+        }
+    }
+
+    /// Under the volume's lock: a volume that exists (its metadata `meta`,
+    /// as read under the lock), the context updated when the kubelet sends a
+    /// new one, and its spec, parsed once. The spec comes from the context
+    /// the volume was first published with, its keystore passwords from the
+    /// request's Secret data (kept in the store for renewals); its warnings
+    /// are logged here, once per publish. A new volume is made by
+    /// [`NewVolume::create`].
     async fn prepare(
         &self,
         req: &PublishRequest,
         guard: &VolumeGuard,
-        existing: Option<Metadata>,
+        mut meta: Metadata,
     ) -> Result<Volume, DriverError> {
-        let parsed = match &existing {
-            None => crate::volume::parse_new(
-                &req.context,
-                req.secrets.iter(),
-                self.config.go_defaults,
-                &self.config.request_limits,
-            )?,
-            Some(meta) if !req.secrets.is_empty() => {
-                crate::volume::parse_stored(meta, req.secrets.iter(), None)?
-            }
-            Some(meta) => {
-                let id = meta.volume_id.clone();
-                let stored = self.on_store(move |s| s.read_secrets(&id)).await?;
-                crate::volume::parse_stored(meta, stored.iter(), None)?
-            }
+        let parsed = if !req.secrets.is_empty() {
+            crate::volume::parse_stored(&meta, req.secrets.iter(), None)?
+        } else {
+            let id = meta.volume_id.clone();
+            let stored = self.on_store(move |s| s.read_secrets(&id)).await?;
+            crate::volume::parse_stored(&meta, stored.iter(), None)?
         };
-        for warning in &parsed.warnings {
-            tracing::warn!(
-                volume = %req.volume_id,
-                pod = parsed.spec.pod.name.as_deref().unwrap_or(""),
-                namespace = parsed.spec.pod.namespace.as_deref().unwrap_or(""),
-                warning = %warning,
-                "volume attribute ignored"
-            );
-        }
+        log_warnings(&req.volume_id, &parsed.spec, &parsed.warnings);
         let spec = parsed.spec;
         if self.config.use_token_request {
             pipeline::token_of(&req.context)?;
@@ -350,45 +371,22 @@ impl Driver {
         let context = stored_context(&req.context);
         // One blocking task for the metadata and the Secret-backed passwords.
         let secrets = crate::volume::secrets_of(&spec);
-        let created = existing.is_none();
-        let meta = match existing {
-            Some(mut meta) => {
-                let changed = meta.volume_context != context;
-                if changed {
-                    meta.volume_context = context;
-                }
-                let m = meta.clone();
-                self.on_store_locked(guard, move |s| {
-                    if changed {
-                        s.write_metadata(&m)?;
-                    }
-                    s.write_secrets(&m.volume_id, &secrets)
-                })
-                .await?;
-                meta
+        let changed = meta.volume_context != context;
+        if changed {
+            meta.volume_context = context;
+        }
+        let m = meta.clone();
+        self.on_store_locked(guard, move |s| {
+            if changed {
+                s.write_metadata(&m)?;
             }
-            None => {
-                let meta = pipeline::new_metadata(
-                    &req.volume_id,
-                    &req.target_path.to_string_lossy(),
-                    &context,
-                    req.mount_group,
-                    self.config.go_defaults,
-                );
-                let gid = spec.fs_group.or(req.mount_group);
-                let m = meta.clone();
-                self.on_store_locked(guard, move |s| {
-                    s.create_volume(&m, gid)?;
-                    s.write_secrets(&m.volume_id, &secrets)
-                })
-                .await?;
-                meta
-            }
-        };
+            s.write_secrets(&m.volume_id, &secrets)
+        })
+        .await?;
         Ok(Volume {
             meta,
             spec,
-            created,
+            created: false,
         })
     }
 
@@ -720,4 +718,89 @@ pub(crate) fn stored_context(context: &BTreeMap<String, String>) -> BTreeMap<Str
         .filter(|(k, _)| k.contains('/'))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
+}
+
+/// A first publish's volume as read under its lock: there already, or
+/// created by this publish (with the parse's warnings, to log).
+enum Opened {
+    Existing(Metadata),
+    Created((Volume, Vec<String>)),
+}
+
+/// What creating a volume needs from its first publish: owned, to run on
+/// the blocking pool in the task that found the volume missing.
+struct NewVolume {
+    id: String,
+    target: String,
+    context: BTreeMap<String, String>,
+    secrets: cmcsi_store::VolumeSecrets,
+    mount_group: Option<u32>,
+    go_defaults: bool,
+    limits: crate::config::RequestLimits,
+    token_request: bool,
+    refuse_pod_ip: bool,
+}
+
+impl NewVolume {
+    /// Checks the request, parses its context (once) and creates the volume
+    /// with its metadata and Secret-backed passwords (blocking: store IO).
+    /// Nothing is created when the request is refused.
+    fn create(self, s: &cmcsi_store::Store) -> Result<(Volume, Vec<String>), DriverError> {
+        if self.refuse_pod_ip {
+            return Err(pod_ip_refused());
+        }
+        let parsed = crate::volume::parse_new(
+            &self.context,
+            self.secrets.iter(),
+            self.go_defaults,
+            &self.limits,
+        )?;
+        if self.token_request {
+            pipeline::token_of(&self.context)?;
+        }
+        let spec = parsed.spec;
+        let meta = pipeline::new_metadata(
+            &self.id,
+            &self.target,
+            &stored_context(&self.context),
+            self.mount_group,
+            self.go_defaults,
+        );
+        let gid = spec.fs_group.or(self.mount_group);
+        s.create_volume(&meta, gid)?;
+        s.write_secrets(&meta.volume_id, &crate::volume::secrets_of(&spec))?;
+        Ok((
+            Volume {
+                meta,
+                spec,
+                created: true,
+            },
+            parsed.warnings,
+        ))
+    }
+}
+
+/// The refusal of a new volume that uses `${POD_IP}` while the driver
+/// mounts volumes only once issued.
+fn pod_ip_refused() -> DriverError {
+    DriverError::InvalidRequest(
+        "this volume uses ${POD_IP} or ${POD_IPS}, but the Pod's IP address is \
+         assigned only after its volumes are mounted: start the driver with \
+         --continue-on-not-ready=true (it then mounts the volume empty and issues \
+         once the Pod has an address), or remove the variable"
+            .into(),
+    )
+}
+
+/// Logs a parse's warnings, once per publish.
+fn log_warnings(volume_id: &str, spec: &cmcsi_attrs::CertificateSpec, warnings: &[String]) {
+    for warning in warnings {
+        tracing::warn!(
+            volume = %volume_id,
+            pod = spec.pod.name.as_deref().unwrap_or(""),
+            namespace = spec.pod.namespace.as_deref().unwrap_or(""),
+            warning = %warning,
+            "volume attribute ignored"
+        );
+    }
 }

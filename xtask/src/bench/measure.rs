@@ -723,9 +723,21 @@ async fn b4_b5_b6(opts: &Options, f: &mut Figures) -> Result<()> {
         .context("restarting the driver")?;
     probe_until_ready(&node.driver.socket).await?;
     f.insert("b6_restart_1000_s", t0.elapsed().as_secs_f64());
-    let logs = node.driver.logs();
-    let (volumes, ms) = recovered(logs.get(log_len..).unwrap_or(""))
-        .ok_or_else(|| anyhow!("the restarted driver did not log `recovered stored volumes`"))?;
+    // The socket may serve a moment before recovery logs its summary: wait
+    // for the line (B6 is already taken).
+    let wait_until = Instant::now() + Duration::from_secs(30);
+    let (volumes, ms) = loop {
+        let logs = node.driver.logs();
+        if let Some(found) = recovered(logs.get(log_len..).unwrap_or("")) {
+            break found;
+        }
+        if Instant::now() >= wait_until {
+            let tail: String = logs.get(log_len..).unwrap_or("").chars().rev().take(2000).collect();
+            let tail: String = tail.chars().rev().collect();
+            bail!("the restarted driver did not log `recovered stored volumes` within 30 s; its log ends:\n{tail}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     ensure!(
         volumes == MANY_VOLUMES as f64,
         "the restarted driver recovered {volumes} volumes, expected {MANY_VOLUMES}"
@@ -833,7 +845,7 @@ fn recovered(log: &str) -> Option<(f64, f64)> {
     log.lines()
         .rev()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|v| v["message"] == "recovered stored volumes")
+        .find(|v| v["msg"] == "recovered stored volumes" || v["message"] == "recovered stored volumes")
         .map(|v| {
             (
                 v["volumes"].as_f64().unwrap_or(f64::NAN),
