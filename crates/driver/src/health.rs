@@ -12,9 +12,8 @@
 use std::time::{Duration, SystemTime};
 
 use cmcsi_keygen::ChainSummary;
-use cmcsi_store::{Metadata, Store, StoreError, StoreView, VolumeSecrets};
+use cmcsi_store::{Metadata, Store, StoreError, StoreView};
 use serde::{Deserialize, Serialize};
-use zeroize::Zeroizing;
 
 use crate::driver::Driver;
 use crate::error::DriverError;
@@ -120,7 +119,11 @@ fn record_outcome(
 /// Records a successful issuance of `volume_id` by `request` (see
 /// [`record_outcome`]). Called by the pipeline in the blocking task that
 /// writes the volume's files, so a success costs no hop of its own.
-pub(crate) fn record_issued(store: &Store, volume_id: &str, request: &str) -> Result<(), StoreError> {
+pub(crate) fn record_issued(
+    store: &Store,
+    volume_id: &str,
+    request: &str,
+) -> Result<(), StoreError> {
     record_outcome(store, volume_id, Ok(request), SystemTime::now())
 }
 
@@ -180,49 +183,10 @@ impl Driver {
 
 /// The name of the request that issued volume `id`'s current certificate,
 /// if recorded (blocking).
-pub(crate) fn issued_by(r: &impl Reader, id: &str) -> Option<String> {
-    let raw = r.private(id, ISSUED_BY_FILE).ok()??;
+pub(crate) fn issued_by(r: &StoreView, id: &str) -> Option<String> {
+    let raw = r.read_private(id, ISSUED_BY_FILE).ok()??;
     let name = std::str::from_utf8(&raw).ok()?;
     (!name.is_empty() && name.len() <= MAX_REQUEST_NAME).then(|| name.to_owned())
-}
-
-/// The read side the health needs, from the driver's [`Store`] or the
-/// `status` command's [`StoreView`].
-pub(crate) trait Reader {
-    fn metadata(&self, id: &str) -> Result<Metadata, StoreError>;
-    fn private(&self, id: &str, name: &str) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError>;
-    fn secrets(&self, id: &str) -> Result<VolumeSecrets, StoreError>;
-    fn current(&self, id: &str, rel: &str) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError>;
-}
-
-impl Reader for Store {
-    fn metadata(&self, id: &str) -> Result<Metadata, StoreError> {
-        self.read_metadata(id)
-    }
-    fn private(&self, id: &str, name: &str) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
-        self.read_private(id, name)
-    }
-    fn secrets(&self, id: &str) -> Result<VolumeSecrets, StoreError> {
-        self.read_secrets(id)
-    }
-    fn current(&self, id: &str, rel: &str) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
-        self.read_current_file(id, rel)
-    }
-}
-
-impl Reader for StoreView {
-    fn metadata(&self, id: &str) -> Result<Metadata, StoreError> {
-        self.read_metadata(id)
-    }
-    fn private(&self, id: &str, name: &str) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
-        self.read_private(id, name)
-    }
-    fn secrets(&self, id: &str) -> Result<VolumeSecrets, StoreError> {
-        self.read_secrets(id)
-    }
-    fn current(&self, id: &str, rel: &str) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
-        self.read_current_file(id, rel)
-    }
 }
 
 /// What the node knows of one volume.
@@ -239,26 +203,26 @@ pub(crate) struct VolumeState {
 
 impl VolumeState {
     /// Reads volume `id`'s state (blocking).
-    pub(crate) fn read(r: &impl Reader, id: &str) -> Result<VolumeState, StoreError> {
-        let meta = r.metadata(id)?;
+    pub(crate) fn read(r: &StoreView, id: &str) -> Result<VolumeState, StoreError> {
+        let meta = r.read_metadata(id)?;
         // The certificate's file name is in the stored attributes.
-        let spec: Option<cmcsi_attrs::CertificateSpec> = r.secrets(id).ok().and_then(|s| {
+        let spec: Option<cmcsi_attrs::CertificateSpec> = r.read_secrets(id).ok().and_then(|s| {
             crate::volume::parse_stored(&meta, s.iter(), None)
                 .ok()
                 .map(|p| p.spec)
         });
         let not_after = match &spec {
             Some(spec) => r
-                .current(id, &spec.files.certificate)?
+                .read_current_file(id, &spec.files.certificate)?
                 .and_then(|pem| ChainSummary::from_pem(&pem).ok())
                 .map(|s| s.not_after),
             None => None,
         };
         let pending = r
-            .private(id, crate::pipeline::PENDING_FILE)?
+            .read_private(id, crate::pipeline::PENDING_FILE)?
             .and_then(|raw| crate::pipeline::pending_request(&raw));
         let last_error = r
-            .private(id, LAST_ERROR_FILE)?
+            .read_private(id, LAST_ERROR_FILE)?
             .and_then(|raw| LastError::decode(&raw));
         Ok(VolumeState {
             meta,

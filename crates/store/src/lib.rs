@@ -35,7 +35,7 @@
 //!   [`StoreError::AlreadyRunning`].
 //!
 //! What it is not: it knows nothing of Kubernetes, certificates or CSI; it does
-//! not bind-mount into Pods (the driver does, using [`Store::data_dir`]); it
+//! not bind-mount into Pods (the driver does, using [`StoreView::data_dir`]); it
 //! does not serialise operations on one volume (the driver's per-volume lock
 //! does). The API is synchronous; call it from `spawn_blocking` in async code.
 //!

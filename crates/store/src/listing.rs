@@ -21,23 +21,6 @@ pub struct Recovery {
 }
 
 impl Store {
-    /// The ids of the volume directories now in the store, sorted. Unlike
-    /// [`Store::list`] this changes nothing, so it is safe while other
-    /// operations run: entries that are not volume directories (the
-    /// quarantine, creations in progress, bad names) are skipped.
-    pub fn volume_ids(&self) -> Result<Vec<String>, StoreError> {
-        let entries = fsops::list_dir(self.root_fd())
-            .map_err(|e| StoreError::io("list", &self.inmemfs, e))?;
-        let mut ids: Vec<String> = entries
-            .into_iter()
-            .filter(|(_, ty)| matches!(ty, FileType::Directory | FileType::Unknown))
-            .filter_map(|(name, _)| name.into_string().ok())
-            .filter(|name| check_volume_id(name).is_ok())
-            .collect();
-        ids.sort();
-        Ok(ids)
-    }
-
     /// Every volume with its metadata, for recovery at start. Entries that are
     /// not usable volumes (missing, unparsable, unknown-format or mismatched
     /// metadata, invalid names, non-directories) are moved to
@@ -108,5 +91,24 @@ impl Store {
             tracing::warn!(name = %s.name, reason = %s.reason, moved_to = ?s.moved_to, "set aside an unusable entry in the data root");
         }
         Ok(out)
+    }
+}
+
+impl crate::view::StoreView {
+    /// The ids of the volume directories now in the store, sorted. Unlike
+    /// [`Store::list`] this changes nothing, so it is safe while other
+    /// operations run: entries that are not volume directories (the
+    /// quarantine, creations in progress, bad names) are skipped.
+    pub fn volume_ids(&self) -> Result<Vec<String>, StoreError> {
+        let entries = fsops::list_dir(self.root_fd())
+            .map_err(|e| StoreError::io("list", &self.inmemfs, e))?;
+        let mut ids: Vec<String> = entries
+            .into_iter()
+            .filter(|(_, ty)| matches!(ty, FileType::Directory | FileType::Unknown))
+            .filter_map(|(name, _)| name.into_string().ok())
+            .filter(|name| check_volume_id(name).is_ok())
+            .collect();
+        ids.sort();
+        Ok(ids)
     }
 }

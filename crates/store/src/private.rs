@@ -11,6 +11,7 @@ use crate::fsops;
 use crate::names::check_private_name;
 use crate::secrets::{SECRETS_FILE, VolumeSecrets};
 use crate::store::Store;
+use crate::view::StoreView;
 
 const PRIVATE_MODE: u32 = 0o600;
 
@@ -23,18 +24,6 @@ impl Store {
         let vol = self.open_volume(id)?;
         fsops::write_file_atomic(vol.as_fd(), name, contents, PRIVATE_MODE)
             .map_err(|e| StoreError::io("write", self.volume_path(id).join(name), e))
-    }
-
-    /// Reads a private side file; `None` when it does not exist.
-    pub fn read_private(
-        &self,
-        id: &str,
-        name: &str,
-    ) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
-        check_private_name(name)?;
-        let vol = self.open_volume(id)?;
-        fsops::read_file_at(vol.as_fd(), name)
-            .map_err(|e| StoreError::io("read", self.volume_path(id).join(name), e))
     }
 
     /// Writes the volume's secrets (keystore passwords from its Secret) to
@@ -55,17 +44,6 @@ impl Store {
             crate::budget::on_disk(json.len() as u64).saturating_add(self.private_bytes(id)?),
         )?;
         self.write_private(id, SECRETS_FILE, &json)
-    }
-
-    /// Reads the volume's secrets; empty when it has none.
-    pub fn read_secrets(&self, id: &str) -> Result<VolumeSecrets, StoreError> {
-        match self.read_private(id, SECRETS_FILE)? {
-            None => Ok(VolumeSecrets::new()),
-            Some(bytes) => VolumeSecrets::from_json(&bytes).map_err(|reason| StoreError::Secrets {
-                id: id.to_owned(),
-                reason,
-            }),
-        }
     }
 
     /// Removes a private side file; `false` when it did not exist.
@@ -90,5 +68,30 @@ impl Store {
         }
         rustix::fs::fsync(&vol).map_err(|e| StoreError::io("fsync", self.volume_path(id), e))?;
         Ok(true)
+    }
+}
+
+impl StoreView {
+    /// Reads a private side file; `None` when it does not exist.
+    pub fn read_private(
+        &self,
+        id: &str,
+        name: &str,
+    ) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
+        check_private_name(name)?;
+        let vol = self.open_volume(id)?;
+        fsops::read_file_at(vol.as_fd(), name)
+            .map_err(|e| StoreError::io("read", self.volume_path(id).join(name), e))
+    }
+
+    /// Reads the volume's secrets; empty when it has none.
+    pub fn read_secrets(&self, id: &str) -> Result<VolumeSecrets, StoreError> {
+        match self.read_private(id, SECRETS_FILE)? {
+            None => Ok(VolumeSecrets::new()),
+            Some(bytes) => VolumeSecrets::from_json(&bytes).map_err(|reason| StoreError::Secrets {
+                id: id.to_owned(),
+                reason,
+            }),
+        }
     }
 }

@@ -16,6 +16,7 @@ use crate::fileset::{self, DATA_DIR_MODE, FileSet, WriteOutcome};
 use crate::fsops::{self, mode};
 use crate::metadata::Metadata;
 use crate::names::{check_relative_path, check_volume_id};
+use crate::view::StoreView;
 
 /// Directory below the data root that holds the volumes (the tmpfs).
 pub const INMEMFS_DIR: &str = "inmemfs";
@@ -67,17 +68,25 @@ pub const DEFAULT_TMPFS_SIZE: u64 = 32 * 1024 * 1024;
 /// them with its per-volume lock); different volumes are independent.
 #[derive(Debug)]
 pub struct Store {
-    root: PathBuf,
-    pub(crate) inmemfs: PathBuf,
-    inmemfs_fd: OwnedFd,
-    is_tmpfs: bool,
+    /// The read side: every read method is [`StoreView`]'s, reached
+    /// through [`Store::view`] or `Deref`.
+    view: StoreView,
     /// Set-aside entries removed by [`Store::purge_quarantine`] since open.
     pub(crate) quarantine_removed: std::sync::atomic::AtomicU64,
     /// Per-volume budget and renewal reserve.
     pub(crate) budget: crate::budget::Budget,
-    /// The root's lock; `None` for a [`StoreView`](crate::StoreView), which
-    /// only reads.
-    _lock: Option<File>,
+    /// The root's lock, held while the store is open.
+    _lock: File,
+}
+
+/// A [`Store`] reads as a [`StoreView`] (the one type with the read
+/// methods), as a `String` reads as a `str`.
+impl std::ops::Deref for Store {
+    type Target = StoreView;
+
+    fn deref(&self) -> &StoreView {
+        &self.view
+    }
 }
 
 impl Store {
@@ -187,10 +196,12 @@ impl Store {
             .map(|v| v.f_blocks.saturating_mul(v.f_frsize))
             .map_err(|e| StoreError::io("statvfs", &inmemfs, e))?;
         Ok(Store {
-            root: root.to_path_buf(),
-            inmemfs,
-            inmemfs_fd,
-            is_tmpfs,
+            view: StoreView {
+                root: root.to_path_buf(),
+                inmemfs,
+                inmemfs_fd,
+                is_tmpfs,
+            },
             quarantine_removed: std::sync::atomic::AtomicU64::new(0),
             // The reserve is for the node's shared tmpfs; a data root on a
             // disk (unprivileged use) is not the node's memory.
@@ -202,14 +213,166 @@ impl Store {
                     ..crate::budget::Budget::for_size(size)
                 }
             },
-            _lock: Some(lock),
+            _lock: lock,
         })
     }
 
-    /// Opens an existing data root without its lock, creating and mounting
-    /// nothing: for [`StoreView`](crate::StoreView), which only reads, while
-    /// the driver holds the root open.
-    pub(crate) fn open_unlocked(root: &Path) -> Result<Store, StoreError> {
+    /// The store's read side, the type through which everything that only
+    /// reads (health, the `status` command) takes it. The same methods are
+    /// callable on the `Store` itself (`Deref`).
+    pub fn view(&self) -> &StoreView {
+        &self.view
+    }
+
+    /// Creates the volume directory (0700) with `metadata.json` and an empty
+    /// `data/` (0750, group `gid` when given) in one step: the directory is
+    /// built under a temporary name and renamed into place, so a crash never
+    /// leaves a volume without metadata.
+    ///
+    /// Returns `false`, changing nothing, when the volume already exists.
+    pub fn create_volume(&self, meta: &Metadata, gid: Option<u32>) -> Result<bool, StoreError> {
+        let id = meta.volume_id.as_str();
+        check_volume_id(id)?;
+        let gid = self.group(gid)?;
+        if self.volume_exists(id)? {
+            return Ok(false);
+        }
+        let json = encode_metadata(meta)?;
+        let bytes = crate::budget::on_disk(json.len() as u64);
+        self.check_budget(id, "its metadata", bytes)?;
+        self.check_reserve(id, bytes)?;
+        let tmp = format!("{CREATING_PREFIX}{id}");
+        let tmp_path = self.inmemfs.join(&tmp);
+        let dev = self.dev()?;
+        fsops::remove_tree_at(self.root_fd(), &OsString::from(&tmp), dev)
+            .map_err(|e| StoreError::io("remove leftover", &tmp_path, e))?;
+        let vol = fsops::ensure_dir_at(self.root_fd(), &tmp, VOLUME_DIR_MODE)
+            .map_err(|e| StoreError::io("create directory", &tmp_path, e))?;
+        rustix::fs::fchmod(&vol, mode(VOLUME_DIR_MODE))
+            .map_err(|e| StoreError::io("set mode of", &tmp_path, e))?;
+        let data = fsops::ensure_dir_at(vol.as_fd(), DATA_DIR, DATA_DIR_MODE)
+            .map_err(|e| StoreError::io("create directory", tmp_path.join(DATA_DIR), e))?;
+        fsops::set_group_and_mode(data.as_fd(), gid, DATA_DIR_MODE)
+            .map_err(|e| StoreError::io("set group and mode of", tmp_path.join(DATA_DIR), e))?;
+        rustix::fs::fsync(&data)
+            .map_err(|e| StoreError::io("fsync", tmp_path.join(DATA_DIR), e))?;
+        fsops::write_file_atomic(vol.as_fd(), METADATA_FILE, &json, METADATA_MODE)
+            .map_err(|e| StoreError::io("write", tmp_path.join(METADATA_FILE), e))?;
+        match rustix::fs::renameat_with(
+            self.root_fd(),
+            tmp.as_str(),
+            self.root_fd(),
+            id,
+            rustix::fs::RenameFlags::NOREPLACE,
+        ) {
+            Ok(()) => {}
+            Err(Errno::EXIST) => {
+                let _ = fsops::remove_tree_at(self.root_fd(), &OsString::from(&tmp), dev);
+                return Ok(false);
+            }
+            Err(e) => return Err(StoreError::io("rename into place", self.volume_path(id), e)),
+        }
+        rustix::fs::fsync(self.root_fd()).map_err(|e| StoreError::io("fsync", &self.inmemfs, e))?;
+        Ok(true)
+    }
+
+    /// Replaces the volume's `metadata.json` (0600) atomically: temporary file,
+    /// fsync, rename, directory fsync. Metadata of a Go-written volume stays
+    /// without a format marker.
+    pub fn write_metadata(&self, meta: &Metadata) -> Result<(), StoreError> {
+        let id = meta.volume_id.as_str();
+        let json = encode_metadata(meta)?;
+        self.check_budget(
+            id,
+            "its metadata",
+            crate::budget::on_disk(json.len() as u64),
+        )?;
+        let vol = self.open_volume(id)?;
+        fsops::write_file_atomic(vol.as_fd(), METADATA_FILE, &json, METADATA_MODE)
+            .map_err(|e| StoreError::io("write", self.volume_path(id).join(METADATA_FILE), e))
+    }
+
+    /// Removes the volume directory and everything in it. Symlinks are removed,
+    /// never followed; nothing on another mount is touched, except the
+    /// volume's own file system on `data/` ([`Store::mount_volume_fs`]),
+    /// which is unmounted first. Returns `false` when there was nothing to
+    /// remove.
+    pub fn remove_volume(&self, id: &str) -> Result<bool, StoreError> {
+        check_volume_id(id)?;
+        let path = self.volume_path(id);
+        if fsops::lstat_at(self.root_fd(), id)
+            .map_err(|e| StoreError::io("stat", &path, e))?
+            .is_none()
+        {
+            return Ok(false);
+        }
+        // A volume with a file system of its own on data/ (mount_volume_fs):
+        // unmounted first, as removal never crosses mounts.
+        self.unmount_volume_fs(id)?;
+        let dev = self.dev()?;
+        fsops::remove_tree_at(self.root_fd(), &OsString::from(id), dev)
+            .map_err(|e| StoreError::io("remove", &path, e))?;
+        rustix::fs::fsync(self.root_fd()).map_err(|e| StoreError::io("fsync", &self.inmemfs, e))?;
+        Ok(true)
+    }
+
+    /// Writes a file set into the volume's `data/` in one atomic swap
+    /// (kubelet AtomicWriter semantics, see [`FileSet`]). Files get mode 0440
+    /// and directories 0550, all with group `gid` when given (otherwise the
+    /// store's own group). An unchanged set is not rewritten.
+    pub fn write_files(
+        &self,
+        id: &str,
+        files: &FileSet,
+        gid: Option<u32>,
+    ) -> Result<WriteOutcome, StoreError> {
+        files.validate()?;
+        let gid = self.group(gid)?;
+        let set_bytes = files.bytes_on_disk();
+        let total = set_bytes.saturating_add(self.private_bytes(id)?);
+        self.check_budget(id, "its files", total)?;
+        let vol = self.open_volume(id)?;
+        // A volume directory without data/ (damaged by hand, or left so by
+        // another tool) heals here instead of failing every publish.
+        if fsops::lstat_at(vol.as_fd(), DATA_DIR)
+            .map_err(|e| StoreError::io("stat", self.volume_path(id).join(DATA_DIR), e))?
+            .is_none()
+        {
+            fsops::ensure_dir_at(vol.as_fd(), DATA_DIR, DATA_DIR_MODE).map_err(|e| {
+                StoreError::io("create directory", self.volume_path(id).join(DATA_DIR), e)
+            })?;
+        }
+        let data = self.open_data(id, vol.as_fd())?;
+        let first = fsops::lstat_at(data.as_fd(), crate::fileset::DATA_LINK)
+            .ok()
+            .flatten()
+            .is_none();
+        if first {
+            // A new volume's first set may not eat into the renewal reserve.
+            self.check_reserve(id, set_bytes)?;
+        }
+        fileset::write_set(
+            data.as_fd(),
+            &self.volume_path(id).join(DATA_DIR),
+            files,
+            gid,
+        )
+    }
+
+    fn group(&self, gid: Option<u32>) -> Result<u32, StoreError> {
+        match gid {
+            Some(u32::MAX) => Err(StoreError::InvalidGroup { gid: u32::MAX }),
+            Some(g) => Ok(g),
+            None => Ok(rustix::process::getegid().as_raw()),
+        }
+    }
+}
+
+impl StoreView {
+    /// Opens the data root `root` (which must exist, with its `inmemfs/`)
+    /// only to read: no lock is taken (the driver may hold it), nothing is
+    /// created or mounted.
+    pub fn open(root: &Path) -> Result<StoreView, StoreError> {
         let inmemfs = root.join(INMEMFS_DIR);
         let root_fd = rustix::fs::open(
             root,
@@ -223,19 +386,15 @@ impl Store {
             rustix::fs::fstatfs(&inmemfs_fd).map_err(|e| StoreError::io("statfs", &inmemfs, e))?;
         #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
         let is_tmpfs = i64::from(statfs.f_type as i64) == TMPFS_MAGIC;
-        Ok(Store {
+        Ok(StoreView {
             root: root.to_path_buf(),
             inmemfs,
             inmemfs_fd,
             is_tmpfs,
-            quarantine_removed: std::sync::atomic::AtomicU64::new(0),
-            // A view only reads: it writes nothing to budget.
-            budget: crate::budget::Budget::for_size(u64::MAX),
-            _lock: None,
         })
     }
 
-    /// The data root given to [`Store::open`].
+    /// The data root given to [`Store::open`] or [`StoreView::open`].
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -311,74 +470,6 @@ impl Store {
         Ok(st.is_some_and(|s| fsops::file_type(&s) == FileType::Directory))
     }
 
-    /// Creates the volume directory (0700) with `metadata.json` and an empty
-    /// `data/` (0750, group `gid` when given) in one step: the directory is
-    /// built under a temporary name and renamed into place, so a crash never
-    /// leaves a volume without metadata.
-    ///
-    /// Returns `false`, changing nothing, when the volume already exists.
-    pub fn create_volume(&self, meta: &Metadata, gid: Option<u32>) -> Result<bool, StoreError> {
-        let id = meta.volume_id.as_str();
-        check_volume_id(id)?;
-        let gid = self.group(gid)?;
-        if self.volume_exists(id)? {
-            return Ok(false);
-        }
-        let json = encode_metadata(meta)?;
-        let bytes = crate::budget::on_disk(json.len() as u64);
-        self.check_budget(id, "its metadata", bytes)?;
-        self.check_reserve(id, bytes)?;
-        let tmp = format!("{CREATING_PREFIX}{id}");
-        let tmp_path = self.inmemfs.join(&tmp);
-        let dev = self.dev()?;
-        fsops::remove_tree_at(self.root_fd(), &OsString::from(&tmp), dev)
-            .map_err(|e| StoreError::io("remove leftover", &tmp_path, e))?;
-        let vol = fsops::ensure_dir_at(self.root_fd(), &tmp, VOLUME_DIR_MODE)
-            .map_err(|e| StoreError::io("create directory", &tmp_path, e))?;
-        rustix::fs::fchmod(&vol, mode(VOLUME_DIR_MODE))
-            .map_err(|e| StoreError::io("set mode of", &tmp_path, e))?;
-        let data = fsops::ensure_dir_at(vol.as_fd(), DATA_DIR, DATA_DIR_MODE)
-            .map_err(|e| StoreError::io("create directory", tmp_path.join(DATA_DIR), e))?;
-        fsops::set_group_and_mode(data.as_fd(), gid, DATA_DIR_MODE)
-            .map_err(|e| StoreError::io("set group and mode of", tmp_path.join(DATA_DIR), e))?;
-        rustix::fs::fsync(&data)
-            .map_err(|e| StoreError::io("fsync", tmp_path.join(DATA_DIR), e))?;
-        fsops::write_file_atomic(vol.as_fd(), METADATA_FILE, &json, METADATA_MODE)
-            .map_err(|e| StoreError::io("write", tmp_path.join(METADATA_FILE), e))?;
-        match rustix::fs::renameat_with(
-            self.root_fd(),
-            tmp.as_str(),
-            self.root_fd(),
-            id,
-            rustix::fs::RenameFlags::NOREPLACE,
-        ) {
-            Ok(()) => {}
-            Err(Errno::EXIST) => {
-                let _ = fsops::remove_tree_at(self.root_fd(), &OsString::from(&tmp), dev);
-                return Ok(false);
-            }
-            Err(e) => return Err(StoreError::io("rename into place", self.volume_path(id), e)),
-        }
-        rustix::fs::fsync(self.root_fd()).map_err(|e| StoreError::io("fsync", &self.inmemfs, e))?;
-        Ok(true)
-    }
-
-    /// Replaces the volume's `metadata.json` (0600) atomically: temporary file,
-    /// fsync, rename, directory fsync. Metadata of a Go-written volume stays
-    /// without a format marker.
-    pub fn write_metadata(&self, meta: &Metadata) -> Result<(), StoreError> {
-        let id = meta.volume_id.as_str();
-        let json = encode_metadata(meta)?;
-        self.check_budget(
-            id,
-            "its metadata",
-            crate::budget::on_disk(json.len() as u64),
-        )?;
-        let vol = self.open_volume(id)?;
-        fsops::write_file_atomic(vol.as_fd(), METADATA_FILE, &json, METADATA_MODE)
-            .map_err(|e| StoreError::io("write", self.volume_path(id).join(METADATA_FILE), e))
-    }
-
     /// Reads and checks the volume's `metadata.json` (either driver's format).
     pub fn read_metadata(&self, id: &str) -> Result<Metadata, StoreError> {
         let vol = self.open_volume(id)?;
@@ -391,73 +482,6 @@ impl Store {
                 reason,
             },
         })
-    }
-
-    /// Removes the volume directory and everything in it. Symlinks are removed,
-    /// never followed; nothing on another mount is touched, except the
-    /// volume's own file system on `data/` ([`Store::mount_volume_fs`]),
-    /// which is unmounted first. Returns `false` when there was nothing to
-    /// remove.
-    pub fn remove_volume(&self, id: &str) -> Result<bool, StoreError> {
-        check_volume_id(id)?;
-        let path = self.volume_path(id);
-        if fsops::lstat_at(self.root_fd(), id)
-            .map_err(|e| StoreError::io("stat", &path, e))?
-            .is_none()
-        {
-            return Ok(false);
-        }
-        // A volume with a file system of its own on data/ (mount_volume_fs):
-        // unmounted first, as removal never crosses mounts.
-        self.unmount_volume_fs(id)?;
-        let dev = self.dev()?;
-        fsops::remove_tree_at(self.root_fd(), &OsString::from(id), dev)
-            .map_err(|e| StoreError::io("remove", &path, e))?;
-        rustix::fs::fsync(self.root_fd()).map_err(|e| StoreError::io("fsync", &self.inmemfs, e))?;
-        Ok(true)
-    }
-
-    /// Writes a file set into the volume's `data/` in one atomic swap
-    /// (kubelet AtomicWriter semantics, see [`FileSet`]). Files get mode 0440
-    /// and directories 0550, all with group `gid` when given (otherwise the
-    /// store's own group). An unchanged set is not rewritten.
-    pub fn write_files(
-        &self,
-        id: &str,
-        files: &FileSet,
-        gid: Option<u32>,
-    ) -> Result<WriteOutcome, StoreError> {
-        files.validate()?;
-        let gid = self.group(gid)?;
-        let set_bytes = files.bytes_on_disk();
-        let total = set_bytes.saturating_add(self.private_bytes(id)?);
-        self.check_budget(id, "its files", total)?;
-        let vol = self.open_volume(id)?;
-        // A volume directory without data/ (damaged by hand, or left so by
-        // another tool) heals here instead of failing every publish.
-        if fsops::lstat_at(vol.as_fd(), DATA_DIR)
-            .map_err(|e| StoreError::io("stat", self.volume_path(id).join(DATA_DIR), e))?
-            .is_none()
-        {
-            fsops::ensure_dir_at(vol.as_fd(), DATA_DIR, DATA_DIR_MODE).map_err(|e| {
-                StoreError::io("create directory", self.volume_path(id).join(DATA_DIR), e)
-            })?;
-        }
-        let data = self.open_data(id, vol.as_fd())?;
-        let first = fsops::lstat_at(data.as_fd(), crate::fileset::DATA_LINK)
-            .ok()
-            .flatten()
-            .is_none();
-        if first {
-            // A new volume's first set may not eat into the renewal reserve.
-            self.check_reserve(id, set_bytes)?;
-        }
-        fileset::write_set(
-            data.as_fd(),
-            &self.volume_path(id).join(DATA_DIR),
-            files,
-            gid,
-        )
     }
 
     /// Reads `relpath` (for instance `tls.key`) from the volume's current file
@@ -480,14 +504,6 @@ impl Store {
             .map_err(|e| StoreError::io("stat", &self.inmemfs, e))?
             .st_dev)
     }
-
-    fn group(&self, gid: Option<u32>) -> Result<u32, StoreError> {
-        match gid {
-            Some(u32::MAX) => Err(StoreError::InvalidGroup { gid: u32::MAX }),
-            Some(g) => Ok(g),
-            None => Ok(rustix::process::getegid().as_raw()),
-        }
-    }
 }
 
 pub(crate) enum MetaReadError {
@@ -496,7 +512,7 @@ pub(crate) enum MetaReadError {
 }
 
 /// Encodes `meta`, refusing metadata larger than what
-/// [`Store::read_metadata`] accepts, so nothing is written that cannot be
+/// [`StoreView::read_metadata`] accepts, so nothing is written that cannot be
 /// read back.
 fn encode_metadata(meta: &Metadata) -> Result<Zeroizing<Vec<u8>>, StoreError> {
     let json = meta.to_json().map_err(|e| StoreError::Metadata {

@@ -7,9 +7,11 @@ use rustix::fs::FileType;
 use crate::error::StoreError;
 use crate::fileset::{self};
 use crate::fsops;
-use crate::store::{DATA_DIR, Store};
+use crate::store::DATA_DIR;
+#[cfg(doc)]
+use crate::view::StoreView;
 
-/// Most entries [`Store::volume_usage`] and [`Store::current_files`] look
+/// Most entries [`StoreView::volume_usage`] and [`StoreView::current_files`] look
 /// at below one volume's `data/`: far above what any volume the driver
 /// writes holds (its file names are bounded when parsed), so a directory
 /// planted there cannot make a stats call walk without end.
@@ -34,7 +36,7 @@ pub struct VolumeUsage {
     pub truncated: bool,
 }
 
-impl Store {
+impl crate::view::StoreView {
     /// The space and inodes volume `id`'s `data/` uses, with what the data
     /// root's file system has left. Walks without following symbolic links
     /// and without crossing into another mount.

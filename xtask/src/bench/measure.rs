@@ -732,9 +732,17 @@ async fn b4_b5_b6(opts: &Options, f: &mut Figures) -> Result<()> {
             break found;
         }
         if Instant::now() >= wait_until {
-            let tail: String = logs.get(log_len..).unwrap_or("").chars().rev().take(2000).collect();
+            let tail: String = logs
+                .get(log_len..)
+                .unwrap_or("")
+                .chars()
+                .rev()
+                .take(2000)
+                .collect();
             let tail: String = tail.chars().rev().collect();
-            bail!("the restarted driver did not log `recovered stored volumes` within 30 s; its log ends:\n{tail}");
+            bail!(
+                "the restarted driver did not log `recovered stored volumes` within 30 s; its log ends:\n{tail}"
+            );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
@@ -845,7 +853,9 @@ fn recovered(log: &str) -> Option<(f64, f64)> {
     log.lines()
         .rev()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|v| v["msg"] == "recovered stored volumes" || v["message"] == "recovered stored volumes")
+        .find(|v| {
+            v["msg"] == "recovered stored volumes" || v["message"] == "recovered stored volumes"
+        })
         .map(|v| {
             (
                 v["volumes"].as_f64().unwrap_or(f64::NAN),
