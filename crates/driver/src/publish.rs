@@ -229,7 +229,7 @@ impl Driver {
                     .on_store_locked(&guard, move |s| {
                         Ok::<_, DriverError>(match Volume::read_metadata(s, &new.id)? {
                             Some(meta) => Opened::Existing(meta),
-                            None => Opened::Created(new.create(s)?),
+                            None => Opened::Created(Box::new(new.create(s)?)),
                         })
                     })
                     .await?;
@@ -266,7 +266,9 @@ impl Driver {
                     Some(meta) => Opened::Existing(meta),
                     None => {
                         let new = self.new_volume(&req);
-                        Opened::Created(self.on_store_locked(&guard, move |s| new.create(s)).await?)
+                        Opened::Created(Box::new(
+                            self.on_store_locked(&guard, move |s| new.create(s)).await?,
+                        ))
                     }
                 };
                 (guard, opened)
@@ -274,7 +276,8 @@ impl Driver {
         };
         let volume = match opened {
             Opened::Existing(meta) => self.prepare(&req, &guard, meta).await?,
-            Opened::Created((volume, warnings)) => {
+            Opened::Created(created) => {
+                let (volume, warnings) = *created;
                 log_warnings(&req.volume_id, &volume.spec, &warnings);
                 volume
             }
@@ -724,7 +727,7 @@ pub(crate) fn stored_context(context: &BTreeMap<String, String>) -> BTreeMap<Str
 /// created by this publish (with the parse's warnings, to log).
 enum Opened {
     Existing(Metadata),
-    Created((Volume, Vec<String>)),
+    Created(Box<(Volume, Vec<String>)>),
 }
 
 /// What creating a volume needs from its first publish: owned, to run on

@@ -8,7 +8,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::Path;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use cmcsi_store::{Metadata, MetadataFormat, Store, StoreError, StoreOptions};
+use cmcsi_store::{Metadata, MetadataFormat, Store, StoreError, StoreOptions, StoreView};
 use common::*;
 
 #[test]
@@ -54,6 +54,34 @@ fn store_is_send_and_sync() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Store>();
     assert_send_sync::<StoreError>();
+}
+
+/// The read side is one type: what a `Store` writes reads back the same
+/// through its own `view()` and through a `StoreView` opened beside it
+/// (without the lock the store holds), and a view has no write method.
+#[test]
+fn a_store_and_a_view_opened_beside_it_read_through_one_type() {
+    fn reads(v: &StoreView, id: &str) -> (Metadata, Option<Vec<u8>>, Vec<String>) {
+        (
+            v.read_metadata(id).unwrap(),
+            v.read_private(id, "side").unwrap().map(|b| b.to_vec()),
+            v.volume_ids().unwrap(),
+        )
+    }
+    let tmp = tempdir();
+    let store = open_plain(tmp.path());
+    let id = kubelet_id(3);
+    let m = new_volume(&store, &id);
+    store.write_private(&id, "side", b"kept").unwrap();
+    let beside = StoreView::open(tmp.path()).unwrap();
+    let want = (m, Some(b"kept".to_vec()), vec![id.clone()]);
+    assert_eq!(reads(store.view(), &id), want);
+    assert_eq!(reads(&store, &id), want, "a &Store is a &StoreView");
+    assert_eq!(reads(&beside, &id), want);
+    assert!(matches!(
+        beside.read_metadata("csi-missing"),
+        Err(StoreError::VolumeNotFound { .. })
+    ));
 }
 
 #[test]
