@@ -132,7 +132,7 @@ impl Driver {
         })
         .map_err(|e| crate::RunError::Config(format!("key pool: {e}")))?;
         let client_metrics = crate::metrics::ClientMetrics::default();
-        let kube = crate::startup::connect(&config, &store, &client_metrics).await;
+        let kube = crate::startup::connect(&config, &store, &client_metrics).await?;
         let events = crate::events::Events::start(
             config.events,
             kube.as_ref().ok().map(|k| k.recorder.clone()),
