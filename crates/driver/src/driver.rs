@@ -62,6 +62,7 @@ impl LiveStats for Live {
                 .map(|k| (k.issuer.ignored_requests(), k.issuer.cached_requests())),
             pool: d.pool.stats(),
             quarantine_removed: d.store.quarantine_removed(),
+            events_dropped: d.events.dropped(),
             data_root: d.store.usage().ok(),
         })
     }

@@ -212,6 +212,12 @@ fn event_flags() {
     assert!(!c.events.enabled);
     assert_eq!(c.events.interval, Duration::from_secs(60));
     assert_eq!(c.events.queue_size, 8);
+    assert_eq!(c.events.namespace_share, 8, "a share is at most the queue");
+    let mut args = base.to_vec();
+    args.push("--max-queued-events-per-namespace=4");
+    let c = Cli::try_parse_from(args).unwrap().into_config();
+    assert_eq!(c.events.namespace_share, 4);
+    assert_eq!(c.events.queue_size, 256);
 }
 
 #[test]
