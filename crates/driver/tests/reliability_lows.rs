@@ -107,6 +107,33 @@ fn pod_ip_of_a_host_network_pod_is_refused_unless_allowed() {
             requests_for(&h.api, "csi-hostnet").is_empty(),
             "nothing requested for the refused volume"
         );
+
+        // A Pod the watch has not seen yet at the mount: the volume is
+        // mounted empty and waits; once the watch sees a hostNetwork Pod, the
+        // refusal reaches the Pod as an IssuanceFailed Event.
+        let late = Pod::new("ns", "late");
+        let late_target = h
+            .publish("csi-late", &late, &[ISSUER, POD_IP])
+            .await
+            .unwrap();
+        h.api.put_pod("ns", "late", &late.uid, "node-a");
+        h.api.set_pod_host_network("ns", "late", true);
+        h.api.set_pod_ips("ns", "late", &["10.9.0.2"]);
+        eventually(
+            "an IssuanceFailed Event naming the flag",
+            Duration::from_secs(20),
+            || {
+                h.api.events_regarding("ns", "late").iter().any(|e| {
+                    e["reason"] == "IssuanceFailed"
+                        && e["note"]
+                            .as_str()
+                            .is_some_and(|n| n.contains("--allow-pod-ip-for-host-network"))
+                })
+            },
+        )
+        .await;
+        assert!(cert(&late_target).is_none(), "never issued");
+        assert!(requests_for(&h.api, "csi-late").is_empty());
         drop(h);
 
         // The node's administrator allows it: the certificate names the
