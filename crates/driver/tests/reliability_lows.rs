@@ -4,12 +4,12 @@
 //! - `${POD_IP}` of a `hostNetwork` Pod (the node's address);
 //! - a `tcp://` CSI endpoint on an address that is not loopback;
 //! - token-request mode over plain `http://` or `--insecure-skip-tls-verify`;
-//! - `--token-file` that is missing or empty.
+//! - `--token-file` that is missing or empty;
+//! - an issuer's message with control characters, escaped in the Event note.
 //!
-//! cert-manager's own annotation keys are refused in `reliability_budget`,
-//! control characters in Event notes are escaped in issuer-client's events
-//! tests, and the Event queue's per-namespace share is the driver's events
-//! unit tests.
+//! cert-manager's own annotation keys are refused in `reliability_budget`;
+//! the Event queue's per-namespace share is in the driver's events unit
+//! tests (one namespace floods, another's Event still goes out).
 
 #![allow(clippy::unwrap_used)]
 
@@ -334,5 +334,39 @@ fn token_file_authenticates_the_driver() {
             .unwrap();
         assert!(cert(&target).is_some(), "issued with the file's token");
         assert!(!h.logs().contains(TOKEN), "the token is never logged");
+    });
+}
+
+#[test]
+fn control_characters_of_an_issuer_message_are_escaped_in_the_event() {
+    in_mount_namespace!(async {
+        let h = Harness::start(&[]).await;
+        h.api.set_issuer(
+            "forging",
+            Script::Deny {
+                reason: "Policy".into(),
+                message: "no\nWarning  FakeReason  forged line\u{1b}[31m".into(),
+            },
+        );
+        let pod = Pod::new("ns", "forged");
+        h.publish(
+            "csi-forged",
+            &pod,
+            &[
+                ("csi.cert-manager.io/issuer-name", "forging"),
+                ("csi.cert-manager.io/dns-names", "f.example.com"),
+            ],
+        )
+        .await
+        .unwrap_err();
+        eventually("an IssuanceFailed Event", Duration::from_secs(10), || {
+            !h.api.events_regarding("ns", "forged").is_empty()
+        })
+        .await;
+        let events = h.api.events_regarding("ns", "forged");
+        let note = events[0]["note"].as_str().unwrap();
+        assert!(note.contains("forged line"), "{note}");
+        assert!(!note.chars().any(char::is_control), "{note:?}");
+        assert!(note.contains("\\n") && note.contains("\\u{1b}"), "{note}");
     });
 }
