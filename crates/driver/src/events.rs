@@ -691,4 +691,59 @@ mod tests {
         fail("greedy-100", "greedy");
         assert_eq!(rx.try_recv().unwrap().pod.namespace, "greedy");
     }
+
+    #[tokio::test]
+    async fn a_flooding_namespace_leaves_room_for_another_namespaces_event_in_the_api() {
+        // The real sender and recorder against the fake API, started once the
+        // flood is queued (as when the API is slow): the other namespace's
+        // Event is written.
+        let api = cmcsi_testkit::FakeApi::start().await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = dir.path().join("kubeconfig");
+        api.write_kubeconfig(&kubeconfig, cmcsi_testkit::DEFAULT_TOKEN)
+            .unwrap();
+        let connection = cmcsi_issuer_client::client_from_config(Some(kubeconfig), 0.0, 0)
+            .await
+            .unwrap();
+        let recorder = EventRecorder::new(&connection, "csi.cert-manager.io", "node-a");
+        let (tx, rx) = mpsc::channel(8);
+        let events = test_events(tx, Duration::from_secs(300), 2);
+        let err = denied();
+        for i in 0..50 {
+            events.failed(Failure {
+                volume_id: &format!("greedy-{i}"),
+                pod: Some(pod_in("greedy")),
+                first: true,
+                error: &err,
+                renewal_due: None,
+            });
+        }
+        events.failed(Failure {
+            volume_id: "victim",
+            pod: Some(pod_in("victim")),
+            first: true,
+            error: &err,
+            renewal_due: None,
+        });
+        assert_eq!(events.dropped(), 48);
+        tokio::spawn(send_all(recorder, rx, Arc::clone(&events.shares)));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while api.events_regarding("victim", "p").is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the other namespace's Event never reached the API"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // (Its two are one Event with a series: the recorder aggregates
+        // repeats on one Pod, as client-go's does.)
+        assert!(!api.events_regarding("greedy", "p").is_empty());
+        while !events.shares.queued().is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "shares not given back"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }
