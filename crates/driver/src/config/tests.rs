@@ -145,6 +145,7 @@ fn limit_flags_reach_the_request_limits() {
         "--max-file-name-depth=3",
         "--max-file-name-bytes=99",
         "--max-concurrent-large-rsa=2",
+        "--max-keystore-password-bytes=64",
         "--allow-cert-manager-annotations",
     ]);
     let c = Cli::try_parse_from(args).unwrap().into_config();
@@ -156,9 +157,24 @@ fn limit_flags_reach_the_request_limits() {
             max_file_name_depth: 3,
             max_file_name_bytes: 99,
             max_concurrent_large_rsa: 2,
+            max_keystore_password_bytes: 64,
             allow_cert_manager_annotations: true,
         }
     );
+}
+
+#[test]
+fn the_keystore_password_limit_can_only_be_lowered() {
+    let base = ["x", "--node-id", "n", "--endpoint", "/s"];
+    for bad in [
+        "--max-keystore-password-bytes=1025",
+        "--max-keystore-password-bytes=0",
+    ] {
+        let mut args = base.to_vec();
+        args.push(bad);
+        let err = Cli::try_parse_from(args).unwrap_err().to_string();
+        assert!(err.contains("--max-keystore-password-bytes"), "{err}");
+    }
 }
 
 #[test]
