@@ -295,6 +295,9 @@ impl Driver {
             if self.config.continue_on_not_ready && self.needs_pod(&req.context) {
                 match self.pod_ready(&req.context) {
                     Ok(_) => self.renewer().manage_pending(volume_id, disable_auto_renew),
+                    // A refusal, not a wait (`${POD_IP}` of a hostNetwork Pod):
+                    // the kubelet shows it on the Pod and retries.
+                    Err(e @ DriverError::InvalidRequest(_)) => return Err(e),
                     Err(e) => {
                         tracing::info!(volume = volume_id, reason = %e, "mounted empty; issuing once the Pod is ready");
                         if let Some(me) = self.me() {

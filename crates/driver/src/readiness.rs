@@ -109,8 +109,10 @@ impl Driver {
             loop {
                 let Some(driver) = weak.upgrade() else { return };
                 match driver.pod_ready(&context) {
-                    Ok(_) => {
-                        tracing::info!(volume = %id, "Pod ready; issuing");
+                    // A refusal (`${POD_IP}` of a hostNetwork Pod) is no wait:
+                    // the renewer's attempt reports it (Event, log, backoff).
+                    Ok(_) | Err(DriverError::InvalidRequest(_)) => {
+                        tracing::info!(volume = %id, "Pod ready (or its volume refused); issuing");
                         driver
                             .renewer()
                             .manage_pending(id.as_str(), disable_auto_renew);
