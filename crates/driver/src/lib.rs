@@ -41,6 +41,7 @@ pub mod logging;
 mod metrics;
 pub mod mount;
 mod node;
+mod outcome;
 mod pipeline;
 mod probe;
 mod publish;

@@ -238,7 +238,7 @@ impl Pipeline<'_> {
             // The success where `status` and volume health read it, in this
             // task rather than a hop of its own; failing to record it never
             // fails the issuance.
-            if let Err(e) = crate::health::record_issued(s, &id, &name) {
+            if let Err(e) = crate::outcome::record_issued(s, &id, &name) {
                 tracing::warn!(volume = %id, error = %e, "could not record the issuance's outcome for status and volume health");
             }
             Ok(Issued {

@@ -116,8 +116,8 @@ pub use secret_json::to_json_zeroizing;
 pub use secrets::{SECRETS_FILE, VolumeSecrets};
 pub use store::{
     DATA_DIR, DEFAULT_TMPFS_SIZE, INMEMFS_DIR, LOCK_FILE, METADATA_FILE, QUARANTINE_DIR, Store,
-    StoreOptions,
+    StoreOptions, StoreView,
 };
 pub use usage::{MAX_WALK_ENTRIES, VolumeUsage};
-pub use view::{Quarantined, StoreView};
+pub use view::Quarantined;
 pub use volume_fs::MAX_VOLUME_FS_OPTIONS;

@@ -94,7 +94,7 @@ impl Store {
     }
 }
 
-impl crate::view::StoreView {
+impl crate::store::StoreView {
     /// The ids of the volume directories now in the store, sorted. Unlike
     /// [`Store::list`] this changes nothing, so it is safe while other
     /// operations run: entries that are not volume directories (the

@@ -10,8 +10,7 @@ use crate::error::StoreError;
 use crate::fsops;
 use crate::names::check_private_name;
 use crate::secrets::{SECRETS_FILE, VolumeSecrets};
-use crate::store::Store;
-use crate::view::StoreView;
+use crate::store::{Store, StoreView};
 
 const PRIVATE_MODE: u32 = 0o600;
 

@@ -16,7 +16,6 @@ use crate::fileset::{self, DATA_DIR_MODE, FileSet, WriteOutcome};
 use crate::fsops::{self, mode};
 use crate::metadata::Metadata;
 use crate::names::{check_relative_path, check_volume_id};
-use crate::view::StoreView;
 
 /// Directory below the data root that holds the volumes (the tmpfs).
 pub const INMEMFS_DIR: &str = "inmemfs";
@@ -366,6 +365,21 @@ impl Store {
             None => Ok(rustix::process::getegid().as_raw()),
         }
     }
+}
+
+/// A data root's read side: every method that only reads a volume is here.
+/// A [`Store`] holds one ([`Store::view`], and `Deref`), so code that only
+/// reads takes a `&StoreView` whichever it has; tools such as the driver's
+/// `status` command open one alone ([`StoreView::open`]) while another
+/// process (the running driver) holds the root: no lock is taken, nothing
+/// is created, mounted, moved or removed. Reads go through the same
+/// symlink-refusing paths as [`Store`]'s writes.
+#[derive(Debug)]
+pub struct StoreView {
+    pub(crate) root: PathBuf,
+    pub(crate) inmemfs: PathBuf,
+    pub(crate) inmemfs_fd: OwnedFd,
+    pub(crate) is_tmpfs: bool,
 }
 
 impl StoreView {

@@ -9,7 +9,7 @@ use crate::fileset::{self};
 use crate::fsops;
 use crate::store::DATA_DIR;
 #[cfg(doc)]
-use crate::view::StoreView;
+use crate::store::StoreView;
 
 /// Most entries [`StoreView::volume_usage`] and [`StoreView::current_files`] look
 /// at below one volume's `data/`: far above what any volume the driver
@@ -36,7 +36,7 @@ pub struct VolumeUsage {
     pub truncated: bool,
 }
 
-impl crate::view::StoreView {
+impl crate::store::StoreView {
     /// The space and inodes volume `id`'s `data/` uses, with what the data
     /// root's file system has left. Walks without following symbolic links
     /// and without crossing into another mount.

@@ -1,33 +1,16 @@
-//! A read-only look at a data root that another process (the running
-//! driver) holds open: for tools such as the driver's `status` command.
+//! [`StoreView`]'s look at the quarantine, for tools such as the driver's
+//! `status` command.
 
 use std::path::PathBuf;
 use std::time::SystemTime;
 
-use rustix::fd::{AsFd, OwnedFd};
+use rustix::fd::AsFd;
 
 use crate::error::StoreError;
 use crate::fsops;
 use crate::metadata::Metadata;
 use crate::quarantine::stamp_of;
-#[cfg(doc)]
-use crate::store::Store;
-use crate::store::{QUARANTINE_DIR, read_metadata_at};
-
-/// A data root's read side: every method that only reads a volume is here.
-/// A [`Store`] holds one ([`Store::view`], and `Deref`), so code that only
-/// reads takes a `&StoreView` whichever it has; tools such as the driver's
-/// `status` command open one alone ([`StoreView::open`]) while another
-/// process (the running driver) holds the root: no lock is taken, nothing
-/// is created, mounted, moved or removed. Reads go through the same
-/// symlink-refusing paths as [`Store`]'s writes.
-#[derive(Debug)]
-pub struct StoreView {
-    pub(crate) root: PathBuf,
-    pub(crate) inmemfs: PathBuf,
-    pub(crate) inmemfs_fd: OwnedFd,
-    pub(crate) is_tmpfs: bool,
-}
+use crate::store::{QUARANTINE_DIR, StoreView, read_metadata_at};
 
 /// One entry of the quarantine (`inmemfs/.quarantine/`), as
 /// [`StoreView::quarantined`] finds it.
