@@ -80,6 +80,7 @@ mod backoff;
 mod clock;
 mod config;
 mod limiter;
+mod pacer;
 mod renewer;
 mod types;
 
@@ -89,6 +90,6 @@ pub use config::{Planner, RenewerConfig, StartError};
 pub use limiter::IssuancePermit;
 pub use renewer::{Renewer, RestoredVolume};
 pub use types::{
-    IssuanceEvent, Issue, IssueFailure, IssueReason, Lifetime, Outcome, Stats, VolumeId,
-    VolumeState,
+    FailureKind, IssuanceEvent, Issue, IssueFailure, IssueReason, Lifetime, Outcome, Stats, Tenant,
+    VolumeId, VolumeState,
 };
