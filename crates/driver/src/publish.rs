@@ -150,14 +150,11 @@ impl Driver {
         let volume = self
             .load_for_issuance(volume_id, &why)
             .await
-            .map_err(|e| match e {
-                DriverError::PodNotReady(_) => IssueFailure::not_ready(e.to_string()),
-                e => IssueFailure::new(e.to_string()),
-            })?;
+            .map_err(|e| e.to_issue_failure())?;
         self.issue_logged(&volume, &why, &guard, permit)
             .await
             .map(|i| pipeline::lifetime_of(&i.summary, i.renew_before))
-            .map_err(|e| IssueFailure::new(e.to_string()))
+            .map_err(|e| e.to_issue_failure())
     }
 
     /// Under the volume's lock, the volume a renewal issues: its metadata

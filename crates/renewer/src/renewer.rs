@@ -124,6 +124,11 @@ struct State {
     seq: u64,
     generation: u64,
     shutdown: bool,
+    /// Volumes waiting out the backoff of a [`FailureKind::Unavailable`]
+    /// failure, retried as soon as another attempt succeeds.
+    ///
+    /// [`FailureKind::Unavailable`]: crate::FailureKind::Unavailable
+    unavailable: std::collections::HashSet<VolumeId>,
 }
 
 struct Entry {
@@ -341,6 +346,7 @@ impl Renewer {
         let Some(entry) = st.volumes.remove(volume) else {
             return false;
         };
+        st.unavailable.remove(volume);
         if let Some(slot) = entry.slot {
             st.queue.remove(&slot.key);
         }

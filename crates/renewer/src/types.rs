@@ -162,6 +162,13 @@ pub enum FailureKind {
     /// it does not count toward [`VolumeState::attempts`] nor toward the
     /// volume's issuance floor.
     NotReady,
+    /// Something every volume shares did not answer (the Kubernetes API
+    /// unreachable, throttled or failing): retried with the failure backoff
+    /// like [`FailureKind::Failed`], and as soon as any other volume's
+    /// attempt succeeds (the shared cause is gone), through the renewal pace
+    /// rather than each at the end of its backoff. So renewals that fell due
+    /// during an outage are done at the pace's rate once it ends.
+    Unavailable,
 }
 
 impl IssueFailure {
@@ -179,6 +186,15 @@ impl IssueFailure {
         Self {
             message: message.into(),
             kind: FailureKind::NotReady,
+        }
+    }
+
+    /// A failure of something every volume shares, with this (log-safe)
+    /// message: see [`FailureKind::Unavailable`].
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            kind: FailureKind::Unavailable,
         }
     }
 

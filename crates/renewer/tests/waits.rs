@@ -27,6 +27,8 @@ type Call = (String, Instant, SystemTime, Option<SystemTime>);
 struct Issuer {
     clock: Clock,
     ready: AtomicBool,
+    /// Answers "unavailable" (the API is down) while set.
+    down: AtomicBool,
     calls: Mutex<Vec<Call>>,
 }
 
@@ -35,6 +37,7 @@ impl Issuer {
         Arc::new(Self {
             clock,
             ready: AtomicBool::new(ready),
+            down: AtomicBool::new(false),
             calls: Mutex::new(Vec::new()),
         })
     }
@@ -66,6 +69,15 @@ impl Issue for Issuer {
         _permit: IssuancePermit,
     ) -> Result<Lifetime, IssueFailure> {
         let now = self.clock.now();
+        if self.down.load(Ordering::SeqCst) {
+            self.calls
+                .lock()
+                .unwrap()
+                .push((volume.to_string(), Instant::now(), now, None));
+            return Err(IssueFailure::unavailable(
+                "the Kubernetes API is unreachable",
+            ));
+        }
         if !self.ready.load(Ordering::SeqCst) {
             self.calls
                 .lock()
@@ -223,5 +235,51 @@ async fn renewals_are_fair_between_tenants() {
     }
     // Renewed every 4 s (two thirds of 6 s) plus the wait for a slot, for 40 s.
     assert!(renewals.values().all(|n| *n >= 8), "{renewals:?}");
+    renewer.shutdown();
+}
+
+/// B11's rule: renewals that fell due while the API was down are done at the
+/// pace's rate once it answers again, not each at the end of its backoff.
+#[tokio::test(start_paused = true)]
+async fn after_an_outage_the_failed_renewals_follow_the_first_success() {
+    let cfg = RenewerConfig {
+        renewal_rate: Some(5.0),
+        jitter_fraction: 0.0,
+        ..config()
+    };
+    let issuer = Issuer::new(cfg.clock, true);
+    let renewer = cmcsi_renewer::Renewer::start(Arc::clone(&issuer), cfg.clone()).unwrap();
+    let now = cfg.clock.now();
+    let begin = Instant::now();
+    issuer.down.store(true, Ordering::SeqCst);
+    // Twenty renewals due at 2 s (two thirds of 3 s): all fail, and back off
+    // 30-45 s.
+    for i in 0..20 {
+        renewer.manage(
+            format!("vol-{i}"),
+            Lifetime::new(now - Duration::from_secs(1), now + Duration::from_secs(2)),
+            false,
+        );
+    }
+    sleep(Duration::from_secs(20)).await;
+    settle().await;
+    assert_eq!(renewer.stats().retrying, 20);
+    issuer.down.store(false, Ordering::SeqCst);
+    sleep(Duration::from_secs(60)).await;
+    settle().await;
+    let mut last = Duration::ZERO;
+    let mut first = Duration::MAX;
+    for i in 0..20 {
+        let calls = issuer.calls_for(&format!("vol-{i}"));
+        let (at, issued) = calls[1];
+        assert!(issued.is_some(), "vol-{i}'s second attempt issues");
+        last = last.max(at.duration_since(begin));
+        first = first.min(at.duration_since(begin));
+    }
+    // The first retry at 32-47 s succeeds; the other 19 follow at 5 a second.
+    assert!(
+        last <= first + Duration::from_secs(4),
+        "retried from {first:?} to {last:?}"
+    );
     renewer.shutdown();
 }

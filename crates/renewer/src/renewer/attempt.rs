@@ -143,11 +143,27 @@ impl Inner {
             Ok(lifetime) => {
                 entry.attempts = 0;
                 entry.not_ready = 0;
+                let disable_auto_renew = entry.disable_auto_renew;
+                // What every volume shares answers again: the volumes that
+                // failed because it did not are retried now, paced.
+                st.unavailable.remove(&volume);
+                for other in std::mem::take(&mut st.unavailable) {
+                    let idle = st
+                        .volumes
+                        .get(&other)
+                        .is_some_and(|e| e.attempt.is_none() && e.attempts > 0);
+                    if idle {
+                        self.schedule(&mut st, &other, now, IssueReason::Retry);
+                    }
+                }
+                let Some(entry) = st.volumes.get_mut(&volume) else {
+                    return;
+                };
                 entry.last_error = None;
                 entry.has_certificate = true;
                 entry.not_after = Some(lifetime.not_after);
-                let planned = (!entry.disable_auto_renew)
-                    .then(|| self.planner.next_issuance(&volume, &lifetime));
+                let planned =
+                    (!disable_auto_renew).then(|| self.planner.next_issuance(&volume, &lifetime));
                 let next_due =
                     planned.map(|due| self.schedule(&mut st, &volume, due, IssueReason::Renewal));
                 tracing::info!(
@@ -197,6 +213,14 @@ impl Inner {
             Err(failure) => {
                 entry.not_ready = 0;
                 entry.attempts = entry.attempts.saturating_add(1);
+                if failure.kind() == FailureKind::Unavailable {
+                    st.unavailable.insert(volume.clone());
+                } else {
+                    st.unavailable.remove(&volume);
+                }
+                let Some(entry) = st.volumes.get_mut(&volume) else {
+                    return;
+                };
                 let attempts = entry.attempts;
                 let message = failure.message().to_owned();
                 entry.last_error = Some(message.clone());
