@@ -79,6 +79,7 @@ impl LiveStats for Live {
                 .map(|k| (k.issuer.ignored_requests(), k.issuer.cached_requests())),
             pool: d.pool.stats(),
             quarantine_removed: d.store.quarantine_removed(),
+            events_dropped: d.events.dropped(),
             data_root: d.store.usage().ok(),
         })
     }
@@ -149,7 +150,7 @@ impl Driver {
         })
         .map_err(|e| crate::RunError::Config(format!("key pool: {e}")))?;
         let client_metrics = crate::metrics::ClientMetrics::default();
-        let kube = crate::startup::connect(&config, &store, &client_metrics).await;
+        let kube = crate::startup::connect(&config, &store, &client_metrics).await?;
         let events = crate::events::Events::start(
             config.events,
             kube.as_ref().ok().map(|k| k.recorder.clone()),

@@ -283,6 +283,13 @@ impl Driver {
             let disable_auto_renew = volume.spec.disable_auto_renew;
             let tenant = crate::driver::tenant_of(&req.context);
             if self.config.continue_on_not_ready {
+                // A refusal, not a wait (`${POD_IP}` of a hostNetwork Pod):
+                // the kubelet shows it on the Pod and retries.
+                if self.needs_pod(&req.context)
+                    && let Err(e @ DriverError::InvalidRequest(_)) = self.pod_ready(&req.context)
+                {
+                    return Err(e);
+                }
                 // Issued in the background; a Pod not ready yet is the
                 // renewer's "not ready", checked again until it is.
                 self.renewer()
