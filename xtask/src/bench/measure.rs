@@ -1076,6 +1076,9 @@ mod tests {
         );
         assert_eq!(recovered(log), Some((1000.0, 42.0)));
         assert_eq!(recovered("{\"message\":\"serving CSI\"}"), None);
+        // The driver's klog JSON format names the message `msg`.
+        let klog = "{\"level\":\"info\",\"msg\":\"recovered stored volumes\",\"volumes\":7,\"duration_ms\":5,\"v\":0}\n";
+        assert_eq!(recovered(klog), Some((7.0, 5.0)));
     }
 
     #[test]
