@@ -508,13 +508,17 @@ pub(crate) fn write_set(
         .map_err(|e| io_err("rename over", DATA_LINK, e.into()))?;
     rustix::fs::fsync(data).map_err(|e| io_err("fsync", "", e.into()))?;
 
-    // 4. Clean up: names no longer in the set, then the old set.
+    // 4. Clean up: names no longer in the set, then the old set (a first
+    // set has neither, and nothing more to make durable).
+    let cleaned = !stale_links.is_empty() || current.is_some();
     remove_links(data, data_path, &stale_links)?;
     if let Some(old) = current {
         fsops::remove_tree_at(data, &OsString::from(&old), dev)
             .map_err(|e| io_err("remove old set", &old, e))?;
     }
-    rustix::fs::fsync(data).map_err(|e| io_err("fsync", "", e.into()))?;
+    if cleaned {
+        rustix::fs::fsync(data).map_err(|e| io_err("fsync", "", e.into()))?;
+    }
     Ok(WriteOutcome { changed: true })
 }
 
