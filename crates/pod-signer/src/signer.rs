@@ -130,17 +130,9 @@ impl Inner {
         let issuer = IssuerClient::with_options(
             connection.clone(),
             WATCH_IDENTITY,
-            // The signer's requests belong to no CSI volume, so they all fall in one "volume" of
-            // the watch's per-volume cap: that cap would act as a node-wide one of 16 and leave
-            // requests beyond it unseen (after a failover, when none is this replica's own). The
-            // per-namespace cap still bounds what one namespace can put in the cache.
-            IssuerOptions::default()
-                .max_watched_requests(config.max_watched_requests)
-                .max_watched_requests_per(
-                    cmcsi_issuer_client::DEFAULT_MAX_WATCHED_REQUESTS_PER_NAMESPACE
-                        .min(config.max_watched_requests),
-                    config.max_watched_requests,
-                ),
+            // The signer's requests carry no volume label, so the watch bounds them by the
+            // per-namespace and node-wide caps alone.
+            IssuerOptions::default().max_watched_requests(config.max_watched_requests),
         );
         let limits = Limits {
             in_flight: config.max_in_flight,
