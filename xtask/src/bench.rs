@@ -17,7 +17,8 @@
 //! `b3`, `b4` with B5 and B6, `b9`, `tenants` with B8, B10 and B12, `b13`: the Pod
 //! signer) into
 //! `target/bench/report-partial.json`,
-//! `--logs DIR` keeps each driver's log.
+//! `--logs DIR` keeps each driver's log, `--pod-signer PATH` measures another signer
+//! binary in B13.
 
 mod b13;
 mod measure;
@@ -62,6 +63,10 @@ pub struct Args {
     /// Keep each driver's log in this directory.
     #[arg(long, value_name = "DIR")]
     logs: Option<PathBuf>,
+    /// The Pod signer binary B13 measures (default: the release build), to compare two
+    /// builds side by side.
+    #[arg(long, value_name = "PATH")]
+    pod_signer: Option<PathBuf>,
 }
 
 fn positive_seconds(v: &str) -> Result<f64, String> {
@@ -89,16 +94,22 @@ pub fn run(a: &Args) -> Result<()> {
         .map(PathBuf::from)
         .map(|p| if p.is_absolute() { p } else { root.join(p) })
         .unwrap_or_else(|| root.join("target"));
+    let only_signer = a.only.iter().all(|g| g == "b13") && !a.only.is_empty();
+    let wants_signer = a.only.is_empty() || a.only.iter().any(|g| g == "b13");
     if !a.no_build {
-        // Two builds, so the driver is the binary `cargo build --release -p
+        // Separate builds, so the driver is the binary `cargo build --release -p
         // cmcsi-driver` gives (feature unification with the bench's own
-        // dependencies would change it).
-        crate::run("cargo", &["build", "--release", "-p", "cmcsi-driver"], &[])?;
-        crate::run(
-            "cargo",
-            &["build", "--release", "-p", "cmcsi-pod-signer"],
-            &[],
-        )?;
+        // dependencies would change it). B13 alone needs no driver.
+        if !only_signer {
+            crate::run("cargo", &["build", "--release", "-p", "cmcsi-driver"], &[])?;
+        }
+        if wants_signer && a.pod_signer.is_none() {
+            crate::run(
+                "cargo",
+                &["build", "--release", "-p", "cmcsi-pod-signer"],
+                &[],
+            )?;
+        }
         crate::run("cargo", &["build", "--release", "-p", "xtask"], &[])?;
     }
     let driver = target.join("release/cert-manager-csi-driver");
@@ -112,13 +123,15 @@ pub fn run(a: &Args) -> Result<()> {
             tool.display()
         );
     }
-    let signer = target.join("release/cert-manager-pod-signer");
-    let only_signer = a.only.iter().all(|g| g == "b13") && !a.only.is_empty();
+    let signer = match &a.pod_signer {
+        Some(p) => std::path::absolute(p).unwrap_or_else(|_| p.clone()),
+        None => target.join("release/cert-manager-pod-signer"),
+    };
     let mut needed = vec![&tool];
     if !only_signer {
         needed.push(&driver);
     }
-    if a.only.is_empty() || a.only.iter().any(|g| g == "b13") {
+    if wants_signer {
         needed.push(&signer);
     }
     for bin in needed {
@@ -138,6 +151,9 @@ pub fn run(a: &Args) -> Result<()> {
     if let Some(logs) = &a.logs {
         let logs = std::path::absolute(logs).unwrap_or_else(|_| logs.clone());
         extra.extend(["--logs".to_string(), logs.display().to_string()]);
+    }
+    if wants_signer {
+        extra.extend(["--pod-signer".to_string(), signer.display().to_string()]);
     }
     let status = mount_ns::unshare_command(&tool, NAMESPACE_LABEL, Privilege::Root)
         .args(["bench", "--inner", "--driver"])
@@ -172,6 +188,7 @@ fn inner(a: &Args) -> Result<()> {
         idle_window: Duration::from_secs_f64(a.idle_seconds),
         only: a.only.clone(),
         logs: a.logs.clone(),
+        signer: a.pod_signer.clone(),
     };
     let started = Instant::now();
     let rt = tokio::runtime::Builder::new_multi_thread()
