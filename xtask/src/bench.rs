@@ -241,6 +241,9 @@ const KEYS: &[(&str, &str)] = &[
     ("b13_signer_wall_s", "s"),
     ("b13_wall_ratio", ""),
     ("b13_signer_rss_peak_mib", "MiB"),
+    ("b13_bare_api_cpu_s", "s"),
+    ("b13_signer_api_cpu_s", "s"),
+    ("b13_signer_cpu_s", "s"),
 ];
 
 /// How one figure is judged.
@@ -446,6 +449,9 @@ mod tests {
             ("b13_signer_wall_s", 2.4),
             ("b13_wall_ratio", 1.2),
             ("b13_signer_rss_peak_mib", 20.0),
+            ("b13_bare_api_cpu_s", 0.9),
+            ("b13_signer_api_cpu_s", 1.5),
+            ("b13_signer_cpu_s", 0.4),
         ]
         .into_iter()
         .collect()

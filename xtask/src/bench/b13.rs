@@ -75,6 +75,9 @@ pub async fn b13(opts: &Options, f: &mut Figures) -> Result<()> {
     let crs: Api<DynamicObject> = Api::namespaced_with(client.clone(), BARE_NAMESPACE, &ar);
     let bare_issued = IssuedWatch::start(crs.clone(), "/status/certificate").await?;
     let csr_pem_b64 = b64.encode(csr_pem.as_bytes());
+    let ticks = sys::clock_ticks();
+    let me = std::process::id();
+    let harness_cpu0 = sys::cpu_time(me, ticks)?;
     let t0 = Instant::now();
     let creates = futures::future::join_all((0..B13_REQUESTS).map(|i| {
         let crs = crs.clone();
@@ -93,6 +96,7 @@ pub async fn b13(opts: &Options, f: &mut Figures) -> Result<()> {
         .await
         .map_err(|e| anyhow!("bare: {e}"))?;
     let bare = t0.elapsed();
+    let bare_api_cpu = sys::cpu_time(me, ticks)?.saturating_sub(harness_cpu0);
 
     // The signer: leader first, then 1,000 PodCertificateRequests at once.
     let dir = tempfile::tempdir()?;
@@ -157,6 +161,8 @@ pub async fn b13(opts: &Options, f: &mut Figures) -> Result<()> {
                 }
             }
         });
+        let harness_cpu0 = sys::cpu_time(me, ticks)?;
+        let signer_cpu0 = sys::cpu_time(pid, ticks)?;
         let t0 = Instant::now();
         let creates = futures::future::join_all((0..B13_REQUESTS).map(|i| {
             let pcrs = pcrs.clone();
@@ -183,11 +189,13 @@ pub async fn b13(opts: &Options, f: &mut Figures) -> Result<()> {
             .await
             .map_err(|e| anyhow!("signer: {e}"))?;
         let wall = t0.elapsed();
+        let api_cpu = sys::cpu_time(me, ticks)?.saturating_sub(harness_cpu0);
+        let signer_cpu = sys::cpu_time(pid, ticks)?.saturating_sub(signer_cpu0);
         sampler.abort();
         let rss = *peak
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        Ok((wall, rss))
+        Ok((wall, rss, api_cpu, signer_cpu))
     }
     .await;
     let _ = child.kill();
@@ -196,12 +204,17 @@ pub async fn b13(opts: &Options, f: &mut Figures) -> Result<()> {
         let _ = std::fs::create_dir_all(logs);
         let _ = std::fs::copy(dir.path().join("signer.log"), logs.join("b13-signer.log"));
     }
-    let (signer, rss) = result?;
+    let (signer, rss, signer_api_cpu, signer_cpu) = result?;
     api.shutdown().await;
     f.insert("b13_bare_wall_s", bare.as_secs_f64());
     f.insert("b13_signer_wall_s", signer.as_secs_f64());
     f.insert("b13_wall_ratio", signer.as_secs_f64() / bare.as_secs_f64());
     f.insert("b13_signer_rss_peak_mib", rss);
+    // Where the time goes: the harness's CPU (fake API, test issuer, the bench's client and
+    // watch) during each side, and the signer's own.
+    f.insert("b13_bare_api_cpu_s", bare_api_cpu.as_secs_f64());
+    f.insert("b13_signer_api_cpu_s", signer_api_cpu.as_secs_f64());
+    f.insert("b13_signer_cpu_s", signer_cpu.as_secs_f64());
     Ok(())
 }
 
