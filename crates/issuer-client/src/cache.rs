@@ -60,6 +60,8 @@ struct Relist {
 /// cap on all of them together.
 #[derive(Default)]
 struct Tally {
+    /// All held requests (so the node's cap is checked without a scan).
+    total: usize,
     namespaces: HashMap<String, usize>,
     volumes: HashMap<(String, String), usize>,
 }
@@ -74,6 +76,7 @@ fn volume_label(cr: &CertificateRequest) -> Option<&String> {
 
 impl Tally {
     fn add(&mut self, ns: &str, cr: &CertificateRequest) {
+        self.total += 1;
         *self.namespaces.entry(ns.to_owned()).or_default() += 1;
         if let Some(volume) = volume_label(cr) {
             *self
@@ -92,6 +95,7 @@ impl Tally {
                 }
             }
         }
+        self.total = self.total.saturating_sub(1);
         down(&mut self.namespaces, ns.to_owned());
         if let Some(volume) = volume_label(cr) {
             down(&mut self.volumes, (ns.to_owned(), volume.clone()));
@@ -706,11 +710,10 @@ impl Inner {
             .is_some_and(|e| matches!(*e.tx.borrow(), Slot::Present(_)))
     }
 
+    /// Present requests: those the tally counts (every `apply` adds one,
+    /// every replaced or deleted present one is taken out).
     fn present(&self) -> usize {
-        self.entries
-            .values()
-            .filter(|e| matches!(*e.tx.borrow(), Slot::Present(_)))
-            .count()
+        self.tally.total
     }
 
     fn apply(&mut self, key: Key, cr: Arc<CertificateRequest>) {
