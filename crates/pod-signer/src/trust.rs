@@ -72,6 +72,10 @@ fn parse_cas(pem: &str) -> Vec<Ca> {
     out
 }
 
+/// What was last written for one signer name: the CAs' fingerprints, when,
+/// and the SHA-256 of the `status.ca` PEM they came from.
+type Written = (Vec<String>, Instant, [u8; 32]);
+
 /// Keeps the bundles.
 pub struct TrustPublisher {
     api: Api<DynamicObject>,
@@ -80,7 +84,7 @@ pub struct TrustPublisher {
     /// Per signer name: the CAs last written, when, and the SHA-256 of the
     /// `status.ca` PEM they came from (so the same PEM again is recognised
     /// without parsing its certificates: once per issuance otherwise).
-    written: Mutex<HashMap<String, (Vec<String>, Instant, [u8; 32])>>,
+    written: Mutex<HashMap<String, Written>>,
     /// One writer per bundle at a time.
     writing: tokio::sync::Mutex<()>,
 }
