@@ -197,16 +197,23 @@ impl Watcher {
     }
 }
 
-/// The object as the client's version shows it.
-pub(crate) fn as_version(obj: &Value, version: &str) -> Value {
-    let mut o = obj.clone();
-    if let Some(api) = str_at(obj, "/apiVersion") {
-        // The core group's apiVersion is the bare version (`v1`).
-        if let Some((group, _)) = api.rsplit_once('/') {
+/// The object as the client's version shows it: borrowed when it is stored
+/// in that version already (no copy per watcher and response).
+pub(crate) fn as_version<'a>(obj: &'a Value, version: &str) -> std::borrow::Cow<'a, Value> {
+    use std::borrow::Cow;
+    let Some(api) = str_at(obj, "/apiVersion") else {
+        return Cow::Borrowed(obj);
+    };
+    // The core group's apiVersion is the bare version (`v1`).
+    match api.rsplit_once('/') {
+        Some((_, v)) if v == version => Cow::Borrowed(obj),
+        Some((group, _)) => {
+            let mut o = obj.clone();
             o["apiVersion"] = json!(format!("{group}/{version}"));
+            Cow::Owned(o)
         }
+        None => Cow::Borrowed(obj),
     }
-    o
 }
 
 /// `group/version`, or the bare version for the core group (`v1`), as the API

@@ -141,7 +141,15 @@ impl Watcher {
 }
 
 pub(crate) fn event_line(ty: &str, obj: &Value) -> Bytes {
-    let mut line = serde_json::to_vec(&json!({"type": ty, "object": obj})).unwrap_or_default();
+    /// One watch event, serialized from the stored object without copying it
+    /// into a new `Value` first (every watcher gets one per change).
+    #[derive(serde::Serialize)]
+    struct Line<'a> {
+        #[serde(rename = "type")]
+        ty: &'a str,
+        object: &'a Value,
+    }
+    let mut line = serde_json::to_vec(&Line { ty, object: obj }).unwrap_or_default();
     line.push(b'\n');
     Bytes::from(line)
 }
