@@ -396,7 +396,10 @@ fn table(f: &measure::Figures, checks: &[Check]) -> String {
         "figure", "value", "", "target", "limit", "ratio"
     );
     for (key, unit) in KEYS {
-        let value = f.get(key).copied().unwrap_or(f64::NAN);
+        // A partial run (`--only`) shows only what it measured.
+        let Some(value) = f.get(key).copied() else {
+            continue;
+        };
         match checks.iter().find(|c| c.key == *key) {
             Some(c) => {
                 let ratio = c.ratio().map_or("-".to_string(), |r| format!("{r:.2}"));
