@@ -14,12 +14,14 @@
 //! Flags: `--idle-seconds N` shortens the B5 idle window (default 60 s, the
 //! figure's definition), `--no-build` uses the release binaries as they are,
 //! `--only GROUP[,GROUP]` runs some groups (`keygen`, `b1` with B7, `b2`,
-//! `b3`, `b4` with B5 and B6, `b9`, `tenants` with B8, B10 and B12, `b13`: the Pod
-//! signer) into
+//! `b3`, `b4` with B5 and B6, `b9`, `tenants` with B8, B10 and B12, `b11`: the
+//! renewal storm, `b13`: the Pod signer) into
 //! `target/bench/report-partial.json`,
-//! `--logs DIR` keeps each driver's log, `--pod-signer PATH` measures another signer
-//! binary in B13.
+//! `--logs DIR` keeps each driver's log, `--b11-volumes N` reduces B11's
+//! 1,000 volumes for a quick look (its bound scales with N), `--pod-signer PATH`
+//! measures another signer binary in B13.
 
+mod b11;
 mod b13;
 mod measure;
 mod sys;
@@ -56,10 +58,14 @@ pub struct Args {
     #[arg(long, hide = true)]
     out: Option<PathBuf>,
     /// Run only these groups (into target/bench/report-partial.json):
-    /// keygen, b1 (with B7), b2, b3, b4 (with B5 and B6), b9, tenants (B8, B10 and B12), b13.
+    /// keygen, b1 (with B7), b2, b3, b4 (with B5 and B6), b9, tenants (B8, B10 and B12), b11, b13.
     #[arg(long, value_name = "GROUP,...", value_delimiter = ',',
-          value_parser = ["keygen", "b1", "b2", "b3", "b4", "b9", "tenants", "b13"])]
+          value_parser = ["keygen", "b1", "b2", "b3", "b4", "b9", "tenants", "b11", "b13"])]
     only: Vec<String>,
+    /// B11's volume count (the figure's definition is 1,000).
+    #[arg(long, value_name = "N", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    b11_volumes: u64,
     /// Keep each driver's log in this directory.
     #[arg(long, value_name = "DIR")]
     logs: Option<PathBuf>,
@@ -162,6 +168,8 @@ pub fn run(a: &Args) -> Result<()> {
         .arg(&out)
         .arg("--idle-seconds")
         .arg(a.idle_seconds.to_string())
+        .arg("--b11-volumes")
+        .arg(a.b11_volumes.to_string())
         .args(&extra)
         .current_dir(&root)
         .status()
@@ -189,6 +197,7 @@ fn inner(a: &Args) -> Result<()> {
         only: a.only.clone(),
         logs: a.logs.clone(),
         signer: a.pod_signer.clone(),
+        b11_volumes: usize::try_from(a.b11_volumes).unwrap_or(1000),
     };
     let started = Instant::now();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -237,6 +246,10 @@ const KEYS: &[(&str, &str)] = &[
     ("b8_rss_growth_mib", "MiB"),
     ("b10_publish_p50_ratio", ""),
     ("b12_peak_rss_ratio", ""),
+    ("b11_all_renewed_s", "s"),
+    ("b11_renewed_limit_s", "s"),
+    ("b11_api_rate_ratio", ""),
+    ("b11_expired", ""),
     ("b13_bare_wall_s", "s"),
     ("b13_signer_wall_s", "s"),
     ("b13_wall_ratio", ""),
@@ -334,6 +347,13 @@ fn checks(f: &measure::Figures) -> Vec<Check> {
         at_most("b8_rss_growth_mib", "< 8 MiB".into(), 8.0),
         at_most("b10_publish_p50_ratio", "<= 1.5".into(), 1.5),
         at_most("b12_peak_rss_ratio", "<= 1.5".into(), 1.5),
+        at_most(
+            "b11_all_renewed_s",
+            "<= 1.2 x volumes / renewal rate".into(),
+            1.2 * get("b11_volumes") / get("b11_renewal_rate"),
+        ),
+        at_most("b11_api_rate_ratio", "<= 1 (within QPS/burst)".into(), 1.0),
+        exactly("b11_expired", 0.0),
         at_most(
             "b13_wall_ratio",
             "<= 1.25 x bare requests' wall".into(),
@@ -448,6 +468,12 @@ mod tests {
             ("b8_rss_growth_mib", 1.0),
             ("b10_publish_p50_ratio", 1.1),
             ("b12_peak_rss_ratio", 1.2),
+            ("b11_volumes", 1000.0),
+            ("b11_renewal_rate", 5.0),
+            ("b11_all_renewed_s", 230.0),
+            ("b11_renewed_limit_s", 240.0),
+            ("b11_api_rate_ratio", 0.4),
+            ("b11_expired", 0.0),
             ("b13_bare_wall_s", 2.0),
             ("b13_signer_wall_s", 2.4),
             ("b13_wall_ratio", 1.2),
@@ -478,6 +504,9 @@ mod tests {
         assert_eq!(by("b7_watches").ratio(), Some(2.0));
         assert!(by("b9_probe_p99_hostile_ms").pass());
         assert_eq!(by("b9_probe_p99_hostile_ms").limit_value(), 200.0);
+        // 1.2 x 1,000 / 5 per second.
+        assert_eq!(by("b11_all_renewed_s").limit_value(), 240.0);
+        assert!(by("b11_all_renewed_s").pass() && by("b11_expired").pass());
     }
 
     #[test]
@@ -511,6 +540,9 @@ mod tests {
         assert_eq!(parse(&[]).unwrap().idle_seconds, 60.0);
         assert_eq!(parse(&["--only", "b1,b3"]).unwrap().only, ["b1", "b3"]);
         assert_eq!(parse(&["--only", "b9"]).unwrap().only, ["b9"]);
+        assert_eq!(parse(&["--only", "b11"]).unwrap().b11_volumes, 1000);
+        assert_eq!(parse(&["--b11-volumes", "200"]).unwrap().b11_volumes, 200);
+        assert!(parse(&["--b11-volumes", "0"]).is_err());
         assert!(parse(&["--only", "b99"]).is_err());
         assert!(parse(&["--idle-seconds", "0"]).is_err());
         assert!(parse(&["--bogus"]).is_err());

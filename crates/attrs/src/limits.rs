@@ -38,9 +38,10 @@ pub const MAX_SUBJECT_ENTRIES: usize = 32;
 /// (Kubernetes refuses objects whose annotations exceed 256 KiB).
 pub const MAX_ANNOTATION_BYTES: usize = 256 * 1024;
 
-/// Most bytes in a keystore password, inline or from the volume's Secret:
-/// JKS hashes the password once per 20 bytes of key, so a long password
-/// makes each issuance cost far more than the key.
+/// Most bytes in a keystore password, inline or from the volume's Secret,
+/// and the default of [`ParseOptions::max_password_bytes`](crate::ParseOptions::max_password_bytes)
+/// (which may only lower it): JKS hashes the password once per 20 bytes of
+/// key, so a long password makes each issuance cost far more than the key.
 pub const MAX_PASSWORD_BYTES: usize = 1024;
 
 /// Most errors spelled out in [`AttributeErrors`](crate::AttributeErrors)'s

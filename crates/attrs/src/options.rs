@@ -45,6 +45,10 @@ pub struct ParseOptions {
     pub max_file_path_depth: usize,
     /// Most bytes in one file name (default [`limits::DEFAULT_MAX_FILE_PATH_BYTES`]).
     pub max_file_path_bytes: usize,
+    /// Most bytes in a keystore password, inline or from the volume's Secret
+    /// (default [`limits::MAX_PASSWORD_BYTES`]; never more than that, whatever
+    /// is set here).
+    pub max_password_bytes: usize,
     /// The Pod's IP addresses (API order, the primary first), for `${POD_IP}`
     /// and `${POD_IPS}`; `None` (the default) while unknown, when those
     /// variables are errors.
@@ -72,6 +76,7 @@ impl ParseOptions {
             max_sans: limits::MAX_SANS_TOTAL,
             max_file_path_depth: limits::DEFAULT_MAX_FILE_PATH_DEPTH,
             max_file_path_bytes: limits::DEFAULT_MAX_FILE_PATH_BYTES,
+            max_password_bytes: limits::MAX_PASSWORD_BYTES,
             pod_ips: None,
             allow_cert_manager_annotations: false,
         }
@@ -94,6 +99,7 @@ impl ParseOptions {
             max_sans: limits::MAX_SANS_TOTAL,
             max_file_path_depth: limits::DEFAULT_MAX_FILE_PATH_DEPTH,
             max_file_path_bytes: limits::DEFAULT_MAX_FILE_PATH_BYTES,
+            max_password_bytes: limits::MAX_PASSWORD_BYTES,
             pod_ips: None,
             allow_cert_manager_annotations: false,
         }

@@ -106,14 +106,16 @@ pub(crate) fn uri_san(s: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A keystore password: at most [`limits::MAX_PASSWORD_BYTES`](crate::limits::MAX_PASSWORD_BYTES)
-/// bytes of printable text (no control characters, which keystores and the
-/// JSON that keeps them handle badly).
-pub(crate) fn password(p: &str) -> Result<(), String> {
-    let max = crate::limits::MAX_PASSWORD_BYTES;
+/// A keystore password: at most `max` bytes (never more than
+/// [`limits::MAX_PASSWORD_BYTES`](crate::limits::MAX_PASSWORD_BYTES)) of
+/// printable text (no control characters, which keystores and the JSON that
+/// keeps them handle badly).
+pub(crate) fn password(p: &str, max: usize) -> Result<(), String> {
+    let max = max.min(crate::limits::MAX_PASSWORD_BYTES);
     if p.len() > max {
         return Err(format!(
-            "the password is {} bytes; at most {max} are allowed",
+            "the password is {} bytes; at most {max} are allowed (the node's \
+             --max-keystore-password-bytes limit)",
             p.len()
         ));
     }

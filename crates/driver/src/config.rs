@@ -17,6 +17,7 @@ mod probe;
 mod selinux;
 mod serving;
 mod tenants;
+mod transport;
 mod trust;
 mod watch;
 
@@ -36,6 +37,8 @@ pub use probe::{DEFAULT_MAX_WATCH_OUTAGE, ReadinessFlags};
 pub use selinux::{DEFAULT_SELINUX_VOLUME_SIZE, SelinuxFlags};
 pub use serving::{MetricsFlags, MetricsLimits};
 pub use tenants::{TenantFlags, TenantLimits};
+pub(crate) use transport::check_token_transport;
+pub use transport::{TransportFlags, TransportLimits, check_endpoint};
 pub use trust::TrustFlags;
 pub use watch::{ListStrategyFlag, WatchFlags, WatchLimits};
 
@@ -140,6 +143,8 @@ pub struct Config {
     /// `--selinux-volume-size`: the tmpfs of a volume published with an
     /// SELinux `context=` mount flag.
     pub selinux_volume_size: u64,
+    /// `--allow-non-loopback-endpoint`, `--allow-insecure-token-request`.
+    pub transport: TransportLimits,
 }
 
 /// Where the CSI gRPC service listens.
@@ -495,6 +500,10 @@ pub struct Cli {
     #[command(flatten)]
     #[command(next_help_heading = heading::STORAGE)]
     pub selinux: SelinuxFlags,
+
+    /// `--allow-non-loopback-endpoint`, `--allow-insecure-token-request`.
+    #[command(flatten)]
+    pub transport: TransportFlags,
 }
 
 /// Why the flags cannot be used together.
@@ -523,6 +532,20 @@ impl Cli {
             ));
         }
         config.gate_backoff.validate().map_err(FlagError)?;
+        let mut config = config;
+        if let Some(path) = config.connection.token_file.take() {
+            // Read once, here, so a missing or empty file stops the start
+            // with the flag's name rather than leaving a driver without API.
+            config.connection.token = Some(
+                cmcsi_issuer_client::read_token_file(&path)
+                    .map_err(|e| FlagError(e.to_string()))?,
+            );
+        }
+        check_endpoint(
+            &config.endpoint,
+            config.transport.allow_non_loopback_endpoint,
+        )
+        .map_err(FlagError)?;
         Ok(config)
     }
 
@@ -572,6 +595,7 @@ impl Cli {
             max_watch_outage: self.readiness.max_watch_outage,
             csi_lib_issue_labels: self.csi_lib.csi_lib_issue_labels,
             selinux_volume_size: self.selinux.selinux_volume_size,
+            transport: self.transport.into_limits(),
         }
     }
 }

@@ -26,16 +26,33 @@ pub struct Driver {
     pub(crate) locks: VolumeLocks,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) events: crate::events::Events,
-    /// Volumes waiting for their Pod's readiness gates (see `gates`).
-    pub(crate) gate_waits:
-        std::sync::Mutex<std::collections::HashMap<String, tokio::task::AbortHandle>>,
+    /// Volumes waiting for their Pod (readiness gates, `${POD_IP}`), by
+    /// Pod: woken in the renewer when that Pod changes (see `readiness`).
+    pub(crate) pod_waiters: std::sync::Mutex<PodWaiters>,
     /// The trust bundle watches (see `trust`), set at start when Kubernetes is
     /// configured.
     pub(crate) trust: OnceLock<cmcsi_issuer_client::TrustWatch>,
     /// Volumes woken for a trust refresh (see `trust`), not a reissue.
     pub(crate) trust_pending: std::sync::Mutex<std::collections::HashSet<String>>,
-    /// The driver itself, for tasks it starts (the gate waits).
+    /// The driver itself, for tasks and callbacks it starts (the Pod watch's).
     this: Weak<Driver>,
+}
+
+/// Volumes waiting for a Pod, by the Pod's (namespace, name).
+pub(crate) type PodWaiters =
+    std::collections::HashMap<(String, String), std::collections::HashSet<String>>;
+
+/// The renewer's tenant of a volume: its Pod's namespace (empty when the
+/// kubelet sends no Pod information), so renewals are paced fairly between
+/// namespaces.
+pub(crate) fn tenant_of(
+    context: &std::collections::BTreeMap<String, String>,
+) -> cmcsi_renewer::Tenant {
+    context
+        .get(cmcsi_attrs::keys::POD_NAMESPACE)
+        .map_or_else(cmcsi_renewer::Tenant::default, |ns| {
+            cmcsi_renewer::Tenant::from(ns.as_str())
+        })
 }
 
 impl std::fmt::Debug for Driver {
@@ -62,6 +79,7 @@ impl LiveStats for Live {
                 .map(|k| (k.issuer.ignored_requests(), k.issuer.cached_requests())),
             pool: d.pool.stats(),
             quarantine_removed: d.store.quarantine_removed(),
+            events_dropped: d.events.dropped(),
             data_root: d.store.usage().ok(),
         })
     }
@@ -132,7 +150,7 @@ impl Driver {
         })
         .map_err(|e| crate::RunError::Config(format!("key pool: {e}")))?;
         let client_metrics = crate::metrics::ClientMetrics::default();
-        let kube = crate::startup::connect(&config, &store, &client_metrics).await;
+        let kube = crate::startup::connect(&config, &store, &client_metrics).await?;
         let events = crate::events::Events::start(
             config.events,
             kube.as_ref().ok().map(|k| k.recorder.clone()),
@@ -153,7 +171,7 @@ impl Driver {
                 renewer: OnceLock::new(),
                 locks: VolumeLocks::default(),
                 metrics,
-                gate_waits: Default::default(),
+                pod_waiters: Default::default(),
                 trust: OnceLock::new(),
                 trust_pending: Default::default(),
                 this: weak.clone(),
@@ -168,11 +186,13 @@ impl Driver {
                 backoff_cap: driver.config.renewal_backoff_max,
                 min_interval: driver.config.min_issuance_interval,
                 renewal_rate: Some(driver.config.max_renewals_per_second),
+                not_ready_backoff: driver.config.gate_backoff.backoff(),
                 ..Default::default()
             },
         )
         .map_err(|e| crate::RunError::Config(e.to_string()))?;
         let _ = driver.renewer.set(renewer);
+        driver.listen_to_pods();
         driver.start_trust_watch();
         driver.recover().await?;
         driver.spawn_sweeper();
@@ -182,9 +202,9 @@ impl Driver {
         Ok(driver)
     }
 
-    /// The driver as shared, while it is.
-    pub(crate) fn me(&self) -> Option<Arc<Driver>> {
-        self.this.upgrade()
+    /// A weak handle on the driver, for callbacks that must not keep it alive.
+    pub(crate) fn weak(&self) -> Weak<Driver> {
+        self.this.clone()
     }
 
     pub(crate) fn renewer(&self) -> &Renewer {

@@ -72,6 +72,23 @@ pub enum DriverError {
 }
 
 impl DriverError {
+    /// What the renewer is told when an issuance it asked for ends in this
+    /// error: a Pod not ready is "not ready" (checked again with the gate
+    /// backoff), an API that did not answer is "unavailable" (retried as soon
+    /// as another volume's issuance succeeds), anything else a failure.
+    pub(crate) fn to_issue_failure(&self) -> cmcsi_renewer::IssueFailure {
+        use cmcsi_renewer::IssueFailure;
+        let msg = self.to_string();
+        match self {
+            DriverError::PodNotReady(_) => IssueFailure::not_ready(msg),
+            DriverError::NoKubernetes(_) => IssueFailure::unavailable(msg),
+            DriverError::Issuer(e) if e.cause() == cmcsi_issuer_client::Cause::Unavailable => {
+                IssueFailure::unavailable(msg)
+            }
+            _ => IssueFailure::new(msg),
+        }
+    }
+
     /// The gRPC status a kubelet gets for this error (the design's table).
     pub fn to_status(&self) -> Status {
         use cmcsi_issuer_client::Cause;

@@ -5,14 +5,19 @@
 //! What a person sees is decided here; the API call is `issuer-client`'s
 //! [`EventRecorder`]. Emission never blocks or fails an issuance: Events go
 //! through a bounded queue to one background task, and a full queue drops
-//! the Event (logged at debug). Each volume says each reason at most once per
+//! the Event (logged at debug, counted). Each namespace holds at most its
+//! share of the queue (`--max-queued-events-per-namespace`), so one tenant's
+//! failing volumes cannot fill it and silence the others' Events; its
+//! further Events are dropped (counted, never labelled by namespace, so
+//! tenants cannot grow the metrics). Each volume says each reason at most once per
 //! `--event-interval`, however fast it retries; repeats inside the interval
 //! are counted and the count is told with the next Event of that reason.
 //! Events carry the error's message (which names the CertificateRequest and
 //! what to check), never a volume attribute's value: no token, no key.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use cmcsi_issuer_client::{EventRecorder, PodEvent, PodObject, RequestKey, Severity};
@@ -67,14 +72,67 @@ pub struct EventsConfig {
     pub interval: Duration,
     /// Events waiting to be sent; more are dropped.
     pub queue_size: usize,
+    /// Events of one namespace waiting to be sent (or being sent); more of
+    /// that namespace are dropped.
+    pub namespace_share: usize,
 }
+
+/// Default of `--event-queue-size`.
+pub const DEFAULT_EVENT_QUEUE_SIZE: usize = 256;
+
+/// Default of `--max-queued-events-per-namespace`: an eighth of the default
+/// queue, so at least eight namespaces' Events fit at once.
+pub const DEFAULT_NAMESPACE_SHARE: usize = 32;
 
 impl Default for EventsConfig {
     fn default() -> Self {
         Self {
             enabled: true,
             interval: Duration::from_secs(5 * 60),
-            queue_size: 256,
+            queue_size: DEFAULT_EVENT_QUEUE_SIZE,
+            namespace_share: DEFAULT_NAMESPACE_SHARE,
+        }
+    }
+}
+
+/// Events in the queue per namespace (the one being sent included), and
+/// the Events dropped. Namespaces with none queued are not kept, so the map
+/// holds at most the queue's size plus one.
+#[derive(Debug, Default)]
+struct Shares {
+    queued: Mutex<HashMap<String, usize>>,
+    dropped: AtomicU64,
+}
+
+impl Shares {
+    fn queued(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
+        self.queued.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes a place of `namespace`'s share; false when it is used up.
+    fn take(&self, namespace: &str, share: usize) -> bool {
+        let mut queued = self.queued();
+        match queued.get_mut(namespace) {
+            Some(n) if *n >= share => false,
+            Some(n) => {
+                *n += 1;
+                true
+            }
+            None => {
+                queued.insert(namespace.to_owned(), 1);
+                true
+            }
+        }
+    }
+
+    /// Gives back a place taken by [`Shares::take`].
+    fn give_back(&self, namespace: &str) {
+        let mut queued = self.queued();
+        if let Some(n) = queued.get_mut(namespace) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                queued.remove(namespace);
+            }
         }
     }
 }
@@ -100,6 +158,9 @@ pub(crate) struct Events {
     tx: Option<mpsc::Sender<Queued>>,
     interval: Duration,
     volumes: Mutex<HashMap<String, VolumeState>>,
+    /// Most Events of one namespace in the queue.
+    share: usize,
+    shares: Arc<Shares>,
 }
 
 impl std::fmt::Debug for Events {
@@ -125,19 +186,36 @@ pub(crate) struct Failure<'a> {
 impl Events {
     /// Starts the background sender (when enabled and there is a recorder).
     pub(crate) fn start(config: EventsConfig, recorder: Option<EventRecorder>) -> Self {
+        let shares = Arc::<Shares>::default();
         let tx = match recorder {
             Some(recorder) if config.enabled => {
                 let (tx, rx) = mpsc::channel(config.queue_size.max(1));
-                tokio::spawn(send_all(recorder, rx));
+                tokio::spawn(send_all(recorder, rx, Arc::clone(&shares)));
                 Some(tx)
             }
             _ => None,
         };
+        Self::with_sender(tx, config, shares)
+    }
+
+    fn with_sender(
+        tx: Option<mpsc::Sender<Queued>>,
+        config: EventsConfig,
+        shares: Arc<Shares>,
+    ) -> Self {
         Self {
             tx,
             interval: config.interval,
             volumes: Mutex::new(HashMap::new()),
+            share: config.namespace_share.max(1),
+            shares,
         }
+    }
+
+    /// Events dropped since start: their namespace's share of the queue, or
+    /// the whole queue, was full.
+    pub(crate) fn dropped(&self) -> u64 {
+        self.shares.dropped.load(Ordering::Relaxed)
     }
 
     fn volumes(&self) -> std::sync::MutexGuard<'_, HashMap<String, VolumeState>> {
@@ -324,8 +402,21 @@ impl Events {
 
     fn enqueue(&self, pod: PodObject, event: PodEvent) {
         let Some(tx) = &self.tx else { return };
+        if !self.shares.take(&pod.namespace, self.share) {
+            self.shares.dropped.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(
+                pod = %pod.name,
+                namespace = %pod.namespace,
+                reason = %event.reason,
+                "Event dropped: the namespace's share of the queue \
+                 (--max-queued-events-per-namespace) is full"
+            );
+            return;
+        }
         if let Err(e) = tx.try_send(Queued { pod, event }) {
             let q = e.into_inner();
+            self.shares.give_back(&q.pod.namespace);
+            self.shares.dropped.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(
                 pod = %q.pod.name,
                 namespace = %q.pod.namespace,
@@ -414,9 +505,12 @@ fn held_note(held: u64) -> String {
     }
 }
 
-async fn send_all(recorder: EventRecorder, mut rx: mpsc::Receiver<Queued>) {
+async fn send_all(recorder: EventRecorder, mut rx: mpsc::Receiver<Queued>, shares: Arc<Shares>) {
     while let Some(Queued { pod, event }) = rx.recv().await {
-        if let Err(e) = recorder.publish(&pod, &event).await {
+        let sent = recorder.publish(&pod, &event).await;
+        // Its place in the namespace's share is free once it is sent.
+        shares.give_back(&pod.namespace);
+        if let Err(e) = sent {
             tracing::warn!(
                 pod = %pod.name,
                 namespace = %pod.namespace,
@@ -442,21 +536,33 @@ mod tests {
     }
 
     fn pod() -> PodObject {
+        pod_in("ns")
+    }
+
+    fn pod_in(namespace: &str) -> PodObject {
         PodObject {
-            namespace: "ns".into(),
+            namespace: namespace.into(),
             name: "p".into(),
             uid: "u".into(),
         }
     }
 
+    fn test_events(tx: mpsc::Sender<Queued>, interval: Duration, share: usize) -> Events {
+        Events::with_sender(
+            Some(tx),
+            EventsConfig {
+                interval,
+                namespace_share: share,
+                ..EventsConfig::default()
+            },
+            Arc::default(),
+        )
+    }
+
     #[tokio::test(start_paused = true)]
     async fn one_event_per_reason_and_interval_whatever_the_retry_rate() {
         let (tx, mut rx) = mpsc::channel(100);
-        let events = Events {
-            tx: Some(tx),
-            interval: Duration::from_secs(300),
-            volumes: Mutex::new(HashMap::new()),
-        };
+        let events = test_events(tx, Duration::from_secs(300), 100);
         let err = denied();
         for _ in 0..20 {
             events.failed(Failure {
@@ -496,11 +602,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn overdue_and_expired_are_reported_once() {
         let (tx, mut rx) = mpsc::channel(100);
-        let events = Events {
-            tx: Some(tx),
-            interval: Duration::from_secs(300),
-            volumes: Mutex::new(HashMap::new()),
-        };
+        let events = test_events(tx, Duration::from_secs(300), 100);
         let err = denied();
         let hour_ago = SystemTime::now() - Duration::from_secs(3600);
         events.remember_expiry("v", SystemTime::now() + Duration::from_secs(3600));
@@ -534,11 +636,7 @@ mod tests {
     #[test]
     fn a_full_queue_drops_rather_than_blocks() {
         let (tx, _rx) = mpsc::channel(1);
-        let events = Events {
-            tx: Some(tx),
-            interval: Duration::ZERO,
-            volumes: Mutex::new(HashMap::new()),
-        };
+        let events = test_events(tx, Duration::ZERO, 1);
         let err = denied();
         for i in 0..10 {
             events.failed(Failure {
@@ -548,6 +646,104 @@ mod tests {
                 error: &err,
                 renewal_due: None,
             });
+        }
+    }
+
+    #[test]
+    fn one_namespace_cannot_fill_the_queue_for_the_others() {
+        // A queue of 8 with a share of 2: one namespace's 100 failing volumes
+        // (distinct volumes, so the per-volume interval lets each through)
+        // hold two places; another namespace's Event still goes in.
+        let (tx, mut rx) = mpsc::channel(8);
+        let events = test_events(tx, Duration::from_secs(300), 2);
+        let err = denied();
+        let fail = |volume: &str, namespace: &str| {
+            events.failed(Failure {
+                volume_id: volume,
+                pod: Some(pod_in(namespace)),
+                first: true,
+                error: &err,
+                renewal_due: None,
+            });
+        };
+        for i in 0..100 {
+            fail(&format!("greedy-{i}"), "greedy");
+        }
+        fail("victim", "victim");
+        assert_eq!(
+            events.dropped(),
+            98,
+            "the flood beyond its share is counted"
+        );
+        let queued: Vec<String> = std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|q| {
+                // What the sender does once an Event is sent.
+                events.shares.give_back(&q.pod.namespace);
+                q.pod.namespace
+            })
+            .collect();
+        assert_eq!(queued, ["greedy", "greedy", "victim"]);
+        assert!(
+            events.shares.queued().is_empty(),
+            "no namespace is kept once its Events are sent"
+        );
+        // Sent, the share is free again.
+        fail("greedy-100", "greedy");
+        assert_eq!(rx.try_recv().unwrap().pod.namespace, "greedy");
+    }
+
+    #[tokio::test]
+    async fn a_flooding_namespace_leaves_room_for_another_namespaces_event_in_the_api() {
+        // The real sender and recorder against the fake API, started once the
+        // flood is queued (as when the API is slow): the other namespace's
+        // Event is written.
+        let api = cmcsi_testkit::FakeApi::start().await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = dir.path().join("kubeconfig");
+        api.write_kubeconfig(&kubeconfig, cmcsi_testkit::DEFAULT_TOKEN)
+            .unwrap();
+        let connection = cmcsi_issuer_client::client_from_config(Some(kubeconfig), 0.0, 0)
+            .await
+            .unwrap();
+        let recorder = EventRecorder::new(&connection, "csi.cert-manager.io", "node-a");
+        let (tx, rx) = mpsc::channel(8);
+        let events = test_events(tx, Duration::from_secs(300), 2);
+        let err = denied();
+        for i in 0..50 {
+            events.failed(Failure {
+                volume_id: &format!("greedy-{i}"),
+                pod: Some(pod_in("greedy")),
+                first: true,
+                error: &err,
+                renewal_due: None,
+            });
+        }
+        events.failed(Failure {
+            volume_id: "victim",
+            pod: Some(pod_in("victim")),
+            first: true,
+            error: &err,
+            renewal_due: None,
+        });
+        assert_eq!(events.dropped(), 48);
+        tokio::spawn(send_all(recorder, rx, Arc::clone(&events.shares)));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while api.events_regarding("victim", "p").is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the other namespace's Event never reached the API"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // (Its two are one Event with a series: the recorder aggregates
+        // repeats on one Pod, as client-go's does.)
+        assert!(!api.events_regarding("greedy", "p").is_empty());
+        while !events.shares.queued().is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "shares not given back"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 }

@@ -3,8 +3,8 @@
 //! current state passes every gate, and the backoff between checks.
 //!
 //! A volume whose gates do not hold is mounted empty (gates need
-//! `--continue-on-not-ready`) and handed to the renewer once they hold (see
-//! `readiness`); the Pod's state comes from the node-scoped Pod watch of
+//! `--continue-on-not-ready`) and handed to the renewer, whose attempts
+//! answer "not ready" until they hold (see `readiness`); the Pod's state comes from the node-scoped Pod watch of
 //! `issuer-client` ([`cmcsi_issuer_client::PodWatch`]), which keeps only what
 //! the gates (and `${POD_IP}`) read. A leaf: it knows nothing of the driver.
 
@@ -183,8 +183,9 @@ pub fn first_failing<'a>(gates: &'a [Gate], pod: &PodFacts) -> Option<&'a Gate> 
     gates.iter().find(|g| !g.holds(pod))
 }
 
-/// `--gate-backoff-*`: the delay between checks of a volume's gates, as the
-/// Go driver's `wait.Backoff` (`duration`, `factor`, `jitter`, `cap`).
+/// `--gate-backoff-*`: the flags' values for the delay between checks of a
+/// volume's gates, as the Go driver's `wait.Backoff` (`duration`, `factor`,
+/// `jitter`, `cap`); the arithmetic is the renewer's [`cmcsi_renewer::Backoff`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GateBackoff {
     /// The first delay (> 0).
@@ -239,7 +240,8 @@ impl GateBackoff {
     }
 
     /// The delays as the workspace's one [`cmcsi_renewer::Backoff`] (Go's
-    /// `wait.Backoff` rule: the cap bounds a delay before jitter).
+    /// `wait.Backoff` rule: the cap bounds a delay before jitter), which the
+    /// renewer uses between checks of a volume whose Pod is not ready.
     pub fn backoff(&self) -> cmcsi_renewer::Backoff {
         cmcsi_renewer::Backoff {
             duration: self.duration,
@@ -247,18 +249,6 @@ impl GateBackoff {
             jitter: self.jitter,
             cap: self.cap,
         }
-    }
-
-    /// The delay before check number `attempt + 1` (`attempt` 0 is the first
-    /// wait), before jitter, capped.
-    pub fn base(&self, attempt: u32) -> Duration {
-        self.backoff().base(attempt.saturating_add(1))
-    }
-
-    /// [`GateBackoff::base`] plus `unit × jitter` of it (`unit` in [0, 1),
-    /// the random draw); the cap applies before the jitter, as in Go.
-    pub fn delay(&self, attempt: u32, unit: f64) -> Duration {
-        self.backoff().delay(attempt.saturating_add(1), unit)
     }
 }
 
@@ -354,13 +344,14 @@ mod tests {
     fn backoff_validation_and_growth() {
         let b = GateBackoff::default();
         b.validate().unwrap();
-        assert_eq!(b.base(0), Duration::from_secs(1));
-        assert_eq!(b.base(3), Duration::from_secs(8));
-        assert_eq!(b.base(4), Duration::from_secs(10));
-        assert_eq!(b.delay(0, 0.999), Duration::from_secs_f64(1.4995));
+        let b2 = b.backoff();
+        assert_eq!(b2.base(1), Duration::from_secs(1));
+        assert_eq!(b2.base(4), Duration::from_secs(8));
+        assert_eq!(b2.base(5), Duration::from_secs(10));
+        assert_eq!(b2.delay(1, 0.999), Duration::from_secs_f64(1.4995));
         // One cap rule with the renewer (Go's wait.Backoff): the cap bounds
         // the delay before jitter, and jitter comes on top.
-        assert_eq!(b.delay(10, 0.9), Duration::from_secs_f64(14.5));
+        assert_eq!(b2.delay(11, 0.9), Duration::from_secs_f64(14.5));
         let bad = |f: fn(&mut GateBackoff)| {
             let mut b = GateBackoff::default();
             f(&mut b);
@@ -375,6 +366,6 @@ mod tests {
             ..GateBackoff::default()
         };
         open.validate().unwrap();
-        assert_eq!(open.base(5), Duration::from_secs(32));
+        assert_eq!(open.backoff().base(6), Duration::from_secs(32));
     }
 }

@@ -122,6 +122,18 @@ pub async fn run_until(
     config: Config,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), RunError> {
+    // Before anything else: a CSI service reachable from the network is refused
+    // (the binary checked this with the flags; embedders build a Config).
+    let (endpoint, allow) = (
+        config.endpoint.clone(),
+        config.transport.allow_non_loopback_endpoint,
+    );
+    blocking::run((), "resolving the CSI endpoint", move || {
+        config::check_endpoint(&endpoint, allow)
+    })
+    .await
+    .map_err(|e| RunError::Config(e.to_string()))?
+    .map_err(RunError::Config)?;
     // Chosen (and logged) once, before recovery re-mounts anything.
     mount::init(&config.data_root.join("mount-staging"));
     let driver = driver::Driver::start(config.clone()).await?;

@@ -93,6 +93,8 @@ pub struct LiveValues {
     pub pool: cmcsi_keygen::PoolStats,
     /// Set-aside volume directories removed after the grace.
     pub quarantine_removed: u64,
+    /// Events dropped: their namespace's share of the queue, or the queue, was full.
+    pub events_dropped: u64,
     /// How full the data root is.
     pub data_root: Option<cmcsi_store::Usage>,
 }
@@ -488,6 +490,13 @@ fn live_series(d: &LiveValues) -> Vec<(&'static str, &'static str, f64, bool)> {
         "Generations of RSA keys above 4096 bits running now (at most --max-concurrent-large-rsa)",
         p.large_rsa_running as f64,
         false,
+    ));
+    out.push((
+        "certmanager_csi_events_dropped",
+        "Events on Pods not sent because their namespace's share of the queue \
+         (--max-queued-events-per-namespace) or the queue (--event-queue-size) was full",
+        d.events_dropped as f64,
+        true,
     ));
     out.push((
             "certmanager_csi_quarantined_volumes_removed",

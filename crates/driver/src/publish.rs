@@ -150,18 +150,20 @@ impl Driver {
         let volume = self
             .load_for_issuance(volume_id, &why)
             .await
-            .map_err(|e| IssueFailure::new(e.to_string()))?;
+            .map_err(|e| e.to_issue_failure())?;
         self.issue_logged(&volume, &why, &guard, permit)
             .await
             .map(|i| pipeline::lifetime_of(&i.summary, i.renew_before))
-            .map_err(|e| IssueFailure::new(e.to_string()))
+            .map_err(|e| e.to_issue_failure())
     }
 
     /// Under the volume's lock, the volume a renewal issues: its metadata
     /// and secrets read once, its Pod checked (every issuance, renewals too,
     /// re-reads the Pod's IPs for `${POD_IP}`), its context parsed once with
-    /// those IPs. A Pod not ready is logged, counted and given its Event as
-    /// a failed issuance.
+    /// those IPs. A Pod not ready is the renewer's "not ready" (checked again
+    /// with the gate backoff, and woken when the Pod changes); for a volume
+    /// already issued the first one of a row is also logged, counted and
+    /// given its Event as a failed issuance.
     async fn load_for_issuance(&self, volume_id: &str, why: &str) -> Result<Volume, DriverError> {
         let started = Instant::now();
         let id = volume_id.to_string();
@@ -187,6 +189,19 @@ impl Driver {
                 })
             }
             Err(e) => {
+                if matches!(e, DriverError::PodNotReady(_)) {
+                    self.wait_for_pod(volume_id, &meta.volume_context);
+                    // Mounted empty until the Pod is ready (no failure), or
+                    // already reported.
+                    let waiting = self
+                        .renewer()
+                        .snapshot(volume_id)
+                        .is_some_and(|s| s.not_ready > 0);
+                    if meta.next_issuance_time.is_none() || waiting {
+                        tracing::debug!(volume = volume_id, reason = %e, "waiting for the Pod");
+                        return Err(e);
+                    }
+                }
                 // The failure's labels and Event come from the spec with the
                 // stand-in addresses, never issued.
                 if let Ok(parsed) = crate::volume::parse_stored(&meta, secrets.iter(), None) {
@@ -266,22 +281,24 @@ impl Driver {
 
         if !volume.issued() {
             let disable_auto_renew = volume.spec.disable_auto_renew;
-            if self.config.continue_on_not_ready && self.needs_pod(&req.context) {
-                match self.pod_ready(&req.context) {
-                    Ok(_) => self.renewer().manage_pending(volume_id, disable_auto_renew),
-                    Err(e) => {
-                        tracing::info!(volume = volume_id, reason = %e, "mounted empty; issuing once the Pod is ready");
-                        if let Some(me) = self.me() {
-                            me.spawn_gate_wait(volume_id, req.context.clone(), disable_auto_renew);
-                        }
-                    }
+            let tenant = crate::driver::tenant_of(&req.context);
+            if self.config.continue_on_not_ready {
+                // A refusal, not a wait (`${POD_IP}` of a hostNetwork Pod):
+                // the kubelet shows it on the Pod and retries.
+                if self.needs_pod(&req.context)
+                    && let Err(e @ DriverError::InvalidRequest(_)) = self.pod_ready(&req.context)
+                {
+                    return Err(e);
                 }
-            } else if self.config.continue_on_not_ready {
-                self.renewer().manage_pending(volume_id, disable_auto_renew);
+                // Issued in the background; a Pod not ready yet is the
+                // renewer's "not ready", checked again until it is.
+                self.renewer()
+                    .manage_pending_in(tenant, volume_id, disable_auto_renew);
             } else {
                 let permit = self.renewer().acquire_first_issuance().await;
                 let issued = self.issue_logged(&volume, "first", &guard, permit).await?;
-                self.renewer().manage(
+                self.renewer().manage_in(
+                    tenant,
                     volume_id,
                     pipeline::lifetime_of(&issued.summary, issued.renew_before),
                     disable_auto_renew,
@@ -630,7 +647,6 @@ impl Driver {
         let target = req.target_path.as_path();
         // Cancel a renewal in flight before waiting for the lock.
         self.renewer().forget(volume_id);
-        self.cancel_gate_wait(volume_id);
         let Some(guard) = self
             .locks
             .lock(volume_id, self.config.issuance_timeout)

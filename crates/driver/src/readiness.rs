@@ -1,7 +1,10 @@
 //! Whether a volume's Pod is ready for an issuance (every readiness gate
 //! holds and, for `${POD_IP}`, the Pod has an address), read from the node's
-//! Pod watch (started at the first need), and the wait for a Pod that is not
-//! ready yet. What each gate means is in `gates`.
+//! Pod watch (started at the first need). A Pod not ready is the renewer's
+//! "not ready" outcome: the renewer checks again with the gate backoff, and
+//! each change of the Pod wakes the volume in the renewer
+//! ([`Driver::pod_changed`]); nothing here waits or schedules. What each gate
+//! means is in `gates`.
 
 use std::net::IpAddr;
 
@@ -70,7 +73,8 @@ impl Driver {
         Ok(Some(pod.pod_ips))
     }
 
-    /// The node's Pod watch, started at the first need.
+    /// The node's Pod watch, started at the first need. Each change of a
+    /// Pod wakes the volumes waiting for it ([`Driver::pod_changed`]).
     pub(crate) fn pods(&self) -> Result<cmcsi_issuer_client::PodWatch, DriverError> {
         let kube = self
             .kube
@@ -80,84 +84,72 @@ impl Driver {
             .pods
             .get_or_init(|| {
                 tracing::info!(node = %self.config.node_id, "starting the node's Pod watch");
-                cmcsi_issuer_client::PodWatch::start_with(
+                let watch = cmcsi_issuer_client::PodWatch::start_with(
                     kube.issuer.client().clone(),
                     &self.config.node_id,
                     annotation_keys(&self.config.pod_readiness_gates),
                     crate::startup::pod_watch_options(&self.config.watch_limits),
-                )
+                );
+                self.listen_to(&watch);
+                watch
             })
             .clone())
     }
 
-    /// Hands a gated volume to the renewer once its Pod is ready: checks at
-    /// every change of the node's Pods, and at least after each gate-backoff
-    /// delay. Replaces an earlier wait for the same volume; ended by
-    /// [`Driver::cancel_gate_wait`] (unpublish).
-    pub(crate) fn spawn_gate_wait(
-        self: &std::sync::Arc<Self>,
-        volume_id: &str,
-        context: std::collections::BTreeMap<String, String>,
-        disable_auto_renew: bool,
-    ) {
-        let weak = std::sync::Arc::downgrade(self);
-        let id = volume_id.to_owned();
-        let mut changes = self.pods().ok().map(|p| p.changes());
-        let backoff = self.config.gate_backoff;
-        let task = tokio::spawn(async move {
-            let mut attempt = 0u32;
-            loop {
-                let Some(driver) = weak.upgrade() else { return };
-                match driver.pod_ready(&context) {
-                    Ok(_) => {
-                        tracing::info!(volume = %id, "Pod ready; issuing");
-                        driver
-                            .renewer()
-                            .manage_pending(id.as_str(), disable_auto_renew);
-                        driver.gate_waits_lock().remove(&id);
-                        return;
-                    }
-                    Err(e) => tracing::debug!(volume = %id, reason = %e, "waiting for the Pod"),
-                }
-                drop(driver);
-                let unit = f64::from(getrandom_u32() % 10_000) / 10_000.0;
-                let delay = backoff.delay(attempt, unit);
-                attempt = attempt.saturating_add(1);
-                match &mut changes {
-                    Some(rx) => {
-                        tokio::select! {
-                            _ = tokio::time::sleep(delay) => {}
-                            r = rx.changed() => if r.is_err() { tokio::time::sleep(delay).await },
-                        }
-                    }
-                    None => tokio::time::sleep(delay).await,
-                }
+    /// Wakes the volumes waiting for a Pod at each change of it (the Pod
+    /// watch started at start-up, when gates are configured, or later by
+    /// [`Driver::pods`]).
+    pub(crate) fn listen_to_pods(&self) {
+        if let Ok(kube) = &self.kube
+            && let Some(watch) = kube.pods.get()
+        {
+            self.listen_to(watch);
+        }
+    }
+
+    fn listen_to(&self, watch: &cmcsi_issuer_client::PodWatch) {
+        let weak = self.weak();
+        watch.on_change(move |namespace, name| {
+            if let Some(driver) = weak.upgrade() {
+                driver.pod_changed(namespace, name);
             }
         });
-        if let Some(old) = self
-            .gate_waits_lock()
-            .insert(volume_id.to_owned(), task.abort_handle())
-        {
-            old.abort();
-        }
     }
 
-    /// Ends the gate wait of a volume, if any.
-    pub(crate) fn cancel_gate_wait(&self, volume_id: &str) {
-        if let Some(h) = self.gate_waits_lock().remove(volume_id) {
-            h.abort();
-        }
-    }
-
-    fn gate_waits_lock(
+    /// Notes that `volume_id` waits for its Pod (it answered "not ready"),
+    /// so the next change of that Pod wakes it in the renewer. The renewer
+    /// itself checks again with the gate backoff meanwhile.
+    pub(crate) fn wait_for_pod(
         &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, tokio::task::AbortHandle>>
-    {
-        self.gate_waits.lock().unwrap_or_else(|p| p.into_inner())
+        volume_id: &str,
+        context: &std::collections::BTreeMap<String, String>,
+    ) {
+        let (Some(ns), Some(name)) = (
+            context.get(cmcsi_attrs::keys::POD_NAMESPACE),
+            context.get(cmcsi_attrs::keys::POD_NAME),
+        ) else {
+            return;
+        };
+        self.pod_waiters_lock()
+            .entry((ns.clone(), name.clone()))
+            .or_default()
+            .insert(volume_id.to_owned());
     }
-}
 
-/// A random draw for the gate backoff's jitter (0 when the OS has none).
-fn getrandom_u32() -> u32 {
-    getrandom::u32().unwrap_or(0)
+    /// Pod `namespace/name` changed: wakes the volumes waiting for it (each
+    /// registers again if it is still not ready; a volume no longer managed
+    /// is dropped, so the map never outgrows the volumes waiting).
+    pub(crate) fn pod_changed(&self, namespace: &str, name: &str) {
+        let waiting = self
+            .pod_waiters_lock()
+            .remove(&(namespace.to_owned(), name.to_owned()));
+        for volume in waiting.into_iter().flatten() {
+            tracing::debug!(volume = %volume, pod = name, namespace, "Pod changed; checking its gates again");
+            self.renewer().wake(&volume);
+        }
+    }
+
+    fn pod_waiters_lock(&self) -> std::sync::MutexGuard<'_, crate::driver::PodWaiters> {
+        self.pod_waiters.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }

@@ -52,20 +52,21 @@ impl Driver {
                 );
             }
             let disable = f.spec.as_ref().is_some_and(|s| s.disable_auto_renew);
-            // Mounted empty, waiting for its Pod's gates or IP: wait again
-            // (with the gate backoff) rather than fail renewals meanwhile.
-            if f.meta.next_issuance_time.is_none()
-                && self.needs_pod(&f.meta.volume_context)
-                && let Some(me) = self.me()
-            {
-                me.spawn_gate_wait(&f.meta.volume_id, f.meta.volume_context.clone(), disable);
+            let tenant = crate::driver::tenant_of(&f.meta.volume_context);
+            // Mounted empty, waiting for its Pod's gates or IP: checked at
+            // once (not spread like overdue renewals); until the Pod is
+            // ready the renewer's attempts answer "not ready".
+            if f.meta.next_issuance_time.is_none() && self.needs_pod(&f.meta.volume_context) {
+                self.renewer()
+                    .manage_pending_in(tenant, f.meta.volume_id.as_str(), disable);
                 continue;
             }
             let volume = RestoredVolume::new(
                 f.meta.volume_id.as_str(),
                 f.meta.next_issuance_time,
                 disable,
-            );
+            )
+            .with_tenant(tenant);
             restored.push(match f.not_after {
                 Some(not_after) => volume.with_not_after(not_after),
                 None => volume,

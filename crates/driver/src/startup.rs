@@ -50,12 +50,14 @@ pub(crate) fn open_store(config: &Config) -> Result<Store, crate::RunError> {
 
 /// The Kubernetes side, or why there is none (the driver then serves the
 /// volumes it has but issues nothing). The watch keeps only the requests
-/// of the volumes in the store (and of those published later).
+/// of the volumes in the store (and of those published later). The outer
+/// error refuses the start: token-request mode over an insecure connection
+/// without `--allow-insecure-token-request`.
 pub(crate) async fn connect(
     config: &Config,
     store: &Arc<Store>,
     client_metrics: &crate::metrics::ClientMetrics,
-) -> Result<Kube, Arc<cmcsi_issuer_client::ConfigError>> {
+) -> Result<Result<Kube, Arc<cmcsi_issuer_client::ConfigError>>, crate::RunError> {
     let connection = cmcsi_issuer_client::client_from_config_with(
         config.kubeconfig.clone(),
         &config.connection,
@@ -66,6 +68,12 @@ pub(crate) async fn connect(
     .and_then(|c| c.with_observer(Arc::new(client_metrics.clone())));
     match connection {
         Ok(connection) => {
+            crate::config::check_token_transport(
+                config.use_token_request,
+                connection.insecure_transport(),
+                config.transport.allow_insecure_token_request,
+            )
+            .map_err(crate::RunError::Config)?;
             let store = Arc::clone(store);
             let volumes =
                 crate::blocking::run((), "listing stored volumes", move || stored_volumes(&store))
@@ -100,11 +108,11 @@ pub(crate) async fn connect(
                     pod_watch_options(&config.watch_limits),
                 ));
             }
-            Ok(kube)
+            Ok(Ok(kube))
         }
         Err(e) => {
             tracing::error!(error = %e, "no Kubernetes API configuration; serving existing volumes only");
-            Err(Arc::new(e))
+            Ok(Err(Arc::new(e)))
         }
     }
 }

@@ -117,6 +117,7 @@ fn publish_options(mut opts: ParseOptions, limits: &RequestLimits) -> ParseOptio
     opts.max_sans = limits.max_sans;
     opts.max_file_path_depth = limits.max_file_name_depth;
     opts.max_file_path_bytes = limits.max_file_name_bytes;
+    opts.max_password_bytes = limits.max_keystore_password_bytes;
     opts.allow_cert_manager_annotations = limits.allow_cert_manager_annotations;
     opts
 }

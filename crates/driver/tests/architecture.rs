@@ -70,6 +70,45 @@ fn blocking_is_the_one_way_to_the_blocking_pool() {
 }
 
 #[test]
+fn the_renewer_owns_every_wait() {
+    // A volume whose Pod is not ready is the renewer's "not ready" outcome,
+    // retried with the gate backoff and woken by the Pod watch: no task,
+    // timer or backoff arithmetic of the driver's own (tests left out, which
+    // check the renewer's `Backoff` with the gate flags' values).
+    let waits = [
+        "spawn(",
+        "sleep(",
+        "sleep_until",
+        "select!",
+        "interval(",
+        "AbortHandle",
+        ".delay(",
+        ".base(",
+        ".powi(",
+        ".powf(",
+    ];
+    let offenders: BTreeSet<String> = sources(&root().join("crates/driver/src"))
+        .into_iter()
+        .filter(|(name, text)| {
+            let code = code(text);
+            let code = code.split("#[cfg(test)]").next().unwrap_or_default();
+            let gate_module = name == "gates.rs" || name == "readiness.rs";
+            let backoff_math = [".delay(", ".base(", ".powi(", ".powf("]
+                .iter()
+                .any(|n| code.contains(n));
+            (gate_module && waits.iter().any(|n| code.contains(n))) || backoff_math
+        })
+        .map(|(name, _)| name)
+        .collect();
+    assert_eq!(
+        offenders,
+        BTreeSet::new(),
+        "waits and retries go through the renewer (Renewer::wake, IssueFailure::not_ready, \
+         cmcsi_renewer::Backoff): ARCHITECTURE.md, \"The renewer owns every wait\""
+    );
+}
+
+#[test]
 fn only_the_orchestrating_modules_extend_driver() {
     assert_eq!(
         driver_files_with(&["impl Driver {"]),

@@ -540,7 +540,13 @@ fn killed_mid_life_renewals_continue() {
 #[test]
 fn token_request_identity() {
     in_mount_namespace!(async {
-        let h = Harness::start(&["--use-token-request"]).await;
+        // Over HTTPS with the server's certificate checked, as in a cluster:
+        // token-request mode needs no --allow-insecure-token-request there.
+        let h = Harness::start_with(
+            FakeApi::builder().tls().issuer("ca-issuer", Script::Sign),
+            &["--use-token-request"],
+        )
+        .await;
         h.api
             .add_token("pod-sa-token", "system:serviceaccount:ns:app");
         let pod = Pod::new("ns", "tok");

@@ -109,6 +109,8 @@ fn denied_first_issuance_gives_one_event_then_renewed() {
             "process_start_time_seconds ",
             "process_virtual_memory_bytes ",
             "certmanager_csi_build_info{version=\"",
+            // Dropped Events (none here): one series, no namespace label.
+            "certmanager_csi_events_dropped_total 0",
             "rest_client_requests_total{verb=\"POST\",code=\"201\"",
             "rest_client_requests_total{verb=\"GET\",code=\"200\"",
             "rest_client_request_duration_seconds_bucket{",

@@ -161,3 +161,44 @@ fn go_defaults_give_tls_files_and_2160h() {
         assert_eq!(life, Duration::from_secs(2160 * 3600));
     });
 }
+
+/// The renewer owns the wait: with a gate backoff of a minute, a Pod that
+/// becomes ready is still issued at once, because the Pod watch wakes the
+/// volume in the renewer; after a restart the wait resumes the same way.
+#[test]
+fn a_pod_change_wakes_the_waiting_volume_and_a_restart_resumes_the_wait() {
+    in_mount_namespace!(async {
+        let mut h = Harness::start(&[
+            "--continue-on-not-ready=true",
+            "--pod-readiness-gate=pod-condition:Ready",
+            "--gate-backoff-duration=60s",
+            "--gate-backoff-cap=60s",
+        ])
+        .await;
+        let pod = Pod::new("ns", "slow");
+        h.api.put_pod("ns", "slow", &pod.uid, "node-a");
+        let volume = "csi-slow";
+        let target = h
+            .publish(
+                volume,
+                &pod,
+                &[ISSUER, ("csi.cert-manager.io/dns-names", "slow.example")],
+            )
+            .await
+            .unwrap();
+        assert!(!target.join("crt.pem").exists(), "mounted empty");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        // Across a restart the volume still waits (no request), checked at once.
+        h.restart_driver().await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(requests_for(&h.api, volume).is_empty());
+        h.api.set_pod_condition("ns", "slow", "Ready", "True");
+        eventually(
+            "issued at the Pod's change, long before the 60 s backoff",
+            Duration::from_secs(15),
+            || cert(&target).is_some(),
+        )
+        .await;
+        h.unpublish(volume).await.unwrap();
+    });
+}

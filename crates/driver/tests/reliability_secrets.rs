@@ -34,6 +34,8 @@ fn no_token_password_or_key_in_logs_or_errors() {
     in_mount_namespace!(async {
         let h = Harness::start(&[
             "--use-token-request",
+            // The fake API is plain http here.
+            "--allow-insecure-token-request",
             "--log-level",
             "trace",
             "--issuance-timeout",

@@ -41,7 +41,13 @@ async fn start(issuer: &str) -> Harness {
     api.add_token(TOKEN_TWO, ID_TWO);
     Harness::daemonset(
         api,
-        &["--use-token-request", "--max-requests-per-volume", "10"],
+        // The fake API is plain http here.
+        &[
+            "--use-token-request",
+            "--allow-insecure-token-request",
+            "--max-requests-per-volume",
+            "10",
+        ],
     )
     .await
 }

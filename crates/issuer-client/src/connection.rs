@@ -69,6 +69,9 @@ pub struct ConnectionOverrides {
     pub server: Option<String>,
     /// `--token`: a bearer token.
     pub token: Option<secrecy::SecretString>,
+    /// `--token-file`: a file holding the bearer token, read once when the
+    /// overrides are applied (at start); exclusive with `token`.
+    pub token_file: Option<PathBuf>,
     /// `--certificate-authority`: a PEM file of CA certificates for the server.
     pub certificate_authority: Option<PathBuf>,
     /// `--client-certificate`: a PEM client certificate file.
@@ -97,6 +100,7 @@ impl std::fmt::Debug for ConnectionOverrides {
             .field("user", &self.user)
             .field("server", &self.server)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("token_file", &self.token_file)
             .field("certificate_authority", &self.certificate_authority)
             .field("client_certificate", &self.client_certificate)
             .field("client_key", &self.client_key)
@@ -119,8 +123,19 @@ impl ConnectionOverrides {
                 problem: format!("`{server}` is not a URL ({e}); use e.g. https://10.0.0.1:6443"),
             })?;
         }
+        if self.token.is_some() && self.token_file.is_some() {
+            return Err(ConfigError::Override {
+                flag: "--token-file",
+                problem: "--token and --token-file both give the bearer token; pass only one"
+                    .into(),
+            });
+        }
         if let Some(token) = &self.token {
             config.auth_info.token = Some(token.clone());
+            config.auth_info.token_file = None;
+        }
+        if let Some(path) = &self.token_file {
+            config.auth_info.token = Some(read_token_file(path)?);
             config.auth_info.token_file = None;
         }
         if let Some(ca) = &self.certificate_authority {
@@ -164,6 +179,81 @@ impl ConnectionOverrides {
             cluster: self.cluster.clone(),
             user: self.user.clone(),
         }
+    }
+}
+
+/// The most bytes `--token-file` may hold (a ServiceAccount token is about
+/// 1 KiB; OIDC tokens with many claims a few KiB).
+pub const MAX_TOKEN_FILE_BYTES: u64 = 64 * 1024;
+
+/// Reads `--token-file` once: the token is the file's content without
+/// surrounding whitespace (a trailing newline, as `echo` writes it; client-go
+/// trims it too). Errors name the flag and the file, never the content.
+///
+/// Read once rather than handed to kube's own `token_file`, which re-reads
+/// the file every minute but keeps a trailing newline (every request would
+/// then fail with an invalid header). A rotated token needs a restart; a
+/// kubeconfig's `tokenFile` or the in-cluster token are re-read by kube.
+pub fn read_token_file(path: &std::path::Path) -> Result<secrecy::SecretString, ConfigError> {
+    use std::io::Read;
+    let fail = |problem: String| ConfigError::Override {
+        flag: "--token-file",
+        problem,
+    };
+    let shown = path.display();
+    let file = std::fs::File::open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => fail(format!(
+            "{shown} does not exist; pass the path of a file that holds the bearer token"
+        )),
+        std::io::ErrorKind::PermissionDenied => fail(format!(
+            "{shown} cannot be read by the driver (permission denied); make it readable by              the driver's user"
+        )),
+        _ => fail(format!("cannot open {shown}: {e}")),
+    })?;
+    let mut bytes = zeroize::Zeroizing::new(Vec::new());
+    file.take(MAX_TOKEN_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| fail(format!("cannot read {shown}: {e}")))?;
+    if bytes.len() as u64 > MAX_TOKEN_FILE_BYTES {
+        return Err(fail(format!(
+            "{shown} is larger than {MAX_TOKEN_FILE_BYTES} bytes, too large for a bearer token;              pass the file that holds only the token"
+        )));
+    }
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| fail(format!("{shown} is not UTF-8 text; a bearer token is text")))?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(fail(format!(
+            "{shown} is empty; write the bearer token into it"
+        )));
+    }
+    if token.chars().any(|c| c.is_control() || c == ' ') {
+        return Err(fail(format!(
+            "{shown} holds more than one word or control characters; a bearer token is one \
+             word of printable text"
+        )));
+    }
+    Ok(secrecy::SecretString::from(token.to_owned()))
+}
+
+/// How a connection exposes what is sent over it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum InsecureTransport {
+    /// The server's URL is `http://`: no encryption at all.
+    PlainHttp,
+    /// The server's certificate is not checked (`insecure-skip-tls-verify`).
+    SkipTlsVerify,
+}
+
+impl std::fmt::Display for InsecureTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            InsecureTransport::PlainHttp => "is plain http:// (not encrypted)",
+            InsecureTransport::SkipTlsVerify => {
+                "does not check the server's certificate (insecure-skip-tls-verify)"
+            }
+        })
     }
 }
 
@@ -280,6 +370,20 @@ impl ApiConnection {
     /// The configuration the client was built from.
     pub fn config(&self) -> &kube::Config {
         &self.config
+    }
+
+    /// Whether what is sent over this connection can be read or replayed by
+    /// someone on the path: a plain `http://` server, or a server whose
+    /// certificate is not checked. `None` for `https://` with a checked
+    /// certificate.
+    pub fn insecure_transport(&self) -> Option<InsecureTransport> {
+        if self.config.cluster_url.scheme_str() != Some("https") {
+            Some(InsecureTransport::PlainHttp)
+        } else if self.config.accept_invalid_certs {
+            Some(InsecureTransport::SkipTlsVerify)
+        } else {
+            None
+        }
     }
 
     /// The rate limit shared by this client and every token client made from it.
@@ -449,5 +553,122 @@ mod tests {
         };
         let err = bad.apply(&mut config).unwrap_err().to_string();
         assert!(err.contains("--server"), "{err}");
+    }
+
+    fn token_file_error(content: Option<&[u8]>) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        if let Some(c) = content {
+            std::fs::write(&path, c).unwrap();
+        }
+        let o = ConnectionOverrides {
+            token_file: Some(path),
+            ..Default::default()
+        };
+        let mut config = kube::Config::new("https://api:6443".parse().unwrap());
+        o.apply(&mut config).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn token_file_is_read_once_and_trimmed() {
+        use secrecy::ExposeSecret;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "s3cr3t-token\n").unwrap();
+        let o = ConnectionOverrides {
+            token_file: Some(path.clone()),
+            ..Default::default()
+        };
+        let mut config = kube::Config::new("https://api:6443".parse().unwrap());
+        o.apply(&mut config).unwrap();
+        assert_eq!(
+            config.auth_info.token.as_ref().unwrap().expose_secret(),
+            "s3cr3t-token",
+            "the trailing newline is not part of the token"
+        );
+        assert!(config.auth_info.token_file.is_none());
+        assert!(!format!("{o:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn token_file_problems_name_the_flag_never_the_content() {
+        let missing = token_file_error(None);
+        assert!(
+            missing.contains("--token-file") && missing.contains("does not exist"),
+            "{missing}"
+        );
+        let empty = token_file_error(Some(b" \n"));
+        assert!(
+            empty.contains("--token-file") && empty.contains("is empty"),
+            "{empty}"
+        );
+        let big = vec![b'a'; MAX_TOKEN_FILE_BYTES as usize + 1];
+        let big = token_file_error(Some(&big));
+        assert!(big.contains("larger than"), "{big}");
+        let two = token_file_error(Some(b"secret-one\nsecret-two\n"));
+        assert!(two.contains("one word"), "{two}");
+        assert!(
+            !two.contains("secret-"),
+            "the content is never shown: {two}"
+        );
+        let binary = token_file_error(Some(&[0xff, 0xfe]));
+        assert!(binary.contains("UTF-8"), "{binary}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let both = ConnectionOverrides {
+            token: Some(secrecy::SecretString::from("t".to_owned())),
+            token_file: Some(dir.path().join("token")),
+            ..Default::default()
+        };
+        let mut config = kube::Config::new("https://api:6443".parse().unwrap());
+        let err = both.apply(&mut config).unwrap_err().to_string();
+        assert!(err.contains("--token and --token-file"), "{err}");
+    }
+
+    #[test]
+    fn unreadable_token_file_says_permission_denied() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "t").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o000)).unwrap();
+        if std::fs::read(&path).is_ok() {
+            // Root reads any file (CAP_DAC_OVERRIDE): a directory in its
+            // place gives the other kind of unreadable.
+            std::fs::remove_file(&path).unwrap();
+            std::fs::create_dir(&path).unwrap();
+        }
+        let o = ConnectionOverrides {
+            token_file: Some(path),
+            ..Default::default()
+        };
+        let mut config = kube::Config::new("https://api:6443".parse().unwrap());
+        let err = o.apply(&mut config).unwrap_err().to_string();
+        assert!(
+            err.contains("--token-file")
+                && (err.contains("permission denied") || err.contains("cannot read")),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn insecure_transports_are_told_apart() {
+        let conn = |url: &str, skip: bool| {
+            let mut config = kube::Config::new(url.parse().unwrap());
+            config.accept_invalid_certs = skip;
+            ApiConnection::new(config, 0.0, 0).unwrap()
+        };
+        assert_eq!(
+            conn("http://127.0.0.1:8080", false).insecure_transport(),
+            Some(InsecureTransport::PlainHttp)
+        );
+        assert_eq!(
+            conn("https://127.0.0.1:6443", true).insecure_transport(),
+            Some(InsecureTransport::SkipTlsVerify)
+        );
+        assert_eq!(
+            conn("https://127.0.0.1:6443", false).insecure_transport(),
+            None
+        );
     }
 }

@@ -120,8 +120,8 @@ pub use client::{
     PodRef, RequestKey, Submitted, generate_name,
 };
 pub use connection::{
-    ApiCall, ApiConnection, ApiObserver, ConnectionOverrides, client_from_config,
-    client_from_config_with,
+    ApiCall, ApiConnection, ApiObserver, ConnectionOverrides, InsecureTransport,
+    MAX_TOKEN_FILE_BYTES, client_from_config, client_from_config_with, read_token_file,
 };
 pub use error::{Cause, ConfigError, IssueError};
 pub use events::{EventRecorder, MAX_NOTE_BYTES, PodEvent, PodObject, Severity};

@@ -175,10 +175,15 @@ struct Inner {
     relist: Option<HashMap<Key, PodFacts>>,
 }
 
+/// Called with `(namespace, name)` of each Pod that changed.
+type Listener = Arc<dyn Fn(&str, &str) + Send + Sync>;
+
 struct Shared {
     inner: Mutex<Inner>,
     /// Bumped on every change, so waiters re-check their gates.
     changed: watch::Sender<u64>,
+    /// Told which Pod changed ([`PodWatch::on_change`]).
+    listener: Mutex<Option<Listener>>,
     keep_annotations: Vec<String>,
     max_pods: usize,
     max_annotation_bytes: usize,
@@ -271,6 +276,8 @@ impl Shared {
 
     fn handle(&self, event: Event<WatchedPod>) {
         let mut inner = self.lock();
+        // The Pods whose facts changed, for the listener.
+        let mut touched: Vec<Key> = Vec::new();
         match event {
             Event::Init => inner.relist = Some(HashMap::new()),
             Event::InitApply(pod) => {
@@ -283,24 +290,51 @@ impl Shared {
             }
             Event::InitDone => {
                 if let Some(fresh) = inner.relist.take() {
+                    touched.extend(
+                        fresh
+                            .iter()
+                            .filter(|(k, f)| inner.pods.get(*k) != Some(*f))
+                            .map(|(k, _)| k.clone()),
+                    );
+                    touched.extend(
+                        inner
+                            .pods
+                            .keys()
+                            .filter(|k| !fresh.contains_key(*k))
+                            .cloned(),
+                    );
                     inner.pods = fresh;
                 }
             }
             Event::Apply(pod) => {
                 if let Some((k, f)) = self.facts(&pod)
                     && (inner.pods.contains_key(&k) || self.fits(&k, inner.pods.len()))
+                    && inner.pods.get(&k) != Some(&f)
                 {
+                    touched.push(k.clone());
                     inner.pods.insert(k, f);
                 }
             }
             Event::Delete(pod) => {
-                if let Some((k, _)) = self.facts(&pod) {
-                    inner.pods.remove(&k);
+                if let Some((k, _)) = self.facts(&pod)
+                    && inner.pods.remove(&k).is_some()
+                {
+                    touched.push(k);
                 }
             }
         }
         drop(inner);
         self.changed.send_modify(|n| *n = n.wrapping_add(1));
+        let listener = self
+            .listener
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(listener) = listener {
+            for (namespace, name) in &touched {
+                listener(namespace, name);
+            }
+        }
     }
 }
 
@@ -352,6 +386,7 @@ impl PodWatch {
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner::default()),
             changed,
+            listener: Mutex::new(None),
             keep_annotations,
             max_pods: options.max_pods,
             max_annotation_bytes: options.max_annotation_bytes,
@@ -417,6 +452,18 @@ impl PodWatch {
     pub fn changes(&self) -> watch::Receiver<u64> {
         self.shared.changed.subscribe()
     }
+
+    /// Calls `listener(namespace, name)` for each Pod whose kept facts
+    /// change (added, changed, deleted, or changed across a relist), on the
+    /// watch's task: keep it short and non-blocking. Replaces an earlier
+    /// listener.
+    pub fn on_change(&self, listener: impl Fn(&str, &str) + Send + Sync + 'static) {
+        *self
+            .shared
+            .listener
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(listener));
+    }
 }
 
 #[cfg(test)]
@@ -427,6 +474,7 @@ mod tests {
         Shared {
             inner: Mutex::new(Inner::default()),
             changed: watch::channel(0).0,
+            listener: Mutex::new(None),
             keep_annotations: vec!["keep/me".into(), "keep/big".into()],
             max_pods: 3,
             max_annotation_bytes: 64,
@@ -525,5 +573,35 @@ mod tests {
         let inner = s.lock();
         assert!(inner.pods.contains_key(&("ns".into(), "b".into())));
         assert!(!inner.pods.contains_key(&("ns".into(), "a".into())));
+    }
+
+    #[test]
+    fn the_listener_hears_each_pod_whose_facts_change() {
+        let s = shared();
+        let heard = Arc::new(Mutex::new(Vec::<String>::new()));
+        let h = Arc::clone(&heard);
+        *s.listener.lock().unwrap() = Some(Arc::new(move |ns: &str, name: &str| {
+            h.lock().unwrap().push(format!("{ns}/{name}"));
+        }));
+        let take = || std::mem::take(&mut *heard.lock().unwrap());
+        s.handle(Event::Apply(pod("a", &[])));
+        assert_eq!(take(), ["ns/a"]);
+        // The same facts again (a status change the gates do not read): silent.
+        s.handle(Event::Apply(pod("a", &[])));
+        assert!(take().is_empty());
+        s.handle(Event::Apply(pod("a", &["10.0.0.1"])));
+        assert_eq!(take(), ["ns/a"]);
+        // A relist tells of the Pods that changed or vanished meanwhile.
+        s.handle(Event::Apply(pod("b", &[])));
+        take();
+        s.handle(Event::Init);
+        s.handle(Event::InitApply(pod("a", &["10.0.0.1"])));
+        s.handle(Event::InitApply(pod("c", &[])));
+        s.handle(Event::InitDone);
+        let mut relisted = take();
+        relisted.sort();
+        assert_eq!(relisted, ["ns/b", "ns/c"]);
+        s.handle(Event::Delete(pod("a", &[])));
+        assert_eq!(take(), ["ns/a"]);
     }
 }

@@ -1,6 +1,10 @@
 //! The watches' reconnect backoff ([`WatchBackoff`]), shared by the request
 //! cache, the Pod watch and the relist; a leaf, so none of them imports
 //! another for it.
+//!
+//! Not the renewer's `Backoff` (Go's `wait.Backoff`, the driver's one for
+//! retries and waits): `cmcsi-renewer` sits below this crate in the layering,
+//! so using it here would make issuer-client depend on the renewer.
 
 use std::time::Duration;
 

@@ -1,5 +1,6 @@
 //! [`Backoff`]: the one backoff of the workspace's retries (the renewer's
-//! failed issuances, the driver's readiness-gate waits), with the semantics
+//! failed issuances and its "not ready" checks, which are the driver's
+//! readiness-gate waits), with the semantics
 //! of Go's `wait.Backoff` (k8s.io/apimachinery), which the Go driver uses
 //! for both.
 
@@ -46,6 +47,25 @@ impl Backoff {
     pub fn delay(&self, n: u32, unit: f64) -> Duration {
         let base = self.base(n);
         base + base.mul_f64(self.jitter * unit.clamp(0.0, 1.0))
+    }
+
+    /// Checks the fields: `duration` > 0, `factor` finite and >= 1, `jitter`
+    /// in `[0, 10]`, `cap` zero (no cap) or at least `duration`. The reason
+    /// of the first bad one.
+    pub fn validate(&self) -> Result<(), &'static str> {
+        if self.duration.is_zero() {
+            return Err("the first delay must be more than zero");
+        }
+        if !(self.factor.is_finite() && self.factor >= 1.0) {
+            return Err("the factor must be a finite number of at least 1");
+        }
+        if !(0.0..=10.0).contains(&self.jitter) {
+            return Err("the jitter must be in [0, 10]");
+        }
+        if !self.cap.is_zero() && self.cap < self.duration {
+            return Err("the cap must be zero (no cap) or at least the first delay");
+        }
+        Ok(())
     }
 }
 

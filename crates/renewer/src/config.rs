@@ -51,8 +51,16 @@ pub struct RenewerConfig {
     pub min_interval: Duration,
     /// Renewals (not first issuances) started per second, node-wide, spaced
     /// evenly; `None` (default) does not limit them. Keeps the API budget for
-    /// first issuances when many renewals fall due together.
+    /// first issuances when many renewals fall due together. The slots go
+    /// round-robin to the [`Tenant`](crate::Tenant)s with renewals waiting,
+    /// so one tenant's many volumes cannot starve another's.
     pub renewal_rate: Option<f64>,
+    /// How often a volume whose attempt answered "not ready"
+    /// ([`FailureKind::NotReady`](crate::FailureKind::NotReady)) is checked
+    /// again, unless [`Renewer::wake`](crate::Renewer::wake) comes first.
+    /// Default the Go driver's readiness-gate backoff: 1 s doubling to a
+    /// 10 s cap, plus up to 50 %.
+    pub not_ready_backoff: Backoff,
     /// Where wall time comes from. Default [`Clock::system`].
     pub clock: Clock,
     /// Seed for every random choice (jitter, backoff, recovery spread); `None`
@@ -74,6 +82,12 @@ impl Default for RenewerConfig {
             issue_timeout: Some(Duration::from_secs(60)),
             min_interval: Duration::ZERO,
             renewal_rate: None,
+            not_ready_backoff: Backoff {
+                duration: Duration::from_secs(1),
+                factor: 2.0,
+                jitter: 0.5,
+                cap: Duration::from_secs(10),
+            },
             clock: Clock::system(),
             seed: None,
         }
@@ -127,6 +141,9 @@ impl RenewerConfig {
             .is_some_and(|r| !(r.is_finite() && r >= 0.001))
         {
             return bad("renewal_rate", "must be a finite number of at least 0.001");
+        }
+        if let Err(reason) = self.not_ready_backoff.validate() {
+            return bad("not_ready_backoff", reason);
         }
         Ok(())
     }

@@ -17,6 +17,18 @@
 //!   certificate stays; [`Renewer::snapshot`] shows the volume retrying with
 //!   its last error. Once the certificate has expired the renewer keeps
 //!   retrying and logs each failure at error level (`... EXPIRED at ...`).
+//! - **Not ready.** An attempt may answer "not ready"
+//!   ([`IssueFailure::not_ready`]: the driver's Pod does not meet its
+//!   readiness gates yet). That is no failure: the volume is checked again
+//!   with [`RenewerConfig::not_ready_backoff`] (Go's gate backoff: 1 s
+//!   doubling to 10 s), or at once on [`Renewer::wake`], which the driver
+//!   calls when the volume's Pod changes. The renewer owns every wait.
+//! - **Outages.** A failure because something every volume shares did not
+//!   answer ([`IssueFailure::unavailable`]: the API) backs off like any
+//!   other, and is retried as soon as another volume's attempt succeeds.
+//! - **Fair pace.** With [`RenewerConfig::renewal_rate`], renewals start at
+//!   most that often node-wide, the slots going round-robin to the
+//!   [`Tenant`]s with renewals waiting ([`Renewer::manage_in`]).
 //! - **Concurrency cap.** At most [`RenewerConfig::max_concurrent`] issuances
 //!   run at once, first issuances ([`Renewer::acquire_first_issuance`]) served
 //!   before queued renewals, so a renewal storm never delays a starting Pod.
@@ -80,6 +92,7 @@ mod backoff;
 mod clock;
 mod config;
 mod limiter;
+mod pacer;
 mod renewer;
 mod types;
 
@@ -89,6 +102,6 @@ pub use config::{Planner, RenewerConfig, StartError};
 pub use limiter::IssuancePermit;
 pub use renewer::{Renewer, RestoredVolume};
 pub use types::{
-    IssuanceEvent, Issue, IssueFailure, IssueReason, Lifetime, Outcome, Stats, VolumeId,
-    VolumeState,
+    FailureKind, IssuanceEvent, Issue, IssueFailure, IssueReason, Lifetime, Outcome, Stats, Tenant,
+    VolumeId, VolumeState,
 };

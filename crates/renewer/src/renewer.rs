@@ -16,8 +16,9 @@ use tokio::time::Instant;
 
 use crate::config::{Planner, RenewerConfig, StartError};
 use crate::limiter::{IssuancePermit, Limiter, Priority};
+use crate::pacer::Pacer;
 use crate::types::{
-    IssuanceEvent, Issue, IssueFailure, IssueReason, Lifetime, Stats, VolumeId, VolumeState,
+    IssuanceEvent, Issue, IssueFailure, IssueReason, Lifetime, Stats, Tenant, VolumeId, VolumeState,
 };
 
 mod attempt;
@@ -42,6 +43,8 @@ pub struct RestoredVolume {
     /// The volume's `disable-auto-renew`: such a volume is only scheduled
     /// when it has no certificate yet.
     pub disable_auto_renew: bool,
+    /// Whose volume it is, for the fair renewal pace (see [`Tenant`]).
+    pub tenant: Tenant,
 }
 
 impl RestoredVolume {
@@ -56,7 +59,15 @@ impl RestoredVolume {
             next_issuance,
             not_after: None,
             disable_auto_renew,
+            tenant: Tenant::default(),
         }
+    }
+
+    /// The same, belonging to `tenant` (see [`Tenant`]).
+    #[must_use]
+    pub fn with_tenant(mut self, tenant: impl Into<Tenant>) -> Self {
+        self.tenant = tenant.into();
+        self
     }
 
     /// The same, with the current certificate's `notAfter`.
@@ -100,8 +111,9 @@ struct Inner {
     events: broadcast::Sender<IssuanceEvent>,
     rng: Mutex<SmallRng>,
     wakeups: AtomicU64,
-    /// The earliest instant the next renewal may start (with `renewal_rate`).
-    next_renewal: Mutex<Instant>,
+    /// The node-wide renewal pace, shared fairly between tenants (with
+    /// `renewal_rate`).
+    pacer: Option<Arc<Pacer>>,
 }
 
 #[derive(Default)]
@@ -112,6 +124,11 @@ struct State {
     seq: u64,
     generation: u64,
     shutdown: bool,
+    /// Volumes waiting out the backoff of a [`FailureKind::Unavailable`]
+    /// failure, retried as soon as another attempt succeeds.
+    ///
+    /// [`FailureKind::Unavailable`]: crate::FailureKind::Unavailable
+    unavailable: std::collections::HashSet<VolumeId>,
 }
 
 struct Entry {
@@ -130,6 +147,10 @@ struct Entry {
     /// [`Renewer::wake`] was called while an attempt ran: another follows
     /// it, so what the wake was for is not lost to the attempt's result.
     woken: bool,
+    /// Consecutive "not ready" answers since the last issuance or failure.
+    not_ready: u32,
+    /// Whose volume it is, for the fair renewal pace.
+    tenant: Tenant,
 }
 
 struct Slot {
@@ -152,7 +173,7 @@ impl Attempt {
 }
 
 impl Entry {
-    fn new(generation: u64, disable_auto_renew: bool) -> Self {
+    fn new(generation: u64, disable_auto_renew: bool, tenant: Tenant) -> Self {
         Self {
             generation,
             not_after: None,
@@ -164,6 +185,8 @@ impl Entry {
             last_error: None,
             last_issued: None,
             woken: false,
+            not_ready: 0,
+            tenant,
         }
     }
 }
@@ -190,6 +213,7 @@ impl Renewer {
                 let issuer = Arc::clone(&issuer);
                 Box::pin(async move { issuer.issue(volume, reason, permit).await })
             };
+        let pacer = config.renewal_rate.map(Pacer::start);
         let inner = Arc::new(Inner {
             planner: config.planner(seed),
             limiter: Limiter::new(config.max_concurrent),
@@ -200,7 +224,7 @@ impl Renewer {
             wake: Notify::new(),
             events: broadcast::channel(EVENT_CAPACITY).0,
             wakeups: AtomicU64::new(0),
-            next_renewal: Mutex::new(Instant::now()),
+            pacer,
         });
         runtime.spawn(Arc::clone(&inner).run_scheduler());
         Ok(Self {
@@ -216,8 +240,23 @@ impl Renewer {
     /// its schedule (a running attempt for it is cancelled, its failure count
     /// cleared). Returns the next issuance time, or `None` when
     /// `disable_auto_renew` is set (the volume is then never renewed).
+    ///
+    /// The volume belongs to the default [`Tenant`]; [`Renewer::manage_in`]
+    /// names one.
     pub fn manage(
         &self,
+        volume: impl Into<VolumeId>,
+        lifetime: Lifetime,
+        disable_auto_renew: bool,
+    ) -> Option<SystemTime> {
+        self.manage_in(Tenant::default(), volume, lifetime, disable_auto_renew)
+    }
+
+    /// [`Renewer::manage`] for a volume of `tenant`: its renewals share the
+    /// node's pace fairly with other tenants' (see [`Tenant`]).
+    pub fn manage_in(
+        &self,
+        tenant: impl Into<Tenant>,
         volume: impl Into<VolumeId>,
         lifetime: Lifetime,
         disable_auto_renew: bool,
@@ -226,7 +265,7 @@ impl Renewer {
         let inner = self.inner();
         let mut st = lock(&inner.state);
         let now = inner.config.clock.now();
-        let entry = st.replace_entry(&volume, disable_auto_renew);
+        let entry = st.replace_entry(&volume, disable_auto_renew, tenant.into());
         entry.has_certificate = true;
         entry.not_after = Some(lifetime.not_after);
         // The caller has just issued it: the floor counts from now.
@@ -240,13 +279,25 @@ impl Renewer {
 
     /// Starts managing `volume` that has no certificate yet, due at once: the
     /// background first issuance of a volume published before it was ready.
-    /// Failures are retried with backoff until one succeeds; then it is
-    /// renewed like any other (unless `disable_auto_renew`).
+    /// Failures are retried with backoff until one succeeds, "not ready"
+    /// answers with [`RenewerConfig::not_ready_backoff`] or at the next
+    /// [`Renewer::wake`]; then it is renewed like any other (unless
+    /// `disable_auto_renew`). The volume belongs to the default [`Tenant`].
     pub fn manage_pending(&self, volume: impl Into<VolumeId>, disable_auto_renew: bool) {
+        self.manage_pending_in(Tenant::default(), volume, disable_auto_renew);
+    }
+
+    /// [`Renewer::manage_pending`] for a volume of `tenant`.
+    pub fn manage_pending_in(
+        &self,
+        tenant: impl Into<Tenant>,
+        volume: impl Into<VolumeId>,
+        disable_auto_renew: bool,
+    ) {
         let volume = volume.into();
         let inner = self.inner();
         let mut st = lock(&inner.state);
-        st.replace_entry(&volume, disable_auto_renew);
+        st.replace_entry(&volume, disable_auto_renew, tenant.into());
         let now = inner.config.clock.now();
         inner.schedule(&mut st, &volume, now, IssueReason::Requested);
     }
@@ -262,7 +313,7 @@ impl Renewer {
         let mut st = lock(&inner.state);
         let mut overdue: Vec<(Option<SystemTime>, VolumeId)> = Vec::new();
         for v in volumes {
-            let entry = st.replace_entry(&v.volume, v.disable_auto_renew);
+            let entry = st.replace_entry(&v.volume, v.disable_auto_renew, v.tenant);
             entry.has_certificate = v.next_issuance.is_some();
             entry.not_after = v.not_after;
             match v.next_issuance {
@@ -295,6 +346,7 @@ impl Renewer {
         let Some(entry) = st.volumes.remove(volume) else {
             return false;
         };
+        st.unavailable.remove(volume);
         if let Some(slot) = entry.slot {
             st.queue.remove(&slot.key);
         }
@@ -311,8 +363,11 @@ impl Renewer {
     /// the same floor ([`RenewerConfig::min_interval`](crate::RenewerConfig::min_interval))
     /// and concurrency cap. The volume is issued now (reason
     /// [`IssueReason::Requested`]) or, when an attempt is running, once more
-    /// right after it ends, whatever its outcome. Returns whether the volume
-    /// is managed (an unmanaged volume has nothing to rewrite).
+    /// right after it ends, whatever its outcome. A volume waiting after a
+    /// "not ready" answer is checked again now: call this when what it
+    /// waits for may have changed (the driver does for every change of the
+    /// volume's Pod). Returns whether the volume is managed (an unmanaged
+    /// volume has nothing to rewrite).
     pub fn wake(&self, volume: &str) -> bool {
         let inner = self.inner();
         let mut st = lock(&inner.state);
@@ -361,6 +416,8 @@ impl Renewer {
             not_after: e.not_after,
             in_flight: e.attempt.as_ref().is_some_and(|a| a.in_flight),
             disable_auto_renew: e.disable_auto_renew,
+            not_ready: e.not_ready,
+            tenant: e.tenant.clone(),
         })
     }
 
@@ -379,6 +436,7 @@ impl Renewer {
         for e in st.volumes.values() {
             stats.retrying += usize::from(e.attempts > 0);
             stats.expired += usize::from(e.not_after.is_some_and(|na| now > na));
+            stats.not_ready += usize::from(e.not_ready > 0);
             match &e.attempt {
                 Some(a) if a.in_flight => stats.in_flight += 1,
                 Some(_) => stats.queued += 1,
@@ -409,9 +467,14 @@ impl Renewer {
 
 impl State {
     /// A fresh entry for `volume`, cancelling whatever the old one had going.
-    fn replace_entry(&mut self, volume: &VolumeId, disable_auto_renew: bool) -> &mut Entry {
+    fn replace_entry(
+        &mut self,
+        volume: &VolumeId,
+        disable_auto_renew: bool,
+        tenant: Tenant,
+    ) -> &mut Entry {
         self.generation += 1;
-        let fresh = Entry::new(self.generation, disable_auto_renew);
+        let fresh = Entry::new(self.generation, disable_auto_renew, tenant);
         match self.volumes.entry(volume.clone()) {
             hash_map::Entry::Occupied(mut slot) => {
                 let old = slot.insert(fresh);
@@ -494,6 +557,9 @@ impl Inner {
             }
         }
         drop(st);
+        if let Some(pacer) = &self.pacer {
+            pacer.close();
+        }
         self.wake.notify_one();
     }
 

@@ -135,26 +135,77 @@ impl fmt::Display for IssueReason {
     }
 }
 
-/// Why one issuance attempt failed. The message must already be safe to log
-/// (no keys, tokens or passwords): the renewer logs it and keeps it as the
-/// volume's last error.
+/// Why one issuance attempt did not issue. The message must already be safe
+/// to log (no keys, tokens or passwords): the renewer logs it and keeps it as
+/// the volume's last error.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct IssueFailure {
     message: String,
+    kind: FailureKind,
+}
+
+/// What kind of "no" an attempt answered, which decides how the renewer
+/// retries it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FailureKind {
+    /// The issuance was tried and failed: retried with the failure backoff
+    /// ([`RenewerConfig::backoff`](crate::RenewerConfig::backoff)) and
+    /// counted in [`VolumeState::attempts`].
+    Failed,
+    /// Nothing was tried because something the volume waits for is not
+    /// there yet (its Pod does not meet its readiness gates, or has no IP
+    /// address yet): checked again with
+    /// [`RenewerConfig::not_ready_backoff`](crate::RenewerConfig::not_ready_backoff),
+    /// or at once on [`Renewer::wake`](crate::Renewer::wake). Not a failure:
+    /// it does not count toward [`VolumeState::attempts`] nor toward the
+    /// volume's issuance floor.
+    NotReady,
+    /// Something every volume shares did not answer (the Kubernetes API
+    /// unreachable, throttled or failing): retried with the failure backoff
+    /// like [`FailureKind::Failed`], and as soon as any other volume's
+    /// attempt succeeds (the shared cause is gone), through the renewal pace
+    /// rather than each at the end of its backoff. So renewals that fell due
+    /// during an outage are done at the pace's rate once it ends.
+    Unavailable,
 }
 
 impl IssueFailure {
-    /// A failure with this (log-safe) message.
+    /// A failed issuance with this (log-safe) message.
     pub fn new(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
+            kind: FailureKind::Failed,
+        }
+    }
+
+    /// "Not ready yet" with this (log-safe) message: see
+    /// [`FailureKind::NotReady`].
+    pub fn not_ready(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            kind: FailureKind::NotReady,
+        }
+    }
+
+    /// A failure of something every volume shares, with this (log-safe)
+    /// message: see [`FailureKind::Unavailable`].
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            kind: FailureKind::Unavailable,
         }
     }
 
     /// The message.
     pub fn message(&self) -> &str {
         &self.message
+    }
+
+    /// What kind of "no" this is.
+    pub fn kind(&self) -> FailureKind {
+        self.kind
     }
 }
 
@@ -202,6 +253,12 @@ pub struct VolumeState {
     pub in_flight: bool,
     /// Whether the volume has `disable-auto-renew` set.
     pub disable_auto_renew: bool,
+    /// Consecutive "not ready" answers ([`FailureKind::NotReady`]) since
+    /// the last issuance or failure; the volume is waiting while this is
+    /// more than zero.
+    pub not_ready: u32,
+    /// The volume's tenant (see [`Tenant`]).
+    pub tenant: Tenant,
 }
 
 /// Counts over all managed volumes (for metrics).
@@ -222,6 +279,9 @@ pub struct Stats {
     pub first_issuances_waiting: usize,
     /// How often the scheduler task has woken up since start.
     pub scheduler_wakeups: u64,
+    /// Volumes whose last attempt answered "not ready" and that wait for a
+    /// check or a [`Renewer::wake`](crate::Renewer::wake).
+    pub not_ready: usize,
 }
 
 /// The outcome of one issuance attempt, sent to
@@ -259,4 +319,58 @@ pub enum Outcome {
         /// Whether the current certificate has already expired.
         expired: bool,
     },
+    /// The attempt answered "not ready" ([`FailureKind::NotReady`]); the
+    /// current certificate (if any) stays.
+    NotReady {
+        /// What the volume waits for.
+        message: String,
+        /// Consecutive "not ready" answers, this one included.
+        checks: u32,
+        /// When it is checked again (sooner on a wake).
+        retry_at: SystemTime,
+    },
+}
+
+/// Whose volume this is, for fairness: renewals share the node's pace
+/// ([`RenewerConfig::renewal_rate`](crate::RenewerConfig::renewal_rate))
+/// round-robin between the tenants that have renewals waiting, so one
+/// tenant's many volumes cannot keep another's waiting. The driver uses the
+/// Pod's namespace. The default (empty) tenant is one tenant like any other.
+#[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Tenant(Arc<str>);
+
+impl Tenant {
+    /// A tenant named `name`.
+    pub fn new(name: impl Into<Arc<str>>) -> Self {
+        Self(name.into())
+    }
+
+    /// The tenant's name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Tenant {
+    fn from(name: &str) -> Self {
+        Self(name.into())
+    }
+}
+
+impl From<String> for Tenant {
+    fn from(name: String) -> Self {
+        Self(name.into())
+    }
+}
+
+impl fmt::Display for Tenant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Tenant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
 }

@@ -23,7 +23,7 @@ use tonic::transport::Channel;
 use super::sys;
 
 /// Issuer name the fake API signs for at once.
-const ISSUER: &str = "ca-issuer";
+pub(super) const ISSUER: &str = "ca-issuer";
 /// Namespace of the benchmark's Pods.
 const NAMESPACE: &str = "bench";
 /// Namespace of the bare API round trips (B3), away from the driver's requests.
@@ -59,6 +59,8 @@ pub struct Options {
     pub logs: Option<PathBuf>,
     /// The Pod signer B13 measures; `None`: the release build beside the driver.
     pub signer: Option<PathBuf>,
+    /// B11's volume count (1,000 unless reduced for a quick look).
+    pub b11_volumes: usize,
 }
 
 impl Options {
@@ -126,6 +128,9 @@ pub async fn all(opts: &Options) -> Result<Figures> {
     if opts.wants("b13") {
         super::b13::b13(opts, &mut f).await?;
     }
+    if opts.wants("b11") {
+        super::b11::b11(opts, &mut f).await?;
+    }
     Ok(f)
 }
 
@@ -181,13 +186,13 @@ fn ecdsa_attrs() -> Vec<(&'static str, &'static str)> {
 
 /// A kubelet-style volume id (`csi-` and 64 hex digits), unique per
 /// scenario and index.
-fn volume_id(scenario: u64, i: usize) -> String {
+pub(super) fn volume_id(scenario: u64, i: usize) -> String {
     format!("csi-{:064x}", (scenario << 32) | i as u64)
 }
 
 /// One driver under test with its own fake API and directories.
-struct Node {
-    api: FakeApi,
+pub(super) struct Node {
+    pub(super) api: FakeApi,
     dir: tempfile::TempDir,
     driver: DriverProcess,
     channel: Channel,
@@ -199,7 +204,12 @@ struct Node {
 impl Node {
     /// Starts a fake API and the driver with `args` added to the common
     /// flags; with `metrics`, on a free local port.
-    async fn start(opts: &Options, group: &str, args: &[&str], metrics: bool) -> Result<Node> {
+    pub(super) async fn start(
+        opts: &Options,
+        group: &str,
+        args: &[&str],
+        metrics: bool,
+    ) -> Result<Node> {
         Self::start_prepared(opts, group, args, metrics, |_| Ok(())).await
     }
 
@@ -271,7 +281,7 @@ impl Node {
             .ok_or_else(|| anyhow!("driver not running"))
     }
 
-    fn target(&self, volume: &str) -> PathBuf {
+    pub(super) fn target(&self, volume: &str) -> PathBuf {
         self.dir
             .path()
             .join("pods")
@@ -289,7 +299,12 @@ impl Node {
     }
 
     /// One NodePublishVolume, as the kubelet sends it; its latency.
-    async fn publish(&self, volume: &str, pod: &Pod, attrs: &[(&str, &str)]) -> Result<Duration> {
+    pub(super) async fn publish(
+        &self,
+        volume: &str,
+        pod: &Pod,
+        attrs: &[(&str, &str)],
+    ) -> Result<Duration> {
         let req = publish_request(volume, &self.prepare(volume)?, pod.context(attrs));
         let mut client = NodeClient::new(self.channel.clone());
         let t0 = Instant::now();
@@ -363,7 +378,7 @@ impl Node {
 
     /// Stops the driver and the API, unmounts what the run mounted and
     /// removes its directory.
-    async fn stop(mut self) -> Result<()> {
+    pub(super) async fn stop(mut self) -> Result<()> {
         self.driver.kill();
         if let Some(to) = &self.keep_log {
             if let Some(dir) = to.parent() {

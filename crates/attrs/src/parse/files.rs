@@ -218,7 +218,7 @@ impl Parser<'_> {
                 empty()
             }
             (Some(p), None) => {
-                if let Err(problem) = validate::password(p) {
+                if let Err(problem) = validate::password(p, self.opts.max_password_bytes) {
                     // Never quote the value: it is a secret.
                     self.conflict(
                         k.password,
@@ -239,8 +239,13 @@ impl Parser<'_> {
                     return empty();
                 }
                 match self.secrets.get(name) {
-                    Some(p) if !p.is_empty() && validate::password(p).is_err() => {
-                        let problem = validate::password(p).err().unwrap_or_default();
+                    Some(p)
+                        if !p.is_empty()
+                            && validate::password(p, self.opts.max_password_bytes).is_err() =>
+                    {
+                        let problem = validate::password(p, self.opts.max_password_bytes)
+                            .err()
+                            .unwrap_or_default();
                         // Never quote the value: it is a secret.
                         self.conflict(
                             k.secret_key,

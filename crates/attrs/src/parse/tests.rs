@@ -1683,3 +1683,38 @@ fn keystore_passwords_are_bounded_and_printable_never_quoted() {
         (keys::PKCS12_PASSWORD, &ok_long),
     ]);
 }
+
+#[test]
+fn the_node_may_lower_the_password_limit_never_raise_it() {
+    let map = |p: &str| -> BTreeMap<String, String> {
+        [
+            (keys::ISSUER_NAME, "ca"),
+            (keys::DNS_NAMES, "a.example.com"),
+            (keys::PKCS12_ENABLE, "true"),
+            (keys::PKCS12_PASSWORD, p),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+    };
+    let mut opts = ParseOptions::original();
+    opts.max_password_bytes = 16;
+    let text = parse_with(&map(&"p".repeat(17)), &opts)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        text.contains("at most 16 are allowed") && text.contains("--max-keystore-password-bytes"),
+        "{text}"
+    );
+    assert!(!text.contains("ppp"), "{text}");
+    parse_with(&map(&"p".repeat(16)), &opts).unwrap();
+    // A larger setting does not lift the library's cap.
+    opts.max_password_bytes = 1 << 20;
+    let text = parse_with(
+        &map(&"p".repeat(crate::limits::MAX_PASSWORD_BYTES + 1)),
+        &opts,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(text.contains("at most 1024 are allowed"), "{text}");
+}

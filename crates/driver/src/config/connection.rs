@@ -29,9 +29,16 @@ pub struct ConnectionFlags {
     #[arg(long, short = 's')]
     pub server: Option<String>,
 
-    /// kubectl: a bearer token for the API server (never logged; prefer a kubeconfig).
+    /// kubectl: a bearer token for the API server (never logged; prefer a kubeconfig
+    /// or --token-file, since a flag's value shows in the process list).
     #[arg(long, value_parser = parse_secret)]
     pub token: Option<SecretString>,
+
+    /// A file holding the bearer token for the API server (surrounding whitespace
+    /// is trimmed; at most 64 KiB). Read once at start (restart the driver after
+    /// rotating it); never logged. Not with --token.
+    #[arg(long, conflicts_with = "token")]
+    pub token_file: Option<PathBuf>,
 
     /// kubectl: a PEM file of CA certificates for the API server.
     #[arg(long)]
@@ -80,6 +87,7 @@ impl ConnectionFlags {
         c.user = self.user;
         c.server = self.server;
         c.token = self.token;
+        c.token_file = self.token_file;
         c.certificate_authority = self.certificate_authority;
         c.client_certificate = self.client_certificate;
         c.client_key = self.client_key;

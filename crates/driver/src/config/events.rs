@@ -1,5 +1,6 @@
-//! `--events`, `--event-interval`, `--event-queue-size`: the Kubernetes Events
-//! the driver records on Pods.
+//! `--events`, `--event-interval`, `--event-queue-size`,
+//! `--max-queued-events-per-namespace`: the Kubernetes Events the driver
+//! records on Pods.
 
 use std::time::Duration;
 
@@ -23,9 +24,19 @@ pub struct EventFlags {
     pub event_interval: Duration,
 
     /// Events waiting to be sent to the API; when full, new ones are dropped
-    /// (issuance never waits for an Event).
-    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    /// (issuance never waits for an Event; counted in
+    /// certmanager_csi_events_dropped_total).
+    #[arg(long, default_value_t = crate::events::DEFAULT_EVENT_QUEUE_SIZE as u32,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub event_queue_size: u32,
+
+    /// Events of one namespace waiting in the queue at once; further ones of that
+    /// namespace are dropped (and counted), so one tenant's failing volumes cannot
+    /// fill the queue and silence other namespaces' Events (at most
+    /// --event-queue-size).
+    #[arg(long, default_value_t = crate::events::DEFAULT_NAMESPACE_SHARE as u32,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_queued_events_per_namespace: u32,
 }
 
 impl EventFlags {
@@ -35,6 +46,9 @@ impl EventFlags {
             enabled: self.events,
             interval: self.event_interval,
             queue_size: self.event_queue_size as usize,
+            namespace_share: self
+                .max_queued_events_per_namespace
+                .min(self.event_queue_size) as usize,
         }
     }
 }

@@ -17,6 +17,8 @@ pub struct RequestLimits {
     pub max_file_name_bytes: usize,
     /// Most RSA keys above 4096 bits generated at once.
     pub max_concurrent_large_rsa: usize,
+    /// Most bytes in a keystore password (inline or from the volume's Secret).
+    pub max_keystore_password_bytes: usize,
     /// Accept pass-through annotation keys of cert-manager's own
     /// (`--allow-cert-manager-annotations`).
     pub allow_cert_manager_annotations: bool,
@@ -30,6 +32,7 @@ impl Default for RequestLimits {
             max_file_name_depth: cmcsi_attrs::limits::DEFAULT_MAX_FILE_PATH_DEPTH,
             max_file_name_bytes: cmcsi_attrs::limits::DEFAULT_MAX_FILE_PATH_BYTES,
             max_concurrent_large_rsa: 1,
+            max_keystore_password_bytes: cmcsi_attrs::limits::MAX_PASSWORD_BYTES,
             allow_cert_manager_annotations: false,
         }
     }
@@ -62,6 +65,11 @@ pub struct LimitFlags {
     /// Most RSA keys above 4096 bits (key-size 8192) generated at once; more wait.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub max_concurrent_large_rsa: u32,
+
+    /// Most bytes in a JKS or PKCS#12 keystore password, inline or from the volume's
+    /// Secret (at most 1024: JKS hashes the password once per 20 bytes of key).
+    #[arg(long, default_value_t = cmcsi_attrs::limits::MAX_PASSWORD_BYTES as u32, value_parser = clap::value_parser!(u32).range(1..=cmcsi_attrs::limits::MAX_PASSWORD_BYTES as i64))]
+    pub max_keystore_password_bytes: u32,
 }
 
 impl LimitFlags {
@@ -73,6 +81,7 @@ impl LimitFlags {
             max_file_name_depth: self.max_file_name_depth as usize,
             max_file_name_bytes: self.max_file_name_bytes as usize,
             max_concurrent_large_rsa: self.max_concurrent_large_rsa as usize,
+            max_keystore_password_bytes: self.max_keystore_password_bytes as usize,
             allow_cert_manager_annotations: false,
         }
     }

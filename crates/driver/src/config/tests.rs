@@ -145,6 +145,7 @@ fn limit_flags_reach_the_request_limits() {
         "--max-file-name-depth=3",
         "--max-file-name-bytes=99",
         "--max-concurrent-large-rsa=2",
+        "--max-keystore-password-bytes=64",
         "--allow-cert-manager-annotations",
     ]);
     let c = Cli::try_parse_from(args).unwrap().into_config();
@@ -156,9 +157,24 @@ fn limit_flags_reach_the_request_limits() {
             max_file_name_depth: 3,
             max_file_name_bytes: 99,
             max_concurrent_large_rsa: 2,
+            max_keystore_password_bytes: 64,
             allow_cert_manager_annotations: true,
         }
     );
+}
+
+#[test]
+fn the_keystore_password_limit_can_only_be_lowered() {
+    let base = ["x", "--node-id", "n", "--endpoint", "/s"];
+    for bad in [
+        "--max-keystore-password-bytes=1025",
+        "--max-keystore-password-bytes=0",
+    ] {
+        let mut args = base.to_vec();
+        args.push(bad);
+        let err = Cli::try_parse_from(args).unwrap_err().to_string();
+        assert!(err.contains("--max-keystore-password-bytes"), "{err}");
+    }
 }
 
 #[test]
@@ -212,6 +228,12 @@ fn event_flags() {
     assert!(!c.events.enabled);
     assert_eq!(c.events.interval, Duration::from_secs(60));
     assert_eq!(c.events.queue_size, 8);
+    assert_eq!(c.events.namespace_share, 8, "a share is at most the queue");
+    let mut args = base.to_vec();
+    args.push("--max-queued-events-per-namespace=4");
+    let c = Cli::try_parse_from(args).unwrap().into_config();
+    assert_eq!(c.events.namespace_share, 4);
+    assert_eq!(c.events.queue_size, 256);
 }
 
 #[test]
@@ -401,4 +423,100 @@ fn every_flag_is_listed_under_a_heading_and_rust_log_is_documented() {
         help.contains("status"),
         "--help names the status subcommand"
     );
+}
+
+/// `try_into_config` of these flags after the required ones.
+fn start_with(extra: &[&str]) -> Result<Config, String> {
+    let base = ["x", "--node-id", "n"];
+    Cli::try_parse_from(base.iter().copied().chain(extra.iter().copied()))
+        .map_err(|e| e.to_string())?
+        .try_into_config()
+        .map_err(|e| e.to_string())
+}
+
+#[test]
+fn non_loopback_tcp_endpoints_are_refused_unless_allowed() {
+    for ok in [
+        "tcp://127.0.0.1:10000",
+        "tcp://127.1.2.3:10000",
+        "tcp://[::1]:10000",
+        "tcp://localhost:10000",
+        "unix:///csi/csi.sock",
+    ] {
+        let c = start_with(&["--endpoint", ok]).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        assert!(!c.transport.allow_non_loopback_endpoint);
+    }
+    for exposed in [
+        "tcp://0.0.0.0:10000",
+        "tcp://[::]:10000",
+        "tcp://10.0.0.1:10000",
+    ] {
+        let err = start_with(&["--endpoint", exposed]).unwrap_err();
+        assert!(
+            err.contains("--allow-non-loopback-endpoint") && err.contains("not a loopback"),
+            "{exposed}: {err}"
+        );
+        let c = start_with(&["--endpoint", exposed, "--allow-non-loopback-endpoint"])
+            .unwrap_or_else(|e| panic!("{exposed} allowed: {e}"));
+        assert!(c.transport.allow_non_loopback_endpoint);
+    }
+    // Embedders' configs are checked by the same function at run.
+    assert!(check_endpoint(&Endpoint::Tcp("0.0.0.0:1".into()), false).is_err());
+    assert!(check_endpoint(&Endpoint::Tcp("0.0.0.0:1".into()), true).is_ok());
+}
+
+#[test]
+fn token_file_is_read_at_start_and_exclusive_with_token() {
+    use secrecy::ExposeSecret;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token");
+    std::fs::write(&file, "from-a-file\n").unwrap();
+    let path = file.to_str().unwrap();
+    let c = start_with(&["--endpoint", "/s", "--token-file", path]).unwrap();
+    assert_eq!(
+        c.connection.token.as_ref().unwrap().expose_secret(),
+        "from-a-file"
+    );
+    assert!(!format!("{c:?}").contains("from-a-file"), "never in Debug");
+
+    let err = start_with(&["--endpoint", "/s", "--token", "t", "--token-file", path]).unwrap_err();
+    assert!(
+        err.contains("--token-file") && err.contains("--token"),
+        "{err}"
+    );
+    let missing = dir.path().join("missing");
+    let err = start_with(&[
+        "--endpoint",
+        "/s",
+        "--token-file",
+        missing.to_str().unwrap(),
+    ])
+    .unwrap_err();
+    assert!(
+        err.contains("--token-file") && err.contains("does not exist"),
+        "{err}"
+    );
+    std::fs::write(&file, "\n").unwrap();
+    let err = start_with(&["--endpoint", "/s", "--token-file", path]).unwrap_err();
+    assert!(
+        err.contains("--token-file") && err.contains("empty"),
+        "{err}"
+    );
+}
+
+#[test]
+fn token_request_over_an_insecure_connection_is_refused_unless_allowed() {
+    use cmcsi_issuer_client::InsecureTransport as T;
+    for why in [T::PlainHttp, T::SkipTlsVerify] {
+        let err = check_token_transport(true, Some(why), false).unwrap_err();
+        assert!(
+            err.contains("--allow-insecure-token-request") && err.contains(&why.to_string()),
+            "{err}"
+        );
+        assert!(check_token_transport(true, Some(why), true).is_ok());
+        assert!(check_token_transport(false, Some(why), false).is_ok());
+    }
+    assert!(check_token_transport(true, None, false).is_ok());
+    let c = start_with(&["--endpoint", "/s", "--allow-insecure-token-request"]).unwrap();
+    assert!(c.transport.allow_insecure_token_request);
 }

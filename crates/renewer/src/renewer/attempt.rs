@@ -1,7 +1,8 @@
-//! One attempt of one volume: waiting for the renewal pace and a permit,
-//! calling the issuer (cancellable, with the attempt timeout), and recording
-//! the outcome: the next renewal after a success, the backoff retry after a
-//! failure, and the event for subscribers.
+//! One attempt of one volume: waiting for the renewal pace (its tenant's
+//! turn) and a permit, calling the issuer (cancellable, with the attempt
+//! timeout), and recording the outcome: the next renewal after a success,
+//! the backoff retry after a failure, the next check after "not ready", and
+//! the event for subscribers.
 
 use std::future::poll_fn;
 use std::sync::Arc;
@@ -9,30 +10,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Poll;
 use std::time::Duration;
 
-use rand::RngExt;
-use tokio::time::Instant;
-
 use super::{Attempt, Inner, State, lock, timestamp};
 use crate::limiter::Priority;
-use crate::types::{IssuanceEvent, IssueFailure, IssueReason, Lifetime, Outcome, VolumeId};
+use crate::types::{
+    FailureKind, IssuanceEvent, IssueFailure, IssueReason, Lifetime, Outcome, Tenant, VolumeId,
+};
+use rand::RngExt;
 
 impl Inner {
     /// With `renewal_rate`, waits for this renewal's turn: starts are spaced
-    /// `1/rate` apart, node-wide. Written by hand (a reservation on tokio's
-    /// clock, so paused-time tests see it) rather than with a rate-limiting
-    /// crate: a dozen lines against one more dependency for one call site.
-    pub(super) async fn pace_renewal(&self) {
-        let Some(rate) = self.config.renewal_rate else {
-            return;
-        };
-        let spacing = Duration::from_secs_f64(1.0 / rate);
-        let at = {
-            let mut next = lock(&self.next_renewal);
-            let at = (*next).max(Instant::now());
-            *next = at + spacing;
-            at
-        };
-        tokio::time::sleep_until(at).await;
+    /// `1/rate` apart, node-wide, and handed round-robin to the tenants with
+    /// renewals waiting (see `pacer`).
+    pub(super) async fn pace_renewal(&self, tenant: &Tenant) {
+        if let Some(pacer) = &self.pacer {
+            pacer.acquire(tenant).await;
+        }
     }
 
     /// Spawns the attempt task for `volume`, whose slot was just taken off the
@@ -59,6 +51,7 @@ impl Inner {
         let cancelled = Arc::new(AtomicBool::new(false));
         let task = tokio::spawn(Arc::clone(self).run_attempt(
             volume,
+            entry.tenant.clone(),
             entry.generation,
             slot.reason,
             priority,
@@ -74,28 +67,30 @@ impl Inner {
     async fn run_attempt(
         self: Arc<Self>,
         volume: VolumeId,
+        tenant: Tenant,
         generation: u64,
         reason: IssueReason,
         priority: Priority,
         cancelled: Arc<AtomicBool>,
     ) {
         if priority == Priority::Renewal {
-            self.pace_renewal().await;
+            self.pace_renewal(&tenant).await;
         }
         let permit = self.limiter.acquire(priority).await;
-        {
+        // What the floor counted from before: a "not ready" answer gives it back.
+        let last_issued = {
             let now = self.config.clock.now();
             let mut st = lock(&self.state);
             match st.volumes.get_mut(&volume) {
                 Some(e) if e.generation == generation && !cancelled.load(Ordering::SeqCst) => {
-                    e.last_issued = Some(now);
                     if let Some(a) = e.attempt.as_mut() {
                         a.in_flight = true;
                     }
+                    e.last_issued.replace(now)
                 }
                 _ => return,
             }
-        }
+        };
         tracing::debug!(volume = %volume, %reason, "issuing");
         let mut issuing = (self.issuer)(volume.clone(), reason, permit.clone());
         // Never poll the issuance again once the volume is forgotten.
@@ -118,7 +113,7 @@ impl Inner {
         };
         drop(permit);
         if let Some(result) = result {
-            self.finish(volume, generation, reason, result);
+            self.finish(volume, generation, reason, result, last_issued);
         }
     }
 
@@ -129,6 +124,7 @@ impl Inner {
         generation: u64,
         reason: IssueReason,
         result: Result<Lifetime, IssueFailure>,
+        last_issued: Option<std::time::SystemTime>,
     ) {
         let now = self.config.clock.now();
         let mut st = lock(&self.state);
@@ -146,11 +142,28 @@ impl Inner {
         let outcome = match result {
             Ok(lifetime) => {
                 entry.attempts = 0;
+                entry.not_ready = 0;
+                let disable_auto_renew = entry.disable_auto_renew;
+                // What every volume shares answers again: the volumes that
+                // failed because it did not are retried now, paced.
+                st.unavailable.remove(&volume);
+                for other in std::mem::take(&mut st.unavailable) {
+                    let idle = st
+                        .volumes
+                        .get(&other)
+                        .is_some_and(|e| e.attempt.is_none() && e.attempts > 0);
+                    if idle {
+                        self.schedule(&mut st, &other, now, IssueReason::Retry);
+                    }
+                }
+                let Some(entry) = st.volumes.get_mut(&volume) else {
+                    return;
+                };
                 entry.last_error = None;
                 entry.has_certificate = true;
                 entry.not_after = Some(lifetime.not_after);
-                let planned = (!entry.disable_auto_renew)
-                    .then(|| self.planner.next_issuance(&volume, &lifetime));
+                let planned =
+                    (!disable_auto_renew).then(|| self.planner.next_issuance(&volume, &lifetime));
                 let next_due =
                     planned.map(|due| self.schedule(&mut st, &volume, due, IssueReason::Renewal));
                 tracing::info!(
@@ -165,8 +178,49 @@ impl Inner {
                     next_due,
                 }
             }
+            Err(failure) if failure.kind() == FailureKind::NotReady => {
+                // Nothing was issued: no failure counted, and the floor still
+                // counts from the last real issuance.
+                entry.last_issued = last_issued;
+                entry.not_ready = entry.not_ready.saturating_add(1);
+                let checks = entry.not_ready;
+                let message = failure.message().to_owned();
+                let unit: f64 = lock(&self.rng).random();
+                let delay = self.config.not_ready_backoff.delay(checks, unit);
+                let expired_at = entry.not_after.filter(|na| now > *na);
+                let retry_at = self.schedule(&mut st, &volume, now + delay, IssueReason::Retry);
+                match expired_at {
+                    Some(na) => tracing::error!(
+                        volume = %volume,
+                        checks,
+                        "certificate for volume {volume} EXPIRED at {}, still waiting: {message}",
+                        timestamp(na)
+                    ),
+                    None => tracing::debug!(
+                        volume = %volume,
+                        %reason,
+                        checks,
+                        retry_in_ms = delay.as_millis() as u64,
+                        "not ready; checking again later or when woken: {message}"
+                    ),
+                }
+                Outcome::NotReady {
+                    message,
+                    checks,
+                    retry_at,
+                }
+            }
             Err(failure) => {
+                entry.not_ready = 0;
                 entry.attempts = entry.attempts.saturating_add(1);
+                if failure.kind() == FailureKind::Unavailable {
+                    st.unavailable.insert(volume.clone());
+                } else {
+                    st.unavailable.remove(&volume);
+                }
+                let Some(entry) = st.volumes.get_mut(&volume) else {
+                    return;
+                };
                 let attempts = entry.attempts;
                 let message = failure.message().to_owned();
                 entry.last_error = Some(message.clone());
