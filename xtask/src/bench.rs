@@ -18,7 +18,8 @@
 //! renewal storm, `b13`: the Pod signer) into
 //! `target/bench/report-partial.json`,
 //! `--logs DIR` keeps each driver's log, `--b11-volumes N` reduces B11's
-//! 1,000 volumes for a quick look (its bound scales with N).
+//! 1,000 volumes for a quick look (its bound scales with N), `--pod-signer PATH`
+//! measures another signer binary in B13.
 
 mod b11;
 mod b13;
@@ -68,6 +69,10 @@ pub struct Args {
     /// Keep each driver's log in this directory.
     #[arg(long, value_name = "DIR")]
     logs: Option<PathBuf>,
+    /// The Pod signer binary B13 measures (default: the release build), to compare two
+    /// builds side by side.
+    #[arg(long, value_name = "PATH")]
+    pod_signer: Option<PathBuf>,
 }
 
 fn positive_seconds(v: &str) -> Result<f64, String> {
@@ -95,16 +100,22 @@ pub fn run(a: &Args) -> Result<()> {
         .map(PathBuf::from)
         .map(|p| if p.is_absolute() { p } else { root.join(p) })
         .unwrap_or_else(|| root.join("target"));
+    let only_signer = a.only.iter().all(|g| g == "b13") && !a.only.is_empty();
+    let wants_signer = a.only.is_empty() || a.only.iter().any(|g| g == "b13");
     if !a.no_build {
-        // Two builds, so the driver is the binary `cargo build --release -p
+        // Separate builds, so the driver is the binary `cargo build --release -p
         // cmcsi-driver` gives (feature unification with the bench's own
-        // dependencies would change it).
-        crate::run("cargo", &["build", "--release", "-p", "cmcsi-driver"], &[])?;
-        crate::run(
-            "cargo",
-            &["build", "--release", "-p", "cmcsi-pod-signer"],
-            &[],
-        )?;
+        // dependencies would change it). B13 alone needs no driver.
+        if !only_signer {
+            crate::run("cargo", &["build", "--release", "-p", "cmcsi-driver"], &[])?;
+        }
+        if wants_signer && a.pod_signer.is_none() {
+            crate::run(
+                "cargo",
+                &["build", "--release", "-p", "cmcsi-pod-signer"],
+                &[],
+            )?;
+        }
         crate::run("cargo", &["build", "--release", "-p", "xtask"], &[])?;
     }
     let driver = target.join("release/cert-manager-csi-driver");
@@ -118,13 +129,15 @@ pub fn run(a: &Args) -> Result<()> {
             tool.display()
         );
     }
-    let signer = target.join("release/cert-manager-pod-signer");
-    let only_signer = a.only.iter().all(|g| g == "b13") && !a.only.is_empty();
+    let signer = match &a.pod_signer {
+        Some(p) => std::path::absolute(p).unwrap_or_else(|_| p.clone()),
+        None => target.join("release/cert-manager-pod-signer"),
+    };
     let mut needed = vec![&tool];
     if !only_signer {
         needed.push(&driver);
     }
-    if a.only.is_empty() || a.only.iter().any(|g| g == "b13") {
+    if wants_signer {
         needed.push(&signer);
     }
     for bin in needed {
@@ -144,6 +157,9 @@ pub fn run(a: &Args) -> Result<()> {
     if let Some(logs) = &a.logs {
         let logs = std::path::absolute(logs).unwrap_or_else(|_| logs.clone());
         extra.extend(["--logs".to_string(), logs.display().to_string()]);
+    }
+    if wants_signer {
+        extra.extend(["--pod-signer".to_string(), signer.display().to_string()]);
     }
     let status = mount_ns::unshare_command(&tool, NAMESPACE_LABEL, Privilege::Root)
         .args(["bench", "--inner", "--driver"])
@@ -180,6 +196,7 @@ fn inner(a: &Args) -> Result<()> {
         idle_window: Duration::from_secs_f64(a.idle_seconds),
         only: a.only.clone(),
         logs: a.logs.clone(),
+        signer: a.pod_signer.clone(),
         b11_volumes: usize::try_from(a.b11_volumes).unwrap_or(1000),
     };
     let started = Instant::now();
@@ -237,6 +254,9 @@ const KEYS: &[(&str, &str)] = &[
     ("b13_signer_wall_s", "s"),
     ("b13_wall_ratio", ""),
     ("b13_signer_rss_peak_mib", "MiB"),
+    ("b13_bare_api_cpu_s", "s"),
+    ("b13_signer_api_cpu_s", "s"),
+    ("b13_signer_cpu_s", "s"),
 ];
 
 /// How one figure is judged.
@@ -396,7 +416,10 @@ fn table(f: &measure::Figures, checks: &[Check]) -> String {
         "figure", "value", "", "target", "limit", "ratio"
     );
     for (key, unit) in KEYS {
-        let value = f.get(key).copied().unwrap_or(f64::NAN);
+        // A partial run (`--only`) shows only what it measured.
+        let Some(value) = f.get(key).copied() else {
+            continue;
+        };
         match checks.iter().find(|c| c.key == *key) {
             Some(c) => {
                 let ratio = c.ratio().map_or("-".to_string(), |r| format!("{r:.2}"));
@@ -455,6 +478,9 @@ mod tests {
             ("b13_signer_wall_s", 2.4),
             ("b13_wall_ratio", 1.2),
             ("b13_signer_rss_peak_mib", 20.0),
+            ("b13_bare_api_cpu_s", 0.9),
+            ("b13_signer_api_cpu_s", 1.5),
+            ("b13_signer_cpu_s", 0.4),
         ]
         .into_iter()
         .collect()

@@ -23,9 +23,9 @@ pub(crate) const LIBRARIES: [&str; 6] = [
     "cmcsi-proto",
     "cmcsi-attrs",
     "cmcsi-keygen",
-    "cmcsi-issuer-client",
     "cmcsi-store",
     "cmcsi-renewer",
+    "cmcsi-issuer-client",
 ];
 
 /// The pinned `cargo-deny` that `.ci/run` installs.
@@ -311,7 +311,11 @@ mod tests {
 
     fn workspace(edit: impl FnOnce(&mut Value)) -> Value {
         let mut packages: Vec<Value> = LIBRARIES.iter().map(|n| package(n)).collect();
-        edit(&mut packages[3]);
+        let client = LIBRARIES
+            .iter()
+            .position(|n| *n == "cmcsi-issuer-client")
+            .unwrap_or_default();
+        edit(&mut packages[client]);
         json!({ "packages": packages })
     }
 

@@ -51,28 +51,39 @@ struct Relist {
 
 /// How many held requests each namespace and each volume (namespace and
 /// volume hash label) has, so a cap is checked without a scan.
+///
+/// Only a request that carries the volume hash label counts towards a
+/// volume: one without it (the Pod signer's, or anything else labelled for
+/// the node but made for no CSI volume) belongs to no volume, so it is
+/// bounded by its namespace's and the node's caps alone. Lumping such
+/// requests into one unlabelled "volume" would make the per-volume cap a
+/// cap on all of them together.
 #[derive(Default)]
 struct Tally {
+    /// All held requests (so the node's cap is checked without a scan).
+    total: usize,
     namespaces: HashMap<String, usize>,
     volumes: HashMap<(String, String), usize>,
 }
 
-fn volume_label(cr: &CertificateRequest) -> String {
+/// The request's volume hash label, if it carries one.
+fn volume_label(cr: &CertificateRequest) -> Option<&String> {
     cr.metadata
         .labels
         .as_ref()
         .and_then(|l| l.get(LABEL_VOLUME_ID_HASH))
-        .cloned()
-        .unwrap_or_default()
 }
 
 impl Tally {
     fn add(&mut self, ns: &str, cr: &CertificateRequest) {
+        self.total += 1;
         *self.namespaces.entry(ns.to_owned()).or_default() += 1;
-        *self
-            .volumes
-            .entry((ns.to_owned(), volume_label(cr)))
-            .or_default() += 1;
+        if let Some(volume) = volume_label(cr) {
+            *self
+                .volumes
+                .entry((ns.to_owned(), volume.clone()))
+                .or_default() += 1;
+        }
     }
 
     fn remove(&mut self, ns: &str, cr: &CertificateRequest) {
@@ -84,19 +95,27 @@ impl Tally {
                 }
             }
         }
+        self.total = self.total.saturating_sub(1);
         down(&mut self.namespaces, ns.to_owned());
-        down(&mut self.volumes, (ns.to_owned(), volume_label(cr)));
+        if let Some(volume) = volume_label(cr) {
+            down(&mut self.volumes, (ns.to_owned(), volume.clone()));
+        }
     }
 
     fn namespace(&self, ns: &str) -> usize {
         self.namespaces.get(ns).copied().unwrap_or(0)
     }
 
-    fn volume(&self, ns: &str, cr: &CertificateRequest) -> usize {
-        self.volumes
-            .get(&(ns.to_owned(), volume_label(cr)))
-            .copied()
-            .unwrap_or(0)
+    /// Held requests of `cr`'s volume; `None` when `cr` belongs to no volume
+    /// (no volume hash label), so no per-volume cap applies to it.
+    fn volume(&self, ns: &str, cr: &CertificateRequest) -> Option<usize> {
+        let volume = volume_label(cr)?;
+        Some(
+            self.volumes
+                .get(&(ns.to_owned(), volume.clone()))
+                .copied()
+                .unwrap_or(0),
+        )
     }
 }
 
@@ -210,7 +229,8 @@ pub(crate) struct Caps {
     pub node: usize,
     /// Requests held of one namespace.
     pub namespace: usize,
-    /// Requests held of one volume (namespace and volume hash label).
+    /// Requests held of one volume (namespace and volume hash label); a
+    /// request without that label belongs to no volume and is not counted.
     pub volume: usize,
 }
 
@@ -423,7 +443,7 @@ impl Cache {
 
     /// Slims `cr` and decides whether it may be kept: it must belong to a
     /// managed volume, and a request not held yet must fit under the node's,
-    /// its namespace's and its volume's caps (`held`: already held;
+    /// its namespace's and (when it carries a volume label) its volume's caps (`held`: already held;
     /// `tally`/`present`: what is held now), unless this client created it.
     /// Counts what it refuses.
     fn admit(
@@ -449,7 +469,10 @@ impl Cache {
                 Some(("--max-watched-requests", caps.node))
             } else if tally.namespace(&key.0) >= caps.namespace {
                 Some(("--max-watched-requests-per-namespace", caps.namespace))
-            } else if tally.volume(&key.0, cr) >= caps.volume {
+            } else if tally
+                .volume(&key.0, cr)
+                .is_some_and(|held| held >= caps.volume)
+            {
                 Some(("--max-watched-requests-per-volume", caps.volume))
             } else {
                 None
@@ -687,11 +710,10 @@ impl Inner {
             .is_some_and(|e| matches!(*e.tx.borrow(), Slot::Present(_)))
     }
 
+    /// Present requests: those the tally counts (every `apply` adds one,
+    /// every replaced or deleted present one is taken out).
     fn present(&self) -> usize {
-        self.entries
-            .values()
-            .filter(|e| matches!(*e.tx.borrow(), Slot::Present(_)))
-            .count()
+        self.tally.total
     }
 
     fn apply(&mut self, key: Key, cr: Arc<CertificateRequest>) {

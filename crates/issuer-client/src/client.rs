@@ -48,7 +48,9 @@ pub struct IssuerOptions {
     pub max_watched_requests_per_namespace: usize,
     /// Most requests the watch holds of one volume (default
     /// [`DEFAULT_MAX_WATCHED_REQUESTS_PER_VOLUME`]); requests this client
-    /// creates are admitted regardless.
+    /// creates are admitted regardless. Only requests with the volume hash
+    /// label count: one without it belongs to no volume and is bounded by
+    /// the namespace's and the node's caps alone.
     pub max_watched_requests_per_volume: usize,
     /// How the node-wide watches get their initial state (default
     /// [`ListStrategy::Auto`]).

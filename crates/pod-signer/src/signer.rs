@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{Api, DynamicObject, PostParams};
 use kube::core::ApiResource;
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::watcher;
@@ -130,17 +130,9 @@ impl Inner {
         let issuer = IssuerClient::with_options(
             connection.clone(),
             WATCH_IDENTITY,
-            // The signer's requests belong to no CSI volume, so they all fall in one "volume" of
-            // the watch's per-volume cap: that cap would act as a node-wide one of 16 and leave
-            // requests beyond it unseen (after a failover, when none is this replica's own). The
-            // per-namespace cap still bounds what one namespace can put in the cache.
-            IssuerOptions::default()
-                .max_watched_requests(config.max_watched_requests)
-                .max_watched_requests_per(
-                    cmcsi_issuer_client::DEFAULT_MAX_WATCHED_REQUESTS_PER_NAMESPACE
-                        .min(config.max_watched_requests),
-                    config.max_watched_requests,
-                ),
+            // The signer's requests carry no volume label, so the watch bounds them by the
+            // per-namespace and node-wide caps alone.
+            IssuerOptions::default().max_watched_requests(config.max_watched_requests),
         );
         let limits = Limits {
             in_flight: config.max_in_flight,
@@ -243,6 +235,8 @@ fn slim(mut pcr: PodCertificateRequest) -> PodCertificateRequest {
         namespace: m.namespace,
         uid: m.uid,
         generation: m.generation,
+        // The status is written with it (an update, as the API's optimistic concurrency asks).
+        resource_version: m.resource_version,
         ..Default::default()
     };
     pcr.status = None;
@@ -705,7 +699,31 @@ async fn create_request(
     }
 }
 
-/// Writes the status (once: the API refuses a second outcome), then an Event.
+/// Status writes that meet a conflict (the request changed since the watch
+/// showed it) before the signer looks again later.
+const MAX_STATUS_CONFLICTS: usize = 3;
+
+/// Whether a PodCertificateRequest read from the API has an outcome.
+fn decided(obj: &DynamicObject) -> bool {
+    obj.data
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|c| {
+            c.iter().any(|c| {
+                c["status"] == "True"
+                    && matches!(c["type"].as_str(), Some("Issued" | "Denied" | "Failed"))
+            })
+        })
+}
+
+/// Writes the status (once: the API refuses a second outcome); an Event when
+/// the request was not issued.
+///
+/// The status is written as Kubernetes' own signers write it: an update of
+/// `/status` carrying the resourceVersion the watch showed (so the signer's
+/// role needs `update`, not `patch`). A conflict means the request changed
+/// since: it is read again, left alone when it has an outcome (another
+/// replica wrote it), else written with the new resourceVersion.
 async fn finish(inner: &Arc<Inner>, job: &Job, status: Status, outcome: &'static str) -> Outcome {
     let mut s = json!({"conditions": status.conditions});
     if let Some(i) = &status.issued {
@@ -719,67 +737,84 @@ async fn finish(inner: &Arc<Inner>, job: &Job, status: Status, outcome: &'static
     }
     let api: Api<DynamicObject> =
         Api::namespaced_with(inner.connection.client().clone(), &job.namespace, &inner.ar);
-    let patch = json!({"status": s});
-    match api
-        .patch_status(&job.name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-    {
-        Ok(_) => {}
-        Err(kube::Error::Api(e)) if e.code == 404 => return Outcome::Gone,
-        Err(kube::Error::Api(e)) if e.code == 422 => {
-            // Already decided (by another replica), or our status was refused.
-            match api.get_opt(&job.name).await {
-                Ok(Some(obj))
-                    if obj
-                        .data
-                        .pointer("/status/conditions")
-                        .and_then(Value::as_array)
-                        .is_some_and(|c| {
-                            c.iter().any(|c| {
-                                c["status"] == "True"
-                                    && matches!(
-                                        c["type"].as_str(),
-                                        Some("Issued" | "Denied" | "Failed")
-                                    )
-                            })
-                        }) =>
-                {
-                    return Outcome::Gone;
-                }
-                _ => {
-                    tracing::error!(namespace = %job.namespace, name = %job.name, error = %e.message, "the API refused the status");
-                    if outcome == "failed" {
-                        return Outcome::Retry(Duration::from_secs(30));
+    let mut body = DynamicObject::new(&job.name, &inner.ar)
+        .within(&job.namespace)
+        .data(json!({"status": s}));
+    body.metadata.uid = Some(job.uid.clone());
+    body.metadata
+        .resource_version
+        .clone_from(&job.request.metadata.resource_version);
+    let mut conflicts = 0;
+    loop {
+        match api
+            .replace_status(&job.name, &PostParams::default(), &body)
+            .await
+        {
+            Ok(_) => break,
+            Err(kube::Error::Api(e)) if e.code == 404 => return Outcome::Gone,
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                conflicts += 1;
+                match api.get_opt(&job.name).await {
+                    Ok(None) => return Outcome::Gone,
+                    // Another request of the same name (deleted and made again): the watch queues it.
+                    Ok(Some(obj)) if obj.metadata.uid.as_deref() != Some(job.uid.as_str()) => {
+                        return Outcome::Gone;
                     }
-                    let fail = Status {
-                        conditions: vec![condition(
-                            "Failed",
-                            "StatusRefused",
-                            &format!("the API refused the signer's status: {}", e.message),
-                            job.request.metadata.generation,
-                        )],
-                        issued: None,
-                    };
-                    return Box::pin(finish(inner, job, fail, "failed")).await;
+                    Ok(Some(obj)) if decided(&obj) => return Outcome::Gone,
+                    Ok(Some(obj)) if conflicts < MAX_STATUS_CONFLICTS => {
+                        body.metadata.resource_version = obj.metadata.resource_version;
+                    }
+                    Ok(Some(_)) => {
+                        tracing::warn!(namespace = %job.namespace, name = %job.name, "the request keeps changing under the status write; retrying");
+                        return Outcome::Retry(Duration::from_secs(1));
+                    }
+                    Err(e) => {
+                        tracing::warn!(namespace = %job.namespace, name = %job.name, error = %e, "reading the request after a conflict failed; retrying");
+                        return Outcome::Retry(Duration::from_secs(5));
+                    }
                 }
             }
+            Err(kube::Error::Api(e)) if e.code == 422 => {
+                // Already decided (by another replica), or our status was refused.
+                match api.get_opt(&job.name).await {
+                    Ok(Some(obj)) if decided(&obj) => return Outcome::Gone,
+                    _ => {
+                        tracing::error!(namespace = %job.namespace, name = %job.name, error = %e.message, "the API refused the status");
+                        if outcome == "failed" {
+                            return Outcome::Retry(Duration::from_secs(30));
+                        }
+                        let fail = Status {
+                            conditions: vec![condition(
+                                "Failed",
+                                "StatusRefused",
+                                &format!("the API refused the signer's status: {}", e.message),
+                                job.request.metadata.generation,
+                            )],
+                            issued: None,
+                        };
+                        return Box::pin(finish(inner, job, fail, "failed")).await;
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(namespace = %job.namespace, name = %job.name, error = %e, "writing the status failed; retrying");
+                return Outcome::Retry(Duration::from_secs(5));
+            }
         }
-        Err(e) => {
-            tracing::warn!(namespace = %job.namespace, name = %job.name, error = %e, "writing the status failed; retrying");
-            return Outcome::Retry(Duration::from_secs(5));
-        }
+    }
+    if outcome == "issued" {
+        // As Kubernetes' own signers (kube-controller-manager's CSR signer, the PodCertificateRequest
+        // test signer): an issued request's status says all; Events are for what a person must act on.
+        tracing::info!(namespace = %job.namespace, name = %job.name, outcome, "wrote the PodCertificateRequest's status");
+        return Outcome::Done(outcome);
     }
     let (severity, reason, note) = match status.conditions.first() {
         Some(c) => (
-            if outcome == "issued" {
-                EventType::Normal
-            } else {
-                EventType::Warning
-            },
+            EventType::Warning,
             c["reason"].as_str().unwrap_or("Unknown").to_owned(),
             c["message"].as_str().unwrap_or("").to_owned(),
         ),
-        None => (EventType::Normal, "Unknown".into(), String::new()),
+        None => (EventType::Warning, "Unknown".into(), String::new()),
     };
     tracing::info!(namespace = %job.namespace, name = %job.name, outcome, %reason, "wrote the PodCertificateRequest's status");
     if let Ok(permit) = Arc::clone(&inner.events).try_acquire_owned() {

@@ -72,13 +72,19 @@ fn parse_cas(pem: &str) -> Vec<Ca> {
     out
 }
 
+/// What was last written for one signer name: the CAs' fingerprints, when,
+/// and the SHA-256 of the `status.ca` PEM they came from.
+type Written = (Vec<String>, Instant, [u8; 32]);
+
 /// Keeps the bundles.
 pub struct TrustPublisher {
     api: Api<DynamicObject>,
     ar: ApiResource,
     overlap: Duration,
-    /// Per signer name: the CAs last written and when.
-    written: Mutex<HashMap<String, (Vec<String>, Instant)>>,
+    /// Per signer name: the CAs last written, when, and the SHA-256 of the
+    /// `status.ca` PEM they came from (so the same PEM again is recognised
+    /// without parsing its certificates: once per issuance otherwise).
+    written: Mutex<HashMap<String, Written>>,
     /// One writer per bundle at a time.
     writing: tokio::sync::Mutex<()>,
 }
@@ -107,6 +113,10 @@ impl TrustPublisher {
     /// Records that `signer_name`'s issuer signed with the CA(s) in `ca_pem`;
     /// returns whether the bundle was written.
     pub async fn publish(&self, signer_name: &str, ca_pem: &str) -> Result<bool, kube::Error> {
+        let raw: [u8; 32] = sha2::Sha256::digest(ca_pem.as_bytes()).into();
+        if self.fresh_raw(signer_name, &raw) {
+            return Ok(false);
+        }
         let current = parse_cas(ca_pem);
         if current.is_empty() {
             return Ok(false);
@@ -199,7 +209,7 @@ impl TrustPublisher {
                     if w.len() >= MAX_REMEMBERED {
                         w.clear();
                     }
-                    w.insert(signer_name.to_owned(), (fps, Instant::now()));
+                    w.insert(signer_name.to_owned(), (fps, Instant::now(), raw));
                     tracing::info!(bundle = %name, cas = next.len(), "published the trust bundle");
                     return Ok(true);
                 }
@@ -216,8 +226,18 @@ impl TrustPublisher {
             .written
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        w.get(signer_name).is_some_and(|(written, at)| {
+        w.get(signer_name).is_some_and(|(written, at, _)| {
             fps.iter().all(|f| written.contains(f)) && at.elapsed() < REFRESH
         })
+    }
+
+    /// Whether `status.ca` with this SHA-256 is the one last written, recently.
+    fn fresh_raw(&self, signer_name: &str, raw: &[u8; 32]) -> bool {
+        let w = self
+            .written
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        w.get(signer_name)
+            .is_some_and(|(_, at, last)| last == raw && at.elapsed() < REFRESH)
     }
 }

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use cmcsi_keygen::{ChainSummary, CsrParams, KeySpec, PrivateKey, Subject, build_csr};
-use cmcsi_testkit::{DEFAULT_TOKEN, FakeApi, Script};
-use kube::api::{Api, ApiResource, DynamicObject, PostParams};
+use cmcsi_testkit::{DEFAULT_TOKEN, FakeApi, Script, Verb};
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_cert-manager-pod-signer");
@@ -196,6 +196,7 @@ async fn signs_pod_certificates_through_cert_manager_issuers() {
         )
         .issuer("long", Script::SignFor(Duration::from_secs(48 * 3600)))
         .issuer("rot", Script::Sign)
+        .issuer("slow", Script::Delay(Duration::from_millis(1500)))
         .start()
         .await
         .unwrap();
@@ -286,6 +287,54 @@ async fn signs_pod_certificates_through_cert_manager_issuers() {
             .as_str()
             .unwrap()
             .starts_with("clusterissuers.cert-manager.io:ca:")
+    );
+
+    // A request changed while it is being issued (a label added) is still issued: the status
+    // update carries the resourceVersion the signer's watch showed, meets a conflict, reads the
+    // request again and writes it with the new one.
+    let (updates, gets) = (
+        api.counts()
+            .of(Verb::Update, "podcertificaterequests/status"),
+        api.counts().of(Verb::Get, "podcertificaterequests"),
+    );
+    let relabelled = request(
+        &api,
+        "v1",
+        "apps",
+        "relabelled",
+        "clusterissuers.cert-manager.io/slow",
+        &csr_der(&key, &["web.apps.svc"]),
+        86_400,
+    )
+    .await;
+    let uid = relabelled["metadata"]["uid"].as_str().unwrap().to_owned();
+    api.wait_for(WAIT, |crs| {
+        crs.iter()
+            .any(|c| c["metadata"]["name"] == format!("pod-cert-{uid}"))
+    })
+    .await
+    .unwrap();
+    let pcrs: Api<DynamicObject> =
+        Api::namespaced_with(api.client().await.unwrap(), "apps", &pcr_resource("v1"));
+    pcrs.patch(
+        "relabelled",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"team": "web"}}})),
+    )
+    .await
+    .unwrap();
+    let pcr = await_outcome(&api, "apps", "relabelled").await;
+    assert_eq!(outcome_of(&pcr).as_deref(), Some("Issued"), "{pcr}");
+    assert_eq!(pcr["metadata"]["labels"]["team"], "web");
+    assert_eq!(
+        (
+            api.counts()
+                .of(Verb::Update, "podcertificaterequests/status")
+                - updates,
+            api.counts().of(Verb::Get, "podcertificaterequests") - gets,
+        ),
+        (2, 1),
+        "one conflicting update, one read, one update that holds"
     );
 
     // A namespaced Issuer: served in its namespace, denied outside it.
@@ -483,13 +532,15 @@ async fn signs_pod_certificates_through_cert_manager_issuers() {
         );
     }
 
-    // Events and metrics.
+    // Events for what a person must act on, none for an issued request; metrics.
     assert!(
-        !api.events_regarding("apps", "web").is_empty() || {
+        !api.events_regarding("apps", "denied").is_empty() || {
             tokio::time::sleep(Duration::from_millis(500)).await;
-            !api.events_regarding("apps", "web").is_empty()
+            !api.events_regarding("apps", "denied").is_empty()
         }
     );
+    assert_eq!(api.events_regarding("apps", "denied")[0]["type"], "Warning");
+    assert!(api.events_regarding("apps", "web").is_empty());
     let metrics = reqwest_get(&signer.metrics, "/metrics").await;
     assert!(
         metrics.contains("certmanager_pod_signer_requests_total{outcome=\"issued\"}"),

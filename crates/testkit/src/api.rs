@@ -445,17 +445,17 @@ impl FakeApi {
     /// Keeps only the last `n` events for resuming watches; older
     /// resourceVersions get `410 Gone`.
     pub fn set_watch_history_limit(&self, n: usize) {
-        let mut st = self.shared.state();
-        st.history_limit = n;
-        st.trim_history();
+        self.shared.state().history.set_limit(n);
     }
 
     /// Forgets all watch history: a watch resuming from any older
     /// resourceVersion gets `410 Gone` and must relist.
     pub fn expire_watch_history(&self) {
         self.shared.state().expire_history();
-        // etcd compacts every resource at once: the Pod watches' history goes too.
+        // etcd compacts every resource at once: the Pod watches' and the other
+        // objects' (PodCertificateRequests, ClusterTrustBundles, Leases) history goes too.
         lock(&self.shared.pods).expire_history();
+        lock(&self.shared.objects).expire_history();
     }
 
     /// Takes the API down: closes every connection and refuses new ones until

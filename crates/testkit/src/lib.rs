@@ -87,6 +87,7 @@
 mod api;
 pub mod ca;
 mod csi;
+mod history;
 mod issuer;
 pub mod kubelet;
 pub mod mount_ns;

@@ -12,13 +12,14 @@
 //! writes the same objects, as the API server converts between versions of
 //! one stored resource.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 use tokio::sync::{mpsc, watch};
 
+use crate::history::{History, Start};
 use crate::selector::LabelSelector;
 use crate::state::{ApiError, event_line, now_rfc3339, random_uid};
 
@@ -103,7 +104,6 @@ pub(crate) struct Watcher {
 }
 
 struct Change {
-    rv: u64,
     plural: &'static str,
     ty: &'static str,
     obj: Arc<Value>,
@@ -115,8 +115,8 @@ pub(crate) struct Store {
     pub(crate) rv: u64,
     objects: BTreeMap<(&'static str, String, String), Arc<Value>>,
     watchers: Vec<Watcher>,
-    history: VecDeque<Change>,
-    compacted_rv: u64,
+    /// Kept for watches that resume from a resourceVersion.
+    history: History<Change>,
     /// The versions of `certificates.k8s.io` served (a cluster on 1.35–1.36
     /// serves only `v1beta1`, with the beta APIs turned on).
     pub certificates_versions: Vec<String>,
@@ -129,8 +129,7 @@ impl Default for Store {
             rv: 1,
             objects: BTreeMap::new(),
             watchers: Vec::new(),
-            history: VecDeque::new(),
-            compacted_rv: 0,
+            history: History::new(HISTORY),
             certificates_versions: vec!["v1".into(), "v1beta1".into()],
             changed: watch::channel(0).0,
         }
@@ -198,16 +197,23 @@ impl Watcher {
     }
 }
 
-/// The object as the client's version shows it.
-pub(crate) fn as_version(obj: &Value, version: &str) -> Value {
-    let mut o = obj.clone();
-    if let Some(api) = str_at(obj, "/apiVersion") {
-        // The core group's apiVersion is the bare version (`v1`).
-        if let Some((group, _)) = api.rsplit_once('/') {
+/// The object as the client's version shows it: borrowed when it is stored
+/// in that version already (no copy per watcher and response).
+pub(crate) fn as_version<'a>(obj: &'a Value, version: &str) -> std::borrow::Cow<'a, Value> {
+    use std::borrow::Cow;
+    let Some(api) = str_at(obj, "/apiVersion") else {
+        return Cow::Borrowed(obj);
+    };
+    // The core group's apiVersion is the bare version (`v1`).
+    match api.rsplit_once('/') {
+        Some((_, v)) if v == version => Cow::Borrowed(obj),
+        Some((group, _)) => {
+            let mut o = obj.clone();
             o["apiVersion"] = json!(format!("{group}/{version}"));
+            Cow::Owned(o)
         }
+        None => Cow::Borrowed(obj),
     }
-    o
 }
 
 /// `group/version`, or the bare version for the core group (`v1`), as the API
@@ -234,7 +240,6 @@ impl Store {
         old: Option<Arc<Value>>,
     ) {
         let c = Change {
-            rv: self.rv,
             plural,
             ty,
             obj,
@@ -244,12 +249,7 @@ impl Store {
             Some(line) => w.tx.send(line).is_ok(),
             None => !w.tx.is_closed(),
         });
-        self.history.push_back(c);
-        while self.history.len() > HISTORY {
-            if let Some(c) = self.history.pop_front() {
-                self.compacted_rv = c.rv;
-            }
-        }
+        self.history.record(self.rv, c);
         let rv = self.rv;
         self.changed.send_replace(rv);
     }
@@ -496,22 +496,15 @@ impl Store {
     ) -> Result<mpsc::UnboundedReceiver<Bytes>, ApiError> {
         let (tx, rx) = mpsc::unbounded_channel();
         let w = Watcher { tx, ..w };
-        match rv {
-            Some(rv) if rv != 0 && !initial_events => {
-                if rv < self.compacted_rv {
-                    return Err(ApiError::new(
-                        410,
-                        "Expired",
-                        format!("too old resource version: {rv} ({})", self.compacted_rv),
-                    ));
-                }
-                for c in self.history.iter().filter(|c| c.rv > rv) {
+        match Start::of(rv, initial_events) {
+            Start::After(rv) => {
+                for c in self.history.after(rv)? {
                     if let Some(line) = w.render(c) {
                         let _ = w.tx.send(line);
                     }
                 }
             }
-            _ => {
+            Start::Current => {
                 for ((p, _, _), obj) in &self.objects {
                     if w.selects(p, obj) {
                         let _ = w.tx.send(event_line("ADDED", &as_version(obj, &w.version)));
@@ -530,6 +523,12 @@ impl Store {
         }
         self.watchers.push(w);
         Ok(rx)
+    }
+
+    /// Forgets the watch history: a watch resuming from any older
+    /// resourceVersion gets `410 Expired`.
+    pub(crate) fn expire_history(&mut self) {
+        self.history.expire(self.rv);
     }
 
     /// Ends every open watch (the API going down).

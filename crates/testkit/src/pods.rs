@@ -11,6 +11,7 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+use crate::history::{Expired, Start};
 use crate::page::Page;
 use crate::state::{ApiError, event_line, random_uid};
 
@@ -123,19 +124,18 @@ impl Pods {
         streaming: bool,
     ) -> mpsc::UnboundedReceiver<Bytes> {
         let (tx, rx) = mpsc::unbounded_channel();
-        match rv {
-            Some(rv) if rv != 0 && !streaming => {
+        match Start::of(rv, streaming) {
+            Start::After(rv) => {
                 if rv < self.compacted_rv {
-                    let gone = ApiError::new(
-                        410,
-                        "Expired",
-                        format!("too old resource version: {rv} ({})", self.compacted_rv),
-                    );
+                    let gone = ApiError::from(Expired {
+                        rv,
+                        compacted_rv: self.compacted_rv,
+                    });
                     let _ = tx.send(event_line("ERROR", &gone.status_json()));
                     return rx;
                 }
             }
-            _ => {
+            Start::Current => {
                 for ((pns, _), pod) in &self.pods {
                     if ns.as_ref().is_none_or(|n| n == pns) && on_node(pod, node.as_deref()) {
                         let _ = tx.send(event_line("ADDED", pod));

@@ -1,10 +1,11 @@
 //! The fake API server's object store: CertificateRequests, the global
 //! resourceVersion counter, the retained event history and open watches.
 
+use crate::history::{Expired, History, Start};
 use crate::selector::{FieldSelector, LabelSelector};
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -23,6 +24,14 @@ pub(crate) struct ApiError {
     pub reason: &'static str,
     pub message: String,
     pub name: Option<String>,
+}
+
+/// The API server's answer to a watch resuming from a compacted
+/// resourceVersion (see [`crate::history`]).
+impl From<Expired> for ApiError {
+    fn from(e: Expired) -> Self {
+        Self::new(410, "Expired", e.message())
+    }
 }
 
 impl ApiError {
@@ -88,7 +97,6 @@ pub(crate) enum EventKind {
 
 #[derive(Debug, Clone)]
 pub(crate) struct StoredEvent {
-    pub rv: u64,
     pub kind: EventKind,
     pub obj: Arc<Value>,
     pub old: Option<Arc<Value>>,
@@ -133,7 +141,15 @@ impl Watcher {
 }
 
 pub(crate) fn event_line(ty: &str, obj: &Value) -> Bytes {
-    let mut line = serde_json::to_vec(&json!({"type": ty, "object": obj})).unwrap_or_default();
+    /// One watch event, serialized from the stored object without copying it
+    /// into a new `Value` first (every watcher gets one per change).
+    #[derive(serde::Serialize)]
+    struct Line<'a> {
+        #[serde(rename = "type")]
+        ty: &'a str,
+        object: &'a Value,
+    }
+    let mut line = serde_json::to_vec(&Line { ty, object: obj }).unwrap_or_default();
     line.push(b'\n');
     Bytes::from(line)
 }
@@ -175,10 +191,8 @@ pub(crate) struct WatchParams {
 pub(crate) struct State {
     pub objects: BTreeMap<(String, String), Arc<Value>>,
     pub rv: u64,
-    history: VecDeque<StoredEvent>,
-    pub history_limit: usize,
-    /// Events at or below this resourceVersion are no longer retained.
-    pub compacted_rv: u64,
+    /// Kept for watches that resume from a resourceVersion.
+    pub history: History<StoredEvent>,
     pub watchers: Vec<Watcher>,
 }
 
@@ -267,40 +281,23 @@ impl State {
         Self {
             objects: BTreeMap::new(),
             rv: 1,
-            history: VecDeque::new(),
-            history_limit,
-            compacted_rv: 0,
+            history: History::new(history_limit),
             watchers: Vec::new(),
         }
     }
 
     fn emit(&mut self, kind: EventKind, obj: Arc<Value>, old: Option<Arc<Value>>) {
-        let ev = StoredEvent {
-            rv: self.rv,
-            kind,
-            obj,
-            old,
-        };
+        let ev = StoredEvent { kind, obj, old };
         self.watchers.retain(|w| match w.render(&ev) {
             Some(line) => w.tx.send(line).is_ok(),
             None => !w.tx.is_closed(),
         });
-        self.history.push_back(ev);
-        self.trim_history();
-    }
-
-    pub fn trim_history(&mut self) {
-        while self.history.len() > self.history_limit {
-            if let Some(ev) = self.history.pop_front() {
-                self.compacted_rv = self.compacted_rv.max(ev.rv);
-            }
-        }
+        self.history.record(self.rv, ev);
     }
 
     /// Forgets all history: a watch from any resourceVersion older than now gets 410.
     pub fn expire_history(&mut self) {
-        self.history.clear();
-        self.compacted_rv = self.rv;
+        self.history.expire(self.rv);
     }
 
     fn next_rv(&mut self) -> u64 {
@@ -591,22 +588,15 @@ impl State {
             bookmarks: p.bookmarks,
             tx,
         };
-        match p.resource_version {
-            Some(rv) if rv != 0 && !p.send_initial_events => {
-                if rv < self.compacted_rv {
-                    return Err(ApiError::new(
-                        410,
-                        "Expired",
-                        format!("too old resource version: {rv} ({})", self.compacted_rv),
-                    ));
-                }
-                for ev in self.history.iter().filter(|e| e.rv > rv) {
+        match Start::of(p.resource_version, p.send_initial_events) {
+            Start::After(rv) => {
+                for ev in self.history.after(rv)? {
                     if let Some(line) = w.render(ev) {
                         let _ = w.tx.send(line);
                     }
                 }
             }
-            _ => {
+            Start::Current => {
                 for obj in self.objects.values().filter(|o| w.selects(o)) {
                     let _ = w.tx.send(event_line("ADDED", obj));
                 }

@@ -362,5 +362,29 @@ async fn cluster_trust_bundles_and_leases() {
         api.lease("kube-system", "l").unwrap()["spec"]["holderIdentity"],
         "b"
     );
+
+    // A watch resuming from the first Lease's resourceVersion is replayed what
+    // came after it; once the history is compacted it gets 410 Expired.
+    let from = l.metadata.resource_version.clone().unwrap();
+    let mut w = leases
+        .watch(&WatchParams::default(), &from)
+        .await
+        .unwrap()
+        .boxed();
+    match w.try_next().await.unwrap().unwrap() {
+        WatchEvent::Modified(o) => assert_eq!(o.data["spec"]["holderIdentity"], "b"),
+        other => panic!("expected the missed update, got {other:?}"),
+    }
+    drop(w);
+    api.expire_watch_history();
+    let mut w = leases
+        .watch(&WatchParams::default(), &from)
+        .await
+        .unwrap()
+        .boxed();
+    match w.try_next().await.unwrap().unwrap() {
+        WatchEvent::Error(e) => assert_eq!((e.code, e.reason.as_str()), (410, "Expired")),
+        other => panic!("expected 410, got {other:?}"),
+    }
     api.shutdown().await;
 }

@@ -57,6 +57,8 @@ pub struct Options {
     pub only: Vec<String>,
     /// Copy each driver's log here (named by group) when it stops.
     pub logs: Option<PathBuf>,
+    /// The Pod signer B13 measures; `None`: the release build beside the driver.
+    pub signer: Option<PathBuf>,
     /// B11's volume count (1,000 unless reduced for a quick look).
     pub b11_volumes: usize,
 }

@@ -71,8 +71,8 @@ pub fn service_account(namespace: &str) -> ServiceAccount {
 }
 
 /// Least privilege: the verbs the signer's code uses. PodCertificateRequests are watched (list,
-/// watch) and read once when a status write is refused (get); their status is written with a
-/// merge patch; `sign` and `attest` on the signer names let it write statuses and
+/// watch) and read again when a status write conflicts or is refused (get); their status is
+/// written with an update carrying the watched resourceVersion; `sign` and `attest` on the signer names let it write statuses and
 /// ClusterTrustBundles of those signers; its CertificateRequests are created and watched;
 /// bundles are read, created and replaced; Events are created and patched (kube's recorder).
 pub fn signer_rules() -> Vec<PolicyRule> {
@@ -86,7 +86,7 @@ pub fn signer_rules() -> Vec<PolicyRule> {
         rule(
             "certificates.k8s.io",
             &["podcertificaterequests/status"],
-            &["patch"],
+            &["update"],
             &[],
         ),
         rule(

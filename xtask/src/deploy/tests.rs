@@ -1893,7 +1893,7 @@ fn signer_rbac_matches_its_code() {
         .map(|f| std::fs::read_to_string(root().join("crates/pod-signer/src").join(f)).unwrap())
         .collect();
     for (needle, why) in [
-        ("patch_status(", "podcertificaterequests/status patch"),
+        ("replace_status(", "podcertificaterequests/status update"),
         ("watcher::watcher(", "podcertificaterequests list/watch"),
         ("api.get_opt(&job.name)", "podcertificaterequests get"),
         ("Api<CertificateRequest>", "certificaterequests create"),
@@ -1922,7 +1922,7 @@ fn signer_rbac_matches_its_code() {
     };
     assert_eq!(
         verbs("certificates.k8s.io", "podcertificaterequests/status"),
-        ["patch"]
+        ["update"]
     );
     assert_eq!(
         verbs("cert-manager.io", "certificaterequests"),

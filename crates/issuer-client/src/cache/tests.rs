@@ -287,6 +287,78 @@ fn one_namespace_cannot_fill_the_watch_for_others() {
     assert!(!cache.admission.is_own(&("evil".into(), "mine".into())));
 }
 
+/// A request labelled for the node but without a volume label (the Pod
+/// signer's, after a failover none of them this replica's own).
+fn volumeless(ns: &str, name: &str) -> CertificateRequest {
+    let mut c = cr(name, &format!("uid-{name}"));
+    c.metadata.namespace = Some(ns.into());
+    c.metadata.labels = Some([(LABEL_NODE_ID_HASH.to_owned(), label_hash("node-a"))].into());
+    c
+}
+
+/// The per-volume cap counts only requests that carry a volume label:
+/// requests of no volume are bounded by their namespace's and the node's
+/// caps alone (they do not share one "volume" of four), and they do not eat
+/// into a labelled volume's share; a labelled volume keeps its own cap.
+#[test]
+fn requests_of_no_volume_are_bounded_by_namespace_and_node_caps_alone() {
+    let caps = Caps {
+        node: 30,
+        namespace: 12,
+        volume: 4,
+    };
+    let cache = Cache::with_admission(Admission::new(false, caps, []));
+    for i in 0..20 {
+        cache.handle(Event::Apply(volumeless("a", &format!("a-{i}"))));
+    }
+    assert_eq!(cache.len(), 12, "the namespace's cap, not the volume's");
+    assert_eq!(cache.admission.ignored().over_limit, 8);
+
+    // A labelled volume beside unlabelled requests keeps its own cap of four;
+    // the unlabelled ones fill the rest of the namespace's share.
+    for i in 0..10 {
+        cache.handle(Event::Apply(labelled(
+            "b",
+            &format!("v-{i}"),
+            "csi-v",
+            "pod",
+        )));
+    }
+    for i in 0..10 {
+        cache.handle(Event::Apply(volumeless("b", &format!("b-{i}"))));
+    }
+    let held = |ns: &str, prefix: &str| {
+        cache
+            .select(|c| {
+                c.metadata.namespace.as_deref() == Some(ns)
+                    && c.metadata
+                        .name
+                        .as_ref()
+                        .is_some_and(|n| n.starts_with(prefix))
+            })
+            .len()
+    };
+    assert_eq!((held("b", "v-"), held("b", "b-")), (4, 8));
+
+    // The node's cap bounds them all.
+    for i in 0..20 {
+        cache.handle(Event::Apply(volumeless("c", &format!("c-{i}"))));
+    }
+    assert_eq!(cache.len(), 30);
+    assert_eq!(held("c", "c-"), 6);
+
+    // A relist applies the same rule; a delete makes room in the namespace.
+    cache.handle(Event::Init);
+    for i in 0..20 {
+        cache.handle(Event::InitApply(volumeless("a", &format!("a-{i}"))));
+    }
+    cache.handle(Event::InitDone);
+    assert_eq!(cache.len(), 12);
+    cache.handle(Event::Delete(volumeless("a", "a-0")));
+    cache.handle(Event::Apply(volumeless("a", "a-19")));
+    assert!(cache.get("a", "a-19").is_some());
+}
+
 #[test]
 fn a_watch_counts_as_failing_only_while_its_failures_keep_coming() {
     use std::time::{Duration, Instant};

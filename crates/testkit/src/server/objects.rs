@@ -323,7 +323,7 @@ fn list(
         .list(kind, ns)
         .iter()
         .filter(|o| probe.selects(kind.plural, o))
-        .map(|o| as_version(o, version))
+        .map(|o| as_version(o, version).into_owned())
         .collect();
     Ok(json_response(
         StatusCode::OK,
