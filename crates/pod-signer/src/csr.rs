@@ -4,7 +4,7 @@
 //! Written here rather than in `cmcsi-keygen`, which makes keys and CSRs but
 //! never verifies anything; the verification itself is RustCrypto's, except
 //! ECDSA on P-256 and P-384 with SHA-256/384, which is ring's (see
-//! [`verify_ecdsa`]).
+//! `verify_ecdsa`).
 
 use der::oid::ObjectIdentifier;
 use der::{Decode, Encode, EncodePem};
