@@ -254,51 +254,14 @@ impl Shared {
     }
 
     fn ctb_event(&self, event: Event<DynamicObject>) {
-        let mut inner = self.lock();
-        let mut touched = Vec::new();
-        match event {
-            Event::Init => {
-                inner.relist.insert(String::new(), BTreeMap::new());
-            }
-            Event::InitApply(obj) => {
-                if let Some((k, v)) = self.ctb_facts(&obj) {
-                    inner.relist.entry(String::new()).or_default().insert(k, v);
-                }
-            }
-            Event::InitDone => {
-                let fresh = inner.relist.remove("").unwrap_or_default();
-                let stale: Vec<Key> = inner
-                    .objects
-                    .keys()
-                    .filter(|k| k.0.is_empty() && !fresh.contains_key(*k))
-                    .cloned()
-                    .collect();
-                for k in stale {
-                    touched.extend(self.put(&mut inner, k, None));
-                }
-                for (k, v) in fresh {
-                    touched.extend(self.put(&mut inner, k, Some(v)));
-                }
+        self.apply(
+            "",
+            event,
+            |obj| self.ctb_facts(obj),
+            |inner| {
                 inner.ctb_synced = true;
-            }
-            Event::Apply(obj) => {
-                if let Some((k, v)) = self.ctb_facts(&obj) {
-                    touched = self.put(&mut inner, k, Some(v));
-                }
-            }
-            Event::Delete(obj) => {
-                if let Some((k, _)) = self.ctb_facts(&obj) {
-                    touched = self.put(&mut inner, k, None);
-                }
-            }
-        }
-        drop(inner);
-        self.synced.send_modify(|n| *n = n.wrapping_add(1));
-        if !touched.is_empty() {
-            touched.sort();
-            touched.dedup();
-            (self.notify)(touched);
-        }
+            },
+        );
     }
 
     fn ctb_facts(&self, obj: &DynamicObject) -> Option<(Key, Kept)> {
@@ -325,8 +288,6 @@ impl Shared {
     }
 
     fn cm_event(&self, ns: &str, event: Event<ConfigMap>) {
-        let mut inner = self.lock();
-        let mut touched = Vec::new();
         let facts = |cm: &ConfigMap| -> Option<(Key, Kept)> {
             let name = cm.metadata.name.clone()?;
             let data = cm.data.clone().unwrap_or_default().into_iter().collect();
@@ -335,12 +296,30 @@ impl Shared {
                 self.keep(None, BTreeMap::new(), data),
             ))
         };
+        self.apply(ns, event, facts, |inner| {
+            inner.cm_synced.insert(ns.to_owned(), true);
+        });
+    }
+
+    /// One watch event of namespace `ns` (`""`: the ClusterTrustBundles):
+    /// a relist is collected and replaces that namespace's objects when it
+    /// ends (`synced` then marks it listed), other events store or remove
+    /// one object; the volumes whose source changed are notified once.
+    fn apply<T>(
+        &self,
+        ns: &str,
+        event: Event<T>,
+        facts: impl Fn(&T) -> Option<(Key, Kept)>,
+        synced: impl FnOnce(&mut Inner),
+    ) {
+        let mut inner = self.lock();
+        let mut touched = Vec::new();
         match event {
             Event::Init => {
                 inner.relist.insert(ns.to_owned(), BTreeMap::new());
             }
-            Event::InitApply(cm) => {
-                if let Some((k, v)) = facts(&cm) {
+            Event::InitApply(obj) => {
+                if let Some((k, v)) = facts(&obj) {
                     inner.relist.entry(ns.to_owned()).or_default().insert(k, v);
                 }
             }
@@ -358,15 +337,15 @@ impl Shared {
                 for (k, v) in fresh {
                     touched.extend(self.put(&mut inner, k, Some(v)));
                 }
-                inner.cm_synced.insert(ns.to_owned(), true);
+                synced(&mut inner);
             }
-            Event::Apply(cm) => {
-                if let Some((k, v)) = facts(&cm) {
+            Event::Apply(obj) => {
+                if let Some((k, v)) = facts(&obj) {
                     touched = self.put(&mut inner, k, Some(v));
                 }
             }
-            Event::Delete(cm) => {
-                if let Some((k, _)) = facts(&cm) {
+            Event::Delete(obj) => {
+                if let Some((k, _)) = facts(&obj) {
                     touched = self.put(&mut inner, k, None);
                 }
             }
