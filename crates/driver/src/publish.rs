@@ -321,14 +321,32 @@ impl Driver {
                 self.renewer()
                     .manage_pending_in(tenant, volume_id, disable_auto_renew);
             } else {
-                let permit = self.renewer().acquire_first_issuance().await;
-                let issued = self.issue_logged(&volume, "first", &guard, permit).await?;
+                // The target directory is made beside the issuance: on the
+                // blocking pool, while the key, the CSR and the API round
+                // trip run (an ext4 `mkdir` alone can take half a
+                // millisecond, a third of a first publish).
+                let issue = async {
+                    let permit = self.renewer().acquire_first_issuance().await;
+                    self.issue_logged(&volume, "first", &guard, permit).await
+                };
+                let (target_state, issued) = tokio::join!(self.prepare_target(target), issue);
+                let issued = match issued {
+                    Ok(issued) => issued,
+                    Err(e) => {
+                        // Nothing is left behind that was not there before.
+                        if let Ok(state) = target_state {
+                            self.undo_target(target, state).await;
+                        }
+                        return Err(e);
+                    }
+                };
                 self.renewer().manage_in(
                     tenant,
                     volume_id,
                     pipeline::lifetime_of(&issued.summary, issued.renew_before),
                     disable_auto_renew,
                 );
+                return self.attach(volume_id, target, target_state?);
             }
         }
         self.mount(volume_id, target).await
@@ -624,22 +642,63 @@ impl Driver {
     }
 
     async fn mount(&self, volume_id: &str, target: &Path) -> Result<(), DriverError> {
-        // A path, no IO.
-        let data = self.store.data_dir(volume_id)?;
-        let mount_err = |action: &'static str, source: std::io::Error| DriverError::Mount {
-            action,
-            path: target.to_path_buf(),
-            source,
-        };
-        match std::fs::create_dir_all(target) {
-            Ok(()) => {}
-            Err(e) => return Err(mount_err("creating target directory", e)),
+        let state = self.prepare_target(target).await?;
+        self.attach(volume_id, target, state)
+    }
+
+    /// Makes the target directory (the kubelet makes only its parent) and
+    /// looks whether something is mounted there, on the blocking pool: a
+    /// `mkdir` on the kubelet's file system is the slowest step of a first
+    /// publish.
+    async fn prepare_target(&self, target: &Path) -> Result<TargetState, DriverError> {
+        let path = target.to_path_buf();
+        crate::blocking::run((), "preparing the target directory", move || {
+            let created = match std::fs::create_dir(&path) {
+                Ok(()) => true,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && path.is_dir() => false,
+                // A missing parent is made too, as before.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    std::fs::create_dir_all(&path)
+                        .map_err(|e| mount_error(&path, "creating target directory", e))?;
+                    true
+                }
+                Err(e) => return Err(mount_error(&path, "creating target directory", e)),
+            };
+            let mounted = !created
+                && mount::is_mount_point(&path).map_err(|e| mount_error(&path, "inspecting", e))?;
+            Ok(TargetState { created, mounted })
+        })
+        .await?
+    }
+
+    /// Removes a target directory [`Self::prepare_target`] made for a
+    /// publish that then failed (best effort: the kubelet removes it too).
+    async fn undo_target(&self, target: &Path, state: TargetState) {
+        if !state.created {
+            return;
         }
-        if mount::is_mount_point(target).map_err(|e| mount_err("inspecting", e))? {
+        let path = target.to_path_buf();
+        let _ = crate::blocking::run((), "removing the target directory", move || {
+            std::fs::remove_dir(&path)
+        })
+        .await;
+    }
+
+    /// Bind-mounts the volume's files read-only at a prepared target
+    /// (a few syscalls, no file system walk).
+    fn attach(
+        &self,
+        volume_id: &str,
+        target: &Path,
+        state: TargetState,
+    ) -> Result<(), DriverError> {
+        if state.mounted {
             return Ok(());
         }
+        // A path, no IO.
+        let data = self.store.data_dir(volume_id)?;
         mount::bind_read_only(&data, target)
-            .map_err(|e| mount_err("bind-mounting the volume at", e))
+            .map_err(|e| mount_error(target, "bind-mounting the volume at", e))
     }
 
     /// NodeUnpublishVolume: idempotent.
@@ -688,6 +747,24 @@ impl Driver {
         self.on_store_locked(&guard, move |s| s.remove_volume(&id))
             .await?;
         Ok(())
+    }
+}
+
+/// What [`Driver::prepare_target`] found at a publish's target.
+#[derive(Clone, Copy, Debug)]
+struct TargetState {
+    /// The directory was made by this publish.
+    created: bool,
+    /// Something is mounted there already (a publish repeated after its
+    /// answer was lost): nothing to mount.
+    mounted: bool,
+}
+
+fn mount_error(path: &Path, action: &'static str, source: std::io::Error) -> DriverError {
+    DriverError::Mount {
+        action,
+        path: path.to_path_buf(),
+        source,
     }
 }
 

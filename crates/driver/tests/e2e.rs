@@ -306,6 +306,16 @@ fn denied_and_failed_requests_say_why() {
         assert_eq!(st.code(), Code::FailedPrecondition, "{st:?}");
         assert!(st.message().contains("signer exploded"), "{}", st.message());
         assert!(!is_mounted(&h.target("csi-failed")));
+        // The target directory, made beside the issuance, goes with a
+        // failed first publish: nothing is left that was not there before.
+        for vol in ["csi-denied", "csi-failed"] {
+            let target = h.target(vol);
+            assert!(!target.exists(), "{} left behind", target.display());
+            assert!(
+                target.parent().unwrap().is_dir(),
+                "the kubelet's parent stays"
+            );
+        }
 
         // Bad attributes: every problem at once.
         let st = h

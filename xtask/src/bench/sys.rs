@@ -17,6 +17,22 @@ pub fn peak_rss_mib(pid: u32) -> Result<f64> {
     status_mib(pid, "VmHWM:")
 }
 
+/// Drops `file`'s pages from the page cache, so that a process started
+/// from it next reads it as a node's driver does when its container starts
+/// (from disk, through readahead). The resident size of the mapped binary
+/// depends on how its pages came into the cache: a binary just written by
+/// the linker or copied is cached in other folio sizes than one read back,
+/// and the kernel maps whole folios around each fault, so the same binary
+/// measured up to 1 MiB apart without this.
+pub fn evict_page_cache(file: &Path) -> Result<()> {
+    let f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+    // Written pages must be clean to be dropped.
+    f.sync_all()
+        .with_context(|| format!("syncing {}", file.display()))?;
+    rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed)
+        .with_context(|| format!("dropping {} from the page cache", file.display()))
+}
+
 /// The anonymous (heap, stacks) and file-backed (the mapped binary and
 /// libraries) parts of the resident set, in MiB.
 pub fn rss_parts_mib(pid: u32) -> Result<(f64, f64)> {
