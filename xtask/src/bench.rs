@@ -25,6 +25,7 @@ mod b11;
 mod b13;
 mod measure;
 mod sys;
+mod watch;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

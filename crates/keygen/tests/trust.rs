@@ -12,55 +12,12 @@ use support::{Openssl, keytool, skipped_without_keytool};
 
 /// A self-signed P-256 CA named `cn`, as PEM.
 fn ca(ssl: &Openssl, cn: &str) -> String {
-    let key = format!("{cn}.key");
-    let crt = format!("{cn}.pem");
-    ssl.run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        &key,
-        "-out",
-        &crt,
-        "-days",
-        "2",
-        "-subj",
-        &format!("/CN={cn}"),
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-    ]);
-    String::from_utf8(ssl.read(&crt)).unwrap()
+    ssl.self_signed(cn, cn, true).0
 }
 
 /// A self-signed certificate that is not a CA, and its key.
 fn leaf(ssl: &Openssl) -> (String, String) {
-    ssl.run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        "leaf.key",
-        "-out",
-        "leaf.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=leaf",
-        "-addext",
-        "basicConstraints=critical,CA:FALSE",
-    ]);
-    (
-        String::from_utf8(ssl.read("leaf.pem")).unwrap(),
-        String::from_utf8(ssl.read("leaf.key")).unwrap(),
-    )
+    ssl.self_signed("leaf", "leaf", false)
 }
 
 #[test]

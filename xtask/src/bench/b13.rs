@@ -15,9 +15,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use base64::Engine as _;
 use cmcsi_keygen::{CsrParams, KeySpec, PrivateKey, build_csr};
 use cmcsi_testkit::{DEFAULT_TOKEN, FakeApi, Script};
-use futures::StreamExt;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
-use kube::runtime::watcher;
 use serde_json::json;
 
 use super::measure::{Figures, Options};
@@ -228,31 +226,13 @@ struct IssuedWatch {
 impl IssuedWatch {
     /// Opens the watch and waits for its initial list.
     async fn start(api: Api<DynamicObject>, field: &'static str) -> Result<Self> {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let (synced_tx, synced_rx) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(async move {
-            let mut stream = std::pin::pin!(watcher::watcher(api, watcher::Config::default()));
-            let mut synced = Some(synced_tx);
-            while let Some(ev) = stream.next().await {
-                match ev {
-                    Ok(watcher::Event::InitDone) => {
-                        if let Some(s) = synced.take() {
-                            let _ = s.send(());
-                        }
-                    }
-                    Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o))
-                        if o.data.pointer(field).is_some_and(|v| !v.is_null()) =>
-                    {
-                        let _ = tx.send(o.metadata.name.unwrap_or_default());
-                    }
-                    _ => {}
-                }
-            }
-        });
-        synced_rx
-            .await
-            .map_err(|_| anyhow!("the bench's watch ended before its initial list"))?;
-        Ok(Self { rx, task })
+        let w =
+            super::watch::accepted(api, move |o| o.pointer(field).is_some_and(|v| !v.is_null()))
+                .await?;
+        Ok(Self {
+            rx: w.names,
+            task: w.task,
+        })
     }
 
     /// Waits until `n` distinct objects carry their certificate.

@@ -14,9 +14,7 @@ use cmcsi_proto::v1::ProbeRequest;
 use cmcsi_proto::v1::node_client::NodeClient;
 use cmcsi_testkit::kubelet::{DriverProcess, Pod, publish_request};
 use cmcsi_testkit::{DEFAULT_TOKEN, FakeApi, Script, Verb};
-use futures::StreamExt;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
-use kube::runtime::watcher;
 use serde_json::{Value, json};
 use tonic::transport::Channel;
 
@@ -609,30 +607,7 @@ impl RoundTrip {
             "CertificateRequest",
         ));
         let api: Api<DynamicObject> = Api::namespaced_with(client, RT_NAMESPACE, &ar);
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let (synced_tx, synced_rx) = tokio::sync::oneshot::channel();
-        let stream = watcher::watcher(api.clone(), watcher::Config::default());
-        let watch = tokio::spawn(async move {
-            let mut stream = std::pin::pin!(stream);
-            let mut synced = Some(synced_tx);
-            while let Some(ev) = stream.next().await {
-                match ev {
-                    Ok(watcher::Event::InitDone) => {
-                        if let Some(s) = synced.take() {
-                            let _ = s.send(());
-                        }
-                    }
-                    Ok(watcher::Event::Apply(obj)) if is_ready(&obj.data) => {
-                        let _ = tx.send(obj.metadata.name.unwrap_or_default());
-                    }
-                    _ => {}
-                }
-            }
-        });
-        tokio::time::timeout(Duration::from_secs(30), synced_rx)
-            .await
-            .map_err(|_| anyhow!("the round-trip watch did not sync"))?
-            .map_err(|_| anyhow!("the round-trip watch ended"))?;
+        let watch = super::watch::accepted(api.clone(), is_ready).await?;
         // One key and CSR for every round trip: the bare API path, without
         // the driver's key and CSR work.
         let key = PrivateKey::generate(&KeySpec::EcdsaP256)?;
@@ -647,8 +622,8 @@ impl RoundTrip {
         let csr_b64 = base64::engine::general_purpose::STANDARD.encode(csr.as_bytes());
         Ok(RoundTrip {
             api,
-            ready: tokio::sync::Mutex::new(rx),
-            watch,
+            ready: tokio::sync::Mutex::new(watch.names),
+            watch: watch.task,
             csr_b64,
         })
     }

@@ -71,27 +71,46 @@ impl Openssl {
         out.stdout
     }
 
+    /// A self-signed P-256 certificate for `cn`, written as `<name>.pem` with its key in
+    /// `<name>.key`, marked a CA or not (critical basicConstraints). Returns (certificate
+    /// PEM, key PEM).
+    pub fn self_signed(&self, name: &str, cn: &str, ca: bool) -> (String, String) {
+        let (key, crt) = (format!("{name}.key"), format!("{name}.pem"));
+        let constraints = if ca {
+            "basicConstraints=critical,CA:TRUE"
+        } else {
+            "basicConstraints=critical,CA:FALSE"
+        };
+        self.run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &crt,
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={cn}"),
+            "-addext",
+            constraints,
+        ]);
+        (
+            String::from_utf8(self.read(&crt)).unwrap(),
+            String::from_utf8(self.read(&key)).unwrap(),
+        )
+    }
+
     /// Makes a P-256 test CA (once per directory) and has it sign `csr_pem`, copying the
     /// request's extensions, with the given serial. Returns (leaf PEM, CA PEM).
     pub fn sign_csr(&self, csr_pem: &str, serial: &str) -> (String, String) {
         if !self.path("ca.pem").exists() {
-            self.run(&[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-                "-subj",
-                "/CN=Test CA",
-                "-days",
-                "2",
-            ]);
+            self.self_signed("ca", "Test CA", true);
         }
         self.write("to-sign.csr", csr_pem);
         self.run(&[
