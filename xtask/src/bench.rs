@@ -258,6 +258,9 @@ const KEYS: &[(&str, &str)] = &[
     ("b13_bare_api_cpu_s", "s"),
     ("b13_signer_api_cpu_s", "s"),
     ("b13_signer_cpu_s", "s"),
+    ("b13_warm_bare_wall_s", "s"),
+    ("b13_warm_signer_wall_s", "s"),
+    ("b13_warm_wall_ratio", ""),
 ];
 
 /// How one figure is judged.
