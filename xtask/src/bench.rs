@@ -485,6 +485,9 @@ mod tests {
             ("b13_bare_api_cpu_s", 0.9),
             ("b13_signer_api_cpu_s", 1.5),
             ("b13_signer_cpu_s", 0.4),
+            ("b13_warm_bare_wall_s", 1.5),
+            ("b13_warm_signer_wall_s", 2.4),
+            ("b13_warm_wall_ratio", 1.6),
         ]
         .into_iter()
         .collect()
