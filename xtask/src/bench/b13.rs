@@ -189,50 +189,37 @@ pub async fn b13(opts: &Options, f: &mut Figures) -> Result<()> {
     Ok(())
 }
 
-/// Creates 1,000 bare CertificateRequests in `namespace` at once and awaits them all on a
-/// watch opened before the clock starts; returns the wall time.
+/// Creates 1,000 bare CertificateRequests in `namespace` at once and awaits them all;
+/// returns the wall time.
 async fn bare_batch(
     client: &kube::Client,
     ar: &ApiResource,
     namespace: &str,
     csr_pem_b64: &str,
 ) -> Result<Duration> {
-    let crs: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, ar);
-    let bare_issued = IssuedWatch::start(crs.clone(), "/status/certificate").await?;
-    let t0 = Instant::now();
-    let creates = futures::future::join_all((0..B13_REQUESTS).map(|i| {
-        let crs = crs.clone();
-        let obj: Result<DynamicObject, _> = serde_json::from_value(json!({
+    let api = Api::namespaced_with(client.clone(), namespace, ar);
+    batch(api, "/status/certificate", "bare", |i| {
+        json!({
             "apiVersion": "cert-manager.io/v1", "kind": "CertificateRequest",
             "metadata": {"name": format!("bare-{i}")},
             "spec": {"request": csr_pem_b64, "issuerRef": {"name": ISSUER, "kind": "ClusterIssuer", "group": "cert-manager.io"},
                      "duration": "24h0m0s", "usages": ["digital signature", "server auth", "client auth"]},
-        }));
-        async move { crs.create(&PostParams::default(), &obj?).await.map(|_| ()).map_err(anyhow::Error::from) }
-    }))
-    .await;
-    creates.into_iter().collect::<Result<Vec<()>>>()?;
-    bare_issued
-        .all(B13_REQUESTS)
-        .await
-        .map_err(|e| anyhow!("bare: {e}"))?;
-    Ok(t0.elapsed())
+        })
+    })
+    .await
 }
 
-/// Creates 1,000 PodCertificateRequests in `namespace` at once and awaits them all on a
-/// watch opened before the clock starts; returns the wall time.
+/// Creates 1,000 PodCertificateRequests in `namespace` at once and awaits them all;
+/// returns the wall time.
 async fn signer_batch(
     client: &kube::Client,
     ar: &ApiResource,
     namespace: &str,
     stub: &str,
 ) -> Result<Duration> {
-    let pcrs: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, ar);
-    let issued = IssuedWatch::start(pcrs.clone(), "/status/certificateChain").await?;
-    let t0 = Instant::now();
-    let creates = futures::future::join_all((0..B13_REQUESTS).map(|i| {
-        let pcrs = pcrs.clone();
-        let obj: Result<DynamicObject, _> = serde_json::from_value(json!({
+    let api = Api::namespaced_with(client.clone(), namespace, ar);
+    batch(api, "/status/certificateChain", "signer", |i| {
+        json!({
             "apiVersion": "certificates.k8s.io/v1", "kind": "PodCertificateRequest",
             "metadata": {"name": format!("pod-{i}")},
             "spec": {"signerName": format!("clusterissuers.cert-manager.io/{ISSUER}"),
@@ -240,9 +227,27 @@ async fn signer_batch(
                      "serviceAccountName": "default", "serviceAccountUID": "sa",
                      "nodeName": "node", "nodeUID": "node-uid", "maxExpirationSeconds": 86400,
                      "stubPKCS10Request": stub},
-        }));
+        })
+    })
+    .await
+}
+
+/// Creates [`B13_REQUESTS`] objects (`object(i)`) at once through `api` and waits until each
+/// carries its certificate at `field`, on a watch opened before the clock starts; returns the
+/// wall time. `side` names the side in errors.
+async fn batch(
+    api: Api<DynamicObject>,
+    field: &'static str,
+    side: &str,
+    object: impl Fn(usize) -> serde_json::Value,
+) -> Result<Duration> {
+    let issued = IssuedWatch::start(api.clone(), field).await?;
+    let t0 = Instant::now();
+    let creates = futures::future::join_all((0..B13_REQUESTS).map(|i| {
+        let api = api.clone();
+        let obj: Result<DynamicObject, _> = serde_json::from_value(object(i));
         async move {
-            pcrs.create(&PostParams::default(), &obj?)
+            api.create(&PostParams::default(), &obj?)
                 .await
                 .map(|_| ())
                 .map_err(anyhow::Error::from)
@@ -253,7 +258,7 @@ async fn signer_batch(
     issued
         .all(B13_REQUESTS)
         .await
-        .map_err(|e| anyhow!("signer: {e}"))?;
+        .map_err(|e| anyhow!("{side}: {e}"))?;
     Ok(t0.elapsed())
 }
 
