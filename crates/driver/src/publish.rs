@@ -673,6 +673,8 @@ impl Driver {
 
     /// Removes a target directory [`Self::prepare_target`] made for a
     /// publish that then failed (best effort: the kubelet removes it too).
+    /// A publish the kubelet abandons mid-issuance leaves its directory: the
+    /// retry uses it, and the kubelet removes it with the Pod.
     async fn undo_target(&self, target: &Path, state: TargetState) {
         if !state.created {
             return;

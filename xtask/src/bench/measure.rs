@@ -545,7 +545,7 @@ async fn b2(opts: &Options, f: &mut Figures) -> Result<()> {
 /// (`perf record`: `find_inode_bit`, `recently_deleted`): a cost of that
 /// file system, not of the driver, which the bare API round trip B3 divides
 /// by never pays. The driver's data root is a tmpfs of its own either way.
-fn mount_kubelet_dir(dir: &std::path::Path) -> Result<()> {
+fn mount_kubelet_dir(dir: &Path) -> Result<()> {
     let pods = dir.join("pods");
     std::fs::create_dir(&pods).with_context(|| format!("creating {}", pods.display()))?;
     rustix::mount::mount(
