@@ -6,10 +6,10 @@
 #   docker buildx build --platform linux/amd64,linux/arm64 -t REGISTRY/cert-manager-csi-driver:TAG --push .
 #
 # It holds the same file tree as `cargo xtask image` (which needs no container engine and writes a
-# reproducible OCI archive): the builder stage runs that command's `--rootfs` mode, so the
-# binary, exactly the shared libraries `ldd` reports (and the loader) at their paths, their
-# packages' dpkg status entries, and a minimal /etc/passwd and /etc/group are chosen by one piece
-# of code. See docs/image.md.
+# reproducible OCI archive): the builder stage runs that command's `--rootfs` mode, so the build
+# of the two binaries (statically linked against glibc, with no shared library or loader to
+# copy), the dpkg status entry of the glibc they were linked with, and a minimal /etc/passwd and
+# /etc/group are chosen by one piece of code. See docs/image.md.
 # The node-driver-registrar and livenessprobe sidecars are upstream images.
 
 ARG RUST_VERSION=1.95
@@ -23,16 +23,16 @@ ARG REVISION=""
 ENV CMCSI_GIT_DESCRIBE=${VERSION_DESCRIBE} CMCSI_GIT_COMMIT=${REVISION}
 WORKDIR /src
 COPY . .
-# cargo-auditable embeds the binary's dependency list for scanners; the image tree gets the binary
-# stripped, and a dpkg status entry (from this stage's Debian database) for each package whose
-# shared libraries it copies.
+# cargo-auditable embeds the binaries' dependency lists for scanners. `cargo xtask image` builds
+# each binary as `cargo auditable rustc --release --locked -p PACKAGE --bin NAME -- -C
+# target-feature=+crt-static` (the flag reaches the binary's crate only, not the proc macros),
+# checks that it is static, and writes the tree: the binaries stripped, and the dpkg status entry
+# (from this stage's Debian database) of the package owning the libc.a they were linked with.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     cargo install --locked cargo-auditable@0.7.7
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo auditable build --release --locked -p cmcsi-driver --bin cert-manager-csi-driver \
-        -p cmcsi-pod-signer --bin cert-manager-pod-signer \
- && cargo xtask image --no-build --rootfs /out
+    cargo xtask image --rootfs /out
 
 # ---- run: nothing but that tree ------------------------------------------------------------------
 FROM scratch

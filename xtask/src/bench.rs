@@ -6,7 +6,8 @@
 //! RSA-2048 generation, the ECDSA publish against the bare API round trip.
 //!
 //! The command builds the driver and this tool in release mode (so bare key
-//! generation is measured with the same optimisation as the driver's), then
+//! generation is measured with the same optimisation as the driver's; the
+//! driver and the Pod signer statically linked, as the image ships them), then
 //! re-runs itself with `--inner` inside a private mount namespace
 //! (`unshare --mount`), because publishing bind-mounts every volume. That
 //! needs root.
@@ -104,18 +105,15 @@ pub fn run(a: &Args) -> Result<()> {
     let only_signer = a.only.iter().all(|g| g == "b13") && !a.only.is_empty();
     let wants_signer = a.only.is_empty() || a.only.iter().any(|g| g == "b13");
     if !a.no_build {
-        // Separate builds, so the driver is the binary `cargo build --release -p
-        // cmcsi-driver` gives (feature unification with the bench's own
-        // dependencies would change it). B13 alone needs no driver.
+        // Separate builds, so the driver is the shipped binary, built as the image builds it
+        // (statically linked, `crate::release`; feature unification with the bench's own
+        // dependencies would change it). B13 alone needs no driver. The harness is not
+        // shipped: a plain release build.
         if !only_signer {
-            crate::run("cargo", &["build", "--release", "-p", "cmcsi-driver"], &[])?;
+            crate::release::build(crate::release::DRIVER, false)?;
         }
         if wants_signer && a.pod_signer.is_none() {
-            crate::run(
-                "cargo",
-                &["build", "--release", "-p", "cmcsi-pod-signer"],
-                &[],
-            )?;
+            crate::release::build(crate::release::SIGNER, false)?;
         }
         crate::run("cargo", &["build", "--release", "-p", "xtask"], &[])?;
     }

@@ -2,9 +2,12 @@
 //! built from the project's own files with no base image and no container
 //! engine.
 //!
-//! The image holds one layer: the release binary at `/cert-manager-csi-driver`,
-//! exactly the shared libraries `ldd` reports for it (and the dynamic loader)
-//! at the paths it reports, and a minimal `/etc/passwd` and `/etc/group`. The
+//! The image holds one layer: the release binaries at `/cert-manager-csi-driver`
+//! and `/cert-manager-pod-signer`, statically linked against glibc
+//! ([`crate::release`]), so with no shared library and no loader (a
+//! dynamically linked binary, from `--no-build`, gets exactly the shared
+//! libraries `ldd` reports for it and the loader, at the paths it reports),
+//! and a minimal `/etc/passwd` and `/etc/group`. The
 //! layer and the archive are deterministic (entries sorted, mtime 0, owner
 //! 0:0, fixed modes, gzip without a name or time), so the same source and
 //! toolchain give the same digest.
@@ -15,10 +18,14 @@
 //!   the image gets a copy stripped of its symbol table (`objcopy
 //!   --strip-all`, which keeps that section), and the symbols stay beside the
 //!   archive (`.debug` file);
-//! - for every copied shared library, the Debian package that owns it gets
-//!   its `dpkg` status entry at `/var/lib/dpkg/status.d/<package>` (and the
-//!   copied files' lines of its `md5sums` at `<package>.md5sums`), the layout
-//!   distroless images use, taken from this machine's dpkg database;
+//! - the glibc linked into the static binaries: the Debian package that owns
+//!   the `libc.a` the linker used (`libc6-dev`, built from the same glibc
+//!   source and version as `libc6`) gets its `dpkg` status entry at
+//!   `/var/lib/dpkg/status.d/<package>`, the layout distroless images use,
+//!   taken from this machine's dpkg database (no `md5sums`: none of its files
+//!   are in the image); for a dynamically linked binary, every copied shared
+//!   library's package gets its entry and the copied files' lines of its
+//!   `md5sums` at `<package>.md5sums`;
 //! - a CycloneDX SBOM of the binary's Rust crates (and those Debian
 //!   packages) is written beside the archive (`.cdx.json`).
 //!
@@ -49,7 +56,7 @@ mod dpkg;
 mod scan;
 
 pub(crate) use scan::inspect_archive;
-use scan::{crate_licenses, cyclonedx, debian_packages, sbom_crates};
+use scan::{Installed, crate_licenses, cyclonedx, debian_packages, sbom_crates};
 
 /// The binary's name, and its path in the image.
 pub(crate) const BINARY: &str = "cert-manager-csi-driver";
@@ -155,20 +162,19 @@ pub(crate) fn build(args: &Args) -> Result<Built> {
             path.display()
         );
     }
-    // glibc (Debian's libc6) is the one package every dynamically linked
-    // image copies; without dpkg on the build machine there is only the
-    // warning `file_tree` gave, except in CI, which builds on Debian.
-    let copies_glibc = tree.keys().any(|k| k.ends_with("/libc.so.6"));
-    match inspected.dpkg.get("libc6") {
-        Some(version) => eprintln!("image: dpkg entry for libc6 {version}"),
-        None if copies_glibc && (!debian.is_empty() || std::env::var_os("CI").is_some()) => {
-            bail!(
-                "{} copies glibc but has no dpkg status entry for libc6 (entries: {:?})",
-                path.display(),
-                inspected.dpkg.keys().collect::<Vec<_>>()
-            )
-        }
-        None => {}
+    // glibc is the one Debian package every image carries: linked into the
+    // static binaries (the entry of the package owning `libc.a`, libc6-dev),
+    // or copied for a dynamic one (libc6). Without dpkg on the build machine
+    // there is only the warning `file_tree` gave, except in CI, which builds
+    // on Debian.
+    let strict = dpkg::available() || std::env::var_os("CI").is_some();
+    if let Some((package, installed)) = glibc_entry(&tree, &inspected.dpkg, strict)
+        .with_context(|| format!("checking {}", path.display()))?
+    {
+        eprintln!(
+            "image: dpkg entry for glibc: {package} {}",
+            installed.version
+        );
     }
     let listed = sbom_crates(&sbom)?;
     let embedded: std::collections::BTreeSet<String> = inspected
@@ -214,49 +220,13 @@ pub(crate) fn target_dir() -> PathBuf {
         .unwrap_or_else(|| root.join("target"))
 }
 
-/// The pinned `cargo-auditable` that `.ci/run` and the Dockerfile install.
-const CARGO_AUDITABLE: &str = "cargo-auditable@0.7.7";
-
-/// The release binary, built first (with `cargo auditable`) unless `no_build`.
+/// The release binary, built first unless `no_build`: statically linked and with `cargo
+/// auditable`, the Pod signer beside it ([`crate::release::build`]).
 fn binary(no_build: bool) -> Result<PathBuf> {
     if !no_build {
-        let installed = Command::new("cargo")
-            .args(["auditable", "--version"])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !installed {
-            bail!(
-                "`cargo auditable` is not installed; the image's binary must carry its \
-                 dependency list for scanners. Install it with \
-                 `cargo install --locked {CARGO_AUDITABLE}` (as .ci/run does)"
-            );
-        }
-        crate::run(
-            "cargo",
-            &[
-                "auditable",
-                "build",
-                "--release",
-                "-p",
-                "cmcsi-driver",
-                "--bin",
-                BINARY,
-            ],
-            &[],
-        )?;
-        crate::run(
-            "cargo",
-            &[
-                "auditable",
-                "build",
-                "--release",
-                "-p",
-                "cmcsi-pod-signer",
-                "--bin",
-                SIGNER_BINARY,
-            ],
-            &[],
-        )?;
+        let driver = crate::release::build(crate::release::DRIVER, true)?;
+        crate::release::build(crate::release::SIGNER, true)?;
+        return Ok(driver);
     }
     let path = target_dir().join("release").join(BINARY);
     if !path.is_file() {
@@ -301,7 +271,7 @@ pub(crate) fn embedded_crates(executable: &[u8]) -> Result<Vec<Crate>> {
         .map_err(|e| anyhow::anyhow!("{e}"))
         .context(
             "the binary carries no `cargo auditable` dependency list; build it with \
-             `cargo auditable build --release` (or run `cargo xtask image` without --no-build)",
+             `cargo xtask image` (without --no-build), which uses `cargo auditable`",
         )?;
     parse_audit_json(&json)
 }
@@ -533,13 +503,15 @@ const PASSWD: &str =
 const GROUP: &str = "root:x:0:\nnobody:x:65534:\n";
 
 /// The image's files: the binary (`data`, what goes in for the file at
-/// `binary`), its shared libraries and their packages' dpkg entries, passwd
-/// and group.
+/// `binary`), its shared libraries if it has any, the dpkg entries of the
+/// packages they (or, for a static binary, the glibc linked in) come from,
+/// passwd and group.
 fn file_tree(binary: &Path, data: Vec<u8>) -> Result<Tree> {
     let mut tree = Tree::new();
     let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
     insert(&mut tree, BINARY, Entry::File { data, mode: 0o755 })?;
     let mut libs = shared_libraries(binary)?;
+    let mut static_glibc = libs.is_empty() && links_glibc(&read(binary)?);
     // The Pod signer, when built beside the driver: `/cert-manager-pod-signer`, stripped the same
     // way and with its libraries (the same glibc, in practice).
     let signer = binary.with_file_name(SIGNER_BINARY);
@@ -553,7 +525,9 @@ fn file_tree(binary: &Path, data: Vec<u8>) -> Result<Tree> {
                 mode: 0o755,
             },
         )?;
-        for lib in shared_libraries(&signer)? {
+        let signer_libs = shared_libraries(&signer)?;
+        static_glibc |= signer_libs.is_empty() && links_glibc(&read(&signer)?);
+        for lib in signer_libs {
             if !libs.contains(&lib) {
                 libs.push(lib);
             }
@@ -566,18 +540,27 @@ fn file_tree(binary: &Path, data: Vec<u8>) -> Result<Tree> {
         let rel = lib.to_string_lossy().trim_start_matches('/').to_string();
         insert(&mut tree, &rel, Entry::File { data, mode: 0o755 })?;
     }
-    for (package, entry) in dpkg::entries(&libs)? {
+    // A static binary holds the glibc of the `libc.a` it was linked with: the
+    // image gets that archive's package's entry, without the archive.
+    let linked: Vec<PathBuf> = if static_glibc {
+        static_libc_archive().into_iter().collect()
+    } else {
+        Vec::new()
+    };
+    for (package, entry) in dpkg::entries(&libs, &linked)? {
         let file = |data: Vec<u8>| Entry::File { data, mode: 0o644 };
         insert(
             &mut tree,
             &format!("{}/{package}", dpkg::STATUS_D),
             file(entry.status),
         )?;
-        insert(
-            &mut tree,
-            &format!("{}/{package}.md5sums", dpkg::STATUS_D),
-            file(entry.md5sums),
-        )?;
+        if !entry.md5sums.is_empty() {
+            insert(
+                &mut tree,
+                &format!("{}/{package}.md5sums", dpkg::STATUS_D),
+                file(entry.md5sums),
+            )?;
+        }
     }
     for (path, text) in [("etc/passwd", PASSWD), ("etc/group", GROUP)] {
         insert(
@@ -590,6 +573,73 @@ fn file_tree(binary: &Path, data: Vec<u8>) -> Result<Tree> {
         )?;
     }
     Ok(tree)
+}
+
+/// A name only glibc's own code holds: its start-up code reads the
+/// `GLIBC_TUNABLES` environment variable (glibc 2.26 and later), so a binary
+/// whose bytes contain it has glibc linked in; a dynamically linked binary
+/// leaves that to `ld.so`, and musl has no such variable.
+const GLIBC_MARKER: &[u8] = b"GLIBC_TUNABLES";
+
+/// Whether `executable` has glibc linked into it (statically).
+fn links_glibc(executable: &[u8]) -> bool {
+    executable
+        .windows(GLIBC_MARKER.len())
+        .any(|w| w == GLIBC_MARKER)
+}
+
+/// Whether the image carries glibc: a copied `libc.so.6`, or a binary with
+/// glibc linked in.
+fn carries_glibc(tree: &Tree) -> bool {
+    tree.keys().any(|k| k.ends_with("/libc.so.6"))
+        || [BINARY, SIGNER_BINARY]
+            .into_iter()
+            .any(|b| matches!(tree.get(b), Some(Entry::File { data, .. }) if links_glibc(data)))
+}
+
+/// The glibc package's status entry (`Source: glibc`: `libc6` for a copied
+/// `libc.so.6`, `libc6-dev` for the static archive), which `strict` requires
+/// when the image carries glibc.
+fn glibc_entry<'a>(
+    tree: &Tree,
+    dpkg: &'a BTreeMap<String, Installed>,
+    strict: bool,
+) -> Result<Option<(&'a String, &'a Installed)>> {
+    let found = dpkg.iter().find(|(_, p)| p.source == "glibc");
+    if found.is_none() && strict && carries_glibc(tree) {
+        bail!(
+            "the image carries glibc but has no dpkg status entry of a glibc package \
+             (entries: {:?})",
+            dpkg.keys().collect::<Vec<_>>()
+        );
+    }
+    Ok(found)
+}
+
+/// The static C library the linker uses (`cc -print-file-name=libc.a`, the
+/// C compiler rustc links with), symlinks resolved; `None`, with a warning,
+/// where there is none.
+fn static_libc_archive() -> Option<PathBuf> {
+    let out = Command::new("cc")
+        .arg("-print-file-name=libc.a")
+        .output()
+        .ok()
+        .filter(|o| o.status.success());
+    let printed = out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    // Without the file, cc prints the bare name back.
+    match printed
+        .filter(|p| p.starts_with('/'))
+        .and_then(|p| std::fs::canonicalize(p).ok())
+    {
+        Some(path) => Some(path),
+        None => {
+            eprintln!(
+                "image: warning: `cc -print-file-name=libc.a` names no static C library, so \
+                 the image gets no dpkg entry for the glibc linked into its binaries"
+            );
+            None
+        }
+    }
 }
 
 /// Adds `rel` and every parent directory of it.
@@ -970,6 +1020,81 @@ mod tests {
         assert_eq!(on_disk, in_layer);
         // A second --rootfs into a non-empty directory is refused.
         assert!(write_rootfs(&t, &root).is_err());
+    }
+
+    /// A binary statically linked against glibc, built here as the release
+    /// binaries are (`-C target-feature=+crt-static`): its tree has no shared
+    /// library and no loader, and on a Debian-based machine (CI is one) it
+    /// carries the status entry of the glibc package owning the `libc.a` it
+    /// was linked with, at this machine's glibc version, without md5sums.
+    #[test]
+    fn a_static_binary_gets_no_libraries_and_the_glibc_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("main.rs");
+        std::fs::write(&source, "fn main() {\n    println!(\"static\");\n}\n").unwrap();
+        let binary = dir.path().join(BINARY);
+        let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+        let out = Command::new(rustc)
+            .args(crate::release::STATIC_FLAGS)
+            .arg("-o")
+            .arg(&binary)
+            .arg(&source)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "rustc: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        crate::release::check_static(&binary).unwrap();
+        let data = std::fs::read(&binary).unwrap();
+        assert!(links_glibc(&data), "not linked against glibc");
+        let t = file_tree(&binary, data).unwrap();
+        let status_d = format!("{}/", dpkg::STATUS_D);
+        let others: Vec<&String> = t
+            .keys()
+            .filter(|k| {
+                ![BINARY, "etc", "etc/passwd", "etc/group"].contains(&k.as_str())
+                    && !k.starts_with(&status_d)
+                    && !status_d.starts_with(&format!("{k}/"))
+            })
+            .collect();
+        assert!(others.is_empty(), "libraries or a loader: {others:?}");
+        assert!(carries_glibc(&t));
+        if !dpkg::available() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI runs on Debian or Ubuntu, where dpkg-query exists"
+            );
+            println!("SKIPPED: no dpkg-query on this machine");
+            return;
+        }
+        let layer: BTreeMap<String, Vec<u8>> = t
+            .iter()
+            .filter_map(|(k, e)| match e {
+                Entry::File { data, .. } => Some((k.clone(), data.clone())),
+                Entry::Dir => None,
+            })
+            .collect();
+        assert!(
+            layer
+                .keys()
+                .all(|k| !k.starts_with(&status_d) || !k.ends_with(".md5sums")),
+            "md5sums for files the image does not hold: {:?}",
+            layer.keys().collect::<Vec<_>>()
+        );
+        let entries = scan::status_entries(&layer).unwrap();
+        let (package, glibc) = glibc_entry(&t, &entries, true)
+            .unwrap()
+            .expect("no glibc entry");
+        assert_eq!(glibc.source, "glibc", "{package}");
+        let libc6 = Command::new("dpkg-query")
+            .args(["-W", "-f", "${Version}", "libc6"])
+            .output()
+            .unwrap();
+        assert_eq!(glibc.version, String::from_utf8_lossy(&libc6.stdout));
+        // The read-back check `build` runs fails without it.
+        assert!(glibc_entry(&t, &BTreeMap::new(), true).is_err());
     }
 
     #[test]

@@ -35,6 +35,7 @@ mod demo;
 mod deploy;
 mod image;
 mod modgraph;
+mod release;
 mod reliability;
 
 /// Project automation for the cert-manager CSI driver.

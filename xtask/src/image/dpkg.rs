@@ -1,12 +1,18 @@
 //! The dpkg status entries of the Debian packages whose files the image
-//! copies, so a scanner sees the glibc it carries.
+//! copies or its binaries link in statically, so a scanner sees the glibc it
+//! carries.
 //!
 //! An image without a package database shows a scanner nothing to match
 //! against advisories. Distroless images solve that with one status stanza
 //! per package in `/var/lib/dpkg/status.d/<package>` (and the package's
 //! `md5sums` lines beside it as `<package>.md5sums`), which Trivy, Grype and
 //! Syft read; this writes the same, from the build machine's own dpkg
-//! database (`dpkg-query`), for exactly the packages that own a copied file.
+//! database (`dpkg-query`), for exactly the packages that own a copied file
+//! or a linked-in archive. A statically linked glibc binary carries the code
+//! of the archive its linker used (`libc.a`, Debian's `libc6-dev`, built from
+//! the same glibc source and version as `libc6`), so that package's stanza
+//! names the glibc in the image; none of its files are in the image, so its
+//! entry has no `md5sums` lines.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,31 +28,43 @@ pub(crate) const STATUS_D: &str = "var/lib/dpkg/status.d";
 pub(crate) struct DpkgEntry {
     /// The package's stanza, as `dpkg-query -s` prints it.
     pub status: Vec<u8>,
-    /// The `md5sums` lines of the copied files only.
+    /// The `md5sums` lines of the copied files only (none for a package
+    /// whose files are only linked in).
     pub md5sums: Vec<u8>,
 }
 
-/// Entries, by package name, for the packages owning `files`. Without
-/// `dpkg-query` (not a Debian-based machine) or for a file no package owns,
-/// a warning says what scanners will not see.
-pub(crate) fn entries(files: &[PathBuf]) -> Result<BTreeMap<String, DpkgEntry>> {
-    if Command::new("dpkg-query")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
+/// Entries, by package name, for the packages owning `copied` (files the
+/// image holds) or `linked` (archives linked into a binary, which the image
+/// does not hold, such as glibc's `libc.a`). Without `dpkg-query` (not a
+/// Debian-based machine) or for a file no package owns, a warning says what
+/// scanners will not see.
+pub(crate) fn entries(
+    copied: &[PathBuf],
+    linked: &[PathBuf],
+) -> Result<BTreeMap<String, DpkgEntry>> {
+    if !available() {
         eprintln!(
             "image: warning: no dpkg-query on this machine, so the image gets no dpkg \
-             entries and scanners will not see its shared libraries' packages; build it \
+             entries and scanners will not see the glibc it carries; build it \
              on Debian or Ubuntu (as CI and the Dockerfile do)"
         );
         return Ok(BTreeMap::new());
     }
-    // Package (with architecture, as dpkg names it) to the paths dpkg records.
+    // Package (with architecture, as dpkg names it) to the paths dpkg records
+    // of the copied files.
     let mut owned: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for file in files {
+    let files = copied
+        .iter()
+        .map(|f| (f, true))
+        .chain(linked.iter().map(|f| (f, false)));
+    for (file, is_copied) in files {
         match owner(file)? {
-            Some((package, path)) => owned.entry(package).or_default().push(path),
+            Some((package, path)) => {
+                let paths = owned.entry(package).or_default();
+                if is_copied {
+                    paths.push(path);
+                }
+            }
             None => eprintln!(
                 "image: warning: {} belongs to no Debian package; scanners will not see it",
                 file.display()
@@ -68,6 +86,11 @@ pub(crate) fn entries(files: &[PathBuf]) -> Result<BTreeMap<String, DpkgEntry>> 
         );
     }
     Ok(out)
+}
+
+/// Whether this machine has `dpkg-query` (is Debian-based).
+pub(crate) fn available() -> bool {
+    Command::new("dpkg-query").arg("--version").output().is_ok()
 }
 
 /// The package owning `file` and the path dpkg records for it: as given, or
@@ -128,6 +151,16 @@ pub(crate) fn field(stanza: &str, name: &str) -> Option<String> {
     })
 }
 
+/// The source package a stanza names (`Source: glibc` or `Source: glibc
+/// (VERSION)`), which is the package's own name when there is no `Source`
+/// field (dpkg's rule).
+pub(crate) fn source(stanza: &str) -> Option<String> {
+    match field(stanza, "Source") {
+        Some(s) => s.split_whitespace().next().map(str::to_owned),
+        None => field(stanza, "Package"),
+    }
+}
+
 /// The lines of the package's `md5sums` (dpkg's info directory) for `paths`.
 fn md5sums(package: &str, name: &str, paths: &[String]) -> Result<Vec<u8>> {
     let info = Path::new("/var/lib/dpkg/info");
@@ -178,6 +211,15 @@ mod tests {
         assert_eq!(field(stanza, "Package").as_deref(), Some("libc6"));
         assert_eq!(field(stanza, "Version").as_deref(), Some("2.36-9+deb12u10"));
         assert_eq!(field(stanza, "Source"), None);
+        assert_eq!(source(stanza).as_deref(), Some("libc6"));
+        assert_eq!(
+            source("Package: libc6-dev\nSource: glibc\n").as_deref(),
+            Some("glibc")
+        );
+        assert_eq!(
+            source("Package: libfoo1\nSource: foo (1.2-3)\n").as_deref(),
+            Some("foo")
+        );
         let sums = "aa  lib/x86_64-linux-gnu/libc.so.6\nbb  lib/x86_64-linux-gnu/libm.so.6\ncc  usr/share/doc/libc6/copyright\n";
         assert_eq!(
             filter_md5sums(sums, &["/lib/x86_64-linux-gnu/libc.so.6".into()]),
@@ -189,11 +231,7 @@ mod tests {
     /// libc6 and gets its real status entry.
     #[test]
     fn the_loader_of_this_test_gets_its_package_entry() {
-        if Command::new("dpkg-query")
-            .arg("--version")
-            .output()
-            .is_err()
-        {
+        if !available() {
             assert!(
                 std::env::var_os("CI").is_none(),
                 "CI runs on Debian or Ubuntu, where dpkg-query exists"
@@ -203,7 +241,7 @@ mod tests {
         }
         let exe = std::env::current_exe().unwrap();
         let libs = super::super::shared_libraries(&exe).unwrap();
-        let got = entries(&libs).unwrap();
+        let got = entries(&libs, &[]).unwrap();
         let libc = got.get("libc6").expect("no libc6 entry");
         let status = String::from_utf8(libc.status.clone()).unwrap();
         assert_eq!(field(&status, "Package").as_deref(), Some("libc6"));

@@ -11,7 +11,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-use super::dpkg::{STATUS_D, field};
+use super::dpkg::{STATUS_D, field, source};
 use super::{BINARY, Crate, Entry, Metadata, Tree, embedded_crates};
 use crate::workspace_root;
 
@@ -211,8 +211,18 @@ pub(crate) fn sbom_crates(sbom: &[u8]) -> Result<BTreeSet<String>> {
 pub(crate) struct Inspection {
     /// The crate list embedded in `/cert-manager-csi-driver`.
     pub crates: Vec<Crate>,
-    /// Package name to `Version` of every entry in `/var/lib/dpkg/status.d/`.
-    pub dpkg: BTreeMap<String, String>,
+    /// Package name to version and source package of every entry in
+    /// `/var/lib/dpkg/status.d/`.
+    pub dpkg: BTreeMap<String, Installed>,
+}
+
+/// A package's status entry in the image, as [`inspect_archive`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Installed {
+    /// `Version`.
+    pub version: String,
+    /// The source package (`glibc` for both `libc6` and `libc6-dev`).
+    pub source: String,
 }
 
 /// Reads an archive as a scanner does: index, manifest, the layer, then the
@@ -247,8 +257,16 @@ pub(crate) fn inspect_archive(path: &Path) -> Result<Inspection> {
         .get(BINARY)
         .with_context(|| format!("the layer has no /{BINARY}"))?;
     let crates = embedded_crates(binary)?;
+    let dpkg = status_entries(&layer)?;
+    Ok(Inspection { crates, dpkg })
+}
+
+/// The dpkg status entries among a layer's regular files (path to contents).
+pub(crate) fn status_entries(
+    layer: &BTreeMap<String, Vec<u8>>,
+) -> Result<BTreeMap<String, Installed>> {
     let mut dpkg = BTreeMap::new();
-    for (name, data) in &layer {
+    for (name, data) in layer {
         let Some(package) = name.strip_prefix(&format!("{STATUS_D}/")) else {
             continue;
         };
@@ -261,9 +279,10 @@ pub(crate) fn inspect_archive(path: &Path) -> Result<Inspection> {
         }
         let version =
             field(&stanza, "Version").with_context(|| format!("{name} has no Version"))?;
-        dpkg.insert(package.to_owned(), version);
+        let source = source(&stanza).unwrap_or_else(|| package.to_owned());
+        dpkg.insert(package.to_owned(), Installed { version, source });
     }
-    Ok(Inspection { crates, dpkg })
+    Ok(dpkg)
 }
 
 /// Regular files of a tar, by path.
