@@ -9,7 +9,7 @@
 //! environment win, so a build from an exported tree can still say which
 //! commit it is.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn git(args: &[&str]) -> Option<String> {
@@ -28,19 +28,30 @@ fn main() {
     // Rebuild when HEAD moves: HEAD itself (a checkout), the branch it
     // names (a commit) and packed-refs (a gc). Not the index, so staging
     // files does not rebuild the driver.
+    //
+    // Only paths that exist: cargo reruns a build script on every build while
+    // a path it watches is missing, and so rebuilt and relinked the driver
+    // each time in a repository without packed-refs (never packed). A gc
+    // that packs the branch deletes its loose ref, which reruns this; a
+    // branch found only in packed-refs gets the directory its loose ref
+    // would be written to watched, so the next commit reruns it too.
     if let (Some(git_dir), Some(common)) = (
         git(&["rev-parse", "--absolute-git-dir"]),
         git(&["rev-parse", "--path-format=absolute", "--git-common-dir"]),
     ) {
         let git_dir = PathBuf::from(git_dir);
         let common = PathBuf::from(common);
-        println!("cargo:rerun-if-changed={}", git_dir.join("HEAD").display());
-        println!(
-            "cargo:rerun-if-changed={}",
-            common.join("packed-refs").display()
-        );
+        let watch = |path: &Path| println!("cargo:rerun-if-changed={}", path.display());
+        watch(&git_dir.join("HEAD"));
+        let packed = common.join("packed-refs");
+        if packed.exists() {
+            watch(&packed);
+        }
         if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
-            println!("cargo:rerun-if-changed={}", common.join(branch).display());
+            let loose = common.join(branch);
+            if let Some(existing) = loose.ancestors().find(|p| p.exists()) {
+                watch(existing);
+            }
         }
     }
     // Empty counts as unset (a container build passes empty build arguments).
