@@ -25,7 +25,8 @@ WORKDIR /src
 COPY . .
 # cargo-auditable embeds the binaries' dependency lists for scanners. `cargo xtask image` builds
 # each binary as `cargo auditable rustc --release --locked -p PACKAGE --bin NAME -- -C
-# target-feature=+crt-static` (the flag reaches the binary's crate only, not the proc macros),
+# target-feature=+crt-static -C link-arg=-Wl,-z,pack-relative-relocs` (the flags reach the
+# binary's crate only, not the proc macros; packed relocations need GNU ld 2.38, as in bookworm),
 # checks that it is static, and writes the tree: the binaries stripped, and the dpkg status entry
 # (from this stage's Debian database) of the package owning the libc.a they were linked with.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \

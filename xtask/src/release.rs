@@ -10,9 +10,18 @@
 //! FLAGS` link the same output differently, alternating them relinks the binary (minutes with fat
 //! LTO): every builder of the shipped binaries goes through [`build`].
 //!
+//! The link also packs the relative relocations (`-z pack-relative-relocs`, `DT_RELR`; GNU ld 2.38
+//! and glibc 2.36 or later, as in Debian 12). A position-independent executable carries one
+//! relocation per pointer in its read-only data, which the start-up code reads once and applies:
+//! as `.rela.dyn` entries that was 578 KiB of the driver, all of it read at start and resident
+//! from then on; packed, it is 7 KiB. The driver's idle RSS drops by a further 0.6 MiB (12.1 to
+//! 11.5 MiB from a cold page cache), and nothing else changes: the same relocations are applied,
+//! so the binary is still loaded at a random address.
+//!
 //! By hand, the same build is
 //! `cargo auditable rustc --release --locked -p cmcsi-driver --bin cert-manager-csi-driver -- -C
-//! target-feature=+crt-static` (and `-p cmcsi-pod-signer --bin cert-manager-pod-signer`).
+//! target-feature=+crt-static -C link-arg=-Wl,-z,pack-relative-relocs` (and `-p cmcsi-pod-signer
+//! --bin cert-manager-pod-signer`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -22,8 +31,14 @@ use anyhow::{Context, Result, bail};
 /// The pinned `cargo-auditable` that `.ci/run` and the Dockerfile install.
 pub(crate) const CARGO_AUDITABLE: &str = "cargo-auditable@0.7.7";
 
-/// What makes the binary static: passed to the binary crate only (see the module's comment).
-pub(crate) const STATIC_FLAGS: [&str; 2] = ["-C", "target-feature=+crt-static"];
+/// What makes the binary static, and its relocations packed: passed to the binary crate only (see
+/// the module's comment).
+pub(crate) const STATIC_FLAGS: [&str; 4] = [
+    "-C",
+    "target-feature=+crt-static",
+    "-C",
+    "link-arg=-Wl,-z,pack-relative-relocs",
+];
 
 /// A shipped binary: its package and its name.
 #[derive(Debug, Clone, Copy)]
@@ -64,7 +79,42 @@ pub(crate) fn build(shipped: Shipped, auditable: bool) -> Result<PathBuf> {
     crate::run("cargo", &args(shipped, auditable), &[])?;
     let path = crate::image::target_dir().join("release").join(shipped.bin);
     check_static(&path)?;
+    check_packed_relocations(&path)?;
     Ok(path)
+}
+
+/// Fails when `binary` is position-independent but its relative relocations are not packed: a
+/// GNU ld older than 2.38 only warns about `-z pack-relative-relocs` and links the full table.
+pub(crate) fn check_packed_relocations(binary: &Path) -> Result<()> {
+    let out = Command::new("readelf")
+        .args(["--file-header", "--section-headers", "--wide"])
+        .arg(binary)
+        .output()
+        .with_context(|| format!("running readelf (package binutils) on {}", binary.display()))?;
+    if !out.status.success() {
+        bail!(
+            "readelf {} failed: {}",
+            binary.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    if packed_or_not_pie(&String::from_utf8_lossy(&out.stdout)) {
+        return Ok(());
+    }
+    bail!(
+        "{} is position-independent but has no .relr.dyn section: the linker ignored \
+         `-z pack-relative-relocs` (it needs GNU ld 2.38 or later, as in Debian 12)",
+        binary.display()
+    )
+}
+
+/// Whether `readelf -h -S` output shows packed relative relocations, or an executable that is not
+/// position-independent (type `EXEC`, which has no relative relocations to pack).
+fn packed_or_not_pie(readelf: &str) -> bool {
+    let pie = readelf
+        .lines()
+        .any(|l| l.trim_start().starts_with("Type:") && l.contains("DYN"));
+    !pie || readelf.contains(".relr.dyn")
 }
 
 /// `cargo`'s arguments for [`build`].
@@ -123,13 +173,29 @@ mod tests {
         assert_eq!(
             args(DRIVER, true).join(" "),
             "auditable rustc --release --locked -p cmcsi-driver --bin cert-manager-csi-driver \
-             -- -C target-feature=+crt-static"
+             -- -C target-feature=+crt-static -C link-arg=-Wl,-z,pack-relative-relocs"
         );
         assert_eq!(
             args(SIGNER, false).join(" "),
             "rustc --release --locked -p cmcsi-pod-signer --bin cert-manager-pod-signer \
-             -- -C target-feature=+crt-static"
+             -- -C target-feature=+crt-static -C link-arg=-Wl,-z,pack-relative-relocs"
         );
+    }
+
+    #[test]
+    fn readelf_output_tells_packed_relocations() {
+        let pie =
+            "  Type:                              DYN (Position-Independent Executable file)\n";
+        let relr = "  [ 7] .relr.dyn         RELR            0000000000000628 000628 001ac0 08   A  0   0  8\n";
+        let rela = "  [ 6] .rela.dyn         RELA            0000000000000328 000328 090f30 18   A  3   0  8\n";
+        assert!(packed_or_not_pie(&format!("{pie}{rela}{relr}")));
+        assert!(!packed_or_not_pie(&format!("{pie}{rela}")));
+        let exec = "  Type:                              EXEC (Executable file)\n";
+        assert!(packed_or_not_pie(&format!("{exec}{rela}")));
+        // This test executable is a PIE linked without packed relocations.
+        let exe = std::env::current_exe().unwrap();
+        let err = check_packed_relocations(&exe).unwrap_err().to_string();
+        assert!(err.contains("no .relr.dyn"), "{err}");
     }
 
     #[test]
