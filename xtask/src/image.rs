@@ -509,14 +509,18 @@ const GROUP: &str = "root:x:0:\nnobody:x:65534:\n";
 fn file_tree(binary: &Path, data: Vec<u8>) -> Result<Tree> {
     let mut tree = Tree::new();
     let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
-    insert(&mut tree, BINARY, Entry::File { data, mode: 0o755 })?;
     let mut libs = shared_libraries(binary)?;
-    let mut static_glibc = libs.is_empty() && links_glibc(&read(binary)?);
+    // From the bytes that go into the image (stripping keeps the marker,
+    // which is data, not a symbol), as the read-back check sees them.
+    let mut static_glibc = libs.is_empty() && links_glibc(&data);
+    insert(&mut tree, BINARY, Entry::File { data, mode: 0o755 })?;
     // The Pod signer, when built beside the driver: `/cert-manager-pod-signer`, stripped the same
     // way and with its libraries (the same glibc, in practice).
     let signer = binary.with_file_name(SIGNER_BINARY);
     if signer.is_file() {
         let stripped = strip_all(&signer)?;
+        let signer_libs = shared_libraries(&signer)?;
+        static_glibc |= signer_libs.is_empty() && links_glibc(&stripped);
         insert(
             &mut tree,
             SIGNER_BINARY,
@@ -525,8 +529,6 @@ fn file_tree(binary: &Path, data: Vec<u8>) -> Result<Tree> {
                 mode: 0o755,
             },
         )?;
-        let signer_libs = shared_libraries(&signer)?;
-        static_glibc |= signer_libs.is_empty() && links_glibc(&read(&signer)?);
         for lib in signer_libs {
             if !libs.contains(&lib) {
                 libs.push(lib);
