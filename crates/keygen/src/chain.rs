@@ -39,15 +39,17 @@ impl ChainSummary {
     /// Parses a PEM chain (as in a CertificateRequest's `status.certificate`): one or more
     /// `CERTIFICATE` blocks, the first being the leaf.
     pub fn from_pem(chain_pem: &[u8]) -> Result<ChainSummary> {
-        let certs = parse_chain(chain_pem)?;
-        let leaf = certs.first().ok_or(Error::EmptyChain)?;
-        let tbs = leaf.tbs_certificate();
-        let invalid = |e: der::Error| Error::InvalidChain(format!("leaf certificate: {e}"));
+        let Parsed {
+            certs,
+            san,
+            leaf_spki_der,
+        } = parse(chain_pem)?;
+        let tbs = certs.first().ok_or(Error::EmptyChain)?.tbs_certificate();
 
         let mut dns_names = Vec::new();
         let mut ip_addresses = Vec::new();
         let mut uris = Vec::new();
-        if let Some((_critical, san)) = tbs.get_extension::<SubjectAltName>().map_err(invalid)? {
+        if let Some(san) = san {
             for name in san.0 {
                 match name {
                     GeneralName::DnsName(n) => dns_names.push(n.to_string()),
@@ -84,10 +86,7 @@ impl ChainSummary {
             uris,
             subject: tbs.subject().to_string(),
             issuer: tbs.issuer().to_string(),
-            leaf_spki_der: tbs
-                .subject_public_key_info()
-                .to_der()
-                .map_err(|e| Error::InvalidChain(e.to_string()))?,
+            leaf_spki_der,
             certificates_der,
         })
     }
@@ -113,6 +112,74 @@ impl ChainSummary {
         };
         spki_matches(&self.leaf_spki_der, &ours)
     }
+}
+
+/// An issued chain checked as [`ChainSummary::from_pem`] checks it (every certificate parsed,
+/// the leaf's subjectAltName decoded), keeping of the leaf only its validity and public key.
+///
+/// For a caller that compares those with its request and reads nothing else: it builds none
+/// of the strings a [`ChainSummary`] holds (subject and issuer, whose attribute names are
+/// looked up one OID at a time, SANs, serial) and does not encode the certificates again.
+#[derive(Debug, Clone)]
+pub struct LeafValidity {
+    /// Start of the leaf's validity.
+    pub not_before: SystemTime,
+    /// End of the leaf's validity.
+    pub not_after: SystemTime,
+    leaf_spki_der: Vec<u8>,
+}
+
+impl LeafValidity {
+    /// Parses a PEM chain as [`ChainSummary::from_pem`] does, failing where it fails.
+    pub fn from_pem(chain_pem: &[u8]) -> Result<LeafValidity> {
+        let Parsed {
+            certs,
+            leaf_spki_der,
+            ..
+        } = parse(chain_pem)?;
+        let validity = certs
+            .first()
+            .ok_or(Error::EmptyChain)?
+            .tbs_certificate()
+            .validity();
+        Ok(LeafValidity {
+            not_before: validity.not_before.to_system_time(),
+            not_after: validity.not_after.to_system_time(),
+            leaf_spki_der,
+        })
+    }
+
+    /// The leaf's public key (SubjectPublicKeyInfo, DER).
+    pub fn leaf_public_key_der(&self) -> &[u8] {
+        &self.leaf_spki_der
+    }
+}
+
+/// A parsed chain (never empty) and what every reader of its leaf checks.
+struct Parsed {
+    certs: Vec<Certificate>,
+    san: Option<SubjectAltName>,
+    leaf_spki_der: Vec<u8>,
+}
+
+fn parse(chain_pem: &[u8]) -> Result<Parsed> {
+    let certs = parse_chain(chain_pem)?;
+    let leaf = certs.first().ok_or(Error::EmptyChain)?;
+    let tbs = leaf.tbs_certificate();
+    let invalid = |e: der::Error| Error::InvalidChain(format!("leaf certificate: {e}"));
+    let san = tbs
+        .get_extension::<SubjectAltName>()
+        .map_err(invalid)?
+        .map(|(_critical, san)| san);
+    let leaf_spki_der = tbs
+        .subject_public_key_info()
+        .to_der()
+        .map_err(|e| Error::InvalidChain(e.to_string()))?;
+    Ok(Parsed {
+        certs,
+        san,
+        leaf_spki_der,
+    })
 }
 
 fn spki_matches(a: &[u8], b: &[u8]) -> bool {

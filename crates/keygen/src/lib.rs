@@ -11,7 +11,8 @@
 //!   which is what cert-manager parses: subject from [`SubjectFields`] or a literal list of
 //!   [`Rdn`]s, one subjectAltName extension with DNS, IP and URI names.
 //! - [`ChainSummary`]: the issued chain's leaf parsed for the renewal schedule and the logs
-//!   (serial, validity, SANs, subject, issuer) and [`ChainSummary::leaf_matches_key`].
+//!   (serial, validity, SANs, subject, issuer) and [`ChainSummary::leaf_matches_key`];
+//!   [`LeafValidity`]: the same checks, keeping only the leaf's validity and public key.
 //! - [`pkcs12()`]: a PKCS#12 keystore, cert-manager's Modern2023 protection by default
 //!   (AES-256-CBC, PBKDF2-HMAC-SHA256, SHA-256 MAC), readable by OpenSSL 3 without
 //!   `-legacy`; cert-manager's [`Pkcs12Profile::LegacyDes`] (3DES) and
@@ -138,7 +139,7 @@ mod spec;
 mod trust;
 
 pub use bundle::credential_bundle;
-pub use chain::ChainSummary;
+pub use chain::{ChainSummary, LeafValidity};
 pub use csr::{CsrParams, Rdn, Subject, SubjectFields, build_csr};
 pub use error::{Error, Result};
 pub use jks::{JKS_ALIAS, JKS_CA_ALIAS, MAX_KEYSTORE_PASSWORD_BYTES, jks, jks_truststore};

@@ -12,7 +12,8 @@ use kube::api::{Api, DynamicObject, PostParams};
 use kube::core::ApiResource;
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::watcher;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use tokio::sync::{Notify, Semaphore};
 
 use cmcsi_issuer_client::{
@@ -75,8 +76,22 @@ enum Outcome {
 
 /// A status to write.
 struct Status {
-    conditions: Vec<Value>,
+    conditions: Vec<Condition>,
     issued: Option<IssuedChain>,
+}
+
+/// A condition the signer writes (`metav1.Condition`).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Condition {
+    #[serde(rename = "type")]
+    type_: &'static str,
+    status: &'static str,
+    reason: String,
+    message: String,
+    last_transition_time: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    observed_generation: Option<i64>,
 }
 
 struct IssuedChain {
@@ -90,15 +105,52 @@ fn stamp(t: jiff::Timestamp) -> String {
     t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
-fn condition(ty: &str, reason: &str, message: &str, generation: Option<i64>) -> Value {
-    let mut c = json!({
-        "type": ty, "status": "True", "reason": reason, "message": message,
-        "lastTransitionTime": stamp(jiff::Timestamp::now()),
-    });
-    if let Some(g) = generation {
-        c["observedGeneration"] = json!(g);
+fn condition(ty: &'static str, reason: &str, message: &str, generation: Option<i64>) -> Condition {
+    Condition {
+        type_: ty,
+        status: "True",
+        reason: reason.to_owned(),
+        message: message.to_owned(),
+        last_transition_time: stamp(jiff::Timestamp::now()),
+        observed_generation: generation,
     }
-    c
+}
+
+/// The body of a `/status` update: the object's identity and the new status,
+/// serialized straight from borrowed fields.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusUpdate<'a> {
+    api_version: &'a str,
+    kind: &'a str,
+    metadata: UpdateMetadata<'a>,
+    status: StatusFields<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct UpdateMetadata<'a> {
+    name: &'a str,
+    namespace: &'a str,
+    uid: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resource_version: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusFields<'a> {
+    conditions: &'a [Condition],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    certificate_chain: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    not_before: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    not_after: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    begin_refresh_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    issued_at: Option<String>,
 }
 
 /// The shared state of a running signer.
@@ -227,18 +279,9 @@ async fn watch(inner: Arc<Inner>) -> Result<(), crate::error::SignerError> {
     }
 }
 
-/// Keeps of a request only what signing needs.
+/// Keeps of a request only what signing needs (its metadata was slimmed
+/// while decoding; see [`PodCertificateRequest`]).
 fn slim(mut pcr: PodCertificateRequest) -> PodCertificateRequest {
-    let m = pcr.metadata;
-    pcr.metadata = ObjectMeta {
-        name: m.name,
-        namespace: m.namespace,
-        uid: m.uid,
-        generation: m.generation,
-        // The status is written with it (an update, as the API's optimistic concurrency asks).
-        resource_version: m.resource_version,
-        ..Default::default()
-    };
     pcr.status = None;
     pcr
 }
@@ -497,7 +540,7 @@ fn check_chain(
             ),
         ));
     }
-    let summary = cmcsi_keygen::ChainSummary::from_pem(pem).map_err(|e| {
+    let summary = cmcsi_keygen::LeafValidity::from_pem(pem).map_err(|e| {
         failed(
             "InvalidChain",
             format!("CertificateRequest {key} returned an unreadable chain: {e}"),
@@ -606,6 +649,19 @@ fn impersonated_client(
     Ok(client)
 }
 
+/// What is read of a created CertificateRequest.
+#[derive(Deserialize)]
+struct Created {
+    #[serde(default)]
+    metadata: CreatedMetadata,
+}
+
+#[derive(Default, Deserialize)]
+struct CreatedMetadata {
+    #[serde(default)]
+    uid: Option<String>,
+}
+
 /// Creates the request's one CertificateRequest, or finds it already there.
 async fn create_request(
     inner: &Arc<Inner>,
@@ -662,8 +718,17 @@ async fn create_request(
     } else {
         inner.connection.client().clone()
     };
-    let api: Api<CertificateRequest> = Api::namespaced(client, &job.namespace);
-    match api.create(&PostParams::default(), &cr).await {
+    let api: Api<CertificateRequest> = Api::namespaced(client.clone(), &job.namespace);
+    let created = async {
+        let body = serde_json::to_vec(&cr).map_err(kube::Error::SerdeError)?;
+        let mut req = kube::core::Request::new(api.resource_url())
+            .create(&PostParams::default(), body)
+            .map_err(kube::Error::BuildRequest)?;
+        req.extensions_mut().insert("create");
+        // Of the created object only its uid is read: the rest is skipped while decoding.
+        client.request::<Created>(req).await
+    };
+    match created.await {
         Ok(created) => Ok(RequestKey {
             namespace: job.namespace.clone(),
             name,
@@ -699,6 +764,22 @@ async fn create_request(
     }
 }
 
+/// Writes `update` to `/status` (`replace_status`, without decoding the
+/// object the API answers with: nothing of it is read).
+async fn write_status(
+    client: &kube::Client,
+    api: &Api<DynamicObject>,
+    name: &str,
+    update: &StatusUpdate<'_>,
+) -> Result<(), kube::Error> {
+    let body = serde_json::to_vec(update).map_err(kube::Error::SerdeError)?;
+    let mut req = kube::core::Request::new(api.resource_url())
+        .replace_subresource("status", name, &PostParams::default(), body)
+        .map_err(kube::Error::BuildRequest)?;
+    req.extensions_mut().insert("replace_status");
+    client.request_text(req).await.map(drop)
+}
+
 /// Status writes that meet a conflict (the request changed since the watch
 /// showed it) before the signer looks again later.
 const MAX_STATUS_CONFLICTS: usize = 3;
@@ -725,32 +806,34 @@ fn decided(obj: &DynamicObject) -> bool {
 /// since: it is read again, left alone when it has an outcome (another
 /// replica wrote it), else written with the new resourceVersion.
 async fn finish(inner: &Arc<Inner>, job: &Job, status: Status, outcome: &'static str) -> Outcome {
-    let mut s = json!({"conditions": status.conditions});
-    if let Some(i) = &status.issued {
-        s["certificateChain"] = json!(i.chain);
-        s["notBefore"] = json!(stamp(i.not_before));
-        s["notAfter"] = json!(stamp(i.not_after));
-        s["beginRefreshAt"] = json!(stamp(i.refresh));
-        if inner.version == "v1" {
-            s["issuedAt"] = json!(stamp(jiff::Timestamp::now()));
-        }
-    }
+    let issued = status.issued.as_ref();
+    let fields = StatusFields {
+        conditions: &status.conditions,
+        certificate_chain: issued.map(|i| i.chain.as_str()),
+        not_before: issued.map(|i| stamp(i.not_before)),
+        not_after: issued.map(|i| stamp(i.not_after)),
+        begin_refresh_at: issued.map(|i| stamp(i.refresh)),
+        issued_at: issued
+            .filter(|_| inner.version == "v1")
+            .map(|_| stamp(jiff::Timestamp::now())),
+    };
     let api: Api<DynamicObject> =
         Api::namespaced_with(inner.connection.client().clone(), &job.namespace, &inner.ar);
-    let mut body = DynamicObject::new(&job.name, &inner.ar)
-        .within(&job.namespace)
-        .data(json!({"status": s}));
-    body.metadata.uid = Some(job.uid.clone());
-    body.metadata
-        .resource_version
-        .clone_from(&job.request.metadata.resource_version);
+    let mut update = StatusUpdate {
+        api_version: &inner.ar.api_version,
+        kind: &inner.ar.kind,
+        metadata: UpdateMetadata {
+            name: &job.name,
+            namespace: &job.namespace,
+            uid: &job.uid,
+            resource_version: job.request.metadata.resource_version.clone(),
+        },
+        status: fields,
+    };
     let mut conflicts = 0;
     loop {
-        match api
-            .replace_status(&job.name, &PostParams::default(), &body)
-            .await
-        {
-            Ok(_) => break,
+        match write_status(inner.connection.client(), &api, &job.name, &update).await {
+            Ok(()) => break,
             Err(kube::Error::Api(e)) if e.code == 404 => return Outcome::Gone,
             Err(kube::Error::Api(e)) if e.code == 409 => {
                 conflicts += 1;
@@ -762,7 +845,7 @@ async fn finish(inner: &Arc<Inner>, job: &Job, status: Status, outcome: &'static
                     }
                     Ok(Some(obj)) if decided(&obj) => return Outcome::Gone,
                     Ok(Some(obj)) if conflicts < MAX_STATUS_CONFLICTS => {
-                        body.metadata.resource_version = obj.metadata.resource_version;
+                        update.metadata.resource_version = obj.metadata.resource_version;
                     }
                     Ok(Some(_)) => {
                         tracing::warn!(namespace = %job.namespace, name = %job.name, "the request keeps changing under the status write; retrying");
@@ -808,12 +891,8 @@ async fn finish(inner: &Arc<Inner>, job: &Job, status: Status, outcome: &'static
         tracing::info!(namespace = %job.namespace, name = %job.name, outcome, "wrote the PodCertificateRequest's status");
         return Outcome::Done(outcome);
     }
-    let (severity, reason, note) = match status.conditions.first() {
-        Some(c) => (
-            EventType::Warning,
-            c["reason"].as_str().unwrap_or("Unknown").to_owned(),
-            c["message"].as_str().unwrap_or("").to_owned(),
-        ),
+    let (severity, reason, note) = match status.conditions.into_iter().next() {
+        Some(c) => (EventType::Warning, c.reason, c.message),
         None => (EventType::Warning, "Unknown".into(), String::new()),
     };
     tracing::info!(namespace = %job.namespace, name = %job.name, outcome, %reason, "wrote the PodCertificateRequest's status");

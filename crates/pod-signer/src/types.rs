@@ -6,18 +6,19 @@ use std::borrow::Cow;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::{ApiResource, NamespaceResourceScope};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 /// The API group of PodCertificateRequests and ClusterTrustBundles.
 pub const CERTIFICATES_GROUP: &str = "certificates.k8s.io";
 
-/// A `PodCertificateRequest`, as much of it as the signer reads. Unknown
-/// fields (and `managedFields`) are dropped when decoding, so the signer
-/// keeps no more of an object than this.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+/// A `PodCertificateRequest`, as much of it as the signer reads. Everything
+/// else (in `metadata` too: labels, annotations, `managedFields`, ...) is
+/// skipped when decoding, so the signer neither allocates nor keeps more of an
+/// object than this.
+#[derive(Clone, Debug, Default, Deserialize)]
 pub struct PodCertificateRequest {
-    /// Metadata.
-    #[serde(default)]
+    /// Metadata: name, namespace, uid, generation and resourceVersion only.
+    #[serde(default, deserialize_with = "slim_metadata")]
     pub metadata: ObjectMeta,
     /// What the kubelet asked for.
     #[serde(default)]
@@ -27,8 +28,37 @@ pub struct PodCertificateRequest {
     pub status: Option<PodCertificateRequestStatus>,
 }
 
+/// The fields of `metadata` the signer reads.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SlimMetadata {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    uid: Option<String>,
+    #[serde(default)]
+    generation: Option<i64>,
+    #[serde(default)]
+    resource_version: Option<String>,
+}
+
+fn slim_metadata<'de, D: serde::Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
+    let m = Option::<SlimMetadata>::deserialize(d)?;
+    Ok(m.map(|m| ObjectMeta {
+        name: m.name,
+        namespace: m.namespace,
+        uid: m.uid,
+        generation: m.generation,
+        resource_version: m.resource_version,
+        ..Default::default()
+    })
+    .unwrap_or_default())
+}
+
 /// `spec` of a [`PodCertificateRequest`].
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct PodCertificateRequestSpec {
     /// The signer asked for.
@@ -40,14 +70,8 @@ pub struct PodCertificateRequestSpec {
     pub pod_uid: String,
     /// The Pod's ServiceAccount.
     pub service_account_name: String,
-    /// The ServiceAccount's uid.
-    #[serde(rename = "serviceAccountUID")]
-    pub service_account_uid: String,
     /// The Pod's node.
     pub node_name: String,
-    /// The node's uid.
-    #[serde(rename = "nodeUID")]
-    pub node_uid: String,
     /// The longest lifetime the certificate may have.
     pub max_expiration_seconds: Option<i64>,
     /// The PKCS#10 request (DER), signed with the Pod's key.
@@ -55,18 +79,26 @@ pub struct PodCertificateRequestSpec {
     pub stub_pkcs10_request: Option<k8s_openapi::ByteString>,
 }
 
-/// `status` of a [`PodCertificateRequest`].
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+/// `status` of a [`PodCertificateRequest`]: only whether it has an outcome.
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct PodCertificateRequestStatus {
     /// `Issued`, `Denied`, `Failed`, `SuggestedKeyType`.
     pub conditions: Vec<Condition>,
-    /// The issued chain, PEM, leaf first.
-    pub certificate_chain: Option<String>,
+    /// Whether an issued chain is there (its text is skipped, not kept: up to
+    /// 100 KiB on every issued request the watch shows).
+    #[serde(deserialize_with = "present")]
+    pub certificate_chain: bool,
 }
 
-/// A condition (`metav1.Condition`).
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+/// Whether a field is there and not null, without keeping its value.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    Ok(Option::<serde::de::IgnoredAny>::deserialize(d)?.is_some())
+}
+
+/// A condition (`metav1.Condition`): its type and status (reason and
+/// message are skipped).
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Condition {
     /// The condition type.
@@ -74,10 +106,6 @@ pub struct Condition {
     pub type_: String,
     /// `True`, `False` or `Unknown`.
     pub status: String,
-    /// A `PascalCase` reason.
-    pub reason: String,
-    /// A message for people.
-    pub message: String,
 }
 
 impl PodCertificateRequest {
@@ -85,7 +113,7 @@ impl PodCertificateRequest {
     /// or a chain): the signer has nothing more to do with it.
     pub fn has_outcome(&self) -> bool {
         self.status.as_ref().is_some_and(|s| {
-            s.certificate_chain.is_some()
+            s.certificate_chain
                 || s.conditions.iter().any(|c| {
                     c.status == "True" && matches!(c.type_.as_str(), "Issued" | "Denied" | "Failed")
                 })
