@@ -666,15 +666,18 @@ async fn wait(
                 let (namespace, name) = (key.namespace.clone(), key.name.clone());
                 match Phase::of(&cr) {
                     Phase::Issued => {
-                        let status = cr.status.clone().unwrap_or_default();
+                        // Only the certificate and CA are copied out of the shared object.
+                        let status = cr.status.as_ref();
                         return Ok(Issued {
                             key: RequestKey {
                                 namespace,
                                 name,
                                 uid: cr.metadata.uid.clone(),
                             },
-                            certificate_pem: status.certificate.unwrap_or_default(),
-                            ca_pem: status.ca.unwrap_or_default(),
+                            certificate_pem: status
+                                .and_then(|s| s.certificate.clone())
+                                .unwrap_or_default(),
+                            ca_pem: status.and_then(|s| s.ca.clone()).unwrap_or_default(),
                         });
                     }
                     Phase::Denied { reason, message } => {

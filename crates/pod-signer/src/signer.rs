@@ -5,9 +5,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ObjectReference;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{Api, DynamicObject, PostParams};
 use kube::core::ApiResource;
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
@@ -17,7 +17,7 @@ use serde_json::Value;
 use tokio::sync::{Notify, Semaphore};
 
 use cmcsi_issuer_client::{
-    ApiConnection, CertificateRequest, CertificateRequestSpec, IssueError, IssuerClient,
+    ApiConnection, CertificateRequest, IssueError, IssuerClient, IssuerRef,
     IssuerOptions, LABEL_NODE_ID_HASH, RequestKey, go_duration,
 };
 
@@ -649,6 +649,98 @@ fn impersonated_client(
     Ok(client)
 }
 
+/// `apiVersion` of cert-manager's CertificateRequests.
+const CERTIFICATE_REQUEST_API_VERSION: &str = "cert-manager.io/v1";
+
+/// The CertificateRequest the signer creates, serialized straight from
+/// borrowed fields (as [`CertificateRequest`] would serialize it).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct NewRequest<'a> {
+    api_version: &'a str,
+    kind: &'a str,
+    metadata: NewRequestMetadata<'a>,
+    spec: NewRequestSpec<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct NewRequestMetadata<'a> {
+    name: &'a str,
+    namespace: &'a str,
+    labels: BTreeMap<&'a str, &'a str>,
+    annotations: BTreeMap<&'a str, &'a str>,
+    owner_references: [NewOwnerReference<'a>; 1],
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct NewOwnerReference<'a> {
+    api_version: &'a str,
+    kind: &'a str,
+    name: &'a str,
+    uid: &'a str,
+    controller: bool,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct NewRequestSpec<'a> {
+    /// The PEM CSR, base64 (Go's `[]byte` in JSON).
+    request: String,
+    issuer_ref: &'a IssuerRef,
+    duration: String,
+    usages: &'a [&'a str],
+}
+
+/// The CertificateRequest for `job`, named `name`.
+fn new_request<'a>(
+    job: &'a Job,
+    name: &'a str,
+    node_hash: &'a str,
+    owner_api_version: &'a str,
+    issuer_ref: &'a IssuerRef,
+    csr_pem: &str,
+    duration: Duration,
+) -> NewRequest<'a> {
+    let pcr = &job.request;
+    NewRequest {
+        api_version: CERTIFICATE_REQUEST_API_VERSION,
+        kind: "CertificateRequest",
+        metadata: NewRequestMetadata {
+            name,
+            namespace: &job.namespace,
+            labels: BTreeMap::from([
+                (LABEL_NODE_ID_HASH, node_hash),
+                (LABEL_REQUEST_UID, job.uid.as_str()),
+            ]),
+            annotations: BTreeMap::from([
+                (ANNOTATION_POD_NAMESPACE, job.namespace.as_str()),
+                (ANNOTATION_POD_NAME, pcr.spec.pod_name.as_str()),
+                (ANNOTATION_POD_UID, pcr.spec.pod_uid.as_str()),
+                (
+                    ANNOTATION_SERVICE_ACCOUNT,
+                    pcr.spec.service_account_name.as_str(),
+                ),
+                (ANNOTATION_NODE, pcr.spec.node_name.as_str()),
+            ]),
+            owner_references: [NewOwnerReference {
+                api_version: owner_api_version,
+                kind: "PodCertificateRequest",
+                name: &job.name,
+                uid: &job.uid,
+                controller: true,
+            }],
+        },
+        spec: NewRequestSpec {
+            request: base64::engine::general_purpose::STANDARD.encode(csr_pem.as_bytes()),
+            issuer_ref,
+            duration: go_duration(duration),
+            usages: &USAGES,
+        },
+    }
+}
+
 /// What is read of a created CertificateRequest.
 #[derive(Deserialize)]
 struct Created {
@@ -672,46 +764,16 @@ async fn create_request(
 ) -> Result<RequestKey, CreateError> {
     let pcr = &job.request;
     let name = certificate_request_name(&job.uid);
-    let labels = BTreeMap::from([
-        (
-            LABEL_NODE_ID_HASH.to_owned(),
-            inner.issuer.node_hash().to_owned(),
-        ),
-        (LABEL_REQUEST_UID.to_owned(), job.uid.clone()),
-    ]);
-    let annotations = BTreeMap::from([
-        (ANNOTATION_POD_NAMESPACE.to_owned(), job.namespace.clone()),
-        (ANNOTATION_POD_NAME.to_owned(), pcr.spec.pod_name.clone()),
-        (ANNOTATION_POD_UID.to_owned(), pcr.spec.pod_uid.clone()),
-        (
-            ANNOTATION_SERVICE_ACCOUNT.to_owned(),
-            pcr.spec.service_account_name.clone(),
-        ),
-        (ANNOTATION_NODE.to_owned(), pcr.spec.node_name.clone()),
-    ]);
-    let metadata = ObjectMeta {
-        name: Some(name.clone()),
-        namespace: Some(job.namespace.clone()),
-        labels: Some(labels),
-        annotations: Some(annotations),
-        owner_references: Some(vec![OwnerReference {
-            api_version: inner.ar.api_version.clone(),
-            kind: "PodCertificateRequest".into(),
-            name: job.name.clone(),
-            uid: job.uid.clone(),
-            controller: Some(true),
-            ..Default::default()
-        }]),
-        ..Default::default()
-    };
-    let spec = CertificateRequestSpec {
-        request: stub.pem.clone().into_bytes(),
-        issuer_ref: signer.issuer_ref(),
-        duration: Some(go_duration(duration)),
-        usages: USAGES.iter().map(|u| (*u).to_owned()).collect(),
-        ..Default::default()
-    };
-    let cr = CertificateRequest::new(metadata, spec);
+    let issuer_ref = signer.issuer_ref();
+    let cr = new_request(
+        job,
+        &name,
+        inner.issuer.node_hash(),
+        &inner.ar.api_version,
+        &issuer_ref,
+        &stub.pem,
+        duration,
+    );
     let client = if inner.config.impersonate {
         impersonated_client(inner, &job.namespace, &pcr.spec.service_account_name)
             .map_err(|e| CreateError::Retry(e.to_string()))?
@@ -942,6 +1004,81 @@ mod tests {
             assert!((2220..=2580).contains(&r), "{r}");
         }
         assert_eq!(refresh_at(0, 2), 1);
+    }
+
+    /// The CertificateRequest written from borrowed fields is the one the typed
+    /// `CertificateRequest` describes, field for field.
+    #[test]
+    fn the_created_request_is_a_certificate_request() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+        let mut pcr = PodCertificateRequest::default();
+        pcr.spec.pod_name = "web-0".into();
+        pcr.spec.pod_uid = "pod-uid".into();
+        pcr.spec.service_account_name = "default".into();
+        pcr.spec.node_name = "node-a".into();
+        let job = Job {
+            namespace: "team".into(),
+            name: "req".into(),
+            uid: "1234".into(),
+            request: Arc::new(pcr),
+        };
+        let issuer_ref = Signer::parse("clusterissuers.cert-manager.io/ca")
+            .unwrap()
+            .issuer_ref();
+        let pem = "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n";
+        let duration = Duration::from_secs(86_400);
+        let name = certificate_request_name(&job.uid);
+        let ours = new_request(
+            &job,
+            &name,
+            "node-hash",
+            "certificates.k8s.io/v1",
+            &issuer_ref,
+            pem,
+            duration,
+        );
+        let owned = |kv: &[(&str, &str)]| {
+            kv.iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect::<BTreeMap<_, _>>()
+        };
+        let typed = CertificateRequest::new(
+            ObjectMeta {
+                name: Some("pod-cert-1234".into()),
+                namespace: Some("team".into()),
+                labels: Some(owned(&[
+                    (LABEL_NODE_ID_HASH, "node-hash"),
+                    (LABEL_REQUEST_UID, "1234"),
+                ])),
+                annotations: Some(owned(&[
+                    (ANNOTATION_POD_NAMESPACE, "team"),
+                    (ANNOTATION_POD_NAME, "web-0"),
+                    (ANNOTATION_POD_UID, "pod-uid"),
+                    (ANNOTATION_SERVICE_ACCOUNT, "default"),
+                    (ANNOTATION_NODE, "node-a"),
+                ])),
+                owner_references: Some(vec![OwnerReference {
+                    api_version: "certificates.k8s.io/v1".into(),
+                    kind: "PodCertificateRequest".into(),
+                    name: "req".into(),
+                    uid: "1234".into(),
+                    controller: Some(true),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            },
+            cmcsi_issuer_client::CertificateRequestSpec {
+                request: pem.as_bytes().to_vec(),
+                issuer_ref: issuer_ref.clone(),
+                duration: Some(go_duration(duration)),
+                usages: USAGES.iter().map(|u| (*u).to_owned()).collect(),
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            serde_json::to_value(&ours).unwrap(),
+            serde_json::to_value(&typed).unwrap()
+        );
     }
 
     #[test]
