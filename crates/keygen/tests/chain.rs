@@ -7,7 +7,7 @@ mod support;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-use cmcsi_keygen::{ChainSummary, Error, KeySpec, PrivateKey};
+use cmcsi_keygen::{ChainSummary, Error, KeySpec, LeafValidity, PrivateKey};
 use support::{Openssl, issue};
 
 #[test]
@@ -82,4 +82,32 @@ fn bad_chains_are_typed_errors() {
         ChainSummary::from_pem(broken.as_bytes()),
         Err(Error::InvalidChain(_))
     ));
+}
+
+/// `LeafValidity` reads the leaf as `ChainSummary` does, and refuses what it refuses.
+#[test]
+fn leaf_validity_agrees_with_the_summary() {
+    let ssl = Openssl::new();
+    let key = PrivateKey::generate(&KeySpec::EcdsaP256).unwrap();
+    let (chain, leaf) = issue(&ssl, &key, "0x00c0ffee01");
+    for pem in [&chain, &leaf] {
+        let summary = ChainSummary::from_pem(pem.as_bytes()).unwrap();
+        let validity = LeafValidity::from_pem(pem.as_bytes()).unwrap();
+        assert_eq!(validity.not_before, summary.not_before);
+        assert_eq!(validity.not_after, summary.not_after);
+        assert_eq!(validity.leaf_public_key_der(), summary.leaf_public_key_der());
+        assert_eq!(
+            validity.leaf_public_key_der(),
+            key.public_key_der().unwrap()
+        );
+    }
+    let mut lines: Vec<&str> = chain.lines().collect();
+    lines.remove(3);
+    let broken = lines.join("\n");
+    for bad in [&b"   \n"[..], &[0x2d, 0xc3, 0x28], broken.as_bytes()] {
+        assert_eq!(
+            LeafValidity::from_pem(bad).unwrap_err().to_string(),
+            ChainSummary::from_pem(bad).unwrap_err().to_string()
+        );
+    }
 }
