@@ -99,11 +99,14 @@ certificate_request_resource!(CertificateRequest);
 /// server's object size limit) and the creator's groups, uid and extra
 /// fields are skipped while decoding (its user name is kept, to tell who
 /// made a request), so a large request costs a
-/// transient line buffer and nothing more. Converted into a
-/// [`CertificateRequest`] (with an empty `spec.request`) for the cache.
+/// transient line buffer and nothing more. Of `metadata`, what the cache
+/// keeps of an object (see `cache::slim`) is all that is decoded: no managed
+/// fields, finalizers or `generateName`, and of the labels and annotations
+/// only the driver's own. Converted into a [`CertificateRequest`] (with an
+/// empty `spec.request`) for the cache.
 #[derive(Clone, Debug, Default, Deserialize)]
 pub(crate) struct WatchedRequest {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "watched_metadata")]
     metadata: ObjectMeta,
     #[serde(default)]
     spec: WatchedSpec,
@@ -155,6 +158,139 @@ impl From<WatchedRequest> for CertificateRequest {
 }
 
 certificate_request_resource!(WatchedRequest);
+
+/// The fields of a watched request's `metadata` that are decoded.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WatchedMetadata {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    uid: Option<String>,
+    #[serde(default)]
+    resource_version: Option<String>,
+    #[serde(default)]
+    generation: Option<i64>,
+    #[serde(default)]
+    creation_timestamp: Option<Time>,
+    #[serde(default)]
+    deletion_timestamp: Option<Time>,
+    #[serde(default)]
+    deletion_grace_period_seconds: Option<i64>,
+    #[serde(default, deserialize_with = "kept_labels")]
+    labels: Option<BTreeMap<String, String>>,
+    #[serde(default, deserialize_with = "kept_annotations")]
+    annotations: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    owner_references: Option<Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>>,
+}
+
+fn watched_metadata<'de, D: serde::Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
+    let Some(m) = Option::<WatchedMetadata>::deserialize(d)? else {
+        return Ok(ObjectMeta::default());
+    };
+    Ok(ObjectMeta {
+        name: m.name,
+        namespace: m.namespace,
+        uid: m.uid,
+        resource_version: m.resource_version,
+        generation: m.generation,
+        creation_timestamp: m.creation_timestamp,
+        deletion_timestamp: m.deletion_timestamp,
+        deletion_grace_period_seconds: m.deletion_grace_period_seconds,
+        labels: m.labels,
+        annotations: m.annotations,
+        owner_references: m.owner_references,
+        ..Default::default()
+    })
+}
+
+fn kept_labels<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<BTreeMap<String, String>>, D::Error> {
+    d.deserialize_option(kept::Entries(&[
+        crate::LABEL_NODE_ID_HASH,
+        crate::LABEL_VOLUME_ID_HASH,
+    ]))
+}
+
+fn kept_annotations<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<BTreeMap<String, String>>, D::Error> {
+    d.deserialize_option(kept::Entries(&[crate::ANNOTATION_VOLUME_ID]))
+}
+
+/// A string map decoded keeping only some keys: the others' values are
+/// skipped unread, and no key is allocated to be compared.
+mod kept {
+    use std::collections::BTreeMap;
+    use std::fmt;
+
+    use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+
+    /// Decodes `null` or a map into the entries whose key is listed.
+    pub(super) struct Entries(pub(super) &'static [&'static str]);
+
+    impl<'de> Visitor<'de> for Entries {
+        type Value = Option<BTreeMap<String, String>>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a map of strings or null")
+        }
+
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_map(self)
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut kept = BTreeMap::new();
+            while let Some(key) = map.next_key_seed(Key(self.0))? {
+                match key {
+                    Some(k) => {
+                        kept.insert(k.to_owned(), map.next_value::<String>()?);
+                    }
+                    None => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            Ok(Some(kept))
+        }
+    }
+
+    /// A map key: which of the listed keys it is, if any.
+    struct Key(&'static [&'static str]);
+
+    impl<'de> DeserializeSeed<'de> for Key {
+        type Value = Option<&'static str>;
+
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_str(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Key {
+        type Value = Option<&'static str>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a string key")
+        }
+
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(self.0.iter().copied().find(|k| *k == v))
+        }
+    }
+}
 
 /// The `spec` of a [`CertificateRequest`].
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -327,6 +463,52 @@ mod tests {
     use super::*;
     use kube::Resource;
     use std::time::Duration;
+
+    /// A watched request's metadata keeps what the cache keeps, and nothing a
+    /// tenant adds besides.
+    #[test]
+    fn watched_metadata_keeps_only_the_drivers_own() {
+        let w: WatchedRequest = serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": "r", "namespace": "ns", "uid": "u", "resourceVersion": "7",
+                "generation": 2, "creationTimestamp": "2025-01-02T03:04:05Z",
+                "generateName": "r-", "finalizers": ["f"],
+                "labels": {
+                    crate::LABEL_NODE_ID_HASH: "node", crate::LABEL_VOLUME_ID_HASH: "vol",
+                    "other": "x"
+                },
+                "annotations": {crate::ANNOTATION_VOLUME_ID: "csi-1", "big": {"not": "a string"}},
+                "ownerReferences": [{"apiVersion": "v1", "kind": "Pod", "name": "p", "uid": "pu"}],
+                "managedFields": [{"manager": "m", "fieldsV1": {"f:spec": {}}}]
+            },
+            "spec": {"request": "Y3Ny", "issuerRef": {"name": "ca"}}
+        }))
+        .unwrap();
+        let cr = CertificateRequest::from(w);
+        let m = &cr.metadata;
+        assert_eq!(
+            (m.name.as_deref(), m.namespace.as_deref(), m.uid.as_deref()),
+            (Some("r"), Some("ns"), Some("u"))
+        );
+        assert_eq!(m.resource_version.as_deref(), Some("7"));
+        assert_eq!(m.generation, Some(2));
+        assert!(m.creation_timestamp.is_some());
+        assert!(m.generate_name.is_none() && m.finalizers.is_none() && m.managed_fields.is_none());
+        let labels = m.labels.as_ref().unwrap();
+        assert_eq!(labels.len(), 2);
+        assert_eq!(labels[crate::LABEL_VOLUME_ID_HASH], "vol");
+        assert_eq!(
+            m.annotations.as_ref().unwrap().get(crate::ANNOTATION_VOLUME_ID).map(String::as_str),
+            Some("csi-1")
+        );
+        assert_eq!(m.annotations.as_ref().unwrap().len(), 1);
+        assert_eq!(m.owner_references.as_ref().unwrap()[0].uid, "pu");
+        assert!(cr.spec.request.is_empty());
+
+        let bare: WatchedRequest =
+            serde_json::from_value(serde_json::json!({"metadata": {"labels": null}})).unwrap();
+        assert!(CertificateRequest::from(bare).metadata.labels.is_none());
+    }
 
     #[test]
     fn go_duration_matches_go_formatting() {
