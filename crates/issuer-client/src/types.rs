@@ -17,6 +17,9 @@ pub const VERSION: &str = "v1";
 pub const KIND: &str = "CertificateRequest";
 /// Plural (REST resource) name.
 pub const PLURAL: &str = "certificaterequests";
+/// `apiVersion`: `GROUP/VERSION` (spelt out: it is written into every decoded
+/// watch event's object, where formatting it each time showed in profiles).
+const API_VERSION: &str = "cert-manager.io/v1";
 
 /// A cert-manager.io/v1 `CertificateRequest`: one request to an issuer to
 /// sign one CSR. Its spec is immutable once created; its status says whether
@@ -42,7 +45,7 @@ impl CertificateRequest {
     pub fn new(metadata: ObjectMeta, spec: CertificateRequestSpec) -> Self {
         Self {
             types: Some(TypeMeta {
-                api_version: format!("{GROUP}/{VERSION}"),
+                api_version: API_VERSION.to_owned(),
                 kind: KIND.to_owned(),
             }),
             metadata,
@@ -140,7 +143,7 @@ impl From<WatchedRequest> for CertificateRequest {
         } = w.spec;
         CertificateRequest {
             types: Some(TypeMeta {
-                api_version: format!("{GROUP}/{VERSION}"),
+                api_version: API_VERSION.to_owned(),
                 kind: KIND.to_owned(),
             }),
             metadata: w.metadata,
@@ -508,6 +511,11 @@ mod tests {
         let bare: WatchedRequest =
             serde_json::from_value(serde_json::json!({"metadata": {"labels": null}})).unwrap();
         assert!(CertificateRequest::from(bare).metadata.labels.is_none());
+    }
+
+    #[test]
+    fn api_version_is_group_and_version() {
+        assert_eq!(API_VERSION, format!("{GROUP}/{VERSION}"));
     }
 
     #[test]

@@ -780,10 +780,10 @@ async fn create_request(
     } else {
         inner.connection.client().clone()
     };
-    let api: Api<CertificateRequest> = Api::namespaced(client.clone(), &job.namespace);
+    let url = <CertificateRequest as kube::Resource>::url_path(&(), Some(&job.namespace));
     let created = async {
         let body = serde_json::to_vec(&cr).map_err(kube::Error::SerdeError)?;
-        let mut req = kube::core::Request::new(api.resource_url())
+        let mut req = kube::core::Request::new(url)
             .create(&PostParams::default(), body)
             .map_err(kube::Error::BuildRequest)?;
         req.extensions_mut().insert("create");
@@ -830,12 +830,12 @@ async fn create_request(
 /// object the API answers with: nothing of it is read).
 async fn write_status(
     client: &kube::Client,
-    api: &Api<DynamicObject>,
+    url: &str,
     name: &str,
     update: &StatusUpdate<'_>,
 ) -> Result<(), kube::Error> {
     let body = serde_json::to_vec(update).map_err(kube::Error::SerdeError)?;
-    let mut req = kube::core::Request::new(api.resource_url())
+    let mut req = kube::core::Request::new(url)
         .replace_subresource("status", name, &PostParams::default(), body)
         .map_err(kube::Error::BuildRequest)?;
     req.extensions_mut().insert("replace_status");
@@ -879,8 +879,11 @@ async fn finish(inner: &Arc<Inner>, job: &Job, status: Status, outcome: &'static
             .filter(|_| inner.version == "v1")
             .map(|_| stamp(jiff::Timestamp::now())),
     };
-    let api: Api<DynamicObject> =
-        Api::namespaced_with(inner.connection.client().clone(), &job.namespace, &inner.ar);
+    let url = <PodCertificateRequest as kube::Resource>::url_path(&inner.ar, Some(&job.namespace));
+    // For reading the request back after a conflict or a refusal (rare).
+    let api = || -> Api<DynamicObject> {
+        Api::namespaced_with(inner.connection.client().clone(), &job.namespace, &inner.ar)
+    };
     let mut update = StatusUpdate {
         api_version: &inner.ar.api_version,
         kind: &inner.ar.kind,
@@ -894,12 +897,12 @@ async fn finish(inner: &Arc<Inner>, job: &Job, status: Status, outcome: &'static
     };
     let mut conflicts = 0;
     loop {
-        match write_status(inner.connection.client(), &api, &job.name, &update).await {
+        match write_status(inner.connection.client(), &url, &job.name, &update).await {
             Ok(()) => break,
             Err(kube::Error::Api(e)) if e.code == 404 => return Outcome::Gone,
             Err(kube::Error::Api(e)) if e.code == 409 => {
                 conflicts += 1;
-                match api.get_opt(&job.name).await {
+                match api().get_opt(&job.name).await {
                     Ok(None) => return Outcome::Gone,
                     // Another request of the same name (deleted and made again): the watch queues it.
                     Ok(Some(obj)) if obj.metadata.uid.as_deref() != Some(job.uid.as_str()) => {
@@ -921,7 +924,7 @@ async fn finish(inner: &Arc<Inner>, job: &Job, status: Status, outcome: &'static
             }
             Err(kube::Error::Api(e)) if e.code == 422 => {
                 // Already decided (by another replica), or our status was refused.
-                match api.get_opt(&job.name).await {
+                match api().get_opt(&job.name).await {
                     Ok(Some(obj)) if decided(&obj) => return Outcome::Gone,
                     _ => {
                         tracing::error!(namespace = %job.namespace, name = %job.name, error = %e.message, "the API refused the status");
