@@ -501,7 +501,11 @@ mod tests {
         assert_eq!(labels.len(), 2);
         assert_eq!(labels[crate::LABEL_VOLUME_ID_HASH], "vol");
         assert_eq!(
-            m.annotations.as_ref().unwrap().get(crate::ANNOTATION_VOLUME_ID).map(String::as_str),
+            m.annotations
+                .as_ref()
+                .unwrap()
+                .get(crate::ANNOTATION_VOLUME_ID)
+                .map(String::as_str),
             Some("csi-1")
         );
         assert_eq!(m.annotations.as_ref().unwrap().len(), 1);

@@ -95,7 +95,10 @@ fn leaf_validity_agrees_with_the_summary() {
         let validity = LeafValidity::from_pem(pem.as_bytes()).unwrap();
         assert_eq!(validity.not_before, summary.not_before);
         assert_eq!(validity.not_after, summary.not_after);
-        assert_eq!(validity.leaf_public_key_der(), summary.leaf_public_key_der());
+        assert_eq!(
+            validity.leaf_public_key_der(),
+            summary.leaf_public_key_der()
+        );
         assert_eq!(
             validity.leaf_public_key_der(),
             key.public_key_der().unwrap()

@@ -17,8 +17,8 @@ use serde_json::Value;
 use tokio::sync::{Notify, Semaphore};
 
 use cmcsi_issuer_client::{
-    ApiConnection, CertificateRequest, IssueError, IssuerClient, IssuerRef,
-    IssuerOptions, LABEL_NODE_ID_HASH, RequestKey, go_duration,
+    ApiConnection, CertificateRequest, IssueError, IssuerClient, IssuerOptions, IssuerRef,
+    LABEL_NODE_ID_HASH, RequestKey, go_duration,
 };
 
 use crate::config::Config;
