@@ -2,7 +2,7 @@
 //! requests, with one `tokio::sync::watch` channel per request so a waiter is
 //! woken only by changes to the request it waits for.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -36,6 +36,10 @@ type Key = (String, String);
 #[derive(Default)]
 struct Inner {
     entries: HashMap<Key, Entry>,
+    /// Present requests by their volume hash label, so a volume's requests
+    /// are found without a scan of every request on the node (each publish
+    /// looks them up; a tenant with many requests must not slow the others').
+    by_volume: HashMap<String, HashSet<Key>>,
     /// Present requests by namespace and by volume, for the caps.
     tally: Tally,
     /// Objects of a relist in progress (between `Init` and `InitDone`).
@@ -654,18 +658,21 @@ impl Cache {
     /// then order of first sighting).
     pub(crate) fn select(&self, filter: impl Fn(&CertificateRequest) -> bool) -> Vec<RequestState> {
         let inner = self.lock();
-        let mut found: Vec<(u64, RequestState)> = inner
-            .entries
-            .values()
-            .filter_map(|e| match &*e.tx.borrow() {
-                Slot::Present(cr) if filter(cr) => {
-                    RequestState::from_object(cr.clone()).map(|s| (e.seq, s))
-                }
-                _ => None,
-            })
-            .collect();
-        found.sort_by(|(seq_a, a), (seq_b, b)| b.created.cmp(&a.created).then(seq_b.cmp(seq_a)));
-        found.into_iter().map(|(_, s)| s).collect()
+        newest_first(inner.entries.values(), filter)
+    }
+
+    /// [`Cache::select`] among the requests that carry the volume hash label
+    /// `hash` only: a lookup in the label index, not a scan of every request.
+    pub(crate) fn select_labelled(
+        &self,
+        hash: &str,
+        filter: impl Fn(&CertificateRequest) -> bool,
+    ) -> Vec<RequestState> {
+        let inner = self.lock();
+        let Some(keys) = inner.by_volume.get(hash) else {
+            return Vec::new();
+        };
+        newest_first(keys.iter().filter_map(|k| inner.entries.get(k)), filter)
     }
 
     /// Number of present requests.
@@ -678,21 +685,15 @@ impl Cache {
     pub(crate) fn drop_unowned(&self, volume_id: &str) {
         let hash = label_hash(volume_id);
         let mut inner = self.lock();
-        let gone: Vec<Key> = inner
-            .entries
-            .iter()
-            .filter(|(_, e)| match &*e.tx.borrow() {
-                Slot::Present(cr) => {
-                    cr.metadata
-                        .labels
-                        .as_ref()
-                        .and_then(|l| l.get(LABEL_VOLUME_ID_HASH))
-                        == Some(&hash)
-                        && !self.admission.belongs(cr)
-                }
-                _ => false,
+        let labelled = inner.by_volume.get(&hash).cloned().unwrap_or_default();
+        let gone: Vec<Key> = labelled
+            .into_iter()
+            .filter(|k| {
+                inner.entries.get(k).is_some_and(|e| match &*e.tx.borrow() {
+                    Slot::Present(cr) => !self.admission.belongs(cr),
+                    _ => false,
+                })
             })
-            .map(|(k, _)| k.clone())
             .collect();
         for key in gone {
             inner.delete(&key);
@@ -720,6 +721,13 @@ impl Inner {
         self.next_seq += 1;
         let seq = self.next_seq;
         self.tally.add(&key.0, &cr);
+        let new_label = volume_label(&cr).cloned();
+        if let Some(label) = &new_label {
+            self.by_volume
+                .entry(label.clone())
+                .or_default()
+                .insert(key.clone());
+        }
         match self.entries.get_mut(&key) {
             Some(entry) => {
                 if matches!(*entry.tx.borrow(), Slot::Unseen) {
@@ -727,6 +735,9 @@ impl Inner {
                 }
                 if let Slot::Present(old) = entry.tx.send_replace(Slot::Present(cr)) {
                     self.tally.remove(&key.0, &old);
+                    if volume_label(&old) != new_label.as_ref() {
+                        unindex(&mut self.by_volume, &key, &old);
+                    }
                 }
             }
             None => {
@@ -746,7 +757,53 @@ impl Inner {
             && let Slot::Present(old) = entry.tx.send_replace(Slot::Deleted)
         {
             self.tally.remove(&key.0, &old);
+            unindex(&mut self.by_volume, key, &old);
         }
+    }
+}
+
+/// Takes `key` (whose request was `old`) out of the label index.
+fn unindex(index: &mut HashMap<String, HashSet<Key>>, key: &Key, old: &CertificateRequest) {
+    if let Some(label) = volume_label(old)
+        && let Some(keys) = index.get_mut(label)
+    {
+        keys.remove(key);
+        if keys.is_empty() {
+            index.remove(label);
+        }
+    }
+}
+
+/// The present requests of `entries` that `filter` accepts, newest first
+/// (creation time, then order of first sighting).
+fn newest_first<'a>(
+    entries: impl Iterator<Item = &'a Entry>,
+    filter: impl Fn(&CertificateRequest) -> bool,
+) -> Vec<RequestState> {
+    let mut found: Vec<(u64, RequestState)> = entries
+        .filter_map(|e| match &*e.tx.borrow() {
+            Slot::Present(cr) if filter(cr) => {
+                RequestState::from_object(cr.clone()).map(|s| (e.seq, s))
+            }
+            _ => None,
+        })
+        .collect();
+    found.sort_by(|(seq_a, a), (seq_b, b)| b.created.cmp(&a.created).then(seq_b.cmp(seq_a)));
+    found.into_iter().map(|(_, s)| s).collect()
+}
+
+impl Inner {
+    #[cfg(test)]
+    fn index_matches_entries(&self) -> bool {
+        let mut expected: HashMap<String, HashSet<Key>> = HashMap::new();
+        for (k, e) in &self.entries {
+            if let Slot::Present(cr) = &*e.tx.borrow()
+                && let Some(label) = volume_label(cr)
+            {
+                expected.entry(label.clone()).or_default().insert(k.clone());
+            }
+        }
+        expected == self.by_volume
     }
 }
 

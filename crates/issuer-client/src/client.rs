@@ -18,7 +18,7 @@ use crate::relist::{DEFAULT_LIST_PAGE_SIZE, ListStrategy, Lists};
 use crate::state::{Phase, RequestState};
 use crate::token::SecretToken;
 use crate::types::{CertificateRequest, IssuerRef, WatchedRequest};
-use crate::{ANNOTATION_VOLUME_ID, LABEL_NODE_ID_HASH, LABEL_VOLUME_ID_HASH, label_hash};
+use crate::{ANNOTATION_VOLUME_ID, LABEL_NODE_ID_HASH, label_hash};
 
 mod request;
 
@@ -552,9 +552,8 @@ impl IssuerClient {
     /// annotation), newest first.
     pub fn requests_for_volume(&self, volume_id: &str) -> Vec<RequestState> {
         let hash = label_hash(volume_id);
-        self.inner.cache.select(|cr| {
-            label(cr, LABEL_VOLUME_ID_HASH) == Some(&hash)
-                && annotation(cr, ANNOTATION_VOLUME_ID) == Some(volume_id)
+        self.inner.cache.select_labelled(&hash, |cr| {
+            annotation(cr, ANNOTATION_VOLUME_ID) == Some(volume_id)
         })
     }
 
@@ -583,9 +582,8 @@ impl IssuerClient {
         keep: usize,
     ) -> Result<Vec<RequestKey>, IssueError> {
         let hash = label_hash(volume_id);
-        let candidates = self.inner.cache.select(|cr| {
-            label(cr, LABEL_VOLUME_ID_HASH) == Some(&hash)
-                && annotation(cr, ANNOTATION_VOLUME_ID).is_none_or(|v| v == volume_id)
+        let candidates = self.inner.cache.select_labelled(&hash, |cr| {
+            annotation(cr, ANNOTATION_VOLUME_ID).is_none_or(|v| v == volume_id)
         });
         let mut deleted = Vec::new();
         let mut first_error = None;
@@ -725,10 +723,6 @@ async fn wait(
             }
         }
     }
-}
-
-fn label<'a>(cr: &'a CertificateRequest, key: &str) -> Option<&'a String> {
-    cr.metadata.labels.as_ref()?.get(key)
 }
 
 fn annotation<'a>(cr: &'a CertificateRequest, key: &str) -> Option<&'a str> {

@@ -396,3 +396,58 @@ fn an_event_after_failures_clears_the_failing_time() {
         (None, None, None)
     );
 }
+
+/// The names `select_labelled` finds for `volume`, sorted.
+fn labelled_names(cache: &Cache, volume: &str) -> Vec<String> {
+    let mut names: Vec<String> = cache
+        .select_labelled(&label_hash(volume), |_| true)
+        .into_iter()
+        .map(|s| s.key.name)
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_volumes_requests_are_found_through_the_label_index() {
+    let cache = Cache::with_admission(Admission::new(
+        true,
+        Caps::node(100),
+        [
+            managed("csi-a", "app", "pod-a"),
+            managed("csi-b", "app", "pod-b"),
+        ],
+    ));
+    cache.handle(Event::Init);
+    cache.handle(Event::InitApply(labelled("app", "a1", "csi-a", "pod-a")));
+    cache.handle(Event::InitApply(labelled("app", "b1", "csi-b", "pod-b")));
+    cache.handle(Event::InitDone);
+    cache.handle(Event::Apply(labelled("app", "a2", "csi-a", "pod-a")));
+    assert_eq!(labelled_names(&cache, "csi-a"), ["a1", "a2"]);
+    assert_eq!(labelled_names(&cache, "csi-b"), ["b1"]);
+    assert!(cache.lock().index_matches_entries());
+
+    // Relabelled to the other volume: it moves in the index.
+    cache.handle(Event::Apply(labelled("app", "a2", "csi-b", "pod-b")));
+    assert_eq!(labelled_names(&cache, "csi-a"), ["a1"]);
+    assert_eq!(labelled_names(&cache, "csi-b"), ["a2", "b1"]);
+    // Updated in place: still there, once.
+    cache.handle(Event::Apply(labelled("app", "b1", "csi-b", "pod-b")));
+    assert_eq!(labelled_names(&cache, "csi-b"), ["a2", "b1"]);
+
+    // Deleted, and dropped by a relist that no longer lists it.
+    cache.handle(Event::Delete(labelled("app", "a1", "csi-a", "pod-a")));
+    assert!(labelled_names(&cache, "csi-a").is_empty());
+    cache.handle(Event::Init);
+    cache.handle(Event::InitApply(labelled("app", "b1", "csi-b", "pod-b")));
+    cache.handle(Event::InitDone);
+    assert_eq!(labelled_names(&cache, "csi-b"), ["b1"]);
+    assert!(cache.lock().index_matches_entries());
+
+    // A forgotten volume's requests leave the index with it.
+    cache.admission.forget("csi-b");
+    cache.drop_unowned("csi-b");
+    assert!(labelled_names(&cache, "csi-b").is_empty());
+    assert!(cache.lock().index_matches_entries());
+    assert!(cache.lock().by_volume.is_empty());
+}
