@@ -1893,10 +1893,20 @@ fn signer_rbac_matches_its_code() {
         .map(|f| std::fs::read_to_string(root().join("crates/pod-signer/src").join(f)).unwrap())
         .collect();
     for (needle, why) in [
-        ("replace_status(", "podcertificaterequests/status update"),
+        (
+            ".replace_subresource(\"status\"",
+            "podcertificaterequests/status update",
+        ),
         ("watcher::watcher(", "podcertificaterequests list/watch"),
-        ("api.get_opt(&job.name)", "podcertificaterequests get"),
-        ("Api<CertificateRequest>", "certificaterequests create"),
+        ("api().get_opt(&job.name)", "podcertificaterequests get"),
+        (
+            "<CertificateRequest as kube::Resource>::url_path",
+            "certificaterequests create",
+        ),
+        (
+            ".create(&PostParams::default(), body)",
+            "certificaterequests create",
+        ),
         (".replace(&name", "clustertrustbundles update"),
         (
             "self.api.create(&PostParams::default(), &obj)",
