@@ -9,6 +9,7 @@ use cmcsi_keygen::KeyPool;
 use cmcsi_renewer::{IssueFailure, IssueReason, Lifetime, Renewer, VolumeId};
 use cmcsi_store::Store;
 
+use crate::blocking::Cost;
 use crate::config::Config;
 use crate::error::DriverError;
 use crate::locks::{VolumeGuard, VolumeLocks};
@@ -268,7 +269,21 @@ impl Driver {
         T: Send + 'static,
         E: Into<DriverError> + Send + 'static,
     {
-        crate::blocking::with_store(&self.store, (), "node storage", f).await
+        self.on_store_as(Cost::Large, f).await
+    }
+
+    /// [`Driver::on_store`] for store IO of cost `cost`: a few small files
+    /// of one volume are [`Cost::Small`] and run here (on the tmpfs).
+    pub(crate) async fn on_store_as<T, E>(
+        &self,
+        cost: Cost,
+        f: impl FnOnce(&Store) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, DriverError>
+    where
+        T: Send + 'static,
+        E: Into<DriverError> + Send + 'static,
+    {
+        crate::blocking::with_store(&self.store, cost, (), "node storage", f).await
     }
 
     /// [`Driver::on_store`] for a change made under the volume's lock: the
@@ -284,7 +299,22 @@ impl Driver {
         T: Send + 'static,
         E: Into<DriverError> + Send + 'static,
     {
-        crate::blocking::with_store(&self.store, guard.clone(), "node storage", f).await
+        self.on_store_locked_as(Cost::Large, guard, f).await
+    }
+
+    /// [`Driver::on_store_locked`] for store IO of cost `cost` (see
+    /// [`Driver::on_store_as`]).
+    pub(crate) async fn on_store_locked_as<T, E>(
+        &self,
+        cost: Cost,
+        guard: &VolumeGuard,
+        f: impl FnOnce(&Store) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, DriverError>
+    where
+        T: Send + 'static,
+        E: Into<DriverError> + Send + 'static,
+    {
+        crate::blocking::with_store(&self.store, cost, guard.clone(), "node storage", f).await
     }
 
     /// A volume's metadata, read on the blocking pool.
@@ -293,7 +323,8 @@ impl Driver {
         volume_id: &str,
     ) -> Result<cmcsi_store::Metadata, DriverError> {
         let id = volume_id.to_string();
-        self.on_store(move |s| s.read_metadata(&id)).await
+        self.on_store_as(Cost::Small, move |s| s.read_metadata(&id))
+            .await
     }
 
     /// Stops background work.

@@ -12,6 +12,7 @@ use cmcsi_keygen::{self as keygen, ChainSummary, PrivateKey};
 use cmcsi_store::{FileSet, Metadata, Store, StoreError};
 use serde::{Deserialize, Serialize};
 
+use crate::blocking::Cost;
 use crate::convert;
 use crate::error::DriverError;
 use crate::locks::VolumeGuard;
@@ -149,7 +150,7 @@ impl Pipeline<'_> {
         } else {
             let id = volume_id.to_owned();
             let ca_file = spec.trust_bundle.as_ref().map(|_| spec.files.ca.clone());
-            self.blocking(move |s| {
+            self.blocking(Cost::Small, move |s| {
                 let pending = s.read_private(&id, PENDING_FILE)?;
                 let current_ca = match ca_file {
                     Some(f) => s.read_current_file(&id, &f)?.map(|b| b.to_vec()),
@@ -213,10 +214,15 @@ impl Pipeline<'_> {
         };
 
         // Checking the chain, encoding the keystores (PBKDF2 for PKCS#12)
-        // and writing: one blocking task, in the crash-safe order.
+        // and writing: one blocking task, in the crash-safe order; small
+        // without keystores or a trust bundle (the chain is bounded by the
+        // API client's response limit).
         let (id, planner) = (volume_id.to_owned(), self.planner.clone());
         let (mut meta, spec) = (volume.meta.clone(), volume.spec.clone());
-        self.blocking(move |s| {
+        let cost = Cost::small_if(
+            spec.files.pkcs12.is_none() && spec.files.jks.is_none() && trust_ca.is_none(),
+        );
+        self.blocking(cost, move |s| {
             let summary = ChainSummary::from_pem(&issued.certificate_pem)?;
             if !summary.leaf_matches_key(&key) {
                 s.remove_private(&id, PENDING_FILE)?;
@@ -256,17 +262,20 @@ impl Pipeline<'_> {
     /// [`Pipeline::guard`] and [`Pipeline::permit`]).
     async fn blocking<T: Send + 'static>(
         &self,
+        cost: Cost,
         f: impl FnOnce(&Store) -> Result<T, DriverError> + Send + 'static,
     ) -> Result<T, DriverError> {
         let held = (self.guard.clone(), self.permit.clone());
-        crate::blocking::with_store(self.store, held, "issuance task", f).await
+        crate::blocking::with_store(self.store, cost, held, "issuance task", f).await
     }
 
     /// Drops the volume's pending-request record.
     async fn remove_pending(&self, volume_id: &str) -> Result<(), DriverError> {
         let id = volume_id.to_owned();
-        self.blocking(move |s| Ok(s.remove_private(&id, PENDING_FILE).map(drop)?))
-            .await
+        self.blocking(Cost::Small, move |s| {
+            Ok(s.remove_private(&id, PENDING_FILE).map(drop)?)
+        })
+        .await
     }
 
     /// The volume's in-flight request, if its record (`pending`, as read
@@ -301,7 +310,9 @@ impl Pipeline<'_> {
         }
         // Parsing (and checking) a large RSA key takes milliseconds.
         let (key, key_pem) = self
-            .blocking(move |_| Ok((PrivateKey::from_pem_any(&key_pem)?, key_pem)))
+            .blocking(Cost::Large, move |_| {
+                Ok((PrivateKey::from_pem_any(&key_pem)?, key_pem))
+            })
             .await?;
         tracing::info!(
             volume = volume_id,
@@ -337,7 +348,7 @@ impl Pipeline<'_> {
         let params = convert::csr_params(spec);
         let (id, ns, request) = (volume_id.to_owned(), namespace.to_owned(), name.clone());
         let (key, csr, pkcs8) = self
-            .blocking(move |s| {
+            .blocking(cheap_key(&key_spec), move |s| {
                 let csr = keygen::build_csr(&key, &params)?;
                 let pkcs8 = key.to_pem(keygen::KeyEncoding::Pkcs8)?;
                 let record =
@@ -373,7 +384,7 @@ impl Pipeline<'_> {
         let (id, file) = (volume_id.to_owned(), spec.files.private_key.clone());
         let pod = spec.pod.name.clone().unwrap_or_default();
         let namespace = spec.pod.namespace.clone().unwrap_or_default();
-        self.blocking(move |s| {
+        self.blocking(cheap_key(&key_spec), move |s| {
             let current = match s.read_current_file(&id, &file) {
                 Ok(Some(bytes)) => bytes,
                 Ok(None) | Err(StoreError::VolumeNotFound { .. }) => return Ok(None),
@@ -402,6 +413,16 @@ impl Pipeline<'_> {
         })
         .await
     }
+}
+
+/// [`Cost::Small`] for a key whose CSR signature (and parsing) takes tens of
+/// microseconds: P-256 (through `ring`) and Ed25519. RSA, P-384 and P-521
+/// take hundreds of microseconds to tens of milliseconds: the blocking pool.
+fn cheap_key(spec: &keygen::KeySpec) -> Cost {
+    Cost::small_if(matches!(
+        spec,
+        keygen::KeySpec::EcdsaP256 | keygen::KeySpec::Ed25519
+    ))
 }
 
 /// The files a volume shows its Pod: key (in the spec's encoding; `pkcs8` is

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use cmcsi_renewer::{IssueFailure, IssueReason, Lifetime};
 use cmcsi_store::{Metadata, StoreError};
 
+use crate::blocking::Cost;
 use crate::driver::Driver;
 use crate::error::DriverError;
 use crate::events;
@@ -170,7 +171,7 @@ impl Driver {
         let started = Instant::now();
         let id = volume_id.to_string();
         let stored = self
-            .on_store(move |s| -> Result<_, DriverError> {
+            .on_store_as(Cost::Small, move |s| -> Result<_, DriverError> {
                 let Some(meta) = Volume::read_metadata(s, &id)? else {
                     return Ok(None);
                 };
@@ -241,7 +242,7 @@ impl Driver {
             Some(guard) => {
                 let new = self.new_volume(&req);
                 let opened = self
-                    .on_store_locked(&guard, move |s| {
+                    .on_store_locked_as(Cost::Small, &guard, move |s| {
                         Ok::<_, DriverError>(match Volume::read_metadata(s, &new.id)? {
                             Some(meta) => Opened::Existing(meta),
                             None => Opened::Created(Box::new(new.create(s)?)),
@@ -275,14 +276,15 @@ impl Driver {
                 };
                 let id = req.volume_id.clone();
                 let existing = self
-                    .on_store_locked(&guard, move |s| Volume::read_metadata(s, &id))
+                    .on_store_locked_as(Cost::Small, &guard, move |s| Volume::read_metadata(s, &id))
                     .await?;
                 let opened = match existing {
                     Some(meta) => Opened::Existing(meta),
                     None => {
                         let new = self.new_volume(&req);
                         Opened::Created(Box::new(
-                            self.on_store_locked(&guard, move |s| new.create(s)).await?,
+                            self.on_store_locked_as(Cost::Small, &guard, move |s| new.create(s))
+                                .await?,
                         ))
                     }
                 };
@@ -398,7 +400,9 @@ impl Driver {
             crate::volume::parse_stored(&meta, req.secrets.iter(), None)?
         } else {
             let id = meta.volume_id.clone();
-            let stored = self.on_store(move |s| s.read_secrets(&id)).await?;
+            let stored = self
+                .on_store_as(Cost::Small, move |s| s.read_secrets(&id))
+                .await?;
             crate::volume::parse_stored(&meta, stored.iter(), None)?
         };
         log_warnings(&req.volume_id, &parsed.spec, &parsed.warnings);
@@ -414,7 +418,7 @@ impl Driver {
             meta.volume_context = context;
         }
         let m = meta.clone();
-        self.on_store_locked(guard, move |s| {
+        self.on_store_locked_as(Cost::Small, guard, move |s| {
             if changed {
                 s.write_metadata(&m)?;
             }
@@ -536,7 +540,10 @@ impl Driver {
         // volume while we waited. Then the kubelet's last word was that
         // unpublish: neither the volume nor its target comes back.
         let id = volume_id.to_string();
-        let meta = match self.on_store(move |s| s.read_metadata(&id)).await {
+        let meta = match self
+            .on_store_as(Cost::Small, move |s| s.read_metadata(&id))
+            .await
+        {
             Ok(m) => m,
             Err(DriverError::Store(StoreError::VolumeNotFound { .. })) => {
                 return Err(DriverError::Busy(format!(
@@ -612,7 +619,7 @@ impl Driver {
                 Ok(()) => {
                     let mut meta = meta;
                     meta.volume_context = context;
-                    self.on_store_locked(guard, move |s| s.write_metadata(&meta))
+                    self.on_store_locked_as(Cost::Small, guard, move |s| s.write_metadata(&meta))
                         .await?;
                 }
                 Err(e) => {

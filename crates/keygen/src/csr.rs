@@ -176,7 +176,11 @@ pub fn build_csr(key: &PrivateKey, params: &CsrParams) -> Result<String> {
     let san = san_extension(params)?;
     let req = match &key.inner {
         Inner::Rsa(k) => sign::<_, rsa::pkcs1v15::Signature>(k, subject, san)?,
-        Inner::P256(k) => sign::<_, p256::ecdsa::DerSignature>(k, subject, san)?,
+        Inner::P256(k) => {
+            let pkcs8 = key.to_pkcs8_der()?;
+            let signer = crate::p256::RingSigner::new(k, pkcs8);
+            sign::<_, p256::ecdsa::DerSignature>(&signer, subject, san)?
+        }
         Inner::P384(k) => sign::<_, p384::ecdsa::DerSignature>(k, subject, san)?,
         Inner::P521(k) => sign::<_, p521::ecdsa::DerSignature>(k, subject, san)?,
         Inner::Ed25519(k) => sign::<_, ed25519_dalek::Signature>(k, subject, san)?,

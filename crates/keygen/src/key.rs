@@ -22,7 +22,8 @@ const OID_ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112"
 /// (`ZeroizeOnDrop`; checked by a unit test below).
 pub(crate) enum Inner {
     Rsa(rsa::pkcs1v15::SigningKey<Sha256>),
-    P256(p256::ecdsa::SigningKey),
+    /// Generated and signed through `ring` (see [`crate::p256`]).
+    P256(crate::p256::P256Key),
     P384(p384::ecdsa::SigningKey),
     P521(p521::ecdsa::SigningKey),
     Ed25519(ed25519_dalek::SigningKey),
@@ -67,7 +68,12 @@ impl PrivateKey {
                     })?;
                 Inner::Rsa(rsa::pkcs1v15::SigningKey::new(key))
             }
-            KeySpec::EcdsaP256 => Inner::P256(generate_with(&mut rng).map_err(rng_err)?),
+            KeySpec::EcdsaP256 => Inner::P256(crate::p256::P256Key::generate().map_err(
+                |reason| Error::Generate {
+                    spec: *spec,
+                    reason,
+                },
+            )?),
             KeySpec::EcdsaP384 => Inner::P384(generate_with(&mut rng).map_err(rng_err)?),
             KeySpec::EcdsaP521 => Inner::P521(generate_with(&mut rng).map_err(rng_err)?),
             KeySpec::Ed25519 => {
@@ -115,11 +121,7 @@ impl PrivateKey {
     pub(crate) fn to_pkcs8_der(&self) -> Result<SecretDocument> {
         let res = match &self.inner {
             Inner::Rsa(k) => k.as_ref().to_pkcs8_der(),
-            Inner::P256(k) => ec_pkcs8_der(
-                OID_P256,
-                &k.to_bytes(),
-                k.verifying_key().to_sec1_point(false).as_bytes(),
-            ),
+            Inner::P256(k) => ec_pkcs8_der(OID_P256, k.secret(), k.public_point()),
             Inner::P384(k) => ec_pkcs8_der(
                 OID_P384,
                 &k.to_bytes(),
@@ -146,7 +148,7 @@ impl PrivateKey {
     pub fn public_key_der(&self) -> Result<Vec<u8>> {
         let res = match &self.inner {
             Inner::Rsa(k) => rsa::PublicKey::from(k.as_ref()).to_public_key_der(),
-            Inner::P256(k) => k.verifying_key().to_public_key_der(),
+            Inner::P256(k) => k.public_key_der(),
             Inner::P384(k) => k.verifying_key().to_public_key_der(),
             Inner::P521(k) => k.verifying_key().to_public_key_der(),
             Inner::Ed25519(k) => k.verifying_key().to_public_key_der(),
@@ -232,7 +234,9 @@ impl PrivateKey {
             let (spec, inner) = if curve == OID_P256 {
                 (
                     KeySpec::EcdsaP256,
-                    Inner::P256(p256::ecdsa::SigningKey::try_from(info).map_err(invalid)?),
+                    Inner::P256(crate::p256::P256Key::from_signing_key(
+                        &p256::ecdsa::SigningKey::try_from(info).map_err(invalid)?,
+                    )),
                 )
             } else if curve == OID_P384 {
                 (
@@ -288,6 +292,12 @@ fn ec_pkcs8_der(
     Ok(SecretDocument::encode_msg(&info)?)
 }
 
+/// [`ec_pkcs8_der`] for P-256.
+#[cfg(test)]
+pub(crate) fn ec_pkcs8_der_p256(secret: &[u8], public: &[u8]) -> pkcs8::Result<SecretDocument> {
+    ec_pkcs8_der(OID_P256, secret, public)
+}
+
 fn generate_with<K: rsa::Generate>(
     rng: &mut getrandom::SysRng,
 ) -> std::result::Result<K, getrandom::Error> {
@@ -304,7 +314,7 @@ mod tests {
     fn every_key_type_zeroizes_on_drop() {
         // Compile-time check: the inner key types all implement ZeroizeOnDrop.
         zeroize_on_drop::<rsa::pkcs1v15::SigningKey<Sha256>>();
-        zeroize_on_drop::<p256::ecdsa::SigningKey>();
+        zeroize_on_drop::<crate::p256::P256Key>();
         zeroize_on_drop::<p384::ecdsa::SigningKey>();
         zeroize_on_drop::<p521::ecdsa::SigningKey>();
         zeroize_on_drop::<ed25519_dalek::SigningKey>();
@@ -317,7 +327,10 @@ mod tests {
                 let key = PrivateKey::generate(&spec).unwrap();
                 let ours = key.to_pkcs8_der().unwrap();
                 let theirs = match &key.inner {
-                    Inner::P256(k) => k.to_pkcs8_der().unwrap(),
+                    Inner::P256(k) => p256::ecdsa::SigningKey::from_slice(k.secret())
+                        .unwrap()
+                        .to_pkcs8_der()
+                        .unwrap(),
                     Inner::P384(k) => k.to_pkcs8_der().unwrap(),
                     Inner::P521(k) => k.to_pkcs8_der().unwrap(),
                     _ => unreachable!(),
