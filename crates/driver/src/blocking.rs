@@ -19,10 +19,11 @@ use crate::error::DriverError;
 pub(crate) enum Cost {
     /// Bounded and short, tens of microseconds: a few small files of one
     /// volume on the driver's tmpfs (in memory; sizes bounded by the request
-    /// limits), a P-256 or Ed25519 key's CSR, a chain without keystores. Run
-    /// on the calling async worker: the pool's hand-off and wake-up back
-    /// cost about as much (measured with B3 of `cargo xtask bench`: a first
-    /// publish spent about 0.1 ms of its 1.3 ms in the hand-offs).
+    /// limits), a P-256 or Ed25519 key's CSR, a chain of at most 64 KiB
+    /// without keystores. Run on the calling async worker: the pool's
+    /// hand-off and wake-up back cost about as much (measured with B3 of
+    /// `cargo xtask bench`: a first publish spent about 0.1 ms of its 1.3 ms
+    /// in the hand-offs).
     Small,
     /// Anything else: Tokio's blocking pool.
     Large,

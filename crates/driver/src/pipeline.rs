@@ -215,12 +215,16 @@ impl Pipeline<'_> {
 
         // Checking the chain, encoding the keystores (PBKDF2 for PKCS#12)
         // and writing: one blocking task, in the crash-safe order; small
-        // without keystores or a trust bundle (the chain is bounded by the
-        // API client's response limit).
+        // without keystores or a trust bundle and with a chain and CA of
+        // ordinary size (a tenant's own CA issuer can return a CA of up to
+        // a Secret's 1 MiB, whose parsing would hold the worker).
         let (id, planner) = (volume_id.to_owned(), self.planner.clone());
         let (mut meta, spec) = (volume.meta.clone(), volume.spec.clone());
         let cost = Cost::small_if(
-            spec.files.pkcs12.is_none() && spec.files.jks.is_none() && trust_ca.is_none(),
+            spec.files.pkcs12.is_none()
+                && spec.files.jks.is_none()
+                && trust_ca.is_none()
+                && issued.certificate_pem.len() + issued.ca_pem.len() <= SMALL_CHAIN_BYTES,
         );
         self.blocking(cost, move |s| {
             let summary = ChainSummary::from_pem(&issued.certificate_pem)?;
@@ -414,6 +418,10 @@ impl Pipeline<'_> {
         .await
     }
 }
+
+/// Most bytes of PEM chain and CA whose check and writing are
+/// [`Cost::Small`]: a leaf and a few intermediates are 1–8 KiB.
+const SMALL_CHAIN_BYTES: usize = 64 * 1024;
 
 /// [`Cost::Small`] for a key whose CSR signature (and parsing) takes tens of
 /// microseconds: P-256 (through `ring`) and Ed25519. RSA, P-384 and P-521
