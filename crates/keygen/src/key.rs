@@ -292,12 +292,6 @@ fn ec_pkcs8_der(
     Ok(SecretDocument::encode_msg(&info)?)
 }
 
-/// [`ec_pkcs8_der`] for P-256.
-#[cfg(test)]
-pub(crate) fn ec_pkcs8_der_p256(secret: &[u8], public: &[u8]) -> pkcs8::Result<SecretDocument> {
-    ec_pkcs8_der(OID_P256, secret, public)
-}
-
 fn generate_with<K: rsa::Generate>(
     rng: &mut getrandom::SysRng,
 ) -> std::result::Result<K, getrandom::Error> {

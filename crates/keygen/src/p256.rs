@@ -162,7 +162,7 @@ mod tests {
                 key.public_point(),
                 "ring's public point is the one p256 derives from the scalar"
             );
-            let pkcs8 = crate::key::ec_pkcs8_der_p256(key.secret(), key.public_point()).unwrap();
+            let pkcs8 = pkcs8::EncodePrivateKey::to_pkcs8_der(&by_p256).unwrap();
             let signer = RingSigner::new(&key, pkcs8);
             let sig: ::p256::ecdsa::DerSignature = signer.try_sign(b"a CSR's info").unwrap();
             by_p256
