@@ -317,7 +317,8 @@ impl Driver {
         crate::blocking::with_store(&self.store, cost, guard.clone(), "node storage", f).await
     }
 
-    /// A volume's metadata, read on the blocking pool.
+    /// A volume's metadata: one small file, read here when the data root is
+    /// the tmpfs ([`Cost::Small`]), else on the blocking pool.
     pub(crate) async fn read_metadata(
         &self,
         volume_id: &str,
