@@ -18,8 +18,8 @@ use crate::error::DriverError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Cost {
     /// Bounded and short, tens of microseconds: a few small files of one
-    /// volume on the driver's tmpfs (in memory; sizes bounded by the request
-    /// limits), a P-256 or Ed25519 key's CSR, a chain of at most 64 KiB
+    /// volume on the driver's tmpfs (in memory; a context of at most 16
+    /// KiB), a P-256 or Ed25519 key's CSR, a chain of at most 16 KiB
     /// without keystores. Run on the calling async worker: the pool's
     /// hand-off and wake-up back cost about as much (measured with B3 of
     /// `cargo xtask bench`: a first publish spent about 0.1 ms of its 1.3 ms

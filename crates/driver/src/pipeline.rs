@@ -421,7 +421,7 @@ impl Pipeline<'_> {
 
 /// Most bytes of PEM chain and CA whose check and writing are
 /// [`Cost::Small`]: a leaf and a few intermediates are 1–8 KiB.
-const SMALL_CHAIN_BYTES: usize = 64 * 1024;
+const SMALL_CHAIN_BYTES: usize = 16 * 1024;
 
 /// [`Cost::Small`] for a key whose CSR signature (and parsing) takes tens of
 /// microseconds: P-256 (through `ring`) and Ed25519. RSA, P-384 and P-521

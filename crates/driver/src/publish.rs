@@ -242,7 +242,7 @@ impl Driver {
             Some(guard) => {
                 let new = self.new_volume(&req);
                 let opened = self
-                    .on_store_locked_as(Cost::Small, &guard, move |s| {
+                    .on_store_locked_as(context_cost(&req.context), &guard, move |s| {
                         Ok::<_, DriverError>(match Volume::read_metadata(s, &new.id)? {
                             Some(meta) => Opened::Existing(meta),
                             None => Opened::Created(Box::new(new.create(s)?)),
@@ -283,8 +283,10 @@ impl Driver {
                     None => {
                         let new = self.new_volume(&req);
                         Opened::Created(Box::new(
-                            self.on_store_locked_as(Cost::Small, &guard, move |s| new.create(s))
-                                .await?,
+                            self.on_store_locked_as(context_cost(&req.context), &guard, move |s| {
+                                new.create(s)
+                            })
+                            .await?,
                         ))
                     }
                 };
@@ -418,7 +420,7 @@ impl Driver {
             meta.volume_context = context;
         }
         let m = meta.clone();
-        self.on_store_locked_as(Cost::Small, guard, move |s| {
+        self.on_store_locked_as(context_cost(&m.volume_context), guard, move |s| {
             if changed {
                 s.write_metadata(&m)?;
             }
@@ -619,7 +621,8 @@ impl Driver {
                 Ok(()) => {
                     let mut meta = meta;
                     meta.volume_context = context;
-                    self.on_store_locked_as(Cost::Small, guard, move |s| s.write_metadata(&meta))
+                    let cost = context_cost(&meta.volume_context);
+                    self.on_store_locked_as(cost, guard, move |s| s.write_metadata(&meta))
                         .await?;
                 }
                 Err(e) => {
@@ -769,6 +772,19 @@ struct TargetState {
     mounted: bool,
 }
 
+/// Most bytes of volume context (keys and values) whose parsing and
+/// metadata write are [`Cost::Small`]: an ordinary context is 1–4 KiB, a
+/// token included. `--max-volume-context-bytes` lets a Pod send up to 256
+/// KiB by default, whose parsing and encoding would hold the worker (and
+/// every other tenant's RPC on it): the blocking pool.
+const SMALL_CONTEXT_BYTES: usize = 16 * 1024;
+
+/// The cost of creating or rewriting a volume with `context`.
+fn context_cost(context: &BTreeMap<String, String>) -> Cost {
+    let bytes: usize = context.iter().map(|(k, v)| k.len() + v.len()).sum();
+    Cost::small_if(bytes <= SMALL_CONTEXT_BYTES)
+}
+
 fn mount_error(path: &Path, action: &'static str, source: std::io::Error) -> DriverError {
     DriverError::Mount {
         action,
@@ -907,5 +923,24 @@ fn log_warnings(volume_id: &str, spec: &cmcsi_attrs::CertificateSpec, warnings: 
             warning = %warning,
             "volume attribute ignored"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_large_context_is_written_on_the_blocking_pool() {
+        let mut context = BTreeMap::from([(
+            "csi.cert-manager.io/issuer-name".to_owned(),
+            "ca".to_owned(),
+        )]);
+        assert_eq!(context_cost(&context), Cost::Small);
+        context.insert(
+            "csi.cert-manager.io/dns-names".to_owned(),
+            "a".repeat(SMALL_CONTEXT_BYTES),
+        );
+        assert_eq!(context_cost(&context), Cost::Large);
     }
 }
