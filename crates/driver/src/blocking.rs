@@ -18,9 +18,11 @@ use crate::error::DriverError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Cost {
     /// Bounded and short, tens of microseconds: a few small files of one
-    /// volume on the driver's tmpfs (in memory; a context of at most 16
-    /// KiB), a P-256 or Ed25519 key's CSR, a chain of at most 16 KiB
-    /// without keystores. Run on the calling async worker: the pool's
+    /// volume on the driver's tmpfs (in memory; written only with a context
+    /// of at most 16 KiB, read back whatever its size, which
+    /// `--max-volume-context-bytes` bounds and the worker parses anyway), a
+    /// P-256 or Ed25519 key's CSR, a chain of at most 16 KiB without
+    /// keystores. Run on the calling async worker: the pool's
     /// hand-off and wake-up back cost about as much (measured with B3 of
     /// `cargo xtask bench`: a first publish spent about 0.1 ms of its 1.3 ms
     /// in the hand-offs).
@@ -61,9 +63,10 @@ where
     }
 }
 
-/// [`run`] for store IO, or here for [`Cost::Small`] work: `f` gets the store, and its error becomes a
-/// [`DriverError`]. Work on a store that is not a tmpfs is never
-/// [`Cost::Small`] (a disk's `fsync` can take milliseconds).
+/// [`run`] for store IO, or here for [`Cost::Small`] work: `f` gets the
+/// store, and its error becomes a [`DriverError`]. Work on a store that is
+/// not a tmpfs is never [`Cost::Small`] (a disk's `fsync` can take
+/// milliseconds).
 pub(crate) async fn with_store<T, E, H>(
     store: &Arc<Store>,
     cost: Cost,
@@ -97,6 +100,14 @@ mod tests {
 
     use super::*;
 
+    /// A store on its own tmpfs under `dir` (inside the test's mount
+    /// namespace).
+    fn tmpfs_store(dir: &std::path::Path) -> Arc<Store> {
+        let store = Store::open(&dir.join("mem"), StoreOptions::default()).unwrap();
+        assert!(store.is_tmpfs());
+        Arc::new(store)
+    }
+
     /// The thread `cost` work on `store` runs on.
     async fn runs_on(store: &Arc<Store>, cost: Cost) -> ThreadId {
         with_store(store, cost, (), "test", |_| {
@@ -110,9 +121,7 @@ mod tests {
     fn small_work_runs_here_only_on_the_tmpfs() {
         in_mount_namespace!(async {
             let tmp = tempfile::tempdir().unwrap();
-            let mem =
-                Arc::new(Store::open(&tmp.path().join("mem"), StoreOptions::default()).unwrap());
-            assert!(mem.is_tmpfs());
+            let mem = tmpfs_store(tmp.path());
             let disk = Arc::new(
                 Store::open(
                     &tmp.path().join("disk"),
@@ -147,8 +156,7 @@ mod tests {
     fn small_work_drops_what_it_holds_when_it_returns() {
         in_mount_namespace!(async {
             let tmp = tempfile::tempdir().unwrap();
-            let mem =
-                Arc::new(Store::open(&tmp.path().join("mem"), StoreOptions::default()).unwrap());
+            let mem = tmpfs_store(tmp.path());
             let held = Arc::new(());
             let seen = with_store(&mem, Cost::Small, Arc::clone(&held), "test", {
                 let held = Arc::clone(&held);

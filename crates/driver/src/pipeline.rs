@@ -150,7 +150,8 @@ impl Pipeline<'_> {
         } else {
             let id = volume_id.to_owned();
             let ca_file = spec.trust_bundle.as_ref().map(|_| spec.files.ca.clone());
-            self.blocking(Cost::Small, move |s| {
+            // The CA file of a trust bundle can be large: the pool.
+            self.blocking(Cost::small_if(ca_file.is_none()), move |s| {
                 let pending = s.read_private(&id, PENDING_FILE)?;
                 let current_ca = match ca_file {
                     Some(f) => s.read_current_file(&id, &f)?.map(|b| b.to_vec()),

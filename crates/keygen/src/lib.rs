@@ -4,8 +4,8 @@
 //!
 //! - [`PrivateKey`]: RSA 2048–8192, ECDSA P-256/P-384/P-521 and Ed25519 keys from the
 //!   operating system's RNG (RustCrypto: `rsa` 0.10, `p384`/`p521`, `ed25519-dalek`; P-256
-//!   through `ring`, about four times faster than `p256`, which still reads keys back); PEM out as PKCS#1 or PKCS#8 ([`PrivateKey::to_pem`]) and back in
-//!   ([`PrivateKey::from_pem`]), refusing a key whose algorithm, curve or size differs from
+//!   through `ring`, about four times faster than `p256`, which still reads keys back); PEM
+//!   out as PKCS#1 or PKCS#8 ([`PrivateKey::to_pem`]) and back in ([`PrivateKey::from_pem`]), refusing a key whose algorithm, curve or size differs from
 //!   the requested [`KeySpec`] with [`Error::KeyMismatch`], which says what differs.
 //! - [`build_csr`]: a PKCS#10 request (PEM) shaped like the one Go's `crypto/x509` makes,
 //!   which is what cert-manager parses: subject from [`SubjectFields`] or a literal list of

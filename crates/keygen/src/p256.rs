@@ -93,15 +93,15 @@ impl P256Key {
     }
 
     /// An ASN.1 DER ECDSA-SHA256 signature of `msg`, made by `ring` (its
-    /// key pair, from `pkcs8`, a stack value of this call only).
-    fn sign_der(&self, pkcs8: &SecretDocument, msg: &[u8]) -> Result<Vec<u8>, String> {
+    /// key pair, from `pkcs8`, a stack value of this call only). Like every
+    /// signer, it says nothing of why a signature failed (the CSR error
+    /// names the step).
+    fn sign_der(&self, pkcs8: &SecretDocument, msg: &[u8]) -> signature::Result<Vec<u8>> {
         let rng = ring::rand::SystemRandom::new();
         let pair =
             EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_bytes(), &rng)
-                .map_err(|e| format!("ring refused the key: {e}"))?;
-        let sig = pair
-            .sign(&rng, msg)
-            .map_err(|_| "signing failed".to_owned())?;
+                .map_err(|_| signature::Error::new())?;
+        let sig = pair.sign(&rng, msg).map_err(|_| signature::Error::new())?;
         Ok(sig.as_ref().to_vec())
     }
 }
@@ -121,10 +121,7 @@ impl<'a> RingSigner<'a> {
 
 impl signature::Signer<::p256::ecdsa::DerSignature> for RingSigner<'_> {
     fn try_sign(&self, msg: &[u8]) -> signature::Result<::p256::ecdsa::DerSignature> {
-        let der = self
-            .key
-            .sign_der(&self.pkcs8, msg)
-            .map_err(|_| signature::Error::new())?;
+        let der = self.key.sign_der(&self.pkcs8, msg)?;
         ::p256::ecdsa::DerSignature::try_from(der.as_slice())
     }
 }
