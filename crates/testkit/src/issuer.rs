@@ -159,10 +159,13 @@ pub(crate) async fn run(shared: &Arc<Shared>, ns: &str, name: &str, script: Scri
 
 fn sign(shared: &Arc<Shared>, ns: &str, name: &str, lifetime: Option<Duration>) {
     let b64 = base64::engine::general_purpose::STANDARD;
-    let mut st = shared.state();
-    let Ok(obj) = st.get(ns, name) else {
+    // Read, sign with no lock held, then write back: cert-manager's CA issuer is
+    // another process, so the API server serves everyone else while it signs.
+    let key = (ns.to_string(), name.to_string());
+    let Some(obj) = shared.state().objects.get(&key).cloned() else {
         return;
     };
+    let uid = str_at(&obj, "/metadata/uid").map(str::to_owned);
     let csr = str_at(&obj, "/spec/request")
         .and_then(|r| b64.decode(r).ok())
         .unwrap_or_default();
@@ -195,6 +198,16 @@ fn sign(shared: &Arc<Shared>, ns: &str, name: &str, lifetime: Option<Duration>) 
     let ca = own_ca.as_deref().unwrap_or(&shared.ca);
     let result = params.and_then(|p| ca.sign(&csr, &p));
     let ca_pem = b64.encode(ca.cert_pem());
+    let mut st = shared.state();
+    // The object may have been deleted (or deleted and made anew) meanwhile: a
+    // status write to a uid that is gone does not land on its successor.
+    let same = st
+        .objects
+        .get(&key)
+        .is_some_and(|o| str_at(o, "/metadata/uid").map(str::to_owned) == uid);
+    if !same {
+        return;
+    }
     st.update_with(ns, name, |o| match result {
         Ok(leaf) => {
             o["status"]["certificate"] = json!(b64.encode(leaf));
