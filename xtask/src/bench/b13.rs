@@ -26,6 +26,9 @@ pub const B13_REQUESTS: usize = 1000;
 const ISSUER: &str = "ca";
 const BARE_NAMESPACE: &str = "b13-bare";
 const SIGNER_NAMESPACE: &str = "b13-pods";
+const BRIDGE_NAMESPACE: &str = "b13-bridge";
+/// The bridge's signer name: not one of the signer's, so the signer would leave its requests.
+const BRIDGE_SIGNER: &str = "bench.cert-manager.io/bridge";
 const DEADLINE: Duration = Duration::from_secs(300);
 
 /// Runs B13 into `f`.
@@ -88,6 +91,15 @@ pub async fn b13(opts: &Options, f: &mut Figures) -> Result<()> {
     let bare = bare_batch(&client, &ar, BARE_NAMESPACE, &csr_pem_b64).await?;
     let bare_api_cpu = sys::cpu_time(me, ticks)?.saturating_sub(harness_cpu0);
 
+    let pcr_ar = ApiResource {
+        group: "certificates.k8s.io".into(),
+        version: "v1".into(),
+        api_version: "certificates.k8s.io/v1".into(),
+        kind: "PodCertificateRequest".into(),
+        plural: "podcertificaterequests".into(),
+    };
+    let stub = b64.encode(&csr_der);
+
     // The signer: leader first, then 1,000 PodCertificateRequests at once.
     let dir = tempfile::tempdir()?;
     let kubeconfig = dir.path().join("kubeconfig");
@@ -124,16 +136,10 @@ pub async fn b13(opts: &Options, f: &mut Figures) -> Result<()> {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let ar = ApiResource {
-            group: "certificates.k8s.io".into(),
-            version: "v1".into(),
-            api_version: "certificates.k8s.io/v1".into(),
-            kind: "PodCertificateRequest".into(),
-            plural: "podcertificaterequests".into(),
-        };
+        let ar = &pcr_ar;
+        let signer_name = format!("clusterissuers.cert-manager.io/{ISSUER}");
         // Let the signer sync its own watches.
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let stub = b64.encode(&csr_der);
         let peak = std::sync::Arc::new(std::sync::Mutex::new(0.0f64));
         let sampler = tokio::spawn({
             let peak = peak.clone();
@@ -151,7 +157,7 @@ pub async fn b13(opts: &Options, f: &mut Figures) -> Result<()> {
         });
         let harness_cpu0 = sys::cpu_time(me, ticks)?;
         let signer_cpu0 = sys::cpu_time(pid, ticks)?;
-        let wall = signer_batch(&client, &ar, SIGNER_NAMESPACE, &stub).await?;
+        let wall = signer_batch(&client, ar, SIGNER_NAMESPACE, &stub, &signer_name).await?;
         let api_cpu = sys::cpu_time(me, ticks)?.saturating_sub(harness_cpu0);
         let signer_cpu = sys::cpu_time(pid, ticks)?.saturating_sub(signer_cpu0);
         sampler.abort();
@@ -161,7 +167,14 @@ pub async fn b13(opts: &Options, f: &mut Figures) -> Result<()> {
         // The same again with the signer warm (a reference figure; 2,000 requests are in the
         // cluster by then, so its RSS is not B13's).
         let signer_cpu0 = sys::cpu_time(pid, ticks)?;
-        let warm = signer_batch(&client, &ar, &format!("{SIGNER_NAMESPACE}-warm"), &stub).await?;
+        let warm = signer_batch(
+            &client,
+            ar,
+            &format!("{SIGNER_NAMESPACE}-warm"),
+            &stub,
+            &signer_name,
+        )
+        .await?;
         let warm_cpu = sys::cpu_time(pid, ticks)?.saturating_sub(signer_cpu0);
         Ok((wall, rss, api_cpu, signer_cpu, warm, warm_cpu))
     }
@@ -173,6 +186,21 @@ pub async fn b13(opts: &Options, f: &mut Figures) -> Result<()> {
         let _ = std::fs::copy(dir.path().join("signer.log"), logs.join("b13-signer.log"));
     }
     let (signer, rss, signer_api_cpu, signer_cpu, signer_warm, warm_signer_cpu) = result?;
+
+    // The least any signer must do through this API, in the bench's own process once the signer
+    // has stopped (a reference figure): the wall time of a bridge that checks nothing.
+    let bridge_task = tokio::spawn(bridge(client.clone(), pcr_ar.clone(), ar.clone()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A first batch warms the bridge (its watches' first objects, its client's connections);
+    // the second is the one measured.
+    let bridged = async {
+        let cold = format!("{BRIDGE_NAMESPACE}-cold");
+        signer_batch(&client, &pcr_ar, &cold, &stub, BRIDGE_SIGNER).await?;
+        signer_batch(&client, &pcr_ar, BRIDGE_NAMESPACE, &stub, BRIDGE_SIGNER).await
+    }
+    .await;
+    bridge_task.abort();
+    let bridged = bridged?;
     api.shutdown().await;
     f.insert("b13_cold_bare_wall_s", bare_cold.as_secs_f64());
     f.insert("b13_bare_wall_s", bare.as_secs_f64());
@@ -180,9 +208,9 @@ pub async fn b13(opts: &Options, f: &mut Figures) -> Result<()> {
     f.insert("b13_wall_ratio", signer.as_secs_f64() / bare.as_secs_f64());
     f.insert("b13_signer_rss_peak_mib", rss);
     // Where the time goes: the harness's CPU (fake API, test issuer, the bench's client and
-    // watch) during each measured batch, and the signer's own. Their quotient is the floor of
-    // the wall ratio on a machine whose cores the harness and the signer share: the signer's
-    // side needs that much more of the harness even if the signer itself took no CPU.
+    // watch) during each measured batch, and the signer's own. On a machine whose cores the
+    // harness and the signer share, the wall ratio follows the CPU each side spends in all, so
+    // the harness's quotient alone is about where a signer that took no CPU would land.
     f.insert("b13_bare_api_cpu_s", bare_api_cpu.as_secs_f64());
     f.insert("b13_signer_api_cpu_s", signer_api_cpu.as_secs_f64());
     f.insert(
@@ -190,6 +218,11 @@ pub async fn b13(opts: &Options, f: &mut Figures) -> Result<()> {
         signer_api_cpu.as_secs_f64() / bare_api_cpu.as_secs_f64().max(0.001),
     );
     f.insert("b13_signer_cpu_s", signer_cpu.as_secs_f64());
+    f.insert("b13_bridge_wall_s", bridged.as_secs_f64());
+    f.insert(
+        "b13_signer_bridge_ratio",
+        signer.as_secs_f64() / bridged.as_secs_f64(),
+    );
     // A second signer batch right after the first (a reference figure): the signer warm too.
     f.insert("b13_warm_signer_wall_s", signer_warm.as_secs_f64());
     f.insert("b13_warm_signer_cpu_s", warm_signer_cpu.as_secs_f64());
@@ -227,13 +260,14 @@ async fn signer_batch(
     ar: &ApiResource,
     namespace: &str,
     stub: &str,
+    signer_name: &str,
 ) -> Result<Duration> {
     let api = Api::namespaced_with(client.clone(), namespace, ar);
     batch(api, "/status/certificateChain", "signer", |i| {
         json!({
             "apiVersion": "certificates.k8s.io/v1", "kind": "PodCertificateRequest",
             "metadata": {"name": format!("pod-{i}")},
-            "spec": {"signerName": format!("clusterissuers.cert-manager.io/{ISSUER}"),
+            "spec": {"signerName": signer_name,
                      "podName": format!("pod-{i}"), "podUID": format!("uid-{i}"),
                      "serviceAccountName": "default", "serviceAccountUID": "sa",
                      "nodeName": "node", "nodeUID": "node-uid", "maxExpirationSeconds": 86400,
@@ -310,5 +344,104 @@ impl IssuedWatch {
         .map_err(|_| anyhow!("{} of {n} issued within {DEADLINE:?}", seen.len()));
         self.task.abort();
         result?
+    }
+}
+
+/// The least a PodCertificateRequest signer must do through the API, with none of the checks,
+/// limits, trust bundles or metrics a real one has: for each request of [`BRIDGE_SIGNER`]
+/// without a status, one CertificateRequest carrying its stub CSR; for each CertificateRequest
+/// with a certificate, one `/status` write with the chain and the leaf's times. Runs until
+/// aborted; B13 measures the signer against it.
+async fn bridge(client: kube::Client, pcr_ar: ApiResource, cr_ar: ApiResource) -> Result<()> {
+    use futures::StreamExt;
+    use kube::runtime::watcher;
+    const LABEL: &str = "bench.cert-manager.io/bridge";
+    let pcrs: Api<DynamicObject> = Api::all_with(client.clone(), &pcr_ar);
+    let crs: Api<DynamicObject> = Api::all_with(client.clone(), &cr_ar);
+    let mut pcr_events = std::pin::pin!(watcher::watcher(pcrs, watcher::Config::default()));
+    let mut cr_events = std::pin::pin!(watcher::watcher(
+        crs,
+        watcher::Config::default().labels(LABEL)
+    ));
+    // The request each CertificateRequest is for (namespace, name) -> uid, and those done.
+    let mut uids = std::collections::HashMap::new();
+    let mut done = std::collections::HashSet::new();
+    loop {
+        tokio::select! {
+            Some(ev) = pcr_events.next() => {
+                let Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) = ev else { continue };
+                if o.data.pointer("/spec/signerName").and_then(serde_json::Value::as_str) != Some(BRIDGE_SIGNER)
+                    || o.data.pointer("/status/conditions").is_some()
+                {
+                    continue;
+                }
+                let (Some(ns), Some(name), Some(uid)) =
+                    (o.metadata.namespace.clone(), o.metadata.name.clone(), o.metadata.uid.clone())
+                else {
+                    continue;
+                };
+                if uids.insert((ns.clone(), name.clone()), uid).is_some() {
+                    continue;
+                }
+                let stub = o.data.pointer("/spec/stubPKCS10Request").and_then(serde_json::Value::as_str).unwrap_or("").to_owned();
+                let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &cr_ar);
+                tokio::spawn(async move {
+                    let mut pem = String::from("-----BEGIN CERTIFICATE REQUEST-----\n");
+                    for line in stub.as_bytes().chunks(64) {
+                        pem.push_str(&String::from_utf8_lossy(line));
+                        pem.push('\n');
+                    }
+                    pem.push_str("-----END CERTIFICATE REQUEST-----\n");
+                    let cr = json!({
+                        "apiVersion": "cert-manager.io/v1", "kind": "CertificateRequest",
+                        "metadata": {"name": name, "labels": {LABEL: "true"}},
+                        "spec": {"request": base64::engine::general_purpose::STANDARD.encode(pem),
+                                 "issuerRef": {"name": ISSUER, "kind": "ClusterIssuer", "group": "cert-manager.io"},
+                                 "duration": "24h0m0s", "usages": ["digital signature", "server auth", "client auth"]},
+                    });
+                    if let Ok(cr) = serde_json::from_value::<DynamicObject>(cr) {
+                        let _ = api.create(&PostParams::default(), &cr).await;
+                    }
+                });
+            }
+            Some(ev) = cr_events.next() => {
+                let Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) = ev else { continue };
+                let Some(cert) = o.data.pointer("/status/certificate").and_then(serde_json::Value::as_str) else { continue };
+                let (Some(ns), Some(name)) = (o.metadata.namespace.clone(), o.metadata.name.clone()) else { continue };
+                let Some(uid) = uids.get(&(ns.clone(), name.clone())).cloned() else { continue };
+                if !done.insert((ns.clone(), name.clone())) {
+                    continue;
+                }
+                let chain = base64::engine::general_purpose::STANDARD.decode(cert).unwrap_or_default();
+                let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &pcr_ar);
+                let pcr_ar = pcr_ar.clone();
+                tokio::spawn(async move {
+                    let Ok(leaf) = cmcsi_keygen::LeafValidity::from_pem(&chain) else { return };
+                    let stamp = |t: std::time::SystemTime| {
+                        jiff::Timestamp::try_from(t)
+                            .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+                            .unwrap_or_default()
+                    };
+                    let (nb, na) = (leaf.not_before, leaf.not_after);
+                    let refresh = nb + na.duration_since(nb).unwrap_or_default() * 2 / 3;
+                    let now = stamp(std::time::SystemTime::now());
+                    let body = json!({
+                        "apiVersion": pcr_ar.api_version, "kind": pcr_ar.kind,
+                        "metadata": {"name": name, "namespace": ns, "uid": uid},
+                        "status": {
+                            "conditions": [{"type": "Issued", "status": "True", "reason": "Issued",
+                                            "message": "issued", "lastTransitionTime": now}],
+                            "certificateChain": String::from_utf8_lossy(&chain),
+                            "notBefore": stamp(nb), "notAfter": stamp(na),
+                            "beginRefreshAt": stamp(refresh), "issuedAt": now,
+                        },
+                    });
+                    if let Ok(obj) = serde_json::from_value::<DynamicObject>(body) {
+                        let _ = api.replace_status(&name, &PostParams::default(), &obj).await;
+                    }
+                });
+            }
+            else => return Ok(()),
+        }
     }
 }
