@@ -263,6 +263,10 @@ const KEYS: &[(&str, &str)] = &[
     ("b13_warm_signer_wall_s", "s"),
     ("b13_warm_signer_cpu_s", "s"),
     ("b13_warm_wall_ratio", ""),
+    ("b13_split_bare_wall_s", "s"),
+    ("b13_split_signer_wall_s", "s"),
+    ("b13_split_wall_ratio", ""),
+    ("b13_split_harness_cpu_ratio", ""),
 ];
 
 /// How one figure is judged.
@@ -494,6 +498,10 @@ mod tests {
             ("b13_warm_signer_wall_s", 2.4),
             ("b13_warm_signer_cpu_s", 0.3),
             ("b13_warm_wall_ratio", 1.2),
+            ("b13_split_bare_wall_s", 2.4),
+            ("b13_split_signer_wall_s", 3.0),
+            ("b13_split_wall_ratio", 1.25),
+            ("b13_split_harness_cpu_ratio", 1.3),
         ]
         .into_iter()
         .collect()

@@ -8,6 +8,10 @@
 //! starts), counting distinct objects that carry their certificate; the same fake API and
 //! test issuer serve both, warmed by a first bare batch that is reported but not compared. The signer runs with no client-side rate limit, as the bench's
 //! client has none.
+//!
+//! Reference figures explain the ratio: the CPU each side's harness and the signer spend, a
+//! pair of batches with the CPUs split between the harness and the signer (`b13_split_*`), and
+//! a bridge that makes only the writes the API needs and checks nothing (`b13_bridge_wall_s`).
 
 use std::time::{Duration, Instant};
 
@@ -73,6 +77,7 @@ pub async fn b13(opts: &Options, f: &mut Figures) -> Result<()> {
         "v1",
         "CertificateRequest",
     ));
+    let cr_ar = ar.clone();
     let csr_pem_b64 = b64.encode(csr_pem.as_bytes());
     let ticks = sys::clock_ticks();
     let me = std::process::id();
@@ -176,7 +181,20 @@ pub async fn b13(opts: &Options, f: &mut Figures) -> Result<()> {
         )
         .await?;
         let warm_cpu = sys::cpu_time(pid, ticks)?.saturating_sub(signer_cpu0);
-        Ok((wall, rss, api_cpu, signer_cpu, warm, warm_cpu))
+        let split = split_pair(
+            &Sides {
+                client: &client,
+                cr: &cr_ar,
+                pcr: ar,
+                csr_pem_b64: &csr_pem_b64,
+                stub: &stub,
+                signer_name: &signer_name,
+            },
+            pid,
+            ticks,
+        )
+        .await?;
+        Ok((wall, rss, api_cpu, signer_cpu, warm, warm_cpu, split))
     }
     .await;
     let _ = child.kill();
@@ -185,7 +203,7 @@ pub async fn b13(opts: &Options, f: &mut Figures) -> Result<()> {
         let _ = std::fs::create_dir_all(logs);
         let _ = std::fs::copy(dir.path().join("signer.log"), logs.join("b13-signer.log"));
     }
-    let (signer, rss, signer_api_cpu, signer_cpu, signer_warm, warm_signer_cpu) = result?;
+    let (signer, rss, signer_api_cpu, signer_cpu, signer_warm, warm_signer_cpu, split) = result?;
 
     // The least any signer must do through this API, in the bench's own process once the signer
     // has stopped (a reference figure): the wall time of a bridge that checks nothing.
@@ -223,6 +241,15 @@ pub async fn b13(opts: &Options, f: &mut Figures) -> Result<()> {
         "b13_signer_bridge_ratio",
         signer.as_secs_f64() / bridged.as_secs_f64(),
     );
+    if let Some(split) = split {
+        f.insert("b13_split_bare_wall_s", split.bare.as_secs_f64());
+        f.insert("b13_split_signer_wall_s", split.signer.as_secs_f64());
+        f.insert(
+            "b13_split_wall_ratio",
+            split.signer.as_secs_f64() / split.bare.as_secs_f64(),
+        );
+        f.insert("b13_split_harness_cpu_ratio", split.harness_cpu_ratio);
+    }
     // A second signer batch right after the first (a reference figure): the signer warm too.
     f.insert("b13_warm_signer_wall_s", signer_warm.as_secs_f64());
     f.insert("b13_warm_signer_cpu_s", warm_signer_cpu.as_secs_f64());
@@ -231,6 +258,73 @@ pub async fn b13(opts: &Options, f: &mut Figures) -> Result<()> {
         signer_warm.as_secs_f64() / bare.as_secs_f64(),
     );
     Ok(())
+}
+
+/// What the batches of both sides need.
+struct Sides<'a> {
+    client: &'a kube::Client,
+    cr: &'a ApiResource,
+    pcr: &'a ApiResource,
+    csr_pem_b64: &'a str,
+    stub: &'a str,
+    signer_name: &'a str,
+}
+
+/// A bare batch and a signer batch with the CPUs split (see [`split_pair`]).
+struct Split {
+    bare: Duration,
+    signer: Duration,
+    /// The harness's CPU during the signer's batch over that during the bare one.
+    harness_cpu_ratio: f64,
+}
+
+/// One more bare batch and one more signer batch (both warm, a reference figure) with this
+/// process (the fake API, the test issuer and the bench's client) on one CPU and the signer
+/// `signer_pid` on another, as on a cluster, where the signer has a node of its own and takes
+/// no CPU from the API server. What is left of the wall ratio is then the extra work the
+/// PodCertificateRequest flow asks of the API (two more writes, two more watches). Both
+/// processes get their CPUs back afterwards; `None` where this process may use only one CPU.
+async fn split_pair(sides: &Sides<'_>, signer_pid: u32, ticks: f64) -> Result<Option<Split>> {
+    let me = std::process::id();
+    let mine = sys::affinity(me)?;
+    let theirs = sys::affinity(signer_pid)?;
+    let &[api_cpu, signer_cpu, ..] = sys::cpu_list(&mine)?.as_slice() else {
+        eprintln!("bench: B13: one CPU only; no split-CPU figures");
+        return Ok(None);
+    };
+    let result = async {
+        sys::set_affinity(me, &api_cpu.to_string())?;
+        sys::set_affinity(signer_pid, &signer_cpu.to_string())?;
+        let cpu0 = sys::cpu_time(me, ticks)?;
+        let bare = bare_batch(
+            sides.client,
+            sides.cr,
+            &format!("{BARE_NAMESPACE}-split"),
+            sides.csr_pem_b64,
+        )
+        .await?;
+        let cpu1 = sys::cpu_time(me, ticks)?;
+        let signer = signer_batch(
+            sides.client,
+            sides.pcr,
+            &format!("{SIGNER_NAMESPACE}-split"),
+            sides.stub,
+            sides.signer_name,
+        )
+        .await?;
+        let cpu2 = sys::cpu_time(me, ticks)?;
+        anyhow::Ok(Split {
+            bare,
+            signer,
+            harness_cpu_ratio: cpu2.saturating_sub(cpu1).as_secs_f64()
+                / cpu1.saturating_sub(cpu0).as_secs_f64().max(0.001),
+        })
+    }
+    .await;
+    let restored = sys::set_affinity(me, &mine).and(sys::set_affinity(signer_pid, &theirs));
+    let split = result?;
+    restored?;
+    Ok(Some(split))
 }
 
 /// Creates 1,000 bare CertificateRequests in `namespace` at once and awaits them all;

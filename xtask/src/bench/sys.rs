@@ -80,6 +80,51 @@ pub fn cpu_time(pid: u32, ticks_per_second: f64) -> Result<Duration> {
     ))
 }
 
+/// The CPUs `pid` may run on, as the kernel lists them (`Cpus_allowed_list`
+/// of `/proc/<pid>/status`, such as `0-3,6`).
+pub fn affinity(pid: u32) -> Result<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .map(|l| l.trim().to_owned())
+        .ok_or_else(|| anyhow!("no Cpus_allowed_list line in /proc/{pid}/status"))
+}
+
+/// Puts every thread of `pid` on the CPUs of `list` (as [`affinity`] gives
+/// them); threads started later inherit it from the thread that starts them.
+/// By util-linux's `taskset -a`, which the bench needs anyway for `unshare`.
+pub fn set_affinity(pid: u32, list: &str) -> Result<()> {
+    let out = std::process::Command::new("taskset")
+        .args(["-a", "-p", "-c", list, &pid.to_string()])
+        .output()
+        .context("running taskset (util-linux)")?;
+    if !out.status.success() {
+        return Err(anyhow!(
+            "taskset -a -p -c {list} {pid} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(())
+}
+
+/// The CPU numbers of a list such as `0-3,6`.
+pub fn cpu_list(list: &str) -> Result<Vec<u32>> {
+    let mut cpus = Vec::new();
+    for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let num = |s: &str| {
+            s.parse::<u32>()
+                .with_context(|| format!("malformed CPU list `{list}`"))
+        };
+        match part.split_once('-') {
+            Some((a, b)) => cpus.extend(num(a)?..=num(b)?),
+            None => cpus.push(num(part)?),
+        }
+    }
+    Ok(cpus)
+}
+
 /// Machine-wide CPU time so far, from the first line of `/proc/stat`:
 /// `(busy, steal)` where busy is everything but idle, iowait and steal.
 pub fn machine_cpu(ticks_per_second: f64) -> Result<(Duration, Duration)> {
@@ -175,6 +220,17 @@ pub fn unmount_below(dir: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_lists_as_the_kernel_writes_them() {
+        assert_eq!(cpu_list("0-1").unwrap(), vec![0, 1]);
+        assert_eq!(cpu_list("0-2,5,7-8").unwrap(), vec![0, 1, 2, 5, 7, 8]);
+        assert_eq!(cpu_list("3").unwrap(), vec![3]);
+        assert!(cpu_list("0-x").is_err());
+        // This process's own list parses and holds at least one CPU.
+        let mine = affinity(std::process::id()).unwrap();
+        assert!(!cpu_list(&mine).unwrap().is_empty(), "{mine}");
+    }
 
     #[test]
     fn percentiles_by_nearest_rank() {
