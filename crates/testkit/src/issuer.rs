@@ -204,7 +204,7 @@ fn sign(shared: &Arc<Shared>, ns: &str, name: &str, lifetime: Option<Duration>) 
     let same = st
         .objects
         .get(&key)
-        .is_some_and(|o| str_at(o, "/metadata/uid").map(str::to_owned) == uid);
+        .is_some_and(|o| str_at(o, "/metadata/uid") == uid.as_deref());
     if !same {
         return;
     }

@@ -6,8 +6,8 @@
 //! Both sides are measured the same way: the bench's one client creates the 1,000 objects
 //! at once and awaits them on one watch of its own (opened and synced before the clock
 //! starts), counting distinct objects that carry their certificate; the same fake API and
-//! test issuer serve both, warmed by a first bare batch that is reported but not compared. The signer runs with no client-side rate limit, as the bench's
-//! client has none.
+//! test issuer serve both, warmed by a first bare batch that is reported but not compared.
+//! The signer runs with no client-side rate limit, as the bench's client has none.
 //!
 //! Reference figures explain the ratio: the CPU each side's harness and the signer spend, a
 //! pair of batches with the CPUs split between the harness and the signer (`b13_split_*`), and
@@ -77,7 +77,6 @@ pub async fn b13(opts: &Options, f: &mut Figures) -> Result<()> {
         "v1",
         "CertificateRequest",
     ));
-    let cr_ar = ar.clone();
     let csr_pem_b64 = b64.encode(csr_pem.as_bytes());
     let ticks = sys::clock_ticks();
     let me = std::process::id();
@@ -141,7 +140,6 @@ pub async fn b13(opts: &Options, f: &mut Figures) -> Result<()> {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let ar = &pcr_ar;
         let signer_name = format!("clusterissuers.cert-manager.io/{ISSUER}");
         // Let the signer sync its own watches.
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -162,7 +160,7 @@ pub async fn b13(opts: &Options, f: &mut Figures) -> Result<()> {
         });
         let harness_cpu0 = sys::cpu_time(me, ticks)?;
         let signer_cpu0 = sys::cpu_time(pid, ticks)?;
-        let wall = signer_batch(&client, ar, SIGNER_NAMESPACE, &stub, &signer_name).await?;
+        let wall = signer_batch(&client, &pcr_ar, SIGNER_NAMESPACE, &stub, &signer_name).await?;
         let api_cpu = sys::cpu_time(me, ticks)?.saturating_sub(harness_cpu0);
         let signer_cpu = sys::cpu_time(pid, ticks)?.saturating_sub(signer_cpu0);
         sampler.abort();
@@ -174,7 +172,7 @@ pub async fn b13(opts: &Options, f: &mut Figures) -> Result<()> {
         let signer_cpu0 = sys::cpu_time(pid, ticks)?;
         let warm = signer_batch(
             &client,
-            ar,
+            &pcr_ar,
             &format!("{SIGNER_NAMESPACE}-warm"),
             &stub,
             &signer_name,
@@ -184,8 +182,8 @@ pub async fn b13(opts: &Options, f: &mut Figures) -> Result<()> {
         let split = split_pair(
             &Sides {
                 client: &client,
-                cr: &cr_ar,
-                pcr: ar,
+                cr: &ar,
+                pcr: &pcr_ar,
                 csr_pem_b64: &csr_pem_b64,
                 stub: &stub,
                 signer_name: &signer_name,
@@ -480,6 +478,7 @@ async fn bridge(client: kube::Client, pcr_ar: ApiResource, cr_ar: ApiResource) -
                 let stub = o.data.pointer("/spec/stubPKCS10Request").and_then(serde_json::Value::as_str).unwrap_or("").to_owned();
                 let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &cr_ar);
                 tokio::spawn(async move {
+                    // The stub is the DER in base64 already: its PEM is that text in lines of 64.
                     let mut pem = String::from("-----BEGIN CERTIFICATE REQUEST-----\n");
                     for line in stub.as_bytes().chunks(64) {
                         pem.push_str(&String::from_utf8_lossy(line));
