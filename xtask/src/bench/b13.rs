@@ -64,12 +64,9 @@ pub async fn b13(opts: &Options, f: &mut Figures) -> Result<()> {
         },
     )?;
     let b64 = base64::engine::general_purpose::STANDARD;
-    // The PEM's body is the DER, base64: what the kubelet puts in stubPKCS10Request.
-    let body: String = csr_pem
-        .lines()
-        .filter(|l| !l.starts_with("-----"))
-        .collect();
-    let csr_der = b64.decode(body).context("the CSR's PEM body")?;
+    // The DER, as the kubelet puts it (base64) in stubPKCS10Request.
+    let (_, csr_der) =
+        der::pem::decode_vec(csr_pem.as_bytes()).map_err(|e| anyhow!("the CSR's PEM: {e}"))?;
 
     // Bare: create 1,000 CertificateRequests at once, await all on one watch.
     let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(
@@ -455,9 +452,9 @@ async fn bridge(client: kube::Client, pcr_ar: ApiResource, cr_ar: ApiResource) -
         crs,
         watcher::Config::default().labels(LABEL)
     ));
-    // The request each CertificateRequest is for (namespace, name) -> uid, and those done.
+    // The request each CertificateRequest is for, (namespace, name) -> uid, until its status
+    // write starts: one in it is not taken again, and one done has conditions.
     let mut uids = std::collections::HashMap::new();
-    let mut done = std::collections::HashSet::new();
     loop {
         tokio::select! {
             Some(ev) = pcr_events.next() => {
@@ -478,13 +475,8 @@ async fn bridge(client: kube::Client, pcr_ar: ApiResource, cr_ar: ApiResource) -
                 let stub = o.data.pointer("/spec/stubPKCS10Request").and_then(serde_json::Value::as_str).unwrap_or("").to_owned();
                 let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &cr_ar);
                 tokio::spawn(async move {
-                    // The stub is the DER in base64 already: its PEM is that text in lines of 64.
-                    let mut pem = String::from("-----BEGIN CERTIFICATE REQUEST-----\n");
-                    for line in stub.as_bytes().chunks(64) {
-                        pem.push_str(&String::from_utf8_lossy(line));
-                        pem.push('\n');
-                    }
-                    pem.push_str("-----END CERTIFICATE REQUEST-----\n");
+                    let Ok(der) = base64::engine::general_purpose::STANDARD.decode(stub) else { return };
+                    let Ok(pem) = der::pem::encode_string("CERTIFICATE REQUEST", der::pem::LineEnding::LF, &der) else { return };
                     let cr = json!({
                         "apiVersion": "cert-manager.io/v1", "kind": "CertificateRequest",
                         "metadata": {"name": name, "labels": {LABEL: "true"}},
@@ -501,10 +493,7 @@ async fn bridge(client: kube::Client, pcr_ar: ApiResource, cr_ar: ApiResource) -
                 let Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) = ev else { continue };
                 let Some(cert) = o.data.pointer("/status/certificate").and_then(serde_json::Value::as_str) else { continue };
                 let (Some(ns), Some(name)) = (o.metadata.namespace.clone(), o.metadata.name.clone()) else { continue };
-                let Some(uid) = uids.get(&(ns.clone(), name.clone())).cloned() else { continue };
-                if !done.insert((ns.clone(), name.clone())) {
-                    continue;
-                }
+                let Some(uid) = uids.remove(&(ns.clone(), name.clone())) else { continue };
                 let chain = base64::engine::general_purpose::STANDARD.decode(cert).unwrap_or_default();
                 let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &pcr_ar);
                 let pcr_ar = pcr_ar.clone();
